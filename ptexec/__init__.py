@@ -1,0 +1,1 @@
+"""ptexec: real prompt tuning (torch + peft) scheduled by ptsim's policies."""

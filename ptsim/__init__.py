@@ -1,0 +1,3 @@
+"""ptsim: a discrete-event model of PromptTuner-style prompt-tuning clusters."""
+
+__version__ = "0.1.0"

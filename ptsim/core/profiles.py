@@ -1,0 +1,179 @@
+"""Profile tables: step time by model x global batch x GPU count, cold-start and evaluation time
+per model, and the driver mechanics (hand-over and reconfiguration pauses).
+
+Tables follow ElasticFlow's throughput layout: one row per global batch size, one column per GPU
+count, each cell in iterations per second (NaN where not measured). Loading them from files is the
+drivers' job (``ptsim.profiles_io``); this module only holds them and answers queries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+
+class UnknownName(KeyError):
+    """A name (model, policy, layout...) that is not known; the message lists what exists."""
+
+    def __init__(self, kind: str, name: str, known: Sequence[str]) -> None:
+        self.kind, self.name, self.known = kind, name, tuple(known)
+        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(sorted(self.known))}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class ThroughputTable:
+    """Iterations per second of one model by global batch size (rows) and GPU count (columns).
+
+    Queries between measured points interpolate linearly in samples per second; GPU counts
+    beyond the last measured column get no further speed-up; batches outside the measured rows
+    keep the nearest row's samples per second.
+    """
+
+    batches: tuple[int, ...]
+    gpu_counts: tuple[int, ...]
+    iters_per_s: npt.NDArray[np.float64]  # shape (len(batches), len(gpu_counts))
+    _cache: dict[tuple[int, int], float] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        arr = np.asarray(self.iters_per_s, dtype=np.float64)
+        if arr.shape != (len(self.batches), len(self.gpu_counts)):
+            raise ValueError(
+                f"throughput table shape {arr.shape} != ({len(self.batches)}, "
+                f"{len(self.gpu_counts)})"
+            )
+        if list(self.batches) != sorted(set(self.batches)) or not self.batches:
+            raise ValueError("throughput table batches must be distinct and ascending")
+        if list(self.gpu_counts) != sorted(set(self.gpu_counts)) or not self.gpu_counts:
+            raise ValueError("throughput table GPU counts must be distinct and ascending")
+        if self.gpu_counts[0] != 1:
+            raise ValueError("throughput table must have a 1-GPU column")
+        if np.any(arr[~np.isnan(arr)] <= 0):
+            raise ValueError("throughput table cells must be > 0 (or empty)")
+        if np.any(np.isnan(arr[:, 0])):
+            raise ValueError("throughput table needs a value for 1 GPU in every row")
+        object.__setattr__(self, "iters_per_s", arr)
+
+    def _samples_per_s_row(self, row: int, gpus: int) -> float:
+        vals = self.iters_per_s[row] * self.batches[row]
+        ok = ~np.isnan(vals)
+        counts = np.asarray(self.gpu_counts, dtype=np.float64)[ok]
+        return float(np.interp(gpus, counts, vals[ok]))  # flat beyond the last column
+
+    def iters_per_second(self, gpus: int, batch: int) -> float:
+        """Iterations per second on ``gpus`` GPUs at global batch ``batch``."""
+        key = (gpus, batch)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        if gpus < 1 or batch < 1:
+            raise ValueError(f"need gpus >= 1 and batch >= 1, got {gpus}, {batch}")
+        rows = [self._samples_per_s_row(r, gpus) for r in range(len(self.batches))]
+        sps = float(np.interp(batch, np.asarray(self.batches, dtype=np.float64), rows))
+        value = sps / batch
+        self._cache[key] = value
+        return value
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """Everything the scheduler knows about one model on one kind of GPU.
+
+    ``cold_start_s``: bring a free GPU into service (container + weight load + runtime init).
+    ``reload_s``: swap the model on a GPU that already runs the tuning runtime (weights only).
+    ``eval_s``: one Prompt Bank score assessment (a short evaluation on the new task's data).
+    """
+
+    name: str
+    params: float
+    throughput: ThroughputTable
+    cold_start_s: float
+    reload_s: float
+    eval_s: float
+
+    def __post_init__(self) -> None:
+        for f in ("cold_start_s", "reload_s", "eval_s"):
+            if getattr(self, f) < 0:
+                raise ValueError(f"model {self.name}: {f} must be >= 0")
+
+
+@dataclass(frozen=True)
+class Mechanics:
+    """Driver mechanics charged on top of training time, in seconds.
+
+    - ``handover_s``: a warm GPU (model loaded) joins a job: the prompt hand-over.
+    - ``reconfig_s`` + ``reconfig_per_level_s`` x (log2 n + 1): pause when a job's GPU set changes
+      while it runs (ElasticFlow's restart model is ``reconfig_s=0, reconfig_per_level_s=2``).
+    - ``cold_start_scale``: multiplies every model's cold-start and reload time (sensitivity).
+    - ``start_partial``: a job trains on the GPUs that are ready while others still load; when
+      False it waits until every GPU it holds is ready.
+    """
+
+    handover_s: float = 0.5
+    reconfig_s: float = 2.0
+    reconfig_per_level_s: float = 0.0
+    cold_start_scale: float = 1.0
+    start_partial: bool = True
+
+    def reconfig_pause(self, gpus: int) -> float:
+        """Pause of a running job whose GPU set changes to ``gpus`` GPUs."""
+        if gpus <= 0:
+            return 0.0
+        return self.reconfig_s + self.reconfig_per_level_s * (math.log2(gpus) + 1.0)
+
+
+@dataclass(frozen=True)
+class ProfileSet:
+    """The models a run knows, by name, plus the mechanics."""
+
+    models: Mapping[str, ModelProfile]
+    mechanics: Mechanics = Mechanics()
+    name: str = "profiles"
+
+    def model(self, name: str) -> ModelProfile:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise UnknownName("model", name, list(self.models)) from None
+
+    def step_time(self, model: str, gpus: int, batch: int) -> float:
+        """Seconds per iteration of ``model`` on ``gpus`` GPUs at global batch ``batch``."""
+        return 1.0 / self.model(model).throughput.iters_per_second(gpus, batch)
+
+    def iters_per_second(self, model: str, gpus: int, batch: int) -> float:
+        return self.model(model).throughput.iters_per_second(gpus, batch)
+
+    def cold_start(self, model: str) -> float:
+        return self.model(model).cold_start_s * self.mechanics.cold_start_scale
+
+    def reload(self, model: str) -> float:
+        return self.model(model).reload_s * self.mechanics.cold_start_scale
+
+    def eval_time(self, model: str) -> float:
+        return self.model(model).eval_s
+
+    def run_time(self, model: str, gpus: int, batch: int, iters: float) -> float:
+        """Training time of ``iters`` iterations, no pauses."""
+        return iters * self.step_time(model, gpus, batch)
+
+
+def cold_start_estimate(
+    params: float,
+    *,
+    container_s: float,
+    bandwidth_gb_s: float,
+    init_s: float,
+    bytes_per_param: float = 2.0,
+) -> float:
+    """Cold start = container start + weights (bytes_per_param x params) / bandwidth + init."""
+    if bandwidth_gb_s <= 0:
+        raise ValueError("bandwidth_gb_s must be > 0")
+    return container_s + bytes_per_param * params / (bandwidth_gb_s * 1e9) + init_s

@@ -1,0 +1,241 @@
+"""Value types shared by the policies and both drivers: jobs, GPUs, snapshots, decisions, actions.
+
+Everything here is immutable. Times are seconds on the driver's clock (simulated seconds in
+ptsim, seconds since the run started in ptexec). Ids are plain strings (jobs) and ints (GPUs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+from types import MappingProxyType
+
+EMPTY_MAP: Mapping[str, tuple[int, ...]] = MappingProxyType({})
+
+
+class GpuState(StrEnum):
+    """Life cycle of a GPU: free -> loading(model) -> warm(model) <-> busy(job) -> free."""
+
+    FREE = "free"
+    LOADING = "loading"
+    WARM = "warm"
+    BUSY = "busy"
+
+
+class JobState(StrEnum):
+    """Life cycle of a job as the core sees it."""
+
+    QUEUED = "queued"  # admitted or waiting, holds no GPU
+    STARTING = "starting"  # holds GPUs, waiting for loads or a reconfiguration pause
+    RUNNING = "running"  # training on all of its ready GPUs
+    DONE = "done"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What a user submitted: one prompt-tuning job.
+
+    ``iterations`` is the number of iterations the job needs to reach its target when it starts
+    from the default initial prompt (simulation); the executor uses ``target`` instead.
+    ``num_gpus`` is the count the user asked for (the trace's value); ``min_gpus``/``max_gpus`` the
+    range an elastic policy may use.
+    """
+
+    job_id: str
+    arrival: float
+    model: str
+    task: str
+    deadline: float
+    batch_size: int
+    iterations: int
+    num_gpus: int = 1
+    min_gpus: int = 1
+    max_gpus: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.job_id:
+            raise ValueError("job_id must be non-empty")
+        if self.arrival < 0:
+            raise ValueError(f"job {self.job_id}: arrival {self.arrival} < 0")
+        if self.deadline < self.arrival:
+            raise ValueError(f"job {self.job_id}: deadline {self.deadline} before arrival")
+        if self.batch_size < 1 or self.iterations < 1:
+            raise ValueError(f"job {self.job_id}: batch_size and iterations must be >= 1")
+        if not 1 <= self.min_gpus <= self.max_gpus:
+            raise ValueError(f"job {self.job_id}: need 1 <= min_gpus <= max_gpus")
+        if not self.min_gpus <= self.num_gpus <= self.max_gpus:
+            raise ValueError(f"job {self.job_id}: num_gpus outside [min_gpus, max_gpus]")
+
+
+@dataclass(frozen=True, slots=True)
+class InitChoice:
+    """The initial prompt chosen for a job (by the Prompt Bank, or the default one).
+
+    ``source`` is the bank entry id (``None`` for the default prompt); ``source_task`` its task;
+    ``assessments`` the number of score assessments the lookup made; ``lookup_s`` their cost in
+    seconds, charged on the job's first GPU; ``saving`` the fraction of iterations it saves
+    against the default prompt (what the iterations model predicts, known to the simulator only).
+    """
+
+    source: str | None = None
+    source_task: str | None = None
+    layout: str = "none"
+    assessments: int = 0
+    lookup_s: float = 0.0
+    expected_saving: float = 0.0
+
+
+DEFAULT_INIT = InitChoice()
+
+
+@dataclass(frozen=True, slots=True)
+class GpuView:
+    """One GPU as a policy sees it. ``model`` is set when loading or warm or busy; ``job`` when
+    the GPU is held by (busy for, or loading for) a job."""
+
+    gid: int
+    node: int
+    state: GpuState
+    model: str | None = None
+    job: str | None = None
+    since: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """One live job as a policy sees it."""
+
+    spec: JobSpec
+    state: JobState
+    gpus: tuple[int, ...]
+    ready_gpus: int  # how many of ``gpus`` hold the model and can train
+    iters_done: float
+    iters_needed: float  # current estimate of the total iterations to target
+    init: InitChoice | None  # None until an initial prompt is chosen
+    first_start: float | None  # when the job first trained, if it has
+    rescales: int
+
+    @property
+    def job_id(self) -> str:
+        return self.spec.job_id
+
+    @property
+    def remaining_iters(self) -> float:
+        return max(0.0, self.iters_needed - self.iters_done)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The cluster at one instant: what every policy decides from.
+
+    ``gpus`` is indexed by gid. ``jobs`` holds live jobs (not done, not rejected) in arrival
+    order. ``free`` and ``warm_idle`` are the gids of free GPUs and of idle warm GPUs per model,
+    ascending, kept by the cluster state so that policies need not scan every GPU.
+    """
+
+    now: float
+    gpus: tuple[GpuView, ...]
+    jobs: tuple[JobView, ...]
+    gpus_per_node: int
+    free: tuple[int, ...]
+    warm_idle: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: EMPTY_MAP)
+
+    @property
+    def num_gpus(self) -> int:
+        return len(self.gpus)
+
+    @cached_property
+    def jobs_by_id(self) -> Mapping[str, JobView]:
+        return MappingProxyType({j.job_id: j for j in self.jobs})
+
+    @cached_property
+    def queued(self) -> tuple[JobView, ...]:
+        return tuple(j for j in self.jobs if j.state is JobState.QUEUED)
+
+    def warm_idle_of(self, model: str) -> tuple[int, ...]:
+        return self.warm_idle.get(model, ())
+
+    @cached_property
+    def loading_idle(self) -> tuple[int, ...]:
+        """GPUs loading a model for no job (pre-warming)."""
+        return tuple(
+            g.gid for g in self.gpus if g.state is GpuState.LOADING and g.job is None
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a policy wants, applied by the core's cluster state.
+
+    - ``allocations``: job id -> the GPU set the job should hold from now on. Jobs not listed
+      keep what they have; an empty tuple takes every GPU from the job (it goes back to the
+      queue). GPUs the job gives up become warm-idle.
+    - ``reject``: jobs refused at admission (counted as SLO violations).
+    - ``init``: job id -> the initial prompt chosen for it (a job gets one once).
+    - ``prewarm``: gid -> model to load on a free or warm-idle GPU with no job.
+    - ``release``: warm-idle (or pre-warming) GPUs to hand back; they stop costing money.
+    - ``wake_at``: when the policy wants to be asked again even if nothing happens.
+    """
+
+    allocations: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    reject: tuple[str, ...] = ()
+    init: Mapping[str, InitChoice] = field(default_factory=dict)
+    prewarm: Mapping[int, str] = field(default_factory=dict)
+    release: tuple[int, ...] = ()
+    wake_at: float | None = None
+
+
+NO_DECISION = Decision()
+
+
+# ---------------------------------------------------------------------------------------------
+# Actions: the mechanical work a driver carries out after the state accepted a decision.
+
+
+@dataclass(frozen=True, slots=True)
+class LoadModel:
+    """Start loading ``model`` on ``gid`` (a cold start, or a reload over another model).
+    The driver calls ``ClusterState.gpu_ready(gid, token)`` when it is done."""
+
+    gid: int
+    model: str
+    job: str | None
+    token: int
+    reload: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseGpu:
+    """Unload ``gid`` and give it back: it stops being provisioned."""
+
+    gid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reconfigure:
+    """Job ``job`` now trains on ``gpus`` (its ready GPUs); the driver pauses it ``pause_s``
+    (hand-over, reconfiguration and, on its first start, the bank lookup) and then calls
+    ``ClusterState.job_resumed``. ``gpus`` empty means the job stopped training."""
+
+    job: str
+    gpus: tuple[int, ...]
+    first: bool
+    grew_cold: bool  # some GPU of the new set needed a model load
+
+
+@dataclass(frozen=True, slots=True)
+class RejectJob:
+    job: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidRequest:
+    """A part of a decision the state refused (an invariant would have broken)."""
+
+    what: str
+
+
+Action = LoadModel | ReleaseGpu | Reconfigure | RejectJob | InvalidRequest
