@@ -112,7 +112,9 @@ class JobView:
     state: JobState
     gpus: tuple[int, ...]
     ready_gpus: int  # how many of ``gpus`` hold the model and can train
-    iters_done: float
+    iters_done: float  # at time ``progress_at``
+    progress_at: float
+    rate: float  # iterations per second while running, else 0
     iters_needed: float  # current estimate of the total iterations to target
     init: InitChoice | None  # None until an initial prompt is chosen
     first_start: float | None  # when the job first trained, if it has
@@ -122,9 +124,13 @@ class JobView:
     def job_id(self) -> str:
         return self.spec.job_id
 
-    @property
-    def remaining_iters(self) -> float:
-        return max(0.0, self.iters_needed - self.iters_done)
+    def done_at(self, now: float) -> float:
+        """Iterations done by ``now``, extrapolated at the current rate."""
+        return min(self.iters_needed, self.iters_done + self.rate * (now - self.progress_at))
+
+    def remaining_at(self, now: float) -> float:
+        """Estimated iterations still needed at ``now``."""
+        return max(0.0, self.iters_needed - self.done_at(now))
 
 
 @dataclass(frozen=True)
@@ -132,8 +138,10 @@ class Snapshot:
     """The cluster at one instant: what every policy decides from.
 
     ``gpus`` is indexed by gid. ``jobs`` holds live jobs (not done, not rejected) in arrival
-    order. ``free`` and ``warm_idle`` are the gids of free GPUs and of idle warm GPUs per model,
-    ascending, kept by the cluster state so that policies need not scan every GPU.
+    order; ``queued`` those of them that hold no GPU. ``free`` and ``warm_idle`` are the gids of
+    free GPUs, of idle warm GPUs per model and of GPUs loading a model for no job (pre-warming),
+    ascending. The cluster state keeps these indexes so
+    that policies need not scan every GPU and job.
     """
 
     now: float
@@ -142,6 +150,8 @@ class Snapshot:
     gpus_per_node: int
     free: tuple[int, ...]
     warm_idle: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: EMPTY_MAP)
+    queued: tuple[JobView, ...] = ()
+    prewarming: tuple[int, ...] = ()
 
     @property
     def num_gpus(self) -> int:
@@ -151,19 +161,9 @@ class Snapshot:
     def jobs_by_id(self) -> Mapping[str, JobView]:
         return MappingProxyType({j.job_id: j for j in self.jobs})
 
-    @cached_property
-    def queued(self) -> tuple[JobView, ...]:
-        return tuple(j for j in self.jobs if j.state is JobState.QUEUED)
-
     def warm_idle_of(self, model: str) -> tuple[int, ...]:
         return self.warm_idle.get(model, ())
 
-    @cached_property
-    def loading_idle(self) -> tuple[int, ...]:
-        """GPUs loading a model for no job (pre-warming)."""
-        return tuple(
-            g.gid for g in self.gpus if g.state is GpuState.LOADING and g.job is None
-        )
 
 
 @dataclass(frozen=True)
@@ -216,14 +216,16 @@ class ReleaseGpu:
 
 @dataclass(frozen=True, slots=True)
 class Reconfigure:
-    """Job ``job`` now trains on ``gpus`` (its ready GPUs); the driver pauses it ``pause_s``
-    (hand-over, reconfiguration and, on its first start, the bank lookup) and then calls
-    ``ClusterState.job_resumed``. ``gpus`` empty means the job stopped training."""
+    """Job ``job`` now trains on ``gpus`` (its ready GPUs): the driver stops what the job was
+    doing, pauses ``pause_s`` (hand-over, reconfiguration and, on its first start, the bank
+    lookup), then calls ``ClusterState.job_resumed(job, epoch, now)``. ``gpus`` empty means the
+    job stopped training (it waits for GPUs)."""
 
     job: str
     gpus: tuple[int, ...]
+    epoch: int
+    pause_s: float
     first: bool
-    grew_cold: bool  # some GPU of the new set needed a model load
 
 
 @dataclass(frozen=True, slots=True)

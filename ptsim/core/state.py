@@ -1,0 +1,543 @@
+"""The cluster state: the one place that checks a policy's decision, applies it, and says what
+mechanical work follows. Both drivers own one ``ClusterState`` and feed it their events; neither
+re-implements the bookkeeping.
+
+It is deterministic and clock-free: every method takes ``now`` from the driver. It is mutated in
+place (copying every GPU and job record per event would dominate a 100k-job simulation); what it
+hands to policies is an immutable ``Snapshot``.
+
+Cost is provisioned GPU-seconds: a GPU counts from the moment it starts loading until it is
+released, whether loading, busy or warm-idle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ptsim.core.profiles import ProfileSet
+from ptsim.core.types import (
+    DEFAULT_INIT,
+    Action,
+    Decision,
+    GpuState,
+    GpuView,
+    InitChoice,
+    InvalidRequest,
+    JobSpec,
+    JobState,
+    JobView,
+    LoadModel,
+    Reconfigure,
+    RejectJob,
+    ReleaseGpu,
+    Snapshot,
+)
+
+IterationsFn = Callable[[JobSpec, InitChoice], float]
+"""Realised iterations to target of a job started from an initial prompt (the driver's model)."""
+
+
+def _base_iterations(spec: JobSpec, init: InitChoice) -> float:
+    return float(spec.iterations)
+
+
+class _Gpu:
+    __slots__ = ("gid", "job", "model", "node", "since", "state", "token")
+
+    def __init__(self, gid: int, node: int) -> None:
+        self.gid = gid
+        self.node = node
+        self.state = GpuState.FREE
+        self.model: str | None = None
+        self.job: str | None = None
+        self.since = 0.0
+        self.token = 0  # bumped on every load start/cancel so stale load completions are ignored
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """Everything the state tracks for one job; the per-job metrics are read from here."""
+
+    spec: JobSpec
+    state: JobState = JobState.QUEUED
+    gpus: list[int] = field(default_factory=list)
+    ready: set[int] = field(default_factory=set)
+    init: InitChoice | None = None
+    iters_needed: float = 0.0  # true iterations to target (realised when the init is chosen)
+    iters_estimate: float = 0.0  # what policies are told
+    iters_done: float = 0.0  # at ``progress_at``
+    progress_at: float = 0.0
+    rate: float = 0.0  # iterations per second while RUNNING
+    epoch: int = 0  # bumped on every reconfiguration
+    running_gpus: int = 0  # GPU count of the last resume
+    first_start: float | None = None
+    finish: float | None = None
+    rescales: int = 0
+    cold_starts: int = 0
+    warm_hits: int = 0
+    gpu_seconds: float = 0.0
+    pause_s: float = 0.0  # total pause charged (hand-over, reconfiguration, bank lookup)
+    started_once: bool = False
+    view: JobView | None = None  # cached, cleared on change
+
+
+@dataclass
+class Totals:
+    """Cluster-wide counters (GPU-seconds by state, events of interest)."""
+
+    gpu_seconds: dict[GpuState, float] = field(
+        default_factory=lambda: dict.fromkeys(GpuState, 0.0)
+    )
+    cold_starts: int = 0
+    reloads: int = 0
+    warm_hits: int = 0
+    prewarms: int = 0
+    releases: int = 0
+    invalid: int = 0
+    rescales: int = 0
+
+
+class ClusterState:
+    """GPUs on nodes, live and finished jobs, and the rules that keep them consistent."""
+
+    def __init__(
+        self,
+        num_nodes: int,
+        gpus_per_node: int,
+        profiles: ProfileSet,
+        iterations: IterationsFn = _base_iterations,
+    ) -> None:
+        if num_nodes < 1 or gpus_per_node < 1:
+            raise ValueError("need at least one node with at least one GPU")
+        self.profiles = profiles
+        self.mech = profiles.mechanics
+        self.gpus_per_node = gpus_per_node
+        self._iterations = iterations
+        self._gpus = [_Gpu(g, g // gpus_per_node) for g in range(num_nodes * gpus_per_node)]
+        self._views: list[GpuView] = [GpuView(g.gid, g.node, g.state) for g in self._gpus]
+        self.jobs: dict[str, JobRecord] = {}  # every job ever added, arrival order
+        self._live: dict[str, JobRecord] = {}
+        self._queued: dict[str, None] = {}
+        self._free: set[int] = set(range(len(self._gpus)))
+        self._warm_idle: dict[str, set[int]] = {}
+        self._prewarming: set[int] = set()
+        # sorted tuples of the indexes above, rebuilt only when their set changed
+        self._sorted: dict[str | None, tuple[int, ...]] = {}
+        self._live_views: dict[str, JobView] = {}
+        self._queued_views: dict[str, JobView] = {}
+        self.counts: dict[GpuState, int] = dict.fromkeys(GpuState, 0)
+        self.counts[GpuState.FREE] = len(self._gpus)
+        self.totals = Totals()
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def num_gpus(self) -> int:
+        return len(self._gpus)
+
+    @property
+    def live_jobs(self) -> int:
+        return len(self._live)
+
+    @property
+    def queued_count(self) -> int:
+        return len(self._queued)
+
+    def gpu(self, gid: int) -> GpuView:
+        return self._views[gid]
+
+    def job(self, job_id: str) -> JobRecord:
+        return self.jobs[job_id]
+
+    def progress(self, rec: JobRecord, now: float) -> float:
+        """Iterations done by ``now`` (extrapolated while running)."""
+        if rec.state is JobState.RUNNING:
+            return rec.iters_done + rec.rate * (now - rec.progress_at)
+        return rec.iters_done
+
+    def _sorted_of(self, key: str | None, members: set[int]) -> tuple[int, ...]:
+        hit = self._sorted.get(key)
+        if hit is None:
+            hit = self._sorted[key] = tuple(sorted(members))
+        return hit
+
+    def snapshot(self, now: float) -> Snapshot:
+        """An immutable picture of the cluster for a policy."""
+        warm = {
+            m: self._sorted_of(m, s) for m, s in sorted(self._warm_idle.items()) if s
+        }
+        return Snapshot(
+            now=now,
+            gpus=tuple(self._views),
+            jobs=tuple(self._live_views.values()),
+            gpus_per_node=self.gpus_per_node,
+            free=self._sorted_of(None, self._free),
+            warm_idle=warm,
+            queued=tuple(self._queued_views.values()),
+            prewarming=self._sorted_of("\0prewarming", self._prewarming),
+        )
+
+    def _view(self, rec: JobRecord) -> JobView:
+        if rec.view is None:
+            rec.view = JobView(
+                spec=rec.spec,
+                state=rec.state,
+                gpus=tuple(rec.gpus),
+                ready_gpus=len(rec.ready),
+                iters_done=rec.iters_done,
+                progress_at=rec.progress_at,
+                rate=rec.rate if rec.state is JobState.RUNNING else 0.0,
+                iters_needed=max(rec.iters_estimate, rec.iters_done),
+                init=rec.init,
+                first_start=rec.first_start,
+                rescales=rec.rescales,
+            )
+        return rec.view
+
+    def _touch(self, rec: JobRecord) -> None:
+        """Refresh the job's cached view in the live and queued indexes."""
+        rec.view = None
+        job_id = rec.spec.job_id
+        if job_id in self._live:
+            view = self._view(rec)
+            self._live_views[job_id] = view
+            if job_id in self._queued:
+                self._queued_views[job_id] = view
+            else:
+                self._queued_views.pop(job_id, None)
+        else:
+            self._live_views.pop(job_id, None)
+            self._queued_views.pop(job_id, None)
+
+    # ------------------------------------------------------------------ GPU transitions
+
+    def _set_gpu(
+        self, g: _Gpu, state: GpuState, model: str | None, job: str | None, now: float
+    ) -> None:
+        """Move a GPU to a new state, charging the time spent in the old one."""
+        if g.state is not GpuState.FREE:
+            dt = now - g.since
+            self.totals.gpu_seconds[g.state] += dt
+            if g.job is not None:
+                self.jobs[g.job].gpu_seconds += dt
+        self._index(g, add=False)
+        self.counts[g.state] -= 1
+        g.state, g.model, g.job, g.since = state, model, job, now
+        self.counts[state] += 1
+        self._index(g, add=True)
+        self._views[g.gid] = GpuView(g.gid, g.node, state, model, job, now)
+
+    def _index(self, g: _Gpu, add: bool) -> None:
+        """Add the GPU to (or remove it from) the free / warm-idle / pre-warming index."""
+        if g.state is GpuState.FREE:
+            key: str | None = None
+            members = self._free
+        elif g.state is GpuState.WARM and g.model is not None:
+            key, members = g.model, self._warm_idle.setdefault(g.model, set())
+        elif g.state is GpuState.LOADING and g.job is None:
+            key, members = "\0prewarming", self._prewarming
+        else:
+            return
+        if add:
+            members.add(g.gid)
+        else:
+            members.discard(g.gid)
+        self._sorted.pop(key, None)
+
+    def _start_load(self, g: _Gpu, model: str, job: str | None, now: float) -> LoadModel:
+        reload = g.state is not GpuState.FREE
+        if reload:
+            self.totals.reloads += 1
+        else:
+            self.totals.cold_starts += 1
+        g.token += 1
+        self._set_gpu(g, GpuState.LOADING, model, job, now)
+        return LoadModel(g.gid, model, job, g.token, reload)
+
+    # ------------------------------------------------------------------ job transitions
+
+    def add_job(self, spec: JobSpec, now: float) -> None:
+        """A job arrives (``now`` is its arrival on the driver's clock)."""
+        if spec.job_id in self.jobs:
+            raise ValueError(f"duplicate job id {spec.job_id!r}")
+        self.profiles.model(spec.model)  # unknown model: fail loudly, listing the known ones
+        rec = JobRecord(spec=spec, progress_at=now)
+        rec.iters_needed = rec.iters_estimate = float(spec.iterations)
+        self.jobs[spec.job_id] = rec
+        self._live[spec.job_id] = rec
+        self._queued[spec.job_id] = None
+        self._touch(rec)
+
+    def _settle(self, rec: JobRecord, now: float) -> None:
+        """Fold running progress into ``iters_done``; the job stops training."""
+        if rec.state is JobState.RUNNING:
+            rec.iters_done = min(rec.iters_needed, self.progress(rec, now))
+        rec.progress_at = now
+        rec.rate = 0.0
+
+    def _choose_init(self, rec: JobRecord, init: InitChoice) -> None:
+        rec.init = init
+        rec.iters_needed = max(1.0, float(self._iterations(rec.spec, init)))
+        rec.iters_estimate = max(1.0, rec.spec.iterations * (1.0 - init.expected_saving))
+
+    def _reconfigure(self, rec: JobRecord, now: float) -> Reconfigure | None:
+        """The job's ready set changed: stop it, and say on which GPUs it trains next."""
+        ready = tuple(g for g in rec.gpus if g in rec.ready)
+        waiting = len(ready) < len(rec.gpus)
+        if waiting and not self.mech.start_partial:
+            ready = ()
+        if not ready and rec.state is not JobState.RUNNING and rec.running_gpus == 0:
+            # nothing was running and nothing can run yet: no pause to charge
+            rec.state = JobState.STARTING if rec.gpus else JobState.QUEUED
+            self._touch(rec)
+            return None
+        self._settle(rec, now)
+        rec.epoch += 1
+        rec.state = JobState.STARTING if rec.gpus else JobState.QUEUED
+        if not rec.gpus:
+            self._queued[rec.spec.job_id] = None
+        rec.running_gpus = 0 if not ready else rec.running_gpus
+        self._touch(rec)
+        if not ready:
+            return Reconfigure(rec.spec.job_id, (), rec.epoch, 0.0, False)
+        first = not rec.started_once
+        if first:
+            if rec.init is None:
+                self._choose_init(rec, DEFAULT_INIT)
+            assert rec.init is not None
+            pause = self.mech.handover_s + rec.init.lookup_s
+        else:
+            pause = self.mech.reconfig_pause(len(ready))
+        rec.pause_s += pause
+        return Reconfigure(rec.spec.job_id, ready, rec.epoch, pause, first)
+
+    def job_resumed(self, job_id: str, epoch: int, now: float) -> float | None:
+        """The pause of reconfiguration ``epoch`` is over: the job trains. Returns the seconds
+        until it reaches its target at the new rate, or None if the epoch is stale."""
+        rec = self.jobs[job_id]
+        if rec.epoch != epoch or rec.state is not JobState.STARTING:
+            return None
+        ready = [g for g in rec.gpus if g in rec.ready]
+        if not ready:
+            return None
+        n = len(ready)
+        if rec.started_once and n != rec.running_gpus:
+            rec.rescales += 1
+            self.totals.rescales += 1
+        if not rec.started_once:
+            rec.started_once = True
+            rec.first_start = now
+        rec.running_gpus = n
+        rec.state = JobState.RUNNING
+        rec.progress_at = now
+        rec.rate = self.profiles.iters_per_second(rec.spec.model, n, rec.spec.batch_size)
+        self._touch(rec)
+        return max(0.0, rec.iters_needed - rec.iters_done) / rec.rate
+
+    def set_progress(self, job_id: str, iters_done: float, now: float) -> None:
+        """A driver that measures progress (the executor) reports it."""
+        rec = self.jobs[job_id]
+        rec.iters_done = iters_done
+        rec.progress_at = now
+        self._touch(rec)
+
+    def job_finished(self, job_id: str, epoch: int, now: float) -> bool:
+        """The job reached its target; its GPUs become warm-idle. False if the epoch is stale."""
+        rec = self.jobs[job_id]
+        if rec.epoch != epoch or rec.state is not JobState.RUNNING:
+            return False
+        self._settle(rec, now)
+        rec.iters_done = rec.iters_needed
+        rec.state = JobState.DONE
+        rec.finish = now
+        for gid in rec.gpus:
+            g = self._gpus[gid]
+            if g.state is GpuState.BUSY:
+                self._set_gpu(g, GpuState.WARM, g.model, None, now)
+            else:  # still loading for the job: keeps loading as a pre-warm
+                self._set_gpu(g, GpuState.LOADING, g.model, None, now)
+        rec.gpus, rec.ready = [], set()
+        del self._live[job_id]
+        self._touch(rec)
+        return True
+
+    def gpu_ready(self, gid: int, token: int, now: float) -> list[Action]:
+        """A model load finished on ``gid``; stale tokens (cancelled loads) are ignored."""
+        g = self._gpus[gid]
+        if g.token != token or g.state is not GpuState.LOADING:
+            return []
+        if g.job is None:
+            self._set_gpu(g, GpuState.WARM, g.model, None, now)
+            return []
+        rec = self.jobs[g.job]
+        self._set_gpu(g, GpuState.BUSY, g.model, g.job, now)
+        rec.ready.add(gid)
+        act = self._reconfigure(rec, now)
+        return [act] if act else []
+
+    # ------------------------------------------------------------------ decisions
+
+    def apply(self, d: Decision, now: float) -> list[Action]:
+        """Check a policy's decision against the invariants, apply what holds, and return the
+        mechanical actions (plus an ``InvalidRequest`` for each refused part)."""
+        out: list[Action] = []
+
+        def refuse(what: str) -> None:
+            self.totals.invalid += 1
+            out.append(InvalidRequest(what))
+
+        for job_id, init in sorted(d.init.items()):
+            rec = self._live.get(job_id)
+            if rec is None or rec.init is not None:
+                refuse(f"init for {job_id}: not a live job without an initial prompt")
+            else:
+                self._choose_init(rec, init)
+                self._touch(rec)
+
+        for job_id in d.reject:
+            rec = self._live.get(job_id)
+            if rec is None or rec.gpus or rec.started_once:
+                refuse(f"reject {job_id}: only a live job that never ran and holds no GPU")
+                continue
+            rec.state = JobState.REJECTED
+            rec.finish = now
+            del self._live[job_id]
+            self._queued.pop(job_id, None)
+            self._touch(rec)
+            out.append(RejectJob(job_id))
+
+        # GPUs given up in this decision may be taken by another job in the same decision.
+        n = len(self._gpus)
+        plans: dict[str, tuple[int, ...]] = {}
+        claimed: dict[int, str] = {}
+        for job_id, gids in sorted(d.allocations.items()):
+            rec = self._live.get(job_id)
+            if rec is None:
+                refuse(f"allocation for {job_id}: not a live job")
+                continue
+            gset = tuple(dict.fromkeys(gids))
+            if len(gset) != len(gids) or any(not 0 <= g < n for g in gset):
+                refuse(f"allocation for {job_id}: duplicate or unknown GPU ids")
+                continue
+            if gset and not rec.spec.min_gpus <= len(gset) <= rec.spec.max_gpus:
+                refuse(f"allocation for {job_id}: {len(gset)} GPUs outside its range")
+                continue
+            clash = [g for g in gset if g in claimed]
+            if clash:
+                refuse(f"allocation for {job_id}: GPU {clash[0]} given to two jobs")
+                continue
+            for g in gset:
+                claimed[g] = job_id
+            plans[job_id] = gset
+        for job_id, gset in list(plans.items()):
+            for gid in gset:
+                g = self._gpus[gid]
+                holder = g.job
+                if holder is not None and holder != job_id and claimed.get(gid) != holder:
+                    giving_up = holder in plans and gid not in plans[holder]
+                    if not giving_up:
+                        refuse(f"allocation for {job_id}: GPU {gid} is held by job {holder}")
+                        del plans[job_id]
+                        break
+        changed: dict[str, JobRecord] = {}
+        # shrink first, so that GPUs can move between jobs in one decision
+        for job_id, gset in plans.items():
+            rec = self._live[job_id]
+            keep = set(gset)
+            for gid in [x for x in rec.gpus if x not in keep]:
+                g = self._gpus[gid]
+                if g.state is GpuState.BUSY:
+                    self._set_gpu(g, GpuState.WARM, g.model, None, now)
+                else:
+                    self._set_gpu(g, GpuState.LOADING, g.model, None, now)
+                rec.ready.discard(gid)
+                rec.gpus.remove(gid)
+                changed[job_id] = rec
+        for job_id, gset in plans.items():
+            rec = self._live[job_id]
+            model = rec.spec.model
+            for gid in gset:
+                if gid in rec.gpus:
+                    continue
+                g = self._gpus[gid]
+                if g.state is GpuState.WARM and g.model == model:
+                    self._set_gpu(g, GpuState.BUSY, model, job_id, now)
+                    rec.ready.add(gid)
+                    rec.warm_hits += 1
+                    self.totals.warm_hits += 1
+                elif g.state is GpuState.LOADING and g.model == model:
+                    self._set_gpu(g, GpuState.LOADING, model, job_id, now)  # adopt a pre-warm
+                    rec.warm_hits += 1
+                    self.totals.warm_hits += 1
+                else:
+                    out.append(self._start_load(g, model, job_id, now))
+                    rec.cold_starts += 1
+                rec.gpus.append(gid)
+                changed[job_id] = rec
+            if rec.gpus:
+                self._queued.pop(job_id, None)
+            else:
+                self._queued[job_id] = None
+        for rec in changed.values():
+            act = self._reconfigure(rec, now)
+            if act:
+                out.append(act)
+
+        for gid in d.release:
+            if not 0 <= gid < n:
+                refuse(f"release {gid}: no such GPU")
+                continue
+            g = self._gpus[gid]
+            if g.job is not None or g.state in (GpuState.FREE, GpuState.BUSY):
+                refuse(f"release {gid}: not warm-idle or pre-warming")
+                continue
+            g.token += 1  # cancels a load in flight
+            self._set_gpu(g, GpuState.FREE, None, None, now)
+            self.totals.releases += 1
+            out.append(ReleaseGpu(gid))
+
+        for gid, model in sorted(d.prewarm.items()):
+            if not 0 <= gid < n:
+                refuse(f"prewarm {gid}: no such GPU")
+                continue
+            g = self._gpus[gid]
+            if g.job is not None or g.state not in (GpuState.FREE, GpuState.WARM):
+                refuse(f"prewarm {gid}: not free or warm-idle")
+                continue
+            if g.state is GpuState.WARM and g.model == model:
+                continue
+            self.profiles.model(model)
+            self.totals.prewarms += 1
+            out.append(self._start_load(g, model, None, now))
+        return out
+
+    # ------------------------------------------------------------------ end of run
+
+    def close(self, now: float) -> None:
+        """Charge every provisioned GPU up to ``now`` (the end of the run)."""
+        for g in self._gpus:
+            if g.state is not GpuState.FREE:
+                dt = now - g.since
+                self.totals.gpu_seconds[g.state] += dt
+                if g.job is not None:
+                    self.jobs[g.job].gpu_seconds += dt
+                g.since = now
+        for rec in self._live.values():
+            self._settle(rec, now)
+
+    def check_invariants(self) -> None:
+        """Raise AssertionError if the bookkeeping is inconsistent (used by tests)."""
+        holders: dict[int, str] = {}
+        for rec in self._live.values():
+            for gid in rec.gpus:
+                assert gid not in holders, f"GPU {gid} held by {holders[gid]} and {rec.spec.job_id}"
+                holders[gid] = rec.spec.job_id
+                g = self._gpus[gid]
+                assert g.job == rec.spec.job_id, f"GPU {gid} does not point back to its job"
+            assert rec.ready <= set(rec.gpus)
+        for g in self._gpus:
+            if g.job is not None:
+                assert holders.get(g.gid) == g.job, f"GPU {g.gid} points to a non-holder"
+            assert (g.state is GpuState.FREE) == (g.gid in self._free)
+        assert sum(self.counts.values()) == len(self._gpus)

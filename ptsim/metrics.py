@@ -1,0 +1,164 @@
+"""Result tables of a run: the per-job table, the cluster time series and the summary.
+
+Every metric is defined, with its formula, in docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ptsim.core.types import GpuState, JobState
+from ptsim.simulator import SERIES_COLUMNS, SimOutcome
+
+JOB_COLUMNS = (
+    "job_id",
+    "model",
+    "task",
+    "arrival_s",
+    "deadline_s",
+    "first_start_s",
+    "finish_s",
+    "status",
+    "met_deadline",
+    "jct_s",
+    "queue_delay_s",
+    "num_gpus",
+    "iterations_base",
+    "iterations_needed",
+    "iterations_done",
+    "gpu_seconds",
+    "cold_starts",
+    "warm_hits",
+    "rescales",
+    "pause_s",
+    "init_source",
+    "init_source_task",
+    "bank_layout",
+    "bank_assessments",
+    "bank_lookup_s",
+    "expected_saving",
+)
+
+DEFAULT_PRICE_PER_GPU_HOUR = 4.10
+"""USD per A100-hour: AWS p4d.24xlarge on-demand ($32.77/h for 8 A100-40GB, us-east-1)."""
+
+
+def jobs_table(out: SimOutcome) -> pd.DataFrame:
+    """One row per submitted job (see docs/metrics.md for each column)."""
+    rows: list[tuple[Any, ...]] = []
+    for rec in out.state.jobs.values():
+        s = rec.spec
+        if rec.state is JobState.DONE:
+            status = "done"
+        elif rec.state is JobState.REJECTED:
+            status = "rejected"
+        else:
+            status = "unfinished"
+        finish = rec.finish if status == "done" else math.nan
+        met = status == "done" and rec.finish is not None and rec.finish <= s.deadline + 1e-9
+        init = rec.init
+        rows.append(
+            (
+                s.job_id,
+                s.model,
+                s.task,
+                s.arrival,
+                s.deadline,
+                math.nan if rec.first_start is None else rec.first_start,
+                finish,
+                status,
+                met,
+                finish - s.arrival,
+                (math.nan if rec.first_start is None else rec.first_start - s.arrival),
+                s.num_gpus,
+                s.iterations,
+                rec.iters_needed,
+                rec.iters_done,
+                rec.gpu_seconds,
+                rec.cold_starts,
+                rec.warm_hits,
+                rec.rescales,
+                rec.pause_s,
+                None if init is None else init.source,
+                None if init is None else init.source_task,
+                "none" if init is None else init.layout,
+                0 if init is None else init.assessments,
+                0.0 if init is None else init.lookup_s,
+                0.0 if init is None else init.expected_saving,
+            )
+        )
+    return pd.DataFrame(rows, columns=list(JOB_COLUMNS))
+
+
+def series_table(out: SimOutcome) -> pd.DataFrame:
+    """GPUs per state (and live/queued jobs) over time, one row per change."""
+    return pd.DataFrame(out.series, columns=list(SERIES_COLUMNS))
+
+
+def _saving(jobs: pd.DataFrame) -> float:
+    """Mean fraction of iterations saved against the default initial prompt, over jobs whose
+    initial prompt was chosen."""
+    chosen = jobs[jobs.status != "rejected"]
+    if chosen.empty:
+        return 0.0
+    return float((1.0 - chosen.iterations_needed / chosen.iterations_base).mean())
+
+
+def summarize(
+    out: SimOutcome, jobs: pd.DataFrame, price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
+) -> dict[str, Any]:
+    """The run's headline numbers (docs/metrics.md defines each)."""
+    t = out.state.totals
+    n = len(jobs)
+    done = jobs[jobs.status == "done"]
+    violations = int((~jobs.met_deadline).sum())
+    provisioned = sum(t.gpu_seconds.values())
+    busy = t.gpu_seconds[GpuState.BUSY]
+    jct = done.jct_s.to_numpy(dtype=float)
+    hits_possible = t.warm_hits + t.cold_starts + t.reloads
+
+    def _f(x: float) -> float | None:
+        return None if math.isnan(x) else float(x)
+
+    return {
+        "policy": out.policy,
+        "jobs": n,
+        "done": len(done),
+        "rejected": int((jobs.status == "rejected").sum()),
+        "unfinished": int((jobs.status == "unfinished").sum()),
+        "slo_violations": violations,
+        "slo_violation_rate": violations / n if n else 0.0,
+        "cost_gpu_hours": provisioned / 3600.0,
+        "cost_usd": provisioned / 3600.0 * price_per_gpu_hour,
+        "price_per_gpu_hour": price_per_gpu_hour,
+        "gpu_hours_loading": t.gpu_seconds[GpuState.LOADING] / 3600.0,
+        "gpu_hours_busy": busy / 3600.0,
+        "gpu_hours_warm_idle": t.gpu_seconds[GpuState.WARM] / 3600.0,
+        "utilisation": busy / provisioned if provisioned > 0 else 0.0,
+        "mean_jct_s": _f(float(np.mean(jct))) if len(jct) else None,
+        "p50_jct_s": _f(float(np.percentile(jct, 50))) if len(jct) else None,
+        "p99_jct_s": _f(float(np.percentile(jct, 99))) if len(jct) else None,
+        "mean_queue_delay_s": _f(float(jobs.queue_delay_s.mean())) if n else None,
+        "cold_starts": t.cold_starts,
+        "reloads": t.reloads,
+        "warm_hits": t.warm_hits,
+        "warm_hit_rate": t.warm_hits / hits_possible if hits_possible else 0.0,
+        "prewarms": t.prewarms,
+        "releases": t.releases,
+        "rescales": t.rescales,
+        "invalid_requests": t.invalid,
+        "bank_assessments_mean": float(jobs.bank_assessments.mean()) if n else 0.0,
+        "bank_lookup_s_mean": float(jobs.bank_lookup_s.mean()) if n else 0.0,
+        "bank_saving_mean": _saving(jobs),
+        "events": out.stats.events,
+        "decisions": out.stats.decisions,
+        "decide_wall_s": out.stats.decide_wall_s,
+        "sim_wall_s": out.stats.sim_wall_s,
+        "sim_end_s": out.stats.end_s,
+        "horizon_s": out.stats.horizon_s,
+        "horizon_hit": out.stats.horizon_hit,
+    }

@@ -1,0 +1,252 @@
+"""Running simulations from a config and saving their results.
+
+``run_policy`` runs one policy on one trace and returns a ``RunResult`` (no files written);
+``save_result`` writes a run's tables; ``run_config`` does what the ``ptsim`` command does for one
+composed config: build or load the trace, run one policy (or every registered one), save
+everything in the run directory and return the results. Nothing here depends on the working
+directory or on global state, so runs compose in one process and in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
+from ptsim.core.policy import POLICIES, PolicyContext
+from ptsim.core.profiles import ProfileSet
+from ptsim.core.types import JobSpec
+from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR, jobs_table, series_table, summarize
+from ptsim.paths import conf_root
+from ptsim.profiles_io import load_profiles
+from ptsim.simulator import Simulation
+from ptsim.trace import WorkloadSpec, generate_workload, load_trace, write_trace
+
+COMPARISON_COLUMNS = (
+    "policy",
+    "jobs",
+    "slo_violation_rate",
+    "cost_gpu_hours",
+    "cost_usd",
+    "mean_jct_s",
+    "p99_jct_s",
+    "cold_starts",
+    "warm_hits",
+    "rejected",
+    "unfinished",
+)
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """The simulated cluster: ``nodes`` x ``gpus_per_node`` GPUs and the price of a GPU-hour."""
+
+    nodes: int = 4
+    gpus_per_node: int = 8
+    price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
+
+    @property
+    def num_gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+
+@dataclass
+class RunResult:
+    """One policy's run: its summary, per-job table and cluster time series."""
+
+    policy: str
+    summary: dict[str, Any]
+    jobs: pd.DataFrame
+    series: pd.DataFrame
+    run_dir: Path | None = None
+
+
+def run_policy(
+    jobs: Sequence[JobSpec],
+    policy: str,
+    params: Mapping[str, Any],
+    profiles: ProfileSet,
+    cluster: ClusterSpec,
+    *,
+    horizon_s: float | None = None,
+    series_interval_s: float = 0.0,
+    on_progress: Callable[[int], Any] | None = None,
+) -> RunResult:
+    """Simulate ``jobs`` under ``policy`` (built from the registry with ``params``)."""
+    pol = POLICIES.build(policy, PolicyContext(profiles), params)
+    sim = Simulation(
+        jobs,
+        pol,
+        profiles,
+        num_nodes=cluster.nodes,
+        gpus_per_node=cluster.gpus_per_node,
+        horizon_s=horizon_s,
+        series_interval_s=series_interval_s,
+        on_progress=on_progress,
+    )
+    out = sim.run()
+    table = jobs_table(out)
+    summary = summarize(out, table, cluster.price_per_gpu_hour)
+    summary["policy"] = policy
+    summary["gpus"] = cluster.num_gpus
+    summary["invalid_examples"] = out.stats.invalid[:5]
+    return RunResult(policy, summary, table, series_table(out))
+
+
+# ------------------------------------------------------------------------------ files
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file in the same folder, then rename: never a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    _atomic_write(path, lambda p: df.to_csv(p, index=False))
+
+
+def write_json(obj: Any, path: Path) -> None:
+    def _w(p: Path) -> None:
+        p.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+    _atomic_write(path, _w)
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def save_result(result: RunResult, run_dir: Path) -> RunResult:
+    """Write ``jobs.csv``, ``timeseries.csv`` and, last, ``summary.json`` into ``run_dir``."""
+    write_csv(result.jobs, run_dir / "jobs.csv")
+    write_csv(result.series, run_dir / "timeseries.csv")
+    write_json(result.summary, run_dir / "summary.json")
+    result.run_dir = run_dir
+    return result
+
+
+# ------------------------------------------------------------------------------ config
+
+
+def cluster_from(cfg: Mapping[str, Any]) -> ClusterSpec:
+    return ClusterSpec(
+        nodes=int(cfg["nodes"]),
+        gpus_per_node=int(cfg["gpus_per_node"]),
+        price_per_gpu_hour=float(cfg.get("price_per_gpu_hour", DEFAULT_PRICE_PER_GPU_HOUR)),
+    )
+
+
+def workload_from(cfg: Mapping[str, Any]) -> WorkloadSpec:
+    """The generator's spec from the ``workload`` config (its ``trace`` key excluded)."""
+    fields = {k: v for k, v in cfg.items() if k not in ("trace", "name")}
+    for key in ("models", "model_weights", "tasks", "deadline_ratios", "multi_gpu_counts"):
+        if key in fields and fields[key] is not None:
+            fields[key] = tuple(fields[key])
+    try:
+        return WorkloadSpec(**fields)
+    except TypeError as exc:
+        known = sorted(WorkloadSpec.__dataclass_fields__)
+        raise ValueError(f"workload config: {exc}; known keys: {', '.join(known)}") from None
+
+
+def build_trace(cfg: DictConfig, profiles: ProfileSet, cluster: ClusterSpec) -> list[JobSpec]:
+    """The jobs a config asks for: a trace file if ``workload.trace`` is set, else generated."""
+    wl = OmegaConf.to_container(cfg.workload, resolve=True)
+    assert isinstance(wl, dict)
+    trace = wl.get("trace")
+    if trace:
+        return load_trace(Path(str(trace)).expanduser(), known_models=list(profiles.models))
+    rng = np.random.default_rng(int(cfg.seed))
+    return generate_workload(workload_from(wl), profiles, cluster.num_gpus, rng)
+
+
+def scheduler_configs(cfg: DictConfig) -> list[tuple[str, dict[str, Any]]]:
+    """(policy name, knobs) to run: the chosen ``scheduler``, or every registered policy with
+    its config file's defaults when none is chosen."""
+    if cfg.get("scheduler") is not None:
+        sc = OmegaConf.to_container(cfg.scheduler, resolve=True)
+        assert isinstance(sc, dict)
+        name = str(sc.pop("name"))
+        return [(name, {str(k): v for k, v in sc.items()})]
+    out = []
+    for name in POLICIES.names():
+        path = conf_root() / "scheduler" / f"{name}.yaml"
+        sc = OmegaConf.to_container(OmegaConf.load(path), resolve=True) if path.is_file() else {}
+        assert isinstance(sc, dict)
+        sc.pop("name", None)
+        out.append((name, {str(k): v for k, v in sc.items()}))
+    return out
+
+
+def run_config(cfg: DictConfig, run_dir: Path, progress: bool = False) -> list[RunResult]:
+    """Run what ``cfg`` describes and save config, trace, tables and summaries in ``run_dir``.
+
+    With one scheduler the tables go straight into ``run_dir``; with several (the comparison)
+    each policy gets a subfolder and ``comparison.csv`` + ``comparison.png`` sum them up.
+    """
+    profiles = load_profiles(OmegaConf.to_container(cfg.profile, resolve=True))
+    cluster = cluster_from(OmegaConf.to_container(cfg.cluster, resolve=True))  # type: ignore[arg-type]
+    jobs = build_trace(cfg, profiles, cluster)
+    plans = scheduler_configs(cfg)
+    for name, params in plans:
+        POLICIES.make_config(name, params)  # fail on a bad knob before any run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(run_dir / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=True))
+    write_trace(jobs, run_dir / "trace.csv")  # atomic itself
+    sim_cfg = cfg.get("sim") or {}
+    results = []
+    for name, params in plans:
+        bar = _progress_bar(len(jobs), name) if progress else None
+        res = run_policy(
+            jobs,
+            name,
+            params,
+            profiles,
+            cluster,
+            horizon_s=sim_cfg.get("horizon_s"),
+            series_interval_s=float(sim_cfg.get("series_interval_s", 0.0)),
+            on_progress=None if bar is None else bar.update,
+        )
+        if bar is not None:
+            bar.close()
+        res.summary["seed"] = int(cfg.seed)
+        target = run_dir if len(plans) == 1 else run_dir / name
+        results.append(save_result(res, target))
+    if len(plans) > 1:
+        table = comparison_table(results)
+        write_csv(table, run_dir / "comparison.csv")
+        from ptsim.plots import plot_comparison
+
+        plot_comparison(run_dir / "comparison.csv", run_dir / "comparison.png")
+    return results
+
+
+def comparison_table(results: Sequence[RunResult]) -> pd.DataFrame:
+    """One row per policy with the headline metrics."""
+    rows = [{c: r.summary.get(c) for c in COMPARISON_COLUMNS} for r in results]
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+
+
+def _progress_bar(total: int, name: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"{name:>12}", unit="job", leave=False)

@@ -1,0 +1,234 @@
+"""The SimPy driver: replays a trace on a simulated cluster under one policy.
+
+The driver owns a ``ClusterState`` (the core's bookkeeping) and turns the actions it returns into
+SimPy delays: model loads are timeouts, a job trains in a SimPy process that a reconfiguration
+interrupts (the state keeps the remaining work). The policy is asked at arrivals, completions,
+GPU-ready events and its own wake-up times; events at the same instant are coalesced into one
+decision. Runs drain: no arrivals after the trace, and the run ends when every job is done or
+rejected, or at the hard horizon (reported).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from ptsim.core.policy import Policy
+from ptsim.core.profiles import ProfileSet
+from ptsim.core.state import ClusterState, IterationsFn
+from ptsim.core.types import (
+    Action,
+    GpuState,
+    InvalidRequest,
+    JobSpec,
+    LoadModel,
+    Reconfigure,
+)
+
+SERIES_COLUMNS = ("time_s", "free", "loading", "warm", "busy", "live_jobs", "queued_jobs")
+
+
+@dataclass
+class RunStats:
+    """What the driver measured about the run itself."""
+
+    events: int = 0
+    decisions: int = 0
+    decide_wall_s: float = 0.0
+    sim_wall_s: float = 0.0
+    end_s: float = 0.0
+    horizon_s: float = 0.0
+    horizon_hit: bool = False
+    invalid: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SimOutcome:
+    """The state at the end of a run, the cluster time series and the driver's own stats."""
+
+    state: ClusterState
+    series: list[tuple[float, int, int, int, int, int, int]]
+    stats: RunStats
+    policy: str
+
+
+class Simulation:
+    """One run of ``jobs`` under ``policy`` on ``num_nodes`` x ``gpus_per_node`` GPUs."""
+
+    def __init__(
+        self,
+        jobs: Sequence[JobSpec],
+        policy: Policy,
+        profiles: ProfileSet,
+        *,
+        num_nodes: int,
+        gpus_per_node: int = 8,
+        iterations: IterationsFn | None = None,
+        horizon_s: float | None = None,
+        series_interval_s: float = 0.0,
+        on_progress: Callable[[int], Any] | None = None,
+    ) -> None:
+        if not jobs:
+            raise ValueError("the trace has no jobs")
+        self.jobs = sorted(jobs, key=lambda j: (j.arrival, j.job_id))
+        self.policy = policy
+        self.profiles = profiles
+        kw = {} if iterations is None else {"iterations": iterations}
+        self.state = ClusterState(num_nodes, gpus_per_node, profiles, **kw)
+        for spec in self.jobs:
+            profiles.model(spec.model)  # fail before running on an unknown model
+        last_deadline = max(j.deadline for j in self.jobs)
+        self.horizon_s = horizon_s if horizon_s is not None else 2.0 * last_deadline + 86400.0
+        self.series_interval_s = series_interval_s
+        self._on_progress = on_progress
+        self.env = simpy.Environment()
+        self.stats = RunStats(horizon_s=self.horizon_s)
+        self.series: list[tuple[float, int, int, int, int, int, int]] = []
+        self._decision_pending = False
+        self._wakes: set[float] = set()
+        self._procs: dict[str, simpy.Process] = {}
+        self._arrived = 0
+        self._finished = 0
+        self._all_done = self.env.event()
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> SimOutcome:
+        """Run to completion (or the horizon) and return the outcome."""
+        t0 = time.perf_counter()
+        self.env.process(self._arrivals())
+        horizon = self.env.timeout(self.horizon_s)
+        self.env.run(until=self._all_done | horizon)
+        now = float(self.env.now)
+        self.stats.horizon_hit = not self._all_done.triggered
+        self.stats.end_s = now
+        self.state.close(now)
+        self._record(force=True)
+        self.stats.sim_wall_s = time.perf_counter() - t0
+        return SimOutcome(self.state, self.series, self.stats, self.policy.name)
+
+    def _arrivals(self) -> Any:
+        env = self.env
+        for spec in self.jobs:
+            if spec.arrival > env.now:
+                yield env.timeout(spec.arrival - env.now)
+            self.state.add_job(spec, float(env.now))
+            self._arrived += 1
+            self.stats.events += 1
+            self._request_decision()
+
+    # ------------------------------------------------------------------ decisions
+
+    def _request_decision(self) -> None:
+        if not self._decision_pending:
+            self._decision_pending = True
+            self.env.timeout(0).callbacks.append(self._decide)
+
+    def _wake(self, event: simpy.Event) -> None:
+        self._wakes.discard(float(self.env.now))
+        self.stats.events += 1
+        self._decide(event)
+
+    def _decide(self, _event: simpy.Event | None = None) -> None:
+        self._decision_pending = False
+        now = float(self.env.now)
+        t0 = time.perf_counter()
+        decision = self.policy.decide(self.state.snapshot(now))
+        self.stats.decide_wall_s += time.perf_counter() - t0
+        self.stats.decisions += 1
+        self._carry_out(self.state.apply(decision, now))
+        wake = decision.wake_at
+        if wake is not None and wake > now and wake not in self._wakes:
+            self._wakes.add(wake)
+            self.env.timeout(wake - now).callbacks.append(self._wake)
+        self._record()
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if (
+            self._arrived == len(self.jobs)
+            and self.state.live_jobs == 0
+            and not self._all_done.triggered
+        ):
+            self._all_done.succeed()
+
+    # ------------------------------------------------------------------ mechanics
+
+    def _carry_out(self, actions: list[Action]) -> None:
+        for act in actions:
+            if isinstance(act, LoadModel):
+                delay = (
+                    self.profiles.reload(act.model)
+                    if act.reload
+                    else self.profiles.cold_start(act.model)
+                )
+                ev = self.env.timeout(delay)
+                ev.callbacks.append(
+                    lambda _e, gid=act.gid, tok=act.token: self._gpu_ready(gid, tok)
+                )
+            elif isinstance(act, Reconfigure):
+                proc = self._procs.pop(act.job, None)
+                if proc is not None and proc.is_alive:
+                    proc.interrupt()
+                if act.gpus:
+                    self._procs[act.job] = self.env.process(
+                        self._train(act.job, act.epoch, act.pause_s)
+                    )
+            elif isinstance(act, InvalidRequest):
+                if len(self.stats.invalid) < 100:
+                    self.stats.invalid.append(f"t={self.env.now:.3f}: {act.what}")
+            # ReleaseGpu and RejectJob need no simulated work: the state already applied them
+
+    def _gpu_ready(self, gid: int, token: int) -> None:
+        self.stats.events += 1
+        actions = self.state.gpu_ready(gid, token, float(self.env.now))
+        self._carry_out(actions)
+        self._request_decision()
+
+    def _train(self, job_id: str, epoch: int, pause_s: float) -> Any:
+        env = self.env
+        try:
+            if pause_s > 0:
+                yield env.timeout(pause_s)
+            left = self.state.job_resumed(job_id, epoch, float(env.now))
+            if left is None:
+                return
+            yield env.timeout(left)
+            if self.state.job_finished(job_id, epoch, float(env.now)):
+                self._procs.pop(job_id, None)
+                self.stats.events += 1
+                self._finished += 1
+                if self._on_progress is not None:
+                    self._on_progress(1)
+                self._request_decision()
+        except simpy.Interrupt:
+            return
+
+    # ------------------------------------------------------------------ time series
+
+    def _record(self, force: bool = False) -> None:
+        now = float(self.env.now)
+        c = self.state.counts
+        row = (
+            now,
+            c[GpuState.FREE],
+            c[GpuState.LOADING],
+            c[GpuState.WARM],
+            c[GpuState.BUSY],
+            self.state.live_jobs,
+            self.state.queued_count,
+        )
+        if self.series and self.series[-1][0] == now:
+            self.series[-1] = row
+        elif (
+            force
+            or not self.series
+            or now - self.series[-1][0] >= self.series_interval_s
+        ):
+            if self.series and self.series[-1][1:] == row[1:] and not force:
+                return
+            self.series.append(row)
