@@ -178,9 +178,8 @@ class Simulation:
                     self._procs[act.job] = self.env.process(
                         self._train(act.job, act.epoch, act.pause_s)
                     )
-            elif isinstance(act, InvalidRequest):
-                if len(self.stats.invalid) < 100:
-                    self.stats.invalid.append(f"t={self.env.now:.3f}: {act.what}")
+            elif isinstance(act, InvalidRequest) and len(self.stats.invalid) < 100:
+                self.stats.invalid.append(f"t={self.env.now:.3f}: {act.what}")
             # ReleaseGpu and RejectJob need no simulated work: the state already applied them
 
     def _gpu_ready(self, gid: int, token: int) -> None:
@@ -224,11 +223,7 @@ class Simulation:
         )
         if self.series and self.series[-1][0] == now:
             self.series[-1] = row
-        elif (
-            force
-            or not self.series
-            or now - self.series[-1][0] >= self.series_interval_s
-        ):
+        elif force or not self.series or now - self.series[-1][0] >= self.series_interval_s:
             if self.series and self.series[-1][1:] == row[1:] and not force:
                 return
             self.series.append(row)

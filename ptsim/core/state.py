@@ -71,6 +71,7 @@ class JobRecord:
     rate: float = 0.0  # iterations per second while RUNNING
     epoch: int = 0  # bumped on every reconfiguration
     running_gpus: int = 0  # GPU count of the last resume
+    active: tuple[int, ...] = ()  # the GPUs of the last Reconfigure issued
     first_start: float | None = None
     finish: float | None = None
     rescales: int = 0
@@ -86,9 +87,7 @@ class JobRecord:
 class Totals:
     """Cluster-wide counters (GPU-seconds by state, events of interest)."""
 
-    gpu_seconds: dict[GpuState, float] = field(
-        default_factory=lambda: dict.fromkeys(GpuState, 0.0)
-    )
+    gpu_seconds: dict[GpuState, float] = field(default_factory=lambda: dict.fromkeys(GpuState, 0.0))
     cold_starts: int = 0
     reloads: int = 0
     warm_hits: int = 0
@@ -164,9 +163,7 @@ class ClusterState:
 
     def snapshot(self, now: float) -> Snapshot:
         """An immutable picture of the cluster for a policy."""
-        warm = {
-            m: self._sorted_of(m, s) for m, s in sorted(self._warm_idle.items()) if s
-        }
+        warm = {m: self._sorted_of(m, s) for m, s in sorted(self._warm_idle.items()) if s}
         return Snapshot(
             now=now,
             gpus=tuple(self._views),
@@ -282,22 +279,22 @@ class ClusterState:
         rec.iters_estimate = max(1.0, rec.spec.iterations * (1.0 - init.expected_saving))
 
     def _reconfigure(self, rec: JobRecord, now: float) -> Reconfigure | None:
-        """The job's ready set changed: stop it, and say on which GPUs it trains next."""
+        """The job's GPUs changed: if the set it trains on changes, stop it and say on which
+        GPUs it trains next (None when that set is unchanged)."""
         ready = tuple(g for g in rec.gpus if g in rec.ready)
-        waiting = len(ready) < len(rec.gpus)
-        if waiting and not self.mech.start_partial:
+        if len(ready) < len(rec.gpus) and not self.mech.start_partial:
             ready = ()
-        if not ready and rec.state is not JobState.RUNNING and rec.running_gpus == 0:
-            # nothing was running and nothing can run yet: no pause to charge
-            rec.state = JobState.STARTING if rec.gpus else JobState.QUEUED
+        if not rec.gpus:
+            self._queued[rec.spec.job_id] = None
+        if ready == rec.active:
+            if not ready:
+                rec.state = JobState.STARTING if rec.gpus else JobState.QUEUED
             self._touch(rec)
             return None
         self._settle(rec, now)
         rec.epoch += 1
+        rec.active = ready
         rec.state = JobState.STARTING if rec.gpus else JobState.QUEUED
-        if not rec.gpus:
-            self._queued[rec.spec.job_id] = None
-        rec.running_gpus = 0 if not ready else rec.running_gpus
         self._touch(rec)
         if not ready:
             return Reconfigure(rec.spec.job_id, (), rec.epoch, 0.0, False)
@@ -427,8 +424,8 @@ class ClusterState:
             if clash:
                 refuse(f"allocation for {job_id}: GPU {clash[0]} given to two jobs")
                 continue
-            for g in gset:
-                claimed[g] = job_id
+            for gid in gset:
+                claimed[gid] = job_id
             plans[job_id] = gset
         for job_id, gset in list(plans.items()):
             for gid in gset:
@@ -477,8 +474,6 @@ class ClusterState:
                 changed[job_id] = rec
             if rec.gpus:
                 self._queued.pop(job_id, None)
-            else:
-                self._queued[job_id] = None
         for rec in changed.values():
             act = self._reconfigure(rec, now)
             if act:

@@ -165,7 +165,6 @@ class Snapshot:
         return self.warm_idle.get(model, ())
 
 
-
 @dataclass(frozen=True)
 class Decision:
     """What a policy wants, applied by the core's cluster state.

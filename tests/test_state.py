@@ -1,0 +1,234 @@
+"""ClusterState: a decision is checked against the invariants and applied, with the right
+mechanical actions."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ptsim.core.profiles import Mechanics, UnknownName
+from ptsim.core.state import ClusterState
+from ptsim.core.types import (
+    Decision,
+    GpuState,
+    InitChoice,
+    InvalidRequest,
+    JobState,
+    LoadModel,
+    Reconfigure,
+    RejectJob,
+    ReleaseGpu,
+)
+from tests._util import job, linear_profiles
+
+
+def state(nodes: int = 1, per_node: int = 4, **kw: object) -> ClusterState:
+    return ClusterState(nodes, per_node, linear_profiles(("m", "n")), **kw)  # type: ignore[arg-type]
+
+
+def kinds(actions: list[object]) -> list[str]:
+    return [type(a).__name__ for a in actions]
+
+
+def test_free_gpu_is_a_cold_start_and_the_job_starts_when_it_is_ready() -> None:
+    s = state()
+    s.add_job(job("a", 0, 100, 500), 0.0)
+    acts = s.apply(Decision(allocations={"a": (0,)}), 0.0)
+    assert kinds(acts) == ["LoadModel"]
+    load = acts[0]
+    assert isinstance(load, LoadModel) and load.gid == 0 and not load.reload
+    assert s.gpu(0).state is GpuState.LOADING and s.job("a").state is JobState.STARTING
+    (rc,) = s.gpu_ready(0, load.token, 10.0)
+    assert isinstance(rc, Reconfigure) and rc.gpus == (0,) and rc.first
+    assert rc.pause_s == pytest.approx(0.5)  # hand-over only
+    left = s.job_resumed("a", rc.epoch, 10.5)
+    assert left == pytest.approx(100.0)
+    assert s.job_finished("a", rc.epoch, 110.5)
+    assert s.gpu(0).state is GpuState.WARM and s.gpu(0).model == "m"
+    s.check_invariants()
+
+
+def test_warm_gpu_of_the_model_is_a_hand_over_without_load() -> None:
+    s = state()
+    s.apply(Decision(prewarm={1: "m"}), 0.0)
+    s.gpu_ready(1, 1, 10.0)
+    assert s.snapshot(10.0).warm_idle_of("m") == (1,)
+    s.add_job(job("a", 10, 10, 500), 10.0)
+    acts = s.apply(Decision(allocations={"a": (1,)}), 10.0)
+    assert kinds(acts) == ["Reconfigure"] and s.totals.warm_hits == 1
+    assert s.totals.cold_starts == 1  # the pre-warm itself
+
+
+def test_warm_gpu_of_another_model_is_a_reload() -> None:
+    s = state()
+    s.apply(Decision(prewarm={0: "n"}), 0.0)
+    s.gpu_ready(0, 1, 10.0)
+    s.add_job(job("a", 10, 10, 500), 10.0)
+    (load,) = s.apply(Decision(allocations={"a": (0,)}), 10.0)
+    assert isinstance(load, LoadModel) and load.reload and load.model == "m"
+    assert s.totals.reloads == 1
+
+
+def test_gpu_given_to_two_jobs_is_refused() -> None:
+    s = state()
+    s.add_job(job("a", 0, 10, 500), 0.0)
+    s.add_job(job("b", 0, 10, 500), 0.0)
+    acts = s.apply(Decision(allocations={"a": (0,), "b": (0, 1)}), 0.0)
+    assert "InvalidRequest" in kinds(acts) and s.totals.invalid == 1
+    assert s.job("a").gpus == [0] and s.job("b").gpus == []
+    s.check_invariants()
+
+
+def test_gpu_held_by_a_job_cannot_be_taken_unless_it_gives_it_up() -> None:
+    s = state()
+    s.add_job(job("a", 0, 10, 500), 0.0)
+    s.add_job(job("b", 0, 10, 500), 0.0)
+    s.apply(Decision(allocations={"a": (0,)}), 0.0)
+    acts = s.apply(Decision(allocations={"b": (0,)}), 1.0)
+    assert kinds(acts) == ["InvalidRequest"]
+    acts = s.apply(Decision(allocations={"a": (1,), "b": (0,)}), 2.0)  # a moves, b takes 0
+    assert "InvalidRequest" not in kinds(acts)
+    assert s.job("a").gpus == [1] and s.job("b").gpus == [0]
+    s.check_invariants()
+
+
+@pytest.mark.parametrize(
+    "decision",
+    [
+        Decision(allocations={"a": (9,)}),  # no such GPU
+        Decision(allocations={"a": (0, 0)}),  # duplicate
+        Decision(allocations={"zz": (0,)}),  # no such job
+        Decision(allocations={"a": (0, 1, 2)}),  # above max_gpus=2
+        Decision(release=(0,)),  # free GPU: nothing to release
+        Decision(prewarm={7: "m"}),
+    ],
+)
+def test_invalid_parts_are_refused_and_change_nothing(decision: Decision) -> None:
+    s = state()
+    s.add_job(job("a", 0, 10, 500, max_gpus=2), 0.0)
+    acts = s.apply(decision, 0.0)
+    assert kinds(acts) == ["InvalidRequest"]
+    assert s.counts[GpuState.FREE] == 4 and s.job("a").gpus == []
+
+
+def test_unknown_model_prewarm_names_the_known_models() -> None:
+    s = state()
+    with pytest.raises(UnknownName, match="known: m, n"):
+        s.apply(Decision(prewarm={0: "zz"}), 0.0)
+
+
+def test_release_cancels_a_load_in_flight() -> None:
+    s = state()
+    (load,) = s.apply(Decision(prewarm={0: "m"}), 0.0)
+    assert isinstance(load, LoadModel)
+    (rel,) = s.apply(Decision(release=(0,)), 3.0)
+    assert isinstance(rel, ReleaseGpu)
+    assert s.gpu_ready(0, load.token, 10.0) == []  # the stale completion is ignored
+    assert s.gpu(0).state is GpuState.FREE
+    assert s.totals.gpu_seconds[GpuState.LOADING] == pytest.approx(3.0)
+
+
+def test_reject_only_a_job_that_never_ran() -> None:
+    s = state()
+    s.add_job(job("a", 0, 10, 500), 0.0)
+    s.add_job(job("b", 0, 10, 500), 0.0)
+    s.apply(Decision(allocations={"b": (0,)}), 0.0)
+    acts = s.apply(Decision(reject=("a", "b")), 0.0)
+    assert kinds(acts) == ["RejectJob", "InvalidRequest"]
+    assert isinstance(acts[0], RejectJob) and s.job("a").state is JobState.REJECTED
+
+
+def test_resize_keeps_remaining_work_and_charges_the_reconfiguration_pause() -> None:
+    s = state()
+    s.add_job(job("a", 0, 100, 500, max_gpus=4), 0.0)
+    (load,) = s.apply(Decision(allocations={"a": (0,)}), 0.0)
+    assert isinstance(load, LoadModel)
+    (rc,) = s.gpu_ready(0, load.token, 10.0)
+    assert isinstance(rc, Reconfigure)
+    s.job_resumed("a", rc.epoch, 10.5)
+    # at t=50.5, 40 iterations are done; grow onto GPU 1 (cold) then GPU 1 comes ready
+    (load1,) = s.apply(Decision(allocations={"a": (0, 1)}), 50.5)
+    assert isinstance(load1, LoadModel)
+    (rc2,) = s.gpu_ready(1, load1.token, 60.5)
+    assert isinstance(rc2, Reconfigure) and rc2.pause_s == pytest.approx(2.0)
+    assert s.job("a").iters_done == pytest.approx(50.0)  # trained on GPU 0 until 60.5
+    left = s.job_resumed("a", rc2.epoch, 62.5)
+    assert left == pytest.approx(25.0)  # 50 left at 2 it/s
+    assert s.job("a").rescales == 1
+
+
+def test_start_partial_off_waits_for_every_gpu() -> None:
+    s = ClusterState(1, 4, linear_profiles(mechanics=Mechanics(start_partial=False)))
+    s.add_job(job("a", 0, 100, 500, gpus=2), 0.0)
+    loads = s.apply(Decision(allocations={"a": (0, 1)}), 0.0)
+    assert s.gpu_ready(0, loads[0].token, 10.0) == []  # type: ignore[union-attr]
+    (rc,) = s.gpu_ready(1, loads[1].token, 12.0)  # type: ignore[union-attr]
+    assert isinstance(rc, Reconfigure) and rc.gpus == (0, 1)
+
+
+def test_init_choice_sets_iterations_through_the_driver_model() -> None:
+    s = ClusterState(1, 2, linear_profiles(), iterations=lambda spec, init: 40.0)
+    s.add_job(job("a", 0, 100, 500), 0.0)
+    s.apply(Decision(init={"a": InitChoice("e1", "imdb", "flat", 3, 0.75, 0.5)}), 0.0)
+    rec = s.job("a")
+    assert rec.iters_needed == 40.0 and rec.iters_estimate == pytest.approx(50.0)
+    (load,) = s.apply(Decision(allocations={"a": (0,)}), 0.0)
+    (rc,) = s.gpu_ready(0, load.token, 10.0)  # type: ignore[union-attr]
+    assert isinstance(rc, Reconfigure) and rc.pause_s == pytest.approx(0.5 + 0.75)
+
+
+# ------------------------------------------------------------------ property test
+
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["alloc", "release", "prewarm", "ready", "reject", "tick"]),
+        st.integers(0, 5),  # job index
+        st.lists(st.integers(-1, 8), max_size=4),  # GPU ids, some invalid
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops)
+def test_any_sequence_of_decisions_keeps_the_invariants(
+    seq: list[tuple[str, int, list[int]]],
+) -> None:
+    s = state(nodes=2, per_node=4)
+    now = 0.0
+    loads: list[LoadModel] = []
+    for i in range(6):
+        s.add_job(job(f"j{i}", 0, 50, 500, model="mn"[i % 2], max_gpus=4), 0.0)
+    for op, ji, gids in seq:
+        now += 1.0
+        jid = f"j{ji}"
+        if op == "alloc":
+            acts = s.apply(Decision(allocations={jid: tuple(gids)}), now)
+        elif op == "release":
+            acts = s.apply(Decision(release=tuple(gids)), now)
+        elif op == "prewarm":
+            acts = s.apply(Decision(prewarm={g: "m" for g in gids}), now)
+        elif op == "reject":
+            acts = s.apply(Decision(reject=(jid,)), now)
+        elif op == "ready" and loads:
+            ld = loads.pop(ji % len(loads))
+            acts = s.gpu_ready(ld.gid, ld.token, now)
+        else:
+            acts = []
+        loads += [a for a in acts if isinstance(a, LoadModel)]
+        for a in acts:
+            if isinstance(a, Reconfigure) and a.gpus:
+                s.job_resumed(a.job, a.epoch, now)
+        assert all(isinstance(a, InvalidRequest) or a is not None for a in acts)
+        s.check_invariants()
+        held = [g for r in s.jobs.values() for g in r.gpus]
+        assert len(held) == len(set(held)) <= s.num_gpus
+    s.close(now + 1.0)
+    provisioned = sum(s.totals.gpu_seconds.values())
+    per_job = sum(r.gpu_seconds for r in s.jobs.values())
+    assert (
+        per_job
+        <= s.totals.gpu_seconds[GpuState.BUSY] + s.totals.gpu_seconds[GpuState.LOADING] + 1e-9
+    )
+    assert provisioned <= s.num_gpus * (now + 1.0) + 1e-9
