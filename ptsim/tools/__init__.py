@@ -1,0 +1,1 @@
+"""Command-line tools that build the data the project ships (profile tables, traces)."""
