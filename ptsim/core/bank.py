@@ -1,0 +1,463 @@
+"""The Prompt Bank index: stored prompts by base model, and the lookup that picks a new job's
+initial prompt with as few score assessments as it can.
+
+One index serves both drivers; only the :class:`Scorer` differs (a model of the score in ptsim,
+a short real evaluation in ptexec). Layouts, by name (:data:`LAYOUTS`):
+
+- ``flat``: score every entry of the model.
+- ``two_layer`` (the paper's): K-medoids clusters on the feature vectors; score the K medoids,
+  then the other members of the ``probe`` best clusters; keep the best scored.
+- ``three_layer`` (the variant the paper rejected): the K medoids are clustered again into
+  ``top_k`` groups; score the top medoids, then the other medoids of the ``probe`` best groups,
+  then the other members of the ``probe`` best clusters among those.
+- ``random``: one entry drawn at random (one assessment).
+- ``none``: the default initial prompt (no assessment).
+
+Every assessment is one call of the scorer on one entry; no entry is scored twice in a lookup.
+The caller turns assessments into seconds (assessments x the model's evaluation time), see
+:func:`init_choice`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol, runtime_checkable
+
+import kmedoids
+import numpy as np
+import numpy.typing as npt
+from scipy.spatial.distance import pdist, squareform
+
+from ptsim.core.profiles import UnknownName
+from ptsim.core.types import InitChoice
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+MetaValue = float | int | str | bool
+
+LAYOUTS: tuple[str, ...] = ("flat", "two_layer", "three_layer", "random", "none")
+CLUSTERED_LAYOUTS: frozenset[str] = frozenset({"two_layer", "three_layer"})
+
+_EMPTY_META: Mapping[str, MetaValue] = MappingProxyType({})
+
+
+def check_layout(layout: str) -> str:
+    """``layout`` if it is a known layout name, else :class:`UnknownName` listing them."""
+    if layout not in LAYOUTS:
+        raise UnknownName("bank layout", layout, LAYOUTS)
+    return layout
+
+
+@dataclass(frozen=True)
+class BankEntry:
+    """One stored prompt.
+
+    ``feature`` is the vector the index clusters on (read-only, 1-D); in ptexec for example the
+    frozen model's mean activation over the prompt, in ptsim the source task's point embedded
+    in feature space. ``shape`` is the prompt tensor's shape (virtual tokens, hidden size);
+    ``metadata`` anything else worth keeping (measured convergence, tuning run id...).
+    Equality and hashing use the id, model, source task and shape.
+    """
+
+    entry_id: str
+    model: str
+    source_task: str
+    feature: FloatArray = field(compare=False)
+    shape: tuple[int, ...] = ()
+    metadata: Mapping[str, MetaValue] = field(default_factory=lambda: _EMPTY_META, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.entry_id or not self.model or not self.source_task:
+            raise ValueError("bank entry needs a non-empty entry_id, model and source_task")
+        feat = np.array(self.feature, dtype=np.float64)
+        if feat.ndim != 1 or feat.size == 0 or not np.all(np.isfinite(feat)):
+            raise ValueError(f"bank entry {self.entry_id}: feature must be a finite 1-D vector")
+        feat.setflags(write=False)
+        object.__setattr__(self, "feature", feat)
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Answers "how good is this stored prompt as a start for this task" from a short
+    evaluation; higher is better. Each call is one score assessment."""
+
+    def score(self, entry: BankEntry, target_task: str) -> float: ...
+
+
+@runtime_checkable
+class BatchScorer(Scorer, Protocol):
+    """A scorer that can also score several entries at once (in order, one assessment each).
+    The index uses ``score_many`` when a scorer has it."""
+
+    def score_many(self, entries: Sequence[BankEntry], target_task: str) -> FloatArray: ...
+
+
+@dataclass(frozen=True)
+class BankConfig:
+    """Knobs of the index (config group ``bank``).
+
+    - ``layout``: the default layout of :meth:`PromptBankIndex.lookup` (:data:`LAYOUTS`).
+    - ``probe`` (c): clusters (and, in ``three_layer``, top groups) whose members are scored.
+      Default 1: with K = sqrt(N) this costs about 2 sqrt(N) assessments.
+    - ``k``: clusters; ``None`` = ceil(sqrt(probe x N)), which minimises K + probe x N / K.
+    - ``top_k``: ``three_layer`` top groups; ``None`` = ceil(sqrt(probe x K)).
+    - ``online``: re-cluster as entries are added; ``False`` freezes the clustering after its
+      first build (new entries still join their nearest medoid's cluster).
+    - ``rebuild_every``: re-cluster at the first lookup after this many additions.
+    - ``sample_limit``: above this many entries (or 4K if larger), K-medoids runs on a seeded
+      sample of that size and every entry joins its nearest medoid (keeps a build of 100k
+      entries to about a second and its distance matrix to ~130 MB).
+    - ``max_iter``: FasterPAM iteration limit.
+    - ``min_score``: if the best score is below it, the default prompt is used instead
+      (``None``: always take the best entry).
+    - ``seed``: seeds the sample and FasterPAM, so builds are reproducible.
+    """
+
+    layout: str = "two_layer"
+    probe: int = 1
+    k: int | None = None
+    top_k: int | None = None
+    online: bool = True
+    rebuild_every: int = 100
+    sample_limit: int = 4000
+    max_iter: int = 100
+    min_score: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_layout(self.layout)
+        if self.probe < 1 or self.rebuild_every < 1 or self.max_iter < 1:
+            raise ValueError("bank probe, rebuild_every and max_iter must be >= 1")
+        if (self.k is not None and self.k < 1) or (self.top_k is not None and self.top_k < 1):
+            raise ValueError("bank k and top_k must be >= 1 when given")
+        if self.sample_limit < 2:
+            raise ValueError("bank sample_limit must be >= 2")
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """What a lookup did: the chosen entry (``None`` = default prompt), the number of score
+    assessments, the scored entry ids in the order scored with their scores, and the layout."""
+
+    entry: BankEntry | None
+    assessments: int
+    scored: tuple[str, ...]
+    scores: tuple[float, ...]
+    layout: str
+
+    @property
+    def best_score(self) -> float | None:
+        return max(self.scores) if self.scores else None
+
+
+def init_choice(result: LookupResult, eval_s: float, expected_saving: float = 0.0) -> InitChoice:
+    """The :class:`InitChoice` for a lookup: cost = assessments x ``eval_s`` (one evaluation of
+    the model); ``expected_saving`` is what the convergence model predicts for the chosen
+    entry (forced to 0 when the default prompt was chosen)."""
+    if eval_s < 0:
+        raise ValueError("eval_s must be >= 0")
+    entry = result.entry
+    return InitChoice(
+        source=entry.entry_id if entry is not None else None,
+        source_task=entry.source_task if entry is not None else None,
+        layout=result.layout,
+        assessments=result.assessments,
+        lookup_s=result.assessments * eval_s,
+        expected_saving=expected_saving if entry is not None else 0.0,
+    )
+
+
+def nearest(points: FloatArray, centres: FloatArray, chunk: int = 8192) -> IntArray:
+    """Index of the nearest centre (Euclidean) of every point, in chunks of rows."""
+    c_sq = np.einsum("ij,ij->i", centres, centres)
+    out = np.empty(len(points), dtype=np.intp)
+    for s in range(0, len(points), chunk):
+        d = c_sq[None, :] - 2.0 * (points[s : s + chunk] @ centres.T)
+        out[s : s + chunk] = np.argmin(d, axis=1)
+    return out
+
+
+def kmedoids_cluster(
+    points: FloatArray, k: int, rng: np.random.Generator, max_iter: int
+) -> tuple[IntArray, IntArray]:
+    """FasterPAM on Euclidean distances: (medoid rows, label of every row). With ``k >= n``
+    every row is its own medoid. Single-threaded, seeded from ``rng``: reproducible."""
+    n = len(points)
+    if k >= n:
+        idx = np.arange(n, dtype=np.intp)
+        return idx, idx.copy()
+    diss = squareform(pdist(points))
+    res = kmedoids.fasterpam(
+        diss,
+        k,
+        max_iter=max_iter,
+        init="random",
+        random_state=int(rng.integers(2**31 - 1)),
+        n_cpu=1,
+    )
+    return np.asarray(res.medoids, dtype=np.intp), np.asarray(res.labels, dtype=np.intp)
+
+
+@dataclass
+class _Clusters:
+    """The clustered structure of one model's entries. ``members[c]`` starts with the medoid;
+    ``groups[g]`` (three-layer) lists cluster indices, starting with the top medoid's."""
+
+    medoids: IntArray
+    medoid_feats: FloatArray
+    members: list[list[int]]
+    groups: list[list[int]]
+    built_n: int
+
+
+class _ModelBank:
+    """Entries of one base model, their feature matrix and clustered structure."""
+
+    def __init__(self, dim: int) -> None:
+        self.entries: list[BankEntry] = []
+        self.ids: list[str] = []
+        self._feats = np.empty((16, dim), dtype=np.float64)
+        self.clusters: _Clusters | None = None
+        self.stale = False
+
+    @property
+    def dim(self) -> int:
+        return int(self._feats.shape[1])
+
+    @property
+    def n(self) -> int:
+        return len(self.entries)
+
+    @property
+    def feats(self) -> FloatArray:
+        return self._feats[: self.n]
+
+    def append(self, entry: BankEntry) -> None:
+        n = self.n
+        if n == len(self._feats):
+            grown = np.empty((2 * n, self.dim), dtype=np.float64)
+            grown[:n] = self._feats
+            self._feats = grown
+        self._feats[n] = entry.feature
+        self.entries.append(entry)
+        self.ids.append(entry.entry_id)
+        cl = self.clusters
+        if cl is not None:
+            c = int(nearest(entry.feature[None, :], cl.medoid_feats)[0])
+            cl.members[c].append(n)
+
+
+class PromptBankIndex:
+    """Stored prompts keyed by base model, and the lookup over them (see the module doc).
+
+    Entries are added with :meth:`add`; the clustering is built at the first clustered lookup
+    and rebuilt (when ``config.online``) at the first lookup after ``config.rebuild_every``
+    additions. Between rebuilds a new entry joins its nearest medoid's cluster, so every lookup
+    sees every entry. Entry ids are unique across models.
+    """
+
+    def __init__(self, config: BankConfig | None = None, entries: Iterable[BankEntry] = ()) -> None:
+        self.config = config if config is not None else BankConfig()
+        self._models: dict[str, _ModelBank] = {}
+        self._ids: set[str] = set()
+        for e in entries:
+            self.add(e)
+
+    # -- contents --------------------------------------------------------------------------
+
+    def add(self, entry: BankEntry) -> None:
+        """Store ``entry``; raises ValueError on a duplicate id or a feature of another length
+        than the model's other entries."""
+        if entry.entry_id in self._ids:
+            raise ValueError(f"bank entry id {entry.entry_id!r} already stored")
+        mb = self._models.get(entry.model)
+        if mb is None:
+            mb = self._models[entry.model] = _ModelBank(entry.feature.size)
+        elif entry.feature.size != mb.dim:
+            raise ValueError(
+                f"bank entry {entry.entry_id}: feature length {entry.feature.size} != "
+                f"{mb.dim} of model {entry.model}'s other entries"
+            )
+        mb.append(entry)
+        self._ids.add(entry.entry_id)
+        cl = mb.clusters
+        if cl is not None and self.config.online:
+            mb.stale = mb.stale or mb.n - cl.built_n >= self.config.rebuild_every
+
+    def extend(self, entries: Iterable[BankEntry]) -> None:
+        for e in entries:
+            self.add(e)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, entry_id: object) -> bool:
+        return entry_id in self._ids
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(sorted(self._models))
+
+    def size(self, model: str) -> int:
+        mb = self._models.get(model)
+        return 0 if mb is None else mb.n
+
+    def entries(self, model: str) -> tuple[BankEntry, ...]:
+        """Entries of ``model`` in the order added (empty for a model with none)."""
+        mb = self._models.get(model)
+        return () if mb is None else tuple(mb.entries)
+
+    def clusters(self, model: str) -> tuple[tuple[str, ...], ...]:
+        """Entry ids of every cluster of ``model``, medoid first (builds when needed)."""
+        mb = self._models.get(model)
+        if mb is None or mb.n == 0:
+            return ()
+        cl = self._built(mb)
+        return tuple(tuple(mb.ids[i] for i in m) for m in cl.members)
+
+    def groups(self, model: str) -> tuple[tuple[int, ...], ...]:
+        """Cluster indices (into :meth:`clusters`) of every three-layer top group."""
+        mb = self._models.get(model)
+        if mb is None or mb.n == 0:
+            return ()
+        return tuple(tuple(g) for g in self._built(mb).groups)
+
+    # -- clustering ------------------------------------------------------------------------
+
+    def rebuild(self, model: str | None = None) -> None:
+        """Re-cluster ``model`` (every model when ``None``) now."""
+        names = self.models if model is None else (model,)
+        for name in names:
+            mb = self._models.get(name)
+            if mb is not None and mb.n > 0:
+                mb.clusters = self._cluster(mb)
+                mb.stale = False
+
+    def _built(self, mb: _ModelBank) -> _Clusters:
+        if mb.clusters is None or mb.stale:
+            mb.clusters = self._cluster(mb)
+            mb.stale = False
+        return mb.clusters
+
+    def _cluster(self, mb: _ModelBank) -> _Clusters:
+        cfg = self.config
+        n = mb.n
+        feats = mb.feats
+        rng = np.random.default_rng([cfg.seed, n])
+        k = min(n, cfg.k if cfg.k is not None else math.ceil(math.sqrt(cfg.probe * n)))
+        sample_size = max(cfg.sample_limit, 4 * k)
+        if n > sample_size:
+            sample = np.sort(rng.choice(n, size=sample_size, replace=False))
+            med_rows, _ = kmedoids_cluster(feats[sample], k, rng, cfg.max_iter)
+            medoids = sample[med_rows]
+            labels = nearest(feats, feats[medoids])
+        else:
+            medoids, labels = kmedoids_cluster(feats, k, rng, cfg.max_iter)
+        k = len(medoids)
+        labels[medoids] = np.arange(k)  # a medoid belongs to its own cluster, even on ties
+        members = _split(labels, medoids)
+        med_feats = feats[medoids].copy()
+        top = min(k, cfg.top_k if cfg.top_k is not None else math.ceil(math.sqrt(cfg.probe * k)))
+        top_meds, top_labels = kmedoids_cluster(med_feats, top, rng, cfg.max_iter)
+        top_labels[top_meds] = np.arange(len(top_meds))
+        groups = _split(top_labels, top_meds)
+        return _Clusters(medoids, med_feats, members, groups, n)
+
+    # -- lookup ----------------------------------------------------------------------------
+
+    def lookup(
+        self,
+        model: str,
+        target_task: str,
+        scorer: Scorer,
+        rng: np.random.Generator,
+        *,
+        layout: str | None = None,
+    ) -> LookupResult:
+        """Choose an initial prompt of ``model`` for ``target_task`` (layout: the config's
+        unless given). ``rng`` is used by the ``random`` layout only. With no entry for the
+        model, or layout ``none``, the result is the default prompt with no assessment."""
+        lay = check_layout(layout if layout is not None else self.config.layout)
+        mb = self._models.get(model)
+        if lay == "none" or mb is None or mb.n == 0:
+            return LookupResult(None, 0, (), (), lay)
+        run = _Run(mb, scorer, target_task)
+        if lay == "flat":
+            run.score_rows(range(mb.n))
+        elif lay == "random":
+            run.score_rows([int(rng.integers(mb.n))])
+        else:
+            cl = self._built(mb)
+            probe = self.config.probe
+            clusters = list(range(len(cl.medoids)))
+            if lay == "three_layer":
+                top_scores = run.score_rows([int(cl.medoids[g[0]]) for g in cl.groups])
+                clusters = [c for g in _top(top_scores, probe) for c in cl.groups[g]]
+            med_scores = run.score_rows([int(cl.medoids[c]) for c in clusters])
+            for i in _top(med_scores, probe):
+                run.score_rows(cl.members[clusters[i]][1:])
+        return run.result(lay, self.config.min_score)
+
+
+class _Run:
+    """The scoring of one lookup: scores each entry at most once and remembers the order."""
+
+    def __init__(self, mb: _ModelBank, scorer: Scorer, target: str) -> None:
+        self.mb, self.scorer, self.target = mb, scorer, target
+        self.rows: list[int] = []
+        self.values: list[float] = []
+        self.seen: dict[int, float] = {}
+
+    def score_rows(self, rows: Iterable[int]) -> FloatArray:
+        """Score the rows not scored yet (in order); returns the scores of all ``rows``."""
+        rows = list(rows)
+        new = [r for r in rows if r not in self.seen] if self.seen else rows
+        if new:
+            entries = [self.mb.entries[r] for r in new]
+            if isinstance(self.scorer, BatchScorer):
+                vals = np.asarray(self.scorer.score_many(entries, self.target), dtype=np.float64)
+                if vals.shape != (len(entries),):
+                    raise ValueError(f"score_many returned shape {vals.shape}, not ({len(new)},)")
+            else:
+                vals = np.fromiter(
+                    (self.scorer.score(e, self.target) for e in entries), np.float64, len(new)
+                )
+            self.rows.extend(new)
+            self.values.extend(vals.tolist())
+            self.seen.update(zip(new, vals.tolist(), strict=True))
+            if new is rows:
+                return vals
+        return np.array([self.seen[r] for r in rows], dtype=np.float64)
+
+    def result(self, layout: str, min_score: float | None) -> LookupResult:
+        entry: BankEntry | None = None
+        if self.values:
+            best = int(np.argmax(self.values))
+            if min_score is None or self.values[best] >= min_score:
+                entry = self.mb.entries[self.rows[best]]
+        ids = self.mb.ids
+        return LookupResult(
+            entry, len(self.rows), tuple(ids[r] for r in self.rows), tuple(self.values), layout
+        )
+
+
+def _top(scores: FloatArray, c: int) -> list[int]:
+    """Indices of the ``c`` highest scores, best first; ties go to the lower index."""
+    order = np.argsort(-scores, kind="stable")
+    return [int(i) for i in order[:c]]
+
+
+def _split(labels: IntArray, medoids: IntArray) -> list[list[int]]:
+    """Rows of every label, the medoid first, then ascending."""
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=len(medoids))
+    out: list[list[int]] = []
+    for c, rows in enumerate(np.split(order, np.cumsum(counts)[:-1])):
+        med = int(medoids[c])
+        out.append([med, *(int(r) for r in rows if r != med)])
+    return out

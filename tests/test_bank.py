@@ -1,0 +1,387 @@
+"""The Prompt Bank index: layouts, assessment counts, online growth, determinism, sim scorer."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ptsim.core.bank import (
+    LAYOUTS,
+    BankConfig,
+    BankEntry,
+    LookupResult,
+    PromptBankIndex,
+    init_choice,
+)
+from ptsim.core.bank_sim import SimScorer, choose_init, synthetic_bank
+from ptsim.core.convergence import ConvergenceModel
+from ptsim.core.profiles import UnknownName
+
+CONV = ConvergenceModel.default()
+DET = settings(derandomize=True, max_examples=40, deadline=None)
+
+
+class PlantedScorer:
+    """Score = value of the entry's task + a small per-entry bonus; counts its calls."""
+
+    def __init__(self, values: dict[str, float]) -> None:
+        self.values = values
+        self.calls: list[str] = []
+
+    def score(self, entry: BankEntry, target_task: str) -> float:
+        self.calls.append(entry.entry_id)
+        return self.values[entry.source_task] + float(entry.metadata["bonus"])
+
+
+def planted(sizes: Sequence[int], dim: int = 8, seed: int = 0, model: str = "m") -> list[BankEntry]:
+    """Well separated clusters (centres 10 apart, noise 0.1); cluster i has task c{i}."""
+    rng = np.random.default_rng(seed)
+    out: list[BankEntry] = []
+    for c, size in enumerate(sizes):
+        centre = np.zeros(max(dim, len(sizes)))
+        centre[c] = 10.0
+        for j in range(size):
+            out.append(
+                BankEntry(
+                    entry_id=f"{model}-c{c}-{j:03d}",
+                    model=model,
+                    source_task=f"c{c}",
+                    feature=centre + rng.normal(0, 0.1, size=centre.size),
+                    metadata={"bonus": float(rng.uniform(0, 1e-3))},
+                )
+            )
+    return out
+
+
+def groups_of(entries: Sequence[BankEntry]) -> set[frozenset[str]]:
+    by: dict[str, set[str]] = {}
+    for e in entries:
+        by.setdefault(e.source_task, set()).add(e.entry_id)
+    return {frozenset(v) for v in by.values()}
+
+
+def lookup(
+    idx: PromptBankIndex, scorer: object, layout: str, target: str = "x", model: str = "m"
+) -> LookupResult:
+    return idx.lookup(model, target, scorer, np.random.default_rng(0), layout=layout)  # type: ignore[arg-type]
+
+
+# -- planted structure -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("probe", [1, 2, 3])
+def test_two_layer_equal_clusters_counts_and_finds_best(probe: int) -> None:
+    k, per = 8, 25
+    entries = planted([per] * k)
+    idx = PromptBankIndex(BankConfig(k=k, probe=probe), entries)
+    assert {frozenset(c) for c in idx.clusters("m")} == groups_of(entries)
+    values = {f"c{i}": float(i) for i in range(k)}
+    values["c5"] = 100.0
+    scorer = PlantedScorer(values)
+    res = lookup(idx, scorer, "two_layer")
+    assert res.entry is not None and res.entry.source_task == "c5"
+    # every member of the best cluster was scored: the chosen one is that cluster's best
+    best = max((e for e in entries if e.source_task == "c5"), key=lambda e: e.metadata["bonus"])
+    assert res.entry == best
+    # medoids are not scored twice: K + c (N/K - 1)
+    assert res.assessments == k + probe * (per - 1)
+    assert res.assessments == len(scorer.calls) == len(set(res.scored)) == len(res.scores)
+    assert list(res.scored) == scorer.calls
+
+
+def test_two_layer_unequal_clusters_counts_exactly() -> None:
+    sizes = [5, 10, 15, 20, 25, 30]
+    entries = planted(sizes)
+    values = {f"c{i}": v for i, v in enumerate([3.0, 1.0, 6.0, 2.0, 5.0, 4.0])}
+    for probe in (1, 2):
+        idx = PromptBankIndex(BankConfig(k=len(sizes), probe=probe), entries)
+        res = lookup(idx, PlantedScorer(values), "two_layer")
+        best = sorted(range(len(sizes)), key=lambda i: -values[f"c{i}"])[:probe]
+        assert res.assessments == len(sizes) + sum(sizes[i] - 1 for i in best)
+        assert res.entry is not None and res.entry.source_task == "c2"
+
+
+def test_flat_scores_everything_and_finds_global_best() -> None:
+    entries = planted([7, 11, 13])
+    scorer = PlantedScorer({"c0": 0.0, "c1": 0.5, "c2": 0.2})
+    res = lookup(PromptBankIndex(BankConfig(layout="flat"), entries), scorer, "flat")
+    assert res.assessments == len(entries) == len(set(res.scored))
+    best = max(entries, key=lambda e: scorer.values[e.source_task] + float(e.metadata["bonus"]))
+    assert res.entry == best
+    assert res.best_score == pytest.approx(max(res.scores))
+
+
+def test_three_layer_counts_exactly() -> None:
+    sizes = [10] * 9
+    entries = planted(sizes, dim=9)
+    idx = PromptBankIndex(BankConfig(k=9, top_k=3), entries)
+    values = {f"c{i}": float(i) for i in range(9)}
+    scorer = PlantedScorer(values)
+    res = lookup(idx, scorer, "three_layer")
+    clusters, groups = idx.clusters("m"), idx.groups("m")
+    assert sorted(c for g in groups for c in g) == list(range(9))
+    task_of = {e.entry_id: e.source_task for e in entries}
+
+    def value(cluster: int) -> float:
+        return values[task_of[clusters[cluster][0]]]
+
+    # top medoids, then the other medoids of the best group, then the best cluster's members
+    best_group = max(groups, key=lambda g: value(g[0]))
+    assert res.assessments == len(groups) + (len(best_group) - 1) + (10 - 1)
+    assert res.assessments == len(scorer.calls) == len(set(scorer.calls))
+    assert res.entry is not None
+    assert res.entry.source_task == task_of[clusters[max(best_group, key=value)][0]]
+
+
+def test_random_and_none() -> None:
+    entries = planted([5, 5])
+    idx = PromptBankIndex(BankConfig(), entries)
+    scorer = PlantedScorer({"c0": 0.0, "c1": 1.0})
+    r = lookup(idx, scorer, "random")
+    assert r.assessments == 1 and r.entry is not None and r.layout == "random"
+    n = lookup(idx, scorer, "none")
+    assert n == LookupResult(None, 0, (), (), "none")
+
+
+def test_empty_bank_and_unknown_model_give_default_prompt() -> None:
+    idx = PromptBankIndex()
+    scorer = PlantedScorer({})
+    for lay in LAYOUTS:
+        res = lookup(idx, scorer, lay)
+        assert res.entry is None and res.assessments == 0
+    idx.extend(planted([3]))
+    assert lookup(idx, scorer, "flat", model="other").entry is None
+
+
+def test_min_score_falls_back_to_default() -> None:
+    idx = PromptBankIndex(BankConfig(min_score=0.5), planted([4, 4]))
+    res = lookup(idx, PlantedScorer({"c0": 0.0, "c1": 0.1}), "flat")
+    assert res.entry is None and res.assessments == 8
+
+
+def test_plain_scorer_and_batch_scorer_agree() -> None:
+    entries = synthetic_bank(["m"], CONV, 300, np.random.default_rng(4))
+    idx = PromptBankIndex(BankConfig(), entries)
+
+    class Plain:
+        def __init__(self) -> None:
+            self.inner = SimScorer(CONV, np.random.default_rng(9), sigma=0.0)
+
+        def score(self, entry: BankEntry, target_task: str) -> float:
+            return self.inner.score(entry, target_task)
+
+    a = lookup(idx, Plain(), "two_layer", target="rte")
+    b = lookup(idx, SimScorer(CONV, np.random.default_rng(9), sigma=0.0), "two_layer", "rte")
+    assert a == b
+
+
+# -- unknown names, bad input ------------------------------------------------------------------
+
+
+def test_unknown_layout_lists_layouts() -> None:
+    with pytest.raises(UnknownName, match="two_layer"):
+        BankConfig(layout="tree")
+    idx = PromptBankIndex(entries=planted([3]))
+    with pytest.raises(UnknownName, match="three_layer"):
+        lookup(idx, PlantedScorer({"c0": 0.0}), "bogus")
+
+
+def test_bad_entries_rejected() -> None:
+    idx = PromptBankIndex(entries=planted([3]))
+    with pytest.raises(ValueError, match="already"):
+        idx.add(planted([3])[0])
+    with pytest.raises(ValueError, match="feature length"):
+        idx.add(BankEntry("new", "m", "c0", np.zeros(3)))
+    with pytest.raises(ValueError):
+        BankEntry("x", "m", "c0", np.array([np.nan]))
+    with pytest.raises(ValueError):
+        BankConfig(probe=0)
+
+
+def test_entry_is_immutable_and_hashable() -> None:
+    e = planted([1])[0]
+    assert not e.feature.flags.writeable
+    with pytest.raises(TypeError):
+        e.metadata["bonus"] = 1.0  # type: ignore[index]
+    twin = BankEntry(e.entry_id, e.model, e.source_task, e.feature + 1.0)
+    assert e == twin and hash(e) == hash(twin)
+
+
+# -- online growth -------------------------------------------------------------------------------
+
+
+@DET
+@given(
+    st.integers(1, 40),
+    st.booleans(),
+    st.integers(0, 3),
+    st.sampled_from(["two_layer", "three_layer", "flat"]),
+)
+def test_rebuilds_keep_every_entry(rebuild_every: int, online: bool, seed: int, lay: str) -> None:
+    rng = np.random.default_rng(seed)
+    entries = synthetic_bank(["m", "n"], CONV, 260, rng, id_prefix="g")
+    idx = PromptBankIndex(
+        BankConfig(rebuild_every=rebuild_every, online=online, sample_limit=60, seed=seed)
+    )
+    scorer = SimScorer(CONV, np.random.default_rng(seed))
+    added: dict[str, set[str]] = {"m": set(), "n": set()}
+    for i, e in enumerate(entries):
+        idx.add(e)
+        added[e.model].add(e.entry_id)
+        if i % 17 == 0:
+            res = idx.lookup(e.model, "sst2", scorer, rng, layout=lay)
+            assert res.entry is not None
+    assert len(idx) == len(entries)
+    for model, ids in added.items():
+        flat = [i for c in idx.clusters(model) for i in c]
+        assert len(flat) == len(set(flat)) == len(ids)
+        assert set(flat) == ids
+        res = idx.lookup(model, "sst2", scorer, rng, layout="flat")
+        assert res.assessments == len(ids)
+
+
+def test_frozen_index_keeps_its_clusters_but_sees_new_entries() -> None:
+    first = planted([10, 10, 10])
+    idx = PromptBankIndex(BankConfig(k=3, online=False, rebuild_every=1), first)
+    assert len(idx.clusters("m")) == 3
+    late = planted([0, 0, 0, 6], seed=5)  # a new, far-away group
+    idx.extend(late)
+    clusters = idx.clusters("m")
+    assert len(clusters) == 3
+    assert sum(len(c) for c in clusters) == 36
+    scorer = PlantedScorer({"c0": 0.0, "c1": 0.0, "c2": 0.0, "c3": 1.0})
+    res = lookup(idx, scorer, "flat")
+    assert res.entry is not None and res.entry.source_task == "c3"
+
+
+def test_online_index_reclusters_after_rebuild_every() -> None:
+    idx = PromptBankIndex(BankConfig(rebuild_every=30), planted([20, 20]))
+    assert len(idx.clusters("m")) == math.ceil(math.sqrt(40))
+    idx.extend(planted([0, 0, 29], seed=1))
+    assert len(idx.clusters("m")) == math.ceil(math.sqrt(40))  # 29 < 30: not yet
+    idx.extend(planted([0, 0, 0, 1], seed=2))
+    assert len(idx.clusters("m")) == math.ceil(math.sqrt(70))
+
+
+def test_sampled_build_covers_every_entry_and_recovers_clusters() -> None:
+    entries = planted([60] * 5)
+    idx = PromptBankIndex(BankConfig(k=5, sample_limit=40), entries)
+    assert {frozenset(c) for c in idx.clusters("m")} == groups_of(entries)
+
+
+# -- determinism -------------------------------------------------------------------------------
+
+
+def run_lookups(seed: int) -> list[LookupResult]:
+    entries = synthetic_bank(["m"], CONV, 800, np.random.default_rng(seed))
+    idx = PromptBankIndex(BankConfig(seed=seed, sample_limit=300), entries)
+    scorer = SimScorer(CONV, np.random.default_rng(seed + 1))
+    rng = np.random.default_rng(seed + 2)
+    return [
+        idx.lookup("m", t, scorer, rng, layout=lay) for t in CONV.space.names for lay in LAYOUTS
+    ]
+
+
+def test_lookups_deterministic_under_seed() -> None:
+    assert run_lookups(11) == run_lookups(11)
+    assert run_lookups(11) != run_lookups(12)
+
+
+# -- simulation scorer and synthetic banks ----------------------------------------------------
+
+
+def mean_saving(
+    idx: PromptBankIndex, layout: str, seed: int, targets: Sequence[str]
+) -> tuple[float, float]:
+    scorer = SimScorer(CONV, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed + 1)
+    sav, ass = [], []
+    for t in targets:
+        choice, _ = choose_init(idx, "m", t, scorer, 2.0, rng, layout=layout)
+        sav.append(choice.expected_saving)
+        ass.append(choice.assessments)
+    return float(np.mean(sav)), float(np.mean(ass))
+
+
+def test_bank_never_worse_than_default_on_average() -> None:
+    # a bank without the target tasks: only siblings and other families to choose from
+    targets = ["sst2", "mnli", "boolq", "agnews"] * 25
+    others = [t for t in CONV.space.names if t not in targets]
+    entries = synthetic_bank(["m"], CONV, 900, np.random.default_rng(0), tasks=others)
+    idx = PromptBankIndex(BankConfig(), entries)
+    none, _ = mean_saving(idx, "none", 1, targets)
+    assert none == 0.0
+    results = {lay: mean_saving(idx, lay, 1, targets) for lay in LAYOUTS}
+    for lay, (sav, _) in results.items():
+        assert sav >= none, lay
+    flat, two = results["flat"][0], results["two_layer"][0]
+    assert two >= 0.9 * flat > 0.2
+    assert results["two_layer"][1] <= 2 * math.sqrt(900) + 10
+
+
+def test_sim_scorer_is_expected_saving_plus_seeded_noise() -> None:
+    entries = synthetic_bank(["m"], CONV, 50, np.random.default_rng(0))
+    exact = SimScorer(CONV, np.random.default_rng(0), sigma=0.0)
+    want = np.array([CONV.expected_saving(e.source_task, "rte") for e in entries])
+    assert np.allclose(exact.score_many(entries, "rte"), want)
+    a = SimScorer(CONV, np.random.default_rng(5)).score_many(entries, "rte")
+    b = SimScorer(CONV, np.random.default_rng(5)).score_many(entries, "rte")
+    assert np.array_equal(a, b) and not np.allclose(a, want)
+    bad = BankEntry("b", "m", "unknown-task", np.zeros(16))
+    with pytest.raises(UnknownName, match="unknown-task"):
+        exact.score(bad, "rte")
+
+
+def test_synthetic_features_cluster_by_family() -> None:
+    entries = synthetic_bank(["m"], CONV, 600, np.random.default_rng(2))
+    idx = PromptBankIndex(BankConfig(k=12), entries)
+    by_id = {e.entry_id: e for e in entries}
+    pure = 0
+    for cluster in idx.clusters("m"):
+        fams = [CONV.space.family(by_id[i].source_task) for i in cluster]
+        pure += max(fams.count(f) for f in set(fams))
+    assert pure / len(entries) >= 0.99
+
+
+def test_synthetic_bank_spreads_models_and_is_seeded() -> None:
+    a = synthetic_bank(["x", "y", "z"], CONV, 30, np.random.default_rng(1), feature_dim=4)
+    b = synthetic_bank(["x", "y", "z"], CONV, 30, np.random.default_rng(1), feature_dim=4)
+    assert [e.model for e in a[:3]] == ["x", "y", "z"]
+    assert all(np.array_equal(p.feature, q.feature) for p, q in zip(a, b, strict=True))
+    assert a[0].feature.shape == (4,)
+
+
+def test_init_choice() -> None:
+    idx = PromptBankIndex(entries=planted([4, 4]))
+    res = lookup(idx, PlantedScorer({"c0": 0.0, "c1": 1.0}), "flat")
+    choice = init_choice(res, eval_s=1.5, expected_saving=0.3)
+    assert res.entry is not None and choice.source == res.entry.entry_id
+    assert choice.source_task == "c1" and choice.layout == "flat"
+    assert choice.assessments == 8 and choice.lookup_s == pytest.approx(12.0)
+    assert choice.expected_saving == 0.3
+    none = init_choice(LookupResult(None, 0, (), (), "none"), 1.5, 0.3)
+    assert none.source is None and none.expected_saving == 0.0 and none.lookup_s == 0.0
+
+
+@DET
+@given(st.integers(1, 15), st.booleans(), st.integers(1, 3), st.sampled_from(LAYOUTS))
+def test_tiny_banks(n: int, identical: bool, probe: int, lay: str) -> None:
+    entries = [
+        BankEntry(f"e{i}", "m", "c0", np.zeros(3) if identical else np.arange(3.0) * i)
+        for i in range(n)
+    ]
+    idx = PromptBankIndex(BankConfig(probe=probe), entries)
+    res = lookup(idx, ConstScorer(), lay)
+    assert (res.entry is None) == (lay == "none")
+    assert res.assessments == len(set(res.scored)) <= n
+    assert sorted(i for c in idx.clusters("m") for i in c) == sorted(e.entry_id for e in entries)
+
+
+class ConstScorer:
+    def score(self, entry: BankEntry, target_task: str) -> float:
+        return 1.0
