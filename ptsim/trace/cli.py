@@ -1,0 +1,170 @@
+"""``ptsim-trace``: convert, validate and generate traces, and regenerate the arrival shape."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from ptsim.core.profiles import ProfileSet, UnknownName
+from ptsim.trace.arrival_shape import (
+    ShapeSpec,
+    shape_from_arrivals,
+    shape_stats,
+    synthesize_shape,
+    synthetic_provenance,
+    write_shape,
+)
+from ptsim.trace.converters import convert_elasticflow, convert_generic, convert_philly
+from ptsim.trace.generator import WorkloadSpec, generate_workload, offered_load
+from ptsim.trace.loader import load_trace, write_trace
+
+
+class CliError(Exception):
+    """A problem reported to the user as one line, exit status 2."""
+
+
+def _load_profiles(name: str) -> ProfileSet:
+    """The profile set ``name`` (a shipped name such as ``a100``, or a path)."""
+    try:
+        from ptsim.profiles_io import load_profiles
+    except ModuleNotFoundError as e:
+        if e.name != "ptsim.profiles_io":
+            raise
+        raise CliError(f"cannot load profiles {name!r}: ptsim.profiles_io is missing") from None
+    profiles: ProfileSet = load_profiles(name)
+    return profiles
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas: {text!r}"
+        ) from None
+
+
+def _model_map(text: str) -> dict[str, str]:
+    pairs = [p.split("=", 1) for p in text.split(",") if p]
+    if not pairs or any(len(p) != 2 or not p[0] or not p[1] for p in pairs):
+        raise argparse.ArgumentTypeError(f"expected NAME=MODEL[,NAME=MODEL...]: {text!r}")
+    return dict((k, v) for k, v in pairs)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="ptsim-trace", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("convert", help="convert a public trace to the canonical format")
+    c.add_argument(
+        "--from", dest="fmt", required=True, choices=("elasticflow", "generic", "philly")
+    )
+    c.add_argument("src", metavar="IN")
+    c.add_argument("out", metavar="OUT", help="canonical trace to write (.csv or .parquet)")
+    c.add_argument("--profile-model", help="give every job this model (and use its profile)")
+    c.add_argument("--model-map", type=_model_map, help="elasticflow: NAME=MODEL,... renaming")
+    c.add_argument("--profiles", default="a100", help="profile set (generic, philly)")
+    c.add_argument("--ratios", type=_floats, help="deadline ratios, e.g. 0.5,1.0,1.5")
+    c.add_argument(
+        "--deadline",
+        choices=("absolute", "relative"),
+        default="absolute",
+        help="elasticflow: how its deadline column is read",
+    )
+    c.add_argument("--seed", type=int, default=0)
+
+    v = sub.add_parser("validate", help="check a canonical trace")
+    v.add_argument("path", metavar="PATH")
+    v.add_argument("--models", help="comma-separated known model names")
+
+    g = sub.add_parser("generate", help="generate the default workload")
+    g.add_argument("out", metavar="OUT")
+    g.add_argument("--load", type=float, default=0.5)
+    g.add_argument("--duration", type=float, default=1200.0, help="seconds")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--gpus", type=int, default=32)
+    g.add_argument("--profiles", default="a100")
+    g.add_argument("--shape", help="minute,intensity CSV (default: the synthetic shape)")
+    g.add_argument("--offset", type=int, help="first minute of the shape (default: busiest)")
+
+    s = sub.add_parser("shape", help="write the per-minute arrival shape")
+    s.add_argument("out", metavar="OUT")
+    s.add_argument("--from-trace", help="take the shape from this canonical trace instead")
+    s.add_argument("--seed", type=int, default=ShapeSpec.seed)
+    s.add_argument("--minutes", type=int, default=ShapeSpec.minutes)
+    return ap
+
+
+def _convert(a: argparse.Namespace) -> str:
+    cfg = WorkloadSpec(deadline_ratios=a.ratios) if a.ratios else WorkloadSpec()
+    rng = np.random.default_rng(a.seed)
+    if a.fmt == "elasticflow":
+        res = convert_elasticflow(
+            a.src, cfg, rng, model=a.profile_model or a.model_map, deadline=a.deadline
+        )
+    else:
+        conv = convert_generic if a.fmt == "generic" else convert_philly
+        res = conv(a.src, cfg, _load_profiles(a.profiles), rng, model=a.profile_model)
+    write_trace(res.jobs, a.out)
+    return f"wrote {a.out}: {res.summary()}"
+
+
+def _validate(a: argparse.Namespace) -> str:
+    known = [m.strip() for m in a.models.split(",")] if a.models else None
+    jobs = load_trace(a.path, known_models=known)
+    first, last = jobs[0].arrival, jobs[-1].arrival
+    models = Counter(j.model for j in jobs)
+    mix = ", ".join(f"{m} ({n})" for m, n in sorted(models.items()))
+    return (
+        f"{a.path}: {len(jobs)} job{'s' if len(jobs) > 1 else ''}, "
+        f"arrivals {first:g}-{last:g} s (span {last - first:g} s), "
+        f"last deadline {max(j.deadline for j in jobs):g} s; models: {mix}"
+    )
+
+
+def _generate(a: argparse.Namespace) -> str:
+    cfg = WorkloadSpec(
+        duration_s=a.duration, load=a.load, shape_path=a.shape, shape_offset_min=a.offset
+    )
+    profiles = _load_profiles(a.profiles)
+    jobs = generate_workload(cfg, profiles, a.gpus, np.random.default_rng(a.seed))
+    if not jobs:
+        raise CliError("no job arrived; raise --load or --duration")
+    write_trace(jobs, a.out)
+    load = offered_load(jobs, profiles, a.gpus, a.duration)
+    return f"wrote {a.out}: {len(jobs)} jobs, offered load {load:.3f} (target {a.load:g})"
+
+
+def _shape(a: argparse.Namespace) -> str:
+    if a.from_trace:
+        intensity = shape_from_arrivals([j.arrival for j in load_trace(a.from_trace)])
+        write_shape(intensity, a.out, [f"Per-minute arrival counts of {a.from_trace}."])
+    else:
+        spec = ShapeSpec(minutes=a.minutes, seed=a.seed)
+        intensity = synthesize_shape(spec)
+        write_shape(intensity, a.out, synthetic_provenance(spec, a.out))
+    st = shape_stats(intensity)
+    return (
+        f"wrote {a.out}: {int(st['minutes'])} minutes, cv {st['cv']:.3f}, "
+        f"peak/mean {st['peak_to_mean']:.2f}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ptsim-trace``; returns the exit status (0 ok, 2 bad input)."""
+    a = _parser().parse_args(argv)
+    run = {"convert": _convert, "validate": _validate, "generate": _generate, "shape": _shape}
+    try:
+        print(run[a.cmd](a))
+    except (CliError, ValueError, UnknownName) as e:
+        print(f"ptsim-trace: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Reading and writing canonical traces (CSV or Parquet), with one-line errors that name the
+file, the row and the column of every problem.
+
+Rows are counted from 1 at the first data row: row 1 is the line right after the header.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import uuid
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pandas as pd
+
+from ptsim.core.types import JobSpec
+from ptsim.trace._cells import PARSERS, CellError
+from ptsim.trace.schema import COLUMN_NAMES, COLUMNS, SLO_COLUMN, job_to_row
+
+EXTENSIONS = (".csv", ".parquet")
+
+
+class TraceError(ValueError):
+    """A problem with a trace file: the message names the file, and the row and column where
+    there is one, e.g. ``trace.csv row 7, column deadline_s: -3.0 is before arrival_s 12.0``."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        what: str,
+        row: int | str | None = None,
+        column: str | None = None,
+        *,
+        row_word: str = "row",
+        column_word: str = "column",
+    ) -> None:
+        self.path, self.what, self.row, self.column = str(path), what, row, column
+        where = self.path
+        if row is not None:
+            where += f" {row_word} {row}"
+        if column is not None:
+            where += f"{',' if row is not None else ''} {column_word} {column}"
+        super().__init__(f"{where}: {what}")
+
+
+def _extension(path: Path) -> str:
+    ext = path.suffix.lower()
+    if ext not in EXTENSIONS:
+        raise TraceError(
+            path, f"unknown extension {path.suffix or '(none)'!r}; expected .csv or .parquet"
+        )
+    return ext
+
+
+def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """Header and data rows of a CSV or Parquet file, each row a dict by column name."""
+    ext = _extension(path)
+    if not path.is_file():
+        raise TraceError(path, "no such file")
+    if ext == ".parquet":
+        try:
+            df = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises several types for a bad file
+            raise TraceError(path, f"cannot read as Parquet: {e}") from None
+        records = [{str(k): v for k, v in r.items()} for r in df.to_dict("records")]
+        return [str(c) for c in df.columns], records
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            lines = list(csv.reader(f))
+    except UnicodeDecodeError as e:
+        raise TraceError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except csv.Error as e:
+        raise TraceError(path, f"malformed CSV: {e}") from None
+    if not lines:
+        raise TraceError(path, "empty file: no header")
+    header = [h.strip() for h in lines[0]]
+    while len(lines) > 1 and not lines[-1]:
+        lines.pop()  # blank lines at the end
+    rows: list[dict[str, Any]] = []
+    for i, fields in enumerate(lines[1:], start=1):
+        if len(fields) != len(header):
+            what = "empty line" if not fields else f"{len(fields)} fields, header has {len(header)}"
+            raise TraceError(path, what, row=i)
+        rows.append(dict(zip(header, fields, strict=True)))
+    return header, rows
+
+
+def check_header(
+    path: Path, header: Sequence[str], required: Sequence[str], note: str = ""
+) -> None:
+    """Every required column present, no column twice, none unknown."""
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise TraceError(path, "appears twice in the header", column=repr(name))
+        seen.add(name)
+    expected = ", ".join(required) + note
+    for name in header:
+        if name not in required:
+            raise TraceError(
+                path, f"unknown column; expected columns: {expected}", column=repr(name)
+            )
+    for name in required:
+        if name not in seen:
+            raise TraceError(path, "missing column", column=name)
+
+
+def check_unique_ids(
+    path: Path, ids: Iterable[tuple[int, str]], column: str = "job_id", rows_word: str = "rows"
+) -> None:
+    """No id twice; the error names both rows."""
+    first: dict[str, int] = {}
+    for row, jid in ids:
+        if jid in first:
+            raise TraceError(
+                path,
+                f"duplicate job id {jid!r}",
+                row=f"{first[jid]} and {row}",
+                column=column,
+                row_word=rows_word,
+            )
+        first[jid] = row
+
+
+def _row_to_job(
+    path: Path,
+    i: int,
+    row: Mapping[str, Any],
+    slo: bool,
+    known_models: Collection[str] | None,
+) -> JobSpec:
+    cols = [SLO_COLUMN if (slo and c.name == "deadline_s") else c for c in COLUMNS]
+    v: dict[str, Any] = {}
+    for c in cols:
+        try:
+            v[c.name] = PARSERS[c.kind](row[c.name])
+        except CellError as e:
+            raise TraceError(path, str(e), row=i, column=c.name) from None
+
+    def bad(column: str, what: str) -> TraceError:
+        return TraceError(path, what, row=i, column=column)
+
+    arrival = v["arrival_s"]
+    if arrival < 0:
+        raise bad("arrival_s", f"{arrival!r} is negative")
+    if known_models is not None and v["model"] not in known_models:
+        known = ", ".join(sorted(known_models))
+        raise bad("model", f"unknown model {v['model']!r}; known: {known}")
+    if slo:
+        if v["slo_s"] < 0:
+            raise bad("slo_s", f"{v['slo_s']!r} is negative")
+        deadline = arrival + v["slo_s"]
+    else:
+        deadline = v["deadline_s"]
+        if deadline < arrival:
+            raise bad("deadline_s", f"{deadline!r} is before arrival_s {arrival!r}")
+    for name in ("batch_size", "iterations", "num_gpus", "min_gpus", "max_gpus"):
+        if v[name] < 1:
+            raise bad(name, f"{v[name]} is below 1")
+    lo, n, hi = v["min_gpus"], v["num_gpus"], v["max_gpus"]
+    if lo > hi:
+        raise bad("min_gpus", f"{lo} is above max_gpus {hi}")
+    if not lo <= n <= hi:
+        raise bad("num_gpus", f"{n} is outside [min_gpus, max_gpus] = [{lo}, {hi}]")
+    return JobSpec(
+        job_id=v["job_id"],
+        arrival=arrival,
+        model=v["model"],
+        task=v["task"],
+        deadline=deadline,
+        batch_size=v["batch_size"],
+        iterations=v["iterations"],
+        num_gpus=n,
+        min_gpus=lo,
+        max_gpus=hi,
+    )
+
+
+def sort_jobs(jobs: Iterable[JobSpec]) -> list[JobSpec]:
+    """Jobs in trace order: by arrival, then job id."""
+    return sorted(jobs, key=lambda j: (j.arrival, j.job_id))
+
+
+def load_trace(
+    path: str | os.PathLike[str], known_models: Collection[str] | None = None
+) -> list[JobSpec]:
+    """The jobs of a canonical trace (.csv or .parquet), sorted by (arrival, job_id).
+
+    Raises ``TraceError`` on the first problem found. When ``known_models`` is given, every
+    job's model must be one of them.
+    """
+    p = Path(path)
+    header, rows = read_table(p)
+    slo = "slo_s" in header and "deadline_s" not in header
+    required = [("slo_s" if slo and n == "deadline_s" else n) for n in COLUMN_NAMES]
+    if "slo_s" in header and "deadline_s" in header:
+        raise TraceError(p, "give deadline_s or slo_s, not both", column="slo_s")
+    if "slo_s" not in header and "deadline_s" not in header:
+        raise TraceError(p, "missing column (or slo_s in its place)", column="deadline_s")
+    check_header(p, header, required, note="; slo_s may replace deadline_s")
+    if not rows:
+        raise TraceError(p, "empty trace: no jobs")
+    jobs = [_row_to_job(p, i, row, slo, known_models) for i, row in enumerate(rows, start=1)]
+    check_unique_ids(p, ((i, j.job_id) for i, j in enumerate(jobs, start=1)))
+    return sort_jobs(jobs)
+
+
+_DTYPE = MappingProxyType({"str": "object", "float": "float64", "int": "int64"})
+
+
+def write_trace(jobs: Iterable[JobSpec], path: str | os.PathLike[str]) -> Path:
+    """Write ``jobs`` as a canonical trace, CSV or Parquet by the extension, sorted by
+    (arrival, job_id). The file appears whole or not at all. Returns the path written."""
+    p = Path(path)
+    ext = _extension(p)
+    ordered = sort_jobs(jobs)
+    if not ordered:
+        raise TraceError(p, "refusing to write an empty trace")
+    check_unique_ids(p, ((i, j.job_id) for i, j in enumerate(ordered, start=1)))
+    df = pd.DataFrame([job_to_row(j) for j in ordered], columns=list(COLUMN_NAMES))
+    df = df.astype({c.name: _DTYPE[c.kind] for c in COLUMNS})
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        if ext == ".csv":
+            df.to_csv(tmp, index=False, lineterminator="\n")
+        else:
+            df.to_parquet(tmp, index=False)
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return p
+
+
+__all__ = ["TraceError", "load_trace", "read_table", "sort_jobs", "write_trace"]

@@ -1,0 +1,161 @@
+"""The default workload generator and the arrival shape: determinism, load calibration,
+burstiness, value ranges."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptsim.core.profiles import ModelProfile, ProfileSet, ThroughputTable, UnknownName
+from ptsim.trace import TraceError, WorkloadSpec, generate_workload
+from ptsim.trace.arrival_shape import (
+    ShapeSpec,
+    read_shape,
+    shape_from_arrivals,
+    shape_stats,
+    synthesize_shape,
+    write_shape,
+)
+from ptsim.trace.generator import DEFAULT_TASKS, ideal_run_time, mean_demand, offered_load
+
+REPO = Path(__file__).resolve().parents[1]
+SPEEDUP = (1.0, 1.8, 3.2, 5.6)
+
+
+def toy_profiles() -> ProfileSet:
+    """Three models; iterations/s = base x 16/batch x speedup(GPUs)."""
+    batches, gpus = (16, 32, 64, 128), (1, 2, 4, 8)
+    models = {}
+    for name, base in (("gpt2-base", 8.0), ("gpt2-large", 3.0), ("vicuna-7b", 1.0)):
+        ips = np.array([[base * 16 / b * s for s in SPEEDUP] for b in batches])
+        table = ThroughputTable(batches, gpus, ips)
+        models[name] = ModelProfile(name, 1e8, table, 10.0, 5.0, 0.5)
+    return ProfileSet(models)
+
+
+def test_same_seed_same_jobs_other_seed_other_jobs() -> None:
+    cfg, prof = WorkloadSpec(), toy_profiles()
+    a = generate_workload(cfg, prof, 32, np.random.default_rng(7))
+    b = generate_workload(cfg, prof, 32, np.random.default_rng(7))
+    c = generate_workload(cfg, prof, 32, np.random.default_rng(8))
+    assert a == b and len(a) > 20
+    assert a != c
+
+
+def test_values_in_range() -> None:
+    cfg, prof = WorkloadSpec(duration_s=3 * 3600), toy_profiles()
+    jobs = generate_workload(cfg, prof, 512, np.random.default_rng(1))
+    n = len(jobs)
+    assert n > 5000
+    assert [j.job_id for j in jobs] == [f"j{i:06d}" for i in range(n)]
+    assert all(jobs[i].arrival <= jobs[i + 1].arrival for i in range(n - 1))
+    assert all(0 <= j.arrival < cfg.duration_s for j in jobs)
+    assert min(j.iterations for j in jobs) >= 200 and max(j.iterations for j in jobs) <= 1800
+    assert {j.task for j in jobs} == set(DEFAULT_TASKS)
+    assert all(j.batch_size == 16 * j.num_gpus for j in jobs)
+    assert all((j.min_gpus, j.max_gpus) == (1, 8) for j in jobs)
+    ratios = Counter(round((j.deadline - j.arrival) / ideal_run_time(prof, j), 9) for j in jobs)
+    assert set(ratios) == {0.5, 0.75, 1.0, 1.25, 1.5}
+    gpus = Counter(j.num_gpus for j in jobs)
+    assert set(gpus) == {1, 2, 4, 8}
+    single = gpus[1] / n  # 98% expected; binomial sd ~ 0.002 here
+    assert abs(single - 0.98) < 0.01
+    share = Counter(j.model for j in jobs)
+    for m, w in zip(cfg.models, cfg.model_weights, strict=True):
+        assert abs(share[m] / n - w) < 0.03
+
+
+def test_offered_load_is_calibrated() -> None:
+    prof = toy_profiles()
+    for load in (0.3, 0.7):
+        cfg = WorkloadSpec(duration_s=6 * 3600, load=load)
+        jobs = generate_workload(cfg, prof, 512, np.random.default_rng(3))
+        realised = offered_load(jobs, prof, 512, cfg.duration_s)
+        assert realised == pytest.approx(load, rel=0.03)
+
+
+def test_mean_demand_by_hand() -> None:
+    prof = toy_profiles()
+    cfg = WorkloadSpec(models=("gpt2-base",), model_weights=(1.0,), multi_gpu_fraction=0.0)
+    # 1 GPU, batch 16: 8 it/s; mean iterations 1000 -> 125 GPU-seconds
+    assert mean_demand(cfg, prof) == pytest.approx(125.0)
+    cfg = WorkloadSpec(
+        models=("gpt2-base",), model_weights=(1.0,), multi_gpu_fraction=1.0, multi_gpu_counts=(4,)
+    )
+    # 4 GPUs, batch 64: 8 x 16/64 x 3.2 = 6.4 it/s -> 1000 / 6.4 s on 4 GPUs
+    assert mean_demand(cfg, prof) == pytest.approx(4 * 1000 / 6.4)
+
+
+def test_arrivals_are_bursty() -> None:
+    cfg = WorkloadSpec(duration_s=24 * 3600, shape_offset_min=0)
+    jobs = generate_workload(cfg, toy_profiles(), 64, np.random.default_rng(5))
+    counts = np.bincount([int(j.arrival // 60) for j in jobs], minlength=1440)
+    cv, poisson_cv = counts.std() / counts.mean(), 1 / math.sqrt(counts.mean())
+    assert counts.mean() > 3
+    assert cv > 0.6 and cv > 2 * poisson_cv
+
+
+def test_constant_shape_gives_poisson_counts(tmp_path: Path) -> None:
+    flat = write_shape(np.ones(60), tmp_path / "flat.csv")
+    cfg = WorkloadSpec(duration_s=3600, shape_path=str(flat))
+    jobs = generate_workload(cfg, toy_profiles(), 256, np.random.default_rng(2))
+    counts = np.bincount([int(j.arrival // 60) for j in jobs], minlength=60)
+    assert 0.6 < counts.var() / counts.mean() < 1.5  # Poisson: dispersion index 1
+
+
+def test_shipped_shape_is_the_default_synthetic_one() -> None:
+    shipped = read_shape(REPO / "traces" / "arrival_shape.csv")
+    np.testing.assert_allclose(shipped, synthesize_shape(), rtol=1e-12)
+    st = shape_stats(shipped)
+    assert st["minutes"] == 1440
+    assert st["cv"] > 0.5 and st["peak_to_mean"] > 5
+    assert st["count_cv"] > 2 * st["poisson_cv"]
+
+
+def test_shape_parameters_change_the_series() -> None:
+    base = synthesize_shape()
+    assert base.mean() == pytest.approx(1.0)
+    assert not np.allclose(base, synthesize_shape(ShapeSpec(seed=1)))
+    calm = synthesize_shape(ShapeSpec(ar_sigma=0.0, burst_prob=0.0, diurnal_amplitude=0.0))
+    np.testing.assert_allclose(calm, 1.0)
+
+
+def test_window_defaults_to_the_busiest_one() -> None:
+    prof, rng = toy_profiles(), np.random.default_rng
+    sums = np.convolve(synthesize_shape(), np.ones(10), "valid")
+    busiest, quietest = int(np.argmax(sums)), int(np.argmin(sums))
+    default = generate_workload(WorkloadSpec(duration_s=600), prof, 64, rng(0))
+    at = [
+        generate_workload(WorkloadSpec(duration_s=600, shape_offset_min=o), prof, 64, rng(0))
+        for o in (busiest, quietest)
+    ]
+    assert default == at[0]
+    assert default != at[1]
+
+
+def test_shape_from_arrivals_and_read_errors(tmp_path: Path) -> None:
+    w = shape_from_arrivals([0.0, 10.0, 59.9, 60.0, 185.0])
+    np.testing.assert_allclose(w, np.array([3, 1, 0, 1]) / 1.25)
+    bad = tmp_path / "s.csv"
+    bad.write_text("# c\nminute,intensity\n0,1.0\n2,1.0\n")
+    with pytest.raises(TraceError, match=r"s\.csv row 2, column minute: expected minute 1, got 2"):
+        read_shape(bad)
+
+
+def test_spec_validation_and_unknown_model() -> None:
+    assert WorkloadSpec(tasks=["a", "b"]).tasks == ("a", "b")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="equal length"):
+        WorkloadSpec(model_weights=(1.0,))
+    with pytest.raises(ValueError, match="multi_gpu_counts"):
+        WorkloadSpec(multi_gpu_counts=(16,))
+    with pytest.raises(UnknownName, match="known: gpt2-base, gpt2-large, vicuna-7b"):
+        generate_workload(
+            WorkloadSpec(models=("llama",), model_weights=(1.0,)),
+            toy_profiles(),
+            8,
+            np.random.default_rng(0),
+        )
