@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,11 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
+from ptsim.core.bank import BankConfig, PromptBankIndex
+from ptsim.core.bank_sim import DEFAULT_SCORE_SIGMA, SimPromptBank
+from ptsim.core.convergence import ConvergenceModel
 from ptsim.core.policy import POLICIES, PolicyContext
-from ptsim.core.profiles import ProfileSet
+from ptsim.core.profiles import ProfileSet, UnknownName
 from ptsim.core.types import JobSpec
 from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR, jobs_table, series_table, summarize
 from ptsim.paths import conf_root
@@ -59,6 +62,42 @@ class ClusterSpec:
         return self.nodes * self.gpus_per_node
 
 
+@dataclass(frozen=True)
+class BankSpec:
+    """How a run's Prompt Bank is built: the index knobs, the seeding and the modelled scorer
+    (``conf/bank/default.yaml`` documents each)."""
+
+    index: BankConfig = field(default_factory=BankConfig)
+    seeding: str = "synthetic"
+    entries: int = 360
+    score_sigma: float = DEFAULT_SCORE_SIGMA
+    feature_dim: int = 16
+    feature_noise: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.seeding not in ("empty", "synthetic"):
+            raise UnknownName("bank seeding", self.seeding, ["empty", "synthetic"])
+        if self.entries < 0:
+            raise ValueError("bank entries must be >= 0")
+
+    def build(self, profiles: ProfileSet, models: Sequence[str], seed: int) -> SimPromptBank:
+        """A fresh bank (each run gets its own: online growth mutates it)."""
+        convergence = ConvergenceModel.default()
+        bank = SimPromptBank(
+            PromptBankIndex(self.index),
+            convergence,
+            {m: profiles.eval_time(m) for m in profiles.models},
+            seed,
+            score_sigma=self.score_sigma,
+            feature_dim=self.feature_dim,
+            feature_noise=self.feature_noise,
+            online=self.index.online,
+        )
+        if self.seeding == "synthetic" and self.entries:
+            bank.seed_synthetic(sorted(set(models)), self.entries)
+        return bank
+
+
 @dataclass
 class RunResult:
     """One policy's run: its summary, per-job table and cluster time series."""
@@ -77,18 +116,24 @@ def run_policy(
     profiles: ProfileSet,
     cluster: ClusterSpec,
     *,
+    bank: BankSpec | None = None,
+    seed: int = 0,
     horizon_s: float | None = None,
     series_interval_s: float = 0.0,
     on_progress: Callable[[int], Any] | None = None,
 ) -> RunResult:
-    """Simulate ``jobs`` under ``policy`` (built from the registry with ``params``)."""
-    pol = POLICIES.build(policy, PolicyContext(profiles), params)
+    """Simulate ``jobs`` under ``policy`` (built from the registry with ``params``), with a
+    fresh Prompt Bank built from ``bank`` (none: every job starts from the default prompt)."""
+    sim_bank = None if bank is None else bank.build(profiles, [j.model for j in jobs], seed)
+    pol = POLICIES.build(policy, PolicyContext(profiles, sim_bank), params)
     sim = Simulation(
         jobs,
         pol,
         profiles,
         num_nodes=cluster.nodes,
         gpus_per_node=cluster.gpus_per_node,
+        iterations=None if sim_bank is None else sim_bank.iterations,
+        on_job_done=None if sim_bank is None else sim_bank.add_finished,
         horizon_s=horizon_s,
         series_interval_s=series_interval_s,
         on_progress=on_progress,
@@ -155,6 +200,17 @@ def cluster_from(cfg: Mapping[str, Any]) -> ClusterSpec:
     )
 
 
+def bank_from(cfg: Mapping[str, Any]) -> BankSpec:
+    """The bank spec from the ``bank`` config group; unknown keys list the known ones."""
+    index_keys = set(BankConfig.__dataclass_fields__) - {"seed"}
+    spec_keys = set(BankSpec.__dataclass_fields__) - {"index"}
+    unknown = sorted(set(cfg) - index_keys - spec_keys)
+    if unknown:
+        raise UnknownName("bank config key", unknown[0], sorted(index_keys | spec_keys))
+    index = BankConfig(**{k: v for k, v in cfg.items() if k in index_keys})
+    return BankSpec(index, **{k: v for k, v in cfg.items() if k in spec_keys})
+
+
 def workload_from(cfg: Mapping[str, Any]) -> WorkloadSpec:
     """The generator's spec from the ``workload`` config (its ``trace`` key excluded)."""
     fields = {k: v for k, v in cfg.items() if k not in ("trace", "name")}
@@ -197,6 +253,13 @@ def scheduler_configs(cfg: DictConfig) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def _plain(node: Any) -> dict[str, Any]:
+    """A config node as a plain dict (interpolations resolved)."""
+    out = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(out, dict)
+    return {str(k): v for k, v in out.items()}
+
+
 def run_config(cfg: DictConfig, run_dir: Path, progress: bool = False) -> list[RunResult]:
     """Run what ``cfg`` describes and save config, trace, tables and summaries in ``run_dir``.
 
@@ -204,8 +267,10 @@ def run_config(cfg: DictConfig, run_dir: Path, progress: bool = False) -> list[R
     each policy gets a subfolder and ``comparison.csv`` + ``comparison.png`` sum them up.
     """
     profiles = load_profiles(OmegaConf.to_container(cfg.profile, resolve=True))
-    cluster = cluster_from(OmegaConf.to_container(cfg.cluster, resolve=True))  # type: ignore[arg-type]
+    cluster = cluster_from(_plain(cfg.cluster))
     jobs = build_trace(cfg, profiles, cluster)
+    bank_cfg = cfg.get("bank")
+    bank = None if bank_cfg is None else bank_from(_plain(bank_cfg))
     plans = scheduler_configs(cfg)
     for name, params in plans:
         POLICIES.make_config(name, params)  # fail on a bad knob before any run
@@ -222,6 +287,8 @@ def run_config(cfg: DictConfig, run_dir: Path, progress: bool = False) -> list[R
             params,
             profiles,
             cluster,
+            bank=bank,
+            seed=int(cfg.seed),
             horizon_s=sim_cfg.get("horizon_s"),
             series_interval_s=float(sim_cfg.get("series_interval_s", 0.0)),
             on_progress=None if bar is None else bar.update,

@@ -57,7 +57,12 @@ class SimOutcome:
 
 
 class Simulation:
-    """One run of ``jobs`` under ``policy`` on ``num_nodes`` x ``gpus_per_node`` GPUs."""
+    """One run of ``jobs`` under ``policy`` on ``num_nodes`` x ``gpus_per_node`` GPUs.
+
+    ``iterations`` gives a job's realised iterations from its initial prompt (default: the
+    trace's); ``on_job_done`` is called with each finished job (the bank's online growth);
+    ``on_progress`` with 1 per finished job (a progress bar).
+    """
 
     def __init__(
         self,
@@ -68,6 +73,7 @@ class Simulation:
         num_nodes: int,
         gpus_per_node: int = 8,
         iterations: IterationsFn | None = None,
+        on_job_done: Callable[[JobSpec], Any] | None = None,
         horizon_s: float | None = None,
         series_interval_s: float = 0.0,
         on_progress: Callable[[int], Any] | None = None,
@@ -85,6 +91,7 @@ class Simulation:
         self.horizon_s = horizon_s if horizon_s is not None else 2.0 * last_deadline + 86400.0
         self.series_interval_s = series_interval_s
         self._on_progress = on_progress
+        self._on_job_done = on_job_done
         self.env = simpy.Environment()
         self.stats = RunStats(horizon_s=self.horizon_s)
         self.series: list[tuple[float, int, int, int, int, int, int]] = []
@@ -201,6 +208,8 @@ class Simulation:
                 self._procs.pop(job_id, None)
                 self.stats.events += 1
                 self._finished += 1
+                if self._on_job_done is not None:
+                    self._on_job_done(self.state.job(job_id).spec)
                 if self._on_progress is not None:
                     self._on_progress(1)
                 self._request_decision()

@@ -8,13 +8,15 @@ noise standing for the imprecision of a short evaluation.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from ptsim.core.bank import BankEntry, FloatArray, LookupResult, PromptBankIndex, init_choice
 from ptsim.core.convergence import ConvergenceModel
-from ptsim.core.types import InitChoice
+from ptsim.core.profiles import UnknownName
+from ptsim.core.types import InitChoice, JobSpec
 
 DEFAULT_SCORE_SIGMA = 0.02
 """Noise of one simulated score assessment, in units of saving (fraction of iterations).
@@ -87,6 +89,23 @@ def choose_init(
     return init_choice(res, eval_s, saving), res
 
 
+def feature_map(
+    convergence: ConvergenceModel, feature_dim: int, rng: np.random.Generator
+) -> FloatArray:
+    """A seeded map from the task space into ``feature_dim`` dimensions: distance-preserving
+    (orthonormal) when ``feature_dim >= dim``, a scaled random projection otherwise."""
+    gauss = rng.normal(size=(feature_dim, convergence.space.dim))
+    if feature_dim >= convergence.space.dim:
+        embed, _ = np.linalg.qr(gauss)
+        return np.asarray(embed, dtype=np.float64)
+    return np.asarray(gauss / np.sqrt(feature_dim), dtype=np.float64)
+
+
+def task_features(convergence: ConvergenceModel, embed: FloatArray) -> FloatArray:
+    """Every task's point mapped by ``embed`` (rows in task-space order)."""
+    return np.asarray(convergence.space.points @ embed.T, dtype=np.float64)
+
+
 def synthetic_bank(
     model_names: Sequence[str],
     convergence: ConvergenceModel,
@@ -114,12 +133,7 @@ def synthetic_bank(
     if not pool:
         raise ValueError("need at least one task")
     task_rows = np.array([space.index(t) for t in pool], dtype=np.intp)
-    gauss = rng.normal(size=(feature_dim, space.dim))
-    if feature_dim >= space.dim:
-        embed, _ = np.linalg.qr(gauss)  # orthonormal columns: distances kept exactly
-    else:
-        embed = gauss / np.sqrt(feature_dim)
-    pts = space.points @ embed.T
+    pts = task_features(convergence, feature_map(convergence, feature_dim, rng))
     picks = rng.integers(len(pool), size=n_entries)
     feats = pts[task_rows[picks]] + rng.normal(0.0, feature_noise, size=(n_entries, feature_dim))
     return [
@@ -133,3 +147,83 @@ def synthetic_bank(
         )
         for i in range(n_entries)
     ]
+
+
+class SimPromptBank:
+    """The Prompt Bank as the simulator runs it: the shared index, the modelled scorer and the
+    iterations model.
+
+    ``choose(spec)`` answers a policy's lookup for a new job (an ``InitChooser``); ``iterations``
+    is the cluster state's ``IterationsFn`` (the realised iterations of a job started from its
+    chosen prompt, noise drawn from a generator seeded by the run seed and the job id, so a job
+    gets the same draw under every policy that picks the same source); ``add_finished`` adds a
+    finished job's tuned prompt to the bank (online growth; its feature is its task's point
+    mapped like the synthetic history's, plus noise).
+    """
+
+    def __init__(
+        self,
+        index: PromptBankIndex,
+        convergence: ConvergenceModel,
+        eval_s: Mapping[str, float],
+        seed: int,
+        *,
+        layout: str | None = None,
+        score_sigma: float = DEFAULT_SCORE_SIGMA,
+        feature_dim: int = 16,
+        feature_noise: float = 0.1,
+        online: bool = True,
+    ) -> None:
+        self.index = index
+        self.convergence = convergence
+        self.eval_s = dict(eval_s)
+        self.seed = seed
+        self.layout = layout
+        self.online = online
+        self.feature_noise = feature_noise
+        self._rng = np.random.default_rng([seed, 1])
+        self.scorer = SimScorer(convergence, np.random.default_rng([seed, 2]), score_sigma)
+        self._features = task_features(
+            convergence, feature_map(convergence, feature_dim, np.random.default_rng([seed, 3]))
+        )
+        self._added = 0
+
+    def seed_synthetic(self, models: Sequence[str], n_entries: int) -> None:
+        """Pre-populate with ``n_entries`` synthetic tuned prompts (see ``synthetic_bank``)."""
+        rng = np.random.default_rng([self.seed, 4])
+        picks = rng.integers(len(self.convergence.space.names), size=n_entries)
+        for i, t in enumerate(picks):
+            task = self.convergence.space.names[int(t)]
+            self._add(models[i % len(models)], task, f"syn{i:06d}", rng)
+
+    def _add(self, model: str, task: str, entry_id: str, rng: np.random.Generator) -> None:
+        row = self._features[self.convergence.space.index(task)]
+        feat = row + rng.normal(0.0, self.feature_noise, size=row.shape)
+        self.index.add(BankEntry(entry_id, model, task, feat, metadata={"synthetic": True}))
+
+    def choose(self, spec: JobSpec) -> InitChoice:
+        if spec.model not in self.eval_s:
+            raise UnknownName("model", spec.model, sorted(self.eval_s))
+        choice, _ = choose_init(
+            self.index,
+            spec.model,
+            spec.task,
+            self.scorer,
+            self.eval_s[spec.model],
+            self._rng,
+            layout=self.layout,
+        )
+        return choice
+
+    def iterations(self, spec: JobSpec, init: InitChoice) -> float:
+        rng = np.random.default_rng([self.seed, zlib.crc32(spec.job_id.encode())])
+        return self.convergence.realized_iterations(
+            float(spec.iterations), init.source_task, spec.task, rng
+        )
+
+    def add_finished(self, spec: JobSpec) -> None:
+        if not self.online:
+            return
+        self._added += 1
+        rng = np.random.default_rng([self.seed, 5, self._added])
+        self._add(spec.model, spec.task, f"job-{spec.job_id}", rng)

@@ -63,7 +63,7 @@ class Tuning:
     step_overhead_s: float = 5e-3  # per step: optimizer on the prompt, loss, data, Python
     layer_overhead_s: float = 0.5e-3  # per layer per step: kernel launches, fwd + bwd
     min_gain: float = 0.01  # a GPU-count column is filled while doubling gains >= this fraction
-    eval_batches: int = 8  # one Prompt Bank score assessment: forward-only batches...
+    eval_batches: int = 2  # one Prompt Bank score assessment: forward-only batches...
     eval_batch_size: int = 32  # ...of this many samples
     eval_overhead_s: float = 0.25  # per assessment: load the candidate prompt, start the data
     batches: tuple[int, ...] = (8, 16, 32, 64, 128, 256)

@@ -1,0 +1,99 @@
+"""The Prompt Bank inside the simulator: lookups through the shared index, their cost charged
+to the job, realised iterations from the convergence model, online growth."""
+
+from __future__ import annotations
+
+import pytest
+
+from ptsim.core.bank import BankConfig
+from ptsim.core.policies.simple import Edf, SimpleConfig
+from ptsim.core.policy import PolicyContext
+from ptsim.core.types import Decision, Snapshot
+from ptsim.metrics import jobs_table, summarize
+from ptsim.run import BankSpec, bank_from
+from ptsim.simulator import Simulation
+from tests._util import job, linear_profiles
+
+TASKS = ["sst2", "imdb", "mnli", "rte", "agnews", "trec"]
+
+
+class EdfWithBank(Edf):
+    """edf that asks the bank for every new job's initial prompt."""
+
+    def __init__(self, ctx: PolicyContext) -> None:
+        super().__init__(ctx, SimpleConfig())
+        assert ctx.bank is not None
+        self.bank = ctx.bank
+
+    def decide(self, snap: Snapshot) -> Decision:
+        d = super().decide(snap)
+        init = {j.job_id: self.bank.choose(j.spec) for j in snap.queued if j.init is None}
+        return Decision(d.allocations, d.reject, init, d.prewarm, d.release, d.wake_at)
+
+
+def _run(spec: BankSpec, seed: int = 0):  # type: ignore[no-untyped-def]
+    profiles = linear_profiles()
+    jobs = [job(f"j{i:02d}", 30.0 * i, 300, 30.0 * i + 900, task=TASKS[i % 6]) for i in range(24)]
+    bank = spec.build(profiles, ["m"], seed)
+    sim = Simulation(
+        jobs,
+        EdfWithBank(PolicyContext(profiles, bank)),
+        profiles,
+        num_nodes=1,
+        gpus_per_node=4,
+        iterations=bank.iterations,
+        on_job_done=bank.add_finished,
+    )
+    out = sim.run()
+    table = jobs_table(out)
+    return out, table, summarize(out, table), bank
+
+
+def test_lookup_cost_is_charged_and_the_bank_saves_iterations() -> None:
+    _, table, s, _ = _run(BankSpec(BankConfig(layout="two_layer"), entries=60))
+    assert (table.bank_layout == "two_layer").all()
+    assert (table.bank_assessments > 0).all()
+    assert table.bank_lookup_s.tolist() == pytest.approx((table.bank_assessments * 0.25).tolist())
+    # the first start waits for the cold start, the hand-over and the lookup
+    first = table.iloc[0]
+    assert first.first_start_s == pytest.approx(10.0 + 0.5 + first.bank_lookup_s)
+    assert s["bank_assessments_mean"] == pytest.approx(table.bank_assessments.mean())
+    assert 0.1 < s["bank_saving_mean"] < 0.6
+    assert (table.iterations_needed < table.iterations_base).mean() > 0.8
+
+
+def test_layout_none_and_an_empty_bank_start_from_the_default_prompt() -> None:
+    frozen_empty = BankSpec(BankConfig(online=False), seeding="empty")
+    for spec in (BankSpec(BankConfig(layout="none"), entries=60), frozen_empty):
+        _, table, s, _ = _run(spec)
+        assert (table.bank_assessments == 0).all()
+        assert (table.iterations_needed == table.iterations_base).all()
+        assert s["bank_saving_mean"] == 0.0
+
+
+def test_an_empty_bank_fills_from_finished_jobs() -> None:
+    _, table, _, bank = _run(BankSpec(seeding="empty"))
+    assert table.bank_assessments.iloc[0] == 0 and table.bank_assessments.iloc[-1] > 0
+    assert bank.index.size("m") == 24
+
+
+def test_flat_scores_every_entry() -> None:
+    _, table, _, _ = _run(BankSpec(BankConfig(layout="flat", online=False), entries=60))
+    assert (table.bank_assessments == 60).all()
+
+
+def test_online_growth_adds_each_finished_job_and_runs_are_deterministic() -> None:
+    _, t1, s1, bank = _run(BankSpec(entries=30), seed=3)
+    assert bank.index.size("m") == 30 + 24
+    _, t2, s2, _ = _run(BankSpec(entries=30), seed=3)
+    assert t1.equals(t2) and s1["cost_gpu_hours"] == s2["cost_gpu_hours"]
+    _, t3, _, _ = _run(BankSpec(entries=30), seed=4)
+    assert not t1.iterations_needed.equals(t3.iterations_needed)
+
+
+def test_bank_config_keys_are_checked() -> None:
+    assert bank_from({"layout": "flat", "entries": 5}).index.layout == "flat"
+    with pytest.raises(KeyError, match=r"unknown bank config key 'layot'; known: .*layout"):
+        bank_from({"layot": "flat"})
+    with pytest.raises(KeyError, match=r"unknown bank layout .four_layer.; known: flat"):
+        bank_from({"layout": "four_layer"})
