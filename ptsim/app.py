@@ -25,7 +25,12 @@ log = logging.getLogger("ptsim")
 
 def _main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    results = run_config(cfg, run_dir, progress=bool(cfg.get("progress", True)))
+    try:
+        results = run_config(cfg, run_dir, progress=bool(cfg.get("progress", True)))
+    except (ValueError, KeyError, FileNotFoundError) as exc:  # bad input: one line, no result
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"ptsim: {msg}", file=sys.stderr)
+        raise SystemExit(2) from None
     if len(results) > 1:
         from ptsim.run import comparison_table
 
@@ -42,8 +47,44 @@ def _main(cfg: DictConfig) -> None:
     print(f"results: {run_dir}")
 
 
+def check_overrides(overrides: list[str]) -> str | None:
+    """A one-line error for the first override that names a config key which does not exist
+    (listing the keys that do at that level), or None. Group choices, ``+``/``~`` overrides
+    and ``hydra.*`` keys are left to hydra."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    groups = {p.name for p in conf_root().iterdir() if p.is_dir()}
+    plain = [o for o in overrides if "=" in o and not o.startswith(("+", "~", "-"))]
+    keys = [o.split("=", 1)[0] for o in plain]
+    choices = [o for o, k in zip(plain, keys, strict=True) if k in groups and "," not in o]
+    with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3"):
+        try:
+            cfg = compose("config", overrides=choices)
+        except Exception:
+            return None  # hydra reports a bad group choice itself, listing the options
+    for key in keys:
+        if key in groups or key.startswith("hydra.") or key.startswith("hydra/"):
+            continue
+        node = cfg
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            if not OmegaConf.is_dict(node):
+                break
+            if part not in node:
+                where = ".".join(parts[:i]) or "the top level"
+                known = ", ".join(sorted(str(k) for k in node))
+                return f"ptsim: unknown config key {key!r}; keys under {where}: {known}"
+            node = node[part]
+    return None
+
+
 def main() -> None:
     """Console entry point for ``ptsim``."""
+    problem = check_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
+    if problem:
+        print(problem, file=sys.stderr)
+        raise SystemExit(2)
     hydra.main(version_base="1.3", config_path=str(conf_root()), config_name="config")(_main)()
 
 

@@ -1,0 +1,126 @@
+"""The hydra app: config composition, one run, the comparison, sweeps, trace replay and the
+errors a user sees for unknown names."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from ptsim.app import check_overrides
+from ptsim.paths import conf_root
+from ptsim.run import COMPARISON_COLUMNS, run_config
+from ptsim.trace import load_trace
+
+SMALL = ["workload.duration_s=300", "progress=false"]
+SUMMARY_KEYS = {
+    "policy", "jobs", "slo_violation_rate", "cost_gpu_hours", "cost_usd", "mean_jct_s",
+    "p99_jct_s", "cold_starts", "warm_hits", "events", "sim_wall_s", "bank_assessments_mean",
+    "bank_lookup_s_mean", "bank_saving_mean",
+}  # fmt: skip
+
+
+def cfg(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3"):
+        return compose("config", overrides=[*SMALL, *overrides])
+
+
+def test_default_config_composes_with_every_group() -> None:
+    c = cfg()
+    assert "scheduler" not in c  # no scheduler = compare every policy
+    assert c.cluster.nodes * c.cluster.gpus_per_node == 32
+    assert c.profile.name == "a100" and c.bank.layout == "two_layer"
+    assert c.workload.load == 0.5 and c.workload.trace is None
+    assert cfg("scheduler=edf").scheduler.name == "edf"
+
+
+def test_one_policy_writes_config_trace_tables_and_summary(tmp_path: Path) -> None:
+    (res,) = run_config(cfg("scheduler=edf"), tmp_path)
+    for name in ("config.yaml", "trace.csv", "jobs.csv", "timeseries.csv", "summary.json"):
+        assert (tmp_path / name).is_file(), name
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary) and summary["policy"] == "edf"
+    jobs = pd.read_csv(tmp_path / "jobs.csv")
+    assert len(jobs) == summary["jobs"] == len(load_trace(tmp_path / "trace.csv"))
+    assert summary["slo_violation_rate"] == pytest.approx(1 - jobs.met_deadline.mean())
+
+
+def test_comparison_runs_every_registered_policy(tmp_path: Path) -> None:
+    from ptsim.core.policy import POLICIES
+
+    results = run_config(cfg(), tmp_path)
+    assert [r.policy for r in results] == list(POLICIES.names())
+    table = pd.read_csv(tmp_path / "comparison.csv")
+    assert list(table.columns) == list(COMPARISON_COLUMNS)
+    assert list(table.policy) == list(POLICIES.names())
+    assert (tmp_path / "comparison.png").stat().st_size > 10_000
+    for name in POLICIES.names():
+        assert (tmp_path / name / "summary.json").is_file()
+
+
+def test_same_config_and_seed_give_identical_tables(tmp_path: Path) -> None:
+    (a,) = run_config(cfg("scheduler=fifo", "seed=3"), tmp_path / "a")
+    (b,) = run_config(cfg("scheduler=fifo", "seed=3"), tmp_path / "b")
+    (c,) = run_config(cfg("scheduler=fifo", "seed=4"), tmp_path / "c")
+    assert a.jobs.equals(b.jobs) and a.series.equals(b.series)
+    assert (tmp_path / "a" / "trace.csv").read_bytes() == (
+        tmp_path / "b" / "trace.csv"
+    ).read_bytes()
+    assert not a.jobs.equals(c.jobs)
+
+
+def test_replaying_a_trace_file(tmp_path: Path) -> None:
+    run_config(cfg("scheduler=edf", "seed=5"), tmp_path / "gen")
+    trace = tmp_path / "gen" / "trace.csv"
+    (res,) = run_config(cfg("scheduler=edf", f"workload.trace={trace}"), tmp_path / "replay")
+    assert (tmp_path / "replay" / "trace.csv").read_bytes() == trace.read_bytes()
+    assert len(res.jobs) == len(load_trace(trace))
+
+
+def test_unknown_names_fail_listing_what_exists(tmp_path: Path) -> None:
+    with pytest.raises(KeyError, match=r"unknown edf policy option 'keepalive'; known: backfill"):
+        run_config(cfg("scheduler=edf", "+scheduler.keepalive=3"), tmp_path)
+    bad = ["workload.models=[gpt2-base,gpt5]", "workload.model_weights=[1,1]"]
+    with pytest.raises(KeyError, match=r"unknown model 'gpt5'; known: gpt2-base"):
+        run_config(cfg("scheduler=edf", *bad), tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing written
+    msg = check_overrides(["cluster.nodez=3"])
+    assert msg is not None and "keys under cluster: gpus_per_node, nodes" in msg
+    assert check_overrides(["cluster.nodes=3", "scheduler=edf", "scheduler.backfill=true"]) is None
+
+
+def _ptsim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from ptsim.app import main; sys.argv[0] = 'ptsim'; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+def test_cli_sweep_writes_one_directory_per_point(tmp_path: Path) -> None:
+    out = _ptsim(
+        "-m", "scheduler=fifo,edf", "seed=0,1", *SMALL, f"hydra.sweep.dir={tmp_path}", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    summaries = sorted(tmp_path.glob("*/summary.json"))
+    assert len(summaries) == 4
+    seen = {
+        (json.loads(p.read_text())["policy"], json.loads(p.read_text())["seed"]) for p in summaries
+    }
+    assert seen == {("fifo", 0), ("fifo", 1), ("edf", 0), ("edf", 1)}
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    out = _ptsim("cluster.nodez=3", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0
+    assert "unknown config key 'cluster.nodez'" in out.stderr
+    out = _ptsim(
+        "scheduler=edf", "workload.trace=/no/such.csv", f"hydra.run.dir={tmp_path}/r", cwd=tmp_path
+    )
+    assert out.returncode == 2 and "no such file" in out.stderr
+    assert not (tmp_path / "r" / "summary.json").exists()
