@@ -37,9 +37,7 @@ def one(jobs: int, gpus: int, load: float | None, duration: float | None) -> dic
     spec = WorkloadSpec(duration_s=duration, load=load)
     trace = generate_workload(spec, profiles, gpus, np.random.default_rng(0))
     t0 = time.perf_counter()
-    res = run_policy(
-        trace, "edf", {}, profiles, ClusterSpec(gpus // 8, 8), series_interval_s=60.0
-    )
+    res = run_policy(trace, "edf", {}, profiles, ClusterSpec(gpus // 8, 8), series_interval_s=60.0)
     wall = time.perf_counter() - t0
     s = res.summary
     return {

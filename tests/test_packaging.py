@@ -60,7 +60,7 @@ def test_built_wheel_runs_outside_the_checkout(tmp_path: Path) -> None:
             "workload.duration_s=120",
             "progress=false",
             f"hydra.run.dir={tmp_path / 'run'}",
-        ],  # fmt: skip
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,
