@@ -259,7 +259,8 @@ def read_throughput(path: str | Path) -> ThroughputTable:
         values: list[float] = []
         for j, cell in enumerate(cells[1:], start=2):
             head = header[j - 1]
-            if not cell:
+            # empty, or "nan" as ElasticFlow's own files write it: not measured
+            if not cell or cell.lower() == "nan":
                 if j == 2:
                     raise ProfileError(
                         f"{_at(path, line, j, head)}: empty; every row needs a 1-GPU value"

@@ -495,3 +495,14 @@ def test_start_partial_accepts_yaml_strings(tmp_path: Path) -> None:
     d = _profile_dir(tmp_path)
     ps = load_profiles({"dir": str(d), "mechanics": {"start_partial": "false"}})
     assert ps.mechanics.start_partial is False
+
+
+def test_nan_cells_read_as_not_measured(tmp_path: Path) -> None:
+    """ElasticFlow's own throughput files write ``nan`` where a count was not measured."""
+    path = tmp_path / "ncf.csv"
+    path.write_text("global_batch_size,1,2,4\n64,10.0,nan,NaN\n")
+    table = read_throughput(path)
+    assert table.iters_per_second(4, 64) == pytest.approx(10.0)
+    path.write_text("global_batch_size,1,2\n64,nan,3\n")
+    with pytest.raises(ProfileError, match="every row needs a 1-GPU value"):
+        read_throughput(path)

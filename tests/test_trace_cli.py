@@ -65,6 +65,10 @@ def test_convert_elasticflow(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     jobs = load_trace(out)
     assert [j.job_id for j in jobs] == ["b3", "c1", "a7", "d9"]
     assert {j.model for j in jobs} == {"gpt2-large"}
+    assert {j.max_gpus for j in jobs} == {8, 16}  # widened to hold the 16-GPU request
+    assert cli.main([*args, "--profile-model", "gpt2-large", "--max-gpus", "64"]) == 0
+    capsys.readouterr()
+    assert {j.max_gpus for j in load_trace(out)} == {64}
     assert cli.main([*args, "--model-map", "bert=gpt2-base"]) == 2
     assert "no mapping for model 'gpt2'" in capsys.readouterr().err
 

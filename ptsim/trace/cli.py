@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
         help="elasticflow: how its deadline column is read",
     )
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument(
+        "--max-gpus",
+        type=int,
+        default=WorkloadSpec.max_gpus,
+        help="most GPUs an elastic policy may give a job (ElasticFlow allows 64)",
+    )
 
     v = sub.add_parser("validate", help="check a canonical trace")
     v.add_argument("path", metavar="PATH")
@@ -100,7 +106,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _convert(a: argparse.Namespace) -> str:
-    cfg = WorkloadSpec(deadline_ratios=a.ratios) if a.ratios else WorkloadSpec()
+    cfg = WorkloadSpec(max_gpus=a.max_gpus)
+    if a.ratios:
+        cfg = WorkloadSpec(deadline_ratios=a.ratios, max_gpus=a.max_gpus)
     rng = np.random.default_rng(a.seed)
     if a.fmt == "elasticflow":
         res = convert_elasticflow(
