@@ -71,7 +71,7 @@ def check_overrides(overrides: list[str]) -> str | None:
         for i, part in enumerate(parts):
             if not OmegaConf.is_dict(node):
                 break
-            if part not in node.keys():  # (`in` is False for a ??? value)
+            if part not in list(node.keys()):  # (`in` is False for a ??? value)
                 where = ".".join(parts[:i]) or "the top level"
                 known = ", ".join(sorted(str(k) for k in node))
                 return f"ptsim: unknown config key {key!r}; keys under {where}: {known}"

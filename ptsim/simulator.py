@@ -174,9 +174,7 @@ class Simulation:
                     else self.profiles.cold_start(act.model)
                 )
                 ev = self.env.timeout(delay)
-                ev.callbacks.append(
-                    lambda _e, gid=act.gid, tok=act.token: self._gpu_ready(gid, tok)
-                )
+                ev.callbacks.append(self._ready_callback(act.gid, act.token))
             elif isinstance(act, Reconfigure):
                 proc = self._procs.pop(act.job, None)
                 if proc is not None and proc.is_alive:
@@ -188,6 +186,9 @@ class Simulation:
             elif isinstance(act, InvalidRequest) and len(self.stats.invalid) < 100:
                 self.stats.invalid.append(f"t={self.env.now:.3f}: {act.what}")
             # ReleaseGpu and RejectJob need no simulated work: the state already applied them
+
+    def _ready_callback(self, gid: int, token: int) -> Callable[[simpy.Event], None]:
+        return lambda _event: self._gpu_ready(gid, token)
 
     def _gpu_ready(self, gid: int, token: int) -> None:
         self.stats.events += 1

@@ -232,3 +232,20 @@ def test_any_sequence_of_decisions_keeps_the_invariants(
         <= s.totals.gpu_seconds[GpuState.BUSY] + s.totals.gpu_seconds[GpuState.LOADING] + 1e-9
     )
     assert provisioned <= s.num_gpus * (now + 1.0) + 1e-9
+
+
+def test_gpus_ready_during_a_pause_extend_it_and_the_lookup_is_paid_once() -> None:
+    s = ClusterState(1, 4, linear_profiles())
+    s.add_job(job("a", 0, 100, 500, gpus=3, max_gpus=4), 0.0)
+    s.apply(Decision(init={"a": InitChoice("e", "imdb", "flat", 4, 3.0, 0.2)}), 0.0)
+    loads = [a for a in s.apply(Decision(allocations={"a": (0, 1, 2)}), 0.0)]
+    tokens = [ld.token for ld in loads if isinstance(ld, LoadModel)]
+    (r0,) = s.gpu_ready(0, tokens[0], 10.0)
+    assert isinstance(r0, Reconfigure) and r0.pause_s == pytest.approx(0.5 + 3.0)
+    (r1,) = s.gpu_ready(1, tokens[1], 11.0)  # inside the first pause: it ends as planned
+    assert isinstance(r1, Reconfigure) and r1.pause_s == pytest.approx(2.5)
+    assert s.job_resumed("a", r0.epoch, 13.5) is None  # stale epoch
+    assert s.job_resumed("a", r1.epoch, 13.5) == pytest.approx(50.0)  # 100 it at 2 it/s
+    (r2,) = s.gpu_ready(2, tokens[2], 20.0)  # while running: one reconfiguration pause
+    assert isinstance(r2, Reconfigure) and r2.pause_s == pytest.approx(2.0)
+    assert s.job("a").pause_s == pytest.approx(3.5 + 2.0)

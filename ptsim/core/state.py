@@ -79,6 +79,8 @@ class JobRecord:
     warm_hits: int = 0
     gpu_seconds: float = 0.0
     pause_s: float = 0.0  # total pause charged (hand-over, reconfiguration, bank lookup)
+    pause_until: float = 0.0  # end of the pause in progress (or of the last one)
+    lookup_paid: bool = False
     started_once: bool = False
     view: JobView | None = None  # cached, cleared on change
 
@@ -303,11 +305,16 @@ class ClusterState:
             if rec.init is None:
                 self._choose_init(rec, DEFAULT_INIT)
             assert rec.init is not None
-            pause = self.mech.handover_s + rec.init.lookup_s
+            base = self.mech.handover_s + (0.0 if rec.lookup_paid else rec.init.lookup_s)
+            rec.lookup_paid = True
         else:
-            pause = self.mech.reconfig_pause(len(ready))
-        rec.pause_s += pause
-        return Reconfigure(rec.spec.job_id, ready, rec.epoch, pause, first)
+            base = self.mech.reconfig_pause(len(ready))
+        # a change during a pause extends that pause, never restarts it: several GPUs ready at
+        # one instant cost one pause, and the bank lookup is paid once
+        end = max(now + base, rec.pause_until)
+        rec.pause_s += end - max(now, rec.pause_until)
+        rec.pause_until = end
+        return Reconfigure(rec.spec.job_id, ready, rec.epoch, end - now, first)
 
     def job_resumed(self, job_id: str, epoch: int, now: float) -> float | None:
         """The pause of reconfiguration ``epoch`` is over: the job trains. Returns the seconds

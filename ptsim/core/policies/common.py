@@ -21,6 +21,7 @@ class GpuPool:
             if model is not None:
                 self.prewarming.setdefault(model, []).append(gid)
         self.free: list[int] = list(snap.free)
+        self._free_by_node: dict[int, list[int]] | None = None
 
     def warm(self, model: str) -> list[int]:
         """The idle warm GPUs of ``model`` still in the pool, ascending."""
@@ -60,19 +61,34 @@ class GpuPool:
         return out
 
     def _take_free(self, n: int) -> list[int]:
-        by_node: dict[int, list[int]] = {}
-        for gid in self.free:
-            by_node.setdefault(self._snap.gpus[gid].node, []).append(gid)
+        if self._free_by_node is None:  # grouped once per decision, then kept in step
+            self._free_by_node = {}
+            for gid in self.free:
+                self._free_by_node.setdefault(self._snap.gpus[gid].node, []).append(gid)
+        by_node = self._free_by_node
         order = sorted(by_node, key=lambda nd: (-len(by_node[nd]), nd))
         out: list[int] = []
         for nd in order:
-            for gid in by_node[nd]:
-                if len(out) == n:
-                    break
-                out.append(gid)
+            gids = by_node[nd]
+            k = min(n - len(out), len(gids))
+            out.extend(gids[:k])
+            del gids[:k]
+            if not gids:
+                del by_node[nd]
+            if len(out) == n:
+                break
         taken = set(out)
         self.free = [g for g in self.free if g not in taken]
         return out
+
+    def pop_free(self) -> int:
+        """The lowest-id free GPU still in the pool, taken out of it (the pool must have one)."""
+        gid = self.free.pop(0)
+        if self._free_by_node is not None:
+            self._free_by_node[self._snap.gpus[gid].node].remove(gid)
+            if not self._free_by_node[self._snap.gpus[gid].node]:
+                del self._free_by_node[self._snap.gpus[gid].node]
+        return gid
 
     def give_back(self, gids: Iterable[int]) -> None:
         """Return GPUs taken in this decision (not yet applied) to the pool."""
@@ -80,6 +96,8 @@ class GpuPool:
             g = self._snap.gpus[gid]
             if g.state is GpuState.FREE:
                 self.free.append(gid)
+                if self._free_by_node is not None:
+                    self._free_by_node.setdefault(g.node, []).append(gid)
             elif g.state is GpuState.WARM and g.model is not None:
                 self.warm(g.model).append(gid)
             elif g.model is not None:
