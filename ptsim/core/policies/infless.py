@@ -1,0 +1,408 @@
+"""INFless-style baseline (Yang et al., "INFless: A Native Serverless System for Low-Latency,
+High-Throughput Inference", ASPLOS'22), adapted to prompt tuning as the PromptTuner paper does:
+function = LLM, invocation = tuning job (DESIGN.md section 4).
+
+From INFless, as stated in DESIGN.md and issue 4:
+
+- One configuration per invocation, chosen when it arrives and never changed: among the GPU
+  counts whose predicted finish meets the deadline, the one with the best throughput per
+  GPU-second (iterations per second / GPUs: INFless's resource-efficiency objective); if none
+  meets it, the fastest. No admission control: nothing is rejected.
+- Warm instances of the same function are reused: a job takes idle warm GPUs of its model first
+  (``common.GpuPool.take``: warm, pre-warming, free, then warm GPUs of another model).
+- Keep-alive and pre-warming by the Long-Short Term Histogram (LSTH), INFless's extension of
+  the hybrid histogram policy of Shahrad et al. (ATC'20): per function, a histogram of idle
+  gaps over the whole history (long) and one over a recent window (short), 1-minute bins over
+  a 4-hour range; the head (5th percentile) and tail (99th percentile) of each are mixed with
+  weight ``gamma`` (INFless default 0.5; 0.3-0.7 studied):
+  pre-warm window = gamma*P5_long + (1-gamma)*P5_short, keep-alive = gamma*P99_long +
+  (1-gamma)*P99_short, with a 10% margin (pre-warm 10% earlier, keep-alive 10% longer, as in
+  ATC'20). A histogram with fewer than ``min_samples`` gaps falls back to a fixed keep-alive
+  (ATC'20 falls back to a standard keep-alive when a histogram is not representative).
+  Percentiles are read at bin granularity: the head rounded down to its bin's lower edge, the
+  tail up to its upper edge (ATC'20); gaps beyond the range count in an overflow bin whose
+  edge is the range (ATC'20 switches to ARIMA forecasts for such applications; we do not).
+- No Prompt Bank (default initial prompt); ``bank=True`` is the "baselines with the bank"
+  ablation.
+
+Our adaptation, each a knob of ``InflessConfig``:
+
+- Idle gap = the time between consecutive arrivals of jobs of the same model. ATC'20 measures
+  an application's idle time from the end of one execution to the next invocation, which is
+  ill-defined when many jobs of a model run at once. The gap between invocations describes the
+  function's invocation pattern, which is what the histograms are for; it does not depend on
+  the policy's own keep-alive decisions (a gap measured from a GPU going idle to its reuse
+  would be cut short by our own releases), and it is read exactly from the snapshots' arrival
+  times.
+- Windows, following ATC'20's rule (an instance is alive from the pre-warm to the keep-alive
+  window after its reference event). Short pre-warm window (at most the model's cold start
+  with ``prewarm_lead``; 0 for a busy model): an idle warm GPU stays loaded ``keep-alive``
+  seconds after it went idle, then is released. Long pre-warm window: GPUs are unloaded as soon
+  as they go idle while no arrival is expected (before last arrival + pre-warm window - cold
+  start); at that time one instance (the GPU count of the model's last configuration) is
+  loaded, so it is ready when the next arrival may come, and it is released at last arrival +
+  keep-alive. ``prewarm_lead=False`` loads at the window itself, as ATC'20 does (their load
+  time is small next to a window; an LLM's is not).
+- Queue: a job whose configuration does not fit waits; waiting jobs are served in arrival
+  order (``order="fifo"``: INFless dispatches invocations as they come and has no deadline
+  ordering) or by deadline (``"edf"``), and a job that does not fit does not block later ones.
+- ``safety_margin`` (default 0: INFless compares its predicted latency with the SLO as is).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from ptsim.core.policies.common import GpuPool
+from ptsim.core.policies.planning import (
+    COUNT_MODES,
+    ArrivalTracker,
+    Predictor,
+    counts_for,
+    lookup_due,
+    meets,
+    pool_size,
+    pool_supply,
+    remaining_iters,
+)
+from ptsim.core.policy import POLICIES, InitChooser, PolicyContext
+from ptsim.core.types import Decision, InitChoice, JobView, Snapshot
+
+ORDERS = ("fifo", "edf")
+
+
+@dataclass(frozen=True)
+class InflessConfig:
+    """Knobs of the ``infless`` policy (module docstring: what each one stands for).
+
+    - ``bank``: look up each new job's initial prompt in the Prompt Bank (ablation; off).
+    - ``order``: waiting jobs in arrival order (``fifo``) or by deadline (``edf``).
+    - ``counts``: GPU counts a configuration may use: ``any`` in the job's range, or ``pow2``.
+    - ``safety_margin``: predicted time to finish x (1 + margin) must fit before the deadline.
+    - ``allow_reload``: take warm GPUs of another model (reload) when free ones run out.
+    - ``gamma``: weight of the long-history histogram (1 - gamma: the recent window).
+    - ``bin_s``, ``range_s``: histogram bin width and range (1 minute, 4 hours).
+    - ``short_window_s``: the recent window of the short histogram (INFless does not fix it
+      in the text we follow; 10 minutes is half the default 20-minute trace, so the two
+      histograms differ within one run).
+    - ``head_q``, ``tail_q``: percentiles for the pre-warm and keep-alive windows (5th, 99th).
+    - ``window_margin``: pre-warm that much earlier, keep alive that much longer (10%).
+    - ``min_samples``: gaps a histogram needs before it is used.
+    - ``keep_alive_s``: fixed keep-alive while a model's long histogram has too few gaps.
+    - ``prewarm_lead``: start a pre-warm one cold start before the pre-warm window.
+    """
+
+    bank: bool = False
+    order: str = "fifo"
+    counts: str = "any"
+    safety_margin: float = 0.0
+    allow_reload: bool = True
+    gamma: float = 0.5
+    bin_s: float = 60.0
+    range_s: float = 4 * 3600.0
+    short_window_s: float = 600.0
+    head_q: float = 0.05
+    tail_q: float = 0.99
+    window_margin: float = 0.1
+    min_samples: int = 10
+    keep_alive_s: float = 60.0
+    prewarm_lead: bool = True
+
+    def __post_init__(self) -> None:
+        if self.order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {self.order!r}")
+        if self.counts not in COUNT_MODES:
+            raise ValueError(f"counts must be one of {', '.join(COUNT_MODES)}")
+        if self.safety_margin < 0 or self.keep_alive_s < 0 or self.short_window_s <= 0:
+            raise ValueError("safety_margin, keep_alive_s >= 0 and short_window_s > 0 needed")
+        if not 0 <= self.gamma <= 1 or not 0 <= self.window_margin < 1:
+            raise ValueError("gamma must be in [0, 1] and window_margin in [0, 1)")
+        if not 0 < self.head_q <= self.tail_q <= 1:
+            raise ValueError("need 0 < head_q <= tail_q <= 1")
+        if self.bin_s <= 0 or self.range_s < self.bin_s or self.min_samples < 1:
+            raise ValueError("need bin_s > 0, range_s >= bin_s and min_samples >= 1")
+
+
+class Histogram:
+    """Counts of gaps in fixed-width bins over ``[0, range)``, plus an overflow bin."""
+
+    def __init__(self, bin_s: float, range_s: float) -> None:
+        self.bin_s = bin_s
+        self.bins = max(1, math.ceil(range_s / bin_s - 1e-9))
+        self.range_s = self.bins * bin_s
+        self.counts = [0] * (self.bins + 1)  # the last one is the overflow
+        self.total = 0
+
+    def index(self, gap: float) -> int:
+        return min(self.bins, max(0, int(gap // self.bin_s)))
+
+    def add(self, gap: float, k: int = 1) -> None:
+        self.counts[self.index(gap)] += k
+        self.total += k
+
+    def _bin_of(self, q: float) -> int:
+        need = q * self.total
+        cum = 0
+        for i, c in enumerate(self.counts):
+            cum += c
+            if c and cum >= need - 1e-9:
+                return i
+        return self.bins
+
+    def head(self, q: float) -> float:
+        """The ``q`` percentile rounded down to its bin's lower edge."""
+        return min(self._bin_of(q), self.bins) * self.bin_s
+
+    def tail(self, q: float) -> float:
+        """The ``q`` percentile rounded up to its bin's upper edge (the range for overflow)."""
+        return min(self._bin_of(q) + 1, self.bins) * self.bin_s
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """Pre-warm and keep-alive windows of one model, in seconds after the reference event."""
+
+    prewarm_s: float
+    keep_alive_s: float
+
+
+class Lsth:
+    """INFless's Long-Short Term Histogram of one function's idle gaps.
+
+    ``observe(t, gap)`` records a gap that ended at time ``t``; ``windows(now)`` mixes the
+    long histogram (every gap) and the short one (gaps that ended within ``short_window_s``)
+    into pre-warm and keep-alive windows, or returns None while the long histogram has fewer
+    than ``min_samples`` gaps. When only the short one is too thin, the long one is used alone.
+    """
+
+    def __init__(
+        self,
+        *,
+        bin_s: float = 60.0,
+        range_s: float = 4 * 3600.0,
+        short_window_s: float = 600.0,
+        gamma: float = 0.5,
+        head_q: float = 0.05,
+        tail_q: float = 0.99,
+        margin: float = 0.1,
+        min_samples: int = 10,
+    ) -> None:
+        self.long = Histogram(bin_s, range_s)
+        self.short = Histogram(bin_s, range_s)
+        self.short_window_s = short_window_s
+        self.gamma = gamma
+        self.head_q, self.tail_q = head_q, tail_q
+        self.margin = margin
+        self.min_samples = min_samples
+        self._recent: deque[tuple[float, float]] = deque()
+        self._cache: tuple[float, Windows | None] | None = None
+
+    def observe(self, t: float, gap: float) -> None:
+        self.long.add(gap)
+        self.short.add(gap)
+        self._recent.append((t, gap))
+        self._cache = None
+
+    def _expire(self, now: float) -> None:
+        recent = self._recent
+        while recent and recent[0][0] < now - self.short_window_s:
+            _, gap = recent.popleft()
+            self.short.add(gap, -1)
+            self._cache = None
+
+    def windows(self, now: float) -> Windows | None:
+        self._expire(now)
+        if self._cache is not None:
+            return self._cache[1]
+        out: Windows | None = None
+        if self.long.total >= self.min_samples:
+            g = self.gamma if self.short.total >= self.min_samples else 1.0
+            head = g * self.long.head(self.head_q) + (1 - g) * self.short.head(self.head_q)
+            tail = g * self.long.tail(self.tail_q) + (1 - g) * self.short.tail(self.tail_q)
+            out = Windows((1 - self.margin) * head, (1 + self.margin) * tail)
+        self._cache = (now, out)
+        return out
+
+
+class Infless:
+    """The INFless-style policy (see the module docstring)."""
+
+    name = "infless"
+
+    def __init__(self, ctx: PolicyContext, cfg: InflessConfig) -> None:
+        self.cfg = cfg
+        self.profiles = ctx.profiles
+        self.bank: InitChooser | None = ctx.bank if cfg.bank else None
+        self.pred = Predictor(ctx.profiles)
+        self.arrivals = ArrivalTracker()
+        self.config: dict[str, int] = {}  # job -> its GPU count, fixed at arrival
+        self._hist: dict[str, Lsth] = {}
+        self._last_arrival: dict[str, float] = {}
+        self._last_count: dict[str, int] = {}
+
+    def lsth(self, model: str) -> Lsth:
+        h = self._hist.get(model)
+        if h is None:
+            c = self.cfg
+            h = self._hist[model] = Lsth(
+                bin_s=c.bin_s,
+                range_s=c.range_s,
+                short_window_s=c.short_window_s,
+                gamma=c.gamma,
+                head_q=c.head_q,
+                tail_q=c.tail_q,
+                margin=c.window_margin,
+                min_samples=c.min_samples,
+            )
+        return h
+
+    def windows(self, model: str, now: float) -> Windows:
+        """The model's LSTH windows, or the fixed keep-alive while its history is too short."""
+        w = self.lsth(model).windows(now)
+        return w if w is not None else Windows(0.0, self.cfg.keep_alive_s)
+
+    def configure(
+        self, job: JobView, snap: Snapshot, pool: GpuPool, init: InitChoice | None
+    ) -> int:
+        """The job's one configuration: the feasible count with the best throughput per GPU,
+        else the fastest count. GPUs beyond what the pool holds are assumed cold."""
+        cfg = self.cfg
+        spec = job.spec
+        now = snap.now
+        counts = counts_for(spec, cfg.counts, snap.num_gpus)
+        if not counts:
+            return spec.min_gpus  # more than the cluster has: it waits forever
+        lookup = lookup_due(job, init)
+        rem = remaining_iters(job, now, init)
+        supply = pool_supply(
+            snap,
+            pool,
+            self.profiles,
+            spec.model,
+            counts[-1],
+            allow_reload=cfg.allow_reload,
+            pad_cold=True,
+        )
+        pred = self.pred
+        best, best_eff = 0, -1.0
+        fastest, fastest_at = counts[0], math.inf
+        for n in counts:
+            f = pred.start_finish(spec, rem, now, n, supply, lookup, True)
+            if f < fastest_at - 1e-9:
+                fastest, fastest_at = n, f
+            if meets(now, f, spec.deadline, cfg.safety_margin):
+                eff = pred.rate(spec, n) / n
+                if eff > best_eff * (1 + 1e-12):
+                    best, best_eff = n, eff
+        return best if best else fastest
+
+    def decide(self, snap: Snapshot) -> Decision:
+        cfg = self.cfg
+        new = self.arrivals.update(snap)
+        self.arrivals.prune(snap, self.config)
+        pool = GpuPool(snap)
+        inits: dict[str, InitChoice] = {}
+        for job in new:
+            model = job.spec.model
+            last = self._last_arrival.get(model)
+            if last is not None:
+                self.lsth(model).observe(job.spec.arrival, max(0.0, job.spec.arrival - last))
+            self._last_arrival[model] = max(job.spec.arrival, last or 0.0)
+            choice = None
+            if self.bank is not None and job.init is None:
+                choice = inits[job.job_id] = self.bank.choose(job.spec)
+            if job.job_id not in self.config:
+                n = self.configure(job, snap, pool, choice)
+                self.config[job.job_id] = n
+                self._last_count[model] = n
+
+        alloc: dict[str, tuple[int, ...]] = {}
+        waiting = False
+        if snap.queued:
+            if cfg.order == "fifo":
+                order = sorted(snap.queued, key=lambda j: (j.spec.arrival, j.job_id))
+            else:
+                order = sorted(snap.queued, key=lambda j: (j.spec.deadline, j.job_id))
+            left = pool_size(pool)
+            seen: dict[str, int] = {}  # model -> pool.available, until the next take
+            for job in order:
+                spec = job.spec
+                known = self.config.get(job.job_id)
+                if known is None:  # live before this policy saw it arrive (not in a normal run)
+                    known = self.config[job.job_id] = self.configure(job, snap, pool, None)
+                n = known
+                if left < n:
+                    waiting = True
+                    if left == 0:
+                        break
+                    continue
+                avail = seen.get(spec.model)
+                if avail is None:
+                    avail = seen[spec.model] = pool.available(spec.model, cfg.allow_reload)
+                if avail < n:
+                    waiting = True
+                    continue
+                alloc[job.job_id] = tuple(pool.take(spec.model, n, cfg.allow_reload))
+                left -= n
+                seen.clear()  # what the pool can give each model changed
+
+        prewarm, release, due = self._keep_alive(snap, pool, waiting)
+        return Decision(
+            allocations=alloc, init=inits, prewarm=prewarm, release=release, wake_at=due
+        )
+
+    def _keep_alive(
+        self, snap: Snapshot, pool: GpuPool, waiting: bool
+    ) -> tuple[dict[int, str], tuple[int, ...], float | None]:
+        """LSTH keep-alive and pre-warming over the GPUs left in ``pool``."""
+        cfg = self.cfg
+        now = snap.now
+        gpus = snap.gpus
+        release: list[int] = []
+        prewarm: dict[int, str] = {}
+        due: float | None = None
+
+        def later(t: float) -> None:
+            nonlocal due
+            if t > now and (due is None or t < due):
+                due = t
+
+        for m in sorted(set(pool.warm_models()) | set(self._last_arrival)):
+            w = self.windows(m, now)
+            last = self._last_arrival.get(m)
+            lead = self.profiles.cold_start(m) if cfg.prewarm_lead else 0.0
+            unload_until = -math.inf
+            if w.prewarm_s > lead and last is not None:
+                unload_until = last + w.prewarm_s - lead
+            # unloading: a GPU is alive from the pre-warm to the keep-alive window after the
+            # last arrival; otherwise it stays loaded for the keep-alive after going idle
+            keep = w.keep_alive_s - (w.prewarm_s if unload_until > -math.inf else 0.0)
+            kept = 0
+            for g in pool.warm(m):
+                end = gpus[g].since + keep
+                if now < unload_until - 1e-9 or end <= now + 1e-9:
+                    release.append(g)
+                else:
+                    kept += 1
+                    later(end)
+            if unload_until == -math.inf or last is None:
+                continue
+            if now < unload_until - 1e-9:
+                later(unload_until)
+                continue
+            live_window = last + w.keep_alive_s
+            if waiting or now >= live_window:
+                continue
+            if kept == 0 and not pool.prewarming.get(m):
+                for _ in range(self._last_count.get(m, 1)):
+                    if not pool.free:
+                        break
+                    prewarm[pool.pop_free()] = m
+        return prewarm, tuple(sorted(release)), due
+
+
+@POLICIES.register("infless", InflessConfig, "INFless-style: fixed config per job, LSTH keep-alive")
+def make_infless(ctx: PolicyContext, cfg: InflessConfig) -> Infless:
+    return Infless(ctx, cfg)

@@ -1,0 +1,290 @@
+"""Prediction helpers shared by the deadline-aware policies: when would a job finish on n GPUs,
+given where those GPUs come from?
+
+The model mirrors the mechanics the core's ``ClusterState`` charges (``ptsim.core.state``):
+
+- a GPU already ready for the job, or an idle warm GPU of the job's model, trains at once;
+- a free GPU pays the model's cold start, a warm GPU of another model its reload, a GPU
+  pre-warming the model the rest of its load (counted as a cold start, an upper bound: the
+  snapshot does not say whether a load in flight is a cold start or a reload);
+- a job that starts pays the hand-over plus its Prompt Bank lookup; a running job whose GPU set
+  changes pays the reconfiguration pause of its new ready count, and again when late GPUs join;
+- with ``Mechanics.start_partial`` a job trains on its ready GPUs while the others load.
+
+Several late GPUs are treated as joining together at the latest of their ready times (one
+pause); the state may pause the job once per distinct ready time, so the prediction is slightly
+optimistic when pre-warms and cold starts mix.
+
+API (small on purpose; other policies may import it):
+
+- ``counts_for(spec, mode, cap)`` (``candidate_counts(lo, hi, mode, cap)``): the GPU counts a
+  job may use (``any`` or ``pow2``).
+- ``meets(now, finish, deadline, margin)``: finish within the deadline with a safety margin.
+- ``Supply`` / ``pool_supply(...)``: GPUs a ``GpuPool`` would hand out, as ready-now plus the
+  ready times of the rest, in the pool's own take order.
+- ``pool_size(pool)``: GPUs a pool still holds.
+- ``Predictor``: rates and predicted finish times from a ``ProfileSet``.
+- ``remaining_iters`` / ``lookup_due``: a job's remaining work and pending lookup time.
+- ``ArrivalTracker``: which jobs of a snapshot are new; pruning per-job state of jobs gone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from ptsim.core.policies.common import GpuPool
+from ptsim.core.profiles import ProfileSet
+from ptsim.core.types import InitChoice, JobSpec, JobView, Snapshot
+
+COUNT_MODES = ("any", "pow2")
+"""``any``: every count in [min_gpus, max_gpus]; ``pow2``: the powers of two in that range."""
+
+
+@lru_cache(maxsize=4096)
+def candidate_counts(lo: int, hi: int, mode: str, cap: int) -> tuple[int, ...]:
+    """GPU counts in ``[lo, min(hi, cap)]``, ascending: all of them (``any``) or the powers of
+    two (``pow2``; if the range holds none, its lower end). Empty if ``lo > cap``."""
+    if mode not in COUNT_MODES:
+        raise ValueError(f"unknown GPU count mode {mode!r}; known: {', '.join(COUNT_MODES)}")
+    top = min(hi, cap)
+    if lo > top:
+        return ()
+    if mode == "any":
+        return tuple(range(lo, top + 1))
+    pows = tuple(n for n in (1 << k for k in range(top.bit_length())) if lo <= n <= top)
+    return pows or (lo,)
+
+
+def counts_for(spec: JobSpec, mode: str, cap: int) -> tuple[int, ...]:
+    """``candidate_counts`` of a job on a cluster of ``cap`` GPUs."""
+    return candidate_counts(spec.min_gpus, spec.max_gpus, mode, cap)
+
+
+def meets(now: float, finish: float, deadline: float, margin: float) -> bool:
+    """True if the predicted time to finish, inflated by ``margin`` (0.1 = 10%), still ends by
+    the deadline: ``now + (finish - now) * (1 + margin) <= deadline``."""
+    return now + (finish - now) * (1.0 + margin) <= deadline + 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Supply:
+    """GPUs for one job in the order they would be taken: ``ready`` of them can train at once,
+    the others become ready at ``late`` (absolute times, take order)."""
+
+    ready: int
+    late: tuple[float, ...]
+
+    def split(self, n: int) -> tuple[int, float]:
+        """For the first ``n`` GPUs: how many are ready now, and when the last other one is
+        ready (``-inf`` when all are ready now)."""
+        if n <= self.ready:
+            return n, -math.inf
+        return self.ready, max(self.late[: n - self.ready])
+
+
+def pool_supply(
+    snap: Snapshot,
+    pool: GpuPool,
+    profiles: ProfileSet,
+    model: str,
+    limit: int,
+    *,
+    held_ready: int = 0,
+    allow_reload: bool = True,
+    pad_cold: bool = False,
+) -> Supply:
+    """Up to ``limit`` GPUs for a job of ``model``, in ``GpuPool.take`` order: the job's own
+    ``held_ready`` ready GPUs, idle warm GPUs of the model, GPUs pre-warming it, free GPUs (cold
+    start), warm GPUs of another model (reload). ``pad_cold`` pretends further free GPUs exist
+    beyond the pool (for a policy that sizes a job before it looks for room). The pool is only
+    read."""
+    now = snap.now
+    ready = held_ready + min(len(pool.warm(model)), max(0, limit - held_ready))
+    late: list[float] = []
+    need = limit - ready
+    if need > 0:
+        load = profiles.cold_start(model)
+        gpus = snap.gpus
+        for gid in pool.prewarming.get(model, ())[:need]:
+            late.append(max(now, gpus[gid].since + load))
+        need = limit - ready - len(late)
+        if need > 0:
+            k = min(need, len(pool.free))
+            late.extend([now + load] * k)
+            need -= k
+        if need > 0 and allow_reload:
+            reload = now + profiles.reload(model)
+            for m in pool.warm_models():
+                if m != model and need > 0:
+                    k = min(need, len(pool.warm(m)))
+                    late.extend([reload] * k)
+                    need -= k
+        if need > 0 and pad_cold:
+            late.extend([now + load] * need)
+    return Supply(ready, tuple(late))
+
+
+def pool_size(pool: GpuPool) -> int:
+    """GPUs ``pool`` still holds: free, idle warm of any model, and pre-warming."""
+    n = len(pool.free) + sum(len(v) for v in pool.prewarming.values())
+    return n + sum(len(pool.warm(m)) for m in pool.warm_models())
+
+
+class Predictor:
+    """Rates and predicted finish times of jobs, from the profiles a policy schedules with."""
+
+    def __init__(self, profiles: ProfileSet) -> None:
+        self.profiles = profiles
+        self.mech = profiles.mechanics
+        self._rates: dict[tuple[str, int, int], float] = {}
+        self._max_rates: dict[tuple[str, int, int, int, str, int], float] = {}
+
+    def rate(self, spec: JobSpec, n: int) -> float:
+        """Iterations per second of the job on ``n`` GPUs."""
+        key = (spec.model, n, spec.batch_size)
+        r = self._rates.get(key)
+        if r is None:
+            r = self._rates[key] = self.profiles.iters_per_second(spec.model, n, spec.batch_size)
+        return r
+
+    def start_pause(self, lookup_s: float) -> float:
+        """Pause before a job's first training step: hand-over plus the Prompt Bank lookup."""
+        return self.mech.handover_s + lookup_s
+
+    def finish(
+        self,
+        spec: JobSpec,
+        remaining: float,
+        now: float,
+        n: int,
+        ready: int,
+        late_at: float,
+        pause: float,
+        late_pause: float,
+    ) -> float:
+        """Predicted finish of ``remaining`` iterations on ``n`` GPUs of which ``ready`` can
+        train after ``pause`` and the others are all ready at ``late_at``, after which the job
+        pauses ``late_pause`` and trains on all ``n``."""
+        if remaining <= 0:
+            return now
+        if ready >= n:
+            return now + pause + remaining / self.rate(spec, n)
+        done_early = 0.0
+        if ready > 0 and self.mech.start_partial:
+            r_now = self.rate(spec, ready)
+            done_early = max(0.0, late_at - now - pause) * r_now
+            if done_early >= remaining:
+                return now + pause + remaining / r_now
+        return max(late_at, now) + late_pause + (remaining - done_early) / self.rate(spec, n)
+
+    def start_finish(
+        self,
+        spec: JobSpec,
+        remaining: float,
+        now: float,
+        n: int,
+        supply: Supply,
+        lookup_s: float,
+        first: bool,
+    ) -> float:
+        """Predicted finish of a job that holds no GPU and starts on the first ``n`` GPUs of
+        ``supply``: its first start pays the hand-over and ``lookup_s``; a restart the
+        reconfiguration pause; late GPUs joining a job that already trains pay that pause."""
+        ready, late_at = supply.split(n)
+        mech = self.mech
+        if ready > 0 and mech.start_partial:
+            trains_on = min(ready, n)
+            pause = self.start_pause(lookup_s) if first else mech.reconfig_pause(trains_on)
+            late_pause = mech.reconfig_pause(n)
+            if first and late_at < now + pause:  # joins during the first pause: it restarts
+                late_pause = pause
+        else:  # nothing trains before the last GPU is ready
+            pause = late_pause = self.start_pause(lookup_s) if first else mech.reconfig_pause(n)
+        return self.finish(spec, remaining, now, n, ready, late_at, pause, late_pause)
+
+    def resize_finish(
+        self, spec: JobSpec, remaining: float, now: float, n: int, supply: Supply
+    ) -> float:
+        """Predicted finish of a running job resized to the first ``n`` GPUs of ``supply`` (its
+        own ready GPUs first): the state pauses it at once for its new ready count, and again
+        for ``n`` when late GPUs join."""
+        ready, late_at = supply.split(n)
+        pause = self.mech.reconfig_pause(ready)
+        return self.finish(
+            spec, remaining, now, n, ready, late_at, pause, self.mech.reconfig_pause(n)
+        )
+
+    def max_rate(self, spec: JobSpec, mode: str, cap: int) -> float:
+        """The highest rate of the job over its candidate counts (0 if it has none)."""
+        key = (spec.model, spec.batch_size, spec.min_gpus, spec.max_gpus, mode, cap)
+        r = self._max_rates.get(key)
+        if r is None:
+            counts = counts_for(spec, mode, cap)
+            r = self._max_rates[key] = max((self.rate(spec, n) for n in counts), default=0.0)
+        return r
+
+    def best_case(
+        self, spec: JobSpec, remaining: float, now: float, mode: str, cap: int, lookup_s: float
+    ) -> float:
+        """Earliest possible finish: warm GPUs now at the fastest candidate count."""
+        fastest = self.max_rate(spec, mode, cap)
+        if fastest <= 0:
+            return math.inf
+        return now + self.mech.handover_s + lookup_s + remaining / fastest
+
+
+def remaining_iters(job: JobView, now: float, init: InitChoice | None = None) -> float:
+    """Iterations the job still needs at ``now``; ``init`` is an initial prompt chosen in the
+    decision being built (the snapshot does not know it yet), whose expected saving applies
+    exactly as the cluster state applies it."""
+    if init is not None and job.init is None:
+        return max(1.0, job.spec.iterations * (1.0 - init.expected_saving))
+    return job.remaining_at(now)
+
+
+def lookup_due(job: JobView, init: InitChoice | None = None) -> float:
+    """Prompt Bank lookup time the job's first start will be charged (0 once it has started);
+    ``init`` as in ``remaining_iters``."""
+    if job.first_start is not None:
+        return 0.0
+    chosen = init if init is not None and job.init is None else job.init
+    return chosen.lookup_s if chosen is not None else 0.0
+
+
+class ArrivalTracker:
+    """Which live jobs of a snapshot the policy has not seen before (arrivals), in O(new jobs)
+    per snapshot, and pruning of per-job state for jobs that left. State derived only from the
+    snapshots it was shown.
+
+    It relies on ``Snapshot.jobs`` listing live jobs in the order they were added (arrival
+    order, as the cluster state keeps them): jobs added since the last snapshot are at its end.
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def update(self, snap: Snapshot) -> list[JobView]:
+        """The jobs of ``snap`` not seen in an earlier snapshot, in arrival order."""
+        seen = self._seen
+        new: list[JobView] = []
+        for job in reversed(snap.jobs):
+            if job.spec.job_id in seen:
+                break
+            new.append(job)
+        new.reverse()
+        seen.update(j.spec.job_id for j in new)
+        if len(seen) > 2 * len(snap.jobs) + 64:  # forget jobs that left, amortised O(1)
+            self._seen = {j.spec.job_id for j in snap.jobs}
+        return new
+
+    @staticmethod
+    def prune(snap: Snapshot, per_job: dict[str, Any]) -> None:
+        """Drop entries of jobs no longer live once ``per_job`` has grown past twice the live
+        count (amortised O(1) per decision)."""
+        if len(per_job) > 2 * len(snap.jobs) + 64:
+            live = snap.jobs_by_id
+            for jid in [k for k in per_job if k not in live]:
+                del per_job[jid]

@@ -1,0 +1,564 @@
+"""PromptTuner's Workload Scheduler (Gao et al., arXiv 2603.05087; DESIGN.md section 4), with the
+Prompt Bank lookup for every new job.
+
+What the paper states, and what this policy does for it:
+
+- Prompt Bank: every new job gets its initial prompt from the bank (``ctx.bank.choose``); the
+  lookup's assessment time is charged by the driver on the job's first start, and the policy
+  counts it in the job's predicted finish. Off with ``bank=False`` or when the run has no bank.
+- Deadline-aware, cost-minimising allocation: each job gets the smallest GPU count whose
+  predicted finish meets its deadline. Warm GPUs (model loaded) are reused across jobs of the
+  same LLM so most jobs start without a cold start. Allocations are revisited as jobs progress.
+- A warm pool of GPUs per LLM, so that arrivals find loaded GPUs.
+
+The rest is ours, each choice a knob of ``PromptTunerConfig``:
+
+- Order: earliest deadline first (``order="edf"``) or least slack (``"least_slack"``). Jobs that
+  cannot meet their deadline even in the best case (warm GPUs now, fastest count) are planned
+  after the others (``defer_hopeless``): an EDF queue that serves them first lets them drag
+  feasible jobs past their deadlines too.
+- Prediction (``planning.Predictor``): remaining iterations at the profile's step time, plus the
+  cold start of free GPUs, the reload of warm GPUs of another model, the rest of the load of
+  GPUs pre-warming the model, the hand-over and Prompt Bank lookup at the first start and the
+  reconfiguration pause on later changes; a job trains on its ready GPUs while others load.
+  A finish "meets" the deadline when the time to it, inflated by ``safety_margin``, fits.
+- GPU sources: warm GPUs of the job's model, then GPUs pre-warming it, then free GPUs (cold
+  start), then warm GPUs of another model (reload; ``allow_reload``), the order of
+  ``common.GpuPool.take``.
+- No count meets the deadline: the fastest count the pool can give (``hopeless="fastest"``) or
+  the job's minimum (``"min"``). Never rejects unless ``reject_hopeless`` (off by default).
+- Elasticity (``elasticity``): after queued jobs are placed, leftover GPUs go to running jobs
+  at risk (predicted finish misses the deadline with the margin), each grown to the smallest
+  count that meets it again, counting the pause and any cold start (if none does, to the count
+  that finishes soonest, when that beats staying put and ``hopeless="fastest"``). A running job
+  shrinks to the smallest count that meets its deadline with the margin plus
+  ``shrink_hysteresis``, if the GPU-seconds saved over its remaining run, net of the pause, pay
+  for the freed GPUs' idle time (``keep_alive_s`` each with the warm pool on), and at most once
+  per ``min_rescale_interval_s``. Growth happens only at risk and shrinking only well ahead, so
+  the band between them stops thrashing. Off: a job keeps the count chosen at its start.
+- Re-planning at every event and every ``replan_s`` seconds (a fixed grid, so wake-ups from
+  different decisions coincide).
+- Warm pool (``warm_pool``): per model, an exponentially weighted arrival rate (time constant
+  ``rate_window_s``, from the arrivals seen in snapshots) times the model's cold start gives the
+  expected arrivals in the next cold-start window; the ``pool_quantile`` quantile of a Poisson
+  count with that mean, times the mean GPU count the policy gave that model's jobs, is the
+  pool's target size (at least ``pool_min`` for a model that has had arrivals). Free GPUs (then
+  idle GPUs beyond another model's target, by reload) are pre-warmed up to the target when no
+  job is waiting for GPUs; idle warm GPUs beyond it are released once idle ``keep_alive_s``.
+  Off: no pre-warming, and idle warm GPUs are released in the decision that finds them idle
+  (after queued jobs had their pick: a job that ends still hands its GPUs over).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+
+from ptsim.core.policies.common import GpuPool
+from ptsim.core.policies.planning import (
+    COUNT_MODES,
+    ArrivalTracker,
+    Predictor,
+    counts_for,
+    lookup_due,
+    meets,
+    pool_size,
+    pool_supply,
+    remaining_iters,
+)
+from ptsim.core.policy import POLICIES, InitChooser, PolicyContext
+from ptsim.core.types import Decision, InitChoice, JobSpec, JobState, JobView, Snapshot
+
+ORDERS = ("edf", "least_slack")
+HOPELESS = ("fastest", "min")
+
+
+@dataclass(frozen=True)
+class PromptTunerConfig:
+    """Knobs of the ``prompttuner`` policy (module docstring: what each design choice is).
+
+    - ``bank``: look up each new job's initial prompt in the Prompt Bank (ablation switch).
+    - ``order``: queue order, ``edf`` or ``least_slack``.
+    - ``counts``: GPU counts a job may get: ``any`` in its range, or ``pow2``.
+    - ``safety_margin``: predicted time to finish x (1 + margin) must fit before the deadline.
+    - ``hopeless``: count for a job no count can save: ``fastest`` or ``min``.
+    - ``defer_hopeless``: plan jobs that cannot make it even in the best case after the others.
+    - ``reject_hopeless``: reject such jobs at admission instead (counted as violations).
+    - ``elasticity``: grow jobs at risk and shrink jobs well ahead (ablation switch).
+    - ``shrink_hysteresis``: extra margin a smaller count must meet before a job shrinks.
+    - ``min_rescale_interval_s``: a job shrinks at most once per this many seconds.
+    - ``replan_s``: re-plan at least this often while jobs are live.
+    - ``warm_pool``: keep a forecast-sized warm pool per model (ablation switch).
+    - ``keep_alive_s``: idle warm GPUs beyond the pool's target are released after this long.
+    - ``rate_window_s``: time constant of the exponentially weighted arrival rate.
+    - ``pool_quantile``: quantile of the Poisson arrival count over a cold-start window that
+      the pool covers.
+    - ``pool_min``: warm GPUs kept per model that has had arrivals, whatever the forecast.
+    - ``allow_reload``: take warm GPUs of another model (reload) when free ones run out.
+    """
+
+    bank: bool = True
+    order: str = "edf"
+    counts: str = "any"
+    safety_margin: float = 0.1
+    hopeless: str = "fastest"
+    defer_hopeless: bool = True
+    reject_hopeless: bool = False
+    elasticity: bool = True
+    shrink_hysteresis: float = 0.25
+    min_rescale_interval_s: float = 30.0
+    replan_s: float = 5.0
+    warm_pool: bool = True
+    keep_alive_s: float = 60.0
+    rate_window_s: float = 120.0
+    pool_quantile: float = 0.8
+    pool_min: int = 0
+    allow_reload: bool = True
+
+    def __post_init__(self) -> None:
+        if self.order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {self.order!r}")
+        if self.counts not in COUNT_MODES:
+            raise ValueError(f"counts must be one of {', '.join(COUNT_MODES)}")
+        if self.hopeless not in HOPELESS:
+            raise ValueError(f"hopeless must be one of {', '.join(HOPELESS)}")
+        if self.safety_margin < 0 or self.shrink_hysteresis < 0:
+            raise ValueError("safety_margin and shrink_hysteresis must be >= 0")
+        if self.replan_s <= 0 or self.rate_window_s <= 0:
+            raise ValueError("replan_s and rate_window_s must be > 0")
+        if self.keep_alive_s < 0 or self.min_rescale_interval_s < 0 or self.pool_min < 0:
+            raise ValueError("keep_alive_s, min_rescale_interval_s and pool_min must be >= 0")
+        if not 0 < self.pool_quantile < 1:
+            raise ValueError("pool_quantile must be in (0, 1)")
+
+
+def poisson_quantile(mean: float, q: float) -> int:
+    """The smallest k with P(Poisson(mean) <= k) >= q."""
+    if mean <= 0:
+        return 0
+    k, pmf = 0, math.exp(-mean)
+    cdf = pmf
+    while cdf < q and k < 100_000:
+        k += 1
+        pmf *= mean / k
+        cdf += pmf
+    return k
+
+
+class Demand:
+    """Per model: an exponentially weighted arrival rate (time constant ``window_s``) and the
+    mean GPU count of its jobs' starts (exponentially weighted, factor ``alpha``)."""
+
+    def __init__(self, window_s: float, alpha: float = 0.2) -> None:
+        self.window_s = window_s
+        self.alpha = alpha
+        self._level: dict[str, tuple[float, float]] = {}  # model -> (rate, at time)
+        self._gpus: dict[str, float] = {}
+
+    def arrival(self, model: str, t: float) -> None:
+        rate, at = self._level.get(model, (0.0, t))
+        t = max(t, at)
+        self._level[model] = (rate * math.exp(-(t - at) / self.window_s) + 1.0 / self.window_s, t)
+
+    def rate(self, model: str, now: float) -> float:
+        """Arrivals per second of ``model`` at ``now``."""
+        level = self._level.get(model)
+        if level is None:
+            return 0.0
+        rate, at = level
+        return rate * math.exp(-max(0.0, now - at) / self.window_s)
+
+    def started(self, model: str, gpus: int) -> None:
+        old = self._gpus.get(model)
+        self._gpus[model] = gpus if old is None else old + self.alpha * (gpus - old)
+
+    def mean_gpus(self, model: str) -> float:
+        return self._gpus.get(model, 1.0)
+
+    def models(self) -> list[str]:
+        return sorted(self._level)
+
+
+class PromptTuner:
+    """The PromptTuner policy (see the module docstring)."""
+
+    name = "prompttuner"
+
+    def __init__(self, ctx: PolicyContext, cfg: PromptTunerConfig) -> None:
+        self.cfg = cfg
+        self.profiles = ctx.profiles
+        self.bank: InitChooser | None = ctx.bank if cfg.bank else None
+        self.pred = Predictor(ctx.profiles)
+        self.arrivals = ArrivalTracker()
+        self.demand = Demand(cfg.rate_window_s)
+        self._changed: dict[str, float] = {}  # job -> when this policy last set its GPUs
+        # job -> (what the entry was computed from, queue key, time it becomes hopeless)
+        self._queue_keys: dict[
+            str, tuple[tuple[float, float, bool], tuple[float, float, str], float]
+        ] = {}
+        self._below: dict[tuple[str, int, int, int, int], tuple[float, float]] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def _key(
+        self, job: JobView, now: float, init: InitChoice | None = None
+    ) -> tuple[float, float, str]:
+        """Order: deadline, or slack (deadline - now - remaining work at the minimum count;
+        ``now`` shifts every job alike, so queued jobs keep their order over time)."""
+        spec = job.spec
+        if self.cfg.order == "edf":
+            return (spec.deadline, spec.arrival, job.job_id)
+        rem = remaining_iters(job, now, init)
+        slack = spec.deadline - now - rem / self.pred.rate(spec, spec.min_gpus)
+        return (slack, spec.arrival, job.job_id)
+
+    def _hopeless_at(self, job: JobView, now: float, cap: int, init: InitChoice | None) -> float:
+        """When the job stops being able to meet its deadline even on warm GPUs at its fastest
+        count, if it does not train until then (``init``: an initial prompt chosen for it in
+        the decision being built)."""
+        spec = job.spec
+        rem = remaining_iters(job, now, init)
+        best = self.pred.best_case(spec, rem, now, self.cfg.counts, cap, lookup_due(job, init))
+        return spec.deadline - (best - now)
+
+    def _hopeless(self, job: JobView, now: float, cap: int, init: InitChoice | None) -> bool:
+        return now > self._hopeless_at(job, now, cap, init) + 1e-9
+
+    def _queue_entry(
+        self, job: JobView, now: float, cap: int, init: InitChoice | None
+    ) -> tuple[bool, tuple[float, float, str], JobView]:
+        """(hopeless, order key, job) of a queued job. A queued job does not progress, so the
+        key and the time it becomes hopeless change only with its progress or initial prompt:
+        they are cached per job (and filled in when the job arrives, so a decision that finds
+        GPUs to hand out does not compute them for the whole queue at once)."""
+        if init is not None and job.init is None:  # the state will set this estimate
+            needed = max(job.iters_done, 1.0, job.spec.iterations * (1 - init.expected_saving))
+        else:
+            needed = job.iters_needed
+        token = (job.iters_done, needed, job.first_start is None)
+        hit = self._queue_keys.get(job.job_id)
+        if hit is None or hit[0] != token:
+            key = self._key(job, 0.0, init)
+            at = self._hopeless_at(job, now, cap, init) if self.cfg.defer_hopeless else math.inf
+            hit = self._queue_keys[job.job_id] = (token, key, at)
+        return (now > hit[2] + 1e-9, hit[1], job)
+
+    def _below_bound(self, spec: JobSpec, c: int, cap: int) -> tuple[float, float]:
+        """(least pause, highest rate) over the job's candidate counts below ``c``: a lower
+        bound on the time to finish at any smaller count (highest rate 0: there is none)."""
+        key = (spec.model, spec.batch_size, spec.min_gpus, spec.max_gpus, c)
+        hit = self._below.get(key)
+        if hit is None:
+            smaller = [m for m in counts_for(spec, self.cfg.counts, cap) if m < c]
+            mech = self.profiles.mechanics
+            hit = self._below[key] = (
+                min((mech.reconfig_pause(m) for m in smaller), default=0.0),
+                max((self.pred.rate(spec, m) for m in smaller), default=0.0),
+            )
+        return hit
+
+    def target(self, model: str, now: float) -> int:
+        """Warm-pool target of ``model``: GPUs demanded by the arrivals expected, at the
+        configured quantile, over the next cold-start window."""
+        cfg = self.cfg
+        expected = self.demand.rate(model, now) * self.profiles.cold_start(model)
+        jobs = poisson_quantile(expected, cfg.pool_quantile)
+        return max(cfg.pool_min, math.ceil(jobs * self.demand.mean_gpus(model) - 1e-9))
+
+    # ------------------------------------------------------------------ decide
+
+    def decide(self, snap: Snapshot) -> Decision:
+        cfg = self.cfg
+        now = snap.now
+        cap = snap.num_gpus
+        new = self.arrivals.update(snap)
+        self.arrivals.prune(snap, self._changed)
+        self.arrivals.prune(snap, self._queue_keys)
+        inits: dict[str, InitChoice] = {}
+        reject: list[str] = []
+        for job in new:
+            self.demand.arrival(job.spec.model, job.spec.arrival)
+            choice = None
+            if self.bank is not None and job.init is None:
+                choice = self.bank.choose(job.spec)
+            if (
+                cfg.reject_hopeless
+                and not job.gpus
+                and job.first_start is None
+                and self._hopeless(job, now, cap, choice)
+            ):
+                reject.append(job.job_id)
+                continue
+            if choice is not None:
+                inits[job.job_id] = choice
+            if not job.gpus:
+                self._queue_entry(job, now, cap, choice)
+
+        pool = GpuPool(snap)
+        alloc: dict[str, tuple[int, ...]] = {}
+        at_risk: list[JobView] = []
+        freed: set[int] = set()
+        if cfg.elasticity:
+            at_risk = self._running(snap, pool, alloc, freed)
+        waiting = self._place_queued(snap, pool, alloc, inits, set(reject))
+        if at_risk and pool_size(pool) > 0:
+            self._grow(snap, pool, alloc, at_risk)
+        prewarm, release, due = self._warm_pool(snap, pool, waiting, freed)
+
+        wake = due
+        if snap.jobs:
+            grid = (math.floor(now / cfg.replan_s + 1e-9) + 1) * cfg.replan_s
+            wake = grid if wake is None else min(wake, grid)
+        return Decision(
+            allocations=alloc,
+            reject=tuple(reject),
+            init=inits,
+            prewarm=prewarm,
+            release=release,
+            wake_at=wake,
+        )
+
+    def _running(
+        self,
+        snap: Snapshot,
+        pool: GpuPool,
+        alloc: dict[str, tuple[int, ...]],
+        freed: set[int],
+    ) -> list[JobView]:
+        """Shrink running jobs well ahead of schedule (the GPUs they give up go back to
+        ``pool`` as warm GPUs of their model, and into ``freed``); return the running jobs at
+        risk."""
+        cfg = self.cfg
+        now = snap.now
+        pred = self.pred
+        mech = self.profiles.mechanics
+        margin = cfg.safety_margin
+        ahead_margin = margin + cfg.shrink_hysteresis
+        idle_cost = cfg.keep_alive_s if cfg.warm_pool else 0.0
+        at_risk: list[JobView] = []
+        running = JobState.RUNNING
+        grow = 1.0 + margin
+        for job in snap.jobs:
+            if job.state is not running or job.ready_gpus != len(job.gpus) or job.rate <= 0:
+                continue  # queued, or in the middle of a change: leave it alone
+            spec = job.spec
+            # predicted finish at the current count: where the current run ends
+            finish = job.progress_at + (job.iters_needed - job.iters_done) / job.rate
+            if finish <= now:
+                continue
+            if now + (finish - now) * grow > spec.deadline + 1e-9:
+                at_risk.append(job)
+                continue
+            c = len(job.gpus)
+            if c <= spec.min_gpus or now - self._changed.get(job.job_id, -math.inf) < (
+                cfg.min_rescale_interval_s
+            ):
+                continue
+            run_c = finish - now
+            rem = run_c * job.rate
+            least_pause, top_rate = self._below_bound(spec, c, snap.num_gpus)
+            if top_rate <= 0 or not meets(
+                now, now + least_pause + rem / top_rate, spec.deadline, ahead_margin
+            ):
+                continue  # no smaller count can be well ahead: skip the per-count check
+            for m in counts_for(spec, cfg.counts, snap.num_gpus):
+                if m >= c:
+                    break
+                pause = mech.reconfig_pause(m)
+                run_m = rem / pred.rate(spec, m)
+                if not meets(now, now + pause + run_m, spec.deadline, ahead_margin):
+                    continue
+                if c * run_c - m * (pause + run_m) - (c - m) * idle_cost <= 0:
+                    continue
+                alloc[job.job_id] = job.gpus[:m]
+                self._changed[job.job_id] = now
+                pool.warm(spec.model).extend(job.gpus[m:])
+                freed.update(job.gpus[m:])
+                break
+        return at_risk
+
+    def _place_queued(
+        self,
+        snap: Snapshot,
+        pool: GpuPool,
+        alloc: dict[str, tuple[int, ...]],
+        inits: dict[str, InitChoice],
+        rejected: set[str],
+    ) -> bool:
+        """Start queued jobs in order, each on the smallest count that meets its deadline.
+        Returns True if a job is left waiting for GPUs."""
+        cfg = self.cfg
+        now = snap.now
+        cap = snap.num_gpus
+        pred = self.pred
+        queued = snap.queued
+        if not queued:
+            return False
+        left = pool_size(pool)
+        if left == 0:
+            return True
+        if rejected:
+            queued = tuple(j for j in queued if j.job_id not in rejected)
+        entry = self._queue_entry
+        # a heap, not a sort: a decision usually places a few jobs out of many waiting
+        keyed = [entry(j, now, cap, inits.get(j.job_id)) for j in queued]
+        heapq.heapify(keyed)  # (hopeless, key, job): keys end with the unique job id
+        waiting = False
+        seen: dict[str, int] = {}  # model -> pool.available, until the next take
+        while keyed:
+            job = heapq.heappop(keyed)[2]
+            spec = job.spec
+            counts = counts_for(spec, cfg.counts, cap)
+            if not counts:
+                continue  # needs more GPUs than the cluster has: it can never run
+            if left < counts[0]:
+                waiting = True
+                if left == 0:
+                    break
+                continue
+            avail = seen.get(spec.model)
+            if avail is None:
+                avail = seen[spec.model] = pool.available(spec.model, cfg.allow_reload)
+            if avail < counts[0]:
+                waiting = True
+                continue
+            init = inits.get(job.job_id)
+            first = job.first_start is None
+            lookup = lookup_due(job, init)
+            rem = remaining_iters(job, now, init)
+            limit = min(counts[-1], avail)
+            supply = pool_supply(
+                snap, pool, self.profiles, spec.model, limit, allow_reload=cfg.allow_reload
+            )
+            pick = 0
+            fastest, fastest_at = 0, math.inf
+            for n in counts:
+                if n > limit:
+                    break
+                f = pred.start_finish(spec, rem, now, n, supply, lookup, first)
+                if f < fastest_at - 1e-9:
+                    fastest, fastest_at = n, f
+                if meets(now, f, spec.deadline, cfg.safety_margin):
+                    pick = n
+                    break
+            if pick == 0:
+                pick = fastest if cfg.hopeless == "fastest" else counts[0]
+            gids = pool.take(spec.model, pick, cfg.allow_reload)
+            seen.clear()  # what the pool can give each model changed
+            alloc[job.job_id] = tuple(gids)
+            self._changed[job.job_id] = now
+            self.demand.started(spec.model, pick)
+            left -= pick
+        return waiting
+
+    def _grow(
+        self,
+        snap: Snapshot,
+        pool: GpuPool,
+        alloc: dict[str, tuple[int, ...]],
+        at_risk: list[JobView],
+    ) -> None:
+        """Give leftover GPUs to running jobs at risk, most urgent first."""
+        cfg = self.cfg
+        now = snap.now
+        pred = self.pred
+        for job in sorted(at_risk, key=lambda j: self._key(j, now)):
+            spec = job.spec
+            c = len(job.gpus)
+            counts = counts_for(spec, cfg.counts, snap.num_gpus)
+            avail = pool.available(spec.model, cfg.allow_reload)
+            limit = min(counts[-1] if counts else c, c + avail)
+            if limit <= c:
+                continue
+            rem = job.remaining_at(now)
+            supply = pool_supply(
+                snap,
+                pool,
+                self.profiles,
+                spec.model,
+                limit,
+                held_ready=c,
+                allow_reload=cfg.allow_reload,
+            )
+            stay = now + rem / job.rate
+            pick = 0
+            fastest, fastest_at = 0, stay
+            for n in counts:
+                if n <= c:
+                    continue
+                if n > limit:
+                    break
+                f = pred.resize_finish(spec, rem, now, n, supply)
+                if f < fastest_at - 1e-9:
+                    fastest, fastest_at = n, f
+                if meets(now, f, spec.deadline, cfg.safety_margin):
+                    pick = n
+                    break
+            if pick == 0 and cfg.hopeless == "fastest":
+                pick = fastest
+            if pick == 0:
+                continue
+            extra = pool.take(spec.model, pick - c, cfg.allow_reload)
+            alloc[job.job_id] = (*job.gpus, *extra)
+            self._changed[job.job_id] = now
+            if pool_size(pool) == 0:
+                break
+
+    def _warm_pool(
+        self, snap: Snapshot, pool: GpuPool, waiting: bool, freed: set[int]
+    ) -> tuple[dict[int, str], tuple[int, ...], float | None]:
+        """Pre-warm up to each model's target, release idle warm GPUs beyond it after the
+        keep-alive (``freed`` GPUs, given up in this decision, are idle from now); returns
+        (prewarm, release, next keep-alive due time)."""
+        cfg = self.cfg
+        now = snap.now
+        gpus = snap.gpus
+
+        def idle_since(g: int) -> float:
+            return now if g in freed else gpus[g].since
+
+        if not cfg.warm_pool:
+            idle = [g for m in pool.warm_models() for g in pool.warm(m)]
+            return {}, tuple(sorted(idle)), None
+        models = sorted(set(self.demand.models()) | set(pool.warm_models()))
+        want: dict[str, int] = {}
+        excess: dict[str, list[int]] = {}
+        for m in models:
+            target = self.target(m, now)
+            idle = pool.warm(m)
+            have = len(idle) + len(pool.prewarming.get(m, ()))
+            if have < target:
+                want[m] = target - have
+            elif have > target and idle:
+                # idle longest first; pre-warming GPUs are never the excess
+                ranked = sorted(idle, key=lambda g: (idle_since(g), g))
+                excess[m] = ranked[: min(len(idle), have - target)]
+        prewarm: dict[int, str] = {}
+        if want and not waiting:
+            donors = [g for m in sorted(excess) for g in excess[m]] if cfg.allow_reload else []
+            for m in sorted(want):
+                for _ in range(want[m]):
+                    if pool.free:
+                        prewarm[pool.pop_free()] = m
+                    elif donors:
+                        prewarm[donors.pop(0)] = m
+                    else:
+                        break
+        release: list[int] = []
+        due: float | None = None
+        for m in sorted(excess):
+            for g in excess[m]:
+                if g in prewarm:
+                    continue
+                at = idle_since(g) + cfg.keep_alive_s
+                if at <= now + 1e-9:
+                    release.append(g)
+                elif due is None or at < due:
+                    due = at
+        return prewarm, tuple(sorted(release)), due
+
+
+@POLICIES.register("prompttuner", PromptTunerConfig, "PromptTuner: bank, EDF, elastic, warm pool")
+def make_prompttuner(ctx: PolicyContext, cfg: PromptTunerConfig) -> PromptTuner:
+    return PromptTuner(ctx, cfg)

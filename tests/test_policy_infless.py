@@ -1,0 +1,225 @@
+"""The infless policy through the real driver, and its Long-Short Term Histogram on its own.
+
+Unless a test says otherwise: cold start 4 s; hand-over 0.5 s; reconfiguration pause 2 s.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from ptsim.core.policies.infless import Histogram, InflessConfig, Lsth
+from ptsim.core.types import InitChoice
+from tests._policy_kit import (
+    FakeBank,
+    Recorder,
+    check_run,
+    curve_profiles,
+    scenarios,
+    simulate,
+    spec,
+)
+
+# 2 GPUs do more than twice the work of 1: throughput per GPU is 10, 12.5, 10, 8 on 1-4 GPUs
+SUPER = curve_profiles({"a": [10.0, 25.0, 30.0, 32.0]})
+CURVE = curve_profiles({"a": [10.0, 19.0, 27.0, 34.0], "b": [10.0]})
+
+
+def counts_of(allocs: list[tuple[float, tuple[int, ...]]]) -> list[int]:
+    return [len(g) for _, g in allocs]
+
+
+# ------------------------------------------------------------------ the histogram on its own
+
+
+def test_lsth_keep_alive_by_hand() -> None:
+    """1-minute bins. Long history (8 gaps): 30, 90, 150, 250, 20, 40, 50, 100 s -> bins
+    [4, 2, 1, 0, 1]; P5 (0.4 of 8) in bin 0 -> head 0; P99 (7.92) in bin 4 -> tail 300 s.
+    Recent window (600 s before t=1300: the last 4 gaps) -> bins [3, 1]; head 0, P99 (3.96) in
+    bin 1 -> tail 120 s. gamma 0.5: keep-alive = 1.1 x (0.5 x 300 + 0.5 x 120) = 231 s;
+    pre-warm = 0.9 x 0 = 0."""
+    h = Lsth(bin_s=60.0, range_s=4 * 3600.0, short_window_s=600.0, gamma=0.5, min_samples=4)
+    for t, gap in [(100, 30), (200, 90), (300, 150), (400, 250)]:
+        h.observe(t, gap)
+    for t, gap in [(1000, 20), (1100, 40), (1200, 50), (1300, 100)]:
+        h.observe(t, gap)
+    w = h.windows(1300.0)
+    assert w is not None
+    assert w.keep_alive_s == pytest.approx(231.0)
+    assert w.prewarm_s == 0.0
+    # gamma weighs the long history: 0.3 -> 1.1 x (0.3 x 300 + 0.7 x 120) = 191.4 s
+    h3 = Lsth(bin_s=60.0, short_window_s=600.0, gamma=0.3, min_samples=4)
+    for t, gap in [(100, 30), (200, 90), (300, 150), (400, 250)]:
+        h3.observe(t, gap)
+    for t, gap in [(1000, 20), (1100, 40), (1200, 50), (1300, 100)]:
+        h3.observe(t, gap)
+    w3 = h3.windows(1300.0)
+    assert w3 is not None and w3.keep_alive_s == pytest.approx(191.4)
+
+
+def test_lsth_prewarm_window_and_fallbacks() -> None:
+    """Gaps 130, 140, 250 s -> bins [0, 0, 2, 0, 1]: head = bin 2's lower edge 120 s, tail =
+    bin 4's upper edge 300 s: pre-warm 0.9 x 120 = 108 s, keep-alive 1.1 x 300 = 330 s. Too few
+    gaps: no windows. A thin recent window: the long history alone."""
+    h = Lsth(min_samples=3)
+    assert h.windows(0.0) is None
+    for t, gap in [(10, 130), (20, 140), (30, 250)]:
+        h.observe(t, gap)
+    w = h.windows(30.0)
+    assert w is not None
+    assert w.prewarm_s == pytest.approx(108.0) and w.keep_alive_s == pytest.approx(330.0)
+    # 700 s later the recent window is empty: the long histogram alone gives the same windows
+    assert h.windows(730.0) == w
+    assert Lsth(min_samples=4).windows(0.0) is None
+
+
+def test_histogram_edges_and_overflow() -> None:
+    hist = Histogram(60.0, 240.0)
+    for gap in (0.0, 59.9, 60.0, 1e6):
+        hist.add(gap)
+    assert hist.counts == [2, 1, 0, 0, 1]
+    assert hist.head(0.05) == 0.0
+    assert hist.tail(0.99) == 240.0  # the overflow bin's edge is the range
+    hist.add(1e6, -1)
+    assert hist.tail(0.99) == 120.0
+
+
+# ------------------------------------------------------------------ through the driver
+
+
+def test_best_throughput_per_gpu_among_feasible() -> None:
+    """1000 iterations each. Loose (1000 s): every count fits; 2 GPUs do the most work per
+    GPU (12.5 it/s) -> 2 (not the smallest, 1). Tight (40 s): 1 GPU (104.5 s) and 2 (44.5 s)
+    miss; 3 (37.8 s) and 4 (35.75 s) fit, 3 is the more efficient -> 3. Hopeless (20 s):
+    nothing fits -> the fastest, 4."""
+    jobs = [spec("loose", 0, 1000, 1000), spec("tight", 0, 1000, 40), spec("doomed", 0, 1000, 20)]
+    out, rec = simulate(jobs, "infless", {}, SUPER, nodes=3)
+    check_run(out)
+    assert counts_of(rec.allocations("loose")) == [2]
+    assert counts_of(rec.allocations("tight")) == [3]
+    assert counts_of(rec.allocations("doomed")) == [4]
+    # prompttuner, by contrast, gives the loose job its smallest sufficient count
+    _, pt = simulate(jobs, "prompttuner", {"bank": False}, SUPER, nodes=3)
+    assert counts_of(pt.allocations("loose")) == [1]
+
+
+def test_never_resizes_a_running_job() -> None:
+    """Contention on 4 GPUs: jobs queue, GPUs free up, an elastic policy would resize. infless
+    sets each job's GPUs once (its arrival-time configuration) and never again. Jobs wait for
+    every GPU before training (start_partial off), so any rescale would be a resize."""
+    prof = curve_profiles({"a": [10.0, 19.0, 27.0, 34.0]}, start_partial=False)
+    jobs = [spec(f"j{i}", 3.0 * i, 300 + 100 * i, 30 + 10 * (i % 4)) for i in range(12)]
+    out, rec = simulate(jobs, "infless", {}, prof)
+    check_run(out)
+    for j in jobs:
+        allocs = rec.allocations(j.job_id)
+        assert len(allocs) == 1, (j.job_id, allocs)
+        assert out.state.job(j.job_id).rescales == 0
+    assert out.state.totals.rescales == 0
+    assert len({len(a) for j in jobs for _, a in rec.allocations(j.job_id)}) > 1
+    _, pt = simulate(jobs, "prompttuner", {"bank": False}, prof)
+    assert any(len(pt.allocations(j.job_id)) > 1 for j in jobs)  # the elastic one does resize
+
+
+def _release_ages(rec: Recorder, gid: int) -> list[float]:
+    """How long ``gid`` had been idle in each decision that released it."""
+    ages = []
+    for snap, d in rec.log:
+        if gid in d.release:
+            ages.append(snap.now - snap.gpus[gid].since)
+    return ages
+
+
+REGULAR = [spec(f"r{i:02d}", 30.0 * i, 20, 100) for i in range(11)]
+REGULAR.append(spec("later", 900.0, 20, 100, model="b"))  # keeps the run going
+
+
+def test_keep_alive_follows_the_histogram() -> None:
+    """A job every 30 s, each 2 s long on one GPU it reuses warm. After 10 gaps (all in bin 0)
+    both histograms give keep-alive 1.1 x 60 = 66 s: the GPU is released 66 s after the last
+    job ends. With too few samples (min_samples 50) the fixed keep-alive (200 s) applies. (A
+    job of another model at t=900 keeps the run going past both.)"""
+    out, rec = simulate(REGULAR, "infless", {"keep_alive_s": 200.0}, CURVE)
+    check_run(out)
+    assert out.state.totals.cold_starts == 2 and out.state.totals.warm_hits == 10
+    gid = rec.allocations("r00")[0][1][0]
+    assert _release_ages(rec, gid) == [pytest.approx(66.0)]
+    fixed, rec2 = simulate(REGULAR, "infless", {"keep_alive_s": 200.0, "min_samples": 50}, CURVE)
+    check_run(fixed)
+    assert _release_ages(rec2, gid) == [pytest.approx(200.0)]
+
+
+def test_prewarm_after_the_histogram_head() -> None:
+    """A job every 300 s (2 s long): gaps in bin 5 -> pre-warm window 0.9 x 300 = 270 s (more
+    than the 4 s cold start), keep-alive 1.1 x 360 = 396 s. Before 10 gaps the fixed 60 s
+    keep-alive lets each GPU go and every job cold-starts; afterwards GPUs are unloaded when
+    idle, one is loaded at last arrival + 270 - 4 s, and the next job finds it warm."""
+    jobs = [spec(f"s{i:02d}", 300.0 * i, 20, 100) for i in range(14)]
+    out, rec = simulate(jobs, "infless", {}, CURVE)
+    check_run(out)
+    st = out.state
+    assert st.totals.prewarms == 3  # before jobs 11, 12 and 13
+    for i in (11, 12, 13):
+        r = st.job(f"s{i:02d}")
+        assert r.warm_hits == 1 and r.cold_starts == 0
+    for i in range(1, 10):
+        assert st.job(f"s{i:02d}").cold_starts == 1
+    prewarm_times = [s.now for s, d in rec.log if d.prewarm]
+    assert prewarm_times == [pytest.approx(300.0 * i - 34.0) for i in (11, 12, 13)]
+
+
+def test_bank_switch() -> None:
+    """Off by default (INFless has no bank); bank=true asks it for each new job and the lookup
+    is charged at the first start (4 s cold start + 0.5 s hand-over + 3 s)."""
+    choice = InitChoice("e1", "t0", "two_layer", 3, 3.0, 0.25)
+    jobs = [spec("j", 0, 100, 1000)]
+    off_bank = FakeBank(choice)
+    off, _ = simulate(jobs, "infless", {}, CURVE, bank=off_bank)
+    check_run(off)
+    assert off_bank.calls == [] and off.state.job("j").first_start == pytest.approx(4.5)
+    on_bank = FakeBank(choice)
+    on, rec = simulate(jobs, "infless", {"bank": True}, CURVE, bank=on_bank)
+    check_run(on)
+    assert on_bank.calls == ["j"] and rec.log[0][1].init == {"j": choice}
+    assert on.state.job("j").init == choice
+    assert on.state.job("j").first_start == pytest.approx(7.5)
+
+
+def test_order_knob() -> None:
+    """One GPU, two jobs at t=0: fifo serves the earlier arrival, edf the earlier deadline."""
+    prof = curve_profiles({"a": [10.0]})
+    jobs = [spec("first", 0.0, 100, 500), spec("urgent", 0.0, 100, 50)]
+    _, fifo = simulate(jobs, "infless", {}, prof, gpus_per_node=1)
+    _, edf = simulate(jobs, "infless", {"order": "edf"}, prof, gpus_per_node=1)
+    assert fifo.allocations("first")[0][0] < fifo.allocations("urgent")[0][0]
+    assert edf.allocations("urgent")[0][0] < edf.allocations("first")[0][0]
+
+
+def test_config_rejects_bad_knobs() -> None:
+    with pytest.raises(ValueError, match="gamma"):
+        InflessConfig(gamma=1.5)
+    with pytest.raises(ValueError, match="head_q"):
+        InflessConfig(head_q=0.5, tail_q=0.4)
+
+
+@settings(
+    max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(scenarios())
+def test_invariants_under_random_traces(case: tuple) -> None:  # type: ignore[type-arg]
+    """Random traces and clusters: invariants before every decision, no refused request,
+    capacity, GPU-seconds conserved, every job done, and each job's GPUs set exactly once."""
+    jobs, profiles, nodes, per_node = case
+    for params in ({}, {"order": "edf", "counts": "pow2", "bank": True, "min_samples": 1}):
+        out, rec = simulate(
+            jobs,
+            "infless",
+            params,
+            profiles,
+            nodes=nodes,
+            gpus_per_node=per_node,
+            bank=FakeBank(InitChoice(lookup_s=1.0)),
+        )
+        check_run(out)
+        for j in jobs:
+            assert len(rec.allocations(j.job_id)) == 1
