@@ -1,0 +1,808 @@
+"""ElasticFlow-style baseline (``elasticflow``): slotted, deadline-aware elastic scheduling with
+admission control, after ElasticFlow (Gu et al., ASPLOS'23, "ElasticFlow: An Elastic Serverless
+Training Platform for Distributed Deep Learning").
+
+What was read (the public artifact ``pkusys/ElasticFlow``; no code was copied, only facts and
+algorithms were taken):
+
+- ``ElasticFlow/scheduler/scheduler.py``: ``ef_sim_jobs_access_control`` (the ``ef-accessctrl``
+  scheduler), ``estimate_all_jobs``, ``ef_sim_allocation``, ``allocate_free_gpus``,
+  ``get_marginal`` and the event loop's slot merging and overhead charging;
+- ``ElasticFlow/scheduler/utils.py``: ``get_next_level``/``get_last_level`` (GPU levels are the
+  throughput table's columns), ``align_to_time_slot``, ``get_allocation_time`` (GPU-time of a
+  plan), ``estimate_overhead``;
+- ``ElasticFlow/scheduler/jobs.py`` (``run_all_jobs``, acceptance counting) and ``models.py``
+  (``get_max_gpu``: the per-model cap; for GPT-2 16 GPUs at batch 128 and 32 at batch 256,
+  exactly where its A100 throughput stops improving; otherwise at most ``min(batch, 64)``);
+- ``ElasticFlow/scheduler/cluster.py`` (``elastic_placement``/``release_job_res``: node groups
+  of 1/2/4 GPUs inside an 8-GPU node, whole nodes for 8 GPUs and more) and ``log.py``
+  (``log_final_result``: deadline-satisfactory ratio = accepted / (accepted + declined), where a
+  job admitted but finished after its deadline counts as declined; ``scheduling_result``: the
+  communicator cache behind ``in_cache``);
+- ``ElasticFlow/scheduler/throughputs_A100/gpt2.csv`` and ``throughputs_T4/*.csv`` (layout
+  ``global_batch_size,1,2,4,8,16,32,64``, iterations per second), ``run_fig8a.sh``,
+  ``run_fig8b.sh``, ``run_fig10.sh`` (slot 60 s in simulation, 240 s on the testbed),
+  ``plot_figure/scripts/plot_fig8a.py``/``plot_fig8b.py`` (the published ratios) and the
+  README (``docs/elasticflow.md`` lists them).
+
+Facts taken (and where this module follows them):
+
+1. **Slots.** Decisions happen at slot boundaries (``scheduling_slot``, 60 s in the simulation
+   runs); arrivals within a slot wait for the next decision. Here boundaries are the grid
+   ``k x slot_s`` (the artifact merges events less than one slot apart, which is the same rule
+   up to the grid's origin).
+2. **Minimum satisfactory share and admission control.** At every decision the artifact
+   re-plans all admitted jobs from scratch, in deadline order, against a step function of future
+   free GPUs that starts as "the whole cluster" (``estimate_all_jobs``). For one job
+   (``ef_sim_allocation``): for each GPU level ``q`` in ascending order, walk the slots backward
+   from the one holding the deadline, each slot giving ``min(q, largest level <= free GPUs)``
+   GPUs (the deadline's slot counts only up to the deadline); at the first ``q`` whose slots
+   suffice, the job gets ``q``'s allocation from the slot where the backward sum first reaches
+   the remaining iterations onward, and the previous level's allocation before it; it is then
+   walked forward and stops where the iterations are done. That reservation is subtracted from
+   the free-GPU function. A job no level can finish in time takes the most it can get in every
+   slot until it finishes, past its deadline. Newcomers are admitted only if the plan with them
+   still meets its deadlines; a rejected job is declined (an SLO violation).
+3. **Work conservation** (``allocate_free_gpus``): the GPUs left free now go out one level at a
+   time: jobs holding no GPU first (deadline order), then by ``marginal_gputime`` = (GPU-time of
+   the plan one level up - GPU-time of the current plan) / GPUs added, sorted *descending* (the
+   job whose GPU-time grows most per added GPU first). The paper's text says "diminishing
+   returns"; ``handout_order="paper"`` serves the smallest increase first instead.
+4. **GPU counts** are the throughput table's columns (powers of two) from 1 up to the job's
+   maximum, never more than the free GPUs.
+5. **Buddy placement**: jobs are placed largest first; a job of fewer GPUs than a node takes an
+   aligned block inside one node, a job of a node or more takes whole nodes.
+6. **Overheads** (``estimate_overhead``, charged by the artifact to every running job at every
+   scheduling event): 2 s (7 s on clusters of 256 GPUs or more); plus 2 (log2 n + 1) s when the
+   job's GPU set is new (not in the communicator cache); plus 27 s (47 s at >= 256 GPUs) at
+   every ``scheduling_slot``-th scheduling event (a periodic trainer restart). These are driver
+   mechanics here, not policy: ``conf/experiment/elasticflow_replay.yaml`` sets them (cold start
+   2 s, ``reconfig_per_level_s`` 2); see docs/elasticflow.md for what cannot be matched.
+
+Where this module differs, on purpose (each documented in docs/elasticflow.md):
+
+- The marginal GPU-time of a job one level up is computed as if the job ran at that level from
+  now to its end (``n' R / thr(n') - n R / thr(n)``); the artifact re-plans the job's later
+  slots against the free-GPU function for it. The order of the hand-out is the same in the
+  common case (a job whose plan is flat from now) and the computation is O(1) per job.
+- ``admission="each"`` (default) tests newcomers one at a time in deadline order and rejects
+  one only if it cannot finish in time or would make a job that can finish in time miss; the
+  artifact (``admission="batch"``) declines all newcomers of a decision together whenever any
+  planned job, admitted ones included, would miss.
+- Placement is sticky: a job keeps its GPUs when its count does not change, shrinks inside its
+  block and grows into the enclosing block when it can, because here every GPU a job gains pays
+  a cold start and every change of GPU set a reconfiguration pause.
+- No warm pool and no sharing: a GPU a job gains is always a free GPU (a cold start), GPUs a
+  job gives up (shrink, finish) are released at once. When a grow needs GPUs another job gives
+  up at the same boundary, the policy releases them first and finishes the move
+  ``_PHASE_GAP_S`` later, once they are free.
+
+- Re-planning happens at the boundaries that follow an event (``replan="events"``): an
+  arrival, a completion, or a planned step-up of some job's allocation, as the artifact's event
+  loop does; ``replan="every_slot"`` re-plans at every boundary.
+
+Planning cost: a re-plan plans every admitted job once (one vectorised pass over its slots and
+GPU levels, in deadline order); with ``admission="each"`` each newcomer adds one pass over the
+jobs with later deadlines. Measured numbers: docs/elasticflow.md section 4.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ptsim.core.policy import POLICIES, InitChooser, PolicyContext
+from ptsim.core.profiles import ProfileSet
+from ptsim.core.types import Decision, InitChoice, JobSpec, JobView, Snapshot
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+_PHASE_GAP_S = 1e-3
+"""Delay of the second step of a boundary decision: GPUs released in the first step are free
+by then, so grows that need them pay a cold start (never a warm hand-over)."""
+
+_TOL = 1e-9
+_HANDOUT_ORDERS = ("artifact", "paper")
+_ADMISSION_MODES = ("each", "batch")
+_REPLAN_MODES = ("events", "every_slot")
+
+
+@dataclass(frozen=True)
+class ElasticFlowConfig:
+    """Knobs of the ElasticFlow-style policy.
+
+    - ``slot_s``: slot length [s]; decisions happen at multiples of it (ElasticFlow: 60 s in
+      simulation, 240 s on its testbed).
+    - ``handout_order``: how idle GPUs are handed out, one power-of-two level at a time, to jobs
+      that already hold GPUs (jobs holding none are always served first, in deadline order):
+      ``artifact`` = largest marginal GPU-time per added GPU first (ElasticFlow's code),
+      ``paper`` = smallest first (diminishing returns, the paper's text).
+    - ``admission``: ``each`` = newcomers tested one at a time in deadline order, rejected if
+      they cannot meet their deadline or would make an admitted job that can meet its deadline
+      miss it; ``batch`` = the artifact's rule: all newcomers of a decision are planned
+      together and all are rejected if any planned job (admitted ones included) would miss.
+    - ``cap_by_profile``: cap a job's GPU count where its throughput stops improving (the first
+      power of two that is not faster than the one before) and at its batch size (at least one
+      sample per GPU), as ElasticFlow's per-model maxima do; the job's ``max_gpus`` and the
+      cluster size cap it always.
+    - ``replan``: ``events`` = re-plan at a boundary only after an arrival, a completion, or
+      when a job's planned allocation steps above what it holds (ElasticFlow's scheduling
+      events); ``every_slot`` = re-plan at every boundary (follows progress, moves more).
+    - ``bank``: ask the Prompt Bank (when the run has one) for each admitted job's initial
+      prompt (an ablation; ElasticFlow has no bank). Admission then plans with the iterations
+      the bank's choice is expected to need.
+    """
+
+    slot_s: float = 60.0
+    handout_order: str = "artifact"
+    admission: str = "each"
+    cap_by_profile: bool = True
+    replan: str = "events"
+    bank: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.slot_s > 10 * _PHASE_GAP_S:
+            raise ValueError(f"slot_s must be > {10 * _PHASE_GAP_S:g} s")
+        if self.handout_order not in _HANDOUT_ORDERS:
+            raise ValueError(f"handout_order must be one of {', '.join(_HANDOUT_ORDERS)}")
+        if self.admission not in _ADMISSION_MODES:
+            raise ValueError(f"admission must be one of {', '.join(_ADMISSION_MODES)}")
+        if self.replan not in _REPLAN_MODES:
+            raise ValueError(f"replan must be one of {', '.join(_REPLAN_MODES)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# planning
+
+
+@dataclass(frozen=True, slots=True)
+class _Levels:
+    """The GPU counts a job may hold (ascending) and its iterations per second at each, with a
+    leading 0 for "no GPU" (``thr_ext[0] == 0``, ``counts_ext[0] == 0``)."""
+
+    counts: IntArray
+    counts_ext: IntArray
+    thr_ext: FloatArray
+    quota: IntArray  # column of level indexes 1..L (into counts_ext), for broadcasting
+
+
+@dataclass(slots=True)
+class _Item:
+    """One job as the planner sees it."""
+
+    job_id: str
+    order: tuple[float, float, str]  # deadline, arrival, id
+    deadline: float
+    remaining: float
+    levels: _Levels
+    held: int  # GPUs it holds now
+
+
+class _Free:
+    """Free GPUs per slot from the decision on: a growable step function (slot 0 starts now)."""
+
+    __slots__ = ("arr", "total")
+
+    def __init__(self, total: int, length: int = 0) -> None:
+        self.total = total
+        self.arr: IntArray = np.full(max(length, 1), total, dtype=np.int64)
+
+    def ensure(self, length: int) -> None:
+        if length > len(self.arr):
+            grow = max(length, 2 * len(self.arr)) - len(self.arr)
+            self.arr = np.concatenate([self.arr, np.full(grow, self.total, dtype=np.int64)])
+
+    def copy(self) -> _Free:
+        out = _Free.__new__(_Free)
+        out.total, out.arr = self.total, self.arr.copy()
+        return out
+
+
+class _Planner:
+    """Minimum-satisfactory-share planning of jobs in deadline order at one decision."""
+
+    def __init__(self, now: float, slot_s: float) -> None:
+        self.now = now
+        self.slot = slot_s
+
+    def plan(self, it: _Item, free: _Free) -> tuple[bool, IntArray]:
+        """Reserve ``it``'s minimum satisfactory share in ``free``; return whether it meets its
+        deadline and its GPUs per slot from now until it is done."""
+        if it.remaining <= 0:
+            return True, np.zeros(0, dtype=np.int64)
+        need = it.remaining * (1.0 - 1e-12)
+        lv = it.levels
+        k_max = math.ceil((it.deadline - self.now) / self.slot - _TOL)
+        if k_max > 0:
+            free.ensure(k_max)
+            # index (into counts_ext) of the largest level that fits each slot's free GPUs
+            fits = np.searchsorted(lv.counts, free.arr[:k_max], side="right")
+            dur = np.full(k_max, self.slot)
+            dur[-1] = it.deadline - self.now - (k_max - 1) * self.slot
+            idx = np.minimum(lv.quota, fits)  # levels x slots: min(level q, what fits)
+            iters = lv.thr_ext[idx] * dur
+            ok = iters.sum(axis=1) >= need
+            if ok.any():
+                q = int(ok.argmax())
+                # the latest slot from which level q alone finishes the job in time
+                point = k_max - 1 - int(np.searchsorted(np.cumsum(iters[q, ::-1]), need))
+                row, gain = idx[q].copy(), iters[q].copy()
+                if point > 0:
+                    row[:point] = idx[q - 1, :point] if q > 0 else 0
+                    gain[:point] = iters[q - 1, :point] if q > 0 else 0.0
+                end = min(int(np.searchsorted(np.cumsum(gain), need)), k_max - 1)
+                counts = lv.counts_ext[row[: end + 1]]
+                free.arr[: end + 1] -= counts
+                return True, counts
+        return False, self._best_effort(it, free, need)
+
+    def _best_effort(self, it: _Item, free: _Free, need: float) -> IntArray:
+        """A job that cannot meet its deadline takes the most it can get (up to its cap) in
+        every slot until it is done, past its deadline; returns its GPUs per slot."""
+        lv = it.levels
+        thr_cap = float(lv.thr_ext[-1])
+        start, left = 0, need
+        parts: list[IntArray] = []
+        chunk = max(1, math.ceil(left / (thr_cap * self.slot)) + 1)
+        while True:
+            stop = start + chunk
+            free.ensure(stop)
+            window = free.arr[start:stop]
+            fits = np.minimum(np.searchsorted(lv.counts, window, side="right"), len(lv.counts))
+            done = np.cumsum(lv.thr_ext[fits] * self.slot)
+            if done[-1] >= left:
+                end = int(np.searchsorted(done, left))
+                parts.append(lv.counts_ext[fits[: end + 1]])
+                free.arr[start : start + end + 1] -= parts[-1]
+                return np.concatenate(parts)
+            parts.append(lv.counts_ext[fits])
+            free.arr[start:stop] -= parts[-1]
+            left -= float(done[-1])
+            start = stop
+            chunk = max(chunk * 2, math.ceil(left / (thr_cap * self.slot)) + 1)
+
+    def plan_all(self, items: Sequence[_Item], free: _Free) -> dict[str, tuple[bool, IntArray]]:
+        """Plan ``items`` (already in deadline order) one after another."""
+        return {it.job_id: self.plan(it, free) for it in items}
+
+
+# ---------------------------------------------------------------------------------------------
+# placement
+
+
+class _Placer:
+    """Buddy placement on nodes of ``gpn`` GPUs: fewer than ``gpn`` GPUs take an aligned block
+    of one node, more take whole nodes. Sticky: a job keeps, shrinks inside, or grows into the
+    block it holds when it can; otherwise it prefers blocks that evict no other job, then the
+    fullest node (so whole nodes stay free for large jobs), then GPUs that are free already.
+
+    Each node's GPUs are bits of an int (bit i = the node's i-th GPU, ascending gid), so a block
+    test is one AND."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.gpn = snap.gpus_per_node
+        nodes: dict[int, list[int]] = {}
+        for g in snap.gpus:
+            nodes.setdefault(g.node, []).append(g.gid)
+        self.nodes = {n: sorted(gids) for n, gids in sorted(nodes.items())}
+        self.where: dict[int, tuple[int, int]] = {}
+        for n, gids in self.nodes.items():
+            for bit, gid in enumerate(gids):
+                self.where[gid] = (n, 1 << bit)
+        self.full = {n: (1 << len(gids)) - 1 for n, gids in self.nodes.items()}
+        self.width = max(len(gids) for gids in self.nodes.values())
+        self.claimed = dict.fromkeys(self.nodes, 0)
+        self.protected = dict.fromkeys(self.nodes, 0)  # GPUs of jobs that keep holding GPUs
+        self.free = dict.fromkeys(self.nodes, 0)
+        for gid in snap.free:
+            n, bit = self.where[gid]
+            self.free[n] |= bit
+        # nodes by how many of their GPUs are claimed or protected (to pack new jobs fast)
+        self.used = dict.fromkeys(self.nodes, 0)
+        self.bucket: list[set[int]] = [set() for _ in range(self.width + 1)]
+        self.bucket[0].update(self.nodes)
+
+    def _masks(self, gids: Sequence[int]) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for gid in gids:
+            n, bit = self.where[gid]
+            out[n] = out.get(n, 0) | bit
+        return out
+
+    def _touch(self, n: int) -> None:
+        used = (self.claimed[n] | self.protected[n]).bit_count()
+        if used != self.used[n]:
+            self.bucket[self.used[n]].discard(n)
+            self.bucket[used].add(n)
+            self.used[n] = used
+
+    def claim(self, gids: Sequence[int]) -> None:
+        """Mark GPUs as taken (by a job placed or kept as it is)."""
+        for n, m in self._masks(gids).items():
+            self.claimed[n] |= m
+            self._touch(n)
+
+    def protect(self, gids: Sequence[int], on: bool = True) -> None:
+        """Mark GPUs as held (or no longer held) by a job that will hold GPUs: taking them
+        evicts it."""
+        for n, m in self._masks(gids).items():
+            self.protected[n] = self.protected[n] | m if on else self.protected[n] & ~m
+            self._touch(n)
+
+    def _best_packed(
+        self, size: int, own: Mapping[int, int]
+    ) -> tuple[tuple[int, int, int, int], int, int] | None:
+        """The eviction-free block in the fullest node (then one of GPUs free already, then
+        the lowest node): what ``_best_in`` would pick for a job with nothing to keep."""
+        unit = (1 << size) - 1
+        for used in range(self.width - size, -1, -1):
+            best: tuple[int, int, int] | None = None
+            for n in sorted(self.bucket[used]):
+                claimed, full = self.claimed[n], self.full[n]
+                blocked = claimed | (self.protected[n] & ~own.get(n, 0))
+                if (full & ~blocked).bit_count() < size:
+                    continue
+                later_mask = ~self.free[n]
+                for off in range(0, full.bit_length() - size + 1, size):
+                    bm = unit << off
+                    if blocked & bm:
+                        continue
+                    cand = ((bm & later_mask).bit_count(), n, bm)
+                    if best is None or cand < best:
+                        best = cand
+                if best is not None and best[0] == 0:
+                    break
+            if best is not None:
+                return ((0, 0, -used, best[0]), best[1], best[2])
+        return None
+
+    def _score(self, n: int, bm: int, own: int) -> tuple[int, int, int, int]:
+        evict = (self.protected[n] & bm & ~own).bit_count()
+        used = (self.claimed[n] | self.protected[n]).bit_count()
+        later = (bm & ~own & ~self.free[n]).bit_count()
+        return (evict, -(bm & own).bit_count(), -used, later)
+
+    def _best_in(
+        self, nodes: Sequence[int], size: int, own: Mapping[int, int]
+    ) -> tuple[tuple[int, int, int, int], int, int] | None:
+        best: tuple[tuple[int, int, int, int], int, int] | None = None
+        unit = (1 << size) - 1
+        for n in nodes:
+            claimed, full = self.claimed[n], self.full[n]
+            if (full & ~claimed).bit_count() < size:
+                continue
+            mine = own.get(n, 0)
+            others = self.protected[n] & ~mine
+            used = -(claimed | self.protected[n]).bit_count()
+            later_mask = ~mine & ~self.free[n]
+            for off in range(0, full.bit_length() - size + 1, size):
+                bm = unit << off
+                if claimed & bm:
+                    continue
+                score = (
+                    (others & bm).bit_count(),
+                    -(bm & mine).bit_count(),
+                    used,
+                    (bm & later_mask).bit_count(),
+                )
+                if best is None or (score, n, bm) < best:
+                    best = (score, n, bm)
+        return best
+
+    def place(self, size: int, own: tuple[int, ...]) -> tuple[int, ...] | None:
+        """``size`` GPUs for a job that holds ``own`` now; None if no block is left."""
+        if size == 0:
+            chosen: list[int] = []
+        elif size <= self.gpn:
+            mine = self._masks(own)
+            best = None
+            if own:  # keep, shrink inside or grow around what it holds, evicting nobody
+                best = self._best_in(sorted(mine), size, mine)
+                if best is not None and not (best[0][0] == 0 and best[0][1] < 0):
+                    best = None
+            if best is None:
+                best = self._best_packed(size, mine)
+            if best is None:  # every free block would evict a job
+                best = self._best_in(list(self.nodes), size, mine)
+            if best is None:
+                return None
+            _, n, bm = best
+            chosen = [g for i, g in enumerate(self.nodes[n]) if bm >> i & 1]
+        else:
+            if size % self.gpn:
+                return None
+            mine = self._masks(own)
+            scored = []
+            for n, gids in self.nodes.items():
+                if len(gids) == self.gpn and not self.claimed[n]:
+                    evict, overlap, _, later = self._score(n, self.full[n], mine.get(n, 0))
+                    scored.append((evict, overlap, later, n))
+            if len(scored) < size // self.gpn:
+                return None
+            chosen = [g for *_, n in sorted(scored)[: size // self.gpn] for g in self.nodes[n]]
+        self.claim(chosen)
+        # what the job gives up is no longer protected: taking it evicts nobody
+        keep = set(chosen)
+        self.protect([g for g in own if g not in keep], on=False)
+        return tuple(sorted(chosen))
+
+
+# ---------------------------------------------------------------------------------------------
+# the policy
+
+
+class ElasticFlow:
+    """ElasticFlow-style slotted admission control with elastic, power-of-two allocations."""
+
+    name = "elasticflow"
+
+    def __init__(self, ctx: PolicyContext, cfg: ElasticFlowConfig) -> None:
+        self.cfg = cfg
+        self.profiles: ProfileSet = ctx.profiles
+        self.bank: InitChooser | None = ctx.bank if cfg.bank else None
+        self._levels: dict[tuple[str, int, int, int, int, int], _Levels] = {}
+        self._admitted: set[str] = set()
+        self._pending: dict[str, tuple[int, ...]] = {}  # second step of the last boundary
+        self._pending_at: float | None = None
+        self._planned: dict[str, int] | None = None  # GPUs per job in the last plan
+        self._next_change: float | None = None  # when a planned allocation steps up
+
+    # ------------------------------------------------------------------ helpers
+
+    def levels(self, spec: JobSpec, total: int, gpn: int) -> _Levels:
+        """The GPU counts ``spec`` may hold: powers of two from its ``min_gpus`` up to its cap
+        (``max_gpus``, the cluster, whole nodes beyond one node and, with ``cap_by_profile``,
+        its batch size and where its throughput stops improving)."""
+        key = (spec.model, spec.batch_size, spec.min_gpus, spec.max_gpus, total, gpn)
+        hit = self._levels.get(key)
+        if hit is not None:
+            return hit
+        cap = min(spec.max_gpus, total)
+        if self.cfg.cap_by_profile:
+            cap = min(cap, spec.batch_size)
+        counts: list[int] = []
+        thr: list[float] = []
+        n = 1
+        while n <= cap:
+            if n >= spec.min_gpus and (n <= gpn or n % gpn == 0):
+                rate = self.profiles.iters_per_second(spec.model, n, spec.batch_size)
+                if self.cfg.cap_by_profile and thr and rate <= thr[-1] * (1.0 + 1e-9):
+                    break
+                counts.append(n)
+                thr.append(rate)
+            n *= 2
+        lv = _Levels(
+            counts=np.asarray(counts, dtype=np.int64),
+            counts_ext=np.asarray([0, *counts], dtype=np.int64),
+            thr_ext=np.asarray([0.0, *thr], dtype=np.float64),
+            quota=np.arange(1, len(counts) + 1, dtype=np.int64)[:, None],
+        )
+        self._levels[key] = lv
+        return lv
+
+    def _on_grid(self, now: float) -> bool:
+        slot = self.cfg.slot_s
+        return abs(now - round(now / slot) * slot) <= 1e-6
+
+    def _next_boundary(self, now: float) -> float:
+        slot = self.cfg.slot_s
+        k = math.floor(now / slot + 1e-9) + 1
+        return k * slot
+
+    @staticmethod
+    def _idle(snap: Snapshot) -> list[int]:
+        """Warm-idle and pre-warming GPUs: nobody holds them, so they are released."""
+        out = [g for gids in snap.warm_idle.values() for g in gids]
+        out.extend(snap.prewarming)
+        return sorted(set(out))
+
+    # ------------------------------------------------------------------ decide
+
+    def decide(self, snap: Snapshot) -> Decision:
+        now = snap.now
+        live = {j.job_id for j in snap.jobs}
+        if self._on_grid(now):
+            return self._boundary(snap)
+        if self._pending and self._pending_at is not None and now >= self._pending_at - 1e-12:
+            return self._second_step(snap)
+        wake = None
+        if live:
+            wake = self._next_boundary(now)
+            if self._pending_at is not None and self._pending and self._pending_at > now:
+                wake = min(wake, self._pending_at)
+        return Decision(release=tuple(self._idle(snap)), wake_at=wake)
+
+    def _second_step(self, snap: Snapshot) -> Decision:
+        """Finish the moves of the last boundary now that the GPUs it released are free."""
+        free = set(snap.free)
+        alloc: dict[str, tuple[int, ...]] = {}
+        given_up: list[int] = []
+        jobs = snap.jobs_by_id
+        for job_id, target in sorted(self._pending.items()):
+            view = jobs.get(job_id)
+            if view is None:
+                continue
+            have = set(view.gpus)
+            if all(g in have or g in free for g in target):
+                alloc[job_id] = target
+                free.difference_update(target)
+                given_up.extend(g for g in view.gpus if g not in target)
+        self._pending, self._pending_at = {}, None
+        release = sorted(set(self._idle(snap)) | set(given_up))
+        wake = self._next_boundary(snap.now) if snap.jobs else None
+        return Decision(allocations=alloc, release=tuple(release), wake_at=wake)
+
+    def _item(self, view: JobView, now: float, total: int, gpn: int, remaining: float) -> _Item:
+        spec = view.spec
+        return _Item(
+            job_id=spec.job_id,
+            order=(spec.deadline, spec.arrival, spec.job_id),
+            deadline=spec.deadline,
+            remaining=remaining,
+            levels=self.levels(spec, total, gpn),
+            held=len(view.gpus),
+        )
+
+    def _event_due(self, snap: Snapshot) -> bool:
+        """Whether this boundary needs a new plan: ElasticFlow re-plans at its events only
+        (arrivals, completions, and the times a planned allocation steps up)."""
+        if self.cfg.replan == "every_slot" or self._planned is None:
+            return True
+        if any(
+            j.job_id not in self._admitted and not j.gpus and j.first_start is None
+            for j in snap.jobs
+        ):
+            return True  # a newcomer
+        jobs = snap.jobs_by_id
+        for job_id, held in self._planned.items():
+            view = jobs.get(job_id)
+            if view is None or len(view.gpus) != held:
+                return True  # a completion, or a move that could not be carried out
+        return self._next_change is not None and snap.now >= self._next_change - 1e-6
+
+    def _boundary(self, snap: Snapshot) -> Decision:
+        now = snap.now
+        total, gpn = snap.num_gpus, snap.gpus_per_node
+        live = {j.job_id for j in snap.jobs}
+        self._admitted &= live
+        if not self._event_due(snap):
+            wake = self._next_boundary(now) if live else None
+            return Decision(release=tuple(self._idle(snap)), wake_at=wake)
+        planner = _Planner(now, self.cfg.slot_s)
+
+        admitted: list[_Item] = []
+        finishing: list[_Item] = []  # no iterations left: keep what they hold until they end
+        newcomers: list[_Item] = []
+        inits: dict[str, InitChoice] = {}
+        reject: list[str] = []
+        for view in snap.jobs:
+            spec = view.spec
+            if view.job_id in self._admitted or view.gpus or view.first_start is not None:
+                # admitted earlier (a job that holds GPUs or ran was admitted by definition)
+                self._admitted.add(view.job_id)
+                it = self._item(view, now, total, gpn, view.remaining_at(now))
+                (admitted if it.remaining > 0 else finishing).append(it)
+                continue
+            remaining = view.remaining_at(now)
+            if self.bank is not None and view.init is None:
+                init = self.bank.choose(spec)
+                inits[view.job_id] = init
+                remaining = max(1.0, spec.iterations * (1.0 - init.expected_saving))
+            it = self._item(view, now, total, gpn, remaining)
+            if len(it.levels.counts) == 0:
+                reject.append(view.job_id)  # no allowed GPU count fits this cluster
+                continue
+            newcomers.append(it)
+        admitted.sort(key=lambda i: i.order)
+        newcomers.sort(key=lambda i: i.order)
+
+        base_free = _Free(total)
+        base_free.arr[0] -= sum(it.held for it in finishing)
+        accepted, rejected, plan, free = self._admit(planner, admitted, newcomers, base_free)
+        reject.extend(rejected)
+        for job_id in rejected:
+            inits.pop(job_id, None)
+        self._admitted.update(i.job_id for i in accepted)
+
+        plan_items = sorted([*admitted, *accepted], key=lambda i: i.order)
+        counts = {job_id: int(row[0]) if row.size else 0 for job_id, (_, row) in plan.items()}
+        spare = int(free.arr[0])
+        self._hand_out(plan_items, counts, spare)
+        decision, targets = self._apply_plan(snap, plan_items, finishing, counts, inits, reject)
+        self._planned = {job_id: len(gids) for job_id, gids in targets.items()}
+        self._planned.update((it.job_id, it.held) for it in finishing)
+        steps = []
+        for job_id, (_, row) in plan.items():
+            if row.size > 1:
+                up = np.flatnonzero(row[1:] > len(targets[job_id]))
+                if up.size:
+                    steps.append(int(up[0]) + 1)
+        self._next_change = now + min(steps) * self.cfg.slot_s if steps else None
+        return decision
+
+    def _admit(
+        self,
+        planner: _Planner,
+        admitted: list[_Item],
+        newcomers: list[_Item],
+        base: _Free,
+    ) -> tuple[list[_Item], list[str], dict[str, tuple[bool, IntArray]], _Free]:
+        """Admission control: the newcomers admitted (in deadline order) and rejected, and the
+        plan of the admitted jobs plus the admitted newcomers with its free-GPU function."""
+        if not newcomers:
+            free = base.copy()
+            return [], [], planner.plan_all(admitted, free), free
+        if self.cfg.admission == "batch":
+            merged = sorted([*admitted, *newcomers], key=lambda i: i.order)
+            free = base.copy()
+            together = planner.plan_all(merged, free)
+            if all(ok for ok, _ in together.values()):
+                return list(newcomers), [], together, free
+            free = base.copy()
+            return [], [i.job_id for i in newcomers], planner.plan_all(admitted, free), free
+        accepted: list[_Item] = []
+        rejected: list[str] = []
+        plan: dict[str, tuple[bool, IntArray]] = {}  # jobs before the current newcomer
+        running = base.copy()  # their reservations
+        pos = 0
+        # the plan of the jobs after the current newcomer, as things stand, and its free GPUs
+        rest: dict[str, tuple[bool, IntArray]] | None = None
+        rest_free = running
+        for cand in newcomers:
+            while pos < len(admitted) and admitted[pos].order < cand.order:
+                plan[admitted[pos].job_id] = planner.plan(admitted[pos], running)
+                pos += 1
+            suffix = admitted[pos:]
+            if rest is None:
+                rest_free = running.copy()
+                rest = planner.plan_all(suffix, rest_free)
+            trial = running.copy()
+            ok, row = planner.plan(cand, trial)
+            with_cand: dict[str, tuple[bool, IntArray]] = {}
+            if ok:
+                for it in suffix:
+                    got = planner.plan(it, trial)
+                    if not got[0] and rest[it.job_id][0]:
+                        ok = False  # it would make a job that meets its deadline miss it
+                        break
+                    with_cand[it.job_id] = got
+            if ok:
+                accepted.append(cand)
+                plan[cand.job_id] = (True, row)
+                running.ensure(len(row))
+                running.arr[: len(row)] -= row
+                rest, rest_free = with_cand, trial
+            else:
+                rejected.append(cand.job_id)
+        assert rest is not None
+        plan.update(rest)
+        return accepted, rejected, plan, rest_free
+
+    def _hand_out(self, items: Sequence[_Item], counts: dict[str, int], spare: int) -> None:
+        """Work conservation: idle GPUs go out one level at a time until none can be used."""
+        sign = -1.0 if self.cfg.handout_order == "artifact" else 1.0
+        heap: list[tuple[int, float, tuple[float, float, str], int]] = []
+
+        def push(idx: int) -> None:
+            it = items[idx]
+            n = counts[it.job_id]
+            lv = it.levels.counts
+            pos = int(np.searchsorted(lv, n, side="right"))
+            if pos >= len(lv):
+                return
+            nxt = int(lv[pos])
+            if n == 0:
+                heapq.heappush(heap, (0, 0.0, it.order, idx))
+                return
+            thr_n = float(it.levels.thr_ext[pos])  # thr_ext is shifted by one
+            thr_next = float(it.levels.thr_ext[pos + 1])
+            added = nxt * it.remaining / thr_next - n * it.remaining / thr_n
+            heapq.heappush(heap, (1, sign * added / (nxt - n), it.order, idx))
+
+        for i, it in enumerate(items):
+            if it.remaining > 0:
+                push(i)
+        while heap and spare > 0:
+            _, _, _, idx = heapq.heappop(heap)
+            it = items[idx]
+            n = counts[it.job_id]
+            lv = it.levels.counts
+            nxt = int(lv[int(np.searchsorted(lv, n, side="right"))])
+            if nxt - n > spare:
+                continue  # spare only shrinks: it will not fit later either
+            counts[it.job_id] = nxt
+            spare -= nxt - n
+            push(idx)
+
+    def _apply_plan(
+        self,
+        snap: Snapshot,
+        items: Sequence[_Item],
+        finishing: Sequence[_Item],
+        counts: Mapping[str, int],
+        inits: Mapping[str, InitChoice],
+        reject: Sequence[str],
+    ) -> tuple[Decision, dict[str, tuple[int, ...]]]:
+        """Place the counts on the cluster and split the changes into this step (shrinks and
+        grows onto free GPUs) and a second step ``_PHASE_GAP_S`` later (grows onto GPUs
+        released now)."""
+        jobs = snap.jobs_by_id
+        placer = _Placer(snap)
+        for it in finishing:
+            placer.claim(jobs[it.job_id].gpus)
+        for it in items:
+            if counts[it.job_id] > 0:
+                placer.protect(jobs[it.job_id].gpus)
+        order = sorted(
+            items,
+            key=lambda i: (
+                -counts[i.job_id],
+                -(len(jobs[i.job_id].gpus) == counts[i.job_id]),
+                i.order,
+            ),
+        )
+        targets: dict[str, tuple[int, ...]] = {}
+        for it in order:
+            n = counts[it.job_id]
+            own = jobs[it.job_id].gpus
+            got = placer.place(n, own)
+            while got is None:  # fragmentation (only with nodes that are not a power of two)
+                lv = it.levels.counts
+                smaller = lv[lv < n]
+                n = int(smaller[-1]) if smaller.size else 0
+                got = placer.place(n, own)
+            targets[it.job_id] = got
+
+        free_now = set(snap.free)
+        alloc: dict[str, tuple[int, ...]] = {}
+        pending: dict[str, tuple[int, ...]] = {}
+        given_up: list[int] = []
+        for job_id, target in sorted(targets.items()):
+            own = jobs[job_id].gpus
+            if set(target) == set(own):
+                continue
+            keep = tuple(g for g in own if g in target)
+            if all(g in free_now or g in own for g in target):
+                alloc[job_id] = target
+                given_up.extend(g for g in own if g not in target)
+                continue
+            pending[job_id] = target
+            if len(keep) != len(own):
+                spec = jobs[job_id].spec
+                step = keep if keep and spec.min_gpus <= len(keep) <= spec.max_gpus else ()
+                alloc[job_id] = step
+                given_up.extend(g for g in own if g not in step)
+        self._pending = pending
+        self._pending_at = snap.now + _PHASE_GAP_S if pending else None
+        release = sorted(set(self._idle(snap)) | set(given_up))
+        live_after = len(snap.jobs) - len(reject)
+        wake: float | None = None
+        if pending:
+            wake = snap.now + _PHASE_GAP_S
+        elif live_after > 0:
+            wake = self._next_boundary(snap.now)
+        admitted_inits = {k: v for k, v in inits.items() if k in self._admitted}
+        decision = Decision(
+            allocations=alloc,
+            reject=tuple(reject),
+            init=admitted_inits,
+            release=tuple(release),
+            wake_at=wake,
+        )
+        return decision, targets
+
+
+@POLICIES.register(
+    "elasticflow",
+    ElasticFlowConfig,
+    "ElasticFlow-style: slotted admission control on minimum satisfactory shares, "
+    "power-of-two elastic allocations, buddy placement, no warm pool",
+)
+def make_elasticflow(ctx: PolicyContext, cfg: ElasticFlowConfig) -> ElasticFlow:
+    return ElasticFlow(ctx, cfg)

@@ -1,0 +1,518 @@
+"""The ElasticFlow-style policy through the real driver: admission control, slotted decisions,
+power-of-two counts, buddy placement, no warm reuse, releases, work conservation, the hand-out
+order knob, ElasticFlow's overhead mode from config, and invariants under generated traces."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ptsim.core.policies.elasticflow import ElasticFlow, ElasticFlowConfig
+from ptsim.core.policy import POLICIES, PolicyContext
+from ptsim.core.profiles import Mechanics, ModelProfile, ProfileSet, ThroughputTable
+from ptsim.core.types import (
+    Action,
+    Decision,
+    GpuState,
+    InitChoice,
+    JobSpec,
+    Reconfigure,
+    Snapshot,
+)
+from ptsim.metrics import jobs_table, series_table, summarize
+from ptsim.run import ClusterSpec, run_policy
+from ptsim.simulator import Simulation
+from tests._util import job, linear_profiles
+
+
+class Recorder:
+    """Wraps a policy and records every decision with the snapshot it was made from."""
+
+    name = "recorder"
+
+    def __init__(self, inner: ElasticFlow) -> None:
+        self.inner = inner
+        self.log: list[tuple[Snapshot, Decision]] = []
+
+    def decide(self, snap: Snapshot) -> Decision:
+        d = self.inner.decide(snap)
+        self.log.append((snap, d))
+        return d
+
+    def allocations(self) -> list[tuple[float, str, tuple[int, ...], tuple[int, ...]]]:
+        """(time, job, GPUs held before, GPUs asked for) of every allocation."""
+        out = []
+        for snap, d in self.log:
+            for job_id, gids in sorted(d.allocations.items()):
+                out.append((snap.now, job_id, snap.jobs_by_id[job_id].gpus, gids))
+        return out
+
+
+def simulate(
+    jobs: list[JobSpec],
+    profiles: ProfileSet,
+    nodes: int,
+    per_node: int,
+    chooser: Any = None,
+    **knobs: Any,
+) -> tuple[Recorder, Any]:
+    pol = POLICIES.build("elasticflow", PolicyContext(profiles, chooser), knobs)
+    assert isinstance(pol, ElasticFlow)
+    rec = Recorder(pol)
+    sim = Simulation(jobs, rec, profiles, num_nodes=nodes, gpus_per_node=per_node)
+    return rec, sim
+
+
+def run(
+    jobs: list[JobSpec], profiles: ProfileSet, nodes: int, per_node: int, **knobs: Any
+) -> tuple[Recorder, Any, Any, dict[str, Any]]:
+    rec, sim = simulate(jobs, profiles, nodes, per_node, **knobs)
+    out = sim.run()
+    table = jobs_table(out)
+    return rec, out, table.set_index("job_id"), summarize(out, table)
+
+
+def two_model_profiles() -> ProfileSet:
+    """``lin`` scales linearly (1 it/s per GPU); ``sub`` scales badly (1, 1.5, 1.8 it/s)."""
+    lin = ThroughputTable((16,), (1, 2, 4), np.array([[1.0, 2.0, 4.0]]))
+    sub = ThroughputTable((16,), (1, 2, 4), np.array([[1.0, 1.5, 1.8]]))
+    return ProfileSet(
+        {
+            "lin": ModelProfile("lin", 1e8, lin, 10.0, 5.0, 0.25),
+            "sub": ModelProfile("sub", 1e8, sub, 10.0, 5.0, 0.25),
+        },
+        Mechanics(handover_s=0.5, reconfig_s=2.0),
+    )
+
+
+def is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def check_buddy(gids: tuple[int, ...], per_node: int) -> None:
+    n = len(gids)
+    assert is_pow2(n), f"{n} GPUs is not a power of two"
+    g = sorted(gids)
+    if n <= per_node:
+        assert g[0] // per_node == g[-1] // per_node, f"{g} spans nodes"
+        assert g == list(range(g[0], g[0] + n)), f"{g} is not contiguous"
+        assert (g[0] % per_node) % n == 0, f"{g} is not aligned"
+    else:
+        assert n % per_node == 0
+        nodes = {x // per_node for x in g}
+        assert len(nodes) == n // per_node, f"{g} is not whole nodes"
+
+
+# --------------------------------------------------------------------------- admission control
+
+
+def test_infeasible_newcomer_is_rejected_by_elasticflow_and_admitted_by_edf() -> None:
+    """2 GPUs at 1 it/s each: 200 iterations cannot finish in 60 s even on both GPUs."""
+    jobs = [job("hard", 0, 200, 60)]
+    _, _, t, s = run(jobs, linear_profiles(), 1, 2)
+    assert t.loc["hard", "status"] == "rejected" and s["slo_violation_rate"] == 1.0
+    assert s["cold_starts"] == 0 and s["cost_gpu_hours"] == 0.0
+    edf = run_policy(jobs, "edf", {}, linear_profiles(), ClusterSpec(1, 2)).jobs
+    assert edf.status.tolist() == ["done"] and not edf.met_deadline.iloc[0]
+
+
+def test_feasible_newcomer_is_admitted_and_meets_its_deadline() -> None:
+    jobs = [job("easy", 0, 200, 400)]
+    _, _, t, s = run(jobs, linear_profiles(), 1, 2)
+    assert t.loc["easy", "status"] == "done" and bool(t.loc["easy", "met_deadline"])
+    assert s["slo_violation_rate"] == 0.0 and s["invalid_requests"] == 0
+
+
+def test_newcomer_that_would_make_an_admitted_job_miss_is_rejected() -> None:
+    """One GPU at 1 it/s. ``first`` (150 it, deadline 200) is admitted at 0 and trains from
+    10.5. ``second`` (50 it, deadline 150) arrives at 30 and is decided at 60: alone it fits
+    (90 s before its deadline), but planned first (earlier deadline) it takes the slot 60-120
+    and leaves ``first`` (100.5 it left) only 80 s before 200: rejected."""
+    jobs = [job("first", 0, 150, 200), job("second", 30, 50, 150)]
+    _, _, t, _ = run(jobs, linear_profiles(), 1, 1)
+    assert t.loc["second", "status"] == "rejected"
+    assert t.loc["first", "status"] == "done" and bool(t.loc["first", "met_deadline"])
+
+
+def test_batch_admission_declines_all_newcomers_of_a_decision_together() -> None:
+    """Two newcomers at the same boundary, one infeasible: ``each`` rejects only that one,
+    ``batch`` (the artifact's rule) rejects both."""
+    jobs = [job("ok", 0, 50, 400), job("bad", 0, 500, 100)]
+    _, _, each, _ = run(jobs, linear_profiles(), 1, 2, admission="each")
+    _, _, batch, _ = run(jobs, linear_profiles(), 1, 2, admission="batch")
+    assert each.status.to_dict() == {"ok": "done", "bad": "rejected"}
+    assert batch.status.to_dict() == {"ok": "rejected", "bad": "rejected"}
+
+
+# --------------------------------------------------------------------------- slots
+
+
+def test_decisions_happen_only_at_slot_boundaries() -> None:
+    """Slot 60 s, cold start 10 s, hand-over 0.5 s: a job arriving at 30 starts loading at the
+    boundary 60 and trains from 70.5. A job that ends mid-slot frees GPUs that nobody takes
+    before the next boundary."""
+    jobs = [job("a", 30, 100, 1000, max_gpus=1), job("b", 30, 400, 2000, max_gpus=2)]
+    rec, _, t, s = run(jobs, linear_profiles(), 1, 2)
+    assert t.loc["a", "first_start_s"] == pytest.approx(70.5)
+    assert t.loc["b", "first_start_s"] == pytest.approx(70.5)
+    times = sorted({now for now, *_ in rec.allocations()})
+    for now in times:
+        off = now % 60.0
+        assert off < 0.01 or off > 60 - 1e-6, f"allocation at {now}"
+    # a ends at 170.5; b grows to 2 GPUs only at the boundary 180
+    assert t.loc["a", "finish_s"] == pytest.approx(170.5)
+    grow = [x for x in rec.allocations() if x[1] == "b" and len(x[3]) == 2]
+    assert grow and grow[0][0] == pytest.approx(180.0)
+    assert s["invalid_requests"] == 0
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def test_counts_are_powers_of_two_and_placement_is_buddy_aligned() -> None:
+    table = ThroughputTable((16,), (1, 2, 4, 8, 16), np.array([[1.0, 2.0, 4.0, 8.0, 16.0]]))
+    prof = ProfileSet({"m": ModelProfile("m", 1e8, table, 10.0, 5.0, 0.25)}, Mechanics())
+    rng = np.random.default_rng(3)
+    jobs, t = [], 0.0
+    for i in range(30):
+        t += float(rng.exponential(40.0))
+        it = int(rng.integers(200, 3000))
+        jobs.append(
+            JobSpec(f"j{i}", t, "m", "x", t + it / float(rng.uniform(1, 6)), 16, it, 1, 1, 16)
+        )
+    rec, out, _, s = run(jobs, prof, 3, 8)
+    allocs = rec.allocations()
+    assert allocs
+    for _, _, _, gids in allocs:
+        if gids:
+            check_buddy(gids, 8)
+    assert any(len(g) >= 8 for *_, g in allocs), "no job ever used a whole node"
+    assert s["invalid_requests"] == 0
+    out.state.check_invariants()
+
+
+def test_every_gpu_gained_is_a_cold_start_and_given_up_gpus_are_released() -> None:
+    rng = np.random.default_rng(7)
+    jobs, t = [], 0.0
+    for i in range(25):
+        t += float(rng.exponential(30.0))
+        it = int(rng.integers(100, 1500))
+        jobs.append(job(f"j{i}", t, it, t + it / float(rng.uniform(0.8, 4)), max_gpus=8))
+    rec, _, table, s = run(jobs, linear_profiles(), 2, 4)
+    gained = sum(len(set(new) - set(old)) for _, _, old, new in rec.allocations())
+    assert gained > 0
+    assert s["cold_starts"] == gained == int(table.cold_starts.sum())
+    assert s["warm_hits"] == 0 and s["reloads"] == 0
+    assert s["gpu_hours_warm_idle"] * 3600 == pytest.approx(0.0, abs=1e-6)
+    assert s["rescales"] > 0  # jobs did shrink and grow
+    shrinks = [x for x in rec.allocations() if 0 < len(x[3]) < len(x[2])]
+    assert shrinks, "no shrink happened"
+    assert s["invalid_requests"] == 0
+
+
+def test_work_conserving_a_lone_job_takes_every_useful_gpu() -> None:
+    """8 GPUs, linear to 8: one job gets all 8; when a second arrives, all 8 stay busy."""
+    jobs = [job("a", 0, 4000, 10000), job("b", 100, 2000, 10000)]
+    rec, out, t, _ = run(jobs, linear_profiles(), 1, 8)
+    first = next(x for x in rec.allocations() if x[1] == "a")
+    assert len(first[3]) == 8
+    series = series_table(out)
+    start = series[series.time_s <= 131].index[-1]  # the row in effect at 131
+    window = series.loc[start:][series.loc[start:].time_s < t.loc["b", "finish_s"] - 1]
+    assert len(window) and (window.busy == 8).all()
+
+
+def test_no_idle_gpu_while_a_running_job_could_grow() -> None:
+    """After every hand-out, the GPUs left over are fewer than any job below its cap would need
+    for its next power-of-two level (ElasticFlow's work conservation)."""
+    rng = np.random.default_rng(11)
+    jobs, t = [], 0.0
+    for i in range(20):
+        t += float(rng.exponential(50.0))
+        it = int(rng.integers(200, 2000))
+        jobs.append(job(f"j{i}", t, it, t + it / float(rng.uniform(0.8, 3)), max_gpus=8))
+    rec, sim = simulate(jobs, linear_profiles(), 2, 4)
+    pol = rec.inner
+    hand_out = pol._hand_out
+    grew = 0
+
+    def spy(items: Any, counts: dict[str, int], spare: int) -> None:
+        nonlocal grew
+        before = sum(counts.values())
+        hand_out(items, counts, spare)
+        left = spare - (sum(counts.values()) - before)
+        assert left >= 0
+        grew += sum(counts.values()) - before
+        for it in items:
+            if it.remaining <= 0:
+                continue
+            lv = it.levels.counts
+            nxt = lv[lv > counts[it.job_id]]
+            if nxt.size:
+                assert int(nxt[0]) - counts[it.job_id] > left, f"{it.job_id} could grow"
+
+    pol._hand_out = spy  # type: ignore[method-assign]
+    out = sim.run()
+    assert grew > 0
+    assert summarize(out, jobs_table(out))["invalid_requests"] == 0
+
+
+# --------------------------------------------------------------------------- knobs
+
+
+def test_handout_order_knob_artifact_serves_the_worst_scaling_job_first() -> None:
+    """3 GPUs on one node (counts 1 and 2): both jobs get one GPU (they hold none), the third
+    goes to ``sub`` (GPU-time grows most) under ``artifact`` and to ``lin`` under ``paper``."""
+    jobs = [
+        JobSpec("l", 0, "lin", "x", 1e6, 16, 5000, 1, 1, 2),
+        JobSpec("s", 0, "sub", "x", 1e6, 16, 5000, 1, 1, 2),
+    ]
+    held = {}
+    for order in ("artifact", "paper"):
+        rec, sim = simulate(jobs, two_model_profiles(), 1, 3, handout_order=order)
+        sim.run()
+        first = {j: len(g) for now, j, _, g in rec.allocations() if now == 0.0}
+        held[order] = first
+    assert held["artifact"] == {"l": 1, "s": 2}
+    assert held["paper"] == {"l": 2, "s": 1}
+
+
+def test_cap_by_profile_stops_where_throughput_stops_improving() -> None:
+    table = ThroughputTable((16,), (1, 2, 4, 8), np.array([[1.0, 1.8, 1.7, 1.6]]))
+    prof = ProfileSet({"m": ModelProfile("m", 1e8, table, 1.0, 1.0, 0.1)}, Mechanics())
+    pol = ElasticFlow(PolicyContext(prof), ElasticFlowConfig())
+    spec = JobSpec("a", 0, "m", "x", 100, 16, 10, 1, 1, 8)
+    assert pol.levels(spec, 8, 8).counts.tolist() == [1, 2]
+    loose = ElasticFlow(PolicyContext(prof), ElasticFlowConfig(cap_by_profile=False))
+    assert loose.levels(spec, 8, 8).counts.tolist() == [1, 2, 4, 8]
+    small_batch = JobSpec("b", 0, "m", "x", 100, 2, 10, 1, 1, 8)
+    assert loose.levels(small_batch, 8, 8).counts.tolist() == [1, 2, 4, 8]
+    assert pol.levels(JobSpec("c", 0, "m", "x", 100, 16, 10, 3, 3, 8), 8, 8).counts.tolist() == [4]
+    assert pol.levels(JobSpec("d", 0, "m", "x", 100, 16, 10, 3, 3, 8), 2, 2).counts.size == 0
+
+
+def test_replan_every_slot_and_events_both_drain_cleanly() -> None:
+    rng = np.random.default_rng(5)
+    jobs, t = [], 0.0
+    for i in range(15):
+        t += float(rng.exponential(40.0))
+        it = int(rng.integers(100, 1500))
+        jobs.append(job(f"j{i}", t, it, t + it / float(rng.uniform(0.8, 3)), max_gpus=4))
+    for mode in ("events", "every_slot"):
+        _, out, table, s = run(jobs, linear_profiles(), 1, 4, replan=mode)
+        assert s["invalid_requests"] == 0 and not s["horizon_hit"]
+        assert set(table.status) <= {"done", "rejected"}
+        out.state.check_invariants()
+
+
+def test_bad_knobs_are_refused_and_the_config_file_matches_the_dataclass() -> None:
+    with pytest.raises(ValueError, match="handout_order"):
+        ElasticFlowConfig(handout_order="random")
+    with pytest.raises(ValueError, match="admission"):
+        ElasticFlowConfig(admission="maybe")
+    with pytest.raises(ValueError, match="replan"):
+        ElasticFlowConfig(replan="never")
+    with pytest.raises(ValueError, match="slot_s"):
+        ElasticFlowConfig(slot_s=0.0)
+    from omegaconf import OmegaConf
+
+    from ptsim.paths import conf_root
+
+    cfg = OmegaConf.to_container(OmegaConf.load(conf_root() / "scheduler" / "elasticflow.yaml"))
+    assert isinstance(cfg, dict) and cfg.pop("name") == "elasticflow"
+    made = POLICIES.make_config("elasticflow", {str(k): v for k, v in cfg.items()})
+    assert made == ElasticFlowConfig()
+
+
+class FakeBank:
+    """An InitChooser that saves half the iterations of every job."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def choose(self, spec: JobSpec) -> InitChoice:
+        self.asked.append(spec.job_id)
+        return InitChoice(
+            source=f"p-{spec.job_id}",
+            source_task="t",
+            layout="fake",
+            assessments=3,
+            lookup_s=1.0,
+            expected_saving=0.5,
+        )
+
+
+def test_bank_knob_puts_the_banks_choice_into_new_jobs_and_admission_uses_it() -> None:
+    """1 GPU, 200 iterations, deadline 150: infeasible from the default prompt, feasible
+    with a bank choice that halves the iterations."""
+    jobs = [job("a", 0, 200, 150, max_gpus=1)]
+    bank = FakeBank()
+    _, sim = simulate(jobs, linear_profiles(), 1, 1, chooser=bank, bank=True)
+    out = sim.run()
+    t = jobs_table(out).set_index("job_id")
+    assert bank.asked == ["a"] and t.loc["a", "init_source"] == "p-a"
+    assert t.loc["a", "status"] == "done"
+    off = FakeBank()
+    _, sim = simulate(jobs, linear_profiles(), 1, 1, chooser=off)
+    out = sim.run()
+    assert off.asked == [] and jobs_table(out).status.tolist() == ["rejected"]
+
+
+# --------------------------------------------------------------------------- ElasticFlow mode
+
+
+def _elasticflow_profile(tmp: Path) -> ProfileSet:
+    """The shipped ``elasticflow_a100`` profile config on a directory of small throughput
+    files in ElasticFlow's layout (made-up numbers, linear to 8 GPUs)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from ptsim.paths import conf_root
+    from ptsim.profiles_io import load_profiles
+
+    names = ["bert", "deepspeech2", "gpt2", "inception3", "resnet50", "resnet50_cifar10", "vgg16"]
+    for name in names:
+        (tmp / f"{name}.csv").write_text(
+            "global_batch_size,1,2,4,8,16,32,64\n16,1,2,4,8,8,8,8\n", encoding="utf-8"
+        )
+    with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=["experiment=elasticflow_replay", f"profile.dir={tmp}"],
+        )
+    assert cfg.scheduler.name == "elasticflow" and cfg.scheduler.admission == "batch"
+    spec = OmegaConf.to_container(cfg.profile, resolve=True)
+    assert isinstance(spec, dict)
+    prof = load_profiles({str(k): v for k, v in spec.items()})
+    assert sorted(prof.models) == names
+    return prof
+
+
+def test_elasticflow_mode_charges_elasticflows_overhead_model(tmp_path: Path) -> None:
+    """With the replay config every cold start is 2 s, a first start adds 2 s, and a change of
+    GPU set to n GPUs pauses 2 (log2 n + 1) s (a job waits for all its GPUs)."""
+    prof = _elasticflow_profile(tmp_path)
+    assert all(prof.cold_start(m) == 2.0 for m in prof.models)
+    mech = prof.mechanics
+    assert not mech.start_partial and mech.handover_s == 2.0
+    for n in (1, 2, 4, 8, 16):
+        assert mech.reconfig_pause(n) == pytest.approx(2.0 * (math.log2(n) + 1.0))
+
+    jobs = [
+        JobSpec("a", 0, "gpt2", "x", 5000, 16, 8000, 1, 1, 8),
+        JobSpec("b", 100, "gpt2", "x", 5000, 16, 4000, 1, 1, 8),
+    ]
+    pol = POLICIES.build("elasticflow", PolicyContext(prof), {"admission": "batch"})
+    sim = Simulation(jobs, pol, prof, num_nodes=1, gpus_per_node=8)
+    seen: list[Action] = []
+    apply, ready = sim.state.apply, sim.state.gpu_ready
+
+    def spy_apply(d: Decision, now: float) -> list[Action]:
+        acts = apply(d, now)
+        seen.extend(acts)
+        return acts
+
+    def spy_ready(gid: int, token: int, now: float) -> list[Action]:
+        acts = ready(gid, token, now)
+        seen.extend(acts)
+        return acts
+
+    sim.state.apply = spy_apply  # type: ignore[method-assign]
+    sim.state.gpu_ready = spy_ready  # type: ignore[method-assign]
+    out = sim.run()
+    recon = [a for a in seen if isinstance(a, Reconfigure) and a.gpus]
+    assert [a.pause_s for a in recon if a.first] == [2.0, 2.0]
+    later = [a for a in recon if not a.first]
+    assert later, "no job changed its GPU set"
+    for a in later:
+        assert a.pause_s == pytest.approx(2.0 * (math.log2(len(a.gpus)) + 1.0))
+    t = jobs_table(out).set_index("job_id")
+    # a starts at 0: its 8 GPUs load for 2 s, then 2 s first-start pause
+    assert t.loc["a", "first_start_s"] == pytest.approx(4.0)
+    assert summarize(out, jobs_table(out))["invalid_requests"] == 0
+
+
+# --------------------------------------------------------------------------- invariants
+
+rows_st = st.lists(
+    st.tuples(
+        st.floats(0, 600),  # arrival
+        st.integers(1, 600),  # iterations
+        st.floats(0.2, 5.0),  # deadline ratio (of the 1-GPU run time)
+        st.sampled_from([1, 2, 4, 8]),  # max GPUs
+        st.sampled_from(["m", "n"]),
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows_st,
+    st.integers(1, 3),
+    st.sampled_from([1, 2, 4, 8]),
+    st.sampled_from(["artifact", "paper"]),
+    st.sampled_from(["each", "batch"]),
+    st.sampled_from(["events", "every_slot"]),
+    st.sampled_from([30.0, 60.0]),
+)
+def test_invariants_on_generated_traces(
+    rows: list[tuple[float, int, float, int, str]],
+    nodes: int,
+    per_node: int,
+    order: str,
+    admission: str,
+    replan: str,
+    slot: float,
+) -> None:
+    cap = nodes * per_node
+    jobs = [
+        JobSpec(f"j{i}", a, m, "t", a + it * r, 16, it, 1, 1, mx)
+        for i, (a, it, r, mx, m) in enumerate(rows)
+    ]
+    knobs = {"handout_order": order, "admission": admission, "replan": replan, "slot_s": slot}
+    rec, out, table, s = run(jobs, linear_profiles(("m", "n")), nodes, per_node, **knobs)
+    out.state.check_invariants()
+    assert s["invalid_requests"] == 0 and not s["horizon_hit"]
+    assert set(table.status) <= {"done", "rejected"}
+    # no double booking, power-of-two buddy blocks, every gained GPU a cold start
+    gained = 0
+    for _, _, old, new in rec.allocations():
+        if new:
+            check_buddy(new, per_node)
+        gained += len(set(new) - set(old))
+    assert s["cold_starts"] == gained and s["warm_hits"] == 0 and s["reloads"] == 0
+    series = series_table(out)
+    assert (series[["free", "loading", "warm", "busy"]].sum(axis=1) == cap).all()
+    tot = out.state.totals.gpu_seconds
+    provisioned = sum(tot.values())
+    assert provisioned <= cap * s["sim_end_s"] + 1e-6
+    assert table.gpu_seconds.sum() == pytest.approx(tot[GpuState.BUSY] + tot[GpuState.LOADING])
+    assert tot[GpuState.WARM] == pytest.approx(0.0, abs=1e-6)
+    for r in out.state.jobs.values():
+        if r.finish is not None and r.first_start is not None:
+            assert r.iters_done == pytest.approx(r.iters_needed)
+    # admitted jobs hold GPUs only from boundaries on
+    for now, *_ in rec.allocations():
+        off = now % slot
+        assert off < 0.01 or off > slot - 1e-6
+
+
+def test_same_trace_gives_identical_tables() -> None:
+    rng = np.random.default_rng(2)
+    jobs, t = [], 0.0
+    for i in range(30):
+        t += float(rng.exponential(25.0))
+        it = int(rng.integers(100, 1500))
+        jobs.append(job(f"j{i:02d}", t, it, t + it / float(rng.uniform(0.8, 4)), max_gpus=8))
+    a = run_policy(jobs, "elasticflow", {}, linear_profiles(), ClusterSpec(2, 4))
+    b = run_policy(list(reversed(jobs)), "elasticflow", {}, linear_profiles(), ClusterSpec(2, 4))
+    assert a.jobs.equals(b.jobs) and a.series.equals(b.series)
+    assert a.summary["decisions"] == b.summary["decisions"]
