@@ -1,0 +1,216 @@
+"""Figure 1, end to end: reproduces the paper's headline end-to-end comparison (SLO violation
+rate and cost of PromptTuner against INFless and ElasticFlow at three loads) and the ratios
+its abstract reports (violations 4.0x / 7.9x lower, cost 1.6x / 4.5x lower).
+
+    python experiments/fig1_end_to_end.py [--quick] [--plot-only] [--jobs N] [--out DIR]
+                                          [--seeds K] [--policies a,b] [hydra overrides...]
+
+Config: ``conf/experiment/fig1_end_to_end.yaml`` (32 A100s, 20-minute default workload,
+loads 0.3/0.5/0.7, policies prompttuner/infless/elasticflow, 20 seeds; the paper's ratios as
+reference values). Writes into ``--out`` (default ``results/fig1_end_to_end``):
+
+- ``points.csv``: one row per run (policy, load, seed, every summary metric);
+- ``reference.csv``: the paper's ratios with their source (copied from the config);
+- ``fig1_end_to_end.csv``: mean and 95% t-interval over seeds per policy and load (drawn);
+- ``ratios.csv``: baseline / target per load and over all loads, with 95% paired-bootstrap
+  intervals over seeds, beside the paper's value;
+- ``jobs.csv``: every run's per-job table; ``by_model.csv``: violation rate per policy and
+  model (mean and 95% t-interval over runs, all loads pooled), drawn as the third panel;
+- ``fig1_end_to_end.png``: violation rate and cost bars with CIs, violations by model, and the
+  ratio table.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from plotting import colors, figure, grouped_bars, ordered, save, table_panel
+from runner import FigureArgs, Sweep, aggregate, figure_main, read_table
+from scipy import stats
+
+from ptsim.run import write_csv
+
+FIGURE = "fig1_end_to_end"
+LOAD = "workload.load"
+METRICS = ("slo_violation_rate", "cost_gpu_hours", "cost_usd", "mean_jct_s", "p99_jct_s")
+PANELS = (("slo_violation_rate", "SLO violation rate"), ("cost_gpu_hours", "cost [GPU-hours]"))
+
+
+def save_reference(sweep: Sweep, args: FigureArgs) -> dict[str, Any]:
+    """Write the config's reference ratios (the paper's) as ``reference.csv``."""
+    ref = sweep.spec.get("reference") or {}
+    rows = [
+        {**r, "target": ref.get("target"), "source": " ".join(str(ref.get("source", "")).split())}
+        for r in ref.get("ratios") or []
+    ]
+    cols = ["target", "baseline", "metric", "paper", "source"]
+    write_csv(pd.DataFrame(rows, columns=cols), args.out / "reference.csv")
+    return {}
+
+
+def paired_ratio(base: np.ndarray, target: np.ndarray) -> tuple[float, float, float]:
+    """mean(base) / mean(target) and its 95% percentile bootstrap interval over the pairs
+    (scipy.stats.bootstrap, paired, fixed seed). A zero denominator gives inf."""
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # all-equal pairs: NaN
+        point = float(np.mean(base) / np.mean(target)) if len(base) else float("nan")
+        if len(base) < 2:
+            return point, float("nan"), float("nan")
+
+        def ratio(b: np.ndarray, t: np.ndarray, axis: int = -1) -> np.ndarray:
+            return np.asarray(np.mean(b, axis=axis) / np.mean(t, axis=axis))
+
+        res = stats.bootstrap(
+            (base, target),
+            ratio,
+            paired=True,
+            vectorized=True,
+            n_resamples=2000,
+            confidence_level=0.95,
+            method="percentile",
+            rng=np.random.default_rng(0),
+        )
+    lo, hi = res.confidence_interval
+    return point, float(lo), float(hi)
+
+
+def ratio_table(points: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Baseline / target for each reference row, per load and over all loads, paired by
+    (load, seed): both policies replayed the same trace."""
+    rows = []
+    for ref in reference.itertuples(index=False):
+        tgt = points[points.policy == ref.target]
+        base = points[points.policy == ref.baseline]
+        if tgt.empty or base.empty:
+            continue
+        both = tgt.merge(base, on=[LOAD, "seed"], suffixes=("_t", "_b"))
+        groups: list[tuple[str, pd.DataFrame]] = [
+            (f"{v:g}", both[both[LOAD] == v]) for v in ordered(both[LOAD])
+        ]
+        groups.append(("all", both))
+        for load, grp in groups:
+            b = grp[f"{ref.metric}_b"].to_numpy(float)
+            t = grp[f"{ref.metric}_t"].to_numpy(float)
+            r, lo, hi = paired_ratio(b, t)
+            rows.append(
+                {
+                    "metric": ref.metric,
+                    "ratio": f"{ref.baseline}/{ref.target}",
+                    "load": load,
+                    "measured": r,
+                    "lo": lo,
+                    "hi": hi,
+                    "paper": ref.paper,
+                    "pairs": len(grp),
+                }
+            )
+    cols = ["metric", "ratio", "load", "measured", "lo", "hi", "paper", "pairs"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def plot(out: Path) -> list[Path]:
+    """Draw the figure from ``points.csv`` and ``reference.csv``."""
+    points = read_table(out, "points.csv")
+    agg = aggregate(points, ["policy", LOAD], [m for m in METRICS if m in points])
+    write_csv(agg, out / f"{FIGURE}.csv")
+    ref_path = out / "reference.csv"
+    reference = pd.read_csv(ref_path) if ref_path.is_file() else pd.DataFrame()
+    ratios = ratio_table(points, reference) if not reference.empty else pd.DataFrame()
+    if not ratios.empty:
+        write_csv(ratios, out / "ratios.csv")
+    jobs_path = out / "jobs.csv"
+    models = by_model(pd.read_csv(jobs_path)) if jobs_path.is_file() else pd.DataFrame()
+    if not models.empty:
+        write_csv(models, out / "by_model.csv")
+    pols = ordered(agg.policy, ["prompttuner", "infless", "elasticflow"])
+    pal = colors(pols)
+    has_table = not ratios.empty
+    cols = 3 if not models.empty else 2
+    fig = figure(5.2 * cols, 6.4 if has_table else 3.6)
+    grid = fig.add_gridspec(
+        2 if has_table else 1, cols, height_ratios=[2.2, 1] if has_table else None
+    )
+    if not models.empty:
+        ax = fig.add_subplot(grid[0, 2])
+        label = "SLO violation rate by model (all loads)"
+        grouped_bars(
+            ax,
+            models,
+            x="model",
+            hue="policy",
+            metric="violation_rate",
+            x_order=sorted(models.model.unique()),
+            ylabel="SLO violation rate",
+            hue_order=pols,
+            palette=pal,
+        )
+        ax.set_title(label)
+    for i, (metric, label) in enumerate(PANELS):
+        ax = fig.add_subplot(grid[0, i])
+        grouped_bars(
+            ax,
+            agg,
+            x=LOAD,
+            hue="policy",
+            metric=metric,
+            ylabel=label,
+            hue_order=pols,
+            palette=pal,
+            x_fmt="load {:g}",
+        )
+        ax.set_title(label)
+    fig.axes[0].legend(fontsize=8)
+    seeds = int(agg.n.max())
+    fig.suptitle(f"End to end, {int(points.gpus.iloc[0])} GPUs: mean and 95% CI over {seeds} seeds")
+    if has_table:
+        table_panel(
+            fig.add_subplot(grid[1, :]),
+            wide_ratios(ratios),
+            fontsize=7.5,
+            title="baseline / PromptTuner ('x lower'): measured [95% bootstrap CI] vs the paper",
+        )
+    return [save(fig, out / f"{FIGURE}.png"), out / f"{FIGURE}.csv"]
+
+
+def by_model(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Violation rate per policy and model: one value per run (load, seed), then mean and 95%
+    t-interval over runs, with the mean number of jobs of that model per run."""
+    per_run = (
+        jobs.assign(violation_rate=~jobs.met_deadline.astype(bool))
+        .groupby(["policy", "model", LOAD, "seed"], sort=False)
+        .agg(violation_rate=("violation_rate", "mean"), jobs=("job_id", "size"))
+        .reset_index()
+    )
+    return aggregate(per_run, ["policy", "model"], ["violation_rate", "jobs"])
+
+
+def wide_ratios(ratios: pd.DataFrame) -> pd.DataFrame:
+    """The ratio table for display: one row per (metric, ratio), one column per load."""
+    rows = []
+    for (metric, ratio), grp in ratios.groupby(["metric", "ratio"], sort=False):
+        row: dict[str, Any] = {"metric": metric, "ratio": ratio}
+        cols = (grp.load.astype(str), grp.measured.astype(float), grp.lo, grp.hi)
+        for load, m, lo, hi in zip(*cols, strict=True):
+            row[f"load {load}"] = _ci_text(m, lo, hi)
+        row["paper"] = f"{grp.paper.iloc[0]:g}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _ci_text(m: float, lo: float, hi: float) -> str:
+    if np.isnan(lo):
+        return f"{m:.2f}"
+    return f"{m:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    return figure_main(FIGURE, __doc__, plot, argv, extra=save_reference)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Figure 3, SLO tightness: reproduces the paper's study of how the policies fare as SLOs get
+tighter or looser (SLO violation rate and cost as deadlines shrink and grow).
+
+    python experiments/fig3_slo_tightness.py [--quick] [--plot-only] [--jobs N] [--out DIR]
+                                             [--seeds K] [--policies a,b] [hydra overrides...]
+
+Config: ``conf/experiment/fig3_slo_tightness.yaml``: every point scales the workload's deadline
+ratios (``workload.deadline_ratios``, deadline = ratio x the job's ideal run time) by one of
+``sweep.deadline_scales`` (0.5x..2x); 32 A100s, load 0.5, 20 seeds. Writes into ``--out``
+(default ``results/fig3_slo_tightness``): ``points.csv`` (one row per run, with
+``deadline_scale``), ``fig3_slo_tightness.csv`` (mean and 95% t-interval per policy and scale,
+drawn) and ``fig3_slo_tightness.png``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from plotting import lines_figure, save
+from runner import Point, Sweep, SweepError, aggregate, figure_main, grid_points, read_table
+
+from ptsim.run import write_csv
+
+FIGURE = "fig3_slo_tightness"
+AXIS = "deadline_scale"
+METRICS = ("slo_violation_rate", "cost_gpu_hours", "mean_jct_s", "rejected", "unfinished")
+PANELS = (
+    ("slo_violation_rate", "SLO violation rate"),
+    ("cost_gpu_hours", "cost [GPU-hours]"),
+    ("mean_jct_s", "mean JCT [s]"),
+)
+
+
+def points(sweep: Sweep) -> list[Point]:
+    """Policies x deadline scales x seeds; each scale rewrites ``workload.deadline_ratios``."""
+    base = [float(r) for r in sweep.config.workload.deadline_ratios]
+    scales = [float(s) for s in sweep.spec.get("deadline_scales") or []]
+    if not scales:
+        raise SweepError(f"conf/experiment/{FIGURE}.yaml: sweep.deadline_scales is empty")
+    extra = []
+    for s in scales:
+        ratios = ",".join(f"{r * s:g}" for r in base)
+        extra.append(({AXIS: s}, [f"workload.deadline_ratios=[{ratios}]"]))
+    return grid_points(sweep, extra)
+
+
+def plot(out: Path) -> list[Path]:
+    """Draw the figure from ``points.csv``."""
+    pts = read_table(out, "points.csv")
+    agg = aggregate(pts, ["policy", AXIS], [m for m in METRICS if m in pts])
+    write_csv(agg, out / f"{FIGURE}.csv")
+    fig = lines_figure(
+        agg,
+        x=AXIS,
+        xlabel="deadline scale (x the default deadline ratios)",
+        panels=PANELS,
+        title=f"SLO tightness, {int(pts.gpus.iloc[0])} GPUs: mean and 95% CI over "
+        f"{int(agg.n.max())} seeds",
+        hue_order=["prompttuner", "infless", "elasticflow"],
+        logx=True,
+        xticks=sorted(agg[AXIS].unique()),
+    )
+    return [save(fig, out / f"{FIGURE}.png"), out / f"{FIGURE}.csv"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    return figure_main(FIGURE, __doc__, plot, argv, points=points)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
