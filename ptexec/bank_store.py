@@ -290,10 +290,15 @@ class RealScorer:
             probe = self._probes[key] = (job, job.head_state())
         return probe
 
-    def _sample(self, job: TuningJob) -> list[int]:
-        n = min(job.n_train, self.batches * self.batch_size)
-        perm = np.random.default_rng([self.seed, 7919]).permutation(job.n_train)
+    def sample_indices(self, n_train: int) -> list[int]:
+        """The training examples every assessment for a target task evaluates on: a fixed
+        seeded sample of ``batches x batch_size`` of its ``n_train`` examples."""
+        n = min(n_train, self.batches * self.batch_size)
+        perm = np.random.default_rng([self.seed, 7919]).permutation(n_train)
         return [int(i) for i in perm[:n]]
+
+    def _sample(self, job: TuningJob) -> list[int]:
+        return self.sample_indices(job.n_train)
 
     def score(self, entry: Any, target_task: str) -> float:
         """One assessment of ``entry`` (a ``BankEntry`` or :class:`StoredPrompt`)."""

@@ -1,24 +1,329 @@
-"""Command line of the executor (placeholder: the ``run`` and ``profile`` commands come with the
-scheduling driver)."""
+"""The ``ptexec`` command: real prompt tuning scheduled by ptsim's policies.
+
+    ptexec run                                   # the demo: 6 jobs, tiny GPT-2, 2 CPU slots
+    ptexec run --jobs jobs.jsonl scheduler=edf   # a job file under one policy (ptsim's knobs)
+    ptexec run --trace t.csv --task-map map.yaml time_scale=0.1
+    ptexec profile --model tiny-gpt2 --out profiles/tiny    # a profile directory ptsim reads
+    ptexec validate --profile profiles/tiny      # the same jobs on the executor and in ptsim
+    ptexec models                                # which models can be loaded here
+
+``run`` and ``validate`` take hydra-style overrides of ``conf/executor/run.yaml`` after the
+flags (``scheduler=fifo``, ``scheduler.keep_alive_s=30``, ``bank.layout=flat``, ``workers=3``,
+``tuning.lr=0.02``...). Bad input (a job file, a model, a data set, a config key) gets one line
+on stderr and exit status 2; no partial result is written.
+
+This module imports torch and the rest lazily, so worker processes (which re-import the main
+module under ``spawn``) start fast.
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ptexec",
+        description="Real prompt tuning (torch + peft) on a pool of workers, scheduled by "
+        "ptsim's policies. See docs/ptexec.md.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def run_like(name: str, help_: str) -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=help_, description=help_)
+        s.add_argument("--jobs", help="job file (.csv or .jsonl); default: the embedded demo")
+        s.add_argument("--trace", help="a canonical ptsim trace (.csv/.parquet)")
+        s.add_argument("--task-map", dest="task_map", help="YAML/JSON map for --trace")
+        s.add_argument("--out", help="run directory (default runs/ptexec/<date>_<time>)")
+        s.add_argument("--profile", help="profile directory (default: measure a quick one)")
+        s.add_argument("--workers", type=int, help="CPU slots (no GPU) [2]")
+        s.add_argument("--quiet", action="store_true", help="no progress bar")
+        s.add_argument("overrides", nargs="*", help="config overrides, e.g. scheduler=edf")
+        return s
+
+    run_like("run", "run jobs under one policy and write ptsim's tables, prompts and curves")
+    run_like("validate", "run jobs on the executor and in ptsim; report per-job differences")
+
+    pr = sub.add_parser(
+        "profile",
+        help="measure step, load and evaluation times and convergence; write a profile",
+        description="Measure a model on this machine's workers and write a profile directory "
+        "in the layout ptsim reads (models.csv + throughput tables + README.md).",
+    )
+    pr.add_argument("--model", action="append", help="model (repeatable) [tiny-gpt2]")
+    pr.add_argument("--kind", choices=("causal_lm", "seq_cls"), help="load the models as this")
+    pr.add_argument(
+        "--as",
+        dest="names",
+        action="append",
+        default=[],
+        metavar="MODEL=NAME",
+        help="name a measured model differently in the profile (e.g. tiny-gpt2=gpt2-base)",
+    )
+    pr.add_argument("--out", required=True, help="profile directory to write")
+    pr.add_argument("--workers", type=int, default=2, help="CPU slots (no GPU) [2]")
+    pr.add_argument("--threads", type=int, default=1, help="torch threads per worker [1]")
+    pr.add_argument("--batches", help="global batch sizes, e.g. 8,16,32,64")
+    pr.add_argument("--gpu-counts", dest="gpu_counts", help="worker counts, e.g. 1,2 [1..N]")
+    pr.add_argument("--steps", type=int, help="timed steps per cell")
+    pr.add_argument("--similarities", help="bank convergence runs, e.g. 0.75,0.5,0")
+    pr.add_argument("--seeds", help="data seeds of the convergence runs, e.g. 0,1")
+    pr.add_argument("--max-steps", dest="max_steps", type=int, help="convergence step budget")
+    pr.add_argument("--no-convergence", dest="convergence", action="store_false")
+    pr.add_argument("--quick", action="store_true", help="a few seconds: fewer points")
+    pr.add_argument("--quiet", action="store_true")
+
+    sub.add_parser("models", help="list the registry models and whether they load here")
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print the executor's help."""
-    parser = argparse.ArgumentParser(
-        prog="ptexec",
-        description=(
-            "Real prompt tuning (torch + peft) scheduled by ptsim's policies. The building "
-            "blocks (models, tasks, training, workers, prompt store) are in the ptexec "
-            "package; see docs/ptexec.md."
-        ),
+    """Console entry point of ``ptexec``."""
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 0
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from ptexec.errors import friendly
+
+    try:
+        if args.command == "models":
+            return _models()
+        if args.command == "profile":
+            return _profile(args)
+        return _run(args, validate=args.command == "validate")
+    except KeyboardInterrupt:
+        print("ptexec: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        msg = friendly(exc)
+        if msg is None:
+            raise
+        print(f"ptexec: {msg}", file=sys.stderr)
+        return 2
+
+
+def _models() -> int:
+    from ptexec.models import available_models
+
+    for name, status in available_models().items():
+        print(f"{name:10s} {status}")
+    return 0
+
+
+def _set_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
+def _say(quiet: bool) -> Callable[[str], Any]:
+    def say(msg: str) -> None:
+        if not quiet:
+            from tqdm import tqdm
+
+            tqdm.write(f"ptexec: {msg}", file=sys.stderr)
+
+    return say
+
+
+class _Progress:
+    """A tqdm bar of finished jobs with the running jobs' steps."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar: Any = None
+        self.total = total
+        self.enabled = enabled
+        self.steps: dict[str, int] = {}
+        self._last = 0.0
+
+    def _bar(self) -> Any:
+        if self.bar is None and self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit="job", desc="ptexec", file=sys.stderr)
+        return self.bar
+
+    def on_step(self, job_id: str, step: int, _ex: Any) -> None:
+        self.steps[job_id] = step
+        now = time.monotonic()
+        if self._bar() is not None and now - self._last > 0.25:
+            self._last = now
+            shown = ", ".join(f"{j}:{s}" for j, s in sorted(self.steps.items())[:6])
+            self.bar.set_postfix_str(f"steps {shown}", refresh=True)
+
+    def on_done(self, job_id: str) -> None:
+        self.steps.pop(job_id, None)
+        if self._bar() is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run(args: argparse.Namespace, *, validate: bool) -> int:
+    from omegaconf import OmegaConf
+
+    from ptexec import config as C
+
+    flags = {
+        "jobs": args.jobs,
+        "trace": args.trace,
+        "task_map": args.task_map,
+        "out": args.out,
+        "profile_dir": args.profile,
+        "workers": args.workers,
+    }
+    cfg = C.compose_config([*C.mapping_overrides(flags), *args.overrides])
+    settings = C.settings_from(cfg)
+    name, params = C.policy_from(cfg)
+    tasks = C.tasks_from(cfg)
+    from ptexec.jobs import fit_to_pool
+    from ptexec.run import pool_size_for
+
+    pool_size = pool_size_for(settings)
+    jobs = C.jobs_from(cfg, pool_size)
+    run_dir = C.run_dir_from(cfg, "ptexec-validate" if validate else "ptexec")
+    quiet = args.quiet or not bool(cfg.get("progress", True))
+    say = _say(quiet)
+    jobs, notes = fit_to_pool(jobs, pool_size)
+    for note in notes:
+        say(note)
+    from ptexec.tasks import TaskDataError
+
+    source = cfg.get("jobs") or cfg.get("trace") or "the demo jobs"
+    for j in jobs:  # bad task data fails before any worker starts
+        try:
+            tasks.get(j.task)
+        except TaskDataError as exc:
+            raise TaskDataError(f"{source}: job {j.job_id}, column task: {exc}") from None
+    _set_threads(settings.threads)
+    exec_dir = run_dir / "executor" if validate else run_dir
+    exec_dir.mkdir(parents=True, exist_ok=True)
+    (exec_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    from ptexec.jobs import write_jobs
+    from ptexec.profile import machine_facts
+    from ptexec.run import run_jobs, save_exec_result
+
+    write_jobs(jobs, exec_dir / "jobs.jsonl")
+    bank = C.bank_from(cfg, exec_dir)
+    prog = _Progress(len(jobs), not quiet)
+    try:
+        result, out = run_jobs(
+            jobs,
+            name,
+            exec_dir,
+            settings,
+            params=params,
+            bank=bank,
+            tasks=tasks,
+            on_step=prog.on_step,
+            on_job_done=prog.on_done,
+            progress=say,
+        )
+    finally:
+        prog.close()
+    facts = machine_facts()
+    facts["policy"] = name
+    save_exec_result(result, out, exec_dir, facts)
+    s = result.summary
+    reached = int(result.jobs.reached_target.fillna(False).astype(bool).sum())
+    mean_jct = s["mean_jct_s"] if s["mean_jct_s"] is not None else float("nan")
+    print(
+        f"{s['policy']}: {s['jobs']} jobs, {reached} reached their target, SLO violation rate "
+        f"{s['slo_violation_rate']:.3f}, mean JCT {mean_jct:.2f} s, "
+        f"{s['cold_starts']} cold starts, {s['warm_hits']} warm hits, "
+        f"cost {s['cost_gpu_hours'] * 3600:.1f} GPU-s"
     )
-    parser.parse_args(argv)
-    parser.print_help()
+    if validate:
+        from ptexec.profile import load_exec_profiles
+        from ptexec.validate import compare, format_table, save_validation, simulate_like
+
+        prof_dir = settings.profile or (exec_dir / "profile")
+        profiles = load_exec_profiles(prof_dir, settings.mechanics)
+        sim = simulate_like(
+            out, name, params, profiles, len(out.boot_s), settings.price_per_gpu_hour
+        )
+        table = compare(result, sim)
+        summary = save_validation(run_dir, result, sim, table)
+        print(format_table(table))
+        rel = summary["mean_abs_rel_diff_jct"]
+        print(
+            f"mean |JCT difference| {summary['mean_abs_diff_jct_s']:.3f} s"
+            + (f" ({rel:.1%} of ptsim's)" if rel is not None else "")
+            + f"; {summary['mean_exec_eval_s']:.3f} s of it per job are held-out evaluations "
+            "(ptsim does not model them)"
+            + f"; deadline outcome agrees for {summary['deadline_outcome_agreement']:.0%} of jobs"
+        )
+    print(f"results: {run_dir}")
+    return 0
+
+
+def _ints(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{text!r}: expected comma-separated whole numbers") from None
+
+
+def _floats(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{text!r}: expected comma-separated numbers") from None
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ptexec.jobs import model_id
+    from ptexec.profile import QUICK, ProfileSettings, profile_models
+    from ptexec.workers import WorkerPool, default_devices
+
+    models = args.model or ["tiny-gpt2"]
+    for m in models:
+        model_id(m, args.kind)  # a missing model fails before any worker starts
+    names: dict[str, str] = {}
+    for item in args.names:
+        src, sep, dst = item.partition("=")
+        if not sep or not src or not dst:
+            raise ValueError(f"--as {item!r}: expected MODEL=NAME")
+        names[model_id(src, args.kind)] = dst
+    st = QUICK if args.quick else ProfileSettings()
+    changes: dict[str, Any] = {
+        "batches": _ints(args.batches),
+        "gpu_counts": _ints(args.gpu_counts),
+        "steps": args.steps,
+        "similarities": _floats(args.similarities),
+        "seeds": _ints(args.seeds),
+        "max_steps": args.max_steps,
+    }
+    st = replace(st, **{k: v for k, v in changes.items() if v is not None})
+    if not args.convergence:
+        st = replace(st, convergence=False)
+    out = Path(args.out).expanduser().resolve()
+    if (out / "models.csv").exists():
+        raise ValueError(f"{out} already holds a profile (models.csv); pick another --out")
+    say = _say(args.quiet)
+    _set_threads(args.threads)
+    devices = default_devices(args.workers)
+    say(f"starting {len(devices)} worker(s) on {', '.join(sorted(set(devices)))}")
+    with WorkerPool(len(devices), devices=devices, threads=args.threads) as pool:
+        d = profile_models(
+            pool, [(m, args.kind) for m in models], out, st, names=names, progress=say
+        )
+    print(f"profile: {d} (use it with `ptsim profile.dir={d}` or `ptexec run --profile {d}`)")
     return 0
 
 

@@ -14,6 +14,7 @@ can send to several workers and then collect):
 ``attach``      build a job replica from a :class:`JobSetup` and, optionally, a job state
 ``grad``        gradient of this replica's shard (rank, world) of the job's next step
 ``apply``       apply an averaged gradient (every replica applies the same)
+``step``        both at once for a job on this worker alone (one message per step)
 ``evaluate``    held-out (or train) accuracy and loss of the replica's current prompt
 ``state``       the job state (prompt, optimizer, step, RNG, history) without detaching
 ``detach``      the job state, and drop the replica (the model stays warm)
@@ -163,6 +164,7 @@ class _WorkerRuntime:
             "attach": self.attach,
             "grad": self.grad,
             "apply": self.apply,
+            "step": self.step,
             "evaluate": self.evaluate,
             "state": self.state,
             "detach": self.detach,
@@ -246,6 +248,16 @@ class _WorkerRuntime:
         job = self._need_job()
         job.apply_grad(torch.from_numpy(grad), loss)
         return int(job.step)
+
+    def step(self) -> tuple[int, float, int, int]:
+        """A whole step of a job this worker runs alone (world 1): the gradient of the full
+        global batch, applied at once. One message instead of two; the same numbers as
+        ``grad(0, 1)`` then ``apply``."""
+        job = self._need_job()
+        g = job.grad_step_shard(job.shard_indices(0, 1))
+        avg = average_grads([g])
+        job.apply_grad(avg.grad, avg.loss)
+        return int(job.step), avg.loss, avg.n, avg.correct
 
     def evaluate(self, split: str = "heldout", max_examples: int | None = -1) -> EvalResult:
         result: EvalResult = self._need_job().evaluate(split, max_examples)
@@ -349,6 +361,16 @@ class Worker:
 
     # -- protocol ------------------------------------------------------------------------------
 
+    @property
+    def connection(self) -> Connection:
+        """The pipe to the worker process (for ``multiprocessing.connection.wait`` over several
+        workers; read replies only through :class:`Pending`)."""
+        return self._conn
+
+    def alive(self) -> bool:
+        """Whether the worker process is running."""
+        return bool(self.proc.is_alive())
+
     def request(self, cmd: str, *args: Any) -> Pending:
         """Send a command without waiting for its reply."""
         rid = self._next
@@ -358,6 +380,15 @@ class Worker:
         except (OSError, BrokenPipeError) as exc:
             raise WorkerError(f"worker {self.wid} ({self.device}): gone ({exc})") from exc
         return Pending(self, rid, cmd)
+
+    def drain(self) -> int:
+        """Read every reply that has arrived, without blocking (the :class:`Pending` objects
+        then find them); returns how many were read. Raises :class:`WorkerError` if the
+        worker died."""
+        n = 0
+        while self._read_one(0):
+            n += 1
+        return n
 
     def call(self, cmd: str, *args: Any, timeout: float | None = None) -> Any:
         """Send a command and wait for its reply."""
@@ -473,25 +504,44 @@ class WorkerPool:
         devs = list(devices) if devices is not None else default_devices(num_workers)
         if not devs:
             raise ValueError("worker pool needs at least one device")
-        ctx = mp.get_context("spawn")
+        self.threads = threads
+        self.start_timeout = start_timeout
         self.workers: list[Worker] = []
         try:
             for wid, dev in enumerate(devs):
-                parent, child = ctx.Pipe()
-                proc = ctx.Process(
-                    target=_worker_main,
-                    args=(child, wid, dev, threads),
-                    name=f"ptexec-worker-{wid}",
-                    daemon=True,
-                )
-                proc.start()
-                child.close()
-                self.workers.append(Worker(wid, dev, proc, parent))
+                self.workers.append(self._spawn(wid, dev))
             for w in self.workers:
                 w.boot_s = float(Pending(w, 0, "boot").result(start_timeout))
         except BaseException:
             self.close()
             raise
+
+    def _spawn(self, wid: int, device: str) -> Worker:
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=_worker_main,
+            args=(child, wid, device, self.threads),
+            name=f"ptexec-worker-{wid}",
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        return Worker(wid, device, proc, parent)
+
+    def respawn(self, wid: int) -> Pending:
+        """Replace worker ``wid`` (typically one whose process died) by a fresh process on the
+        same device, without waiting for it: the returned :class:`Pending` resolves to its
+        boot time once it is up. The old process is terminated if it still runs."""
+        old = self.workers[wid]
+        if old.proc.is_alive():
+            old.proc.terminate()
+        old.proc.join(self.start_timeout)
+        with contextlib.suppress(OSError):
+            old._conn.close()
+        w = self._spawn(wid, old.device)
+        self.workers[wid] = w
+        return Pending(w, 0, "boot")
 
     def __len__(self) -> int:
         return len(self.workers)
@@ -529,8 +579,13 @@ class WorkerPool:
     def train_step(self, wids: Sequence[int]) -> ShardGrad:
         """One data-parallel step of the job attached to ``wids`` (rank = position): every
         worker computes its shard's gradient, the pool averages them (weighted by shard size)
-        and every worker applies the average. Returns the global batch's loss and gradient."""
+        and every worker applies the average. Returns the global batch's loss and gradient
+        (a job on one worker takes the step in one message, and the gradient returned is
+        empty)."""
         world = len(wids)
+        if world == 1:  # one message: the worker computes and applies the step itself
+            _, loss, n, correct = self.workers[wids[0]].call("step")
+            return ShardGrad(loss, torch.zeros(0), n, correct)
         replies = self._gather(
             [self.workers[w].request("grad", r, world) for r, w in enumerate(wids)]
         )

@@ -346,12 +346,20 @@ class ClusterState:
         rec.progress_at = now
         self._touch(rec)
 
-    def job_finished(self, job_id: str, epoch: int, now: float) -> bool:
-        """The job reached its target; its GPUs become warm-idle. False if the epoch is stale."""
+    def job_finished(
+        self, job_id: str, epoch: int, now: float, iterations: float | None = None
+    ) -> bool:
+        """The job reached its target; its GPUs become warm-idle. False if the epoch is stale.
+
+        A driver that learns the iterations only by training (the executor) passes the count it
+        took as ``iterations``; the simulator's were realised when the initial prompt was set.
+        """
         rec = self.jobs[job_id]
         if rec.epoch != epoch or rec.state is not JobState.RUNNING:
             return False
         self._settle(rec, now)
+        if iterations is not None:
+            rec.iters_needed = float(iterations)
         rec.iters_done = rec.iters_needed
         rec.state = JobState.DONE
         rec.finish = now

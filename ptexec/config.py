@@ -1,0 +1,219 @@
+"""The executor's configuration: composing ``conf/executor/run.yaml`` with hydra's compose API
+(the same ``scheduler`` and ``bank`` groups as ptsim), and turning it into the objects a run
+needs. Nothing here starts workers or trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ptexec.jobs import (
+    ExecJob,
+    TaskCatalog,
+    default_jobs,
+    load_jobs,
+    load_trace_jobs,
+    scale_times,
+)
+from ptexec.prompt_bank import ExecBankConfig, bank_config_from
+from ptexec.run import ExecSettings
+from ptexec.tasks import TaskFamily
+from ptexec.train import TuningConfig
+from ptsim.paths import conf_root
+
+CONFIG_NAME = "executor/run"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be composed or used (one line)."""
+
+
+def _one_line(text: str) -> str:
+    lines = [ln.strip() for ln in str(text).splitlines()]
+    keep: list[str] = []
+    for ln in lines:
+        if ln.startswith("Config search path") or ln.startswith("provider="):
+            break
+        if ln:
+            keep.append(ln)
+    return " ".join(keep)
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """``conf/executor/run.yaml`` with ``overrides`` (hydra override syntax). With no
+    ``scheduler=`` override the scheduler is ``prompttuner`` when registered, else ``edf``."""
+    from hydra import compose, initialize_config_dir
+
+    import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
+    from ptsim.core.policy import POLICIES
+
+    ov = list(overrides)
+    if not any(o.split("=", 1)[0].lstrip("+~") == "scheduler" for o in ov):
+        ov.append("scheduler=" + ("prompttuner" if "prompttuner" in POLICIES else "edf"))
+    with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3", job_name="ptexec"):
+        try:
+            return compose(CONFIG_NAME, overrides=ov)
+        except Exception as exc:  # hydra raises several types, all with multi-line text
+            text = _one_line(str(exc))
+            m = re.search(r"Could not override '([^']+)'", text)
+            if m:
+                text = _unknown_key(m.group(1), [o for o in ov if not o.startswith(m.group(1))])
+            raise ConfigError(f"config: {text}") from None
+
+
+def _unknown_key(key: str, others: Sequence[str]) -> str:
+    """'unknown key K; keys under P: ...' for an override of a key that does not exist."""
+    from hydra import compose
+
+    try:
+        node: Any = compose(CONFIG_NAME, overrides=list(others))
+    except Exception:
+        return f"unknown config key {key!r}"
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if not OmegaConf.is_dict(node) or part not in node:
+            where = ".".join(parts[:i]) or "the top level"
+            known = ", ".join(sorted(str(k) for k in node)) if OmegaConf.is_dict(node) else ""
+            return f"unknown config key {key!r}; keys under {where}: {known}"
+        node = node[part]
+    return f"unknown config key {key!r}"
+
+
+def plain(node: Any) -> dict[str, Any]:
+    """A config node as a plain dict (interpolations resolved; empty for null)."""
+    if node is None:
+        return {}
+    out = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    if not isinstance(out, dict):
+        raise ConfigError(f"config: expected a mapping, got {out!r}")
+    return {str(k): v for k, v in out.items()}
+
+
+def policy_from(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
+    """(policy name, knobs), checked against the registry."""
+    from ptsim.core.policy import POLICIES
+
+    sc = plain(cfg.get("scheduler"))
+    name = str(sc.pop("name", "edf"))
+    POLICIES.make_config(name, sc)  # unknown policy or knob: UnknownName listing what exists
+    return name, sc
+
+
+def tuning_from(cfg: DictConfig) -> TuningConfig:
+    """The default tuning config of every job."""
+    t = plain(cfg.get("tuning"))
+    known = {f.name for f in dataclasses.fields(TuningConfig)}
+    for k in t:
+        if k not in known:
+            raise ConfigError(f"config tuning.{k}: unknown key; known: {', '.join(sorted(known))}")
+    try:
+        return TuningConfig(**t)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config tuning: {exc}") from None
+
+
+def tasks_from(cfg: DictConfig) -> TaskCatalog:
+    """The task catalog (generated-task family and sizes)."""
+    t = plain(cfg.get("tasks"))
+    known = {"examples", "heldout_fraction", "max_examples", "family_seed"}
+    for k in t:
+        if k not in known:
+            raise ConfigError(f"config tasks.{k}: unknown key; known: {', '.join(sorted(known))}")
+    return TaskCatalog(
+        family=TaskFamily(seed=int(t.get("family_seed", 0))),
+        examples=int(t.get("examples", 768)),
+        heldout_fraction=float(t.get("heldout_fraction", 0.2)),
+        max_examples=None if t.get("max_examples") is None else int(t["max_examples"]),
+        seed=int(cfg.get("seed", 0)),
+    )
+
+
+def _path(value: Any) -> Path | None:
+    if value is None or str(value).strip() == "":
+        return None
+    return Path(str(value)).expanduser().resolve()
+
+
+def settings_from(cfg: DictConfig) -> ExecSettings:
+    """Pool, profile, checkpointing and run limits."""
+    devices = cfg.get("devices")
+    mech = {k: v for k, v in plain(cfg.get("mechanics")).items() if v is not None}
+    prof = _path(cfg.get("profile_dir"))
+    if prof is not None and not prof.is_dir():
+        raise ConfigError(f"config profile_dir: {prof} is not a directory (run `ptexec profile`)")
+    ce = cfg.get("checkpoint_every")
+    return ExecSettings(
+        workers=int(cfg.workers),
+        threads=int(cfg.threads),
+        devices=None if not devices else tuple(str(d) for d in devices),
+        profile=prof,
+        mechanics=mech,
+        checkpoint_every=None if ce in (None, 0) else int(ce),
+        keep_checkpoints=bool(cfg.get("keep_checkpoints", False)),
+        horizon_s=None if cfg.get("horizon_s") is None else float(cfg.horizon_s),
+        series_interval_s=float(cfg.get("series_interval_s", 0.0)),
+        price_per_gpu_hour=float(cfg.get("price_per_gpu_hour", 4.10)),
+        seed=int(cfg.get("seed", 0)),
+    )
+
+
+def jobs_from(cfg: DictConfig, pool_size: int | None = None) -> list[ExecJob]:
+    """The jobs the config names: a job file, a trace with its task map, or the demo."""
+    tuning = tuning_from(cfg)
+    jobs_file, trace, task_map = (_path(cfg.get(k)) for k in ("jobs", "trace", "task_map"))
+    if jobs_file is not None and trace is not None:
+        raise ConfigError("config: give jobs or trace, not both")
+    if jobs_file is not None:
+        jobs = load_jobs(jobs_file, tuning=tuning, pool_size=pool_size)
+    elif trace is not None:
+        if task_map is None:
+            raise ConfigError("config: a trace needs a task_map (ptsim models/tasks -> ptexec)")
+        jobs = load_trace_jobs(trace, task_map, tuning=tuning)
+    else:
+        jobs = default_jobs(tuning)
+    return scale_times(jobs, float(cfg.get("time_scale", 1.0)), float(cfg.get("slo_scale", 1.0)))
+
+
+def bank_from(cfg: DictConfig, run_dir: Path) -> ExecBankConfig:
+    """The bank config; its store defaults to ``<run dir>/bank``."""
+    b = plain(cfg.get("bank"))
+    store = _path(b.get("store")) or (run_dir / "bank")
+    try:
+        return bank_config_from(b, store)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config bank: {exc}") from None
+
+
+def run_dir_from(cfg: DictConfig, kind: str = "ptexec") -> Path:
+    """The run directory: ``out``, or ``runs/<kind>/<date>_<time>`` under the working
+    directory. A directory that already holds a run's ``summary.json`` is refused."""
+    out = _path(cfg.get("out"))
+    if out is None:
+        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        out = (Path.cwd() / "runs" / kind / stamp).resolve()
+    if (out / "summary.json").exists():
+        raise ConfigError(f"run directory {out} already holds a run (summary.json); pick another")
+    return out
+
+
+def resolved_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def mapping_overrides(values: Mapping[str, Any]) -> list[str]:
+    """Hydra overrides for CLI flags (``None`` values skipped; paths made absolute)."""
+    out = []
+    for k, v in values.items():
+        if v is None:
+            continue
+        if isinstance(v, Path) or k in ("jobs", "trace", "task_map", "out", "profile_dir"):
+            v = str(Path(str(v)).expanduser().resolve())
+        out.append(f"{k}={v}")
+    return out

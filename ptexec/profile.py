@@ -1,0 +1,607 @@
+"""``ptexec profile``: measure a model on this machine's workers and write a profile directory in
+the layout ptsim reads (``ptsim.profiles_io``), so simulations can use measured numbers.
+
+For each model it measures, on the worker pool:
+
+- **load (cold-start) times**: the first load of the model on each worker (the worker process
+  is already up: its imports are its boot time, reported separately), and reloads (release,
+  then load again);
+- **step times**: data-parallel steps of a prompt-tuning job for every global batch in
+  ``batches`` on 1, 2, ... workers (``gpu_counts``), after ``warmup`` steps; cells are
+  iterations per second (ElasticFlow's layout);
+- **mechanics**: a warm worker taking a job from a state (hand-over) and a running job growing
+  from 1 to 2 warm workers and shrinking back (reconfiguration);
+- **score assessments**: one real Prompt Bank assessment (``RealScorer``: a stored prompt
+  evaluated on ``bank_batches`` x ``bank_batch_size`` training examples of a new task, in the
+  driver process, as the executor's lookups run);
+- **convergence with and without the bank**: a base task is tuned to the target from the default
+  prompt; then tasks that share ``similarity`` of its rule are tuned from the default prompt and
+  from the base task's prompt (steps to target, loss curves).
+
+Files written (``out``): ``models.csv`` and ``<model>.csv`` (what ``load_profiles`` reads),
+``mechanics.json`` (measured hand-over and reconfiguration pauses), ``convergence.csv`` and
+``curves.csv``, the raw samples (``loads.csv``, ``steps.csv``), and ``README.md`` stating that
+the numbers were measured by ``ptexec profile``, when, on what machine, with which software.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ptexec.jobs import TaskCatalog, model_id
+from ptexec.models import ModelKind, load_model
+from ptexec.train import TuningConfig, TuningJob
+from ptexec.workers import JobSetup, WorkerPool
+from ptsim.core.profiles import Mechanics, ProfileSet, ThroughputTable
+from ptsim.profiles_io import ModelEntry, load_profiles, write_models, write_throughput
+
+MECHANICS_FILE = "mechanics.json"
+SOURCE = "measured by ptexec profile"
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """What ``ptexec profile`` measures (see the module doc)."""
+
+    batches: tuple[int, ...] = (8, 16, 32, 64)
+    gpu_counts: tuple[int, ...] | None = None  # None: 1 .. pool size
+    warmup: int = 2
+    steps: int = 10
+    reloads: int = 2
+    resizes: int = 3
+    assessments: int = 5
+    bank_batches: int = 2
+    bank_batch_size: int = 32
+    task: str = "synthetic:profile"
+    convergence: bool = True
+    similarities: tuple[float, ...] = (0.75, 0.5, 0.0)
+    seeds: tuple[int, ...] = (0, 1)
+    target_accuracy: float = 0.9
+    max_steps: int = 300
+    eval_every: int = 5
+    num_virtual_tokens: int = 8
+    lr: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not self.batches or any(b < 1 for b in self.batches):
+            raise ValueError("profile batches must be >= 1")
+        if self.steps < 1 or self.warmup < 0:
+            raise ValueError("profile steps must be >= 1 and warmup >= 0")
+        if self.gpu_counts is not None and (not self.gpu_counts or self.gpu_counts[0] != 1):
+            raise ValueError("profile gpu_counts must start with 1")
+
+
+QUICK = ProfileSettings(
+    batches=(8, 32),
+    warmup=1,
+    steps=3,
+    reloads=1,
+    resizes=1,
+    assessments=2,
+    similarities=(0.75,),
+    seeds=(0,),
+    max_steps=100,
+)
+"""A profile in seconds (tests, the executor's start-up measurement): fewer points, one
+similarity and seed."""
+
+
+@dataclass
+class ModelMeasurement:
+    """Raw measurements of one model (seconds unless named otherwise)."""
+
+    model_id: str
+    model: str
+    kind: str
+    params: int
+    hidden: int
+    boot_s: list[float] = field(default_factory=list)
+    cold_loads: list[float] = field(default_factory=list)
+    reloads: list[float] = field(default_factory=list)
+    step_s: dict[tuple[int, int], list[float]] = field(default_factory=dict)
+    handover_s: list[float] = field(default_factory=list)
+    reconfig_s: list[float] = field(default_factory=list)
+    eval_s: list[float] = field(default_factory=list)
+    convergence: list[dict[str, Any]] = field(default_factory=list)
+    curves: list[dict[str, Any]] = field(default_factory=list)
+
+    def iters_per_s(self, batch: int, gpus: int) -> float:
+        """Median steps per second at (batch, gpus)."""
+        return 1.0 / statistics.median(self.step_s[(batch, gpus)])
+
+
+def _median(xs: Sequence[float]) -> float:
+    return float(statistics.median(xs)) if xs else math.nan
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring
+
+
+def measure_model(
+    pool: WorkerPool,
+    model: str,
+    kind: ModelKind | None = None,
+    settings: ProfileSettings | None = None,
+    *,
+    tasks: TaskCatalog | None = None,
+    progress: Callable[[str], Any] | None = None,
+) -> ModelMeasurement:
+    """Measure ``model`` (see the module doc) on ``pool``; the workers end released."""
+    st = settings if settings is not None else ProfileSettings()
+    cat = tasks if tasks is not None else TaskCatalog()
+    say = progress or (lambda _msg: None)
+    mid = model_id(model, kind)
+    n = len(pool)
+    counts = [c for c in (st.gpu_counts or tuple(range(1, n + 1))) if c <= n]
+    wids = list(range(n))
+    say(f"{mid}: loads")
+    pool.load(wids, model, kind)  # warm the import caches of every worker
+    for w in wids:
+        pool[w].release()
+    first = [pool[w].load(model, kind) for w in wids]  # one at a time: no contention
+    info = pool[0].info()
+    meas = ModelMeasurement(
+        mid,
+        model,
+        str(info.model).split(":")[-1] if info.model else str(kind),
+        0,
+        0,
+        boot_s=[w.boot_s for w in pool.workers],
+        cold_loads=[r.load_s for r in first],
+    )
+    for _ in range(st.reloads):
+        pool[0].release()
+        meas.reloads.append(pool[0].load(model, kind).load_s)
+    task = cat.get(st.task)
+    base_cfg = TuningConfig(
+        num_virtual_tokens=st.num_virtual_tokens, lr=st.lr, target_accuracy=None, max_steps=10**9
+    )
+    for g in counts:
+        for b in st.batches:
+            say(f"{mid}: steps at batch {b} on {g} worker(s)")
+            setup = JobSetup(f"profile-{b}-{g}", model, task, replace(base_cfg, batch_size=b), kind)
+            pool.attach(wids[:g], setup)
+            for _ in range(st.warmup):
+                pool.train_step(wids[:g])
+            samples = []
+            for _ in range(st.steps):
+                t0 = time.perf_counter()
+                pool.train_step(wids[:g])
+                samples.append(time.perf_counter() - t0)
+            meas.step_s[(b, g)] = samples
+            for w in wids[:g]:
+                pool[w].detach()
+    say(f"{mid}: hand-over and resize")
+    setup = JobSetup(
+        "profile-move", model, task, replace(base_cfg, batch_size=st.batches[-1]), kind
+    )
+    pool.attach([0], setup)
+    pool.train_step([0])
+    state = pool[0].detach()
+    t0 = time.perf_counter()
+    pool.attach([0], setup, state)
+    meas.handover_s.append(time.perf_counter() - t0)
+    if n >= 2:
+        for _ in range(st.resizes):
+            t0 = time.perf_counter()
+            pool.resize([0], [0, 1], setup)
+            meas.reconfig_s.append(time.perf_counter() - t0)
+            pool.train_step([0, 1])
+            t0 = time.perf_counter()
+            pool.resize([0, 1], [0], setup)
+            meas.reconfig_s.append(time.perf_counter() - t0)
+            pool.train_step([0])
+    pool[0].detach()
+    for w in wids:
+        pool[w].release()
+
+    say(f"{mid}: score assessments and convergence (in the driver process)")
+    local = load_model(model, kind=kind)
+    meas.kind = local.kind
+    meas.params = local.num_parameters()
+    meas.hidden = local.hidden_size
+    _measure_bank(meas, local, st, cat)
+    return meas
+
+
+def _measure_bank(
+    meas: ModelMeasurement, local: Any, st: ProfileSettings, cat: TaskCatalog
+) -> None:
+    """Score assessment time, and convergence from the default prompt and from a similar
+    task's prompt (all in this process, one replica)."""
+    from ptexec.bank_store import PromptStore, RealScorer
+
+    cfg = TuningConfig(
+        num_virtual_tokens=st.num_virtual_tokens,
+        lr=st.lr,
+        batch_size=32,
+        target_accuracy=st.target_accuracy,
+        max_steps=st.max_steps,
+        eval_every=st.eval_every,
+    )
+    base_ref = "synthetic:base"
+    with tempfile.TemporaryDirectory(prefix="ptexec-profile-") as tmp:
+        store = PromptStore(Path(tmp) / "store")
+        base = TuningJob(local, cat.get(base_ref), cfg, job_id="base")
+        if st.convergence:  # the source prompt of the bank runs (else: timing needs no training)
+            res = base.run()
+            _curve(meas, base_ref, base_ref, 1.0, 0, "default", res)
+            meas.convergence.append(_conv_row(meas, base_ref, base_ref, 1.0, 0, "default", res))
+        entry = store.add(base, entry_id="base")
+        prompt, head = store.load_tensors("base")
+        targets = [f"synthetic:sim{s:g}~base@{s:g}" for s in st.similarities]
+        scorer = RealScorer(
+            store,
+            local,
+            {t: cat.get(t) for t in targets or [base_ref]},
+            config=cfg,
+            batches=st.bank_batches,
+            batch_size=st.bank_batch_size,
+        )
+        bank_entry = entry.to_bank_entry()
+        for i in range(st.assessments):
+            t0 = time.perf_counter()
+            scorer.score(bank_entry, (targets or [base_ref])[i % max(1, len(targets))])
+            meas.eval_s.append(time.perf_counter() - t0)
+        if not st.convergence:
+            return
+        for s, ref in zip(st.similarities, targets, strict=True):
+            for seed in st.seeds:
+                data = TaskCatalog(cat.family, cat.examples, cat.heldout_fraction, seed=seed)
+                task = data.get(ref)
+                for init in ("default", "bank"):
+                    job = TuningJob(
+                        local,
+                        task,
+                        replace(cfg, seed=seed),
+                        job_id=f"{init}-{s:g}-{seed}",
+                        init_prompt=prompt if init == "bank" else None,
+                        init_head=head if init == "bank" else None,
+                        init_source="base" if init == "bank" else None,
+                    )
+                    r = job.run()
+                    meas.convergence.append(_conv_row(meas, base_ref, ref, s, seed, init, r))
+                    _curve(meas, base_ref, ref, s, seed, init, r)
+
+
+def _conv_row(
+    meas: ModelMeasurement, base: str, target: str, sim: float, seed: int, init: str, r: Any
+) -> dict[str, Any]:
+    last = r.evals[-1] if r.evals else None
+    return {
+        "model": meas.model_id,
+        "source_task": base,
+        "target_task": target,
+        "similarity": sim,
+        "seed": seed,
+        "init": init,
+        "reached": r.reached,
+        "steps_to_target": r.steps_to_target,
+        "steps": r.steps,
+        "final_accuracy": last.accuracy if last else math.nan,
+        "wall_s": r.wall_s,
+    }
+
+
+def _curve(
+    meas: ModelMeasurement, base: str, target: str, sim: float, seed: int, init: str, r: Any
+) -> None:
+    evals = {e.step: e for e in r.evals}
+    for step in range(0, r.steps + 1):
+        e = evals.get(step)
+        loss = r.losses[step - 1] if 1 <= step <= len(r.losses) else math.nan
+        if e is None and math.isnan(loss):
+            continue
+        meas.curves.append(
+            {
+                "model": meas.model_id,
+                "target_task": target,
+                "similarity": sim,
+                "seed": seed,
+                "init": init,
+                "step": step,
+                "train_loss": loss,
+                "heldout_accuracy": e.accuracy if e else math.nan,
+                "heldout_loss": e.loss if e else math.nan,
+            }
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing and reading
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def machine_facts(pool: WorkerPool | None = None) -> dict[str, Any]:
+    """Where and with what the numbers were measured."""
+    import peft
+    import transformers
+
+    devices = [w.device for w in pool.workers] if pool is not None else []
+    gpu = None
+    if torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name(0)
+    return {
+        "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores",
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "devices": devices,
+        "gpu": gpu,
+        "threads_per_worker": getattr(pool, "threads", None),
+    }
+
+
+def write_profile(
+    out: str | Path,
+    measurements: Sequence[ModelMeasurement],
+    settings: ProfileSettings,
+    *,
+    names: Mapping[str, str] | None = None,
+    facts: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a profile directory for ``measurements`` (``names`` renames model ids in the
+    profile, e.g. ``{"tiny-gpt2": "gpt2-base"}`` to replay a ptsim trace on these numbers)."""
+    d = Path(out)
+    d.mkdir(parents=True, exist_ok=True)
+    rename = dict(names or {})
+    facts = dict(facts or machine_facts())
+    entries = []
+    mech: dict[str, Any] = {}
+    for m in measurements:
+        name = rename.get(m.model_id, m.model_id)
+        counts = sorted({g for _, g in m.step_s})
+        batches = sorted({b for b, _ in m.step_s})
+        table = np.array(
+            [
+                [m.iters_per_s(b, g) if (b, g) in m.step_s else math.nan for g in counts]
+                for b in batches
+            ]
+        )
+        table = np.round(table, 6)
+        tfile = f"{_safe(name)}.csv"
+        write_throughput(d / tfile, ThroughputTable(tuple(batches), tuple(counts), table))
+        cold = _median(m.cold_loads)
+        entries.append(
+            ModelEntry(
+                model=name,
+                params=float(m.params),
+                eval_s=round(_median(m.eval_s), 6),
+                throughput=tfile,
+                cold_start_s=round(cold, 6),
+                reload_s=round(_median(m.reloads) if m.reloads else cold, 6),
+                source="measured",
+            )
+        )
+        mech[name] = {
+            "handover_s": round(_median(m.handover_s), 6),
+            "reconfig_s": round(_median(m.reconfig_s), 6) if m.reconfig_s else None,
+        }
+    write_models(d / "models.csv", entries)
+    handovers = [v["handover_s"] for v in mech.values()]
+    reconfigs = [v["reconfig_s"] for v in mech.values() if v["reconfig_s"] is not None]
+    mechanics = {
+        "handover_s": max(handovers),
+        "reconfig_s": max(reconfigs) if reconfigs else None,
+        "reconfig_per_level_s": 0.0,
+        "per_model": mech,
+    }
+    (d / MECHANICS_FILE).write_text(json.dumps(mechanics, indent=2) + "\n")
+    _write_rows(d / "convergence.csv", [r for m in measurements for r in m.convergence])
+    _write_rows(d / "curves.csv", [r for m in measurements for r in m.curves])
+    _write_rows(
+        d / "loads.csv",
+        [
+            {"model": m.model_id, "what": what, "worker": i, "seconds": v}
+            for m in measurements
+            for what, xs in (("boot", m.boot_s), ("cold", m.cold_loads), ("reload", m.reloads))
+            for i, v in enumerate(xs)
+        ],
+    )
+    _write_rows(
+        d / "steps.csv",
+        [
+            {"model": m.model_id, "batch": b, "workers": g, "sample": i, "step_s": v}
+            for m in measurements
+            for (b, g), xs in sorted(m.step_s.items())
+            for i, v in enumerate(xs)
+        ],
+    )
+    (d / "README.md").write_text(_readme(d, measurements, settings, rename, facts, mechanics))
+    return d
+
+
+def _write_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    import pandas as pd
+
+    pd.DataFrame(list(rows)).to_csv(path, index=False)
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}g}"
+
+
+def _readme(
+    d: Path,
+    measurements: Sequence[ModelMeasurement],
+    st: ProfileSettings,
+    rename: Mapping[str, str],
+    facts: Mapping[str, Any],
+    mechanics: Mapping[str, Any],
+) -> str:
+    lines = [
+        f"# Profile `{d.name}`: {SOURCE}",
+        "",
+        f"Every number here was **{SOURCE}** (ptexec/profile.py) on {facts['date_utc']}.",
+        "",
+        "| fact | value |",
+        "|---|---|",
+        f"| machine | {facts['machine']} ({facts['processor']}) |",
+        f"| device(s) | {', '.join(facts.get('devices') or []) or 'n/a'}"
+        f"{' (' + str(facts['gpu']) + ')' if facts.get('gpu') else ''} |",
+        f"| threads per worker | {facts.get('threads_per_worker')} |",
+        f"| python / torch / transformers / peft | {facts['python']} / {facts['torch']} / "
+        f"{facts['transformers']} / {facts['peft']} |",
+        f"| settings | {json.dumps(asdict(st))} |",
+        "",
+        "Files: `models.csv` and one throughput table per model (ElasticFlow's layout: rows ="
+        " global batch, columns = worker count, cells = iterations per second, the median of "
+        f"{st.steps} timed data-parallel steps after {st.warmup} warm-up steps), "
+        "`mechanics.json` (measured hand-over and resize pauses), `convergence.csv` and "
+        "`curves.csv` (steps to target from the default prompt and from a similar task's "
+        "prompt), raw samples in `loads.csv` and `steps.csv`.",
+        "",
+        "- `cold_start_s`: median first load of the model on a worker whose process is already "
+        "up (the executor keeps workers alive, so this is the cold start it pays); the worker "
+        "boot (imports of torch/transformers/peft) is listed separately below and is paid once "
+        "per worker at pool start.",
+        "- `reload_s`: median load after releasing the model on the same worker.",
+        "- `eval_s`: median wall time of one real score assessment (a stored prompt evaluated on "
+        f"{st.bank_batches} x {st.bank_batch_size} training examples of a new task, in the "
+        "driver process).",
+        "- hand-over: a warm worker takes a job from its state; resize: a running job grows "
+        "from 1 to 2 warm workers or shrinks back (state from rank 0, every replica re-attached)."
+        " To use them in ptsim pass e.g. "
+        f"`profile.mechanics.handover_s={_fmt(mechanics['handover_s'])}` "
+        + (
+            f"`profile.mechanics.reconfig_s={_fmt(mechanics['reconfig_s'])}`."
+            if mechanics.get("reconfig_s") is not None
+            else "(one worker: no resize measured)."
+        ),
+        "",
+        f"Use it in ptsim with `ptsim profile.dir={d.resolve()}` (and traces naming these models).",
+        "",
+        "## Per model",
+        "",
+        "| model | params | hidden | boot [s] | cold start [s] | reload [s] | eval [s] | "
+        "hand-over [s] | resize [s] |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in measurements:
+        name = rename.get(m.model_id, m.model_id)
+        shown = name if name == m.model_id else f"{name} (measured as {m.model_id})"
+        lines.append(
+            f"| {shown} | {m.params:,} | {m.hidden} | {_fmt(_median(m.boot_s))} | "
+            f"{_fmt(_median(m.cold_loads))} | {_fmt(_median(m.reloads))} | "
+            f"{_fmt(_median(m.eval_s))} | {_fmt(_median(m.handover_s))} | "
+            f"{_fmt(_median(m.reconfig_s))} |"
+        )
+    for m in measurements:
+        name = rename.get(m.model_id, m.model_id)
+        counts = sorted({g for _, g in m.step_s})
+        lines += [
+            "",
+            f"**{name}**: step time [ms]",
+            "",
+            "| batch \\ workers | " + " | ".join(str(g) for g in counts) + " |",
+            "|---" * (len(counts) + 1) + "|",
+        ]
+        for b in sorted({b for b, _ in m.step_s}):
+            cells = [
+                _fmt(1000.0 / m.iters_per_s(b, g)) if (b, g) in m.step_s else "" for g in counts
+            ]
+            lines.append(f"| {b} | " + " | ".join(cells) + " |")
+        summary = _convergence_summary(m.convergence, st.max_steps)
+        if summary:
+            lines += [
+                "",
+                f"**{name}**: steps to {st.target_accuracy:g} held-out accuracy "
+                f"(evaluated every {st.eval_every} steps, budget {st.max_steps}; "
+                "mean over seeds, unreached runs counted at the budget)",
+                "",
+                "| target task | similarity to the source | default prompt | bank prompt "
+                "| saving |",
+                "|---|---|---|---|---|",
+            ]
+            for row in summary:
+                lines.append(
+                    f"| {row['target']} | {row['similarity']:g} | {_fmt(row['default'])} | "
+                    f"{_fmt(row['bank'])} | {_fmt(row['saving'], 3)} |"
+                )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _convergence_summary(rows: Sequence[Mapping[str, Any]], budget: int) -> list[dict[str, Any]]:
+    by: dict[tuple[str, float], dict[str, list[float]]] = {}
+    for r in rows:
+        if r["source_task"] == r["target_task"]:
+            continue
+        steps = r["steps_to_target"] if r["reached"] else budget
+        by.setdefault((r["target_task"], r["similarity"]), {}).setdefault(r["init"], []).append(
+            float(steps)
+        )
+    out = []
+    for (target, sim), d in sorted(by.items(), key=lambda kv: -kv[0][1]):
+        cold = float(np.mean(d["default"])) if d.get("default") else math.nan
+        warm = float(np.mean(d["bank"])) if d.get("bank") else math.nan
+        out.append(
+            {
+                "target": target,
+                "similarity": sim,
+                "default": cold,
+                "bank": warm,
+                "saving": 1.0 - warm / cold if cold else math.nan,
+            }
+        )
+    return out
+
+
+def read_mechanics(directory: str | Path) -> dict[str, float]:
+    """The measured mechanics of a profile directory (empty when it has none), as
+    ``Mechanics`` settings."""
+    f = Path(directory) / MECHANICS_FILE
+    if not f.is_file():
+        return {}
+    raw = json.loads(f.read_text())
+    return {
+        k: float(v) for k, v in raw.items() if k in Mechanics.__dataclass_fields__ and v is not None
+    }
+
+
+def load_exec_profiles(
+    directory: str | Path, mechanics: Mapping[str, Any] | None = None
+) -> ProfileSet:
+    """A profile directory (absolute) with its measured mechanics, overridden by
+    ``mechanics`` (non-null values)."""
+    d = Path(directory).expanduser().resolve()
+    mech: dict[str, Any] = read_mechanics(d)
+    mech.update({k: v for k, v in (mechanics or {}).items() if v is not None})
+    return load_profiles({"dir": str(d), "mechanics": mech})
+
+
+def profile_models(
+    pool: WorkerPool,
+    models: Sequence[tuple[str, ModelKind | None]],
+    out: str | Path,
+    settings: ProfileSettings | None = None,
+    *,
+    names: Mapping[str, str] | None = None,
+    tasks: TaskCatalog | None = None,
+    progress: Callable[[str], Any] | None = None,
+) -> Path:
+    """Measure every (model, kind) on ``pool`` and write the profile directory ``out``."""
+    st = settings if settings is not None else ProfileSettings()
+    ms = [measure_model(pool, m, k, st, tasks=tasks, progress=progress) for m, k in models]
+    return write_profile(out, ms, st, names=names, facts=machine_facts(pool))

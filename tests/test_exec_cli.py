@@ -1,0 +1,205 @@
+"""The ``ptexec`` command: profile, run with a job file, job-file and trace loading, and one-line
+errors for bad input. CPU, tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from ptexec.cli import main  # noqa: E402
+from ptexec.jobs import JobFileError, load_jobs, load_trace_jobs  # noqa: E402
+from ptexec.models import ModelNotFound  # noqa: E402
+from ptexec.run import EXEC_JOB_COLUMNS  # noqa: E402
+from ptsim.core.types import JobSpec  # noqa: E402
+from ptsim.metrics import JOB_COLUMNS  # noqa: E402
+from ptsim.profiles_io import load_profiles  # noqa: E402
+from ptsim.trace import write_trace  # noqa: E402
+
+pytestmark = pytest.mark.exec
+torch.set_num_threads(1)
+
+JOBS = [
+    {
+        "job_id": "x1",
+        "arrival_s": 0.0,
+        "model": "tiny-gpt2",
+        "task": "synthetic:A",
+        "slo_s": 60,
+        "batch_size": 32,
+        "target_accuracy": 0.8,
+        "max_steps": 150,
+        "eval_every": 5,
+    },
+    {
+        "job_id": "x2",
+        "arrival_s": 0.2,
+        "model": "tiny-gpt2",
+        "task": "synthetic:A2~A@0.75",
+        "slo_s": 60,
+        "batch_size": 32,
+        "target_accuracy": 0.8,
+        "max_steps": 150,
+        "eval_every": 5,
+        "num_gpus": 2,
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def profile_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("p") / "tiny"
+    args = ["profile", "--out", str(d), "--quick", "--no-convergence", "--batches", "32"]
+    assert main([*args, "--as", "tiny-gpt2=tiny-gpt2", "--quiet"]) == 0
+    return d
+
+
+def test_profile_writes_a_directory_ptsim_loads(profile_dir: Path) -> None:
+    ps = load_profiles(str(profile_dir))
+    assert ps.model("tiny-gpt2").throughput.gpu_counts == (1, 2)
+    readme = (profile_dir / "README.md").read_text()
+    assert "measured by ptexec profile" in readme and "torch" in readme
+    assert (profile_dir / "mechanics.json").is_file()
+
+
+def test_run_with_a_job_file_end_to_end(
+    profile_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join(json.dumps(j) for j in JOBS) + "\n")
+    out = tmp_path / "run"
+    args = ["run", "--jobs", str(jobs), "--out", str(out), "--profile", str(profile_dir)]
+    assert main([*args, "--quiet", "scheduler=edf", "tuning.lr=0.01"]) == 0
+    printed = capsys.readouterr().out
+    assert "edf: 2 jobs" in printed and str(out) in printed
+    import pandas as pd
+
+    t = pd.read_csv(out / "jobs.csv")
+    assert list(t.columns) == [*JOB_COLUMNS, *EXEC_JOB_COLUMNS]
+    assert (t.status == "done").all()
+    assert t.set_index("job_id").loc["x2", "num_gpus"] == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["policy"] == "edf" and summary["jobs"] == 2 and summary["gpus"] == 2
+    for name in ("config.yaml", "jobs.jsonl", "timeseries.csv", "executor.json"):
+        assert (out / name).is_file()
+    assert (out / "prompts" / "x1" / "adapter_config.json").is_file()
+    assert [j.job_id for j in load_jobs(out / "jobs.jsonl")] == ["x1", "x2"]  # reads back
+    assert (out / "curves" / "x2.csv").is_file()
+    # the run refuses to overwrite a finished run
+    assert main([*args, "--quiet"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "where"),
+    [
+        (
+            "job_id,arrival_s,model,task,slo_s,batch_size,target_accuracy,max_steps\n"
+            "a,0,tiny-gpt2,synthetic:A,10,32,0.9,100\n"
+            "b,1,tiny-gpt2,synthetic:A,10,lots,0.9,100\n",
+            "row 2, column batch_size",
+        ),
+        (
+            "job_id,arrival_s,model,task,slo_s,batch_size,target_accuracy\n"
+            "a,0,tiny-gpt2,synthetic:A,10,32,0.9\n",
+            "column max_steps: missing column",
+        ),
+        (
+            "job_id,arrival_s,model,task,deadline_s,batch_size,target_accuracy,max_steps\n"
+            "a,5,tiny-gpt2,synthetic:A,2,32,0.9,100\n",
+            "row 1, column deadline_s",
+        ),
+        (
+            "job_id,arrival_s,model,task,slo_s,batch_size,target_accuracy,max_steps,colour\n"
+            "a,0,tiny-gpt2,synthetic:A,10,32,0.9,100,red\n",
+            "column 'colour': unknown column",
+        ),
+        (
+            "job_id,arrival_s,model,task,slo_s,batch_size,target_accuracy,max_steps\n"
+            "a,0,no-such-model,synthetic:A,10,32,0.9,100\n",
+            "row 1, column model",
+        ),
+        (
+            "job_id,arrival_s,model,task,slo_s,batch_size,target_accuracy,max_steps\n"
+            "a,0,tiny-gpt2,nonsense-task,10,32,0.9,100\n",
+            "nonsense-task",
+        ),
+    ],
+)
+def test_bad_job_file_is_one_line_naming_file_row_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, where: str
+) -> None:
+    f = tmp_path / "jobs.csv"
+    f.write_text(content)
+    out = tmp_path / "run"
+    assert main(["run", "--jobs", str(f), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ptexec: ") and "\n" not in err
+    assert where in err
+    if "nonsense" not in where:
+        assert str(f) in err
+    assert not out.exists()  # nothing written
+
+
+def test_unknown_config_key_and_policy_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for bad, says in (("colour=red", "colour"), ("scheduler=nope", "nope")):
+        assert main(["run", "--out", str(tmp_path / "r"), "--quiet", bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("ptexec: ") and "\n" not in err and says in err
+
+
+def test_job_file_defaults_and_missing_model_message(tmp_path: Path) -> None:
+    f = tmp_path / "j.csv"
+    f.write_text(
+        "job_id,arrival_s,model,task,slo_s,batch_size,target_loss,max_steps,lr\n"
+        "b,2,tiny-gpt2,synthetic:B,30,16,0.3,80,0.05\n"
+        "a,1,tiny-gpt2,synthetic:A,30,16,0.3,80,\n"
+    )
+    jobs = load_jobs(f, pool_size=4)
+    assert [j.job_id for j in jobs] == ["a", "b"]  # sorted by arrival
+    a, b = jobs
+    assert a.spec.deadline == 31.0 and a.spec.max_gpus == 4 and a.spec.iterations == 80
+    assert a.tuning.target_loss == 0.3 and a.tuning.target_accuracy is None
+    assert b.tuning.lr == 0.05 and a.tuning.lr == 0.01
+    f.write_text(
+        "job_id,arrival_s,model,task,slo_s,batch_size,target_loss,max_steps\n"
+        "a,1,minilm-missing-dir/,synthetic:A,30,16,0.3,80\n"
+    )
+    with pytest.raises(ModelNotFound, match="row 1, column model"):
+        load_jobs(f)
+    f.write_text("job_id,arrival_s\n")
+    with pytest.raises(JobFileError, match="no jobs"):
+        load_jobs(f)
+
+
+def test_trace_with_task_map(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    write_trace(
+        [
+            JobSpec("t1", 0.0, "gpt2-base", "sst2", 100.0, 16, 900, 1, 1, 8),
+            JobSpec("t2", 5.0, "gpt2-large", "rte", 50.0, 16, 40, 2, 1, 8),
+        ],
+        trace,
+    )
+    m = {
+        "models": {"*": "tiny-gpt2"},
+        "tasks": {"sst2": "synthetic:S", "*": "synthetic:{task}"},
+        "target_accuracy": 0.85,
+        "max_steps": 200,
+    }
+    jobs = load_trace_jobs(trace, m)
+    t1, t2 = jobs
+    assert t1.spec.model == "tiny-gpt2" and t1.task == "synthetic:S" and t2.task == "synthetic:rte"
+    assert t1.spec.iterations == 200 and t2.spec.iterations == 40  # capped at the budget
+    assert t2.spec.num_gpus == 2 and t2.spec.deadline == 50.0
+    assert t1.tuning.target_accuracy == 0.85 and t1.tuning.max_steps == 200
+    with pytest.raises(JobFileError, match="no entry for trace task"):
+        load_trace_jobs(trace, {"models": {"*": "tiny-gpt2"}, "tasks": {"sst2": "synthetic:S"}})

@@ -1,0 +1,259 @@
+"""The executor driver: real prompt tuning on worker processes under ptsim's policies, with the
+same tables as ptsim, warm reuse, resizing at step boundaries, the real Prompt Bank and recovery
+from a dead worker. CPU, tiny model, one thread per worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+import ptsim.core.policies  # noqa: E402,F401
+from ptexec.driver import Executor  # noqa: E402
+from ptexec.jobs import ExecJob, TaskCatalog  # noqa: E402
+from ptexec.models import load_model  # noqa: E402
+from ptexec.profile import QUICK, load_exec_profiles, profile_models  # noqa: E402
+from ptexec.prompt_bank import ExecBankConfig  # noqa: E402
+from ptexec.run import EXEC_JOB_COLUMNS, ExecSettings, run_jobs, save_exec_result  # noqa: E402
+from ptexec.train import TuningConfig, TuningJob  # noqa: E402
+from ptexec.validate import simulate_like  # noqa: E402
+from ptexec.workers import WorkerPool  # noqa: E402
+from ptsim.core.policy import PolicyContext  # noqa: E402
+from ptsim.core.profiles import ProfileSet  # noqa: E402
+from ptsim.core.types import Decision, JobSpec, Snapshot  # noqa: E402
+from ptsim.metrics import JOB_COLUMNS  # noqa: E402
+from ptsim.profiles_io import load_profiles  # noqa: E402
+from ptsim.simulator import SERIES_COLUMNS  # noqa: E402
+
+pytestmark = pytest.mark.exec
+torch.set_num_threads(1)
+
+CFG = TuningConfig(batch_size=32, max_steps=150, target_accuracy=0.8, eval_every=5)
+
+
+def job(jid: str, arrival: float, task: str, cfg: TuningConfig = CFG, gpus: int = 1) -> ExecJob:
+    spec = JobSpec(jid, arrival, "tiny-gpt2", task, arrival + 60.0, 32, cfg.max_steps, gpus, 1, 2)
+    return ExecJob(spec, "tiny-gpt2", None, task, cfg)
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[WorkerPool]:
+    with WorkerPool(2, devices=["cpu", "cpu"], threads=1) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def profile_dir(pool: WorkerPool, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("profile")
+    st = replace(QUICK, batches=(16, 32), convergence=False, assessments=1)
+    return profile_models(pool, [("tiny-gpt2", None)], d, st)
+
+
+@pytest.fixture(scope="module")
+def profiles(profile_dir: Path) -> ProfileSet:
+    return load_exec_profiles(profile_dir)
+
+
+def test_profile_dir_loads_in_ptsim(profile_dir: Path) -> None:
+    ps = load_profiles(str(profile_dir))
+    assert list(ps.models) == ["tiny-gpt2"]
+    m = ps.model("tiny-gpt2")
+    assert m.cold_start_s > 0 and m.eval_s > 0
+    assert ps.iters_per_second("tiny-gpt2", 1, 32) > 0
+    assert "measured by ptexec profile" in (profile_dir / "README.md").read_text()
+    assert load_exec_profiles(profile_dir).mechanics.handover_s > 0  # measured, not the default
+
+
+def _four_jobs() -> list[ExecJob]:
+    # two jobs at once, two more after the first pair is done: they find warm workers
+    return [
+        job("j1", 0.0, "synthetic:A"),
+        job("j2", 0.0, "synthetic:B"),
+        job("j3", 2.5, "synthetic:C"),
+        job("j4", 2.5, "synthetic:D"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def runs(
+    pool: WorkerPool, profiles: ProfileSet, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    out = {}
+    for policy in ("edf", "fifo"):
+        d = tmp_path_factory.mktemp(policy)
+        res, outcome = run_jobs(
+            _four_jobs(), policy, d, ExecSettings(), pool=pool, profiles=profiles
+        )
+        save_exec_result(res, outcome, d)
+        out[policy] = (res, outcome, d)
+    return out
+
+
+@pytest.mark.parametrize("policy", ["edf", "fifo"])
+def test_jobs_reach_target_with_ptsims_tables(
+    runs: dict[str, Any], profiles: ProfileSet, policy: str
+) -> None:
+    res, outcome, d = runs[policy]
+    t = res.jobs
+    assert list(t.columns) == [*JOB_COLUMNS, *EXEC_JOB_COLUMNS]
+    assert (t.status == "done").all() and t.reached_target.all()
+    assert (t.final_accuracy >= 0.8).all()
+    assert (t.iterations_done == t.steps).all()
+    assert res.summary["invalid_requests"] == 0 and not res.summary["horizon_hit"]
+    outcome.state.check_invariants()
+    # the same summary keys and series columns as ptsim's run of the same jobs
+    sim = simulate_like(outcome, policy, {}, profiles, 2, 4.10)
+    assert set(res.summary) == set(sim.summary)
+    assert list(res.series.columns) == list(SERIES_COLUMNS) == list(sim.series.columns)
+    s = res.series
+    assert ((s.free + s.loading + s.warm + s.busy) == 2).all()
+    for name in ("jobs.csv", "timeseries.csv", "summary.json", "loads.csv", "executor.json"):
+        assert (d / name).is_file()
+    for jid in t.job_id:
+        assert (d / "prompts" / jid / "adapter_model.safetensors").is_file()
+        curve = (d / "curves" / f"{jid}.csv").read_text().splitlines()
+        assert curve[0].startswith("step,time_s,workers,train_loss")
+
+
+def test_warm_workers_are_reused_without_a_cold_start(runs: dict[str, Any]) -> None:
+    res, outcome, _ = runs["edf"]
+    t = res.jobs.set_index("job_id")
+    assert res.summary["warm_hits"] >= 1
+    late = t.loc[["j3", "j4"]]
+    assert (late.warm_hits == 1).all() and (late.cold_starts == 0).all()
+    assert (late.load_s == 0).all()  # no load charged to them
+    loads = [ld for ld in outcome.loads if ld.job in ("j3", "j4")]
+    assert loads == []
+    first = t.loc[["j1", "j2"]]
+    assert (first.cold_starts == 1).all() and (first.load_s > 0).all()
+
+
+class _GrowAt:
+    """A test policy: start the job on worker 0, give it workers 0 and 1 once it has done
+    ``at`` steps."""
+
+    name = "grow-at"
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def decide(self, snap: Snapshot) -> Decision:
+        for j in snap.jobs:
+            if not j.gpus:
+                return Decision(allocations={j.job_id: (0,)}, wake_at=snap.now + 0.02)
+            if len(j.gpus) == 1 and j.iters_done >= self.at:
+                return Decision(allocations={j.job_id: (0, 1)})
+            if len(j.gpus) == 1:
+                return Decision(wake_at=snap.now + 0.02)
+        return Decision()
+
+
+def test_resize_mid_job_keeps_training_state(
+    pool: WorkerPool, profiles: ProfileSet, tmp_path: Path
+) -> None:
+    cfg = TuningConfig(batch_size=24, max_steps=40, target_accuracy=None, target_loss=0.0)
+    res, outcome = run_jobs(
+        [job("g", 0.0, "synthetic:A", cfg)],
+        lambda ctx: _GrowAt(10),
+        tmp_path,
+        pool=pool,
+        profiles=profiles,
+    )
+    row = res.jobs.iloc[0]
+    assert row.rescales == 1 and row.steps == 40 and not row.reached_target
+    run = outcome.runs["g"]
+    steps = [c[0] for c in run.curve]
+    assert steps == list(range(1, 41))  # every step once
+    worlds = [c[2] for c in run.curve]
+    assert worlds[0] == 1 and worlds[-1] == 2 and worlds == sorted(worlds)
+    # the same 40 steps in one process: same losses, same prompt
+    ref = TuningJob(load_model("tiny-gpt2"), TaskCatalog().get("synthetic:A"), cfg, job_id="g")
+    losses = [float(ref.train_step().loss) for _ in range(40)]
+    got = [c[3] for c in run.curve]
+    assert got == pytest.approx(losses, rel=1e-4, abs=1e-5)
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "prompts" / "g" / "adapter_model.safetensors"))
+    assert torch.allclose(saved["prompt_embeddings"], ref.prompt, atol=1e-4)
+
+
+class _SerialWithBank:
+    """A test policy: one job at a time on worker 0, in arrival order; a job's initial prompt
+    is looked up in the Prompt Bank just before it starts (so it sees every earlier job's)."""
+
+    name = "serial-bank"
+
+    def __init__(self, ctx: PolicyContext) -> None:
+        self.bank = ctx.bank
+
+    def decide(self, snap: Snapshot) -> Decision:
+        if any(j.gpus for j in snap.jobs) or not snap.queued:
+            return Decision()
+        first = snap.queued[0]
+        assert self.bank is not None
+        return Decision(
+            allocations={first.job_id: (0,)}, init={first.job_id: self.bank.choose(first.spec)}
+        )
+
+
+def test_similar_job_starts_from_the_bank(
+    pool: WorkerPool, profiles: ProfileSet, tmp_path: Path
+) -> None:
+    jobs = [job("base", 0.0, "synthetic:A"), job("near", 0.1, "synthetic:A2~A@0.75")]
+    bank = ExecBankConfig(store=tmp_path / "bank")
+    res, outcome = run_jobs(
+        jobs, _SerialWithBank, tmp_path / "run", pool=pool, profiles=profiles, bank=bank
+    )
+    save_exec_result(res, outcome, tmp_path / "run")
+    t = res.jobs.set_index("job_id")
+    assert t.loc["base", "bank_entry"] == "A-base"
+    assert t.loc["base", "bank_assessments"] == 0  # the bank was empty
+    near = t.loc["near"]
+    assert near.init_source == "A-base" and near.init_source_task == "A"
+    assert near.bank_layout == "two_layer"
+    assert near.bank_assessments >= 2  # the stored prompt and the default prompt
+    assert near.bank_lookup_s > 0
+    assert (tmp_path / "bank" / "A-base" / "adapter_model.safetensors").is_file()
+    lookups = (tmp_path / "run" / "bank_lookups.csv").read_text()
+    assert "A-base" in lookups
+    assert len(outcome.bank or []) == 2  # the bank grew online
+
+
+def test_dead_worker_costs_at_most_checkpoint_every_steps(
+    pool: WorkerPool, profiles: ProfileSet, tmp_path: Path
+) -> None:
+    cfg = TuningConfig(
+        batch_size=32, max_steps=30, target_accuracy=None, target_loss=0.0, checkpoint_every=5
+    )
+    killed: list[int] = []
+
+    def kill(jid: str, step: int, ex: Executor) -> None:
+        if step == 12 and not killed:
+            w = ex.runs[jid].workers[0]
+            killed.append(w)
+            os.kill(ex.pool[w].proc.pid, signal.SIGKILL)
+            ex.pool[w].proc.join(5)
+
+    res, outcome = run_jobs(
+        [job("d", 0.0, "synthetic:A", cfg)],
+        "edf",
+        tmp_path,
+        pool=pool,
+        profiles=profiles,
+        on_step=kill,
+    )
+    row = res.jobs.iloc[0]
+    assert killed and outcome.worker_deaths and outcome.worker_deaths[0][1] == killed[0]
+    assert row.status == "done" and row.steps == 30
+    assert row.restarts == 1 and 0 < row.steps_lost <= 5
+    assert [c[0] for c in outcome.runs["d"].curve] == list(range(1, 31))
+    outcome.state.check_invariants()
