@@ -39,3 +39,20 @@ def test_core_sources_use_no_clock_file_or_global_random() -> None:
             bad = [n for n in names if n in IMPURE_MODULES or n in DRIVER_LIBS or n == "open()"]
             offenders += [f"{path.name}:{node.lineno}: {n}" for n in bad]
     assert not offenders, offenders
+
+
+def test_a_simulation_run_never_imports_torch_transformers_or_peft(tmp_path: Path) -> None:
+    """A user who only simulates can install without the executor extra."""
+    code = (
+        "import sys\n"
+        "from hydra import compose, initialize_config_dir\n"
+        "from ptsim.paths import conf_root\n"
+        "from ptsim.run import run_config\n"
+        "with initialize_config_dir(config_dir=str(conf_root()), version_base='1.3'):\n"
+        "    cfg = compose('config', overrides=['workload.duration_s=120', 'progress=false'])\n"
+        f"run_config(cfg, __import__('pathlib').Path({str(tmp_path)!r}))\n"
+        "print(','.join(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"imported: {out.stdout.strip()}"
+    assert (tmp_path / "comparison.csv").is_file()
