@@ -22,6 +22,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
+from ptsim.bank_seed import read_store_history
 from ptsim.core.bank import BankConfig, PromptBankIndex
 from ptsim.core.bank_sim import DEFAULT_SCORE_SIGMA, SimPromptBank
 from ptsim.core.convergence import ConvergenceModel
@@ -70,15 +71,20 @@ class BankSpec:
     index: BankConfig = field(default_factory=BankConfig)
     seeding: str = "synthetic"
     entries: int = 360
+    store: str | None = None
+    model_map: Mapping[str, str] | None = None
+    task_map: Mapping[str, str] | None = None
     score_sigma: float = DEFAULT_SCORE_SIGMA
     feature_dim: int = 16
     feature_noise: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.seeding not in ("empty", "synthetic"):
-            raise UnknownName("bank seeding", self.seeding, ["empty", "synthetic"])
+        if self.seeding not in ("empty", "synthetic", "store"):
+            raise UnknownName("bank seeding", self.seeding, ["empty", "store", "synthetic"])
         if self.entries < 0:
             raise ValueError("bank entries must be >= 0")
+        if self.seeding == "store" and not self.store:
+            raise ValueError("bank.seeding=store needs bank.store=PATH (a ptexec bank store)")
 
     def build(self, profiles: ProfileSet, models: Sequence[str], seed: int) -> SimPromptBank:
         """A fresh bank (each run gets its own: online growth mutates it)."""
@@ -95,6 +101,16 @@ class BankSpec:
         )
         if self.seeding == "synthetic" and self.entries:
             bank.seed_synthetic(sorted(set(models)), self.entries)
+        elif self.seeding == "store":
+            assert self.store is not None
+            history = read_store_history(
+                self.store,
+                known_models=list(profiles.models),
+                known_tasks=convergence.space.names,
+                model_map=self.model_map,
+                task_map=self.task_map,
+            )
+            bank.seed_history([(h.entry_id, h.model, h.source_task) for h in history])
         return bank
 
 

@@ -3,6 +3,9 @@ to the job, realised iterations from the convergence model, online growth."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from ptsim.core.bank import BankConfig
@@ -97,3 +100,44 @@ def test_bank_config_keys_are_checked() -> None:
         bank_from({"layot": "flat"})
     with pytest.raises(KeyError, match=r"unknown bank layout .four_layer.; known: flat"):
         bank_from({"layout": "four_layer"})
+
+
+def _store(root: Path, entries: list[tuple[str, str, str]]) -> Path:
+    """A bank store as ptexec writes it (only the metadata the simulator reads)."""
+    for entry_id, model, task in entries:
+        (root / entry_id).mkdir(parents=True)
+        meta = {"format": 1, "entry_id": entry_id, "model": model, "source_task": task}
+        (root / entry_id / "ptexec.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_bank_seeded_from_a_ptexec_store_with_name_maps(tmp_path: Path) -> None:
+    store = _store(tmp_path, [("e1", "tiny", "A"), ("e2", "tiny", "B"), ("e3", "m", "sst2")])
+    spec = bank_from(
+        {
+            "seeding": "store",
+            "store": str(store),
+            "model_map": {"tiny": "m"},
+            "task_map": {"A": "imdb", "B": "mnli"},
+            "online": False,
+            "layout": "flat",
+        }
+    )
+    _, table, _, bank = _run(spec)
+    assert sorted(e.entry_id for e in bank.index.entries("m")) == ["e1", "e2", "e3"]
+    assert set(table.init_source.dropna()) <= {"e1", "e2", "e3"}
+    assert (table.bank_assessments == 3).all()  # flat scores the three stored entries
+    sentiment = table[table.task.isin(["sst2", "imdb"])]
+    assert set(sentiment.init_source_task) <= {"sst2", "imdb"}
+
+
+def test_store_seeding_errors_name_the_file_and_what_to_map(tmp_path: Path) -> None:
+    store = _store(tmp_path / "s", [("e1", "tiny", "A")])
+    with pytest.raises(ValueError, match=r"e1/ptexec.json: model 'tiny' is not simulated"):
+        _run(bank_from({"seeding": "store", "store": str(store)}))
+    with pytest.raises(ValueError, match=r"task 'A' is not in the task space; map it"):
+        _run(bank_from({"seeding": "store", "store": str(store), "model_map": {"tiny": "m"}}))
+    with pytest.raises(ValueError, match="no such bank store"):
+        _run(bank_from({"seeding": "store", "store": str(tmp_path / "nope")}))
+    with pytest.raises(ValueError, match=r"needs bank\.store"):
+        bank_from({"seeding": "store"})

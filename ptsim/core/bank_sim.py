@@ -196,6 +196,13 @@ class SimPromptBank:
             task = self.convergence.space.names[int(t)]
             self._add(models[i % len(models)], task, f"syn{i:06d}", rng)
 
+    def seed_history(self, history: Sequence[tuple[str, str, str]]) -> None:
+        """Pre-populate with given (entry id, model, source task) triples, e.g. a real bank
+        store's; features come from the task space, like every other entry's."""
+        rng = np.random.default_rng([self.seed, 6])
+        for entry_id, model, task in history:
+            self._add(model, task, entry_id, rng)
+
     def _add(self, model: str, task: str, entry_id: str, rng: np.random.Generator) -> None:
         row = self._features[self.convergence.space.index(task)]
         feat = row + rng.normal(0.0, self.feature_noise, size=row.shape)
