@@ -185,10 +185,10 @@ def _cell(v: Any) -> str:
 
 def save(fig: Any, png: Path) -> Path:
     """Save ``fig`` as ``png`` (folder created) and close it."""
-    from ptsim.run import _atomic_write
+    from ptsim.run import atomic_write
 
     plt = pyplot()
-    _atomic_write(png, lambda p: fig.savefig(p, format="png", dpi=130, bbox_inches="tight"))
+    atomic_write(png, lambda p: fig.savefig(p, format="png", dpi=130, bbox_inches="tight"))
     plt.close(fig)
     return png
 

@@ -56,15 +56,10 @@ from scipy import stats
 import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
 from ptsim.core.policy import POLICIES
 from ptsim.paths import conf_root
-from ptsim.profiles_io import load_profiles
 from ptsim.run import (
-    RunResult,
-    _atomic_write,
-    bank_from,
-    build_trace,
-    cluster_from,
-    run_policy,
-    scheduler_configs,
+    atomic_write,
+    plain,
+    simulate_config,
     write_csv,
 )
 
@@ -175,40 +170,6 @@ def compose(overrides: Sequence[str], config_dir: str | None = None) -> DictConf
         return hydra_compose("config", overrides=[*extra, *overrides])
 
 
-def plain(node: Any) -> dict[str, Any]:
-    """A config node as a plain dict (interpolations resolved)."""
-    out = OmegaConf.to_container(node, resolve=True)
-    assert isinstance(out, dict)
-    return {str(k): v for k, v in out.items()}
-
-
-def simulate(cfg: DictConfig) -> list[RunResult]:
-    """Run what a composed ptsim config describes, in memory (the steps of
-    :func:`ptsim.run.run_config` without its files): one result per scheduler."""
-    profiles = load_profiles(plain(cfg.profile))
-    cluster = cluster_from(plain(cfg.cluster))
-    jobs = build_trace(cfg, profiles, cluster)
-    bank_cfg = cfg.get("bank")
-    bank = None if bank_cfg is None else bank_from(plain(bank_cfg))
-    sim_cfg = cfg.get("sim") or {}
-    results = []
-    for name, params in scheduler_configs(cfg):
-        res = run_policy(
-            jobs,
-            name,
-            params,
-            profiles,
-            cluster,
-            bank=bank,
-            seed=int(cfg.seed),
-            horizon_s=sim_cfg.get("horizon_s"),
-            series_interval_s=float(sim_cfg.get("series_interval_s", 0.0)),
-        )
-        res.summary["seed"] = int(cfg.seed)
-        results.append(res)
-    return results
-
-
 def override_value(text: str) -> Any:
     """The value of an override's right-hand side as YAML reads it (numbers, booleans, null);
     lists and mappings stay as their text, so every table column is a scalar."""
@@ -238,7 +199,7 @@ def run_point(point: Point) -> PointOutput:
     """Compose and run one point; its rows start with the labels and override values."""
     try:
         cfg = compose(point.overrides, point.config_dir)
-        results = simulate(cfg)
+        results = simulate_config(cfg)
     except Exception as exc:
         why = f"{type(exc).__name__}: {exc}"
         raise SweepError(f"point [{' '.join(point.overrides)}]: {why}") from exc
@@ -520,7 +481,7 @@ def write_yaml(obj: Any, path: Path) -> None:
     def _write(p: Path) -> None:
         p.write_text(yaml.safe_dump(obj, sort_keys=False))
 
-    _atomic_write(path, _write)
+    atomic_write(path, _write)
 
 
 def read_table(out: Path, name: str) -> pd.DataFrame:

@@ -166,7 +166,7 @@ def run_policy(
 # ------------------------------------------------------------------------------ files
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary file in the same folder, then rename: never a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -180,14 +180,14 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
-    _atomic_write(path, lambda p: df.to_csv(p, index=False))
+    atomic_write(path, lambda p: df.to_csv(p, index=False))
 
 
 def write_json(obj: Any, path: Path) -> None:
     def _w(p: Path) -> None:
         p.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
-    _atomic_write(path, _w)
+    atomic_write(path, _w)
 
 
 def _json_default(x: Any) -> Any:
@@ -269,11 +269,79 @@ def scheduler_configs(cfg: DictConfig) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def _plain(node: Any) -> dict[str, Any]:
+def plain(node: Any) -> dict[str, Any]:
     """A config node as a plain dict (interpolations resolved)."""
     out = OmegaConf.to_container(node, resolve=True)
     assert isinstance(out, dict)
     return {str(k): v for k, v in out.items()}
+
+
+@dataclass
+class RunPlan:
+    """What a composed config asks for, built and checked before anything runs: the trace,
+    profiles, cluster, bank and the (policy, knobs) pairs to simulate."""
+
+    jobs: list[JobSpec]
+    profiles: ProfileSet
+    cluster: ClusterSpec
+    bank: BankSpec | None
+    policies: list[tuple[str, dict[str, Any]]]
+    seed: int
+    horizon_s: float | None
+    series_interval_s: float
+
+
+def plan_config(cfg: DictConfig) -> RunPlan:
+    """Build the run a config describes; bad input (trace, profile, bank, knobs) fails here,
+    before anything is simulated or written."""
+    profiles = load_profiles(plain(cfg.profile))
+    cluster = cluster_from(plain(cfg.cluster))
+    jobs = build_trace(cfg, profiles, cluster)
+    bank_cfg = cfg.get("bank")
+    bank = None if bank_cfg is None else bank_from(plain(bank_cfg))
+    policies = scheduler_configs(cfg)
+    for name, params in policies:
+        POLICIES.make_config(name, params)  # fail on a bad knob before any run
+    sim_cfg = cfg.get("sim") or {}
+    return RunPlan(
+        jobs,
+        profiles,
+        cluster,
+        bank,
+        policies,
+        int(cfg.seed),
+        sim_cfg.get("horizon_s"),
+        float(sim_cfg.get("series_interval_s", 0.0)),
+    )
+
+
+def run_plan(
+    plan: RunPlan, name: str, params: Mapping[str, Any], progress: bool = False
+) -> RunResult:
+    """Simulate one policy of ``plan`` (in memory; nothing written)."""
+    bar = _progress_bar(len(plan.jobs), name) if progress else None
+    res = run_policy(
+        plan.jobs,
+        name,
+        params,
+        plan.profiles,
+        plan.cluster,
+        bank=plan.bank,
+        seed=plan.seed,
+        horizon_s=plan.horizon_s,
+        series_interval_s=plan.series_interval_s,
+        on_progress=None if bar is None else bar.update,
+    )
+    if bar is not None:
+        bar.close()
+    res.summary["seed"] = plan.seed
+    return res
+
+
+def simulate_config(cfg: DictConfig) -> list[RunResult]:
+    """Run what ``cfg`` describes in memory: one result per policy, no files."""
+    plan = plan_config(cfg)
+    return [run_plan(plan, name, params) for name, params in plan.policies]
 
 
 def run_config(cfg: DictConfig, run_dir: Path, progress: bool = False) -> list[RunResult]:
@@ -282,39 +350,16 @@ def run_config(cfg: DictConfig, run_dir: Path, progress: bool = False) -> list[R
     With one scheduler the tables go straight into ``run_dir``; with several (the comparison)
     each policy gets a subfolder and ``comparison.csv`` + ``comparison.png`` sum them up.
     """
-    profiles = load_profiles(OmegaConf.to_container(cfg.profile, resolve=True))
-    cluster = cluster_from(_plain(cfg.cluster))
-    jobs = build_trace(cfg, profiles, cluster)
-    bank_cfg = cfg.get("bank")
-    bank = None if bank_cfg is None else bank_from(_plain(bank_cfg))
-    plans = scheduler_configs(cfg)
-    for name, params in plans:
-        POLICIES.make_config(name, params)  # fail on a bad knob before any run
+    plan = plan_config(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(run_dir / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=True))
-    write_trace(jobs, run_dir / "trace.csv")  # atomic itself
-    sim_cfg = cfg.get("sim") or {}
+    atomic_write(run_dir / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=True))
+    write_trace(plan.jobs, run_dir / "trace.csv")  # atomic itself
     results = []
-    for name, params in plans:
-        bar = _progress_bar(len(jobs), name) if progress else None
-        res = run_policy(
-            jobs,
-            name,
-            params,
-            profiles,
-            cluster,
-            bank=bank,
-            seed=int(cfg.seed),
-            horizon_s=sim_cfg.get("horizon_s"),
-            series_interval_s=float(sim_cfg.get("series_interval_s", 0.0)),
-            on_progress=None if bar is None else bar.update,
-        )
-        if bar is not None:
-            bar.close()
-        res.summary["seed"] = int(cfg.seed)
-        target = run_dir if len(plans) == 1 else run_dir / name
+    for name, params in plan.policies:
+        res = run_plan(plan, name, params, progress)
+        target = run_dir if len(plan.policies) == 1 else run_dir / name
         results.append(save_result(res, target))
-    if len(plans) > 1:
+    if len(plan.policies) > 1:
         table = comparison_table(results)
         write_csv(table, run_dir / "comparison.csv")
         from ptsim.plots import plot_comparison
