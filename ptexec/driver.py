@@ -56,7 +56,7 @@ from ptexec.train import EvalResult, ShardGrad, average_grads, load_checkpoint
 from ptexec.workers import JobSetup, LoadReport, Pending, WorkerError, WorkerPool, state_to_bytes
 from ptsim.core.policy import POLICIES, Policy, PolicyContext
 from ptsim.core.profiles import ProfileSet
-from ptsim.core.state import ClusterState
+from ptsim.core.state import ClusterState, SeriesRecorder
 from ptsim.core.types import (
     Action,
     Decision,
@@ -192,7 +192,6 @@ class Executor:
         self.tasks = tasks if tasks is not None else TaskCatalog()
         self.bank = bank
         self.checkpoint_every = checkpoint_every
-        self.series_interval_s = series_interval_s
         self.release_at_start = release_at_start
         self.on_step = on_step
         self.on_job_done = on_job_done
@@ -216,7 +215,7 @@ class Executor:
         last = max(j.spec.deadline for j in self.jobs)
         self.horizon_s = horizon_s if horizon_s is not None else 2.0 * last + 600.0
         self.stats = RunStats(horizon_s=self.horizon_s)
-        self.series: list[tuple[float, int, int, int, int, int, int]] = []
+        self.series = SeriesRecorder(series_interval_s)
         self.runs: dict[str, JobRun] = {}
         self.loads: list[LoadRecord] = []
         self.worker_deaths: list[tuple[float, int]] = []
@@ -259,7 +258,7 @@ class Executor:
         self._t0 = time.monotonic()
         pending = list(self.jobs)
         nxt = 0
-        self._record(force=True)
+        self.series.record(self.state, self.now(), force=True)
         while True:
             now = self.now()
             progressed = False
@@ -279,7 +278,7 @@ class Executor:
                 self._decide()
                 progressed = True
                 progressed |= self._step_jobs()
-            self._record()
+            self.series.record(self.state, self.now())
             if nxt == len(pending) and self.state.live_jobs == 0 and self._all_settled():
                 break
             if self.now() >= self.horizon_s:
@@ -293,11 +292,11 @@ class Executor:
                 self.state.set_progress(r.job_id, float(r.step), end)
         self.stats.end_s = end
         self.state.close(end)
-        self._record(force=True)
+        self.series.record(self.state, end, force=True)
         self.stats.sim_wall_s = time.perf_counter() - wall0
         return ExecOutcome(
             self.state,
-            self.series,
+            self.series.rows,
             self.stats,
             self.policy.name,
             runs=self.runs,
@@ -772,30 +771,6 @@ class Executor:
             run.state_fresh = True
             self.state.set_progress(run.job_id, float(back_to), self.now())
         yield from ()
-
-    # ------------------------------------------------------------------ time series
-
-    def _record(self, force: bool = False) -> None:
-        now = self.now()
-        c = self.state.counts
-        row = (
-            now,
-            c[GpuState.FREE],
-            c[GpuState.LOADING],
-            c[GpuState.WARM],
-            c[GpuState.BUSY],
-            self.state.live_jobs,
-            self.state.queued_count,
-        )
-        if self.series and self.series[-1][1:] == row[1:] and not force:
-            return
-        if (
-            force
-            or not self.series
-            or self.series_interval_s <= 0
-            or now - self.series[-1][0] >= self.series_interval_s
-        ):
-            self.series.append(row)
 
 
 def curve_rows(run: JobRun) -> list[dict[str, Any]]:

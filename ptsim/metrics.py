@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ptsim.core.state import SERIES_COLUMNS
 from ptsim.core.types import GpuState, JobState
-from ptsim.simulator import SERIES_COLUMNS, SimOutcome
+from ptsim.simulator import SimOutcome
 
 JOB_COLUMNS = (
     "job_id",

@@ -19,17 +19,14 @@ import simpy
 
 from ptsim.core.policy import Policy
 from ptsim.core.profiles import ProfileSet
-from ptsim.core.state import ClusterState, IterationsFn
+from ptsim.core.state import ClusterState, IterationsFn, SeriesRecorder, SeriesRow
 from ptsim.core.types import (
     Action,
-    GpuState,
     InvalidRequest,
     JobSpec,
     LoadModel,
     Reconfigure,
 )
-
-SERIES_COLUMNS = ("time_s", "free", "loading", "warm", "busy", "live_jobs", "queued_jobs")
 
 
 @dataclass
@@ -51,7 +48,7 @@ class SimOutcome:
     """The state at the end of a run, the cluster time series and the driver's own stats."""
 
     state: ClusterState
-    series: list[tuple[float, int, int, int, int, int, int]]
+    series: list[SeriesRow]
     stats: RunStats
     policy: str
 
@@ -89,12 +86,11 @@ class Simulation:
             profiles.model(spec.model)  # fail before running on an unknown model
         last_deadline = max(j.deadline for j in self.jobs)
         self.horizon_s = horizon_s if horizon_s is not None else 2.0 * last_deadline + 86400.0
-        self.series_interval_s = series_interval_s
         self._on_progress = on_progress
         self._on_job_done = on_job_done
         self.env = simpy.Environment()
         self.stats = RunStats(horizon_s=self.horizon_s)
-        self.series: list[tuple[float, int, int, int, int, int, int]] = []
+        self.series = SeriesRecorder(series_interval_s)
         self._decision_pending = False
         self._wakes: set[float] = set()
         self._procs: dict[str, simpy.Process] = {}
@@ -114,9 +110,9 @@ class Simulation:
         self.stats.horizon_hit = not self._all_done.triggered
         self.stats.end_s = now
         self.state.close(now)
-        self._record(force=True)
+        self.series.record(self.state, now, force=True)
         self.stats.sim_wall_s = time.perf_counter() - t0
-        return SimOutcome(self.state, self.series, self.stats, self.policy.name)
+        return SimOutcome(self.state, self.series.rows, self.stats, self.policy.name)
 
     def _arrivals(self) -> Any:
         env = self.env
@@ -152,7 +148,7 @@ class Simulation:
         if wake is not None and wake > now and wake not in self._wakes:
             self._wakes.add(wake)
             self.env.timeout(wake - now).callbacks.append(self._wake)
-        self._record()
+        self.series.record(self.state, now)
         self._check_done()
 
     def _check_done(self) -> None:
@@ -216,24 +212,3 @@ class Simulation:
                 self._request_decision()
         except simpy.Interrupt:
             return
-
-    # ------------------------------------------------------------------ time series
-
-    def _record(self, force: bool = False) -> None:
-        now = float(self.env.now)
-        c = self.state.counts
-        row = (
-            now,
-            c[GpuState.FREE],
-            c[GpuState.LOADING],
-            c[GpuState.WARM],
-            c[GpuState.BUSY],
-            self.state.live_jobs,
-            self.state.queued_count,
-        )
-        if self.series and self.series[-1][0] == now:
-            self.series[-1] = row
-        elif force or not self.series or now - self.series[-1][0] >= self.series_interval_s:
-            if self.series and self.series[-1][1:] == row[1:] and not force:
-                return
-            self.series.append(row)

@@ -29,10 +29,10 @@ from ptexec.validate import simulate_like  # noqa: E402
 from ptexec.workers import WorkerPool  # noqa: E402
 from ptsim.core.policy import PolicyContext  # noqa: E402
 from ptsim.core.profiles import ProfileSet  # noqa: E402
+from ptsim.core.state import SERIES_COLUMNS  # noqa: E402
 from ptsim.core.types import Decision, JobSpec, Snapshot  # noqa: E402
 from ptsim.metrics import JOB_COLUMNS  # noqa: E402
 from ptsim.profiles_io import load_profiles  # noqa: E402
-from ptsim.simulator import SERIES_COLUMNS  # noqa: E402
 
 pytestmark = pytest.mark.exec
 torch.set_num_threads(1)

@@ -551,3 +551,36 @@ class ClusterState:
                 assert holders.get(g.gid) == g.job, f"GPU {g.gid} points to a non-holder"
             assert (g.state is GpuState.FREE) == (g.gid in self._free)
         assert sum(self.counts.values()) == len(self._gpus)
+
+
+SERIES_COLUMNS = ("time_s", "free", "loading", "warm", "busy", "live_jobs", "queued_jobs")
+SeriesRow = tuple[float, int, int, int, int, int, int]
+
+
+class SeriesRecorder:
+    """The cluster time series both drivers write: GPUs per state and live/queued jobs, one row
+    per instant at which they changed (the last change at an instant wins), at most one row per
+    ``interval_s`` apart from forced ones (the first and last)."""
+
+    def __init__(self, interval_s: float = 0.0) -> None:
+        self.interval_s = interval_s
+        self.rows: list[SeriesRow] = []
+
+    def record(self, state: ClusterState, now: float, force: bool = False) -> None:
+        c = state.counts
+        row = (
+            now,
+            c[GpuState.FREE],
+            c[GpuState.LOADING],
+            c[GpuState.WARM],
+            c[GpuState.BUSY],
+            state.live_jobs,
+            state.queued_count,
+        )
+        rows = self.rows
+        if rows and rows[-1][0] == now:
+            rows[-1] = row
+        elif force or not rows or now - rows[-1][0] >= self.interval_s:
+            if rows and rows[-1][1:] == row[1:] and not force:
+                return
+            rows.append(row)
