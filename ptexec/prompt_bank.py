@@ -269,12 +269,14 @@ def bank_config_from(
 ) -> ExecBankConfig:
     """The executor's bank config from the ``bank`` config node: the core index knobs (as in
     ptsim's ``conf/bank``), the executor's own (``batches``, ``batch_size``, ``metric``,
-    ``against_default``, ``add_unreached``); ptsim's simulation-only keys (``seeding``,
-    ``entries``, ``score_sigma``, ``feature_dim``, ``feature_noise``) are ignored; ``store`` is
-    resolved by the caller. Unknown keys raise ``ValueError`` listing the known ones."""
+    ``against_default``, ``add_unreached``); ptsim's simulation-only keys (the fields of
+    ``ptsim.run.BankSpec``: seeding, entries, score_sigma, name maps...) are ignored; ``store``
+    is resolved by the caller. Unknown keys raise ``ValueError`` listing the known ones."""
+    from ptsim.run import BankSpec
+
     index_keys = set(BankConfig.__dataclass_fields__) - {"seed"}
     own = {"batches", "batch_size", "metric", "against_default", "add_unreached"}
-    ignored = {"seeding", "entries", "score_sigma", "feature_dim", "feature_noise", "store"}
+    ignored = set(BankSpec.__dataclass_fields__) - {"index"}
     unknown = sorted(set(cfg) - index_keys - own - ignored)
     if unknown:
         known = ", ".join(sorted(index_keys | own | {"store"}))
