@@ -17,10 +17,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from plotting import lines_figure, save
-from runner import Point, Sweep, SweepError, aggregate, figure_main, grid_points, read_table
-
-from ptsim.run import write_csv
+from plotting import scale_sweep_plot
+from runner import Point, Sweep, SweepError, figure_main, grid_points
 
 FIGURE = "fig3_slo_tightness"
 AXIS = "deadline_scale"
@@ -47,21 +45,15 @@ def points(sweep: Sweep) -> list[Point]:
 
 def plot(out: Path) -> list[Path]:
     """Draw the figure from ``points.csv``."""
-    pts = read_table(out, "points.csv")
-    agg = aggregate(pts, ["policy", AXIS], [m for m in METRICS if m in pts])
-    write_csv(agg, out / f"{FIGURE}.csv")
-    fig = lines_figure(
-        agg,
-        x=AXIS,
-        xlabel="deadline scale (x the default deadline ratios)",
+    return scale_sweep_plot(
+        out,
+        figure_name=FIGURE,
+        axis=AXIS,
+        metrics=METRICS,
         panels=PANELS,
-        title=f"SLO tightness, {int(pts.gpus.iloc[0])} GPUs: mean and 95% CI over "
-        f"{int(agg.n.max())} seeds",
-        hue_order=["prompttuner", "infless", "elasticflow"],
-        logx=True,
-        xticks=sorted(agg[AXIS].unique()),
+        xlabel="deadline scale (x the default deadline ratios)",
+        title="SLO tightness",
     )
-    return [save(fig, out / f"{FIGURE}.png"), out / f"{FIGURE}.csv"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,10 +17,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from plotting import lines_figure, save
-from runner import aggregate, figure_main, read_table
-
-from ptsim.run import write_csv
+from plotting import scale_sweep_plot
+from runner import figure_main
 
 FIGURE = "fig4_cold_start"
 AXIS = "profile.mechanics.cold_start_scale"
@@ -41,21 +39,15 @@ PANELS = (
 
 def plot(out: Path) -> list[Path]:
     """Draw the figure from ``points.csv``."""
-    pts = read_table(out, "points.csv")
-    agg = aggregate(pts, ["policy", AXIS], [m for m in METRICS if m in pts])
-    write_csv(agg, out / f"{FIGURE}.csv")
-    fig = lines_figure(
-        agg,
-        x=AXIS,
-        xlabel="cold-start time scale",
+    return scale_sweep_plot(
+        out,
+        figure_name=FIGURE,
+        axis=AXIS,
+        metrics=METRICS,
         panels=PANELS,
-        title=f"Cold-start sensitivity, {int(pts.gpus.iloc[0])} GPUs: mean and 95% CI over "
-        f"{int(agg.n.max())} seeds",
-        hue_order=["prompttuner", "infless", "elasticflow"],
-        logx=True,
-        xticks=sorted(agg[AXIS].unique()),
+        xlabel="cold-start time scale",
+        title="Cold-start sensitivity",
     )
-    return [save(fig, out / f"{FIGURE}.png"), out / f"{FIGURE}.csv"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -235,3 +235,37 @@ def lines_figure(
     np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.suptitle(title)
     return fig
+
+
+def scale_sweep_plot(
+    out: Path,
+    *,
+    figure_name: str,
+    axis: str,
+    metrics: Sequence[str],
+    panels: Sequence[tuple[str, str]],
+    xlabel: str,
+    title: str,
+) -> list[Path]:
+    """The figure of a one-axis scale sweep (figures 3 and 4): aggregate ``points.csv`` per
+    policy and ``axis`` value, save that table, and draw one line panel per metric from it.
+    ``title`` is prefixed to "<GPUs> GPUs: mean and 95% CI over <n> seeds"."""
+    from runner import aggregate, read_table
+
+    from ptsim.run import write_csv
+
+    pts = read_table(out, "points.csv")
+    agg = aggregate(pts, ["policy", axis], [m for m in metrics if m in pts])
+    write_csv(agg, out / f"{figure_name}.csv")
+    fig = lines_figure(
+        agg,
+        x=axis,
+        xlabel=xlabel,
+        panels=panels,
+        title=f"{title}, {int(pts.gpus.iloc[0])} GPUs: mean and 95% CI over "
+        f"{int(agg.n.max())} seeds",
+        hue_order=["prompttuner", "infless", "elasticflow"],
+        logx=True,
+        xticks=sorted(agg[axis].unique()),
+    )
+    return [save(fig, out / f"{figure_name}.png"), out / f"{figure_name}.csv"]
