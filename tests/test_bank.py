@@ -78,7 +78,7 @@ def lookup(
 def test_two_layer_equal_clusters_counts_and_finds_best(probe: int) -> None:
     k, per = 8, 25
     entries = planted([per] * k)
-    idx = PromptBankIndex(BankConfig(k=k, probe=probe), entries)
+    idx = PromptBankIndex(BankConfig(k=k, probe=probe, max_assessments=0), entries)
     assert {frozenset(c) for c in idx.clusters("m")} == groups_of(entries)
     values = {f"c{i}": float(i) for i in range(k)}
     values["c5"] = 100.0
@@ -99,11 +99,31 @@ def test_two_layer_unequal_clusters_counts_exactly() -> None:
     entries = planted(sizes)
     values = {f"c{i}": v for i, v in enumerate([3.0, 1.0, 6.0, 2.0, 5.0, 4.0])}
     for probe in (1, 2):
-        idx = PromptBankIndex(BankConfig(k=len(sizes), probe=probe), entries)
+        idx = PromptBankIndex(BankConfig(k=len(sizes), probe=probe, max_assessments=0), entries)
         res = lookup(idx, PlantedScorer(values), "two_layer")
         best = sorted(range(len(sizes)), key=lambda i: -values[f"c{i}"])[:probe]
         assert res.assessments == len(sizes) + sum(sizes[i] - 1 for i in best)
         assert res.entry is not None and res.entry.source_task == "c2"
+
+
+def test_assessment_cap_keeps_the_members_nearest_their_medoid() -> None:
+    sizes = [5, 10, 15, 20, 25, 30]
+    entries = planted(sizes)
+    values = {f"c{i}": v for i, v in enumerate([3.0, 1.0, 6.0, 2.0, 5.0, 4.0])}
+    n = sum(sizes)
+    default = PromptBankIndex(BankConfig(k=len(sizes), probe=3), entries)
+    res = lookup(default, PlantedScorer(values), "two_layer")
+    assert res.assessments == math.floor(2 * math.sqrt(n)) + 10  # 30: the default budget
+    idx = PromptBankIndex(BankConfig(k=len(sizes), probe=1, max_assessments=10), entries)
+    res = lookup(idx, PlantedScorer(values), "two_layer")
+    assert res.assessments == 10 and res.entry is not None and res.entry.source_task == "c2"
+    (cluster,) = [c for c in idx.clusters("m") if "m-c2-000" in c or c[0].startswith("m-c2")]
+    feats = {e.entry_id: e.feature for e in entries}
+    medoid = feats[cluster[0]]
+    dist = sorted(cluster[1:], key=lambda i: float(np.linalg.norm(feats[i] - medoid)))
+    assert set(res.scored[len(sizes) :]) == set(dist[:4])  # 10 - 6 medoids = 4 nearest
+    with pytest.raises(ValueError, match="max_assessments"):
+        BankConfig(max_assessments=-1)
 
 
 def test_flat_scores_everything_and_finds_global_best() -> None:

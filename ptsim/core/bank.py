@@ -115,6 +115,10 @@ class BankConfig:
     - ``max_iter``: FasterPAM iteration limit.
     - ``min_score``: if the best score is below it, the default prompt is used instead
       (``None``: always take the best entry).
+    - ``max_assessments``: most score assessments a ``two_layer`` / ``three_layer`` lookup makes;
+      members of a probed cluster beyond it are skipped, farthest from their medoid first.
+      ``None`` = floor(2 sqrt(N)) + 10 (the budget the benchmark checks; with balanced clusters a
+      lookup stays under it anyway); ``0`` = no cap.
     - ``seed``: seeds the sample and FasterPAM, so builds are reproducible.
     """
 
@@ -127,12 +131,15 @@ class BankConfig:
     sample_limit: int = 4000
     max_iter: int = 100
     min_score: float | None = None
+    max_assessments: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_layout(self.layout)
         if self.probe < 1 or self.rebuild_every < 1 or self.max_iter < 1:
             raise ValueError("bank probe, rebuild_every and max_iter must be >= 1")
+        if self.max_assessments is not None and self.max_assessments < 0:
+            raise ValueError("bank max_assessments must be >= 0 (0: no cap)")
         if (self.k is not None and self.k < 1) or (self.top_k is not None and self.top_k < 1):
             raise ValueError("bank k and top_k must be >= 1 when given")
         if self.sample_limit < 2:
@@ -399,9 +406,26 @@ class PromptBankIndex:
                 top_scores = run.score_rows([int(cl.medoids[g[0]]) for g in cl.groups])
                 clusters = [c for g in _top(top_scores, probe) for c in cl.groups[g]]
             med_scores = run.score_rows([int(cl.medoids[c]) for c in clusters])
+            cap = self._cap(mb.n)
             for i in _top(med_scores, probe):
-                run.score_rows(cl.members[clusters[i]][1:])
+                members = cl.members[clusters[i]][1:]
+                left = cap - len(run.rows)
+                if left <= 0:
+                    break
+                if len(members) > left:  # keep the members nearest their medoid
+                    medoid = mb.feats[cl.members[clusters[i]][0]]
+                    dist = np.linalg.norm(mb.feats[members] - medoid, axis=1)
+                    members = [members[j] for j in sorted(np.argsort(dist, kind="stable")[:left])]
+                run.score_rows(members)
         return run.result(lay, self.config.min_score)
+
+
+    def _cap(self, n: int) -> int:
+        """The assessment budget of one clustered lookup in a bank of ``n`` entries."""
+        cap = self.config.max_assessments
+        if cap is None:
+            return math.floor(2 * math.sqrt(n)) + 10
+        return cap if cap > 0 else n
 
 
 class _Run:
