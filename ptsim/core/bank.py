@@ -419,7 +419,6 @@ class PromptBankIndex:
                 run.score_rows(members)
         return run.result(lay, self.config.min_score)
 
-
     def _cap(self, n: int) -> int:
         """The assessment budget of one clustered lookup in a bank of ``n`` entries."""
         cap = self.config.max_assessments
