@@ -1,0 +1,61 @@
+"""Results do not drift: each shipped policy, on two fixed scenarios (the default workload for
+10 minutes, seed 3, with the bank; 30 minutes at load 0.9 on one 8-GPU node, so queues form),
+gives exactly the per-job tables committed in ``tests/data/golden/``.
+
+A change that is meant to alter results regenerates them on purpose:
+``PTSIM_REGOLD=1 python -m pytest tests/test_golden.py`` and says why in the commit.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from ptsim.paths import conf_root
+from ptsim.run import simulate_config
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+POLICIES = ("prompttuner", "infless", "elasticflow", "edf", "fifo")
+SCENARIOS = {
+    "default": ["workload.duration_s=600", "seed=3"],
+    "loaded": ["workload.duration_s=1800", "workload.load=0.9", "cluster.nodes=1", "seed=5"],
+}
+# wall-clock columns are the only ones allowed to differ between runs
+WALL = ("sim_wall_s", "decide_wall_s")
+
+
+def _jobs(policy: str, scenario: str) -> pd.DataFrame:
+    overrides = [*SCENARIOS[scenario], f"scheduler={policy}", "progress=false"]
+    with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    (res,) = simulate_config(cfg)
+    return res.jobs.drop(columns=[c for c in WALL if c in res.jobs.columns])
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize("policy", POLICIES)
+def test_per_job_table_matches_golden(policy: str, scenario: str) -> None:
+    path = GOLDEN / f"{scenario}-{policy}.csv"
+    got = _jobs(policy, scenario)
+    if os.environ.get("PTSIM_REGOLD"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        got.to_csv(path, index=False, float_format="%.9g")
+    want = pd.read_csv(path)
+    got = pd.read_csv(_roundtrip(got))
+    assert list(got.columns) == list(want.columns)
+    assert len(got) == len(want) > 0
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+def _roundtrip(df: pd.DataFrame) -> Any:
+    import io
+
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, float_format="%.9g")
+    buf.seek(0)
+    return buf
