@@ -1,0 +1,130 @@
+"""Convergence models by name: the assumed curve, or one fitted from a measured campaign.
+
+``bank.convergence`` (conf/bank/default.yaml) names the model a simulated run uses:
+
+- ``fitted`` (default): the fit shipped with the project, :data:`DEFAULT_FITTED`;
+- ``assumed``: the curve assumed before anything was measured (``ConvergenceModel.default()``:
+  no run-to-run spread, no negative transfer, score noise 0.02);
+- any other name: a campaign directory under ``traces/convergence/`` holding ``fit.json``
+  (written by ``python -m ptsim.tools.fit_convergence``), or a path to such a directory or
+  ``fit.json`` file.
+
+The task space is the default one in every case; a fit replaces the saving curve, its noise,
+the spread of iterations across seeds, the score-assessment noise and the estimator's settings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ptsim.core.bank_sim import DEFAULT_SCORE_SIGMA
+from ptsim.core.convergence import ConvergenceModel, SavingCurve, TaskSpace
+from ptsim.core.estimator import DEFAULT_ESTIMATOR, EstimatorSettings
+from ptsim.core.profiles import UnknownName
+from ptsim.paths import data_root
+
+ASSUMED = "assumed"
+FITTED = "fitted"
+DEFAULT_FITTED = "cpu-2026-12-01"
+"""The campaign whose fit ``fitted`` names (traces/convergence/<it>/fit.json)."""
+
+
+@dataclass(frozen=True)
+class ConvergenceSetup:
+    """A named convergence model with what goes with it: the scorer's noise (units of saving),
+    the estimator's settings, whether a stored prompt must out-score the default one, and
+    where the numbers came from."""
+
+    name: str
+    model: ConvergenceModel
+    score_sigma: float
+    estimator: EstimatorSettings
+    compare_default: bool
+    source: str
+
+
+def convergence_root() -> Path:
+    """Where shipped campaigns live: traces/convergence/."""
+    return data_root() / "convergence"
+
+
+def _known() -> list[str]:
+    root = convergence_root()
+    found = (
+        sorted(d.name for d in root.iterdir() if (d / "fit.json").is_file())
+        if root.is_dir()
+        else []
+    )
+    return [ASSUMED, FITTED, *found]
+
+
+def fit_path(name: str) -> Path:
+    """The fit.json a name or path points to; :class:`UnknownName` if there is none."""
+    campaign = DEFAULT_FITTED if name == FITTED else name
+    for cand in (convergence_root() / campaign, Path(name).expanduser()):
+        if cand.is_file() and cand.suffix == ".json":
+            return cand
+        if (cand / "fit.json").is_file():
+            return cand / "fit.json"
+    raise UnknownName("convergence model", name, _known())
+
+
+def _num(model: dict[str, Any], key: str, path: Path) -> float:
+    try:
+        return float(model[key])
+    except KeyError:
+        raise ValueError(f"{path}: model.{key} missing") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: model.{key} = {model[key]!r} is not a number") from None
+
+
+def model_from_fit(fit: dict[str, Any], path: Path, name: str) -> ConvergenceSetup:
+    """A :class:`ConvergenceSetup` from the ``model`` block of a fit."""
+    m = fit.get("model")
+    if not isinstance(m, dict):
+        raise ValueError(f"{path}: no 'model' block (not a fit written by fit_convergence)")
+    try:
+        curve = SavingCurve(
+            s_max=_num(m, "s_max", path),
+            s0=_num(m, "s0", path),
+            gamma=_num(m, "gamma", path),
+            noise_sigma=_num(m, "noise_sigma", path),
+            s_neg=_num(m, "s_neg", path),
+        )
+        model = ConvergenceModel(
+            TaskSpace.default(),
+            curve,
+            min_saving=_num(m, "min_saving", path),
+            max_saving=_num(m, "max_saving", path),
+            spread_sigma=_num(m, "spread_sigma", path),
+            name=name,
+        )
+        est = EstimatorSettings(
+            curve_power=_num(m, "curve_power", path), obs_sigma=_num(m, "obs_sigma", path)
+        )
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return ConvergenceSetup(name, model, _num(m, "score_sigma", path), est, True, str(path))
+
+
+def load_convergence(name: str | None = None) -> ConvergenceSetup:
+    """The convergence model called ``name`` (see the module doc; ``None`` = ``fitted``)."""
+    name = FITTED if name is None else str(name)
+    if name == ASSUMED:
+        return ConvergenceSetup(
+            ASSUMED,
+            ConvergenceModel.default(),
+            DEFAULT_SCORE_SIGMA,
+            DEFAULT_ESTIMATOR,
+            False,
+            "assumed (docs/bank.md)",
+        )
+    path = fit_path(name)
+    try:
+        fit = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
+    return model_from_fit(fit, path, name)

@@ -1,0 +1,82 @@
+"""The iterations estimator (ptsim.core.estimator): the truncated lognormal is right, progress
+and accuracy readings move the estimate the right way, and the prior comes from the model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ptsim.core.convergence import ConvergenceModel, SavingCurve, TaskSpace
+from ptsim.core.estimator import EstimatorSettings, IterPrior, estimate
+
+
+def test_known_iterations_give_the_median_or_the_steps_done() -> None:
+    p = IterPrior(100.0, 0.0)
+    assert estimate(p, 0).total == 100.0
+    assert estimate(p, 40).remaining == 60.0
+    assert estimate(p, 130).total == 130.0
+    assert estimate(p, 40).remaining_sd == 0.0
+
+
+@pytest.mark.parametrize("done", [0.0, 50.0, 100.0, 180.0])
+def test_truncated_lognormal_matches_monte_carlo(done: float) -> None:
+    prior = IterPrior(100.0, 0.4)
+    rng = np.random.default_rng(0)
+    t = 100.0 * np.exp(rng.normal(0.0, 0.4, size=2_000_000))
+    t = t[t > done]
+    est = estimate(prior, done)
+    assert est.total == pytest.approx(float(t.mean()), rel=0.01)
+    assert est.remaining_sd == pytest.approx(float(t.std()), rel=0.03)
+    assert est.q90 + done == pytest.approx(float(np.quantile(t, 0.9)), rel=0.01)
+
+
+def test_overrunning_jobs_look_longer() -> None:
+    prior = IterPrior(100.0, 0.3)
+    totals = [estimate(prior, d).total for d in (0, 50, 100, 150, 300, 3000)]
+    assert totals == sorted(totals)
+    assert all(t >= d for t, d in zip(totals, (0, 50, 100, 150, 300, 3000), strict=True))
+    assert math.isfinite(estimate(prior, 1e9).total)
+
+
+def test_an_accuracy_reading_pulls_towards_what_it_says() -> None:
+    prior = IterPrior(100.0, 0.5)
+    st = EstimatorSettings(curve_power=1.0, obs_sigma=0.2)
+    plain = estimate(prior, 30)
+    fast = estimate(prior, 30, progress_fraction=0.6, settings=st)  # says total ~ 50
+    slow = estimate(prior, 30, progress_fraction=0.15, settings=st)  # says total ~ 200
+    assert fast.total < plain.total < slow.total
+    assert fast.remaining_sd < plain.remaining_sd
+    assert estimate(prior, 30, progress_fraction=0.01, settings=st) == plain  # too early
+
+
+def test_prior_from_the_model() -> None:
+    m = ConvergenceModel(TaskSpace.default(), SavingCurve(noise_sigma=0.1), spread_sigma=0.2)
+    p = m.prior(1000.0, 0.3)
+    assert p.median == pytest.approx(700.0)
+    assert p.sigma == pytest.approx(math.sqrt(0.2**2 + (0.1 / 0.7) ** 2))
+    assert m.prior(1000.0, 0.0).sigma == pytest.approx(0.2)
+    assumed = ConvergenceModel.default()
+    assert assumed.prior(1000.0, 0.3) == IterPrior(700.0, 0.0)
+
+
+def test_spread_draw_is_lognormal_around_the_base() -> None:
+    m = ConvergenceModel(TaskSpace.default(), spread_sigma=0.3)
+    draws = [
+        m.realized_iterations(100.0, None, "sst2", np.random.default_rng(i)) for i in range(4000)
+    ]
+    assert float(np.median(draws)) == pytest.approx(100.0, rel=0.03)
+    assert float(np.std(np.log(draws))) == pytest.approx(0.3, rel=0.05)
+    # the assumed model draws nothing for the default prompt
+    rng = np.random.default_rng(1)
+    assert ConvergenceModel.default().realized_iterations(100.0, None, "sst2", rng) == 100.0
+    assert rng.random() == np.random.default_rng(1).random()
+
+
+def test_negative_transfer_below_s0() -> None:
+    c = SavingCurve(s_max=0.6, s0=0.2, gamma=1.0, s_neg=-0.3)
+    assert c.expected(0.0) == pytest.approx(-0.3)
+    assert c.expected(1.0) == pytest.approx(0.6)
+    assert c.expected(0.6) == pytest.approx(-0.3 + 0.9 * 0.5)
+    assert SavingCurve().expected(0.65) == SavingCurve(s_neg=0.0).expected(0.65)
