@@ -23,9 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 
 import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
 from ptsim.bank_seed import read_store_history
+from ptsim.convergence_io import FITTED, load_convergence
 from ptsim.core.bank import BankConfig, PromptBankIndex
-from ptsim.core.bank_sim import DEFAULT_SCORE_SIGMA, SimPromptBank
-from ptsim.core.convergence import ConvergenceModel
+from ptsim.core.bank_sim import SimPromptBank
 from ptsim.core.policy import POLICIES, PolicyContext
 from ptsim.core.profiles import ProfileSet, UnknownName
 from ptsim.core.types import JobSpec
@@ -74,9 +74,11 @@ class BankSpec:
     store: str | None = None
     model_map: Mapping[str, str] | None = None
     task_map: Mapping[str, str] | None = None
-    score_sigma: float = DEFAULT_SCORE_SIGMA
+    score_sigma: float | None = None  # None: the convergence model's
     feature_dim: int = 16
     feature_noise: float = 0.1
+    convergence: str = FITTED
+    compare_default: bool | None = None  # None: the convergence model's rule
 
     def __post_init__(self) -> None:
         if self.seeding not in ("empty", "synthetic", "store"):
@@ -88,16 +90,20 @@ class BankSpec:
 
     def build(self, profiles: ProfileSet, models: Sequence[str], seed: int) -> SimPromptBank:
         """A fresh bank (each run gets its own: online growth mutates it)."""
-        convergence = ConvergenceModel.default()
+        setup = load_convergence(self.convergence)
+        convergence = setup.model
         bank = SimPromptBank(
             PromptBankIndex(self.index),
             convergence,
             {m: profiles.eval_time(m) for m in profiles.models},
             seed,
-            score_sigma=self.score_sigma,
+            score_sigma=setup.score_sigma if self.score_sigma is None else self.score_sigma,
             feature_dim=self.feature_dim,
             feature_noise=self.feature_noise,
             online=self.index.online,
+            compare_default=setup.compare_default
+            if self.compare_default is None
+            else self.compare_default,
         )
         if self.seeding == "synthetic" and self.entries:
             bank.seed_synthetic(sorted(set(models)), self.entries)

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from ptsim.core.bank import BankEntry, FloatArray, LookupResult, PromptBankIndex, init_choice
 from ptsim.core.convergence import ConvergenceModel
+from ptsim.core.estimator import IterPrior
 from ptsim.core.profiles import UnknownName
 from ptsim.core.types import InitChoice, JobSpec
 
 DEFAULT_SCORE_SIGMA = 0.02
 """Noise of one simulated score assessment, in units of saving (fraction of iterations).
 
-Placeholder until calibrated from ptexec: about the gap between the best and the second-best
-source of the same family in the default space, so a lookup usually, not always, ranks
-same-family sources right; cross-family sources (saving 0) are never confused with them.
+The assumed model's value (``bank.convergence=assumed``): about the gap between the best and the
+second-best source of the same family in the default space, so a lookup usually, not always,
+ranks same-family sources right; cross-family sources (saving 0) are never confused with them.
+The fitted model's noise is measured (``ptsim.convergence_io``, docs/convergence.md).
 """
 
 
@@ -70,6 +73,23 @@ class SimScorer:
             return means
         return means + self.rng.normal(0.0, self.sigma, size=len(entries))
 
+    def score_default(self, target_task: str) -> float:
+        """One assessment of the default initial prompt for ``target_task``: its expected
+        saving (0 by definition) plus the same noise as any other assessment."""
+        self.convergence.space.index(target_task)
+        return float(self.rng.normal(0.0, self.sigma)) if self.sigma else 0.0
+
+
+def against_default(result: LookupResult, default_score: float) -> LookupResult:
+    """The lookup after also assessing the default initial prompt (one more assessment): the
+    chosen entry is kept only when its score beats the default's, else the default is used."""
+    keep = (
+        result.entry is not None
+        and result.best_score is not None
+        and result.best_score > default_score
+    )
+    return replace(result, entry=result.entry if keep else None, assessments=result.assessments + 1)
+
 
 def choose_init(
     index: PromptBankIndex,
@@ -80,10 +100,15 @@ def choose_init(
     rng: np.random.Generator,
     *,
     layout: str | None = None,
+    compare_default: bool = False,
 ) -> tuple[InitChoice, LookupResult]:
     """One simulated lookup turned into the job's :class:`InitChoice` (cost = assessments x
-    ``eval_s``; expected saving from the scorer's convergence model)."""
+    ``eval_s``; expected saving from the scorer's convergence model). With
+    ``compare_default`` the default prompt is assessed too when the lookup found an entry,
+    and the entry is used only if it scores higher (:func:`against_default`)."""
     res = index.lookup(model, target_task, scorer, rng, layout=layout)
+    if compare_default and res.entry is not None:
+        res = against_default(res, scorer.score_default(target_task))
     src = res.entry.source_task if res.entry is not None else None
     saving = scorer.convergence.expected_saving(src, target_task)
     return init_choice(res, eval_s, saving), res
@@ -153,12 +178,14 @@ class SimPromptBank:
     """The Prompt Bank as the simulator runs it: the shared index, the modelled scorer and the
     iterations model.
 
-    ``choose(spec)`` answers a policy's lookup for a new job (an ``InitChooser``); ``iterations``
+    ``choose(spec)`` answers a policy's lookup for a new job (an ``InitChooser``; with
+    ``compare_default`` a found entry must also out-score the default prompt); ``iterations``
     is the cluster state's ``IterationsFn`` (the realised iterations of a job started from its
     chosen prompt, noise drawn from a generator seeded by the run seed and the job id, so a job
     gets the same draw under every policy that picks the same source); ``add_finished`` adds a
     finished job's tuned prompt to the bank (online growth; its feature is its task's point
-    mapped like the synthetic history's, plus noise).
+    mapped like the synthetic history's, plus noise); ``prior`` what the policies may know
+    of the iterations before the job trains.
     """
 
     def __init__(
@@ -173,8 +200,10 @@ class SimPromptBank:
         feature_dim: int = 16,
         feature_noise: float = 0.1,
         online: bool = True,
+        compare_default: bool = False,
     ) -> None:
         self.index = index
+        self.compare_default = compare_default
         self.convergence = convergence
         self.eval_s = dict(eval_s)
         self.seed = seed
@@ -219,8 +248,14 @@ class SimPromptBank:
             self.eval_s[spec.model],
             self._rng,
             layout=self.layout,
+            compare_default=self.compare_default,
         )
         return choice
+
+    def prior(self, spec: JobSpec, init: InitChoice) -> IterPrior:
+        """What a policy may know about the job's iterations before it trains (the cluster
+        state's ``PriorFn``): see :meth:`ConvergenceModel.prior`."""
+        return self.convergence.prior(float(spec.iterations), init.expected_saving)
 
     def iterations(self, spec: JobSpec, init: InitChoice) -> float:
         rng = np.random.default_rng([self.seed, zlib.crc32(spec.job_id.encode())])
