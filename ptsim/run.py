@@ -104,6 +104,7 @@ class BankSpec:
             compare_default=setup.compare_default
             if self.compare_default is None
             else self.compare_default,
+            estimator=setup.estimator,
         )
         if self.seeding == "synthetic" and self.entries:
             bank.seed_synthetic(sorted(set(models)), self.entries)
@@ -155,6 +156,8 @@ def run_policy(
         num_nodes=cluster.nodes,
         gpus_per_node=cluster.gpus_per_node,
         iterations=None if sim_bank is None else sim_bank.iterations,
+        prior=None if sim_bank is None else sim_bank.prior,
+        estimator=None if sim_bank is None else sim_bank.estimator,
         on_job_done=None if sim_bank is None else sim_bank.add_finished,
         horizon_s=horizon_s,
         series_interval_s=series_interval_s,

@@ -10,6 +10,9 @@ import pytest
 
 from ptsim.core.convergence import ConvergenceModel, SavingCurve, TaskSpace
 from ptsim.core.estimator import EstimatorSettings, IterPrior, estimate
+from ptsim.core.state import ClusterState
+from ptsim.core.types import Decision, LoadModel, Reconfigure
+from tests._util import job, linear_profiles
 
 
 def test_known_iterations_give_the_median_or_the_steps_done() -> None:
@@ -80,3 +83,54 @@ def test_negative_transfer_below_s0() -> None:
     assert c.expected(1.0) == pytest.approx(0.6)
     assert c.expected(0.6) == pytest.approx(-0.3 + 0.9 * 0.5)
     assert SavingCurve().expected(0.65) == SavingCurve(s_neg=0.0).expected(0.65)
+
+
+def _running_job() -> tuple[ClusterState, int]:
+    """A cluster state (as both drivers build it, with a convergence model's prior) with job
+    "a" (1000 iterations, 1 it/s) training since t = 10.5."""
+    m = ConvergenceModel(TaskSpace.default(), SavingCurve(noise_sigma=0.1), spread_sigma=0.3)
+    s = ClusterState(
+        1,
+        4,
+        linear_profiles(("m",)),
+        iterations=lambda spec, init: 1300.0,  # the true count: hidden from the policies
+        prior=lambda spec, init: m.prior(spec.iterations, init.expected_saving),
+        estimator=EstimatorSettings(curve_power=0.6, obs_sigma=0.3),
+    )
+    s.add_job(job("a", 0, 1000, 5000), 0.0)
+    (load,) = s.apply(Decision(allocations={"a": (0,)}), 0.0)
+    assert isinstance(load, LoadModel)
+    (rc,) = s.gpu_ready(0, load.token, 10.0)
+    assert isinstance(rc, Reconfigure)
+    s.job_resumed("a", rc.epoch, 10.5)
+    return s, rc.epoch
+
+
+def test_both_drivers_get_the_same_estimate_for_the_same_progress() -> None:
+    """The simulator extrapolates progress at the profile's rate; the executor reports the
+    steps it measured (``set_progress``). At the same progress the policies see the same
+    estimate, from the one estimator, and never the true count."""
+    sim, _ = _running_job()
+    exe, _ = _running_job()
+    now = 10.5 + 600.0  # 600 iterations done at 1 it/s
+    exe.set_progress("a", 600.0, now)
+    got_sim = sim.snapshot(now).jobs_by_id["a"].estimate_at(now)
+    got_exe = exe.snapshot(now).jobs_by_id["a"].estimate_at(now)
+    assert (
+        got_sim
+        == got_exe
+        == estimate(IterPrior(1000.0, 0.3), 600.0, None, EstimatorSettings(0.6, 0.3))
+    )
+    assert got_sim.total != 1300.0
+    # past the median the estimate grows with progress; the true count stays hidden
+    later = 10.5 + 1200.0
+    exe.set_progress("a", 1200.0, later)
+    a_sim = sim.snapshot(later).jobs_by_id["a"]
+    a_exe = exe.snapshot(later).jobs_by_id["a"]
+    assert a_sim.estimate_at(later) == a_exe.estimate_at(later)
+    assert a_sim.estimate_at(later).total > 1200.0
+    assert a_sim.remaining_at(later) == pytest.approx(a_sim.estimate_at(later).remaining)
+    # an accuracy reading (executor) refines it the same way the estimator says
+    exe.set_progress("a", 1200.0, later, progress_fraction=0.9)
+    want = estimate(IterPrior(1000.0, 0.3), 1200.0, 0.9, EstimatorSettings(0.6, 0.3))
+    assert exe.snapshot(later).jobs_by_id["a"].estimate_at(later) == want

@@ -16,7 +16,7 @@ import numpy as np
 
 from ptsim.core.bank import BankEntry, FloatArray, LookupResult, PromptBankIndex, init_choice
 from ptsim.core.convergence import ConvergenceModel
-from ptsim.core.estimator import IterPrior
+from ptsim.core.estimator import DEFAULT_ESTIMATOR, EstimatorSettings, IterPrior
 from ptsim.core.profiles import UnknownName
 from ptsim.core.types import InitChoice, JobSpec
 
@@ -185,7 +185,8 @@ class SimPromptBank:
     gets the same draw under every policy that picks the same source); ``add_finished`` adds a
     finished job's tuned prompt to the bank (online growth; its feature is its task's point
     mapped like the synthetic history's, plus noise); ``prior`` what the policies may know
-    of the iterations before the job trains.
+    of the iterations before the job trains, and ``estimator`` the estimator's settings that go
+    with the convergence model.
     """
 
     def __init__(
@@ -201,9 +202,11 @@ class SimPromptBank:
         feature_noise: float = 0.1,
         online: bool = True,
         compare_default: bool = False,
+        estimator: EstimatorSettings = DEFAULT_ESTIMATOR,
     ) -> None:
         self.index = index
         self.compare_default = compare_default
+        self.estimator = estimator
         self.convergence = convergence
         self.eval_s = dict(eval_s)
         self.seed = seed

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ptsim.core.estimator import DEFAULT_ESTIMATOR, EstimatorSettings, IterPrior, estimate
 from ptsim.core.profiles import ProfileSet
 from ptsim.core.types import (
     DEFAULT_INIT,
@@ -37,9 +38,19 @@ from ptsim.core.types import (
 IterationsFn = Callable[[JobSpec, InitChoice], float]
 """Realised iterations to target of a job started from an initial prompt (the driver's model)."""
 
+PriorFn = Callable[[JobSpec, InitChoice], IterPrior]
+"""What may be known of a job's iterations before it trains, given its initial prompt (the
+estimator's prior; the policies see the estimate, never the realised count)."""
+
 
 def _base_iterations(spec: JobSpec, init: InitChoice) -> float:
     return float(spec.iterations)
+
+
+def exact_prior(spec: JobSpec, init: InitChoice) -> IterPrior:
+    """The prior of a driver without a convergence model: the job's iterations less the
+    expected saving, known exactly."""
+    return IterPrior(max(1.0, spec.iterations * (1.0 - init.expected_saving)), 0.0)
 
 
 class _Gpu:
@@ -65,7 +76,9 @@ class JobRecord:
     ready: set[int] = field(default_factory=set)
     init: InitChoice | None = None
     iters_needed: float = 0.0  # true iterations to target (realised when the init is chosen)
-    iters_estimate: float = 0.0  # what policies are told
+    iters_estimate: float = 0.0  # what policies are told (the prior's median)
+    prior: IterPrior | None = None  # set with the initial prompt
+    progress_fraction: float | None = None  # last accuracy reading, from the driver
     iters_done: float = 0.0  # at ``progress_at``
     progress_at: float = 0.0
     rate: float = 0.0  # iterations per second while RUNNING
@@ -108,6 +121,8 @@ class ClusterState:
         gpus_per_node: int,
         profiles: ProfileSet,
         iterations: IterationsFn = _base_iterations,
+        prior: PriorFn = exact_prior,
+        estimator: EstimatorSettings = DEFAULT_ESTIMATOR,
     ) -> None:
         if num_nodes < 1 or gpus_per_node < 1:
             raise ValueError("need at least one node with at least one GPU")
@@ -115,6 +130,8 @@ class ClusterState:
         self.mech = profiles.mechanics
         self.gpus_per_node = gpus_per_node
         self._iterations = iterations
+        self._prior = prior
+        self.estimator = estimator
         self._gpus = [_Gpu(g, g // gpus_per_node) for g in range(num_nodes * gpus_per_node)]
         self._views: list[GpuView] = [GpuView(g.gid, g.node, g.state) for g in self._gpus]
         self.jobs: dict[str, JobRecord] = {}  # every job ever added, arrival order
@@ -187,12 +204,21 @@ class ClusterState:
                 iters_done=rec.iters_done,
                 progress_at=rec.progress_at,
                 rate=rec.rate if rec.state is JobState.RUNNING else 0.0,
-                iters_needed=max(rec.iters_estimate, rec.iters_done),
+                iters_needed=self._estimate_total(rec),
                 init=rec.init,
                 first_start=rec.first_start,
                 rescales=rec.rescales,
+                prior=rec.prior,
+                progress_fraction=rec.progress_fraction,
+                estimator=self.estimator,
             )
         return rec.view
+
+    def _estimate_total(self, rec: JobRecord) -> float:
+        """The estimated total iterations at the job's recorded progress."""
+        if rec.prior is None or rec.prior.sigma == 0.0:
+            return max(rec.iters_estimate, rec.iters_done)
+        return estimate(rec.prior, rec.iters_done, rec.progress_fraction, self.estimator).total
 
     def _touch(self, rec: JobRecord) -> None:
         """Refresh the job's cached view in the live and queued indexes."""
@@ -278,7 +304,8 @@ class ClusterState:
     def _choose_init(self, rec: JobRecord, init: InitChoice) -> None:
         rec.init = init
         rec.iters_needed = max(1.0, float(self._iterations(rec.spec, init)))
-        rec.iters_estimate = max(1.0, rec.spec.iterations * (1.0 - init.expected_saving))
+        rec.prior = self._prior(rec.spec, init)
+        rec.iters_estimate = rec.prior.median
 
     def _reconfigure(self, rec: JobRecord, now: float) -> Reconfigure | None:
         """The job's GPUs changed: if the set it trains on changes, stop it and say on which
@@ -339,11 +366,21 @@ class ClusterState:
         self._touch(rec)
         return max(0.0, rec.iters_needed - rec.iters_done) / rec.rate
 
-    def set_progress(self, job_id: str, iters_done: float, now: float) -> None:
-        """A driver that measures progress (the executor) reports it."""
+    def set_progress(
+        self,
+        job_id: str,
+        iters_done: float,
+        now: float,
+        progress_fraction: float | None = None,
+    ) -> None:
+        """A driver that measures progress (the executor) reports it, with the fraction of
+        the way from the initial held-out accuracy to the target at the last evaluation when
+        it has one (the estimator uses it; ``None`` keeps the previous reading)."""
         rec = self.jobs[job_id]
         rec.iters_done = iters_done
         rec.progress_at = now
+        if progress_fraction is not None:
+            rec.progress_fraction = progress_fraction
         self._touch(rec)
 
     def job_finished(

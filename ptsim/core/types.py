@@ -12,6 +12,14 @@ from enum import StrEnum
 from functools import cached_property
 from types import MappingProxyType
 
+from ptsim.core.estimator import (
+    DEFAULT_ESTIMATOR,
+    EstimatorSettings,
+    IterEstimate,
+    IterPrior,
+    estimate,
+)
+
 EMPTY_MAP: Mapping[str, tuple[int, ...]] = MappingProxyType({})
 
 
@@ -119,18 +127,40 @@ class JobView:
     init: InitChoice | None  # None until an initial prompt is chosen
     first_start: float | None  # when the job first trained, if it has
     rescales: int
+    # what is known of the iterations before training (None: ``iters_needed`` exactly)
+    prior: IterPrior | None = None
+    # fraction of the way from the initial held-out accuracy to the target, when measured
+    progress_fraction: float | None = None
+    estimator: EstimatorSettings = DEFAULT_ESTIMATOR
 
     @property
     def job_id(self) -> str:
         return self.spec.job_id
 
+    @property
+    def uncertain(self) -> bool:
+        """Whether the iterations to target are uncertain (a prior with a spread)."""
+        return self.prior is not None and self.prior.sigma > 0.0
+
     def done_at(self, now: float) -> float:
-        """Iterations done by ``now``, extrapolated at the current rate."""
-        return min(self.iters_needed, self.iters_done + self.rate * (now - self.progress_at))
+        """Iterations done by ``now``, extrapolated at the current rate (capped at the
+        estimate when the iterations are known exactly)."""
+        done = self.iters_done + self.rate * (now - self.progress_at)
+        return done if self.uncertain else min(self.iters_needed, done)
 
     def remaining_at(self, now: float) -> float:
-        """Estimated iterations still needed at ``now``."""
+        """Estimated iterations still needed at ``now`` (:meth:`estimate_at`'s remaining)."""
+        if self.uncertain:
+            return self.estimate_at(now).remaining
         return max(0.0, self.iters_needed - self.done_at(now))
+
+    def estimate_at(self, now: float) -> IterEstimate:
+        """The estimator's view of the job at ``now`` (``ptsim.core.estimator.estimate`` of its
+        prior, the iterations done by then and the last accuracy reading): expected total and
+        remaining, the remaining's standard deviation and 90th percentile."""
+        prior = self.prior if self.prior is not None else IterPrior(max(self.iters_needed, 1.0))
+        done = self.iters_done + self.rate * (now - self.progress_at)
+        return estimate(prior, done, self.progress_fraction, self.estimator)
 
 
 @dataclass(frozen=True)
