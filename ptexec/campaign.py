@@ -707,7 +707,12 @@ def _versions() -> dict[str, str]:
 
 
 def write_readme(out: Path, argv: Sequence[str], suites: Sequence[Suite], started: str) -> None:
-    """README.md of a campaign directory: machine, versions, date, command, columns."""
+    """README.md of a campaign directory: machine, versions, date, commands (every command
+    that wrote to it, from ``commands.log``), columns."""
+    log = out / "commands.log"
+    commands = log.read_text(encoding="utf-8").splitlines() if log.is_file() else []
+    if not commands:
+        commands = [f"{started} {' '.join(argv)}"]
     lines = [
         f"# Convergence campaign `{out.name}`",
         "",
@@ -720,7 +725,8 @@ def write_readme(out: Path, argv: Sequence[str], suites: Sequence[Suite], starte
         "(shared with other processes: wall times are indicative only); torch 1 thread, "
         "`nice -n 10`",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in _versions().items()),
-        f"- command: `{' '.join(argv)}`",
+        "- commands (start time, command):",
+        *(f"  - `{c}`" for c in commands),
         "",
         "## Suites",
         "",
@@ -781,8 +787,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     names = ns.suite or ["generated"]
     suites = [generated_suite(ns.targets) if n == "generated" else SUITES[n]() for n in names]
-    cmd = ["python -m ptexec.campaign", *args]
+    cmd = ["nice -n 10 python -m ptexec.campaign", *args]
     out.mkdir(parents=True, exist_ok=True)
+    with (out / "commands.log").open("a", encoding="utf-8") as fh:
+        fh.write(f"{started} {' '.join(cmd)}\n")
+    # the README describes every suite the directory holds, not only this command's
+    if (out / "runs.csv").is_file():
+        with (out / "runs.csv").open(encoding="utf-8") as fh:
+            present = {r["suite"] for r in csv.DictReader(fh)}
+        names = [*names, *sorted(present - set(names))]
+        suites = [generated_suite(ns.targets) if n == "generated" else SUITES[n]() for n in names]
     write_readme(out, cmd, suites, started)
     t0 = time.perf_counter()
     for s in suites:
