@@ -30,13 +30,16 @@ ASSUMED = "assumed"
 FITTED = "fitted"
 DEFAULT_FITTED = "cpu-2026-12-01"
 """The campaign whose fit ``fitted`` names (traces/convergence/<it>/fit.json)."""
+EVALS_PER_JOB = 20
+"""Simulated held-out evaluations over a job of median length, for fitted models (the
+campaign evaluated 5-30 times per run); the assumed model has none."""
 
 
 @dataclass(frozen=True)
 class ConvergenceSetup:
     """A named convergence model with what goes with it: the scorer's noise (units of saving),
-    the estimator's settings, whether a stored prompt must out-score the default one, and
-    where the numbers came from."""
+    the estimator's settings, whether a stored prompt must out-score the default one, where
+    the numbers came from, and how many simulated accuracy readings a job gives."""
 
     name: str
     model: ConvergenceModel
@@ -44,6 +47,7 @@ class ConvergenceSetup:
     estimator: EstimatorSettings
     compare_default: bool
     source: str
+    evals_per_job: int = 0
 
 
 def convergence_root() -> Path:
@@ -107,7 +111,9 @@ def model_from_fit(fit: dict[str, Any], path: Path, name: str) -> ConvergenceSet
         )
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
-    return ConvergenceSetup(name, model, _num(m, "score_sigma", path), est, True, str(path))
+    return ConvergenceSetup(
+        name, model, _num(m, "score_sigma", path), est, True, str(path), EVALS_PER_JOB
+    )
 
 
 def load_convergence(name: str | None = None) -> ConvergenceSetup:

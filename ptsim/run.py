@@ -79,6 +79,7 @@ class BankSpec:
     feature_noise: float = 0.1
     convergence: str = FITTED
     compare_default: bool | None = None  # None: the convergence model's rule
+    evals_per_job: int | None = None  # simulated accuracy readings; None: the model's
 
     def __post_init__(self) -> None:
         if self.seeding not in ("empty", "synthetic", "store"):
@@ -105,6 +106,7 @@ class BankSpec:
             if self.compare_default is None
             else self.compare_default,
             estimator=setup.estimator,
+            evals_per_job=setup.evals_per_job if self.evals_per_job is None else self.evals_per_job,
         )
         if self.seeding == "synthetic" and self.entries:
             bank.seed_synthetic(sorted(set(models)), self.entries)
@@ -158,6 +160,7 @@ def run_policy(
         iterations=None if sim_bank is None else sim_bank.iterations,
         prior=None if sim_bank is None else sim_bank.prior,
         estimator=None if sim_bank is None else sim_bank.estimator,
+        readings=None if sim_bank is None or not sim_bank.evals_per_job else sim_bank.readings,
         on_job_done=None if sim_bank is None else sim_bank.add_finished,
         horizon_s=horizon_s,
         series_interval_s=series_interval_s,

@@ -20,7 +20,14 @@ import simpy
 from ptsim.core.estimator import EstimatorSettings
 from ptsim.core.policy import Policy
 from ptsim.core.profiles import ProfileSet
-from ptsim.core.state import ClusterState, IterationsFn, PriorFn, SeriesRecorder, SeriesRow
+from ptsim.core.state import (
+    ClusterState,
+    IterationsFn,
+    PriorFn,
+    ReadingsFn,
+    SeriesRecorder,
+    SeriesRow,
+)
 from ptsim.core.types import (
     Action,
     InvalidRequest,
@@ -59,7 +66,8 @@ class Simulation:
 
     ``iterations`` gives a job's realised iterations from its initial prompt (default: the
     trace's); ``prior`` what the policies may know of them (the estimator's prior; default:
-    known exactly) and ``estimator`` the estimator's settings; ``on_job_done`` is called with
+    known exactly), ``estimator`` the estimator's settings and ``readings`` simulated accuracy
+    readings; ``on_job_done`` is called with
     each finished job (the bank's online growth); ``on_progress`` with 1 per finished job (a
     progress bar).
     """
@@ -79,6 +87,7 @@ class Simulation:
         on_progress: Callable[[int], Any] | None = None,
         prior: PriorFn | None = None,
         estimator: EstimatorSettings | None = None,
+        readings: ReadingsFn | None = None,
     ) -> None:
         if not jobs:
             raise ValueError("the trace has no jobs")
@@ -90,6 +99,8 @@ class Simulation:
             kw["prior"] = prior
         if estimator is not None:
             kw["estimator"] = estimator
+        if readings is not None:
+            kw["readings"] = readings
         self.state = ClusterState(num_nodes, gpus_per_node, profiles, **kw)
         for spec in self.jobs:
             profiles.model(spec.model)  # fail before running on an unknown model

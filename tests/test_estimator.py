@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from ptsim.core.bank import BankConfig, PromptBankIndex
+from ptsim.core.bank_sim import SimPromptBank
 from ptsim.core.convergence import ConvergenceModel, SavingCurve, TaskSpace
 from ptsim.core.estimator import EstimatorSettings, IterPrior, estimate
 from ptsim.core.state import ClusterState
@@ -134,3 +136,31 @@ def test_both_drivers_get_the_same_estimate_for_the_same_progress() -> None:
     exe.set_progress("a", 1200.0, later, progress_fraction=0.9)
     want = estimate(IterPrior(1000.0, 0.3), 1200.0, 0.9, EstimatorSettings(0.6, 0.3))
     assert exe.snapshot(later).jobs_by_id["a"].estimate_at(later) == want
+
+
+def test_simulated_accuracy_readings_inform_the_estimate() -> None:
+    """The simulator's readings are noisy views of the true count with the fitted log-error,
+    and a job's estimate with them is closer to its true count than the prior alone."""
+    st = EstimatorSettings(curve_power=0.6, obs_sigma=0.3)
+    model = ConvergenceModel(TaskSpace.default(), spread_sigma=0.4)
+    bank = SimPromptBank(
+        PromptBankIndex(BankConfig()), model, {"m": 0.25}, 0, estimator=st, evals_per_job=20
+    )
+    errs, with_r, without = [], [], []
+    for i in range(400):
+        spec = job(f"j{i}", 0, 1000, 10**6)
+        true = model.realized_iterations(1000.0, None, "sst2", np.random.default_rng(i))
+        done = 0.5 * true
+        got = bank.readings(spec, true, done)
+        assert got is not None and got[1] <= done
+        frac, at = got
+        errs.append(math.log(at / frac ** (1 / st.curve_power)) - math.log(true))
+        prior = model.prior(1000.0, 0.0)
+        with_r.append(abs(math.log(estimate(prior, done, frac, st, at).total / true)))
+        without.append(abs(math.log(estimate(prior, done).total / true)))
+    assert float(np.std(errs)) == pytest.approx(0.3, rel=0.15)
+    assert float(np.mean(with_r)) < float(np.mean(without))
+    assert bank.readings(job("x", 0, 1000, 10**6), 1000.0, 10.0) is None  # before the first
+    assert bank.readings(job("x", 0, 1000, 10**6), 1000.0, 500.0) == bank.readings(
+        job("x", 0, 1000, 10**6), 1000.0, 510.0
+    )  # one reading per evaluation

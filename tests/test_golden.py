@@ -1,6 +1,8 @@
 """Results do not drift: each shipped policy, on two fixed scenarios (the default workload for
 10 minutes, seed 3, with the bank; 30 minutes at load 0.9 on one 8-GPU node, so queues form),
-gives exactly the per-job tables committed in ``tests/data/golden/``.
+gives exactly the per-job tables committed in ``tests/data/golden/``. The two scenarios run
+with the convergence model assumed before measurement (``bank.convergence=assumed``) and again
+with the default, fitted one (``fitted-*``).
 
 A change that is meant to alter results regenerates them on purpose:
 ``PTSIM_REGOLD=1 python -m pytest tests/test_golden.py`` and says why in the commit.
@@ -33,6 +35,10 @@ SCENARIOS = {
         "seed=5",
         *ASSUMED,
     ],
+    # the default (fitted) convergence model: true iterations drawn from the measured spread,
+    # policies planning on the estimator's estimate
+    "fitted-default": ["workload.duration_s=600", "seed=3"],
+    "fitted-loaded": ["workload.duration_s=1800", "workload.load=0.9", "cluster.nodes=1", "seed=5"],
 }
 # wall-clock columns are the only ones allowed to differ between runs
 WALL = ("sim_wall_s", "decide_wall_s")

@@ -8,6 +8,7 @@ noise standing for the imprecision of a short evaluation.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -203,10 +204,13 @@ class SimPromptBank:
         online: bool = True,
         compare_default: bool = False,
         estimator: EstimatorSettings = DEFAULT_ESTIMATOR,
+        evals_per_job: int = 0,
     ) -> None:
         self.index = index
         self.compare_default = compare_default
         self.estimator = estimator
+        self.evals_per_job = evals_per_job
+        self._readings: dict[tuple[str, int], float] = {}
         self.convergence = convergence
         self.eval_s = dict(eval_s)
         self.seed = seed
@@ -265,6 +269,30 @@ class SimPromptBank:
         return self.convergence.realized_iterations(
             float(spec.iterations), init.source_task, spec.task, rng
         )
+
+    def readings(self, spec: JobSpec, total: float, done: float) -> tuple[float, float] | None:
+        """The simulated accuracy reading of a job with ``total`` true iterations after
+        ``done``: held-out evaluations every ``spec.iterations / evals_per_job`` iterations;
+        the last one, after k iterations, reads the fraction of the way to the target accuracy
+        as ``(k / total) ** p x exp(p x e)``, e ~ N(0, obs_sigma^2) (drawn once per job and
+        evaluation, seeded by the run seed and the job id), with ``p`` and ``obs_sigma`` the
+        estimator's, so that a total read off it is off by a factor ``exp(-e)``. Returns
+        (fraction, k), or None before the first evaluation, after the target, or when
+        ``evals_per_job`` is 0 (no readings)."""
+        if self.evals_per_job <= 0:
+            return None
+        every = max(1.0, spec.iterations / self.evals_per_job)
+        k = math.floor(done / every)
+        at = k * every
+        if k < 1 or at >= total:
+            return None
+        key = (spec.job_id, k)
+        e = self._readings.get(key)
+        if e is None:
+            g = np.random.default_rng([self.seed, 7, zlib.crc32(spec.job_id.encode()), k])
+            e = self._readings[key] = float(g.normal(0.0, self.estimator.obs_sigma))
+        p = self.estimator.curve_power
+        return min(0.999, (at / total) ** p * math.exp(p * e)), at
 
     def add_finished(self, spec: JobSpec) -> None:
         if not self.online:

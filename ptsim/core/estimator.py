@@ -14,8 +14,8 @@ the standard deviation of the remaining, and a quantile), the one estimator both
    truncated lognormal's standard deviation. A job past its median therefore looks longer,
    the more it overruns.
 2. **Accuracy** (optional): the fraction of the way from the initial accuracy to the target
-   (``progress_fraction``) at ``done`` steps gives a direct reading of the total,
-   ``T_obs = done / fraction ** (1 / curve_power)``, trusted with log-standard deviation
+   (``progress_fraction``) after ``k`` steps gives a direct reading of the total,
+   ``T_obs = k / fraction ** (1 / curve_power)``, trusted with log-standard deviation
    ``obs_sigma``. It is combined with the prior in log space (precision-weighted, the
    conjugate normal update), then truncated at ``done`` as in 1.
 
@@ -150,10 +150,12 @@ def estimate(
     done: float,
     progress_fraction: float | None = None,
     settings: EstimatorSettings = DEFAULT_ESTIMATOR,
+    fraction_at: float | None = None,
 ) -> IterEstimate:
     """The estimate of a job's iterations after ``done`` iterations (see the module doc);
     ``progress_fraction`` is the fraction of the way from the initial held-out accuracy to the
-    target at the last evaluation, when the driver has one."""
+    target at the last evaluation, when the driver has one, taken after ``fraction_at``
+    iterations (default ``done``)."""
     if done < 0:
         raise ValueError(f"iterations done must be >= 0, got {done}")
     if prior.sigma == 0.0:  # known exactly (the assumed model): no arithmetic on it
@@ -162,8 +164,9 @@ def estimate(
     mu = math.log(prior.median)
     sigma = prior.sigma
     f = progress_fraction
-    if f is not None and sigma > 0 and done > 0 and settings.min_fraction <= f < 1.0:
-        obs = math.log(done) - math.log(f) / settings.curve_power
+    at = done if fraction_at is None else min(fraction_at, done)
+    if f is not None and sigma > 0 and at > 0 and settings.min_fraction <= f < 1.0:
+        obs = math.log(at) - math.log(f) / settings.curve_power
         w_prior = 1.0 / sigma**2
         w_obs = 1.0 / settings.obs_sigma**2
         mu = (mu * w_prior + obs * w_obs) / (w_prior + w_obs)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from ptsim.core.estimator import DEFAULT_ESTIMATOR, EstimatorSettings, IterPrior, estimate
 from ptsim.core.profiles import ProfileSet
@@ -41,6 +42,11 @@ IterationsFn = Callable[[JobSpec, InitChoice], float]
 PriorFn = Callable[[JobSpec, InitChoice], IterPrior]
 """What may be known of a job's iterations before it trains, given its initial prompt (the
 estimator's prior; the policies see the estimate, never the realised count)."""
+
+
+ReadingsFn = Callable[[JobSpec, float, float], tuple[float, float] | None]
+"""The simulator's accuracy readings: (job, its true iterations, iterations done) -> (fraction of
+the way to the target accuracy, iterations at the last evaluation), or None before the first."""
 
 
 def _base_iterations(spec: JobSpec, init: InitChoice) -> float:
@@ -79,6 +85,7 @@ class JobRecord:
     iters_estimate: float = 0.0  # what policies are told (the prior's median)
     prior: IterPrior | None = None  # set with the initial prompt
     progress_fraction: float | None = None  # last accuracy reading, from the driver
+    readings: Callable[[float], tuple[float, float] | None] | None = None  # simulated readings
     iters_done: float = 0.0  # at ``progress_at``
     progress_at: float = 0.0
     rate: float = 0.0  # iterations per second while RUNNING
@@ -123,6 +130,7 @@ class ClusterState:
         iterations: IterationsFn = _base_iterations,
         prior: PriorFn = exact_prior,
         estimator: EstimatorSettings = DEFAULT_ESTIMATOR,
+        readings: ReadingsFn | None = None,
     ) -> None:
         if num_nodes < 1 or gpus_per_node < 1:
             raise ValueError("need at least one node with at least one GPU")
@@ -132,6 +140,7 @@ class ClusterState:
         self._iterations = iterations
         self._prior = prior
         self.estimator = estimator
+        self._readings = readings
         self._gpus = [_Gpu(g, g // gpus_per_node) for g in range(num_nodes * gpus_per_node)]
         self._views: list[GpuView] = [GpuView(g.gid, g.node, g.state) for g in self._gpus]
         self.jobs: dict[str, JobRecord] = {}  # every job ever added, arrival order
@@ -211,6 +220,7 @@ class ClusterState:
                 prior=rec.prior,
                 progress_fraction=rec.progress_fraction,
                 estimator=self.estimator,
+                readings=rec.readings,
             )
         return rec.view
 
@@ -218,6 +228,9 @@ class ClusterState:
         """The estimated total iterations at the job's recorded progress."""
         if rec.prior is None or rec.prior.sigma == 0.0:
             return max(rec.iters_estimate, rec.iters_done)
+        got = rec.readings(rec.iters_done) if rec.readings is not None else None
+        if got is not None:
+            return estimate(rec.prior, rec.iters_done, got[0], self.estimator, got[1]).total
         return estimate(rec.prior, rec.iters_done, rec.progress_fraction, self.estimator).total
 
     def _touch(self, rec: JobRecord) -> None:
@@ -306,6 +319,8 @@ class ClusterState:
         rec.iters_needed = max(1.0, float(self._iterations(rec.spec, init)))
         rec.prior = self._prior(rec.spec, init)
         rec.iters_estimate = rec.prior.median
+        if self._readings is not None:
+            rec.readings = partial(self._readings, rec.spec, rec.iters_needed)
 
     def _reconfigure(self, rec: JobRecord, now: float) -> Reconfigure | None:
         """The job's GPUs changed: if the set it trains on changes, stop it and say on which

@@ -6,7 +6,7 @@ ptsim, seconds since the run started in ptexec). Ids are plain strings (jobs) an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -130,8 +130,12 @@ class JobView:
     # what is known of the iterations before training (None: ``iters_needed`` exactly)
     prior: IterPrior | None = None
     # fraction of the way from the initial held-out accuracy to the target, when measured
+    # (at ``iters_done``; reported by the executor)
     progress_fraction: float | None = None
     estimator: EstimatorSettings = DEFAULT_ESTIMATOR
+    # the simulator's accuracy readings: iterations done -> (fraction, iterations at the last
+    # evaluation), or None before the first (a noisy reading; never the true count)
+    readings: Callable[[float], tuple[float, float] | None] | None = None
 
     @property
     def job_id(self) -> str:
@@ -160,7 +164,11 @@ class JobView:
         remaining, the remaining's standard deviation and 90th percentile."""
         prior = self.prior if self.prior is not None else IterPrior(max(self.iters_needed, 1.0))
         done = self.iters_done + self.rate * (now - self.progress_at)
-        return estimate(prior, done, self.progress_fraction, self.estimator)
+        if self.readings is not None:
+            got = self.readings(done)
+            if got is not None:
+                return estimate(prior, done, got[0], self.estimator, got[1])
+        return estimate(prior, done, self.progress_fraction, self.estimator, self.iters_done)
 
 
 @dataclass(frozen=True)
