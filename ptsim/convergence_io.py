@@ -45,7 +45,7 @@ class ConvergenceSetup:
     model: ConvergenceModel
     score_sigma: float
     estimator: EstimatorSettings
-    compare_default: bool
+    against_default: bool
     source: str
     evals_per_job: int = 0
 

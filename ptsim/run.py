@@ -78,7 +78,7 @@ class BankSpec:
     feature_dim: int = 16
     feature_noise: float = 0.1
     convergence: str = FITTED
-    compare_default: bool | None = None  # None: the convergence model's rule
+    against_default: bool | None = None  # None: the convergence model's rule
     evals_per_job: int | None = None  # simulated accuracy readings; None: the model's
 
     def __post_init__(self) -> None:
@@ -102,9 +102,9 @@ class BankSpec:
             feature_dim=self.feature_dim,
             feature_noise=self.feature_noise,
             online=self.index.online,
-            compare_default=setup.compare_default
-            if self.compare_default is None
-            else self.compare_default,
+            against_default=setup.against_default
+            if self.against_default is None
+            else self.against_default,
             estimator=setup.estimator,
             evals_per_job=setup.evals_per_job if self.evals_per_job is None else self.evals_per_job,
         )

@@ -168,7 +168,7 @@ def test_a_prompt_worse_than_the_default_is_not_used() -> None:
             {"m": 0.25},
             seed=0,
             score_sigma=0.05,
-            compare_default=compare,
+            against_default=compare,
         )
         bank.seed_history(others)
         specs = [JobSpec(f"j{i}", 0.0, "m", "sst2", 100.0, 8, 100) for i in range(40)]

@@ -81,7 +81,7 @@ class SimScorer:
         return float(self.rng.normal(0.0, self.sigma)) if self.sigma else 0.0
 
 
-def against_default(result: LookupResult, default_score: float) -> LookupResult:
+def keep_if_beats_default(result: LookupResult, default_score: float) -> LookupResult:
     """The lookup after also assessing the default initial prompt (one more assessment): the
     chosen entry is kept only when its score beats the default's, else the default is used."""
     keep = (
@@ -101,15 +101,15 @@ def choose_init(
     rng: np.random.Generator,
     *,
     layout: str | None = None,
-    compare_default: bool = False,
+    against_default: bool = False,
 ) -> tuple[InitChoice, LookupResult]:
     """One simulated lookup turned into the job's :class:`InitChoice` (cost = assessments x
     ``eval_s``; expected saving from the scorer's convergence model). With
-    ``compare_default`` the default prompt is assessed too when the lookup found an entry,
-    and the entry is used only if it scores higher (:func:`against_default`)."""
+    ``against_default`` the default prompt is assessed too when the lookup found an entry,
+    and the entry is used only if it scores higher (:func:`keep_if_beats_default`)."""
     res = index.lookup(model, target_task, scorer, rng, layout=layout)
-    if compare_default and res.entry is not None:
-        res = against_default(res, scorer.score_default(target_task))
+    if against_default and res.entry is not None:
+        res = keep_if_beats_default(res, scorer.score_default(target_task))
     src = res.entry.source_task if res.entry is not None else None
     saving = scorer.convergence.expected_saving(src, target_task)
     return init_choice(res, eval_s, saving), res
@@ -180,7 +180,7 @@ class SimPromptBank:
     iterations model.
 
     ``choose(spec)`` answers a policy's lookup for a new job (an ``InitChooser``; with
-    ``compare_default`` a found entry must also out-score the default prompt); ``iterations``
+    ``against_default`` a found entry must also out-score the default prompt); ``iterations``
     is the cluster state's ``IterationsFn`` (the realised iterations of a job started from its
     chosen prompt, noise drawn from a generator seeded by the run seed and the job id, so a job
     gets the same draw under every policy that picks the same source); ``add_finished`` adds a
@@ -202,12 +202,12 @@ class SimPromptBank:
         feature_dim: int = 16,
         feature_noise: float = 0.1,
         online: bool = True,
-        compare_default: bool = False,
+        against_default: bool = False,
         estimator: EstimatorSettings = DEFAULT_ESTIMATOR,
         evals_per_job: int = 0,
     ) -> None:
         self.index = index
-        self.compare_default = compare_default
+        self.against_default = against_default
         self.estimator = estimator
         self.evals_per_job = evals_per_job
         self._readings: dict[tuple[str, int], float] = {}
@@ -255,7 +255,7 @@ class SimPromptBank:
             self.eval_s[spec.model],
             self._rng,
             layout=self.layout,
-            compare_default=self.compare_default,
+            against_default=self.against_default,
         )
         return choice
 
