@@ -278,6 +278,9 @@ def fit(directory: Path, *, min_fraction: float = 0.1, command: str = "") -> dic
     sp = spread(runs)
     pairs = pair_savings(runs)
     cv = fit_curve(pairs)
+    by_suite_curve = {
+        str(k): fit_curve(g) for k, g in pairs.groupby("suite", sort=True) if len(g) >= 4
+    }
     noise = score_noise(pairs, scores)
     est = estimator_fit(runs, curves_df, min_fraction)
     by_rel = {
@@ -332,6 +335,7 @@ def fit(directory: Path, *, min_fraction: float = 0.1, command: str = "") -> dic
             "paper_saving": 0.30,
         },
         "curve": cv,
+        "curve_by_suite": by_suite_curve,
         "score": noise,
         "estimator": est,
         "pairs": pairs.to_dict(orient="records"),
@@ -391,6 +395,16 @@ def render_md(result: Mapping[str, Any]) -> str:
         f"| `curve_power` / `obs_sigma` | {_f(m['curve_power'])} / {_f(m['obs_sigma'])} | "
         "estimator: accuracy progress ~ (steps / total)^p; log-sd of a total read off one "
         "evaluation |",
+        "",
+        "The curve fitted to each suite alone:",
+        "",
+        "| suite | s_max | s0 | gamma | s_neg | noise_sigma | pairs |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *(
+            f"| {k} | {_f(c['s_max'])} | {_f(c['s0'])} | {_f(c['gamma'])} | {_f(c['s_neg'])} "
+            f"| {_f(c['noise_sigma'])} | {c['pairs']} |"
+            for k, c in result.get("curve_by_suite", {}).items()
+        ),
         "",
         "## Saving by relation of source to target",
         "",
