@@ -13,8 +13,8 @@ from ptsim.core.policies.simple import Edf, SimpleConfig
 from ptsim.core.policy import PolicyContext
 from ptsim.core.types import Decision, Snapshot
 from ptsim.metrics import jobs_table, summarize
-from ptsim.run import BankSpec, bank_from
 from ptsim.simulator import Simulation
+from ptsim.specs import BankSpec, bank_from
 from tests._util import job, linear_profiles
 
 TASKS = ["sst2", "imdb", "mnli", "rte", "agnews", "trec"]
