@@ -34,6 +34,7 @@ from ptsim.paths import conf_root
 from ptsim.profiles_io import load_profiles
 from ptsim.simulator import Simulation
 from ptsim.trace import WorkloadSpec, generate_workload, load_trace, write_trace
+from ptsim.trace.replay import REPLAY_KEYS, ReplaySpec, replay_window
 
 COMPARISON_COLUMNS = (
     "policy",
@@ -241,13 +242,29 @@ def workload_from(cfg: Mapping[str, Any]) -> WorkloadSpec:
 
 
 def build_trace(cfg: DictConfig, profiles: ProfileSet, cluster: ClusterSpec) -> list[JobSpec]:
-    """The jobs a config asks for: a trace file if ``workload.trace`` is set, else generated."""
-    wl = OmegaConf.to_container(cfg.workload, resolve=True)
-    assert isinstance(wl, dict)
-    trace = wl.get("trace")
-    if trace:
-        return load_trace(Path(str(trace)).expanduser(), known_models=list(profiles.models))
+    """The jobs a config asks for: a replayed trace file (``workload=replay``), else generated.
+    A key that does not apply to the chosen kind is refused (docs/traces.md section 6)."""
+    wl = plain(cfg.workload)
     rng = np.random.default_rng(int(cfg.seed))
+    trace = wl.get("trace")
+    if wl.get("name") == "replay" or trace:
+        extra = sorted(k for k in wl if k not in (*REPLAY_KEYS, "name"))
+        if wl.get("name") != "replay":
+            raise ValueError(
+                f"workload.trace: replay a trace with `workload=replay workload.trace=PATH`; "
+                f"the generator's keys ({', '.join(extra)}) do not apply to a trace"
+            )
+        if extra:
+            raise ValueError(
+                f"workload.{extra[0]} does not apply to a replayed trace; "
+                f"keys that do: {', '.join(REPLAY_KEYS)}"
+            )
+        if not trace:
+            raise ValueError("workload.trace: workload=replay needs workload.trace=PATH")
+        spec = ReplaySpec(**{k: v for k, v in wl.items() if k not in ("trace", "name")})
+        path = Path(str(trace)).expanduser()
+        jobs = load_trace(path, known_models=list(profiles.models))
+        return replay_window(jobs, spec, profiles, cluster.num_gpus, rng, str(path))
     return generate_workload(workload_from(wl), profiles, cluster.num_gpus, rng)
 
 
