@@ -265,7 +265,14 @@ def build_trace(cfg: DictConfig, profiles: ProfileSet, cluster: ClusterSpec) -> 
         path = Path(str(trace)).expanduser()
         jobs = load_trace(path, known_models=list(profiles.models))
         return replay_window(jobs, spec, profiles, cluster.num_gpus, rng, str(path))
-    return generate_workload(workload_from(wl), profiles, cluster.num_gpus, rng)
+    spec = workload_from(wl)
+    jobs = generate_workload(spec, profiles, cluster.num_gpus, rng)
+    if not jobs:
+        raise ValueError(
+            f"workload: no job arrived in duration_s={spec.duration_s:g} s at load "
+            f"{spec.load:g} on {cluster.num_gpus} GPUs (seed {cfg.seed}); raise either"
+        )
+    return jobs
 
 
 def scheduler_configs(cfg: DictConfig) -> list[tuple[str, dict[str, Any]]]:

@@ -136,3 +136,13 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     )
     assert out.returncode == 2 and "no such file" in out.stderr
     assert not (tmp_path / "r" / "summary.json").exists()
+
+
+def test_end_of_run_line_says_when_the_horizon_was_hit() -> None:
+    from ptsim.app import horizon_line
+
+    s = {"policy": "edf", "jobs": 40, "unfinished": 7, "horizon_s": 900.0, "horizon_hit": True}
+    assert horizon_line(s) == (
+        "edf: stopped at the horizon (900 s, sim.horizon_s) with 7 of 40 jobs unfinished"
+    )
+    assert horizon_line({**s, "horizon_hit": False}) is None
