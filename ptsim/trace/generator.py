@@ -155,8 +155,8 @@ class WorkloadSpec:
         ]
         if unused:
             raise ValueError(
-                f"{', '.join(unused)} do(es) not apply with arrivals={self.arrivals}, "
-                f"lengths={self.lengths}"
+                f"not used with arrivals={self.arrivals}, lengths={self.lengths}: "
+                f"{', '.join(unused)} (keep the default, or choose other arrivals/lengths)"
             )
         counts = (1, *self.multi_gpu_counts)
         if not all(self.min_gpus <= g <= self.max_gpus for g in counts):
