@@ -51,7 +51,8 @@ class GpuPool:
         return self._free
 
     def warm_models(self) -> list[str]:
-        """Models with idle warm GPUs in the snapshot or given to the pool since, sorted."""
+        """Models the pool keeps a warm list for, sorted: those with idle warm GPUs in the
+        snapshot and any asked about or given back since (their lists may be empty now)."""
         return sorted(set(self._snap.warm_idle) | set(self._warm))
 
     def warm_count(self, model: str) -> int:
