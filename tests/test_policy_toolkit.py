@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from functools import partial
 
 import pytest
 
@@ -14,12 +15,15 @@ from ptsim.core.policies.planning import (
     CountPick,
     Predictor,
     Supply,
+    counts_for,
     lookup_due,
     pick_count,
     pool_supply,
     remaining_iters,
 )
+from ptsim.core.profiles import ProfileSet
 from ptsim.core.types import (
+    Decision,
     GpuState,
     GpuView,
     InitChoice,
@@ -29,7 +33,8 @@ from ptsim.core.types import (
     Snapshot,
     expected_iterations,
 )
-from tests._policy_kit import curve_profiles, spec
+from ptsim.simulator import Simulation
+from tests._policy_kit import check_run, curve_profiles, spec
 
 F, L, W, B = GpuState.FREE, GpuState.LOADING, GpuState.WARM, GpuState.BUSY
 # 1 GPU: 10 it/s, 2: 18, 3: 24, 4: 28; cold start 4 s, reload 2 s, hand-over 0.5 s, pause 2 s
@@ -368,3 +373,52 @@ def test_expected_iterations_and_what_policies_derive_from_it() -> None:
     assert remaining_iters(set_, 0.0, InitChoice()) == 300.0 and lookup_due(set_) == 2.0
     started = view(j, init=bank, first_start=1.0, iters_estimate=300.0, iters_done=100.0)
     assert remaining_iters(started, 5.0) == 200.0 and lookup_due(started) == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# a policy made of the toolkit alone (the sketch in docs/architecture.md, "Adding a policy")
+
+
+class _ToolkitEdf:
+    """Earliest deadline first, each job on the smallest count that meets its deadline."""
+
+    name = "toolkit-edf"
+
+    def __init__(self, profiles: ProfileSet) -> None:
+        self.profiles = profiles
+        self.pred = Predictor(profiles)
+
+    def decide(self, snap: Snapshot) -> Decision:
+        pool = GpuPool(snap)
+        pred, now = self.pred, snap.now
+
+        def count(job: JobView, avail: int) -> int:
+            s = job.spec
+            counts = counts_for(s, "any", snap.num_gpus)
+            supply = pool_supply(snap, pool, self.profiles, s.model, min(counts[-1], avail))
+            finish = partial(
+                pred.start_finish,
+                s,
+                remaining_iters(job, now),
+                now,
+                supply=supply,
+                lookup_s=lookup_due(job),
+                first=job.first_start is None,
+            )
+            got = pick_count(counts, finish, now, s.deadline, 0.1, up_to=avail)
+            return got.meeting or got.fastest
+
+        queue = sorted(snap.queued, key=lambda j: (j.spec.deadline, j.job_id))
+        started, _ = pool.start_queued(queue, lambda j: j.spec.min_gpus, count)
+        release, due = keep_alive_release(snap, pool, 30.0)
+        return Decision(allocations={j.job_id: g for j, g in started}, release=release, wake_at=due)
+
+
+def test_a_policy_made_of_the_toolkit_runs_clean() -> None:
+    # j0 meets its deadline on 1 GPU (4 s cold start + 0.5 s + 30 s); j1 needs 2 (1 GPU: 84.5 s)
+    jobs = [spec("j0", 0.0, 300, 60.0), spec("j1", 1.0, 800, 60.0)]
+    out = Simulation(jobs, _ToolkitEdf(PROF), PROF, num_nodes=1, gpus_per_node=4).run()
+    check_run(out)
+    recs = out.state.jobs
+    assert {j: r.running_gpus for j, r in recs.items()} == {"j0": 1, "j1": 2}
+    assert all(r.finish is not None and r.finish <= r.spec.deadline for r in recs.values())
