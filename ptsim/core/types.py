@@ -83,9 +83,11 @@ class InitChoice:
     """The initial prompt chosen for a job (by the Prompt Bank, or the default one).
 
     ``source`` is the bank entry id (``None`` for the default prompt); ``source_task`` its task;
+    ``layout`` the bank layout the lookup searched (``"none"`` without a lookup);
     ``assessments`` the number of score assessments the lookup made; ``lookup_s`` their cost in
-    seconds, charged on the job's first GPU; ``saving`` the fraction of iterations it saves
-    against the default prompt (what the iterations model predicts, known to the simulator only).
+    seconds, charged on the job's first GPU; ``expected_saving`` the fraction of iterations it is
+    expected to save against the default prompt (what the convergence model predicts; 0 when
+    unknown, as in the executor). ``expected_iterations`` turns it into an iteration estimate.
     """
 
     source: str | None = None
@@ -97,6 +99,14 @@ class InitChoice:
 
 
 DEFAULT_INIT = InitChoice()
+
+
+def expected_iterations(spec: JobSpec, init: InitChoice) -> float:
+    """Iterations to target expected for ``spec`` started from ``init``: the default prompt's
+    count less the choice's expected saving, at least 1. The cluster state tells policies this
+    estimate once the initial prompt is set; a policy that chooses the prompt itself uses it for
+    the decision being built."""
+    return max(1.0, spec.iterations * (1.0 - init.expected_saving))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +133,11 @@ class JobView:
     iters_done: float  # at time ``progress_at``
     progress_at: float
     rate: float  # iterations per second while running, else 0
-    iters_needed: float  # current estimate of the total iterations to target
+    iters_estimate: float  # estimated total iterations to target (the true count is hidden)
     init: InitChoice | None  # None until an initial prompt is chosen
     first_start: float | None  # when the job first trained, if it has
     rescales: int
-    # what is known of the iterations before training (None: ``iters_needed`` exactly)
+    # what is known of the iterations before training (None: ``iters_estimate`` exactly)
     prior: IterPrior | None = None
     # fraction of the way from the initial held-out accuracy to the target, when measured
     # (at ``iters_done``; reported by the executor)
@@ -150,19 +160,19 @@ class JobView:
         """Iterations done by ``now``, extrapolated at the current rate (capped at the
         estimate when the iterations are known exactly)."""
         done = self.iters_done + self.rate * (now - self.progress_at)
-        return done if self.uncertain else min(self.iters_needed, done)
+        return done if self.uncertain else min(self.iters_estimate, done)
 
     def remaining_at(self, now: float) -> float:
         """Estimated iterations still needed at ``now`` (:meth:`estimate_at`'s remaining)."""
         if self.uncertain:
             return self.estimate_at(now).remaining
-        return max(0.0, self.iters_needed - self.done_at(now))
+        return max(0.0, self.iters_estimate - self.done_at(now))
 
     def estimate_at(self, now: float) -> IterEstimate:
         """The estimator's view of the job at ``now`` (``ptsim.core.estimator.estimate`` of its
         prior, the iterations done by then and the last accuracy reading): expected total and
         remaining, the remaining's standard deviation and 90th percentile."""
-        prior = self.prior if self.prior is not None else IterPrior(max(self.iters_needed, 1.0))
+        prior = self.prior if self.prior is not None else IterPrior(max(self.iters_estimate, 1.0))
         done = self.iters_done + self.rate * (now - self.progress_at)
         if self.readings is not None:
             got = self.readings(done)
