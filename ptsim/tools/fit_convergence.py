@@ -160,12 +160,17 @@ def _similarity(row: Any) -> float:
 
 
 def fit_curve(pairs: pd.DataFrame) -> dict[str, Any]:
-    """Least-squares saving curve over the pairs (several starts; bounded)."""
+    """Least-squares saving curve over the pairs (several starts; bounded). Each suite weighs
+    the same in total (a pair's weight is 1 / the pairs of its suite), so a suite with many
+    cheap pairs does not drown the others; ``noise_sigma`` is the weighted residual spread."""
     from scipy.optimize import least_squares
 
     ok = pairs[pairs["saving"].notna()]
     x = ok["similarity"].to_numpy(float)
     y = ok["saving"].to_numpy(float)
+    counts = ok.groupby("suite")["saving"].transform("size").to_numpy(float)
+    w = (1.0 / counts) / float(np.mean(1.0 / counts))  # mean weight 1
+    sw = np.sqrt(w)
     names = tuple(CURVE_BOUNDS)
     lo = np.array([CURVE_BOUNDS[n][0] for n in names])
     hi = np.array([CURVE_BOUNDS[n][1] for n in names])
@@ -176,15 +181,15 @@ def fit_curve(pairs: pd.DataFrame) -> dict[str, Any]:
                 [min(0.98, max(0.01, float(y.max()))), s0, gamma, min(0.0, float(y.min()))]
             )
             p0 = np.clip(p0, lo + 1e-9, hi - 1e-9)
-            r = least_squares(lambda p: curve(x, *p) - y, p0, bounds=(lo, hi), method="trf")
+            r = least_squares(lambda p: sw * (curve(x, *p) - y), p0, bounds=(lo, hi), method="trf")
             if best is None or r.cost < best.cost - 1e-12:
                 best = r
     assert best is not None
     params = {n: float(v) for n, v in zip(names, best.x, strict=True)}
     resid = y - curve(x, *best.x)
     dof = max(1, len(y) - len(names))
-    params["noise_sigma"] = float(math.sqrt(float(resid @ resid) / dof))
-    params["rms_residual"] = float(math.sqrt(float(resid @ resid) / len(y)))
+    params["noise_sigma"] = float(math.sqrt(float(w @ resid**2) / dof))
+    params["rms_residual"] = float(math.sqrt(float(w @ resid**2) / len(y)))
     params["pairs"] = len(y)
     return params
 
