@@ -45,6 +45,7 @@ process), so its real time passes before the job starts.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -321,10 +322,9 @@ class Executor:
         rec = LoadRecord(act.gid, act.model, act.job, act.reload, self.now())
         try:
             p = self.pool[act.gid].request("load", model, kind)
-        except WorkerDied as died:
+        except WorkerDied:  # the health monitor notices it at its next poll
             rec.stale = True
             self.loads.append(rec)
-            self._worker_lost(died.worker)
             return
         self._load_pending.append((act.gid, act.token, p, rec))
         self.loads.append(rec)
@@ -337,10 +337,8 @@ class Executor:
             return name, (kind or None)
 
     def _release_worker(self, gid: int) -> None:
-        try:
+        with contextlib.suppress(WorkerDied):  # the health monitor notices it
             self._background.append((gid, self.pool[gid].request("release"), False))
-        except WorkerDied as died:
-            self._worker_lost(died.worker)
 
     def _background_request(self, gid: int, reply: Reply) -> None:
         self._background.append((gid, reply, True))
