@@ -18,6 +18,7 @@ from ptexec.tasks import TaskFamily  # noqa: E402
 from ptexec.train import TuningConfig, TuningJob  # noqa: E402
 from ptexec.workers import (  # noqa: E402
     JobSetup,
+    Pending,
     WorkerDied,
     WorkerError,
     WorkerPool,
@@ -89,15 +90,15 @@ def test_killed_worker_is_dead_at_once_and_its_old_replies_fail_cleanly(pool: Wo
     # the race of issue 12: a worker's pipe breaks before the OS reports its exit, and a job
     # may still hold a request to the old process after the worker was restarted
     old = pool[1]
-    before = old.request("info")  # sent, never read
     os.kill(old.proc.pid, signal.SIGKILL)  # no join: the driver does not wait for the OS
     with pytest.raises(WorkerDied) as died:
         old.call("info", timeout=60)
     assert died.value.worker is old and died.value.wid == 1
     assert not old.alive()  # the broken pipe is death, whatever the process table says yet
+    unanswered = Pending(old, 10**6, "grad")  # a job's request the old process never answered
     boot = pool.respawn(1)
     with pytest.raises(WorkerDied):
-        before.ready()  # a closed handle: WorkerDied, never OSError
+        unanswered.ready()  # on a closed handle: WorkerDied, never OSError
     with pytest.raises(WorkerDied):
         old.request("info")
     pool[1].boot_s = float(boot.result(120))
