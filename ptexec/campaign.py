@@ -751,7 +751,10 @@ def write_readme(out: Path, argv: Sequence[str], suites: Sequence[Suite], starte
     lines += [
         "",
         "Only the prompt is transferred; a `seq_cls` job's head is fresh (seeded like a job "
-        "without the bank). Source prompts: seed 100, data seed 1; targets: data seed 0.",
+        "without the bank). Source prompts: seed 100, data seed 1; targets: data seed 0. A "
+        "source run that misses its target within the budget still stores its prompt as it is "
+        "then (`reached` = 0 in its row). The fit places a pair at its `rule_similarity` when "
+        "there is one (generated family), else at its `similarity`.",
         "",
         "## runs.csv",
         "",

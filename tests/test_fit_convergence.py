@@ -107,7 +107,13 @@ def test_shipped_model_reproduces_the_measurements() -> None:
     w = w / w.mean()
     # the mean saving over measured pairs is reproduced, and the residuals are the noise
     assert abs(float(np.average(resid, weights=w))) < 0.05
-    assert float(np.sqrt(np.average(resid**2, weights=w))) <= setup.model.curve.noise_sigma + 1e-6
+    c = fit["curve"]
+    assert float(np.sqrt(np.average(resid**2, weights=w))) <= c["residual_sigma"] + 1e-5
+    # the model's noise is the residual less the seed-sampling noise of the pair means
+    noise = setup.model.curve.noise_sigma
+    assert noise**2 == pytest.approx(
+        max(0.0, c["residual_sigma"] ** 2 - c["sampling_sigma"] ** 2), abs=1e-4
+    )
     # the spread: a lognormal with the fitted sigma has the measured CV
     cv = math.sqrt(math.expm1(setup.model.spread_sigma**2))
     assert cv == pytest.approx(fit["summary"]["spread_cv"], rel=1e-3)

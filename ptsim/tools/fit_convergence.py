@@ -13,8 +13,10 @@ From ``runs.csv`` (steps to target per run), ``scores.csv`` (score assessments) 
   generated family, the contrast similarity otherwise; ``ptexec.campaign``), the saving
   ``1 - mean(steps from the stored prompt) / mean(steps from the default prompt)`` over seeds;
   the curve ``s_neg + (s_max - s_neg) * clip((s - s0) / (1 - s0), 0, 1) ** gamma`` by least
-  squares on the pairs (negative ``s_neg``: unrelated prompts cost steps); ``noise_sigma`` is
-  the residual standard deviation of the pairs around it;
+  squares on the pairs, each suite weighing the same (negative ``s_neg``: unrelated prompts
+  cost steps); ``noise_sigma`` is the pairs' residual standard deviation around it less the
+  part explained by the seed-sampling noise of each pair's mean (which the simulator draws
+  separately, as the run-to-run spread);
 - **score noise**: per suite, the pairs' saving regressed on their score minus the default
   prompt's score; the score's sampling standard deviation (repeats on other samples) times the
   slope gives the noise of one assessment in units of saving (``score_sigma``), the residual
@@ -188,7 +190,19 @@ def fit_curve(pairs: pd.DataFrame) -> dict[str, Any]:
     params = {n: float(v) for n, v in zip(names, best.x, strict=True)}
     resid = y - curve(x, *best.x)
     dof = max(1, len(y) - len(names))
-    params["noise_sigma"] = float(math.sqrt(float(w @ resid**2) / dof))
+    total_var = float(w @ resid**2) / dof
+    # a pair's measured saving is a mean over a few seeds: part of the residual is that
+    # sampling noise, which the simulator draws separately (the run-to-run spread)
+    if "saving_paired_sd" in ok and "seeds" in ok:
+        sd = ok["saving_paired_sd"].to_numpy(float)
+        n = ok["seeds"].to_numpy(float)
+        sampling = np.where(np.isfinite(sd) & (n > 0), sd**2 / np.maximum(n, 1.0), 0.0)
+        sampling_var = float(w @ sampling) / len(y)
+    else:
+        sampling_var = 0.0
+    params["residual_sigma"] = float(math.sqrt(total_var))
+    params["sampling_sigma"] = float(math.sqrt(sampling_var))
+    params["noise_sigma"] = float(math.sqrt(max(0.0, total_var - sampling_var)))
     params["rms_residual"] = float(math.sqrt(float(w @ resid**2) / len(y)))
     params["pairs"] = len(y)
     return params
@@ -390,7 +404,9 @@ def render_md(result: Mapping[str, Any]) -> str:
         f"| `s0` | {_f(m['s0'])} | similarity at or below which a prompt saves `s_neg` |",
         f"| `gamma` | {_f(m['gamma'])} | shape between `s0` and 1 |",
         f"| `s_neg` | {_f(m['s_neg'])} | saving of an unrelated prompt (negative: costs steps) |",
-        f"| `noise_sigma` | {_f(m['noise_sigma'])} | spread of a pair's saving around the curve |",
+        f"| `noise_sigma` | {_f(m['noise_sigma'])} | spread of a pair's saving around the curve, "
+        f"less seed sampling noise (residual {_f(result['curve']['residual_sigma'])}, sampling "
+        f"{_f(result['curve']['sampling_sigma'])}) |",
         f"| `spread_sigma` | {_f(m['spread_sigma'])} | lognormal log-sd of steps across seeds "
         f"(CV {_f(s['spread_cv'])}) |",
         f"| `min_saving` / `max_saving` | {_f(m['min_saving'])} / {_f(m['max_saving'])} | "
@@ -476,8 +492,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{path}: missing", file=sys.stderr)
             return 1
         old = json.loads(path.read_text())
-        old.pop("date", None)
-        if old != json.loads(render(result)):
+        new = json.loads(render(result))
+        for key in ("date", "command"):  # where and when it was run, not what it found
+            old.pop(key, None)
+            new.pop(key, None)
+        if old != new:
             print(f"{path}: differs from a refit of its inputs", file=sys.stderr)
             return 1
         print(f"{path}: up to date")
