@@ -98,7 +98,7 @@ def test_shipped_fit_is_what_its_data_give() -> None:
 @pytest.mark.skipif(not (SHIPPED / "fit.json").is_file(), reason="no shipped fit yet")
 def test_shipped_model_reproduces_the_measurements() -> None:
     fit = json.loads((SHIPPED / "fit.json").read_text())
-    setup = load_convergence("fitted")
+    setup = load_convergence("fitted-pooled")
     pairs = pd.DataFrame(fit["pairs"])
     pred = setup.model.curve.expected_many(pairs["similarity"].to_numpy(float))
     resid = pairs["saving"].to_numpy(float) - pred
@@ -117,6 +117,25 @@ def test_shipped_model_reproduces_the_measurements() -> None:
     # the spread: a lognormal with the fitted sigma has the measured CV
     cv = math.sqrt(math.expm1(setup.model.spread_sigma**2))
     assert cv == pytest.approx(fit["summary"]["spread_cv"], rel=1e-3)
+
+
+@pytest.mark.skipif(not (SHIPPED / "fit.json").is_file(), reason="no shipped fit yet")
+def test_default_fitted_model_is_the_real_data_suite() -> None:
+    fit = json.loads((SHIPPED / "fit.json").read_text())
+    real = fit["curve_by_suite"]["minilm"]
+    setup = load_convergence("fitted")
+    assert setup.model.curve.s_max == pytest.approx(real["s_max"])
+    assert setup.model.curve.s_neg == pytest.approx(real["s_neg"])
+    cv = math.sqrt(math.expm1(setup.model.spread_sigma**2))
+    assert cv == pytest.approx(fit["summary"]["spread_cv_by_suite"]["minilm"], rel=1e-6)
+    assert setup.score_sigma == pytest.approx(fit["score"]["minilm"]["score_sigma"])
+    # the suite reproduces its own pairs' mean saving within the noise of 8 pairs
+    pairs = pd.DataFrame(fit["pairs"]).query("suite == 'minilm'")
+    pred = setup.model.curve.expected_many(pairs["similarity"].to_numpy(float))
+    assert abs(float((pairs["saving"].to_numpy(float) - pred).mean())) < 0.05
+    assert load_convergence(f"{DEFAULT_FITTED}:minilm").model.curve == setup.model.curve
+    with pytest.raises(ValueError, match="no suite"):
+        load_convergence(f"{DEFAULT_FITTED}:nope")
 
 
 def test_names() -> None:
