@@ -24,7 +24,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import kmedoids
 import numpy as np
@@ -274,7 +274,8 @@ class PromptBankIndex:
     Entries are added with :meth:`add`; the clustering is built at the first clustered lookup
     and rebuilt (when ``config.online``) at the first lookup after ``config.rebuild_every``
     additions (or ``config.rebuild_growth`` x its size at the last build, if more). Between
-    rebuilds a new entry joins its nearest medoid's cluster, so every lookup sees every entry. Entry ids are unique across models.
+    rebuilds a new entry joins its nearest medoid's cluster, so every lookup sees every entry.
+    Entry ids are unique across models.
     """
 
     def __init__(self, config: BankConfig | None = None, entries: Iterable[BankEntry] = ()) -> None:
@@ -467,7 +468,8 @@ class _Run:
         if new:
             entries = [self.mb.entries[r] for r in new]
             if self.batch:
-                vals = np.asarray(self.scorer.score_many(entries, self.target), dtype=np.float64)
+                batch = cast(BatchScorer, self.scorer)
+                vals = np.asarray(batch.score_many(entries, self.target), dtype=np.float64)
                 if vals.shape != (len(entries),):
                     raise ValueError(f"score_many returned shape {vals.shape}, not ({len(new)},)")
             else:
