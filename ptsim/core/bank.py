@@ -26,10 +26,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol, cast, runtime_checkable
 
-import kmedoids
 import numpy as np
 import numpy.typing as npt
-from scipy.spatial.distance import pdist, squareform
 
 from ptsim.core.profiles import UnknownName
 from ptsim.core.types import InitChoice
@@ -207,6 +205,11 @@ def kmedoids_cluster(
     if k >= n:
         idx = np.arange(n, dtype=np.intp)
         return idx, idx.copy()
+    # imported here: ``kmedoids`` pulls in scikit-learn (seconds), which a run without a
+    # clustered lookup never needs
+    import kmedoids
+    from scipy.spatial.distance import pdist, squareform
+
     diss = squareform(pdist(points))
     res = kmedoids.fasterpam(
         diss,
