@@ -89,6 +89,7 @@ jobs with later deadlines. Measured numbers: docs/elasticflow.md section 4.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -169,7 +170,7 @@ class _Levels:
     counts: IntArray
     counts_ext: IntArray
     thr_ext: FloatArray
-    quota: IntArray  # column of level indexes 1..L (into counts_ext), for broadcasting
+    monotone: bool  # rates never fall as the level rises
 
 
 @dataclass(slots=True)
@@ -223,19 +224,36 @@ class _Planner:
             free.ensure(k_max)
             # index (into counts_ext) of the largest level that fits each slot's free GPUs
             fits = np.searchsorted(lv.counts, free.arr[:k_max], side="right")
-            dur = np.full(k_max, self.slot)
-            dur[-1] = it.deadline - self.now - (k_max - 1) * self.slot
-            idx = np.minimum(lv.quota, fits)  # levels x slots: min(level q, what fits)
-            iters = lv.thr_ext[idx] * dur
-            ok = iters.sum(axis=1) >= need
-            if ok.any():
-                q = int(ok.argmax())
+            last = it.deadline - self.now - (k_max - 1) * self.slot
+            top = len(lv.counts)
+
+            def gains(level: int) -> FloatArray:
+                """Iterations per slot at ``min(level, what fits)`` (the deadline's slot
+                counts only up to the deadline)."""
+                out: FloatArray = lv.thr_ext[np.minimum(fits, level)] * self.slot
+                out[-1] = lv.thr_ext[min(int(fits[-1]), level)] * last
+                return out
+
+            # the first level whose slots suffice, levels tried one at a time; with rates that
+            # grow with the level, none does if the top one does not (sums are monotone)
+            q, prev, cur = -1, None, None
+            if not lv.monotone or gains(top).sum() >= need:
+                for level in range(1, top + 1):
+                    prev, cur = cur, gains(level)
+                    if cur.sum() >= need:
+                        q = level
+                        break
+            if cur is not None and q > 0:
                 # the latest slot from which level q alone finishes the job in time
-                point = k_max - 1 - int(np.searchsorted(np.cumsum(iters[q, ::-1]), need))
-                row, gain = idx[q].copy(), iters[q].copy()
+                point = k_max - 1 - int(np.searchsorted(np.cumsum(cur[::-1]), need))
+                row, gain = np.minimum(fits, q), cur
                 if point > 0:
-                    row[:point] = idx[q - 1, :point] if q > 0 else 0
-                    gain[:point] = iters[q - 1, :point] if q > 0 else 0.0
+                    if prev is not None:
+                        row[:point] = np.minimum(fits[:point], q - 1)
+                        gain[:point] = prev[:point]
+                    else:
+                        row[:point] = 0
+                        gain[:point] = 0.0
                 end = min(int(np.searchsorted(np.cumsum(gain), need)), k_max - 1)
                 counts = lv.counts_ext[row[: end + 1]]
                 free.arr[: end + 1] -= counts
@@ -617,7 +635,7 @@ class ElasticFlow:
             counts=np.asarray(counts, dtype=np.int64),
             counts_ext=np.asarray([0, *counts], dtype=np.int64),
             thr_ext=np.asarray([0.0, *thr], dtype=np.float64),
-            quota=np.arange(1, len(counts) + 1, dtype=np.int64)[:, None],
+            monotone=all(b >= a for a, b in itertools.pairwise(thr)),
         )
         self._levels[key] = lv
         return lv
