@@ -342,41 +342,31 @@ class _Trial:
             self.cur = self._pad(self.cur, size)
             self.diff = np.concatenate([self.diff, np.zeros(size - len(self.diff), dtype=np.int64)])
 
-    def _settled(self, top: int) -> bool:
-        """Whether no job whose largest count is ``top`` or less can see a change."""
-        nz = np.flatnonzero(self.diff)
-        if nz.size == 0:
-            return True
-        rf = self.rest_free.arr
-        inside = nz[nz < len(rf)]
-        low = np.minimum(self.diff[inside], 0) + rf[inside]
-        if inside.size and int(low.min()) < top:
-            return False
-        outside = nz[nz >= len(rf)]
-        return (
-            not outside.size or int((self.total + np.minimum(self.diff[outside], 0)).min()) >= top
-        )
-
-    def _floor(self) -> list[int]:
+    def _floor(self) -> IntArray:
         """``out[k]``: a lower bound on the free GPUs, with and without the newcomer, in every
         slot below ``k`` where they differ, for every job still to plan (the free GPUs the plan
         without the newcomer leaves after all of them, plus ``diff`` where it is negative); a
-        job whose largest count is at most ``out[k]`` sees no change in its first ``k`` slots."""
+        job whose largest count is at most ``out[k]`` sees no change in its first ``k`` slots,
+        and none at all when it is at most ``out[-1]``."""
         nz = np.flatnonzero(self.diff)
         rf = self._pad(self.rest_free.arr, len(self.diff))[: len(self.diff)]
         low = np.full(len(self.diff) + 1, np.iinfo(np.int64).max, dtype=np.int64)
         low[nz + 1] = rf[nz] + np.minimum(self.diff[nz], 0)
-        return np.minimum.accumulate(low).tolist()  # type: ignore[no-any-return]
+        out: IntArray = np.minimum.accumulate(low)
+        return out
 
     def run(self, items: Sequence[_Item], start: int, tops: Sequence[int]) -> bool:
         """Plan ``items[start:]`` with the newcomer in ``trial``; False as soon as a job that
         meets its deadline without the newcomer would miss it with it."""
         rest, planner, out = self.rest, self.planner, self.plan
         check = True
-        floor: list[int] | None = None
+        floor: IntArray | None = None
         for i in range(start, len(items)):
+            if floor is None:
+                floor = self._floor()
+                check = True
             if check:
-                if self._settled(tops[i]):
+                if tops[i] <= floor[-1]:  # no job left can see a change
                     for it in items[i:]:
                         out[it.job_id] = rest[it.job_id]
                     fin = self._pad(self.rest_free.arr, len(self.diff))
@@ -392,8 +382,6 @@ class _Trial:
             span = max(k_max, 0) if was[0] else max(k_max, len(row))
             self._grow(max(span, len(row)))
             got = was
-            if floor is None:
-                floor = self._floor()
             top = int(it.levels.counts[-1])
             nz = () if top <= floor[min(span, len(floor) - 1)] else np.flatnonzero(self.diff[:span])
             if len(nz):
@@ -410,7 +398,7 @@ class _Trial:
                     after = self._pad(trial.arr, len(self.cur))
                     self.cur[: len(row)] -= row
                     self.diff = after - self.cur
-                    check, floor = True, None
+                    floor = None
                     if not got[0] and was[0]:
                         return False  # it would make a job that meets its deadline miss it
                     out[it.job_id] = got
