@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
@@ -79,13 +80,55 @@ def check_overrides(overrides: list[str]) -> str | None:
     return None
 
 
-def main() -> None:
-    """Console entry point for ``ptsim``."""
-    problem = check_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
+def check_group_choices(overrides: Sequence[str]) -> str | None:
+    """A one-line error for the first override that picks a config group option which does not
+    exist (``scheduler=foo``), listing the options, or None."""
+    root = conf_root()
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        key = key.lstrip("+~")
+        if not sep or key.startswith("hydra") or "(" in value:
+            continue  # not a choice, or a sweep function (left to hydra)
+        if key.startswith("/"):
+            key = key[1:]
+        folder = root / key
+        if not folder.is_dir():
+            continue
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        for choice in value.split(","):
+            if choice.strip() not in (*options, "null", ""):
+                return f"ptsim: unknown {key} {choice.strip()!r}; options: {', '.join(options)}"
+    return None
+
+
+def run_cli(argv: Sequence[str]) -> int:
+    """Run ``ptsim`` with command-line arguments ``argv``; returns the exit status (0 ok,
+    2 bad input, 130 interrupted)."""
+    args = list(argv)
+    words = [a for a in args if not a.startswith("-")]
+    problem = check_group_choices(words) or check_overrides(words)
     if problem:
         print(problem, file=sys.stderr)
-        raise SystemExit(2)
-    hydra.main(version_base="1.3", config_path=str(conf_root()), config_name="config")(_main)()
+        return 2
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "ptsim", *args]
+    try:
+        hydra.main(version_base="1.3", config_path=str(conf_root()), config_name="config")(_main)()
+    except KeyboardInterrupt:
+        print("ptsim: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def main() -> None:
+    """Console entry point for ``ptsim``."""
+    code = run_cli(sys.argv[1:])
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ directory or on global state, so runs compose in one process and in tests.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -32,8 +33,10 @@ from ptsim.core.types import JobSpec
 from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR, jobs_table, series_table, summarize
 from ptsim.paths import conf_root
 from ptsim.profiles_io import load_profiles
+from ptsim.schema import check_ptsim_config
 from ptsim.simulator import Simulation
 from ptsim.trace import WorkloadSpec, generate_workload, load_trace, write_trace
+from ptsim.trace.loader import TraceWarning
 
 COMPARISON_COLUMNS = (
     "policy",
@@ -240,13 +243,25 @@ def workload_from(cfg: Mapping[str, Any]) -> WorkloadSpec:
         raise ValueError(f"workload config: {exc}; known keys: {', '.join(known)}") from None
 
 
-def build_trace(cfg: DictConfig, profiles: ProfileSet, cluster: ClusterSpec) -> list[JobSpec]:
-    """The jobs a config asks for: a trace file if ``workload.trace`` is set, else generated."""
+def build_trace(
+    cfg: DictConfig,
+    profiles: ProfileSet,
+    cluster: ClusterSpec,
+    warn: Callable[[TraceWarning], Any] | None = None,
+) -> list[JobSpec]:
+    """The jobs a config asks for: a trace file if ``workload.trace`` is set (checked against
+    the profiles, the task space and the cluster; ``warn`` gets its warnings), else generated."""
     wl = OmegaConf.to_container(cfg.workload, resolve=True)
     assert isinstance(wl, dict)
     trace = wl.get("trace")
     if trace:
-        return load_trace(Path(str(trace)).expanduser(), known_models=list(profiles.models))
+        return load_trace(
+            Path(str(trace)).expanduser(),
+            known_models=list(profiles.models),
+            known_tasks=ConvergenceModel.default().space.names,
+            num_gpus=cluster.num_gpus,
+            warn=warn,
+        )
     rng = np.random.default_rng(int(cfg.seed))
     return generate_workload(workload_from(wl), profiles, cluster.num_gpus, rng)
 
@@ -294,9 +309,10 @@ class RunPlan:
 def plan_config(cfg: DictConfig) -> RunPlan:
     """Build the run a config describes; bad input (trace, profile, bank, knobs) fails here,
     before anything is simulated or written."""
+    check_ptsim_config(plain(cfg))
     profiles = load_profiles(plain(cfg.profile))
     cluster = cluster_from(plain(cfg.cluster))
-    jobs = build_trace(cfg, profiles, cluster)
+    jobs = build_trace(cfg, profiles, cluster, warn=_log_warning)
     bank_cfg = cfg.get("bank")
     bank = None if bank_cfg is None else bank_from(plain(bank_cfg))
     policies = scheduler_configs(cfg)
@@ -313,6 +329,10 @@ def plan_config(cfg: DictConfig) -> RunPlan:
         sim_cfg.get("horizon_s"),
         float(sim_cfg.get("series_interval_s", 0.0)),
     )
+
+
+def _log_warning(w: TraceWarning) -> None:
+    logging.getLogger("ptsim").warning("%s", w)
 
 
 def run_plan(

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from ptsim.app import check_overrides
 from ptsim.paths import conf_root
 from ptsim.run import COMPARISON_COLUMNS, run_config
+from ptsim.schema import ConfigError
 from ptsim.trace import load_trace
 
 SMALL = ["workload.duration_s=300", "progress=false"]
@@ -84,7 +85,7 @@ def test_replaying_a_trace_file(tmp_path: Path) -> None:
 
 
 def test_unknown_names_fail_listing_what_exists(tmp_path: Path) -> None:
-    with pytest.raises(KeyError, match=r"unknown edf policy option 'keepalive'; known: backfill"):
+    with pytest.raises(ConfigError, match=r"key 'scheduler.keepalive'; keys under scheduler: back"):
         run_config(cfg("scheduler=edf", "+scheduler.keepalive=3"), tmp_path)
     bad = ["workload.models=[gpt2-base,gpt5]", "workload.model_weights=[1,1]"]
     with pytest.raises(KeyError, match=r"unknown model 'gpt5'; known: gpt2-base"):

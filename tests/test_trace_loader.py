@@ -14,7 +14,7 @@ HEADER = "job_id,arrival_s,model,task,deadline_s,batch_size,iterations,num_gpus,
 ROWS = (
     "j2,12.0,gpt2-base,sst2,40.5,16,300,1,1,8",
     "j1,0.5,gpt2-large,imdb,100.0,32,1200,2,1,8",
-    "j3,12.0,vicuna-7b,rte,12.0,128,200,8,1,8",
+    "j3,12.0,vicuna-7b,rte,60.0,128,200,8,1,8",
 )
 COLS = HEADER.split(",")
 
@@ -36,7 +36,7 @@ def test_loads_and_sorts_by_arrival_then_id(tmp_path: Path) -> None:
     jobs = load_trace(write_csv(tmp_path))
     assert [j.job_id for j in jobs] == ["j1", "j2", "j3"]
     assert jobs[0] == JobSpec("j1", 0.5, "gpt2-large", "imdb", 100.0, 32, 1200, 2, 1, 8)
-    assert jobs[2] == JobSpec("j3", 12.0, "vicuna-7b", "rte", 12.0, 128, 200, 8, 1, 8)
+    assert jobs[2] == JobSpec("j3", 12.0, "vicuna-7b", "rte", 60.0, 128, 200, 8, 1, 8)
 
 
 def test_slo_column_gives_relative_deadline(tmp_path: Path) -> None:
@@ -152,7 +152,7 @@ def test_parquet_errors_name_row_and_column(tmp_path: Path) -> None:
 AWKWARD = [
     JobSpec("b,comma", 0.1 + 0.2, "gpt2-base", "sst2", 1 / 3 + 7, 16, 200, 1, 1, 8),
     JobSpec('a "quoted"', 0.1 + 0.2, "gpt2-large", "mnli", 123456789.123456789, 64, 1800, 4, 2, 8),
-    JobSpec("c", 5e-324, "vicuna-7b", "trec", 2.0**60 + 0.5, 128, 999, 8, 1, 16),
+    JobSpec("c", 5e-324, "vicuna-7b", "trec", 2.0**29 + 0.5, 128, 999, 8, 1, 16),
     JobSpec("d", 1e-7, "vicuna-7b", "copa", 0.30000000000000004, 16, 1, 1, 1, 1),
 ]
 
