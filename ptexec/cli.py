@@ -291,6 +291,9 @@ def _profile(args: argparse.Namespace) -> int:
     from ptexec.profile import QUICK, ProfileSettings, profile_models
     from ptexec.workers import WorkerPool, default_devices
 
+    for flag, value in (("--workers", args.workers), ("--threads", args.threads)):
+        if not 1 <= value <= 256:
+            raise ValueError(f"{flag} {value}: expected an integer in [1, 256]")
     models = args.model or ["tiny-gpt2"]
     for m in models:
         model_id(m, args.kind)  # a missing model fails before any worker starts

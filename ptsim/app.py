@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from ptsim.paths import conf_root
 from ptsim.run import run_config
+from ptsim.schema import group_choice_error
 
 log = logging.getLogger("ptsim")
 
@@ -80,33 +81,13 @@ def check_overrides(overrides: list[str]) -> str | None:
     return None
 
 
-def check_group_choices(overrides: Sequence[str]) -> str | None:
-    """A one-line error for the first override that picks a config group option which does not
-    exist (``scheduler=foo``), listing the options, or None."""
-    root = conf_root()
-    for o in overrides:
-        key, sep, value = o.partition("=")
-        key = key.lstrip("+~")
-        if not sep or key.startswith("hydra") or "(" in value:
-            continue  # not a choice, or a sweep function (left to hydra)
-        if key.startswith("/"):
-            key = key[1:]
-        folder = root / key
-        if not folder.is_dir():
-            continue
-        options = sorted(p.stem for p in folder.glob("*.yaml"))
-        for choice in value.split(","):
-            if choice.strip() not in (*options, "null", ""):
-                return f"ptsim: unknown {key} {choice.strip()!r}; options: {', '.join(options)}"
-    return None
-
-
 def run_cli(argv: Sequence[str]) -> int:
     """Run ``ptsim`` with command-line arguments ``argv``; returns the exit status (0 ok,
     2 bad input, 130 interrupted)."""
     args = list(argv)
     words = [a for a in args if not a.startswith("-")]
-    problem = check_group_choices(words) or check_overrides(words)
+    choice = group_choice_error(words)
+    problem = f"ptsim: {choice}" if choice else check_overrides(words)
     if problem:
         print(problem, file=sys.stderr)
         return 2

@@ -220,6 +220,27 @@ def build(where: str, make: Callable[..., Any], values: Mapping[str, Any]) -> An
         raise ConfigError(f"config {where}: {text}") from None
 
 
+def group_choice_error(overrides: Sequence[str]) -> str | None:
+    """One line for the first override that picks a config group option which does not exist
+    (``scheduler=foo``), listing the options; None when every choice exists."""
+    from ptsim.paths import conf_root
+
+    root = conf_root()
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        key = key.lstrip("+~").lstrip("/")
+        if not sep or not key or key.startswith("hydra") or "(" in value:
+            continue  # not a choice, or a sweep function (left to hydra)
+        folder = root / key
+        if not folder.is_dir():
+            continue
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        for choice in (c.strip() for c in value.split(",")):
+            if choice not in (*options, "null", ""):
+                return f"unknown {key} {choice!r}; options: {', '.join(options)}"
+    return None
+
+
 # ------------------------------------------------------------------------------ ptsim
 
 _NONNEG = Range(ge=0.0)
@@ -428,4 +449,5 @@ __all__ = [
     "check_value",
     "describe",
     "fields_of",
+    "group_choice_error",
 ]
