@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--profile", help="profile directory (default: measure a quick one)")
         s.add_argument("--workers", type=int, help="CPU slots (no GPU) [2]")
         s.add_argument("--quiet", action="store_true", help="no progress bar")
+        s.add_argument(
+            "--check",
+            action="store_true",
+            help="check the config, jobs and tasks; start nothing, write nothing",
+        )
         s.add_argument("overrides", nargs="*", help="config overrides, e.g. scheduler=edf")
         return s
 
@@ -182,28 +187,26 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
         "workers": args.workers,
     }
     cfg = C.compose_config([*C.mapping_overrides(flags), *args.overrides])
-    settings = C.settings_from(cfg)
-    name, params = C.policy_from(cfg)
-    tasks = C.tasks_from(cfg)
-    from ptexec.jobs import fit_to_pool
-    from ptexec.run import pool_size_for
-
-    pool_size = pool_size_for(settings)
-    jobs = C.jobs_from(cfg, pool_size)
-    run_dir = C.run_dir_from(cfg, "ptexec-validate" if validate else "ptexec")
+    plan = C.plan_exec(cfg, "ptexec-validate" if validate else "ptexec")
+    settings, name, params, tasks, jobs = (
+        plan.settings,
+        plan.policy,
+        plan.params,
+        plan.tasks,
+        plan.jobs,
+    )
+    run_dir = plan.run_dir
     quiet = args.quiet or not bool(cfg.get("progress", True))
     say = _say(quiet)
-    jobs, notes = fit_to_pool(jobs, pool_size)
-    for note in notes:
+    for note in plan.notes:
         say(note)
-    from ptexec.tasks import TaskDataError
-
-    source = cfg.get("jobs") or cfg.get("trace") or "the demo jobs"
-    for j in jobs:  # bad task data fails before any worker starts
-        try:
-            tasks.get(j.task)
-        except TaskDataError as exc:
-            raise TaskDataError(f"{source}: job {j.job_id}, column task: {exc}") from None
+    if args.check:
+        print(
+            f"ptexec: config ok: {len(jobs)} jobs under {name} on "
+            f"{len(settings.devices) if settings.devices else settings.workers} workers; "
+            f"would write {run_dir}"
+        )
+        return 0
     _set_threads(settings.threads)
     exec_dir = run_dir / "executor" if validate else run_dir
     exec_dir.mkdir(parents=True, exist_ok=True)

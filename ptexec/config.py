@@ -121,7 +121,7 @@ def check_exec_config(cfg: Mapping[str, Any]) -> None:
     from ptsim.core.profiles import Mechanics
     from ptsim.run import BankSpec
 
-    top = schema.check_section("", cfg, EXEC_FIELDS, EXEC_RANGES[""])
+    top = schema.check_section("", cfg, EXEC_FIELDS, EXEC_RANGES[""], ("workers", "threads"))
     mech = {k: v | None for k, v in schema.fields_of(Mechanics).items()}  # null: the profile's
     schema.check_section("mechanics", top.get("mechanics") or {}, mech, EXEC_RANGES["mechanics"])
     tuning = schema.check_section(
@@ -141,17 +141,6 @@ def check_exec_config(cfg: Mapping[str, Any]) -> None:
         schema.check_scheduler("scheduler", top["scheduler"], POLICIES)
 
 
-def _one_line(text: str) -> str:
-    lines = [ln.strip() for ln in str(text).splitlines()]
-    keep: list[str] = []
-    for ln in lines:
-        if ln.startswith("Config search path") or ln.startswith("provider="):
-            break
-        if ln:
-            keep.append(ln)
-    return " ".join(keep)
-
-
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     """``conf/executor/run.yaml`` with ``overrides`` (hydra override syntax). With no
     ``scheduler=`` override the scheduler is ``prompttuner`` when registered, else ``edf``."""
@@ -161,7 +150,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     from ptsim.core.policy import POLICIES
 
     ov = list(overrides)
-    choice = schema.group_choice_error(ov)
+    choice = schema.override_syntax_error(ov) or schema.group_choice_error(ov)
     if choice:
         raise ConfigError(f"config: {choice}")
     if not any(o.split("=", 1)[0].lstrip("+~") == "scheduler" for o in ov):
@@ -170,12 +159,12 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
         try:
             cfg = compose(CONFIG_NAME, overrides=ov)
         except Exception as exc:  # hydra raises several types, all with multi-line text
-            text = _one_line(str(exc))
+            text = schema.hydra_one_line(str(exc))
             m = re.search(r"Could not override '([^']+)'", text)
             if m:
                 text = _unknown_key(m.group(1), [o for o in ov if not o.startswith(m.group(1))])
             raise ConfigError(f"config: {text}") from None
-    check_exec_config(plain(cfg))
+    check_exec_config(schema.resolved(cfg))
     return cfg
 
 
@@ -312,6 +301,44 @@ def run_dir_from(cfg: DictConfig, kind: str = "ptexec") -> Path:
     if (out / "summary.json").exists():
         raise ConfigError(f"run directory {out} already holds a run (summary.json); pick another")
     return out
+
+
+@dataclasses.dataclass
+class ExecPlan:
+    """What a composed ``ptexec`` config asks for, built and checked before any worker starts:
+    settings, policy and knobs, task catalog, jobs (fitted to the pool, with a note per change)
+    and the run directory."""
+
+    cfg: DictConfig
+    settings: ExecSettings
+    policy: str
+    params: dict[str, Any]
+    tasks: TaskCatalog
+    jobs: list[ExecJob]
+    notes: list[str]
+    run_dir: Path
+
+
+def plan_exec(cfg: DictConfig, kind: str = "ptexec") -> ExecPlan:
+    """Check ``cfg`` and build the run it describes; bad input (a key, a job file, a task)
+    raises a one-line error here, before anything is written or started."""
+    from ptexec.jobs import fit_to_pool
+    from ptexec.run import pool_size_for
+    from ptexec.tasks import TaskDataError
+
+    check_exec_config(schema.resolved(cfg))
+    settings = settings_from(cfg)
+    name, params = policy_from(cfg)
+    tasks = tasks_from(cfg)
+    pool_size = pool_size_for(settings)
+    jobs, notes = fit_to_pool(jobs_from(cfg, pool_size), pool_size)
+    source = cfg.get("jobs") or cfg.get("trace") or "the demo jobs"
+    for j in jobs:  # bad task data fails before any worker starts
+        try:
+            tasks.get(j.task)
+        except TaskDataError as exc:
+            raise TaskDataError(f"{source}: job {j.job_id}, column task: {exc}") from None
+    return ExecPlan(cfg, settings, name, params, tasks, jobs, notes, run_dir_from(cfg, kind))
 
 
 def resolved_yaml(cfg: DictConfig) -> str:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from ptsim.paths import conf_root
 from ptsim.run import run_config
-from ptsim.schema import group_choice_error
+from ptsim.schema import group_choice_error, hydra_one_line, override_syntax_error
 
 log = logging.getLogger("ptsim")
 
@@ -78,6 +78,21 @@ def check_overrides(overrides: list[str]) -> str | None:
                 known = ", ".join(sorted(str(k) for k in node))
                 return f"ptsim: unknown config key {key!r}; keys under {where}: {known}"
             node = node[part]
+    # every other composition error (a list merged into a mapping...) as one line
+    single = [
+        o
+        for o in overrides
+        if "=" in o
+        and not o.lstrip("+~").startswith("hydra")
+        and ("," not in o or o.split("=", 1)[1].lstrip()[:1] in ("[", "{"))
+    ]
+    with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3"):
+        try:
+            compose("config", overrides=single)
+        except Exception as exc:  # hydra raises several types, all with multi-line text
+            cause = exc.__cause__
+            extra = f": {str(cause).splitlines()[0]}" if cause is not None and str(cause) else ""
+            return f"ptsim: {hydra_one_line(str(exc))}{extra}"
     return None
 
 
@@ -86,7 +101,7 @@ def run_cli(argv: Sequence[str]) -> int:
     2 bad input, 130 interrupted)."""
     args = list(argv)
     words = [a for a in args if not a.startswith("-")]
-    choice = group_choice_error(words)
+    choice = override_syntax_error(words) or group_choice_error(words)
     problem = f"ptsim: {choice}" if choice else check_overrides(words)
     if problem:
         print(problem, file=sys.stderr)

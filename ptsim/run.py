@@ -33,7 +33,7 @@ from ptsim.core.types import JobSpec
 from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR, jobs_table, series_table, summarize
 from ptsim.paths import conf_root
 from ptsim.profiles_io import load_profiles
-from ptsim.schema import check_ptsim_config
+from ptsim.schema import check_ptsim_config, resolved
 from ptsim.simulator import Simulation
 from ptsim.trace import WorkloadSpec, generate_workload, load_trace, write_trace
 from ptsim.trace.loader import TraceWarning
@@ -309,7 +309,7 @@ class RunPlan:
 def plan_config(cfg: DictConfig) -> RunPlan:
     """Build the run a config describes; bad input (trace, profile, bank, knobs) fails here,
     before anything is simulated or written."""
-    check_ptsim_config(plain(cfg))
+    check_ptsim_config(resolved(cfg))
     profiles = load_profiles(plain(cfg.profile))
     cluster = cluster_from(plain(cfg.cluster))
     jobs = build_trace(cfg, profiles, cluster, warn=_log_warning)

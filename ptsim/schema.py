@@ -196,11 +196,18 @@ def check_section(
     values: Mapping[str, Any],
     fields: Mapping[str, Any],
     ranges: Mapping[str, Range] | None = None,
+    required: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Every key of ``values`` known and each value of its type and range; the checked values
-    (lists as tuples). ``where`` is the group's dotted path ('' = the top level)."""
+    """Every key of ``values`` known, each value of its type and range, and every ``required``
+    key present; the checked values (lists as tuples). ``where`` is the group's dotted path
+    ('' = the top level)."""
     ranges = ranges or {}
     out: dict[str, Any] = {}
+    for key in required:
+        if key not in values:
+            path = f"{where}.{key}" if where else key
+            rng = ranges.get(key)
+            raise ConfigError(f"config {path}: missing; expected {describe(fields[key], rng)}")
     for key, value in values.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in fields:
@@ -212,12 +219,66 @@ def check_section(
 
 
 def build(where: str, make: Callable[..., Any], values: Mapping[str, Any]) -> Any:
-    """``make(**values)``; a cross-field rule it breaks becomes one line naming the group."""
+    """``make(**values)``; a rule it breaks (a dataclass's ``__post_init__``) becomes one line
+    naming the key whose value breaks it (the one whose default would not), else the group."""
+    errors = (ValueError, TypeError, KeyError)
     try:
         return make(**values)
-    except (ValueError, TypeError, KeyError) as exc:
+    except errors as exc:
         text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        raise ConfigError(f"config {where}: {text}") from None
+    for key, value in values.items():
+        try:
+            make(**{k: v for k, v in values.items() if k != key})
+        except errors:
+            continue
+        prefix = f"{where.split(' ')[0]}.{key}" if where else key
+        raise ConfigError(f"config {prefix} = {_show(value)}: {text}")
+    raise ConfigError(f"config {where}: {text}")
+
+
+def resolved(cfg: Any) -> dict[str, Any]:
+    """A composed config as a plain dict with interpolations resolved; a broken interpolation
+    (``seed=${oops}``) is one line naming the key."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        out = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        key = getattr(exc, "full_key", None)
+        raise ConfigError(f"config {key}: {first}" if key else f"config: {first}") from None
+    if not isinstance(out, dict):
+        raise ConfigError(f"config: expected a mapping, got {_show(out)}")
+    return {str(k): v for k, v in out.items()}
+
+
+def hydra_one_line(text: str) -> str:
+    """A hydra error's text on one line, without its search path and hints."""
+    keep: list[str] = []
+    for ln in (x.strip() for x in str(text).splitlines()):
+        if ln.startswith(("Config search path", "provider=", "Set the environment variable")):
+            break
+        if ln:
+            keep.append(ln)
+    return " ".join(keep)
+
+
+def override_syntax_error(overrides: Sequence[str]) -> str | None:
+    """One line for the first command-line override hydra cannot parse (``cluster.nodes=[``),
+    or None. Words without ``=`` (values of hydra's own flags) are skipped."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for o in overrides:
+        if "=" not in o and not o.startswith("~"):
+            continue
+        try:
+            parser.parse_override(o)
+        except Exception as exc:  # hydra's parse errors have several types
+            first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+            return f"cannot parse override {o!r}: {first}"
+    return None
 
 
 def group_choice_error(overrides: Sequence[str]) -> str | None:
@@ -362,9 +423,17 @@ def check_ptsim_config(cfg: Mapping[str, Any]) -> None:
     from ptsim.run import BankSpec, ClusterSpec
     from ptsim.trace.generator import WorkloadSpec
 
-    top = check_section("", cfg, TOP_LEVEL, RANGES[""])
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"config: expected a mapping, got {_show(cfg)}")
+    top = check_section("", cfg, TOP_LEVEL, RANGES[""], ("seed", "cluster", "workload", "profile"))
     check_section("sim", top.get("sim") or {}, SIM_FIELDS, RANGES["sim"])
-    cluster = check_section("cluster", top["cluster"], fields_of(ClusterSpec), RANGES["cluster"])
+    cluster = check_section(
+        "cluster",
+        top["cluster"],
+        fields_of(ClusterSpec),
+        RANGES["cluster"],
+        ("nodes", "gpus_per_node"),
+    )
 
     wl = dict(top["workload"])
     trace = wl.pop("trace", None)
@@ -450,4 +519,7 @@ __all__ = [
     "describe",
     "fields_of",
     "group_choice_error",
+    "hydra_one_line",
+    "override_syntax_error",
+    "resolved",
 ]
