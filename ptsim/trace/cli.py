@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -28,7 +27,6 @@ class CliError(Exception):
     """A problem reported to the user as one line, exit status 2."""
 
 
-@functools.lru_cache(maxsize=4)
 def _load_profiles(name: str) -> ProfileSet:
     """The profile set ``name`` (a shipped name such as ``a100``, or a path)."""
     try:
