@@ -275,7 +275,8 @@ def _simulate_trace(case: str, path: Path) -> Verdict:
         res = run_policy(jobs, "fifo", {}, profiles, ClusterSpec(nodes=4, gpus_per_node=8))
     except BaseException as exc:
         return Verdict(case, "crash", bad=f"validated, then {type(exc).__name__}: {exc}"[:300])
-    if res.summary["unfinished"]:
+    # a job too big to finish runs into the horizon, which the summary reports
+    if res.summary["unfinished"] and not res.summary["horizon_hit"]:
         return Verdict(case, "ok", bad=f"{res.summary['unfinished']} jobs never finished")
     return Verdict(case, "ok")
 
