@@ -203,12 +203,20 @@ def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -
             }
         )
     table = pd.concat([table, pd.DataFrame(extra, columns=list(EXEC_JOB_COLUMNS))], axis=1)
+    table["met_deadline"] = slo_met(table)
     summary = summarize(out, table, st.price_per_gpu_hour)
     summary["policy"] = out.policy
     summary["gpus"] = gpus
     summary["invalid_examples"] = out.stats.invalid[:5]
     summary["seed"] = st.seed
     return RunResult(out.policy, summary, table, series_table(out))
+
+
+def slo_met(table: pd.DataFrame) -> pd.Series:
+    """A job meets its SLO when it finished by its deadline *and* reached its target: one that
+    spent its step budget without reaching the target missed it, however early it stopped."""
+    reached = table.reached_target.astype("boolean").fillna(False).astype(bool)
+    return table.met_deadline.astype(bool) & reached
 
 
 def _rel(path: str | None, root: Path) -> str | None:

@@ -203,3 +203,17 @@ def test_trace_with_task_map(tmp_path: Path) -> None:
     assert t1.tuning.target_accuracy == 0.85 and t1.tuning.max_steps == 200
     with pytest.raises(JobFileError, match="no entry for trace task"):
         load_trace_jobs(trace, {"models": {"*": "tiny-gpt2"}, "tasks": {"sst2": "synthetic:S"}})
+
+
+def test_a_job_that_misses_its_target_misses_its_slo() -> None:
+    import pandas as pd
+
+    from ptexec.run import slo_met
+
+    table = pd.DataFrame(
+        {
+            "met_deadline": [True, True, False, False],
+            "reached_target": [True, False, True, None],
+        }
+    )
+    assert list(slo_met(table)) == [True, False, False, False]
