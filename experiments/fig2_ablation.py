@@ -28,7 +28,7 @@ import pandas as pd
 from plotting import colors, figure, grouped_bars, ordered, rotate_xticks, save, table_panel
 from runner import FigureArgs, Sweep, aggregate, ci95, figure_main, read_table
 
-from ptsim.run import write_csv
+from ptsim.outcome import write_csv
 
 FIGURE = "fig2_ablation"
 LOAD = "workload.load"

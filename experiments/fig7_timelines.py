@@ -24,7 +24,7 @@ import pandas as pd
 from plotting import figure, ordered, save
 from runner import figure_main, read_table
 
-from ptsim.run import write_csv
+from ptsim.outcome import write_csv
 
 FIGURE = "fig7_timelines"
 STATES = (("busy", "#4C72B0"), ("warm", "#DD8452"), ("loading", "#C44E52"))

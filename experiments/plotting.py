@@ -185,7 +185,7 @@ def _cell(v: Any) -> str:
 
 def save(fig: Any, png: Path) -> Path:
     """Save ``fig`` as ``png`` (folder created) and close it."""
-    from ptsim.run import atomic_write
+    from ptsim.outcome import atomic_write
 
     plt = pyplot()
     atomic_write(png, lambda p: fig.savefig(p, format="png", dpi=130, bbox_inches="tight"))
@@ -252,7 +252,7 @@ def scale_sweep_plot(
     ``title`` is prefixed to "<GPUs> GPUs: mean and 95% CI over <n> seeds"."""
     from runner import aggregate, read_table
 
-    from ptsim.run import write_csv
+    from ptsim.outcome import write_csv
 
     pts = read_table(out, "points.csv")
     agg = aggregate(pts, ["policy", axis], [m for m in metrics if m in pts])

@@ -55,13 +55,9 @@ from scipy import stats
 
 import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
 from ptsim.core.policy import POLICIES
+from ptsim.outcome import atomic_write, write_csv
 from ptsim.paths import conf_root
-from ptsim.run import (
-    atomic_write,
-    plain,
-    simulate_config,
-    write_csv,
-)
+from ptsim.run import plain, simulate_config
 
 T = TypeVar("T")
 R = TypeVar("R")

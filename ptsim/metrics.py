@@ -13,7 +13,7 @@ import pandas as pd
 
 from ptsim.core.state import SERIES_COLUMNS
 from ptsim.core.types import GpuState, JobState
-from ptsim.simulator import SimOutcome
+from ptsim.outcome import RunOutcome
 
 JOB_COLUMNS = (
     "job_id",
@@ -48,7 +48,7 @@ DEFAULT_PRICE_PER_GPU_HOUR = 4.10
 """USD per A100-hour: AWS p4d.24xlarge on-demand ($32.77/h for 8 A100-40GB, us-east-1)."""
 
 
-def jobs_table(out: SimOutcome) -> pd.DataFrame:
+def jobs_table(out: RunOutcome) -> pd.DataFrame:
     """One row per submitted job (see docs/metrics.md for each column)."""
     rows: list[tuple[Any, ...]] = []
     for rec in out.state.jobs.values():
@@ -95,7 +95,7 @@ def jobs_table(out: SimOutcome) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(JOB_COLUMNS))
 
 
-def series_table(out: SimOutcome) -> pd.DataFrame:
+def series_table(out: RunOutcome) -> pd.DataFrame:
     """GPUs per state (and live/queued jobs) over time, one row per change."""
     return pd.DataFrame(out.series, columns=list(SERIES_COLUMNS))
 
@@ -110,7 +110,7 @@ def _saving(jobs: pd.DataFrame) -> float:
 
 
 def summarize(
-    out: SimOutcome, jobs: pd.DataFrame, price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
+    out: RunOutcome, jobs: pd.DataFrame, price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
 ) -> dict[str, Any]:
     """The run's headline numbers (docs/metrics.md defines each)."""
     t = out.state.totals

@@ -18,13 +18,14 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from ptsim.outcome import write_json
 
 LOCK = ".lock"
 COMPLETE = "COMPLETE"
@@ -68,17 +69,6 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
     return None
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass
 class RunFolder:
     """A folder held by this run (see ``claim``)."""
@@ -100,7 +90,7 @@ class RunFolder:
         for name in MARKERS:
             if name != status:
                 (self.path / name).unlink(missing_ok=True)
-        _write_json(self.path / status, {"kind": self.kind, "status": status, "at": _now(), **info})
+        write_json({"kind": self.kind, "status": status, "at": _now(), **info}, self.path / status)
 
     def complete(self, outputs: Sequence[str] = ()) -> None:
         """The run is complete: every output in ``outputs`` (relative paths) is written."""

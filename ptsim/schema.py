@@ -420,7 +420,7 @@ def check_ptsim_config(cfg: Mapping[str, Any]) -> None:
     from ptsim.core.convergence import ConvergenceModel
     from ptsim.core.policy import POLICIES
     from ptsim.core.profiles import Mechanics
-    from ptsim.run import BankSpec, ClusterSpec
+    from ptsim.specs import BankSpec, ClusterSpec
     from ptsim.trace.generator import WorkloadSpec
 
     if not isinstance(cfg, Mapping):

@@ -261,7 +261,8 @@ def check_trace(case: str, path: Path) -> Verdict:
 def _simulate_trace(case: str, path: Path) -> Verdict:
     from ptsim.core.convergence import ConvergenceModel
     from ptsim.profiles_io import load_profiles
-    from ptsim.run import ClusterSpec, run_policy
+    from ptsim.run import run_policy
+    from ptsim.specs import ClusterSpec
     from ptsim.trace import load_trace
 
     profiles = load_profiles("a100")

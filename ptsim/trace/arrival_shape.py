@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from ptsim.trace._cells import CellError, to_float, to_int
+from ptsim.trace.cells import CellError, to_float, to_int
 from ptsim.trace.loader import TraceError
 
 FloatArray = npt.NDArray[np.float64]

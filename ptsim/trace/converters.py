@@ -28,7 +28,7 @@ import numpy as np
 
 from ptsim.core.profiles import ProfileSet
 from ptsim.core.types import JobSpec
-from ptsim.trace._cells import CellError, is_empty, to_float, to_int, to_str
+from ptsim.trace.cells import CellError, is_empty, to_float, to_int, to_str
 from ptsim.trace.generator import WorkloadSpec, model_probs
 from ptsim.trace.loader import TraceError, check_unique_ids, read_table, sort_jobs
 
