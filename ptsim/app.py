@@ -9,20 +9,19 @@ and writes config, trace, tables and summary into its run directory.
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ptsim.paths import conf_root
 from ptsim.run import run_config
+from ptsim.runfolder import unique_suffix
 from ptsim.schema import group_choice_error, hydra_one_line, override_syntax_error
-
-log = logging.getLogger("ptsim")
 
 
 def _main(cfg: DictConfig) -> None:
@@ -30,9 +29,13 @@ def _main(cfg: DictConfig) -> None:
     try:
         results = run_config(cfg, run_dir, progress=bool(cfg.get("progress", True)))
     except (ValueError, KeyError, FileNotFoundError) as exc:  # bad input: one line, no result
+        _remove_if_empty(run_dir)
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"ptsim: {msg}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        _remove_if_empty(run_dir)
+        raise
     if len(results) > 1:
         from ptsim.run import comparison_table
 
@@ -49,12 +52,17 @@ def _main(cfg: DictConfig) -> None:
     print(f"results: {run_dir}")
 
 
+def _remove_if_empty(folder: Path) -> None:
+    """Remove the (empty) folder hydra made for a run that wrote nothing."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
 def check_overrides(overrides: list[str]) -> str | None:
     """A one-line error for the first override that names a config key which does not exist
     (listing the keys that do at that level), or None. Group choices, ``+``/``~`` overrides
     and ``hydra.*`` keys are left to hydra."""
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
     groups = {p.name for p in conf_root().iterdir() if p.is_dir()}
     plain = [o for o in overrides if "=" in o and not o.startswith(("+", "~", "-"))]
@@ -106,6 +114,7 @@ def run_cli(argv: Sequence[str]) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
+    OmegaConf.register_new_resolver("run_suffix", unique_suffix, replace=True)
     saved = sys.argv
     sys.argv = [saved[0] if saved else "ptsim", *args]
     try:

@@ -10,7 +10,7 @@ directory or on global state, so runs compose in one process and in tests.
 
 from __future__ import annotations
 
-import logging
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from ptsim.metrics import jobs_table, series_table, summarize
 from ptsim.outcome import RunResult, atomic_write, save_result, write_csv
 from ptsim.paths import conf_root
 from ptsim.profiles_io import load_profiles
+from ptsim.runfolder import claim, mark_complete
 from ptsim.schema import check_ptsim_config, resolved
 from ptsim.simulator import Simulation
 from ptsim.specs import BankSpec, ClusterSpec, bank_from, cluster_from, workload_from
@@ -180,7 +181,7 @@ def plan_config(cfg: DictConfig) -> RunPlan:
 
 
 def _log_warning(w: TraceWarning) -> None:
-    logging.getLogger("ptsim").warning("%s", w)
+    print(f"ptsim: {w}", file=sys.stderr)
 
 
 def run_plan(
@@ -212,27 +213,48 @@ def simulate_config(cfg: DictConfig) -> list[RunResult]:
     return [run_plan(plan, name, params) for name, params in plan.policies]
 
 
-def run_config(cfg: DictConfig, run_dir: Path, progress: bool = False) -> list[RunResult]:
+def run_config(
+    cfg: DictConfig, run_dir: Path, progress: bool = False, overwrite: bool | None = None
+) -> list[RunResult]:
     """Run what ``cfg`` describes and save config, trace, tables and summaries in ``run_dir``.
 
     With one scheduler the tables go straight into ``run_dir``; with several (the comparison)
     each policy gets a subfolder and ``comparison.csv`` + ``comparison.png`` sum them up.
+    The run holds ``run_dir`` exclusively (``ptsim.runfolder.claim``): a folder in use or
+    holding a complete run is refused (``overwrite``, default ``cfg.overwrite``: reuse it); bad
+    input fails before the folder is touched; a ``COMPLETE`` marker, written last, lists the
+    outputs (each policy's subfolder gets its own); a run that fails midway is marked
+    ``FAILED`` or ``INTERRUPTED``.
     """
     plan = plan_config(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=True))
-    write_trace(plan.jobs, run_dir / "trace.csv")  # atomic itself
-    results = []
-    for name, params in plan.policies:
-        res = run_plan(plan, name, params, progress)
-        target = run_dir if len(plan.policies) == 1 else run_dir / name
-        results.append(save_result(res, target))
-    if len(plan.policies) > 1:
-        table = comparison_table(results)
-        write_csv(table, run_dir / "comparison.csv")
-        from ptsim.plots import plot_comparison
+    if overwrite is None:
+        overwrite = bool(cfg.get("overwrite", False))
+    many = len(plan.policies) > 1
+    kind = "ptsim comparison" if many else "ptsim run"
+    with claim(run_dir, kind, overwrite=overwrite, hint="overwrite=true") as folder:
+        folder.start()
+        atomic_write(run_dir / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=True))
+        write_trace(plan.jobs, run_dir / "trace.csv")  # atomic itself
+        outputs = ["config.yaml", "trace.csv"]
+        results = []
+        for name, params in plan.policies:
+            res = run_plan(plan, name, params, progress)
+            target = run_dir / name if many else run_dir
+            results.append(save_result(res, target))
+            tables = ["jobs.csv", "timeseries.csv", "summary.json"]
+            if many:
+                mark_complete(target, "ptsim run", tables)
+                outputs.append(name)
+            else:
+                outputs += tables
+        if many:
+            table = comparison_table(results)
+            write_csv(table, run_dir / "comparison.csv")
+            from ptsim.plots import plot_comparison
 
-        plot_comparison(run_dir / "comparison.csv", run_dir / "comparison.png")
+            plot_comparison(run_dir / "comparison.csv", run_dir / "comparison.png")
+            outputs += ["comparison.csv", "comparison.png"]
+        folder.complete(outputs)
     return results
 
 

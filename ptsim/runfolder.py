@@ -125,6 +125,7 @@ def claim(
     *,
     overwrite: bool = False,
     allow: Sequence[str] = (FAILED, INTERRUPTED),
+    hint: str = "overwrite it",
 ) -> Iterator[RunFolder]:
     """Hold ``folder`` for one run: create it if needed and lock it; refuse it when another run
     holds it, or when it holds a complete run (``overwrite``: clear its marker and the outputs
@@ -133,6 +134,7 @@ def claim(
     On leaving: a ``KeyboardInterrupt`` leaves an INTERRUPTED marker; another error before
     ``start()`` removes a folder this call created (nothing left behind by bad input), after
     ``start()`` it leaves a FAILED marker with the error's line. The lock is always released.
+    ``hint`` says how to overwrite, in the refusal.
     """
     path = Path(folder)
     created = not path.exists()
@@ -146,13 +148,13 @@ def claim(
             if not overwrite:
                 raise RunFolderError(
                     f"run folder {path} already holds a complete {prev.get('kind', 'run')} "
-                    f"({prev.get('at', '?')}); pick another folder or overwrite it"
+                    f"({prev.get('at', '?')}); pick another folder or {hint}"
                 )
             _clear(path, prev)
         elif prev is not None and prev["status"] not in allow and not overwrite:
             raise RunFolderError(
                 f"run folder {path} holds a run that ended {prev['status']}; pick another folder "
-                "or overwrite it"
+                f"or {hint}"
             )
     except BaseException:
         rf.release()
@@ -174,6 +176,15 @@ def claim(
         raise
     finally:
         rf.release()
+
+
+def mark_complete(folder: Path, kind: str, outputs: Sequence[str]) -> None:
+    """A COMPLETE marker in ``folder`` (a part of a run held through its parent, such as one
+    policy's subfolder of a comparison)."""
+    write_json(
+        {"kind": kind, "status": COMPLETE, "at": _now(), "outputs": sorted(outputs)},
+        folder / COMPLETE,
+    )
 
 
 def _clear(path: Path, marker: dict[str, Any]) -> None:
@@ -217,6 +228,7 @@ __all__ = [
     "RunFolderError",
     "claim",
     "default_name",
+    "mark_complete",
     "read_marker",
     "unique_suffix",
 ]

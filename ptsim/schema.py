@@ -386,6 +386,7 @@ POLICY_RANGES: dict[str, Range] = {
 TOP_LEVEL = {
     "seed": int,
     "progress": bool,
+    "overwrite": bool,
     "cluster": dict,
     "workload": dict,
     "profile": dict,

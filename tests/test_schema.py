@@ -49,7 +49,7 @@ def check(*overrides: str) -> None:
         (
             ["+foo=1"],
             "unknown config key 'foo'; keys under the top level: bank, cluster, profile, "
-            "progress, scheduler, seed, sim, sweep, workload",
+            "overwrite, progress, scheduler, seed, sim, sweep, workload",
         ),
         (
             ["scheduler=prompttuner", "scheduler.counts=odd"],
