@@ -48,8 +48,8 @@ def check(*overrides: str) -> None:
         ),
         (
             ["+foo=1"],
-            "unknown config key 'foo'; keys under the top level: bank, cluster, profile, "
-            "overwrite, progress, scheduler, seed, sim, sweep, workload",
+            "unknown config key 'foo'; keys under the top level: bank, cluster, overwrite, "
+            "profile, progress, scheduler, seed, sim, sweep, workload",
         ),
         (
             ["scheduler=prompttuner", "scheduler.counts=odd"],
