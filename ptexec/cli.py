@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--workers", type=int, help="CPU slots (no GPU) [2]")
         s.add_argument("--quiet", action="store_true", help="no progress bar")
         s.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="reuse a run folder that holds a complete or unfinished run (its outputs go)",
+        )
+        s.add_argument(
             "--check",
             action="store_true",
             help="check the config, jobs and tasks; start nothing, write nothing",
@@ -174,8 +179,6 @@ class _Progress:
 
 
 def _run(args: argparse.Namespace, *, validate: bool) -> int:
-    from omegaconf import OmegaConf
-
     from ptexec import config as C
 
     flags = {
@@ -188,14 +191,7 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
     }
     cfg = C.compose_config([*C.mapping_overrides(flags), *args.overrides])
     plan = C.plan_exec(cfg, "ptexec-validate" if validate else "ptexec")
-    settings, name, params, tasks, jobs = (
-        plan.settings,
-        plan.policy,
-        plan.params,
-        plan.tasks,
-        plan.jobs,
-    )
-    run_dir = plan.run_dir
+    settings, name, jobs, run_dir = plan.settings, plan.policy, plan.jobs, plan.run_dir
     quiet = args.quiet or not bool(cfg.get("progress", True))
     say = _say(quiet)
     for note in plan.notes:
@@ -207,6 +203,39 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
             f"would write {run_dir}"
         )
         return 0
+    from ptsim.runfolder import FAILED, INTERRUPTED, claim
+
+    kind = "ptexec validation" if validate else "ptexec run"
+    with claim(
+        run_dir,
+        kind,
+        overwrite=args.overwrite,
+        allow=(FAILED, INTERRUPTED) if getattr(args, "resume", False) else (),
+        hint="--overwrite (or --resume an unfinished run)",
+    ) as folder:
+        folder.start()
+        _execute(cfg, plan, run_dir, validate, quiet, say)
+        folder.complete(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")))
+    print(f"results: {run_dir}")
+    return 0
+
+
+def _execute(
+    cfg: Any, plan: Any, run_dir: Path, validate: bool, quiet: bool, say: Callable[[str], Any]
+) -> None:
+    """Run the planned jobs and write the run folder (the executor's files, and for
+    ``validate`` the comparison with ptsim)."""
+    from omegaconf import OmegaConf
+
+    from ptexec import config as C
+
+    settings, name, params, tasks, jobs = (
+        plan.settings,
+        plan.policy,
+        plan.params,
+        plan.tasks,
+        plan.jobs,
+    )
     _set_threads(settings.threads)
     exec_dir = run_dir / "executor" if validate else run_dir
     exec_dir.mkdir(parents=True, exist_ok=True)
@@ -265,8 +294,6 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
             "(ptsim does not model them)"
             + f"; deadline outcome agrees for {summary['deadline_outcome_agreement']:.0%} of jobs"
         )
-    print(f"results: {run_dir}")
-    return 0
 
 
 def _ints(text: str | None) -> tuple[int, ...] | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from ptexec.tasks import TaskFamily
 from ptexec.train import TuningConfig
 from ptsim import schema
 from ptsim.paths import conf_root
+from ptsim.runfolder import default_name
 
 CONFIG_NAME = "executor/run"
 
@@ -294,14 +294,12 @@ def bank_from(cfg: DictConfig, run_dir: Path) -> ExecBankConfig:
 
 
 def run_dir_from(cfg: DictConfig, kind: str = "ptexec") -> Path:
-    """The run directory: ``out``, or ``runs/<kind>/<date>_<time>`` under the working
-    directory. A directory that already holds a run's ``summary.json`` is refused."""
+    """The run directory: ``out``, or ``runs/<kind>/<date>_<time>_<pid>-<random>`` under the
+    working directory (``ptsim.runfolder.default_name``: no two runs share one). Whether the
+    folder may be used is decided when the run claims it (``ptsim.runfolder.claim``)."""
     out = _path(cfg.get("out"))
     if out is None:
-        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-        out = (Path.cwd() / "runs" / kind / stamp).resolve()
-    if (out / "summary.json").exists():
-        raise ConfigError(f"run directory {out} already holds a run (summary.json); pick another")
+        out = (Path.cwd() / "runs" / kind / default_name()).resolve()
     return out
 
 

@@ -151,11 +151,20 @@ def claim(
                     f"({prev.get('at', '?')}); pick another folder or {hint}"
                 )
             _clear(path, prev)
-        elif prev is not None and prev["status"] not in allow and not overwrite:
-            raise RunFolderError(
-                f"run folder {path} holds a run that ended {prev['status']}; pick another folder "
-                f"or {hint}"
-            )
+        elif prev is not None and prev["status"] not in allow:
+            if not overwrite:
+                raise RunFolderError(
+                    f"run folder {path} holds a run that ended {prev['status']}; pick another "
+                    f"folder or {hint}"
+                )
+            _clear_all(path)
+        elif prev is None and (path / "summary.json").exists():  # a run from before markers
+            if not overwrite:
+                raise RunFolderError(
+                    f"run folder {path} already holds a run (summary.json); pick another "
+                    f"folder or {hint}"
+                )
+            _clear_all(path)
     except BaseException:
         rf.release()
         _remove_if_created(rf)
@@ -199,6 +208,17 @@ def _clear(path: Path, marker: dict[str, Any]) -> None:
             p.unlink(missing_ok=True)
     for name in MARKERS:
         (path / name).unlink(missing_ok=True)
+
+
+def _clear_all(path: Path) -> None:
+    """Empty a run folder (one that holds a marker of ours), keeping the lock."""
+    for p in path.iterdir():
+        if p.name == LOCK:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def _remove_if_created(rf: RunFolder) -> None:
