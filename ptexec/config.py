@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ptexec.faults import FaultPlan
 from ptexec.jobs import (
     ExecJob,
     TaskCatalog,
@@ -59,6 +60,7 @@ EXEC_FIELDS: dict[str, Any] = {
     "tasks": dict | None,
     "bank": dict | None,
     "scheduler": dict | None,
+    "faults": dict | None,
 }
 """The keys of ``conf/executor/run.yaml`` and their types (ExecSettings is built from them)."""
 
@@ -95,6 +97,12 @@ EXEC_RANGES: dict[str, dict[str, schema.Range]] = {
         "max_examples": schema.Range(ge=2, le=10**9),
         "family_seed": schema.Range(ge=0, le=2**32 - 1),
     },
+    "faults": {
+        "kills": schema.Range(ge=0, le=1000),
+        "mean_interval_s": schema.Range(gt=0.0, le=1e6),
+        "start_s": schema.Range(ge=0.0, le=1e9),
+        "seed": schema.Range(ge=0, le=2**32 - 1),
+    },
     "bank": {
         **schema.RANGES["bank"],
         "batches": schema.Range(ge=1, le=10**6),
@@ -129,6 +137,10 @@ def check_exec_config(cfg: Mapping[str, Any]) -> None:
     )
     schema.build("tuning", TuningConfig, tuning)
     schema.check_section("tasks", top.get("tasks") or {}, TASKS_FIELDS, EXEC_RANGES["tasks"])
+    faults = schema.check_section(
+        "faults", top.get("faults") or {}, schema.fields_of(FaultPlan), EXEC_RANGES["faults"]
+    )
+    schema.build("faults", FaultPlan, faults)
     bank_fields = {
         **schema.fields_of(BankConfig, exclude=("seed",)),
         **schema.fields_of(BankSpec, exclude=("index",)),  # simulation-only: ignored here
@@ -233,6 +245,7 @@ def tasks_from(cfg: DictConfig) -> TaskCatalog:
         heldout_fraction=float(t.get("heldout_fraction", default.heldout_fraction)),
         max_examples=None if t.get("max_examples") is None else int(t["max_examples"]),
         seed=int(cfg.get("seed", default.seed)),
+        faults=FaultPlan(**plain(cfg.get("faults"))),
     )
 
 
@@ -263,6 +276,7 @@ def settings_from(cfg: DictConfig) -> ExecSettings:
         series_interval_s=float(cfg.get("series_interval_s", default.series_interval_s)),
         price_per_gpu_hour=float(cfg.get("price_per_gpu_hour", default.price_per_gpu_hour)),
         seed=int(cfg.get("seed", default.seed)),
+        faults=FaultPlan(**plain(cfg.get("faults"))),
     )
 
 

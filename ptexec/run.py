@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ptexec.driver import ExecOutcome, Executor, PolicyFactory, StepHook, curve_rows, final_eval
+from ptexec.faults import FaultPlan
 from ptexec.jobs import ExecJob, TaskCatalog, fit_to_pool
 from ptexec.prompt_bank import ExecBankConfig, ExecPromptBank
 from ptexec.workers import WorkerPool
@@ -61,6 +62,7 @@ class ExecSettings:
       most this many steps); ``keep_checkpoints``: keep them after the run.
     - ``horizon_s``: hard end of the run (``None``: 2 x the last deadline + 600 s).
     - ``price_per_gpu_hour``: the summary's price.
+    - ``faults``: workers to kill on purpose during the run (``ptexec.faults``).
     """
 
     workers: int = 2
@@ -74,6 +76,7 @@ class ExecSettings:
     series_interval_s: float = 0.0
     price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
     seed: int = 0
+    faults: FaultPlan = field(default_factory=FaultPlan)
 
 
 def pool_size_for(settings: ExecSettings) -> int:
