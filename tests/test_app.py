@@ -171,3 +171,25 @@ def test_a_comparison_is_complete_only_when_every_policy_is(
     assert not (tmp_path / "comparison.csv").exists()
     done = sorted(p.parent.name for p in tmp_path.glob("*/COMPLETE"))
     assert done == calls[:2]
+
+
+def test_an_interrupted_run_is_marked_and_reusable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ptsim.run
+    from ptsim.runfolder import COMPLETE, INTERRUPTED, read_marker
+
+    real = ptsim.run.run_plan
+
+    def interrupted(*_a: object, **_k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ptsim.run, "run_plan", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_config(cfg("scheduler=edf"), tmp_path / "r")
+    assert read_marker(tmp_path / "r")["status"] == INTERRUPTED  # type: ignore[index]
+    assert not (tmp_path / "r" / "summary.json").exists()
+    monkeypatch.setattr(ptsim.run, "run_plan", real)
+    run_config(cfg("scheduler=edf"), tmp_path / "r")  # an unfinished folder may be rerun
+    assert read_marker(tmp_path / "r")["status"] == COMPLETE  # type: ignore[index]
+    assert not (tmp_path / "r" / INTERRUPTED).exists()
