@@ -29,6 +29,7 @@ JOB_COLUMNS = (
     "queue_delay_s",
     "num_gpus",
     "iterations_base",
+    "ideal_s",
     "iterations_needed",
     "iterations_done",
     "gpu_seconds",
@@ -51,6 +52,7 @@ DEFAULT_PRICE_PER_GPU_HOUR = 4.10
 def jobs_table(out: RunOutcome) -> pd.DataFrame:
     """One row per submitted job (see docs/metrics.md for each column)."""
     rows: list[tuple[Any, ...]] = []
+    profiles = out.state.profiles
     for rec in out.state.jobs.values():
         s = rec.spec
         if rec.state is JobState.DONE:
@@ -77,6 +79,7 @@ def jobs_table(out: RunOutcome) -> pd.DataFrame:
                 (math.nan if rec.first_start is None else rec.first_start - s.arrival),
                 s.num_gpus,
                 s.iterations,
+                profiles.run_time(s.model, s.num_gpus, s.batch_size, s.iterations),
                 rec.iters_needed,
                 rec.iters_done,
                 rec.gpu_seconds,

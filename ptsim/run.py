@@ -35,6 +35,7 @@ from ptsim.simulator import Simulation
 from ptsim.specs import BankSpec, ClusterSpec, bank_from, cluster_from, workload_from
 from ptsim.trace import generate_workload, load_trace, write_trace
 from ptsim.trace.loader import TraceWarning
+from ptsim.trace.replay import REPLAY_KEYS, ReplaySpec, replay_window
 
 COMPARISON_COLUMNS = (
     "policy",
@@ -98,21 +99,45 @@ def build_trace(
     cluster: ClusterSpec,
     warn: Callable[[TraceWarning], Any] | None = None,
 ) -> list[JobSpec]:
-    """The jobs a config asks for: a trace file if ``workload.trace`` is set (checked against
-    the profiles, the task space and the cluster; ``warn`` gets its warnings), else generated."""
-    wl = OmegaConf.to_container(cfg.workload, resolve=True)
-    assert isinstance(wl, dict)
+    """The jobs a config asks for: a replayed trace file (``workload=replay``), else generated.
+    A key that does not apply to the chosen kind is refused (docs/traces.md section 6). A trace
+    is checked against the profiles, the task space and the cluster; ``warn`` gets its
+    warnings."""
+    wl = plain(cfg.workload)
+    rng = np.random.default_rng(int(cfg.seed))
     trace = wl.get("trace")
-    if trace:
-        return load_trace(
-            Path(str(trace)).expanduser(),
+    if wl.get("name") == "replay" or trace:
+        extra = sorted(k for k in wl if k not in (*REPLAY_KEYS, "name"))
+        if wl.get("name") != "replay":
+            raise ValueError(
+                f"workload.trace: replay a trace with `workload=replay workload.trace=PATH`; "
+                f"the generator's keys ({', '.join(extra)}) do not apply to a trace"
+            )
+        if extra:
+            raise ValueError(
+                f"workload.{extra[0]} does not apply to a replayed trace; "
+                f"keys that do: {', '.join(REPLAY_KEYS)}"
+            )
+        if not trace:
+            raise ValueError("workload.trace: workload=replay needs workload.trace=PATH")
+        spec = ReplaySpec(**{k: v for k, v in wl.items() if k not in ("trace", "name")})
+        path = Path(str(trace)).expanduser()
+        jobs = load_trace(
+            path,
             known_models=list(profiles.models),
             known_tasks=ConvergenceModel.default().space.names,
             num_gpus=cluster.num_gpus,
             warn=warn,
         )
-    rng = np.random.default_rng(int(cfg.seed))
-    return generate_workload(workload_from(wl), profiles, cluster.num_gpus, rng)
+        return replay_window(jobs, spec, profiles, cluster.num_gpus, rng, str(path))
+    spec = workload_from(wl)
+    jobs = generate_workload(spec, profiles, cluster.num_gpus, rng)
+    if not jobs:
+        raise ValueError(
+            f"workload: no job arrived in duration_s={spec.duration_s:g} s at load "
+            f"{spec.load:g} on {cluster.num_gpus} GPUs (seed {cfg.seed}); raise either"
+        )
+    return jobs
 
 
 def scheduler_configs(cfg: DictConfig) -> list[tuple[str, dict[str, Any]]]:

@@ -25,6 +25,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from ptsim.trace.generator import ARRIVALS, LENGTHS
+
 
 class ConfigError(ValueError):
     """A config that cannot be used: one line naming the key, the value and what is allowed."""
@@ -331,6 +333,18 @@ RANGES: dict[str, dict[str, Range]] = {
         "min_gpus": Range(ge=1, le=4096),
         "max_gpus": Range(ge=1, le=4096),
         "shape_offset_min": Range(ge=0),
+        "arrivals": Range(choices=ARRIVALS),
+        "lengths": Range(choices=LENGTHS),
+        "rate_phi": Range(ge=0.0, lt=1.0),
+        "rate_sigma": Range(ge=0.0, le=10.0),
+        "length_median_s": Range(gt=0.0, le=1e7),
+        "length_sigma": Range(ge=0.0, le=10.0),
+        "length_cap_s": Range(gt=0.0, le=1e7),
+    },
+    "workload.replay": {
+        "window_start_s": Range(ge=0.0, le=1e9),
+        "window_s": Range(gt=0.0, le=1e9),
+        "load": Range(gt=0.0, le=100.0),
     },
     "bank": {
         "probe": Range(ge=1, le=10**6),
@@ -423,6 +437,9 @@ def check_ptsim_config(cfg: Mapping[str, Any]) -> None:
     from ptsim.core.profiles import Mechanics
     from ptsim.specs import BankSpec, ClusterSpec
     from ptsim.trace.generator import WorkloadSpec
+    from ptsim.trace.replay import ReplaySpec
+
+    REPLAY_FIELDS = set(fields_of(ReplaySpec))  # noqa: N806
 
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"config: expected a mapping, got {_show(cfg)}")
@@ -437,12 +454,17 @@ def check_ptsim_config(cfg: Mapping[str, Any]) -> None:
     )
 
     wl = dict(top["workload"])
-    trace = wl.pop("trace", None)
-    wl.pop("name", None)
-    check_value("workload.trace", trace, str | None)
-    wfields = fields_of(WorkloadSpec)
-    work = check_section("workload", wl, wfields, RANGES["workload"])
-    if trace is None:
+    name = wl.get("name")
+    check_value("workload.name", name, str | None)
+    check_value("workload.trace", wl.get("trace"), str | None)
+    if name == "replay":  # a trace replayed (ptsim.trace.replay)
+        rfields = {**fields_of(ReplaySpec), "trace": str | None, "name": str | None}
+        replay = check_section("workload", wl, rfields, RANGES["workload.replay"])
+        build("workload", ReplaySpec, {k: v for k, v in replay.items() if k in REPLAY_FIELDS})
+    elif wl.get("trace") is None:  # (a trace without workload=replay: build_trace says how)
+        gfields = {**fields_of(WorkloadSpec), "trace": str | None, "name": str | None}
+        work = check_section("workload", wl, gfields, RANGES["workload"])
+        work = {k: v for k, v in work.items() if k not in ("trace", "name")}
         spec = build("workload", WorkloadSpec, work)
         size = build("cluster", ClusterSpec, cluster).num_gpus
         biggest = max(spec.multi_gpu_counts) if spec.multi_gpu_fraction > 0 else 1

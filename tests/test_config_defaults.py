@@ -86,10 +86,14 @@ def test_cluster_configs_have_the_spec_keys_and_the_default_is_the_spec_default(
     assert _check(f"cluster/{chosen}.yaml", _yaml(CONF / "cluster" / f"{chosen}.yaml"), spec) == []
 
 
-def test_workload_config_matches_the_workload_spec() -> None:
-    values = _yaml(CONF / "workload" / "default.yaml")
-    assert values.pop("trace") is None  # the one key that is not the generator's
-    assert _check("workload/default.yaml", values, _defaults(WorkloadSpec)) == []
+@pytest.mark.parametrize("name", ["default", "short"])
+def test_workload_configs_match_the_workload_spec(name: str) -> None:
+    values = _yaml(CONF / "workload" / f"{name}.yaml")
+    assert values.pop("trace") is None  # replay's key, refused on a generated workload
+    assert values.pop("name") == name
+    spec = WorkloadSpec() if name == "default" else WorkloadSpec.short()
+    want = {k: v for k, v in dataclasses.asdict(spec).items() if k not in spec.unused_fields()}
+    assert _check(f"workload/{name}.yaml", values, want) == []
 
 
 def test_executor_config_matches_its_dataclasses() -> None:

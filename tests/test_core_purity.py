@@ -52,7 +52,8 @@ def test_a_simulation_run_never_imports_torch_transformers_or_peft(tmp_path: Pat
         "from ptsim.paths import conf_root\n"
         "from ptsim.run import run_config\n"
         "with initialize_config_dir(config_dir=str(conf_root()), version_base='1.3'):\n"
-        "    cfg = compose('config', overrides=['workload.duration_s=120', 'progress=false'])\n"
+        "    cfg = compose('config', overrides=['workload=short', 'workload.duration_s=120',\n"
+        "                                       'progress=false'])\n"
         f"run_config(cfg, __import__('pathlib').Path({str(tmp_path)!r}))\n"
         "print(','.join(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))\n"
     )

@@ -26,7 +26,12 @@ def _documented(doc: Path) -> set[str]:
 
 
 def test_every_result_column_and_summary_key_is_in_docs_metrics(tmp_path: Path) -> None:
-    overrides = ["scheduler=prompttuner", "workload.duration_s=120", "progress=false"]
+    overrides = [
+        "scheduler=prompttuner",
+        "workload=short",
+        "workload.duration_s=120",
+        "progress=false",
+    ]
     with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     run_config(cfg, tmp_path)
