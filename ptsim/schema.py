@@ -439,7 +439,7 @@ def check_ptsim_config(cfg: Mapping[str, Any]) -> None:
     from ptsim.trace.generator import WorkloadSpec
     from ptsim.trace.replay import ReplaySpec
 
-    REPLAY_FIELDS = set(fields_of(ReplaySpec))  # noqa: N806
+    replay_fields = set(fields_of(ReplaySpec))
 
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"config: expected a mapping, got {_show(cfg)}")
@@ -460,7 +460,7 @@ def check_ptsim_config(cfg: Mapping[str, Any]) -> None:
     if name == "replay":  # a trace replayed (ptsim.trace.replay)
         rfields = {**fields_of(ReplaySpec), "trace": str | None, "name": str | None}
         replay = check_section("workload", wl, rfields, RANGES["workload.replay"])
-        build("workload", ReplaySpec, {k: v for k, v in replay.items() if k in REPLAY_FIELDS})
+        build("workload", ReplaySpec, {k: v for k, v in replay.items() if k in replay_fields})
     elif wl.get("trace") is None:  # (a trace without workload=replay: build_trace says how)
         gfields = {**fields_of(WorkloadSpec), "trace": str | None, "name": str | None}
         work = check_section("workload", wl, gfields, RANGES["workload"])

@@ -56,7 +56,7 @@ def check(*overrides: str) -> None:
             "config scheduler.counts = 'odd': counts must be one of any, pow2",
         ),
         (
-            ["workload.iterations_min=5000"],
+            ["workload=short", "workload.iterations_min=5000"],
             "config workload.iterations_min = 5000: need 1 <= iterations_min <= iterations_max",
         ),
         (
