@@ -245,7 +245,6 @@ def tasks_from(cfg: DictConfig) -> TaskCatalog:
         heldout_fraction=float(t.get("heldout_fraction", default.heldout_fraction)),
         max_examples=None if t.get("max_examples") is None else int(t["max_examples"]),
         seed=int(cfg.get("seed", default.seed)),
-        faults=FaultPlan(**plain(cfg.get("faults"))),
     )
 
 

@@ -374,7 +374,7 @@ def ptsim_keys() -> list[str]:
     return sorted(set(keys) - {"scheduler.name"})
 
 
-SMALL = ["workload.duration_s=120", "progress=false"]
+SMALL = ["workload=short", "workload.duration_s=300", "progress=false"]
 
 
 _BASES: dict[tuple[str, tuple[str, ...]], Any] = {}
