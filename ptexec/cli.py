@@ -203,16 +203,11 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
             f"would write {run_dir}"
         )
         return 0
-    from ptsim.runfolder import FAILED, INTERRUPTED, claim
+    from ptsim.runfolder import claim
 
     kind = "ptexec validation" if validate else "ptexec run"
-    with claim(
-        run_dir,
-        kind,
-        overwrite=args.overwrite,
-        allow=(FAILED, INTERRUPTED) if getattr(args, "resume", False) else (),
-        hint="--overwrite (or --resume an unfinished run)",
-    ) as folder:
+    # an unfinished run's folder is refused too: it keeps its checkpoints until overwritten
+    with claim(run_dir, kind, overwrite=args.overwrite, allow=(), hint="--overwrite") as folder:
         folder.start()
         _execute(cfg, plan, run_dir, validate, quiet, say)
         folder.complete(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")))

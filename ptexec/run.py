@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ptexec.driver import ExecOutcome, Executor, PolicyFactory, StepHook, curve_rows, final_eval
-from ptexec.faults import FaultPlan
+from ptexec.faults import FaultPlan, Injector
 from ptexec.jobs import ExecJob, TaskCatalog, fit_to_pool
 from ptexec.prompt_bank import ExecBankConfig, ExecPromptBank
 from ptexec.workers import WorkerPool
@@ -138,6 +138,7 @@ def run_jobs(
             series_interval_s=st.series_interval_s,
             on_step=on_step,
             on_job_done=on_job_done,
+            faults=Injector(st.faults, st.seed) if st.faults.kills else None,
         )
         say(f"running {len(fitted)} job(s) under {ex.policy.name} on {n} worker(s)")
         out = ex.run()
@@ -212,6 +213,9 @@ def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -
     summary["gpus"] = gpus
     summary["invalid_examples"] = out.stats.invalid[:5]
     summary["seed"] = st.seed
+    summary["faults_injected"] = len(out.faults)
+    summary["worker_deaths"] = len(out.worker_deaths)
+    summary["steps_lost"] = int(table.steps_lost.fillna(0).sum())
     return RunResult(out.policy, summary, table, series_table(out))
 
 
@@ -257,6 +261,7 @@ def save_exec_result(
             "workers": len(out.boot_s),
             "worker_boot_s": out.boot_s,
             "worker_deaths": [{"time_s": t, "worker": g} for t, g in out.worker_deaths],
+            "faults": [{"time_s": t, "worker": g, "job": j} for t, g, j in out.faults],
             "loads": len(out.loads),
             "mean_cold_load_s": _mean([x.load_s for x in out.loads if x.cold]),
         }
