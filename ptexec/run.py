@@ -31,6 +31,9 @@ from ptsim.core.profiles import ProfileSet
 from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR, jobs_table, series_table, summarize
 from ptsim.outcome import RunResult, save_result, write_csv, write_json
 
+EXEC_SUMMARY_KEYS = ("faults_injected", "worker_deaths", "steps_lost")
+"""The keys the executor's ``summary.json`` has beyond ptsim's (docs/metrics.md)."""
+
 EXEC_JOB_COLUMNS = (
     "reached_target",
     "steps",
@@ -213,6 +216,7 @@ def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -
     summary["gpus"] = gpus
     summary["invalid_examples"] = out.stats.invalid[:5]
     summary["seed"] = st.seed
+    # EXEC_SUMMARY_KEYS: the executor's own, beyond ptsim's summary
     summary["faults_injected"] = len(out.faults)
     summary["worker_deaths"] = len(out.worker_deaths)
     summary["steps_lost"] = int(table.steps_lost.fillna(0).sum())

@@ -23,7 +23,13 @@ from ptexec.jobs import ExecJob, TaskCatalog  # noqa: E402
 from ptexec.models import load_model  # noqa: E402
 from ptexec.profile import QUICK, load_exec_profiles, profile_models  # noqa: E402
 from ptexec.prompt_bank import ExecBankConfig  # noqa: E402
-from ptexec.run import EXEC_JOB_COLUMNS, ExecSettings, run_jobs, save_exec_result  # noqa: E402
+from ptexec.run import (  # noqa: E402
+    EXEC_JOB_COLUMNS,
+    EXEC_SUMMARY_KEYS,
+    ExecSettings,
+    run_jobs,
+    save_exec_result,
+)
 from ptexec.train import TuningConfig, TuningJob  # noqa: E402
 from ptexec.validate import simulate_like  # noqa: E402
 from ptexec.workers import WorkerPool  # noqa: E402
@@ -110,9 +116,11 @@ def test_jobs_reach_target_with_ptsims_tables(
     assert (t.iterations_done == t.steps).all()
     assert res.summary["invalid_requests"] == 0 and not res.summary["horizon_hit"]
     outcome.state.check_invariants()
-    # the same summary keys and series columns as ptsim's run of the same jobs
+    # the same summary keys (plus the executor's fault counts) and series columns as ptsim's
+    # run of the same jobs
     sim = simulate_like(outcome, policy, {}, profiles, 2, 4.10)
-    assert set(res.summary) == set(sim.summary)
+    assert set(res.summary) == set(sim.summary) | set(EXEC_SUMMARY_KEYS)
+    assert res.summary["faults_injected"] == 0 and res.summary["steps_lost"] == 0
     assert list(res.series.columns) == list(SERIES_COLUMNS) == list(sim.series.columns)
     s = res.series
     assert ((s.free + s.loading + s.warm + s.busy) == 2).all()

@@ -412,7 +412,7 @@ def _compose_cached(
         for o in parsed
         if o.type is OverrideType.CHANGE and o.key_or_group not in groups and o.package is None
     ]
-    rest = tuple(o.input_line for o in parsed if o not in simple)
+    rest = tuple(str(o.input_line) for o in parsed if o not in simple)
     if (kind, rest) not in _BASES:
         _BASES[kind, rest] = full(rest)
     cfg = _BASES[kind, rest].copy()
