@@ -163,7 +163,32 @@ def settings_from(cfg: DictConfig) -> ExecSettings:
         series_interval_s=float(cfg.get("series_interval_s", default.series_interval_s)),
         price_per_gpu_hour=float(cfg.get("price_per_gpu_hour", default.price_per_gpu_hour)),
         seed=int(cfg.get("seed", default.seed)),
+        **backend_from(cfg),
     )
+
+
+RAY_KEYS = ("address", "num_gpus", "num_cpus", "object_store_mb")
+
+
+def backend_from(cfg: DictConfig) -> dict[str, Any]:
+    """``executor.backend`` (local | ray) and ``executor.ray``'s options, checked; choosing
+    ray without Ray installed is one line saying how to install it."""
+    ex = plain(cfg.get("executor"))
+    backend = str(ex.get("backend", "local"))
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"config executor.backend: {backend!r}; known: local, ray")
+    opts = {k: v for k, v in plain(ex.get("ray")).items() if v is not None}
+    for k in opts:
+        if k not in RAY_KEYS:
+            raise ConfigError(f"config executor.ray.{k}: unknown key; known: {', '.join(RAY_KEYS)}")
+    if backend == "ray":
+        from ptsim.ray_tasks import RayMissing, require_ray
+
+        try:
+            require_ray("config executor.backend=ray")
+        except RayMissing as exc:
+            raise ConfigError(str(exc)) from None
+    return {"backend": backend, "ray": opts}
 
 
 def jobs_from(cfg: DictConfig, pool_size: int | None = None) -> list[ExecJob]:

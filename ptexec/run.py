@@ -61,6 +61,9 @@ class ExecSettings:
       most this many steps); ``keep_checkpoints``: keep them after the run.
     - ``horizon_s``: hard end of the run (``None``: 2 x the last deadline + 600 s).
     - ``price_per_gpu_hour``: the summary's price.
+    - ``backend``: ``local`` (worker processes on this machine) or ``ray`` (worker actors on a
+      Ray cluster, ``ptexec/ray_backend.py``); ``ray``: its options (``address``, ``num_gpus``,
+      ``num_cpus``, ``object_store_mb``: :class:`~ptexec.ray_backend.RayWorkerPool`).
     """
 
     workers: int = 2
@@ -74,11 +77,15 @@ class ExecSettings:
     series_interval_s: float = 0.0
     price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
     seed: int = 0
+    backend: str = "local"
+    ray: Mapping[str, Any] = field(default_factory=dict)
 
 
 def pool_size_for(settings: ExecSettings) -> int:
     if settings.devices:
         return len(settings.devices)
+    if settings.backend == "ray":  # one actor per slot; the cluster is not this machine
+        return settings.workers
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else settings.workers
@@ -114,7 +121,7 @@ def run_jobs(
         cat.get(j.task)
     if pool is None:
         say(f"starting {n} worker(s)")
-        pool = WorkerPool(n, devices=list(st.devices) if st.devices else None, threads=st.threads)
+        pool = start_pool(n, st)
     try:
         if profiles is None:
             profiles = _profiles(fitted, pool, st, run_dir, cat, say)
@@ -146,6 +153,16 @@ def run_jobs(
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     result = build_result(out, run_dir, st, n)
     return result, out
+
+
+def start_pool(n: int, st: ExecSettings) -> WorkerPool:
+    """``n`` workers on ``st.backend``: local processes, or Ray actors."""
+    devices = list(st.devices) if st.devices else None
+    if st.backend == "ray":
+        from ptexec.ray_backend import RayWorkerPool
+
+        return RayWorkerPool(n, devices=devices, threads=st.threads, **dict(st.ray))
+    return WorkerPool(n, devices=devices, threads=st.threads)
 
 
 def _profiles(
