@@ -31,11 +31,12 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from ptexec.workers import Worker, WorkerDied, WorkerError, WorkerPool
+import numpy as np
+
+from ptexec.workers import Worker, WorkerDied, WorkerError, WorkerPool, error_line
 from ptsim.ray_tasks import RayMissing, connect
 from ptsim.ray_tasks import require_ray as _require_ray
 
@@ -81,13 +82,21 @@ def _actor_class() -> Any:
 
         def call(self, cmd: str, args: tuple[Any, ...]) -> tuple[bool, Any]:
             try:
-                return True, self.handlers[cmd](*args)
+                return True, self.handlers[cmd](*_writable(args))
             except Exception as exc:  # reported to the caller, the actor lives on
-                frame = traceback.extract_tb(exc.__traceback__)[-1]
-                where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
-                return False, f"{type(exc).__name__}: {exc} (at {where})"
+                return False, error_line(exc)
 
     return ray.remote(max_restarts=0, max_task_retries=0)(_RayWorkerActor)
+
+
+def _writable(x: Any) -> Any:
+    """``x`` with read-only numpy arrays (Ray hands out object-store arrays read-only)
+    copied, looking into tuples and lists: torch warns about, and must not write into, them."""
+    if isinstance(x, np.ndarray) and not x.flags.writeable:
+        return x.copy()
+    if isinstance(x, tuple | list):
+        return type(x)(_writable(v) for v in x)
+    return x
 
 
 def _dead_errors() -> tuple[type[BaseException], ...]:
@@ -119,10 +128,12 @@ class RayReply:
         except GetTimeoutError:
             raise TimeoutError(f"worker {w.wid}: no reply to {self.cmd} in {timeout} s") from None
         except _dead_errors() as exc:
+            w._arrived(self.ref)
             raise w._died(type(exc).__name__) from None
+        w._arrived(self.ref)
         if not ok:
             raise WorkerError(f"worker {w.wid} ({w.device}) {self.cmd}: {payload}")
-        return payload
+        return _writable(payload)
 
 
 class RayWorker(Worker):
@@ -186,6 +197,12 @@ class RayWorker(Worker):
         ref = self.actor.call.remote(cmd, args)
         self._inflight.append(ref)
         return RayReply(self, ref, cmd)
+
+    def _arrived(self, ref: Any) -> None:
+        """Stop tracking a call whose reply was read (a pool used without the health monitor,
+        e.g. by ``ptexec profile``, never drains)."""
+        if ref in self._inflight:
+            self._inflight.remove(ref)
 
     def _refs(self) -> list[Any]:
         return [*self._inflight, *([] if self._ping is None else [self._ping])]

@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.xdist_group("ray")  # ./dev test: one xdist worker starts the one Ray
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,21 +89,21 @@ def test_ray_sweep_equals_serial(ray: Any) -> None:
 
 @pytest.fixture(scope="module")
 def exec_parts(ray: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A local pool and a Ray pool of two CPU workers each, and a quick profile."""
+    """A local pool and a Ray pool of two CPU workers each, and a profile to plan with (fixed
+    numbers: both backends must see the same)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("peft")
-    from dataclasses import replace
+    import numpy as np
 
-    from ptexec.profile import QUICK, load_exec_profiles, profile_models
     from ptexec.ray_backend import RayWorkerPool
     from ptexec.workers import WorkerPool
+    from ptsim.core.profiles import ModelProfile, ProfileSet, ThroughputTable
 
     torch.set_num_threads(1)
-    d = tmp_path_factory.mktemp("profile")
+    table = ThroughputTable((32,), (1, 2), np.array([[100.0, 150.0]]))
+    prof = ProfileSet({"tiny-gpt2": ModelProfile("tiny-gpt2", 1.5e5, table, 0.01, 0.01, 0.05)})
     with WorkerPool(2, devices=["cpu", "cpu"]) as local, RayWorkerPool(2) as on_ray:
         assert not on_ray._owns_ray  # the module's Ray is reused, not restarted
-        st = replace(QUICK, batches=(32,), convergence=False, assessments=1, gpu_counts=(1,))
-        prof = load_exec_profiles(profile_models(local, [("tiny-gpt2", None)], d, st))
         yield {"local": local, "ray": on_ray, "profiles": prof}
 
 
@@ -190,3 +192,14 @@ def test_killed_actor_is_replaced_and_its_job_resumes_from_its_checkpoint(
     assert [c[0] for c in outcome.runs["d"].curve] == list(range(1, 31))
     outcome.state.check_invariants()
     assert pool[w].alive() and pool[w].pid != pid  # a fresh actor holds the slot
+
+
+def test_a_failed_command_is_an_error_not_a_death(exec_parts: dict[str, Any]) -> None:
+    from ptexec.workers import WorkerDied, WorkerError
+
+    w = exec_parts["ray"][0]
+    with pytest.raises(
+        WorkerError, match=r"worker 0 \(cpu\) grad: RuntimeError: worker 0: no job"
+    ) as err:
+        w.call("grad", 0, 1)
+    assert not isinstance(err.value, WorkerDied) and w.alive()
