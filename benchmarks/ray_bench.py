@@ -14,9 +14,12 @@ The same measurements on two pools of two CPU workers each, one torch thread per
   worker, timed between consecutive steps (``exec_bench.step_times``, the same code the
   executor benchmark runs).
 
-Steps are timed over ``--steps`` steps after 10 warm-up steps. Overhead = Ray - local, per step.
+Steps are timed over ``--steps`` steps after 10 warm-up steps; both pools are up at once and the
+backends alternate, ``--reps`` rounds, medians reported (the machine's load drifts over both
+alike). Overhead = Ray - local, per step. ``bare`` (the step in the benchmark's process) shows how
+loaded the machine was during each backend's rounds.
 
-Not a test: ``python benchmarks/ray_bench.py [--batches 8,32] [--steps 100]``.
+Not a test: ``python benchmarks/ray_bench.py [--batches 8,32] [--steps 100] [--reps 3]``.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", default="8,32")
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--reps", type=int, default=3, help="alternating rounds (median reported)")
     args = ap.parse_args()
     import torch
 
@@ -83,28 +87,38 @@ def main() -> None:
 
     torch.set_num_threads(1)
     batches = [int(b) for b in args.batches.split(",")]
-    rows: list[dict[str, Any]] = []
-    for backend in ("local", "ray"):
-        t0 = time.perf_counter()
-        if backend == "ray":
-            pool: Any = RayWorkerPool(2, num_cpus=2, object_store_mb=100)
-        else:
-            pool = WorkerPool(2, devices=["cpu", "cpu"])
-        start_s = time.perf_counter() - t0
-        with pool:
+    pools: dict[str, Any] = {}
+    start: dict[str, float] = {}
+    t0 = time.perf_counter()
+    pools["local"] = WorkerPool(2, devices=["cpu", "cpu"])
+    start["local"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pools["ray"] = RayWorkerPool(2, num_cpus=2, object_store_mb=100)
+    start["ray"] = time.perf_counter() - t0
+    samples: dict[tuple[str, int], list[dict[str, float]]] = {}
+    try:
+        # the two backends alternate, so that the machine's load drifts over both alike
+        for rep in range(args.reps):
             for b in batches:
-                row = {"backend": backend, "batch": b, "pool_start_s": round(start_s, 2)}
-                row.update({k: round(v, 3) for k, v in measure(pool, b, args.steps).items()})
-                print(json.dumps(row), flush=True)
-                rows.append(row)
+                for backend in ("local", "ray"):
+                    m = measure(pools[backend], b, args.steps)
+                    samples.setdefault((backend, b), []).append(m)
+                    row = {"backend": backend, "batch": b, "rep": rep}
+                    print(json.dumps(row | {k: round(v, 3) for k, v in m.items()}), flush=True)
+    finally:
+        for p in pools.values():
+            p.close()
+    print(json.dumps({"pool_start_s": {k: round(v, 2) for k, v in start.items()}}))
+    print()
+    print(f"median of {args.reps} alternating rounds, {args.steps} steps or calls each")
     print()
     print("| batch | measure | local ms | ray ms | ray - local ms |")
     print("|---|---|---|---|---|")
     for b in batches:
-        loc = next(r for r in rows if r["backend"] == "local" and r["batch"] == b)
-        ray = next(r for r in rows if r["backend"] == "ray" and r["batch"] == b)
-        for k in ("round_trip_ms", "pool_1w_ms", "pool_2w_ms", "executor_ms"):
-            print(f"| {b} | {k[:-3]} | {loc[k]:.2f} | {ray[k]:.2f} | {ray[k] - loc[k]:+.2f} |")
+        for k in ("round_trip_ms", "pool_1w_ms", "pool_2w_ms", "executor_ms", "bare_ms"):
+            loc = statistics.median(m[k] for m in samples[("local", b)])
+            ray = statistics.median(m[k] for m in samples[("ray", b)])
+            print(f"| {b} | {k[:-3]} | {loc:.2f} | {ray:.2f} | {ray - loc:+.2f} |")
 
 
 if __name__ == "__main__":
