@@ -64,11 +64,24 @@ def test_executor_backend_config(monkeypatch: pytest.MonkeyPatch) -> None:
 # ------------------------------------------------------------------------------ sweeps
 
 
-def test_ray_sweep_equals_serial(ray: Any) -> None:
+def _runner() -> Any:
     experiments = str(ROOT / "experiments")
     if experiments not in sys.path:
         sys.path.insert(0, experiments)
     import runner
+
+    return runner
+
+
+def test_figure_scripts_choose_the_backend() -> None:
+    runner = _runner()
+    args = runner.parse_args("fig1_end_to_end", None, ["--backend", "ray", "--ray-address", "auto"])
+    assert (args.backend, args.ray_address) == ("ray", "auto")
+    assert runner.parse_args("fig1_end_to_end", None, []).backend == "local"
+
+
+def test_ray_sweep_equals_serial(ray: Any) -> None:
+    runner = _runner()
     from test_experiments import small_points
 
     points = small_points(tables=True)
