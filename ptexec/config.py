@@ -174,7 +174,7 @@ def backend_from(cfg: DictConfig) -> dict[str, Any]:
     """``executor.backend`` (local | ray) and ``executor.ray``'s options, checked; choosing
     ray without Ray installed is one line saying how to install it."""
     ex = plain(cfg.get("executor"))
-    backend = str(ex.get("backend", "local"))
+    backend = str(ex.get("backend", ExecSettings().backend))
     if backend not in ("local", "ray"):
         raise ConfigError(f"config executor.backend: {backend!r}; known: local, ray")
     opts = {k: v for k, v in plain(ex.get("ray")).items() if v is not None}
