@@ -236,10 +236,14 @@ def parallel_map(
     jobs: int | None = None,
     desc: str = "",
     progress: bool = True,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> list[R]:
     """``[fn(x) for x in items]``, in a spawn-context process pool of ``jobs`` workers
     (default ``os.cpu_count()``; 1 = in this process), with a tqdm bar; results in item order.
-    ``fn`` must be importable by name (a module-level function)."""
+    ``fn`` must be importable by name (a module-level function). ``backend="ray"``: as Ray
+    tasks (:func:`ptsim.ray_tasks.ray_map`) on the cluster at ``ray_address`` (``None``: a
+    local Ray), at most ``jobs`` at a time when given."""
     from tqdm import tqdm
 
     n_jobs = (os.cpu_count() or 1) if jobs is None else jobs
@@ -247,6 +251,12 @@ def parallel_map(
     bar = tqdm(total=len(items), desc=desc, unit="run", disable=not progress, file=sys.stderr)
     out: list[Any] = [None] * len(items)
     try:
+        if backend == "ray":
+            from ptsim.ray_tasks import ray_map
+
+            return ray_map(
+                fn, items, address=ray_address, max_in_flight=jobs, on_done=lambda _i: bar.update()
+            )
         if n_jobs == 1:
             for i, item in enumerate(items):
                 out[i] = fn(item)
@@ -269,10 +279,25 @@ def parallel_map(
 
 
 def run_points(
-    points: Sequence[Point], *, jobs: int | None = None, desc: str = "", progress: bool = True
+    points: Sequence[Point],
+    *,
+    jobs: int | None = None,
+    desc: str = "",
+    progress: bool = True,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> SweepResult:
-    """Run every point (in parallel, see :func:`parallel_map`) and collect the tidy tables."""
-    outs = parallel_map(run_point, points, jobs=jobs, desc=desc, progress=progress)
+    """Run every point (in parallel, see :func:`parallel_map`; on Ray with ``backend="ray"``)
+    and collect the tidy tables."""
+    outs = parallel_map(
+        run_point,
+        points,
+        jobs=jobs,
+        desc=desc,
+        progress=progress,
+        backend=backend,
+        ray_address=ray_address,
+    )
     rows = [r for o in outs for r in o.rows]
     table = pd.DataFrame(rows)
     first = [c for c in LABEL_COLUMNS if c in table.columns]
@@ -505,6 +530,8 @@ class FigureArgs:
     overrides: list[str] = field(default_factory=list)
     config_dir: str | None = None
     progress: bool = True
+    backend: str = "local"
+    ray_address: str | None = None
 
 
 def parse_args(figure: str, doc: str | None, argv: Sequence[str] | None = None) -> FigureArgs:
@@ -523,6 +550,10 @@ def parse_args(figure: str, doc: str | None, argv: Sequence[str] | None = None) 
     ap.add_argument("--policies", default=None, help="comma-separated policies to run instead")
     ap.add_argument("--config-dir", default=None, help="extra hydra config folder to search")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument(
+        "--backend", choices=("local", "ray"), default="local", help="run points here or on Ray"
+    )
+    ap.add_argument("--ray-address", default=None, help="Ray cluster (auto, ray://host:10001)")
     ap.add_argument("overrides", nargs="*", help="hydra overrides for every point")
     ns = ap.parse_args(argv)
     if ns.jobs is not None and ns.jobs < 1:
@@ -538,6 +569,8 @@ def parse_args(figure: str, doc: str | None, argv: Sequence[str] | None = None) 
         overrides=list(ns.overrides),
         config_dir=None if ns.config_dir is None else str(Path(ns.config_dir).resolve()),
         progress=not ns.no_progress,
+        backend=ns.backend,
+        ray_address=ns.ray_address,
     )
 
 
@@ -585,7 +618,14 @@ def run_figure(
     )
     pts = points(sweep)
     t0 = time.perf_counter()
-    result = run_points(pts, jobs=args.jobs, desc=args.figure, progress=args.progress)
+    result = run_points(
+        pts,
+        jobs=args.jobs,
+        desc=args.figure,
+        progress=args.progress,
+        backend=args.backend,
+        ray_address=args.ray_address,
+    )
     sweep_s = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
     save_sweep(result, args.out)
@@ -598,6 +638,7 @@ def run_figure(
         "points": len(pts),
         "runs": len(result.points),
         "jobs": args.jobs or os.cpu_count(),
+        "backend": args.backend,
         "seeds": sweep.seeds,
         "variants": sweep.variants,
         "grid": sweep.grid,

@@ -259,6 +259,7 @@ def _execute(
         prog.close()
     facts = machine_facts()
     facts["policy"] = name
+    facts["backend"] = settings.backend
     save_exec_result(result, out, exec_dir, facts)
     s = result.summary
     reached = int(result.jobs.reached_target.fillna(False).astype(bool).sum())

@@ -61,6 +61,7 @@ EXEC_FIELDS: dict[str, Any] = {
     "bank": dict | None,
     "scheduler": dict | None,
     "faults": dict | None,
+    "executor": dict | None,
 }
 """The keys of ``conf/executor/run.yaml`` and their types (ExecSettings is built from them)."""
 
@@ -151,6 +152,8 @@ def check_exec_config(cfg: Mapping[str, Any]) -> None:
     schema.check_section("bank", top.get("bank") or {}, bank_fields, bank_ranges)
     if top.get("scheduler") is not None:
         schema.check_scheduler("scheduler", top["scheduler"], POLICIES)
+    ex = top.get("executor") or {}
+    schema.check_section("executor", ex, {"backend": str, "ray": dict | None}, {})
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
@@ -276,7 +279,32 @@ def settings_from(cfg: DictConfig) -> ExecSettings:
         price_per_gpu_hour=float(cfg.get("price_per_gpu_hour", default.price_per_gpu_hour)),
         seed=int(cfg.get("seed", default.seed)),
         faults=FaultPlan(**plain(cfg.get("faults"))),
+        **backend_from(cfg),
     )
+
+
+RAY_KEYS = ("address", "num_gpus", "num_cpus", "object_store_mb")
+
+
+def backend_from(cfg: DictConfig) -> dict[str, Any]:
+    """``executor.backend`` (local | ray) and ``executor.ray``'s options, checked; choosing
+    ray without Ray installed is one line saying how to install it."""
+    ex = plain(cfg.get("executor"))
+    backend = str(ex.get("backend", ExecSettings().backend))
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"config executor.backend: {backend!r}; known: local, ray")
+    opts = {k: v for k, v in plain(ex.get("ray")).items() if v is not None}
+    for k in opts:
+        if k not in RAY_KEYS:
+            raise ConfigError(f"config executor.ray.{k}: unknown key; known: {', '.join(RAY_KEYS)}")
+    if backend == "ray":
+        from ptsim.ray_tasks import RayMissing, require_ray
+
+        try:
+            require_ray("config executor.backend=ray")
+        except RayMissing as exc:
+            raise ConfigError(str(exc)) from None
+    return {"backend": backend, "ray": opts}
 
 
 def jobs_from(cfg: DictConfig, pool_size: int | None = None) -> list[ExecJob]:

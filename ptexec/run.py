@@ -66,6 +66,9 @@ class ExecSettings:
     - ``horizon_s``: hard end of the run (``None``: 2 x the last deadline + 600 s).
     - ``price_per_gpu_hour``: the summary's price.
     - ``faults``: workers to kill on purpose during the run (``ptexec.faults``).
+    - ``backend``: ``local`` (worker processes on this machine) or ``ray`` (worker actors on a
+      Ray cluster, ``ptexec/ray_backend.py``); ``ray``: its options (``address``, ``num_gpus``,
+      ``num_cpus``, ``object_store_mb``: :class:`~ptexec.ray_backend.RayWorkerPool`).
     """
 
     workers: int = 2
@@ -80,11 +83,15 @@ class ExecSettings:
     price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
     seed: int = 0
     faults: FaultPlan = field(default_factory=FaultPlan)
+    backend: str = "local"
+    ray: Mapping[str, Any] = field(default_factory=dict)
 
 
 def pool_size_for(settings: ExecSettings) -> int:
     if settings.devices:
         return len(settings.devices)
+    if settings.backend == "ray":  # one actor per slot; the cluster is not this machine
+        return settings.workers
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else settings.workers
@@ -120,7 +127,7 @@ def run_jobs(
         cat.get(j.task)
     if pool is None:
         say(f"starting {n} worker(s)")
-        pool = WorkerPool(n, devices=list(st.devices) if st.devices else None, threads=st.threads)
+        pool = start_pool(n, st)
     try:
         if profiles is None:
             profiles = _profiles(fitted, pool, st, run_dir, cat, say)
@@ -153,6 +160,16 @@ def run_jobs(
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     result = build_result(out, run_dir, st, n)
     return result, out
+
+
+def start_pool(n: int, st: ExecSettings) -> WorkerPool:
+    """``n`` workers on ``st.backend``: local processes, or Ray actors."""
+    devices = list(st.devices) if st.devices else None
+    if st.backend == "ray":
+        from ptexec.ray_backend import RayWorkerPool
+
+        return RayWorkerPool(n, devices=devices, threads=st.threads, **dict(st.ray))
+    return WorkerPool(n, devices=devices, threads=st.threads)
 
 
 def _profiles(

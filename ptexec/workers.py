@@ -355,10 +355,15 @@ def _worker_main(conn: Connection, wid: int, device: str, threads: int) -> None:
             fn = handlers[cmd]
             conn.send((rid, True, fn(*args)))
         except Exception as exc:  # reported to the caller, the worker lives on
-            frame = traceback.extract_tb(exc.__traceback__)[-1]
-            where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
-            conn.send((rid, False, f"{type(exc).__name__}: {exc} (at {where})"))
+            conn.send((rid, False, error_line(exc)))
     conn.close()
+
+
+def error_line(exc: BaseException) -> str:
+    """A failed command's reply: the exception and where it was raised, on one line."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
+    return f"{type(exc).__name__}: {exc} (at {where})"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -117,6 +117,13 @@ def test_executor_config_matches_its_dataclasses() -> None:
     settings["profile_dir"] = settings.pop("profile")  # the config names the directory
     del settings["mechanics"]  # a mapping of overrides: checked below
     del settings["faults"]  # a group of its own: checked below
+    # executor.backend and executor.ray (Ray's options, all null = unset) are nested
+    from ptexec.config import RAY_KEYS
+
+    ex = run["executor"]
+    assert ex["backend"] == settings.pop("backend")
+    assert settings.pop("ray") == {} and sorted(ex["ray"]) == sorted(RAY_KEYS)
+    assert all(v is None for v in ex["ray"].values())
     bad += _check("executor/run.yaml", {k: run[k] for k in settings if k in run}, settings)
     bad += [f"executor/run.yaml: no key {k!r}" for k in sorted(set(settings) - set(run))]
     # mechanics: every Mechanics field, null (= the profile's value or Mechanics' default)
