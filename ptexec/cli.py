@@ -232,6 +232,7 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
         prog.close()
     facts = machine_facts()
     facts["policy"] = name
+    facts["threads_per_worker"] = settings.threads
     save_exec_result(result, out, exec_dir, facts)
     s = result.summary
     reached = int(result.jobs.reached_target.fillna(False).astype(bool).sum())

@@ -39,8 +39,9 @@ whatever workers the policy gives it next: at most ``checkpoint_every`` steps ar
 
 Pauses: the state charges modelled pauses (``pause_s``: hand-over, reconfiguration, bank lookup)
 for the policies' predictions; the executor does not sleep them, it measures what the real
-moves took (``exec_pause_s``). A bank lookup runs inside the policy's ``decide`` (in the driver
-process), so its real time passes before the job starts.
+moves took (``exec_pause_s``). A bank lookup is planned in the policy's ``decide`` (which
+returns at once) and runs at the job's first start on its first worker, as an exchange like
+the others (``ptexec.prompt_bank``): it never holds up another job or the loop.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class ExecOutcome(RunOutcome):
     worker_deaths: list[tuple[float, int]] = field(default_factory=list)
     bank: ExecPromptBank | None = None
     boot_s: list[float] = field(default_factory=list)
+    decide_s: list[float] = field(default_factory=list)
     seed: int = 0
 
 
@@ -169,6 +171,8 @@ class Executor:
             j.spec.model: (j.model, j.kind) for j in self.jobs
         }
         self.state = ClusterState(1, n, profiles, iterations=self._budget)
+        if bank is not None:
+            bank.plan_with({m: profiles.model(m).eval_s for m in sorted(self._model_of)})
         ctx = PolicyContext(profiles, bank)
         if isinstance(policy, str):
             self.policy: Policy = POLICIES.build(policy, ctx, params or {})
@@ -204,6 +208,7 @@ class Executor:
         self.loads: list[LoadRecord] = []
         self._load_pending: list[tuple[int, int, Reply, LoadRecord]] = []
         self._background: list[tuple[int, Reply, bool]] = []
+        self.decide_s: list[float] = []  # wall time of every policy decision
 
     @property
     def worker_deaths(self) -> list[tuple[float, int]]:
@@ -239,6 +244,9 @@ class Executor:
         for r in self.runs.values():
             if not r.done and not r.rejected and r.job_id in self.state.jobs:
                 self.state.set_progress(r.job_id, float(r.step), end)
+        if self.bank is not None:
+            for jid in sorted(self.runs):
+                self.bank.cancel(jid)  # planned lookups of jobs that never started
         self.stats.end_s = end
         self.state.close(end)
         self.series.record(self.state, end, force=True)
@@ -253,6 +261,7 @@ class Executor:
             worker_deaths=self.worker_deaths,
             bank=self.bank,
             boot_s=[w.boot_s for w in self.pool.workers],
+            decide_s=self.decide_s,
         )
 
     # ------------------------------------------------------------------ the loop's host
@@ -284,7 +293,9 @@ class Executor:
         its decision; returns the policy's wake-up time."""
         t0 = time.perf_counter()
         decision = self.policy.decide(self.state.snapshot(now))
-        self.stats.decide_wall_s += time.perf_counter() - t0
+        took = time.perf_counter() - t0
+        self.stats.decide_wall_s += took
+        self.decide_s.append(took)
         self.stats.decisions += 1
         self._carry_out(self.state.apply(decision, self.now()))
         return decision.wake_at
@@ -314,6 +325,8 @@ class Executor:
                 self.lives[act.job].reconfigure(tuple(act.gpus), act.epoch)
             elif isinstance(act, RejectJob):
                 self.lives[act.job].reject()
+                if self.bank is not None:
+                    self.bank.cancel(act.job)
             elif isinstance(act, InvalidRequest) and len(self.stats.invalid) < 100:
                 self.stats.invalid.append(f"t={self.now():.3f}: {act.what}")
 

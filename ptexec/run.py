@@ -41,6 +41,7 @@ EXEC_JOB_COLUMNS = (
     "steps_lost",
     "restarts",
     "bank_entry",
+    "bank_transfer",
     "prompt_dir",
     "loss_curve",
 )
@@ -186,6 +187,10 @@ def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -
             extra.append(dict.fromkeys(EXEC_JOB_COLUMNS))
             continue
         acc, loss = final_eval(r)
+        init = out.state.job(jid).init if jid in out.state.jobs else None
+        transfer = None
+        if init is not None and init.source is not None and out.bank is not None:
+            transfer = out.bank.config.transfer
         extra.append(
             {
                 "reached_target": bool(r.reached),
@@ -198,6 +203,7 @@ def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -
                 "steps_lost": r.steps_lost,
                 "restarts": r.restarts,
                 "bank_entry": r.bank_entry,
+                "bank_transfer": transfer,
                 "prompt_dir": _rel(r.prompt_dir, run_dir),
                 "loss_curve": f"curves/{jid}.csv" if (r.curve or r.evals) else None,
             }
@@ -248,13 +254,17 @@ def save_exec_result(
             "worker_deaths": [{"time_s": t, "worker": g} for t, g in out.worker_deaths],
             "loads": len(out.loads),
             "mean_cold_load_s": _mean([x.load_s for x in out.loads if x.cold]),
+            "decision_latency_ms": _latency_ms(out.decide_s),
         }
     )
     if out.bank is not None:
+        ran = [x for x in out.bank.lookups if x.worker is not None]
         info["bank"] = {
             "store": str(out.bank.store.root),
             "entries_at_end": len(out.bank),
-            "scorer_model_load_s": out.bank.model_loads,
+            "transfer": out.bank.config.transfer,
+            "lookups_run": len(ran),
+            "lookup_s_total": sum(x.lookup_s for x in ran),
             "skipped_entries": out.bank.skipped[:20],
         }
     write_json(info, run_dir / "executor.json")
@@ -268,12 +278,32 @@ _LOOKUP_COLUMNS = (
     "task",
     "layout",
     "entries",
+    "planned_assessments",
+    "planned_s",
     "assessments",
     "chosen",
     "best_score",
     "default_score",
     "lookup_s",
+    "worker_s",
+    "transfer",
+    "worker",
+    "start_s",
 )
+
+
+def _latency_ms(xs: Sequence[float]) -> dict[str, float | int | None]:
+    """Count, mean, 99th percentile and maximum of the policy's decisions, in ms."""
+    if not xs:
+        return {"decisions": 0, "mean": None, "p99": None, "max": None}
+    v = sorted(xs)
+    p99 = v[min(len(v) - 1, math.ceil(0.99 * len(v)) - 1)]
+    return {
+        "decisions": len(v),
+        "mean": 1e3 * sum(v) / len(v),
+        "p99": 1e3 * p99,
+        "max": 1e3 * v[-1],
+    }
 
 
 def _mean(xs: Sequence[float]) -> float | None:

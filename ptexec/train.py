@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import math
 import os
 import time
@@ -686,9 +687,20 @@ class TuningJob:
         return path
 
     def save_prompt(self, directory: str | Path) -> Path:
-        """Save the adapter (prompt, and head for ``seq_cls``) as a PEFT adapter directory."""
+        """Save the adapter (prompt, and head for ``seq_cls``) as a PEFT adapter directory:
+        ``adapter_config.json`` (``modules_to_save`` listed once each) and
+        ``adapter_model.safetensors``; peft's empty auto-generated model card is not kept."""
         d = Path(directory)
+        had_card = (d / "README.md").exists()
         self.peft.save_pretrained(str(d))
+        if not had_card:
+            (d / "README.md").unlink(missing_ok=True)
+        cfg_file = d / "adapter_config.json"
+        cfg = json.loads(cfg_file.read_text())
+        mods = cfg.get("modules_to_save")
+        if isinstance(mods, list) and len(set(mods)) != len(mods):
+            cfg["modules_to_save"] = list(dict.fromkeys(mods))
+            cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True))
         return d
 
 

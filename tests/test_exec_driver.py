@@ -4,6 +4,7 @@ from a dead worker. CPU, tiny model, one thread per worker."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -218,13 +220,22 @@ def test_similar_job_starts_from_the_bank(
     assert t.loc["base", "bank_entry"] == "A-base"
     assert t.loc["base", "bank_assessments"] == 0  # the bank was empty
     near = t.loc["near"]
-    assert near.init_source == "A-base" and near.init_source_task == "A"
+    assert near.init_source == "A-base" and near.init_source_task == "synthetic:A"
+    assert near.bank_transfer == "prompt"  # the prompt only, not the head
     assert near.bank_layout == "two_layer"
-    assert near.bank_assessments >= 2  # the stored prompt and the default prompt
+    assert near.bank_assessments == 2  # the stored prompt and the default prompt
     assert near.bank_lookup_s > 0
-    assert (tmp_path / "bank" / "A-base" / "adapter_model.safetensors").is_file()
-    lookups = (tmp_path / "run" / "bank_lookups.csv").read_text()
-    assert "A-base" in lookups
+    entry = tmp_path / "bank" / "A-base"
+    assert (entry / "adapter_model.safetensors").is_file()
+    assert not (entry / "README.md").exists()  # no empty model card
+    assert not (tmp_path / "run" / "prompts" / "near" / "README.md").exists()
+    meta = json.loads((entry / "ptexec.json").read_text())
+    assert meta["source_task"] == "synthetic:A" and meta["entry_id"] == "A-base"
+    lookups = pd.read_csv(tmp_path / "run" / "bank_lookups.csv").set_index("job_id")
+    assert lookups.loc["near", "chosen"] == "A-base"
+    assert lookups.loc["near", "worker"] == 0  # run on the job's own first worker
+    assert lookups.loc["near", "planned_assessments"] == 2
+    assert lookups.loc["near", "worker_s"] > 0
     assert len(outcome.bank or []) == 2  # the bank grew online
 
 
