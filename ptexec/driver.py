@@ -57,7 +57,7 @@ from typing import Any
 
 from ptexec.health import WorkerHealth
 from ptexec.jobrun import WAIT, JobEnv, JobLifecycle, JobRun, curve_rows, final_eval
-from ptexec.jobs import ExecJob, TaskCatalog
+from ptexec.jobs import ExecJob, TaskCatalog, nominal_deadlines
 from ptexec.leases import WorkerLeases
 from ptexec.loop import WallClock, WallClockLoop
 from ptexec.prompt_bank import ExecPromptBank
@@ -149,6 +149,10 @@ class Executor:
         ids = [j.job_id for j in jobs]
         if len(set(ids)) != len(ids):
             raise ValueError("duplicate job ids")
+        for j in jobs:
+            unknown = sorted(set(j.after) - set(ids))
+            if unknown:
+                raise ValueError(f"job {j.job_id}: after {unknown[0]!r}, which is not a job")
         self.jobs = sorted(jobs, key=lambda j: (j.spec.arrival, j.job_id))
         self.pool = pool
         self.profiles = profiles
@@ -178,7 +182,7 @@ class Executor:
             self.policy: Policy = POLICIES.build(policy, ctx, params or {})
         else:
             self.policy = policy(ctx)
-        last = max(j.spec.deadline for j in self.jobs)
+        last = max(nominal_deadlines(self.jobs).values())
         self.horizon_s = horizon_s if horizon_s is not None else 2.0 * last + 600.0
         self.stats = RunStats(horizon_s=self.horizon_s)
         self.series = SeriesRecorder(series_interval_s)
@@ -282,10 +286,15 @@ class Executor:
         return progressed
 
     def resume_jobs(self) -> bool:
-        """Resume every job whose replies have all arrived or that was signalled."""
+        """Resume every job whose replies have all arrived or that was signalled; tell the
+        loop of every job that is over (its successors may arrive)."""
         progressed = False
         for jid in sorted(self.lives):
-            progressed |= self.lives[jid].resume()
+            life = self.lives[jid]
+            progressed |= life.resume()
+            if not life.active and jid not in self.loop.over:
+                self.loop.job_over(jid, self.now())
+                progressed = True
         return progressed
 
     def decide(self, now: float) -> float | None:

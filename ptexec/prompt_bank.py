@@ -36,7 +36,6 @@ grows online, and the index re-clusters as ptsim's does.
 
 from __future__ import annotations
 
-import copy
 import math
 import zlib
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -386,7 +385,7 @@ class ExecPromptBank:
         """Add a prompt a worker stored for ``job`` to the index (online growth). Lookups
         planned before it keep seeing the bank as it was when they were planned."""
         if any(p.version == self._version for p in self._pending.values()):
-            self._snapshots[self._version] = copy.deepcopy(self.index)
+            self._snapshots[self._version] = self.index.copy()
         try:
             entry = stored.to_bank_entry(model=job.spec.model)
             self.index.add(entry)

@@ -296,6 +296,29 @@ class PromptBankIndex:
         if cl is not None and self.config.online:
             mb.stale = mb.stale or mb.n - cl.built_n >= self.config.rebuild_every
 
+    def copy(self) -> PromptBankIndex:
+        """An independent copy of the index as it is now, clustering included (entries are
+        immutable and shared): a lookup planned now can run later on the bank as it was."""
+        other = PromptBankIndex(self.config)
+        other._ids = set(self._ids)
+        for name, mb in self._models.items():
+            c = _ModelBank(mb.dim)
+            c.entries = list(mb.entries)
+            c.ids = list(mb.ids)
+            c._feats = mb._feats.copy()
+            cl = mb.clusters
+            if cl is not None:
+                c.clusters = _Clusters(
+                    cl.medoids.copy(),
+                    cl.medoid_feats.copy(),
+                    [list(m) for m in cl.members],
+                    [list(g) for g in cl.groups],
+                    cl.built_n,
+                )
+            c.stale = mb.stale
+            other._models[name] = c
+        return other
+
     def extend(self, entries: Iterable[BankEntry]) -> None:
         for e in entries:
             self.add(e)
