@@ -36,16 +36,20 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
-from ptexec.models import LoadedModel
 from ptexec.tasks import TextTask
-from ptexec.train import TuningConfig, TuningJob, TuningResult, prompt_feature
+from ptexec.tuning import TuningConfig
 from ptsim.store_format import META_FILE, STORE_FORMAT, StoreError, entry_meta_paths, read_meta
+
+if TYPE_CHECKING:  # torch is imported where used: reading metadata needs none
+    import torch
+
+    from ptexec.models import LoadedModel
+    from ptexec.train import TuningJob, TuningResult
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 FEATURE_KIND = "mean_last_hidden_over_prompt"
@@ -144,6 +148,8 @@ class PromptStore:
         """Store ``job``'s current prompt with its model identity, task, feature and measured
         convergence (from ``result`` or the job's own history). ``source_task`` names the task
         as the job referred to it (e.g. ``synthetic:B2~B@0.75``; default the task's name)."""
+        from ptexec.train import prompt_feature
+
         res = result if result is not None else job.result()
         eid = entry_id if entry_id is not None else short_id(f"{job.task.name}-{job.job_id}")
         final = dir_ = self._dir(eid)
@@ -306,6 +312,8 @@ class RealScorer:
             task = self.tasks.get(task_name)
             if task is None:
                 raise KeyError(f"scorer: no data for target task {task_name!r}")
+            from ptexec.train import TuningJob
+
             cfg = TuningConfig(**{**self.config.to_dict(), "num_virtual_tokens": n_virtual})
             enc = self.encode(task, cfg) if self.encode is not None else None
             job = TuningJob(self.model, task, cfg, job_id=f"probe-{task_name}", encoded=enc)
@@ -320,6 +328,8 @@ class RealScorer:
         return [int(i) for i in perm[:n]]
 
     def _evaluate(self, job: TuningJob) -> float:
+        import torch
+
         with torch.no_grad():
             ev = job.evaluate_indices("train", self.sample_indices(job.n_train))
         return float(ev.accuracy if self.metric == "accuracy" else -ev.loss)

@@ -187,7 +187,15 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
     tasks = C.tasks_from(cfg)
     from ptexec.jobs import fit_to_pool
     from ptexec.run import pool_size_for
+    from ptexec.tasks import TaskDataError
 
+    # bad job files and task data fail here, before torch is imported
+    source = cfg.get("jobs") or cfg.get("trace") or "the demo jobs"
+    for j in C.jobs_from(cfg, settings.workers):
+        try:
+            tasks.get(j.task)
+        except TaskDataError as exc:
+            raise TaskDataError(f"{source}: job {j.job_id}, column task: {exc}") from None
     pool_size = pool_size_for(settings)
     jobs = C.jobs_from(cfg, pool_size)
     run_dir = C.run_dir_from(cfg, "ptexec-validate" if validate else "ptexec")
@@ -196,14 +204,6 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
     jobs, notes = fit_to_pool(jobs, pool_size)
     for note in notes:
         say(note)
-    from ptexec.tasks import TaskDataError
-
-    source = cfg.get("jobs") or cfg.get("trace") or "the demo jobs"
-    for j in jobs:  # bad task data fails before any worker starts
-        try:
-            tasks.get(j.task)
-        except TaskDataError as exc:
-            raise TaskDataError(f"{source}: job {j.job_id}, column task: {exc}") from None
     _set_threads(settings.threads)
     exec_dir = run_dir / "executor" if validate else run_dir
     exec_dir.mkdir(parents=True, exist_ok=True)

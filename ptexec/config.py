@@ -25,7 +25,7 @@ from ptexec.jobs import (
 from ptexec.prompt_bank import ExecBankConfig, bank_config_from
 from ptexec.run import ExecSettings
 from ptexec.tasks import TaskFamily
-from ptexec.train import TuningConfig
+from ptexec.tuning import TuningConfig
 from ptsim.paths import conf_root
 
 CONFIG_NAME = "executor/run"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def friendly(exc: BaseException) -> str | None:
     """The one-line message for ``exc`` when it is a user-fixable problem, else ``None``
@@ -10,7 +12,6 @@ def friendly(exc: BaseException) -> str | None:
     from ptexec.jobs import JobFileError
     from ptexec.models import ModelNotFound
     from ptexec.tasks import TaskDataError
-    from ptexec.workers import WorkerError
     from ptsim.core.profiles import UnknownName
     from ptsim.profiles_io import ProfileError
     from ptsim.store_format import StoreError
@@ -25,10 +26,12 @@ def friendly(exc: BaseException) -> str | None:
         UnknownName,
         ProfileError,
         TraceError,
-        WorkerError,
         FileNotFoundError,
         ValueError,
     )
+    workers = sys.modules.get("ptexec.workers")  # not imported: no worker can have failed
+    if workers is not None:
+        known = (*known, workers.WorkerError)
     if not isinstance(exc, known):
         return None
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)

@@ -18,17 +18,17 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from ptexec.driver import ExecOutcome, Executor, PolicyFactory, StepHook, curve_rows, final_eval
 from ptexec.jobs import ExecJob, TaskCatalog, fit_to_pool
-from ptexec.prompt_bank import ExecBankConfig, ExecPromptBank
-from ptexec.workers import WorkerPool
-from ptsim.core.profiles import ProfileSet
 from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR, jobs_table, series_table, summarize
 from ptsim.outcome import RunResult, save_result, write_csv, write_json
+
+if TYPE_CHECKING:  # torch-heavy: imported where used, so config checks stay fast
+    from ptexec.driver import ExecOutcome, PolicyFactory, StepHook
+    from ptexec.prompt_bank import ExecBankConfig
+    from ptexec.workers import WorkerPool
+    from ptsim.core.profiles import ProfileSet
 
 EXEC_JOB_COLUMNS = (
     "reached_target",
@@ -103,6 +103,10 @@ def run_jobs(
     """Run ``jobs`` under ``policy`` and return the ``RunResult`` (tables built by
     ``ptsim.metrics``, executor columns added) and the raw outcome. Nothing is written but
     checkpoints and prompts (``save_exec_result`` writes the tables)."""
+    from ptexec.driver import Executor
+    from ptexec.prompt_bank import ExecPromptBank
+    from ptexec.workers import WorkerPool
+
     st = settings if settings is not None else ExecSettings()
     say = progress or (lambda _m: None)
     cat = tasks if tasks is not None else TaskCatalog(seed=st.seed)
@@ -179,6 +183,10 @@ def _profiles(
 
 def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -> RunResult:
     """ptsim's tables for an executor outcome, plus the executor's columns."""
+    import pandas as pd
+
+    from ptexec.jobrun import final_eval
+
     table = jobs_table(out)
     extra = []
     for jid in table.job_id:
@@ -233,6 +241,10 @@ def save_exec_result(
     facts: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Write the run's files (see the module doc); ``summary.json`` last."""
+    import pandas as pd
+
+    from ptexec.jobrun import curve_rows
+
     run_dir.mkdir(parents=True, exist_ok=True)
     for jid, r in sorted(out.runs.items()):
         rows = curve_rows(r)

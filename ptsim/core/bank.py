@@ -26,10 +26,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
-import kmedoids
 import numpy as np
 import numpy.typing as npt
-from scipy.spatial.distance import pdist, squareform
 
 from ptsim.core.profiles import UnknownName
 from ptsim.core.types import InitChoice
@@ -198,7 +196,12 @@ def kmedoids_cluster(
     if k >= n:
         idx = np.arange(n, dtype=np.intp)
         return idx, idx.copy()
+    # imported here: kmedoids pulls in scikit-learn (seconds), needed only to cluster
+    import kmedoids
+    from scipy.spatial.distance import pdist, squareform
+
     diss = squareform(pdist(points))
+
     res = kmedoids.fasterpam(
         diss,
         k,
