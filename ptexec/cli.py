@@ -42,7 +42,10 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--task-map", dest="task_map", help="YAML/JSON map for --trace")
         s.add_argument("--out", help="run directory (default runs/ptexec/<date>_<time>)")
         s.add_argument("--profile", help="profile directory (default: measure a quick one)")
-        s.add_argument("--workers", type=int, help="CPU slots (no GPU) [2]")
+        s.add_argument("--workers", type=int, help="CPU slots (no GPU) [one per 2 cores]")
+        s.add_argument(
+            "--remeasure", action="store_true", help="measure the cached quick profile again"
+        )
         s.add_argument("--quiet", action="store_true", help="no progress bar")
         s.add_argument("overrides", nargs="*", help="config overrides, e.g. scheduler=edf")
         return s
@@ -180,9 +183,12 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
         "out": args.out,
         "profile_dir": args.profile,
         "workers": args.workers,
+        "remeasure": True if args.remeasure else None,
     }
     cfg = C.compose_config([*C.mapping_overrides(flags), *args.overrides])
-    settings = C.settings_from(cfg)
+    from ptexec.run import resolve_settings
+
+    settings = resolve_settings(C.settings_from(cfg))
     name, params = C.policy_from(cfg)
     tasks = C.tasks_from(cfg)
     from ptexec.jobs import fit_to_pool
@@ -204,7 +210,7 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
     jobs, notes = fit_to_pool(jobs, pool_size)
     for note in notes:
         say(note)
-    _set_threads(settings.threads)
+    _set_threads(settings.threads or 1)
     exec_dir = run_dir / "executor" if validate else run_dir
     exec_dir.mkdir(parents=True, exist_ok=True)
     (exec_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))

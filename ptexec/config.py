@@ -151,9 +151,12 @@ def settings_from(cfg: DictConfig) -> ExecSettings:
         raise ConfigError(f"config profile_dir: {prof} is not a directory (run `ptexec profile`)")
     ce = cfg.get("checkpoint_every")
     default = ExecSettings()  # a key left out takes the dataclass default (the one source)
+    cache = cfg.get("profile_cache", default.profile_cache)
     return ExecSettings(
-        workers=int(cfg.workers),
-        threads=int(cfg.threads),
+        workers=None if cfg.get("workers") is None else int(cfg.workers),
+        threads=None if cfg.get("threads") is None else int(cfg.threads),
+        profile_cache=None if cache in (None, "") else str(cache),
+        remeasure=bool(cfg.get("remeasure", default.remeasure)),
         devices=None if not devices else tuple(str(d) for d in devices),
         profile=prof,
         mechanics=mech,

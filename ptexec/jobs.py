@@ -469,7 +469,7 @@ def _read_map(task_map: str | Path | Mapping[str, Any]) -> Mapping[str, Any]:
 
 def fit_to_pool(jobs: Sequence[ExecJob], workers: int) -> tuple[list[ExecJob], list[str]]:
     """Jobs whose GPU counts fit a pool of ``workers``: counts above it are lowered to it.
-    Returns the jobs and one note per changed job."""
+    Returns the jobs and one note per job whose asked or minimum count changed."""
     out: list[ExecJob] = []
     notes: list[str] = []
     for j in jobs:
@@ -478,11 +478,12 @@ def fit_to_pool(jobs: Sequence[ExecJob], workers: int) -> tuple[list[ExecJob], l
         lo = min(s.min_gpus, hi)
         n = min(max(s.num_gpus, lo), hi)
         if (lo, n, hi) != (s.min_gpus, s.num_gpus, s.max_gpus):
+            j = replace(j, spec=replace(s, num_gpus=n, min_gpus=lo, max_gpus=hi))
+        if (lo, n) != (s.min_gpus, s.num_gpus):  # a lowered maximum alone is not news
             notes.append(
                 f"job {s.job_id}: GPUs (min, asked, max) {s.min_gpus, s.num_gpus, s.max_gpus} "
                 f"-> {lo, n, hi} to fit {workers} workers"
             )
-            j = replace(j, spec=replace(s, num_gpus=n, min_gpus=lo, max_gpus=hi))
         out.append(j)
     return out, notes
 

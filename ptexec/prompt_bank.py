@@ -321,7 +321,7 @@ class ExecPromptBank:
         best = res.best_score
         if best is None or not math.isfinite(best):
             entry, best = None, None
-        if entry is not None and default is not None and default >= (best or -math.inf):
+        if entry is not None and best is not None and default is not None and default >= best:
             entry = None  # the default prompt is at least as good: use it
         lookup_s = now() - t0
         assessments = len(known) + (default is not None)

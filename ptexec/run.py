@@ -12,7 +12,10 @@ each job's tuned prompt (``prompts/<job>/``, a PEFT adapter directory), its loss
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -53,10 +56,14 @@ class ExecSettings:
     """How one executor run is set up (the ``ptexec run`` config, docs/ptexec.md).
 
     - ``workers``: pool size on CPU (one slot each); with CUDA GPUs, one worker per GPU.
-    - ``threads``: torch threads per worker.
+      ``None``: chosen from the cores (:func:`cpu_layout`).
+    - ``threads``: torch threads per worker (``None``: :func:`cpu_layout`'s).
     - ``devices``: explicit devices (``["cpu", "cpu"]``, ``["cuda:0"]``...), else automatic.
-    - ``profile``: profile directory to plan with; ``None`` measures a quick one on the pool
-      before the run (written to ``<run dir>/profile``).
+    - ``profile``: profile directory to plan with; ``None`` uses the cached quick profile
+      of this machine, pool and model set (``profile_cache``), or measures one on the pool
+      before the run and caches it; either way it is copied to ``<run dir>/profile``.
+    - ``profile_cache``: directory of cached quick profiles (``None``: no cache);
+      ``remeasure``: measure again and replace the cached one.
     - ``mechanics``: ``Mechanics`` overrides (handover_s, reconfig_s...).
     - ``checkpoint_every``: checkpoint each job every this many steps (worker death costs at
       most this many steps); ``keep_checkpoints``: keep them after the run.
@@ -64,10 +71,12 @@ class ExecSettings:
     - ``price_per_gpu_hour``: the summary's price.
     """
 
-    workers: int = 2
-    threads: int = 1
+    workers: int | None = None
+    threads: int | None = None
     devices: tuple[str, ...] | None = None
     profile: Path | None = None
+    profile_cache: str | None = "~/.cache/ptexec/profiles"
+    remeasure: bool = False
     mechanics: Mapping[str, Any] = field(default_factory=dict)
     checkpoint_every: int | None = 50
     keep_checkpoints: bool = False
@@ -77,12 +86,46 @@ class ExecSettings:
     seed: int = 0
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def cpu_layout(cores: int) -> tuple[int, int]:
+    """(CPU workers, torch threads per worker) for ``cores`` cores: one single-thread worker
+    per two cores, at least one; the other cores are left to the driver, tokenisation and
+    whatever else runs on the machine. Measured on the shared 2-core machine (docs/ptexec.md,
+    "Defaults"): two single-thread workers made a data-parallel MiniLM step slower than one
+    worker (749 vs 434 ms, issue 11), and one worker with two threads was ~100x slower per
+    tiny-model step than with one thread while other processes kept the cores busy (torch's
+    threads wait on each other)."""
+    return max(1, cores // 2), 1
+
+
+def resolve_settings(settings: ExecSettings) -> ExecSettings:
+    """``settings`` with the worker count and threads chosen for this machine where they are
+    ``None`` (:func:`cpu_layout`; with CUDA GPUs, one thread per worker unless given)."""
+    if settings.workers is not None and settings.threads is not None:
+        return settings
+    workers, threads = cpu_layout(available_cores())
+    return replace(
+        settings,
+        workers=settings.workers if settings.workers is not None else workers,
+        threads=settings.threads if settings.threads is not None else threads,
+    )
+
+
 def pool_size_for(settings: ExecSettings) -> int:
     if settings.devices:
         return len(settings.devices)
     import torch
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else settings.workers
+    if torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return resolve_settings(settings).workers or 1
 
 
 def run_jobs(
@@ -107,7 +150,7 @@ def run_jobs(
     from ptexec.prompt_bank import ExecPromptBank
     from ptexec.workers import WorkerPool
 
-    st = settings if settings is not None else ExecSettings()
+    st = resolve_settings(settings if settings is not None else ExecSettings())
     say = progress or (lambda _m: None)
     cat = tasks if tasks is not None else TaskCatalog(seed=st.seed)
     own_pool = pool is None
@@ -118,8 +161,9 @@ def run_jobs(
     for j in fitted:  # load every task before the clock starts (bad data fails here)
         cat.get(j.task)
     if pool is None:
-        say(f"starting {n} worker(s)")
-        pool = WorkerPool(n, devices=list(st.devices) if st.devices else None, threads=st.threads)
+        say(f"starting {n} worker(s), {st.threads} thread(s) each")
+        threads = st.threads or 1
+        pool = WorkerPool(n, devices=list(st.devices) if st.devices else None, threads=threads)
     try:
         if profiles is None:
             profiles = _profiles(fitted, pool, st, run_dir, cat, say)
@@ -169,8 +213,20 @@ def _profiles(
         models = sorted({(j.model, j.kind) for j in jobs}, key=lambda mk: (mk[0], str(mk[1])))
         batches = tuple(sorted({j.spec.batch_size for j in jobs}))
         quick = replace(QUICK, batches=batches, convergence=False, assessments=1)
-        say(f"measuring a quick profile of {', '.join(m for m, _ in models)} (no --profile given)")
-        d = profile_models(pool, models, run_dir / "profile", quick, tasks=tasks, progress=say)
+        d = run_dir / "profile"
+        cache = profile_cache_dir(st, pool, models, batches)
+        names = ", ".join(m for m, _ in models)
+        if cache is not None and (cache / "models.csv").is_file() and not st.remeasure:
+            say(f"using the cached profile of {names}: {cache} (re-measure: --remeasure)")
+            shutil.copytree(cache, d)
+        else:
+            say(f"measuring a quick profile of {names} (no --profile given; cached for next time)")
+            profile_models(pool, models, d, quick, tasks=tasks, progress=say)
+            if cache is not None:
+                tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=_mkdir(cache.parent)))
+                shutil.copytree(d, tmp, dirs_exist_ok=True)
+                shutil.rmtree(cache, ignore_errors=True)
+                os.replace(tmp, cache)
         profiles = load_exec_profiles(d, st.mechanics)
     missing = sorted({j.spec.model for j in jobs} - set(profiles.models))
     if missing:
@@ -179,6 +235,43 @@ def _profiles(
             f"{', '.join(profiles.models)}); run `ptexec profile --model {missing[0]}`"
         )
     return profiles
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def profile_cache_dir(
+    st: ExecSettings,
+    pool: WorkerPool,
+    models: Sequence[tuple[str, Any]],
+    batches: Sequence[int],
+) -> Path | None:
+    """Where the quick profile of ``models`` at ``batches`` on this machine and pool is cached
+    (``None`` without a cache): ``<profile_cache>/<models>-<key>``, the key a hash of the
+    machine (host, processor, cores, devices), the pool (workers, threads) and the software
+    (torch, transformers, peft, ptexec's profile format)."""
+    if not st.profile_cache:
+        return None
+    import platform
+
+    from ptexec.profile import machine_facts
+
+    facts = machine_facts(pool)
+    ident = {
+        "host": platform.node(),
+        "processor": platform.processor(),
+        "cores": available_cores(),
+        "devices": [w.device for w in pool.workers],
+        "threads": pool.threads,
+        "models": [[m, k] for m, k in models],
+        "batches": list(batches),
+        "software": {k: facts.get(k) for k in ("torch", "transformers", "peft", "python")},
+    }
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+    label = "+".join(m.replace("/", "_") for m, _ in models)[:40]
+    return Path(st.profile_cache).expanduser() / f"{label}-{key}"
 
 
 def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -> RunResult:

@@ -471,11 +471,18 @@ class TuningJob:
 
     def evaluate(self, split: str = "heldout", max_examples: int | None = -1) -> EvalResult:
         """Accuracy and mean loss on a split (its first ``max_examples`` examples; default:
-        the config's ``eval_examples``; ``None`` = all). A held-out evaluation is recorded in
-        the history and marks the target reached when it meets it."""
+        the config's ``eval_examples``, screened first by ``eval_screen`` examples, see
+        :class:`TuningConfig`; ``None`` = all). A held-out evaluation is recorded in the
+        history and marks the target reached when it meets it (a screen never does)."""
         size = len(self.data.train) if split == "train" else len(self.data.heldout)
         cap = self.config.eval_examples if max_examples == -1 else max_examples
         n = size if cap is None else min(cap, size)
+        screen = self.config.eval_screen
+        if split != "train" and max_examples == -1 and screen is not None and screen < n:
+            res = self.evaluate_indices(split, range(screen))
+            if not self.config.near_target(res.accuracy, res.loss):
+                self.history.evals.append(res)
+                return res
         res = self.evaluate_indices(split, range(n))
         if split != "train":
             self.history.evals.append(res)

@@ -23,6 +23,11 @@ class TuningConfig:
       an evaluation on the held-out split reaches either (``None`` = not a target).
     - ``eval_every``: evaluate every this many steps (and at step 0) in :meth:`TuningJob.run`;
       ``eval_examples``: held-out examples per evaluation (``None`` = all).
+    - ``eval_screen``: before a full held-out evaluation, evaluate the first this many
+      held-out examples; when that is clearly short of the target (accuracy below
+      ``target_accuracy - eval_screen_margin``, or loss above ``target_loss +
+      eval_screen_margin``) the screen is the evaluation and the full one is skipped
+      (``None`` = always the full one). A target is only ever met by a full evaluation.
     - ``max_length``: tokens per example (the text is cut to fit the template).
     - ``template``: input template with ``{text}``; ``None`` = the model's default.
     - ``checkpoint_every``: checkpoint every this many steps (``None`` = never).
@@ -42,6 +47,8 @@ class TuningConfig:
     eval_every: int = 10
     eval_examples: int | None = 512
     eval_batch_size: int = 64
+    eval_screen: int | None = 128
+    eval_screen_margin: float = 0.1
     max_length: int = 128
     template: str | None = None
     checkpoint_every: int | None = None
@@ -60,11 +67,23 @@ class TuningConfig:
             raise ValueError("need max_length >= 2 and eval_batch_size >= 1")
         if self.template is not None and "{text}" not in self.template:
             raise ValueError("template must contain {text}")
+        if self.eval_screen is not None and self.eval_screen < 1:
+            raise ValueError("eval_screen must be >= 1 when given")
+        if self.eval_screen_margin < 0:
+            raise ValueError("eval_screen_margin must be >= 0")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ValueError("checkpoint_every must be >= 1 when given")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def near_target(self, accuracy: float, loss: float) -> bool:
+        """Whether a screening evaluation is within ``eval_screen_margin`` of the target (then
+        the full evaluation runs)."""
+        m = self.eval_screen_margin
+        return (self.target_accuracy is not None and accuracy >= self.target_accuracy - m) or (
+            self.target_loss is not None and loss <= self.target_loss + m
+        )
 
     def target_met(self, accuracy: float, loss: float) -> bool:
         """Whether a held-out accuracy and loss meet this job's target."""

@@ -29,6 +29,7 @@ from ptexec.run import EXEC_JOB_COLUMNS, ExecSettings, run_jobs, save_exec_resul
 from ptexec.train import TuningConfig, TuningJob  # noqa: E402
 from ptexec.validate import simulate_like  # noqa: E402
 from ptexec.workers import WorkerPool  # noqa: E402
+from ptsim.core.bank import BankConfig  # noqa: E402
 from ptsim.core.policy import PolicyContext  # noqa: E402
 from ptsim.core.profiles import ProfileSet  # noqa: E402
 from ptsim.core.state import SERIES_COLUMNS  # noqa: E402
@@ -321,3 +322,110 @@ def test_killing_workers_that_hold_a_job_loses_at_most_a_checkpoint_interval(
     assert res.summary["invalid_requests"] == 0
     outcome.state.check_invariants()
     assert all(w.alive() for w in pool.workers)  # both restarted
+
+
+def test_unrelated_prompts_never_cost_steps(
+    pool: WorkerPool, profiles: ProfileSet, tmp_path: Path
+) -> None:
+    """A bank holding only prompts of unrelated tasks: the score assessment compares each with
+    the job's default prompt, so no job takes more steps than without the bank (beyond one
+    evaluation interval of noise)."""
+    store = tmp_path / "bank"
+    unrelated = [job("x", 0.0, "synthetic:X"), job("y", 0.0, "synthetic:Y")]
+    run_jobs(
+        unrelated,
+        _SerialWithBank,
+        tmp_path / "fill",
+        pool=pool,
+        profiles=profiles,
+        bank=ExecBankConfig(store=store),
+    )
+    assert len(list(store.iterdir())) == 2
+    targets = [job("a", 0.0, "synthetic:A"), job("b", 0.0, "synthetic:B")]
+    with_bank, _ = run_jobs(
+        targets,
+        _SerialWithBank,
+        tmp_path / "with",
+        pool=pool,
+        profiles=profiles,
+        bank=ExecBankConfig(store=store, index=BankConfig(layout="flat")),
+    )
+    without, _ = run_jobs(targets, "fifo", tmp_path / "without", pool=pool, profiles=profiles)
+    w = with_bank.jobs.set_index("job_id")
+    wo = without.jobs.set_index("job_id")
+    assert (w.bank_assessments == 3).all()  # both stored prompts and the default prompt
+    for jid in ("a", "b"):
+        assert w.loc[jid, "steps"] <= wo.loc[jid, "steps"] + CFG.eval_every
+        if pd.isna(w.loc[jid, "init_source"]):  # the default prompt won: the very same run
+            assert w.loc[jid, "steps"] == wo.loc[jid, "steps"]
+
+
+class _EachOnItsOwn:
+    """A test policy: every queued job gets the lowest free worker; jobs named ``look*`` get
+    their initial prompt from the bank."""
+
+    name = "each-on-its-own"
+
+    def __init__(self, ctx: PolicyContext) -> None:
+        self.bank = ctx.bank
+
+    def decide(self, snap: Snapshot) -> Decision:
+        used = {g for j in snap.jobs for g in j.gpus}
+        free = [g for g in range(snap.num_gpus) if g not in used]
+        alloc: dict[str, tuple[int, ...]] = {}
+        init = {}
+        for j in snap.queued:
+            if not free:
+                break
+            alloc[j.job_id] = (free.pop(0),)
+            if j.job_id.startswith("look") and j.init is None:
+                assert self.bank is not None
+                init[j.job_id] = self.bank.choose(j.spec)
+        return Decision(allocations=alloc, init=init)
+
+
+def test_a_lookup_runs_on_the_jobs_worker_while_other_jobs_train(
+    pool: WorkerPool, profiles: ProfileSet, tmp_path: Path
+) -> None:
+    """The lookup runs on the job's own first worker, inside its start: another job keeps
+    taking steps meanwhile, and no policy decision waits for an assessment."""
+    store = tmp_path / "bank"
+    fill = [job("x", 0.0, "synthetic:X"), job("y", 0.0, "synthetic:Y")]
+    run_jobs(
+        fill,
+        _SerialWithBank,
+        tmp_path / "fill",
+        pool=pool,
+        profiles=profiles,
+        bank=ExecBankConfig(store=store),
+    )
+    long_cfg = replace(CFG, max_steps=400, target_accuracy=None, target_loss=0.0)
+    jobs = [job("other", 0.0, "synthetic:O", long_cfg), job("look", 0.3, "synthetic:A")]
+    steps: list[tuple[str, float]] = []
+
+    def on_step(jid: str, step: int, ex: Executor) -> None:
+        steps.append((jid, ex.now()))
+
+    # a slow lookup: 3 assessments of 8 x 64 examples each, flat layout
+    bank = ExecBankConfig(store=store, index=BankConfig(layout="flat"), batches=8, batch_size=64)
+    res, out = run_jobs(
+        jobs,
+        _EachOnItsOwn,
+        tmp_path / "run",
+        pool=pool,
+        profiles=profiles,
+        bank=bank,
+        on_step=on_step,
+    )
+    assert out.bank is not None
+    (rec,) = [x for x in out.bank.lookups if x.job_id == "look"]
+    t = res.jobs.set_index("job_id")
+    assert rec.assessments == 3 and rec.worker == 1  # worker 0 was busy with "other"
+    assert rec.start_s is not None
+    during = [
+        s for jid, s in steps if jid == "other" and rec.start_s < s < rec.start_s + rec.lookup_s
+    ]
+    assert during, "the other job took no step while the lookup ran"
+    assert max(out.decide_s) < rec.lookup_s  # no decision waited for the lookup
+    assert t.loc["look", "bank_lookup_s"] == pytest.approx(rec.lookup_s)
+    assert t.loc["look", "exec_pause_s"] >= rec.lookup_s  # charged inside its start
