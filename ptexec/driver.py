@@ -111,6 +111,7 @@ class ExecOutcome(RunOutcome):
     bank: ExecPromptBank | None = None
     boot_s: list[float] = field(default_factory=list)
     decide_s: list[float] = field(default_factory=list)
+    startup_s: dict[str, float] = field(default_factory=dict)
     seed: int = 0
 
 

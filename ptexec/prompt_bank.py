@@ -214,6 +214,11 @@ class ExecPromptBank:
         self._pending: dict[str, _Pending] = {}
         self._version = 0  # additions so far: what a lookup may see
         self._snapshots: dict[int, PromptBankIndex] = {}
+        if self.index.config.layout in ("two_layer", "three_layer"):
+            # the clustering's imports (scikit-learn, seconds) before the run's clock starts,
+            # not inside the first decision that clusters
+            import kmedoids  # noqa: F401
+            import scipy.spatial.distance  # noqa: F401
         for rec in self.store.list_entries():
             try:
                 self.index.add(rec.to_bank_entry(model=model_id(rec.model, rec.kind)))

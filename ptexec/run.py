@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -160,13 +161,16 @@ def run_jobs(
         say(note)
     for j in fitted:  # load every task before the clock starts (bad data fails here)
         cat.get(j.task)
+    t_setup = time.perf_counter()
     if pool is None:
         say(f"starting {n} worker(s), {st.threads} thread(s) each")
         threads = st.threads or 1
         pool = WorkerPool(n, devices=list(st.devices) if st.devices else None, threads=threads)
+    t_pool = time.perf_counter()
     try:
         if profiles is None:
             profiles = _profiles(fitted, pool, st, run_dir, cat, say)
+        t_profile = time.perf_counter()
         exec_bank = None
         if bank is not None:
             exec_bank = ExecPromptBank(bank, {j.job_id: j for j in fitted}, cat, seed=st.seed)
@@ -186,8 +190,14 @@ def run_jobs(
             on_job_done=on_job_done,
         )
         say(f"running {len(fitted)} job(s) under {ex.policy.name} on {n} worker(s)")
+        t_run = time.perf_counter()
         out = ex.run()
         out.seed = st.seed
+        out.startup_s = {
+            "workers_s": t_pool - t_setup,
+            "profile_s": t_profile - t_pool,
+            "bank_and_driver_s": t_run - t_profile,
+        }
     finally:
         if own_pool:
             pool.close()
@@ -360,6 +370,7 @@ def save_exec_result(
             "loads": len(out.loads),
             "mean_cold_load_s": _mean([x.load_s for x in out.loads if x.cold]),
             "decision_latency_ms": _latency_ms(out.decide_s),
+            "startup_s": out.startup_s,
         }
     )
     if out.bank is not None:
