@@ -172,6 +172,11 @@ class _Progress:
 
 
 def _run(args: argparse.Namespace, *, validate: bool) -> int:
+    for flag in ("jobs", "trace", "task_map", "profile"):  # before any import
+        value = getattr(args, flag)
+        if value is not None and not Path(value).expanduser().exists():
+            raise FileNotFoundError(f"--{flag.replace('_', '-')} {value}: no such file")
+
     from omegaconf import OmegaConf
 
     from ptexec import config as C

@@ -150,22 +150,29 @@ def settings_from(cfg: DictConfig) -> ExecSettings:
     if prof is not None and not prof.is_dir():
         raise ConfigError(f"config profile_dir: {prof} is not a directory (run `ptexec profile`)")
     ce = cfg.get("checkpoint_every")
-    default = ExecSettings()  # a key left out takes the dataclass default (the one source)
-    cache = cfg.get("profile_cache", default.profile_cache)
+    # a key left out takes the dataclass default (the one source)
+    optional: dict[str, Any] = {}
+    for key, conv in (
+        ("keep_checkpoints", bool),
+        ("series_interval_s", float),
+        ("price_per_gpu_hour", float),
+        ("seed", int),
+        ("remeasure", bool),
+    ):
+        if cfg.get(key) is not None:
+            optional[key] = conv(cfg.get(key))
+    if "profile_cache" in cfg:
+        cache = cfg.get("profile_cache")
+        optional["profile_cache"] = None if cache in (None, "") else str(cache)
     return ExecSettings(
         workers=None if cfg.get("workers") is None else int(cfg.workers),
         threads=None if cfg.get("threads") is None else int(cfg.threads),
-        profile_cache=None if cache in (None, "") else str(cache),
-        remeasure=bool(cfg.get("remeasure", default.remeasure)),
         devices=None if not devices else tuple(str(d) for d in devices),
         profile=prof,
         mechanics=mech,
         checkpoint_every=None if ce in (None, 0) else int(ce),
-        keep_checkpoints=bool(cfg.get("keep_checkpoints", default.keep_checkpoints)),
         horizon_s=None if cfg.get("horizon_s") is None else float(cfg.horizon_s),
-        series_interval_s=float(cfg.get("series_interval_s", default.series_interval_s)),
-        price_per_gpu_hour=float(cfg.get("price_per_gpu_hour", default.price_per_gpu_hour)),
-        seed=int(cfg.get("seed", default.seed)),
+        **optional,
     )
 
 

@@ -51,7 +51,6 @@ from ptexec.jobs import ExecJob, TaskCatalog, model_id
 from ptexec.models import ModelNotFound
 from ptsim.core.bank import BankConfig, BankEntry, PromptBankIndex
 from ptsim.core.types import InitChoice, JobSpec
-from ptsim.specs import BANK_INDEX_KEYS, SIM_ONLY_BANK_KEYS
 
 if TYPE_CHECKING:
     import torch
@@ -412,6 +411,8 @@ def bank_config_from(
     (``ptsim.specs.SIM_ONLY_BANK_KEYS``: seeding, entries, score_sigma, name maps...) are
     ignored; ``store`` is resolved by the caller. Unknown keys raise ``ValueError`` listing the
     known ones."""
+    from ptsim.specs import BANK_INDEX_KEYS, SIM_ONLY_BANK_KEYS  # pandas: not before needed
+
     own = {"batches", "batch_size", "metric", "against_default", "transfer_head", "add_unreached"}
     unknown = sorted(set(cfg) - BANK_INDEX_KEYS - own - SIM_ONLY_BANK_KEYS)
     if unknown:

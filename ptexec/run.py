@@ -25,14 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ptexec.jobs import ExecJob, TaskCatalog, fit_to_pool
-from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR, jobs_table, series_table, summarize
-from ptsim.outcome import RunResult, save_result, write_csv, write_json
 
-if TYPE_CHECKING:  # torch-heavy: imported where used, so config checks stay fast
+if TYPE_CHECKING:  # torch and pandas: imported where used, so config checks stay fast
     from ptexec.driver import ExecOutcome, PolicyFactory, StepHook
     from ptexec.prompt_bank import ExecBankConfig
     from ptexec.workers import WorkerPool
     from ptsim.core.profiles import ProfileSet
+    from ptsim.outcome import RunResult
 
 EXEC_JOB_COLUMNS = (
     "reached_target",
@@ -83,8 +82,14 @@ class ExecSettings:
     keep_checkpoints: bool = False
     horizon_s: float | None = None
     series_interval_s: float = 0.0
-    price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
+    price_per_gpu_hour: float = field(default_factory=lambda: _default_price())
     seed: int = 0
+
+
+def _default_price() -> float:
+    from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR
+
+    return DEFAULT_PRICE_PER_GPU_HOUR
 
 
 def available_cores() -> int:
@@ -289,6 +294,8 @@ def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -
     import pandas as pd
 
     from ptexec.jobrun import final_eval
+    from ptsim.metrics import jobs_table, series_table, summarize
+    from ptsim.outcome import RunResult
 
     table = jobs_table(out)
     extra = []
@@ -347,6 +354,7 @@ def save_exec_result(
     import pandas as pd
 
     from ptexec.jobrun import curve_rows
+    from ptsim.outcome import save_result, write_csv, write_json
 
     run_dir.mkdir(parents=True, exist_ok=True)
     for jid, r in sorted(out.runs.items()):

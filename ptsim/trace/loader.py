@@ -14,8 +14,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import pandas as pd
-
 from ptsim.core.types import JobSpec
 from ptsim.trace.cells import PARSERS, CellError
 from ptsim.trace.schema import COLUMN_NAMES, COLUMNS, SLO_COLUMN, job_to_row
@@ -62,6 +60,8 @@ def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
         raise TraceError(path, "no such file")
     if ext == ".parquet":
         try:
+            import pandas as pd
+
             df = pd.read_parquet(path)
         except Exception as e:  # pyarrow raises several types for a bad file
             raise TraceError(path, f"cannot read as Parquet: {e}") from None
@@ -220,6 +220,8 @@ def write_trace(jobs: Iterable[JobSpec], path: str | os.PathLike[str]) -> Path:
     if not ordered:
         raise TraceError(p, "refusing to write an empty trace")
     check_unique_ids(p, ((i, j.job_id) for i, j in enumerate(ordered, start=1)))
+    import pandas as pd
+
     df = pd.DataFrame([job_to_row(j) for j in ordered], columns=list(COLUMN_NAMES))
     df = df.astype({c.name: _DTYPE[c.kind] for c in COLUMNS})
     p.parent.mkdir(parents=True, exist_ok=True)
