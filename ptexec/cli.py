@@ -1,6 +1,6 @@
 """The ``ptexec`` command: real prompt tuning scheduled by ptsim's policies.
 
-    ptexec run                                   # the demo: 6 jobs, tiny GPT-2, 2 CPU slots
+    ptexec run                                   # the demo: 6 jobs on the tiny GPT-2
     ptexec run --jobs jobs.jsonl scheduler=edf   # a job file under one policy (ptsim's knobs)
     ptexec run --trace t.csv --task-map map.yaml time_scale=0.1
     ptexec profile --model tiny-gpt2 --out profiles/tiny    # a profile directory ptsim reads
