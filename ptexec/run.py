@@ -270,10 +270,14 @@ def profile_cache_dir(
     if not st.profile_cache:
         return None
     import platform
+    from importlib import metadata
 
-    from ptexec.profile import machine_facts
+    def version(dist: str) -> str | None:  # without importing it (transformers: seconds)
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
 
-    facts = machine_facts(pool)
     ident = {
         "host": platform.node(),
         "processor": platform.processor(),
@@ -282,7 +286,10 @@ def profile_cache_dir(
         "threads": pool.threads,
         "models": [[m, k] for m, k in models],
         "batches": list(batches),
-        "software": {k: facts.get(k) for k in ("torch", "transformers", "peft", "python")},
+        "software": {
+            **{d: version(d) for d in ("torch", "transformers", "peft")},
+            "python": platform.python_version(),
+        },
     }
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
     label = "+".join(m.replace("/", "_") for m, _ in models)[:40]
