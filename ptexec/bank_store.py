@@ -28,22 +28,28 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
-from ptexec.models import LoadedModel
 from ptexec.tasks import TextTask
-from ptexec.train import TuningConfig, TuningJob, TuningResult, prompt_feature
+from ptexec.tuning import TuningConfig
 from ptsim.store_format import META_FILE, STORE_FORMAT, StoreError, entry_meta_paths, read_meta
+
+if TYPE_CHECKING:  # torch is imported where used: reading metadata needs none
+    import torch
+
+    from ptexec.models import LoadedModel
+    from ptexec.train import TuningJob, TuningResult
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 FEATURE_KIND = "mean_last_hidden_over_prompt"
@@ -97,6 +103,26 @@ class StoredPrompt:
         )
 
 
+def short_id(text: str, limit: int = 64) -> str:
+    """A store entry id made from ``text``: letters, digits, ``-``, ``_`` and ``.`` kept, runs
+    of anything else turned into one ``_``, at most ``limit`` characters (a stable hash suffix
+    when cut)."""
+    out = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "p"
+    if len(out) > limit:
+        out = f"{out[: limit - 9]}-{zlib.crc32(text.encode()):08x}"
+    return out
+
+
+def task_short_name(ref: str) -> str:
+    """A short name of a task reference for entry ids: the generated task's own name
+    (``synthetic:A2~A@0.75`` -> ``A2``), a data file's stem, else the reference itself."""
+    if ref.startswith("synthetic:"):
+        return ref.split(":", 1)[1].split("~", 1)[0].strip() or "synthetic"
+    if "/" in ref or "\\" in ref or ref.endswith((".csv", ".tsv", ".jsonl", ".json")):
+        return Path(ref).stem or "data"
+    return ref
+
+
 class PromptStore:
     """A directory of stored prompts (see the module doc for the layout)."""
 
@@ -117,11 +143,15 @@ class PromptStore:
         *,
         entry_id: str | None = None,
         result: TuningResult | None = None,
+        source_task: str | None = None,
     ) -> StoredPrompt:
         """Store ``job``'s current prompt with its model identity, task, feature and measured
-        convergence (from ``result`` or the job's own history)."""
+        convergence (from ``result`` or the job's own history). ``source_task`` names the task
+        as the job referred to it (e.g. ``synthetic:B2~B@0.75``; default the task's name)."""
+        from ptexec.train import prompt_feature
+
         res = result if result is not None else job.result()
-        eid = entry_id if entry_id is not None else f"{job.task.name}-{job.job_id}"
+        eid = entry_id if entry_id is not None else short_id(f"{job.task.name}-{job.job_id}")
         final = dir_ = self._dir(eid)
         if final.exists():
             raise StoreError(f"store {self.root}: entry {eid!r} already exists")
@@ -134,7 +164,7 @@ class PromptStore:
             "model_key": job.model.key,
             "model_identity": job.model.identity,
             "kind": job.model.kind,
-            "source_task": job.task.name,
+            "source_task": source_task if source_task is not None else job.task.name,
             "task_fingerprint": job.task.fingerprint,
             "label_names": list(job.task.label_names),
             "num_labels": job.task.num_labels,
@@ -230,10 +260,13 @@ class RealScorer:
     accuracy (``metric="accuracy"``). An entry for other weights, another kind or another
     prompt width scores ``-inf``.
 
-    For ``seq_cls`` models the stored head is used when the label counts match, otherwise the
-    probe's fresh head: then the score reflects the prompt only weakly.
-    Implements ptsim's ``Scorer`` and ``BatchScorer`` protocols; ``assessments`` and
-    ``elapsed_s`` count the work done.
+    The probe is the job as it would start from its default prompt (same config and seed, so
+    the same fresh ``seq_cls`` head). Only the prompt is transferred unless ``transfer_head``:
+    then, for ``seq_cls`` models, the stored head replaces the fresh one when the label counts
+    match. :meth:`default_score` scores the job's default initial prompt on the same sample.
+    ``encode`` (a worker's tokenised-task cache) tokenises the target task once for the probe
+    and the job. Implements ptsim's ``Scorer`` and ``BatchScorer`` protocols; ``assessments``
+    and ``elapsed_s`` count the work done.
     """
 
     def __init__(
@@ -247,6 +280,8 @@ class RealScorer:
         batch_size: int = 32,
         metric: str = "neg_loss",
         seed: int = 0,
+        transfer_head: bool = False,
+        encode: Callable[[TextTask, TuningConfig], Any] | None = None,
     ) -> None:
         if metric not in ("neg_loss", "accuracy"):
             raise ValueError(f"metric {metric!r}: expected neg_loss or accuracy")
@@ -260,21 +295,29 @@ class RealScorer:
         self.batch_size = batch_size
         self.metric = metric
         self.seed = seed
+        self.transfer_head = transfer_head
+        self.encode = encode
         self.assessments = 0
         self.elapsed_s = 0.0
-        self._probes: dict[tuple[str, int], tuple[TuningJob, dict[str, torch.Tensor]]] = {}
+        self._probes: dict[tuple[str, int], tuple[TuningJob, torch.Tensor, dict[str, Any]]] = {}
 
-    def _probe(self, task_name: str, n_virtual: int) -> tuple[TuningJob, dict[str, torch.Tensor]]:
-        """The probe job for a target task and prompt length, with its fresh head."""
+    def _probe(
+        self, task_name: str, n_virtual: int
+    ) -> tuple[TuningJob, torch.Tensor, dict[str, torch.Tensor]]:
+        """The probe job for a target task and prompt length, with its default prompt and
+        fresh head."""
         key = (task_name, n_virtual)
         probe = self._probes.get(key)
         if probe is None:
             task = self.tasks.get(task_name)
             if task is None:
                 raise KeyError(f"scorer: no data for target task {task_name!r}")
+            from ptexec.train import TuningJob
+
             cfg = TuningConfig(**{**self.config.to_dict(), "num_virtual_tokens": n_virtual})
-            job = TuningJob(self.model, task, cfg, job_id=f"probe-{task_name}")
-            probe = self._probes[key] = (job, job.head_state())
+            enc = self.encode(task, cfg) if self.encode is not None else None
+            job = TuningJob(self.model, task, cfg, job_id=f"probe-{task_name}", encoded=enc)
+            probe = self._probes[key] = (job, job.prompt, job.head_state())
         return probe
 
     def sample_indices(self, n_train: int) -> list[int]:
@@ -284,8 +327,25 @@ class RealScorer:
         perm = np.random.default_rng([self.seed, 7919]).permutation(n_train)
         return [int(i) for i in perm[:n]]
 
-    def _sample(self, job: TuningJob) -> list[int]:
-        return self.sample_indices(job.n_train)
+    def _evaluate(self, job: TuningJob) -> float:
+        import torch
+
+        with torch.no_grad():
+            ev = job.evaluate_indices("train", self.sample_indices(job.n_train))
+        return float(ev.accuracy if self.metric == "accuracy" else -ev.loss)
+
+    def default_score(self, target_task: str, n_virtual: int | None = None) -> float:
+        """One assessment of the job's default initial prompt (what it starts from without
+        the bank), on the same sample as the stored prompts."""
+        t0 = time.perf_counter()
+        self.assessments += 1
+        try:
+            n = n_virtual if n_virtual is not None else self.config.num_virtual_tokens
+            job, prompt, head = self._probe(target_task, n)
+            job.load_prompt(prompt, head)
+            return self._evaluate(job)
+        finally:
+            self.elapsed_s += time.perf_counter() - t0
 
     def score(self, entry: Any, target_task: str) -> float:
         """One assessment of ``entry`` (a ``BankEntry`` or :class:`StoredPrompt`)."""
@@ -297,15 +357,15 @@ class RealScorer:
                 return -math.inf
             if rec.shape[1] != self.model.hidden_size:
                 return -math.inf
-            job, fresh_head = self._probe(target_task, rec.shape[0])
+            job, _, fresh_head = self._probe(target_task, rec.shape[0])
             prompt, stored_head = self.store.load_tensors(rec.entry_id)
             head = dict(fresh_head)
-            head.update(
-                {k: v for k, v in stored_head.items() if k in head and head[k].shape == v.shape}
-            )
+            if self.transfer_head:
+                head.update(
+                    {k: v for k, v in stored_head.items() if k in head and head[k].shape == v.shape}
+                )
             job.load_prompt(prompt, head)
-            ev = job.evaluate_indices("train", self._sample(job))
-            return ev.accuracy if self.metric == "accuracy" else -ev.loss
+            return self._evaluate(job)
         finally:
             self.elapsed_s += time.perf_counter() - t0
 

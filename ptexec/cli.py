@@ -1,6 +1,6 @@
 """The ``ptexec`` command: real prompt tuning scheduled by ptsim's policies.
 
-    ptexec run                                   # the demo: 6 jobs, tiny GPT-2, 2 CPU slots
+    ptexec run                                   # the demo: 6 jobs on the tiny GPT-2
     ptexec run --jobs jobs.jsonl scheduler=edf   # a job file under one policy (ptsim's knobs)
     ptexec run --trace t.csv --task-map map.yaml time_scale=0.1
     ptexec profile --model tiny-gpt2 --out profiles/tiny    # a profile directory ptsim reads
@@ -42,7 +42,10 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--task-map", dest="task_map", help="YAML/JSON map for --trace")
         s.add_argument("--out", help="run directory (default runs/ptexec/<date>_<time>)")
         s.add_argument("--profile", help="profile directory (default: measure a quick one)")
-        s.add_argument("--workers", type=int, help="CPU slots (no GPU) [2]")
+        s.add_argument("--workers", type=int, help="CPU slots (no GPU) [one per 2 cores]")
+        s.add_argument(
+            "--remeasure", action="store_true", help="measure the cached quick profile again"
+        )
         s.add_argument("--quiet", action="store_true", help="no progress bar")
         s.add_argument(
             "--overwrite",
@@ -179,6 +182,11 @@ class _Progress:
 
 
 def _run(args: argparse.Namespace, *, validate: bool) -> int:
+    for flag in ("jobs", "trace", "task_map", "profile"):  # before any import
+        value = getattr(args, flag)
+        if value is not None and not Path(value).expanduser().exists():
+            raise FileNotFoundError(f"--{flag.replace('_', '-')} {value}: no such file")
+
     from ptexec import config as C
 
     flags = {
@@ -188,6 +196,7 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
         "out": args.out,
         "profile_dir": args.profile,
         "workers": args.workers,
+        "remeasure": True if args.remeasure else None,
     }
     cfg = C.compose_config([*C.mapping_overrides(flags), *args.overrides])
     plan = C.plan_exec(cfg, "ptexec-validate" if validate else "ptexec")
@@ -231,7 +240,7 @@ def _execute(
         plan.tasks,
         plan.jobs,
     )
-    _set_threads(settings.threads)
+    _set_threads(settings.threads or 1)
     exec_dir = run_dir / "executor" if validate else run_dir
     exec_dir.mkdir(parents=True, exist_ok=True)
     (exec_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -260,6 +269,7 @@ def _execute(
     facts = machine_facts()
     facts["policy"] = name
     facts["backend"] = settings.backend
+    facts["threads_per_worker"] = settings.threads
     save_exec_result(result, out, exec_dir, facts)
     s = result.summary
     reached = int(result.jobs.reached_target.fillna(False).astype(bool).sum())

@@ -25,7 +25,7 @@ from ptexec.jobs import (
 from ptexec.prompt_bank import ExecBankConfig, bank_config_from
 from ptexec.run import ExecSettings
 from ptexec.tasks import TaskFamily
-from ptexec.train import TuningConfig
+from ptexec.tuning import TuningConfig
 from ptsim import schema
 from ptsim.paths import conf_root
 from ptsim.runfolder import default_name
@@ -45,8 +45,10 @@ EXEC_FIELDS: dict[str, Any] = {
     "profile_dir": str | None,
     "seed": int,
     "progress": bool,
-    "workers": int,
-    "threads": int,
+    "workers": int | None,
+    "threads": int | None,
+    "profile_cache": str | None,
+    "remeasure": bool,
     "devices": tuple[str, ...] | None,
     "time_scale": float,
     "slo_scale": float,
@@ -130,7 +132,7 @@ def check_exec_config(cfg: Mapping[str, Any]) -> None:
     from ptsim.core.profiles import Mechanics
     from ptsim.specs import BankSpec
 
-    top = schema.check_section("", cfg, EXEC_FIELDS, EXEC_RANGES[""], ("workers", "threads"))
+    top = schema.check_section("", cfg, EXEC_FIELDS, EXEC_RANGES[""])
     mech = {k: v | None for k, v in schema.fields_of(Mechanics).items()}  # null: the profile's
     schema.check_section("mechanics", top.get("mechanics") or {}, mech, EXEC_RANGES["mechanics"])
     tuning = schema.check_section(
@@ -265,21 +267,31 @@ def settings_from(cfg: DictConfig) -> ExecSettings:
     if prof is not None and not prof.is_dir():
         raise ConfigError(f"config profile_dir: {prof} is not a directory (run `ptexec profile`)")
     ce = cfg.get("checkpoint_every")
-    default = ExecSettings()  # a key left out takes the dataclass default (the one source)
+    # a key left out takes the dataclass default (the one source)
+    optional: dict[str, Any] = {}
+    for key, conv in (
+        ("keep_checkpoints", bool),
+        ("series_interval_s", float),
+        ("price_per_gpu_hour", float),
+        ("seed", int),
+        ("remeasure", bool),
+    ):
+        if cfg.get(key) is not None:
+            optional[key] = conv(cfg.get(key))
+    if "profile_cache" in cfg:
+        cache = cfg.get("profile_cache")
+        optional["profile_cache"] = None if cache in (None, "") else str(cache)
     return ExecSettings(
-        workers=int(cfg.workers),
-        threads=int(cfg.threads),
+        workers=None if cfg.get("workers") is None else int(cfg.workers),
+        threads=None if cfg.get("threads") is None else int(cfg.threads),
         devices=None if not devices else tuple(str(d) for d in devices),
         profile=prof,
         mechanics=mech,
         checkpoint_every=None if ce in (None, 0) else int(ce),
-        keep_checkpoints=bool(cfg.get("keep_checkpoints", default.keep_checkpoints)),
         horizon_s=None if cfg.get("horizon_s") is None else float(cfg.horizon_s),
-        series_interval_s=float(cfg.get("series_interval_s", default.series_interval_s)),
-        price_per_gpu_hour=float(cfg.get("price_per_gpu_hour", default.price_per_gpu_hour)),
-        seed=int(cfg.get("seed", default.seed)),
         faults=FaultPlan(**plain(cfg.get("faults"))),
         **backend_from(cfg),
+        **optional,
     )
 
 
@@ -364,11 +376,11 @@ def plan_exec(cfg: DictConfig, kind: str = "ptexec") -> ExecPlan:
     """Check ``cfg`` and build the run it describes; bad input (a key, a job file, a task)
     raises a one-line error here, before anything is written or started."""
     from ptexec.jobs import fit_to_pool
-    from ptexec.run import pool_size_for
+    from ptexec.run import pool_size_for, resolve_settings
     from ptexec.tasks import TaskDataError
 
     check_exec_config(schema.resolved(cfg))
-    settings = settings_from(cfg)
+    settings = resolve_settings(settings_from(cfg))
     name, params = policy_from(cfg)
     tasks = tasks_from(cfg)
     pool_size = pool_size_for(settings)

@@ -39,8 +39,9 @@ whatever workers the policy gives it next: at most ``checkpoint_every`` steps ar
 
 Pauses: the state charges modelled pauses (``pause_s``: hand-over, reconfiguration, bank lookup)
 for the policies' predictions; the executor does not sleep them, it measures what the real
-moves took (``exec_pause_s``). A bank lookup runs inside the policy's ``decide`` (in the driver
-process), so its real time passes before the job starts.
+moves took (``exec_pause_s``). A bank lookup is planned in the policy's ``decide`` (which
+returns at once) and runs at the job's first start on its first worker, as an exchange like
+the others (``ptexec.prompt_bank``): it never holds up another job or the loop.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from typing import Any
 from ptexec.faults import Injector
 from ptexec.health import WorkerHealth
 from ptexec.jobrun import WAIT, JobEnv, JobLifecycle, JobRun, curve_rows, final_eval
-from ptexec.jobs import ExecJob, TaskCatalog
+from ptexec.jobs import ExecJob, TaskCatalog, nominal_deadlines
 from ptexec.leases import WorkerLeases
 from ptexec.loop import WallClock, WallClockLoop
 from ptexec.prompt_bank import ExecPromptBank
@@ -112,6 +113,8 @@ class ExecOutcome(RunOutcome):
     worker_deaths: list[tuple[float, int]] = field(default_factory=list)
     bank: ExecPromptBank | None = None
     boot_s: list[float] = field(default_factory=list)
+    decide_s: list[float] = field(default_factory=list)
+    startup_s: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     faults: list[tuple[float, int, str | None]] = field(default_factory=list)
     """(driver time, worker, job it held) of every worker killed on purpose (``faults``)."""
@@ -154,6 +157,10 @@ class Executor:
         ids = [j.job_id for j in jobs]
         if len(set(ids)) != len(ids):
             raise ValueError("duplicate job ids")
+        for j in jobs:
+            unknown = sorted(set(j.after) - set(ids))
+            if unknown:
+                raise ValueError(f"job {j.job_id}: after {unknown[0]!r}, which is not a job")
         self.jobs = sorted(jobs, key=lambda j: (j.spec.arrival, j.job_id))
         self.pool = pool
         self.profiles = profiles
@@ -176,12 +183,14 @@ class Executor:
             j.spec.model: (j.model, j.kind) for j in self.jobs
         }
         self.state = ClusterState(1, n, profiles, iterations=self._budget)
+        if bank is not None:
+            bank.plan_with({m: profiles.model(m).eval_s for m in sorted(self._model_of)})
         ctx = PolicyContext(profiles, bank)
         if isinstance(policy, str):
             self.policy: Policy = POLICIES.build(policy, ctx, params or {})
         else:
             self.policy = policy(ctx)
-        last = max(j.spec.deadline for j in self.jobs)
+        last = max(nominal_deadlines(self.jobs).values())
         self.horizon_s = horizon_s if horizon_s is not None else 2.0 * last + 600.0
         self.stats = RunStats(horizon_s=self.horizon_s)
         self.series = SeriesRecorder(series_interval_s)
@@ -212,6 +221,7 @@ class Executor:
         self._load_pending: list[tuple[int, int, Reply, LoadRecord]] = []
         self._background: list[tuple[int, Reply, bool]] = []
         self.faults = faults
+        self.decide_s: list[float] = []  # wall time of every policy decision
 
     @property
     def worker_deaths(self) -> list[tuple[float, int]]:
@@ -247,6 +257,9 @@ class Executor:
         for r in self.runs.values():
             if not r.done and not r.rejected and r.job_id in self.state.jobs:
                 self.state.set_progress(r.job_id, float(r.step), end)
+        if self.bank is not None:
+            for jid in sorted(self.runs):
+                self.bank.cancel(jid)  # planned lookups of jobs that never started
         self.stats.end_s = end
         self.state.close(end)
         self.series.record(self.state, end, force=True)
@@ -262,6 +275,7 @@ class Executor:
             bank=self.bank,
             boot_s=[w.boot_s for w in self.pool.workers],
             faults=[] if self.faults is None else list(self.faults.kills),
+            decide_s=self.decide_s,
         )
 
     # ------------------------------------------------------------------ the loop's host
@@ -284,10 +298,15 @@ class Executor:
         return progressed
 
     def resume_jobs(self) -> bool:
-        """Resume every job whose replies have all arrived or that was signalled."""
+        """Resume every job whose replies have all arrived or that was signalled; tell the
+        loop of every job that is over (its successors may arrive)."""
         progressed = False
         for jid in sorted(self.lives):
-            progressed |= self.lives[jid].resume()
+            life = self.lives[jid]
+            progressed |= life.resume()
+            if not life.active and jid not in self.loop.over:
+                self.loop.job_over(jid, self.now())
+                progressed = True
         return progressed
 
     def decide(self, now: float) -> float | None:
@@ -295,7 +314,9 @@ class Executor:
         its decision; returns the policy's wake-up time."""
         t0 = time.perf_counter()
         decision = self.policy.decide(self.state.snapshot(now))
-        self.stats.decide_wall_s += time.perf_counter() - t0
+        took = time.perf_counter() - t0
+        self.stats.decide_wall_s += took
+        self.decide_s.append(took)
         self.stats.decisions += 1
         self._carry_out(self.state.apply(decision, self.now()))
         return decision.wake_at
@@ -325,6 +346,8 @@ class Executor:
                 self.lives[act.job].reconfigure(tuple(act.gpus), act.epoch)
             elif isinstance(act, RejectJob):
                 self.lives[act.job].reject()
+                if self.bank is not None:
+                    self.bank.cancel(act.job)
             elif isinstance(act, InvalidRequest) and len(self.stats.invalid) < 100:
                 self.stats.invalid.append(f"t={self.now():.3f}: {act.what}")
 

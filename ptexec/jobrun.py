@@ -301,6 +301,11 @@ class JobLifecycle:
         for g in gpus:
             env.leases.hold(g, jid)
         self._replicas = {g: env.pool[g] for g in gpus}
+        if run.setup is None and env.bank is not None and env.bank.pending(jid):
+            # the planned bank lookup runs now, on the job's first worker, inside its first
+            # start's pause (as ptsim charges it); other jobs go on meanwhile
+            init = yield from env.bank.lookup(jid, self._handle(gpus[0]), env.now)
+            env.state.init_realised(jid, init)
         yield from attach(self._handles(gpus), self._setup(), run.state_bytes)
         run.workers = tuple(gpus)
         run.exec_pause_s += (t1 - t0 if old else 0.0) + env.now() - t1
@@ -347,11 +352,12 @@ class JobLifecycle:
         run.done = True
         env.count_event()
         rank0 = self._handle(run.workers[0])
-        (stored,) = yield [rank0.request("store", str(env.run_dir / "prompts"), jid)]
+        task = run.job.task
+        (stored,) = yield [rank0.request("store", str(env.run_dir / "prompts"), jid, task)]
         run.prompt_dir = str(stored.path)
         if env.bank is not None and env.bank.should_store(run.reached):
             eid = env.bank.entry_id_for(run.job)
-            (entry,) = yield [rank0.request("store", str(env.bank.store.root), eid)]
+            (entry,) = yield [rank0.request("store", str(env.bank.store.root), eid, task)]
             env.bank.add(entry, run.job)
             run.bank_entry = eid
         yield from detach(self._handles(run.workers))

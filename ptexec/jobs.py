@@ -26,6 +26,9 @@ column                required meaning
 ``kind``              no       ``causal_lm`` or ``seq_cls`` (default: the model's own)
 ``iterations``        no       expected steps to target from the default prompt, for the
                                policies' planning (default ``max_steps``)
+``after``             no       job ids (JSONL: a list; CSV: separated by ``;``) that must be
+                               over before this job arrives; ``arrival_s`` and ``deadline_s``
+                               then count from that moment (a fixed order, not a race)
 ``lr``, ``eval_every``, ``num_virtual_tokens``, ``checkpoint_every``, ``seed``: per-job tuning
 overrides (default: the executor config's ``tuning``).
 ===================== ======== =================================================================
@@ -50,7 +53,7 @@ from typing import Any
 
 from ptexec.models import MODEL_KINDS, ModelKind, ModelNotFound, resolve_model
 from ptexec.tasks import TaskDataError, TaskFamily, TextTask, load_task, read_jsonl
-from ptexec.train import TuningConfig
+from ptexec.tuning import TuningConfig
 from ptsim.core.types import JobSpec
 from ptsim.trace.cells import CellError, is_empty, to_float, to_int, to_str
 from ptsim.trace.loader import TraceError, check_unique_ids, load_trace
@@ -71,6 +74,7 @@ OPTIONAL = (
     "num_virtual_tokens",
     "checkpoint_every",
     "seed",
+    "after",
 )
 COLUMNS = REQUIRED + OPTIONAL
 _VARIANT = re.compile(r"^(?P<name>[^~@]+)~(?P<base>[^~@]+)@(?P<sim>[0-9.]+)$")
@@ -90,10 +94,34 @@ class ExecJob:
     kind: ModelKind | None
     task: str
     tuning: TuningConfig
+    after: tuple[str, ...] = ()
+    """Jobs that must be over (finished with their prompt stored, or rejected) before this
+    one arrives; then ``spec.arrival`` and ``spec.deadline`` count from that moment."""
 
     @property
     def job_id(self) -> str:
         return self.spec.job_id
+
+
+def nominal_deadlines(jobs: Sequence[ExecJob]) -> dict[str, float]:
+    """Each job's deadline on the run's clock if every predecessor (``after``) finished at its
+    own deadline: what the executor's horizon is sized with."""
+    by_id = {j.job_id: j for j in jobs}
+    out: dict[str, float] = {}
+
+    def visit(jid: str, path: tuple[str, ...]) -> float:
+        if jid in out:
+            return out[jid]
+        if jid in path:
+            raise JobFileError(f"jobs {' -> '.join((*path, jid))}: the after column loops")
+        j = by_id[jid]
+        base = max((visit(p, (*path, jid)) for p in j.after), default=0.0)
+        out[jid] = base + j.spec.deadline
+        return out[jid]
+
+    for j in jobs:
+        visit(j.job_id, ())
+    return out
 
 
 def model_id(model: str, kind: str | None) -> str:
@@ -221,6 +249,16 @@ def load_jobs(
         raise JobFileError(f"{p} column target_accuracy: give target_accuracy or target_loss")
     jobs = [_row_job(p, word, i, row, base, pool_size) for word, i, row in rows]
     check_unique_ids(p, ((i, j.job_id) for (_, i, _), j in zip(rows, jobs, strict=True)))
+    ids = {j.job_id for j in jobs}
+    for (word, i, _), j in zip(rows, jobs, strict=True):
+        for pred in j.after:
+            if pred not in ids or pred == j.job_id:
+                what = "is the job itself" if pred == j.job_id else "is not a job of the file"
+                raise JobFileError(f"{p} {word} {i}, column after: {pred!r} {what}")
+    try:
+        nominal_deadlines(jobs)
+    except JobFileError as exc:
+        raise JobFileError(f"{p}: {exc}") from None
     return sorted(jobs, key=lambda j: (j.spec.arrival, j.job_id))
 
 
@@ -323,7 +361,21 @@ def _row_job(
         min_gpus=lo,
         max_gpus=hi,
     )
-    return ExecJob(spec, model, kind, task, cfg)
+    return ExecJob(spec, model, kind, task, cfg, _after(row.get("after"), where("after")))
+
+
+def _after(value: Any, where: str) -> tuple[str, ...]:
+    """The ``after`` cell: a JSON list of job ids, or ids separated by ``;``."""
+    if isinstance(value, list):
+        items = value
+    elif is_empty(value):
+        return ()
+    else:
+        items = str(value).split(";")
+    out = tuple(str(x).strip() for x in items if str(x).strip())
+    if len(set(out)) != len(out):
+        raise JobFileError(f"{where}: a job id is named twice")
+    return out
 
 
 _REQ = object()
@@ -417,7 +469,7 @@ def _read_map(task_map: str | Path | Mapping[str, Any]) -> Mapping[str, Any]:
 
 def fit_to_pool(jobs: Sequence[ExecJob], workers: int) -> tuple[list[ExecJob], list[str]]:
     """Jobs whose GPU counts fit a pool of ``workers``: counts above it are lowered to it.
-    Returns the jobs and one note per changed job."""
+    Returns the jobs and one note per job whose asked or minimum count changed."""
     out: list[ExecJob] = []
     notes: list[str] = []
     for j in jobs:
@@ -426,11 +478,12 @@ def fit_to_pool(jobs: Sequence[ExecJob], workers: int) -> tuple[list[ExecJob], l
         lo = min(s.min_gpus, hi)
         n = min(max(s.num_gpus, lo), hi)
         if (lo, n, hi) != (s.min_gpus, s.num_gpus, s.max_gpus):
+            j = replace(j, spec=replace(s, num_gpus=n, min_gpus=lo, max_gpus=hi))
+        if (lo, n) != (s.min_gpus, s.num_gpus):  # a lowered maximum alone is not news
             notes.append(
                 f"job {s.job_id}: GPUs (min, asked, max) {s.min_gpus, s.num_gpus, s.max_gpus} "
                 f"-> {lo, n, hi} to fit {workers} workers"
             )
-            j = replace(j, spec=replace(s, num_gpus=n, min_gpus=lo, max_gpus=hi))
         out.append(j)
     return out, notes
 
@@ -478,6 +531,7 @@ def write_jobs(jobs: Sequence[ExecJob], path: str | Path) -> Path:
             "num_virtual_tokens": t.num_virtual_tokens,
             "checkpoint_every": t.checkpoint_every,
             "seed": t.seed,
+            "after": list(j.after) or None,
         }
         lines.append(json.dumps({k: v for k, v in row.items() if v is not None}))
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -489,17 +543,19 @@ def write_jobs(jobs: Sequence[ExecJob], path: str | Path) -> Path:
 
 def default_jobs(tuning: TuningConfig | None = None) -> list[ExecJob]:
     """The embedded demo workload: 6 jobs on the tiny GPT-2 over 3 pairs of similar generated
-    tasks. The first job of each pair arrives early; its similar partner (75% of the rule
-    shared) arrives once the first has had time to finish, so a Prompt Bank can serve it."""
+    tasks. The first job of each pair arrives at 0, 1 and 2 s; the similar partners (75% of
+    the rule shared) arrive together once all three first jobs are over (``after``), so a
+    Prompt Bank finds exactly their prompts, whatever the machine's speed."""
     base = tuning if tuning is not None else TuningConfig()
     cfg = replace(base, batch_size=32, max_steps=300, target_accuracy=0.9, eval_every=5)
-    plan = [
-        ("a1", 0.0, "synthetic:A"),
-        ("b1", 1.0, "synthetic:B"),
-        ("c1", 2.0, "synthetic:C"),
-        ("a2", 12.0, "synthetic:A2~A@0.75"),
-        ("b2", 13.0, "synthetic:B2~B@0.75"),
-        ("c2", 14.0, "synthetic:C2~C@0.75"),
+    first = ("a1", "b1", "c1")
+    plan: list[tuple[str, float, str, tuple[str, ...]]] = [
+        ("a1", 0.0, "synthetic:A", ()),
+        ("b1", 1.0, "synthetic:B", ()),
+        ("c1", 2.0, "synthetic:C", ()),
+        ("a2", 0.0, "synthetic:A2~A@0.75", first),
+        ("b2", 0.0, "synthetic:B2~B@0.75", first),
+        ("c2", 0.0, "synthetic:C2~C@0.75", first),
     ]
     return [
         ExecJob(
@@ -508,6 +564,7 @@ def default_jobs(tuning: TuningConfig | None = None) -> list[ExecJob]:
             None,
             task,
             cfg,
+            after,
         )
-        for jid, t, task in plan
+        for jid, t, task, after in plan
     ]

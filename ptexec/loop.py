@@ -13,9 +13,11 @@ thing the host polls each turn; the loop itself never blocks except in ``LoopHos
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from ptexec.jobs import ExecJob
@@ -88,10 +90,31 @@ class WallClockLoop:
     ) -> None:
         self.host = host
         self.clock = clock
-        self.arrivals = list(arrivals)
+        self.arrivals = sorted(
+            (j for j in arrivals if not j.after), key=lambda j: (j.spec.arrival, j.job_id)
+        )
+        self.held = {j.job_id: j for j in arrivals if j.after}
+        self.over: set[str] = set()
         self.horizon_s = horizon_s
         self._wakes: list[float] = []
         self._decision_pending = False
+        self._nxt = 0
+
+    def job_over(self, job_id: str, now: float) -> None:
+        """Job ``job_id`` is over (finished with its prompt stored, or rejected): release the
+        held jobs whose predecessors are now all over; each arrives its ``arrival_s`` later,
+        its deadline as far after that as its file said (``ExecJob.after``)."""
+        self.over.add(job_id)
+        for jid in sorted(self.held):
+            job = self.held[jid]
+            if all(p in self.over for p in job.after):
+                del self.held[jid]
+                s = job.spec
+                spec = replace(s, arrival=now + s.arrival, deadline=now + s.deadline)
+                ready = replace(job, spec=spec)
+                keys = [(j.spec.arrival, j.job_id) for j in self.arrivals]
+                at = bisect.bisect_right(keys, (spec.arrival, jid), lo=self._nxt)
+                self.arrivals.insert(at, ready)
 
     def request_decision(self) -> None:
         """Ask the policy once more in this turn (coalesced with every other reason)."""
@@ -105,16 +128,15 @@ class WallClockLoop:
     def run(self) -> bool:
         """Turn until done or the horizon; True when the horizon ended the run."""
         host, clock = self.host, self.clock
-        nxt = 0
         host.record(clock.now(), force=True)
         while True:
             now = clock.now()
             progressed = False
-            while nxt < len(self.arrivals) and self.arrivals[nxt].spec.arrival <= now:
-                host.arrive(self.arrivals[nxt], now)
+            while self._nxt < len(self.arrivals) and self.arrivals[self._nxt].spec.arrival <= now:
+                host.arrive(self.arrivals[self._nxt], now)
                 host.count_event()
                 self.request_decision()
-                nxt += 1
+                self._nxt += 1
                 progressed = True
             progressed |= host.poll()
             now = clock.now()
@@ -131,11 +153,12 @@ class WallClockLoop:
                 progressed = True
                 progressed |= host.resume_jobs()
             host.record(clock.now())
-            if nxt == len(self.arrivals) and host.settled():
+            if self._nxt == len(self.arrivals) and not self.held and host.settled():
                 return False
             if clock.now() >= self.horizon_s:
                 return True
             if not progressed:
+                nxt = self._nxt
                 self._idle(self.arrivals[nxt].spec.arrival if nxt < len(self.arrivals) else None)
 
     def _idle(self, next_arrival: float | None) -> None:

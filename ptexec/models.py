@@ -31,10 +31,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where it is used: `ptexec models` and errors stay fast
+    import torch
+    from torch import nn
 
 from ptexec.vocab import DIGITS, ENGLISH_WORDS, LABEL_WORDS, synthetic_words
 
@@ -252,6 +253,8 @@ def build_tiny_gpt2(kind: ModelKind = "causal_lm", config: TinyGpt2Config | None
 @contextmanager
 def _seeded(seed: int) -> Iterator[None]:
     """Run a block with torch's global RNG seeded, restoring the caller's RNG state after."""
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
@@ -283,11 +286,16 @@ def load_model(
     *,
     kind: ModelKind | None = None,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     tiny: TinyGpt2Config | None = None,
 ) -> LoadedModel:
     """Load the model called ``name`` (see the module doc) as ``kind`` (default: the model's
-    own), frozen and in eval mode, on ``device``. The wall time of the load is ``load_s``."""
+    own), frozen and in eval mode, on ``device`` (``dtype`` default float32). The wall time
+    of the load is ``load_s``."""
+    import torch
+
+    if dtype is None:
+        dtype = torch.float32
     if kind is not None and kind not in MODEL_KINDS:
         raise ValueError(f"model kind {kind!r}: expected one of {', '.join(MODEL_KINDS)}")
     t0 = time.perf_counter()
@@ -398,6 +406,8 @@ def _load_pretrained(src: ModelSource, kind: ModelKind, dtype: torch.dtype) -> t
 
 
 def _find_head(model: nn.Module, name: str) -> tuple[str, nn.Linear]:
+    from torch import nn
+
     for attr in ("classifier", "score"):
         mod = getattr(model, attr, None)
         if isinstance(mod, nn.Linear):
@@ -413,6 +423,9 @@ def job_view(loaded: LoadedModel, num_labels: int, seed: int) -> nn.Module:
     ``seq_cls`` a shallow copy that shares every frozen weight but has its own
     ``num_labels``-way head, initialised from ``seed``. The loaded model is never changed, so
     it can serve job after job."""
+    import torch
+    from torch import nn
+
     base: nn.Module = loaded.model
     if loaded.kind == "causal_lm":
         return base

@@ -1,18 +1,34 @@
-"""The Prompt Bank as the executor runs it: the core's two-layer index over a real prompt store,
-with real score assessments.
+"""The Prompt Bank as the executor runs it: the core's index over a real prompt store, with
+real score assessments run on the job's own worker, off the driver's critical path.
 
 :class:`ExecPromptBank` is the ``InitChooser`` the executor hands its policies
-(``PolicyContext.bank``). ``choose(spec)`` looks the new job up in the core's
-:class:`~ptsim.core.bank.PromptBankIndex` (same layouts and knobs as ptsim); every assessment is
-a short real evaluation of a stored prompt on a fixed sample of the new task's training split
-(:class:`~ptexec.bank_store.RealScorer`, run in the driver process). The wall time of the whole
-lookup is measured and becomes ``InitChoice.lookup_s``.
+(``PolicyContext.bank``). A lookup has two halves, the one model of it both drivers share
+(ptsim charges ``InitChoice.lookup_s`` on the job's first GPU as part of its first start's
+pause; so does the executor):
 
-Two guards keep a bad prompt out: an entry whose prompt cannot be loaded into the job (another
-base model or kind, another prompt length) scores ``-inf`` and is never chosen; and, with
-``against_default`` (default on), the job's default initial prompt is scored on the same sample
-(one more assessment) and a stored prompt is taken only if it scores better. A prompt from an
-unrelated task is often worse than the default (docs/ptexec.md), so this matters.
+1. ``choose(spec)``, called by the policy inside ``decide``, returns at once: it fixes what the
+   lookup will see (the entries stored so far, in the logical order of the run, so the result
+   does not depend on how fast anything ran) and returns the *planned* choice: the layout, the
+   expected assessments (:func:`expected_assessments`) and their expected seconds (x the
+   profile's ``eval_s``). No assessment runs here and no model is loaded in the driver.
+2. When the job first starts, its life cycle runs :meth:`ExecPromptBank.lookup` on its first
+   worker (the model is already loaded there) before attaching: an *exchange* of
+   :class:`~ptexec.workers.AssessRequest` rounds (the default prompt and the first layer's
+   candidates, then the members of the best clusters), while every other job goes on. The
+   measured seconds are charged to the job (``bank_lookup_s``, inside ``exec_pause_s``) and the
+   realised choice replaces the planned one in the cluster state
+   (``ClusterState.init_realised``).
+
+The index decides which entries to score (``PromptBankIndex.lookup``, same layouts and knobs
+as ptsim); the executor replays it with the scores collected so far and sends the entries it
+still needs to the worker, so the core's lookup is used unchanged.
+
+Rules: an entry whose prompt cannot be loaded into the job (another prompt length) is never
+scored or chosen; the job's default initial prompt is scored on the same sample (one more
+assessment), and a stored prompt is used only when its score beats the default's
+(``against_default``, on by default). Only the prompt is transferred; ``transfer_head``
+(off by default) also transfers a ``seq_cls`` head when the label counts match, and every
+lookup record and job row says which (``bank_transfer``).
 
 Finished jobs that reached their target add their prompt (:meth:`ExecPromptBank.add`): the bank
 grows online, and the index re-clusters as ptsim's does.
@@ -21,23 +37,28 @@ grows online, and the index re-clusters as ptsim's does.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
-from ptexec.bank_store import PromptStore, RealScorer, StoredPrompt, StoreError
+from ptexec.bank_store import PromptStore, StoredPrompt, StoreError, short_id, task_short_name
 from ptexec.jobs import ExecJob, TaskCatalog, model_id
-from ptexec.models import LoadedModel, ModelNotFound, load_model
-from ptexec.train import TuningJob
+from ptexec.models import ModelNotFound
 from ptsim.core.bank import BankConfig, BankEntry, PromptBankIndex
 from ptsim.core.types import InitChoice, JobSpec
-from ptsim.specs import BANK_INDEX_KEYS, SIM_ONLY_BANK_KEYS
+
+if TYPE_CHECKING:
+    import torch
+
+    from ptexec.replicas import Reply, WorkerHandle
+
+TRANSFER_PROMPT = "prompt"
+TRANSFER_PROMPT_HEAD = "prompt+head"
 
 
 @dataclass(frozen=True)
@@ -49,8 +70,10 @@ class ExecBankConfig:
       run directory).
     - ``batches`` x ``batch_size``: training examples one assessment evaluates.
     - ``metric``: ``neg_loss`` (default) or ``accuracy``.
-    - ``against_default``: take a stored prompt only if it scores better than the job's
+    - ``against_default``: use a stored prompt only if it scores better than the job's
       default initial prompt on the same sample (one more assessment).
+    - ``transfer_head``: also transfer a stored ``seq_cls`` head (off: the prompt only, as
+      the paper's bank; the job's head starts fresh, as without the bank).
     - ``add_unreached``: also store prompts of jobs that spent their budget without reaching
       their target.
     """
@@ -61,53 +84,113 @@ class ExecBankConfig:
     batch_size: int = 32
     metric: str = "neg_loss"
     against_default: bool = True
+    transfer_head: bool = False
     add_unreached: bool = False
+
+    @property
+    def transfer(self) -> str:
+        """What a chosen entry transfers: ``prompt`` or ``prompt+head``."""
+        return TRANSFER_PROMPT_HEAD if self.transfer_head else TRANSFER_PROMPT
 
 
 @dataclass(frozen=True)
 class LookupRecord:
-    """What one lookup did (written to the run's ``bank_lookups.csv``)."""
+    """What one lookup did (written to the run's ``bank_lookups.csv``): the entries it could
+    see, the planned and the real assessments and seconds, the chosen entry (empty: the
+    default prompt), the best and the default scores, what was transferred, on which worker
+    it ran and when (driver clock)."""
 
     job_id: str
     model: str
     task: str
     layout: str
     entries: int
-    assessments: int
-    chosen: str | None
-    best_score: float | None
-    default_score: float | None
-    lookup_s: float
+    planned_assessments: int
+    planned_s: float
+    assessments: int = 0
+    chosen: str | None = None
+    best_score: float | None = None
+    default_score: float | None = None
+    lookup_s: float = 0.0
+    worker_s: float = 0.0
+    transfer: str = TRANSFER_PROMPT
+    worker: int | None = None
+    start_s: float | None = None
 
 
-class _FitScorer:
-    """A scorer that gives ``-inf`` to entries a job cannot load (other prompt length),
-    without spending an assessment on them, and delegates the rest."""
+def expected_assessments(n: int, config: BankConfig, layout: str | None = None) -> int:
+    """Assessments a lookup in a bank of ``n`` entries is expected to make (without the
+    default prompt's): ``flat`` n, ``random`` 1, ``two_layer`` K + c (n/K - 1) capped by
+    ``max_assessments``, ``three_layer`` its top medoids + K/top + c (n/K - 1), ``none`` 0."""
+    lay = layout if layout is not None else config.layout
+    if n <= 0 or lay == "none":
+        return 0
+    if lay == "flat":
+        return n
+    if lay == "random":
+        return 1
+    c = config.probe
+    k = min(n, config.k if config.k is not None else math.ceil(math.sqrt(c * n)))
+    members = min(n - k, math.ceil(c * (n / k - 1)))
+    if lay == "three_layer":
+        top = min(k, config.top_k if config.top_k is not None else math.ceil(math.sqrt(c * k)))
+        first = top + min(k - top, math.ceil(c * (k / top - 1)))
+    else:
+        first = k
+    cap = config.max_assessments
+    limit = math.floor(2 * math.sqrt(n)) + 10 if cap is None else (cap if cap > 0 else n)
+    return min(first + members, max(first, limit))
 
-    def __init__(self, inner: RealScorer, n_virtual: int) -> None:
-        self.inner = inner
+
+class _NeedScores(Exception):
+    """Raised inside a replayed lookup: these entries have no score yet."""
+
+    def __init__(self, entries: list[BankEntry]) -> None:
+        super().__init__(f"{len(entries)} entries to score")
+        self.entries = entries
+
+
+class _ReplayScorer:
+    """The scorer of a replayed lookup: the scores collected so far; an entry a job cannot
+    load (another prompt length) scores ``-inf`` without an assessment; any other entry not
+    scored yet stops the replay (:class:`_NeedScores`)."""
+
+    def __init__(self, known: Mapping[str, float], n_virtual: int) -> None:
+        self.known = known
         self.n_virtual = n_virtual
-        self.assessments = 0
 
     def _fits(self, entry: BankEntry) -> bool:
         return len(entry.shape) == 2 and entry.shape[0] == self.n_virtual
 
     def score(self, entry: BankEntry, target_task: str) -> float:
-        if not self._fits(entry):
-            return -math.inf
-        self.assessments += 1
-        return self.inner.score(entry, target_task)
+        return float(self.score_many([entry], target_task)[0])
 
     def score_many(self, entries: Sequence[BankEntry], target_task: str) -> npt.NDArray[np.float64]:
-        return np.array([self.score(e, target_task) for e in entries], dtype=np.float64)
+        missing = [e for e in entries if self._fits(e) and e.entry_id not in self.known]
+        if missing:
+            raise _NeedScores(missing)
+        return np.array(
+            [self.known[e.entry_id] if self._fits(e) else -math.inf for e in entries],
+            dtype=np.float64,
+        )
+
+
+@dataclass
+class _Pending:
+    """A lookup planned by ``choose`` and not run yet: what it may see."""
+
+    spec: JobSpec
+    version: int
+    record: LookupRecord
+    seed: int
 
 
 class ExecPromptBank:
     """The real Prompt Bank of one executor run (see the module doc).
 
     ``jobs`` maps job ids to the executor's jobs (their model, kind, task and tuning config);
-    ``tasks`` resolves task references. Models are loaded into the driver process on first use
-    (not timed as lookup); ``model_loads`` records how long each took.
+    ``tasks`` resolves task references; ``eval_s`` is the expected seconds of one assessment
+    per scheduling model id (the profile's; set by the executor with :meth:`plan_with`).
     """
 
     def __init__(
@@ -117,21 +200,24 @@ class ExecPromptBank:
         tasks: TaskCatalog,
         *,
         seed: int = 0,
-        device: str = "cpu",
     ) -> None:
         self.config = config
         self.jobs = jobs
         self.tasks = tasks
         self.store = PromptStore(config.store)
         self.index = PromptBankIndex(replace(config.index, seed=seed))
-        self.device = device
-        self._rng = np.random.default_rng([seed, 11])
-        self._models: dict[str, LoadedModel] = {}
-        self._scorers: dict[tuple[str, str, int], RealScorer] = {}
-        self._default_scores: dict[tuple[str, str, int, int], float] = {}
-        self.model_loads: dict[str, float] = {}
+        self.seed = seed
+        self.eval_s: dict[str, float] = {}
         self.lookups: list[LookupRecord] = []
         self.skipped: list[str] = []
+        self._pending: dict[str, _Pending] = {}
+        self._version = 0  # additions so far: what a lookup may see
+        self._snapshots: dict[int, PromptBankIndex] = {}
+        if self.index.config.layout in ("two_layer", "three_layer"):
+            # the clustering's imports (scikit-learn, seconds) before the run's clock starts,
+            # not inside the first decision that clusters
+            import kmedoids  # noqa: F401
+            import scipy.spatial.distance  # noqa: F401
         for rec in self.store.list_entries():
             try:
                 self.index.add(rec.to_bank_entry(model=model_id(rec.model, rec.kind)))
@@ -141,92 +227,121 @@ class ExecPromptBank:
     def __len__(self) -> int:
         return len(self.index)
 
-    # -- models and scorers ------------------------------------------------------------------
+    def plan_with(self, eval_s: Mapping[str, float]) -> None:
+        """Expected seconds of one score assessment per model id (the profile's ``eval_s``)."""
+        self.eval_s = dict(eval_s)
 
-    def _model(self, job: ExecJob) -> LoadedModel:
-        mid = job.spec.model
-        m = self._models.get(mid)
-        if m is None:
-            t0 = time.perf_counter()
-            m = load_model(job.model, kind=job.kind, device=self.device)
-            self.model_loads[mid] = time.perf_counter() - t0
-            self._models[mid] = m
-        return m
+    # -- InitChooser: the planned half ---------------------------------------------------------
 
-    def _scorer(self, job: ExecJob, model: LoadedModel) -> RealScorer:
-        cfg = job.tuning
-        key = (job.spec.model, cfg.template or "", cfg.max_length)
-        s = self._scorers.get(key)
-        if s is None:
-            s = self._scorers[key] = RealScorer(
-                self.store,
-                model,
-                self.tasks.loaded,
-                config=cfg,
+    def choose(self, spec: JobSpec) -> InitChoice:
+        """The planned initial-prompt choice for a new job; the lookup itself runs at the
+        job's first start (:meth:`lookup`). Never blocks on an assessment."""
+        job = self.jobs[spec.job_id]
+        layout = self.index.config.layout
+        n = self.index.size(spec.model)
+        fits = sum(
+            1
+            for e in self.index.entries(spec.model)
+            if len(e.shape) == 2 and e.shape[0] == job.tuning.num_virtual_tokens
+        )
+        planned = expected_assessments(fits, self.index.config, layout)
+        if planned and self.config.against_default:
+            planned += 1
+        eval_s = self.eval_s.get(spec.model, 0.0)
+        rec = LookupRecord(
+            spec.job_id,
+            spec.model,
+            spec.task,
+            layout,
+            n,
+            planned,
+            planned * eval_s,
+            transfer=self.config.transfer,
+        )
+        if not planned:
+            self.lookups.append(rec)
+            return InitChoice(layout=layout)
+        if layout in ("two_layer", "three_layer"):
+            self.index.clusters(spec.model)  # cluster now, in the run's logical order
+        seed = zlib.crc32(spec.job_id.encode())
+        self._pending[spec.job_id] = _Pending(spec, self._version, rec, seed)
+        return InitChoice(layout=layout, assessments=planned, lookup_s=planned * eval_s)
+
+    def pending(self, job_id: str) -> bool:
+        """Whether ``job_id`` has a planned lookup that has not run yet."""
+        return job_id in self._pending
+
+    # -- the lookup, on the job's worker -------------------------------------------------------
+
+    def lookup(
+        self, job_id: str, worker: WorkerHandle, now: Callable[[], float]
+    ) -> Generator[list[Reply], list[Any], InitChoice]:
+        """Run the planned lookup of ``job_id`` on ``worker`` (an exchange: it yields sent
+        :class:`~ptexec.workers.AssessRequest` rounds and receives their replies) and return
+        the realised choice, its ``lookup_s`` the measured seconds (``now`` is the driver's
+        clock)."""
+        from ptexec.workers import AssessReply, AssessRequest
+
+        pend = self._pending[job_id]
+        job = self.jobs[job_id]
+        spec = pend.spec
+        index = self._index_at(pend.version)
+        t0 = now()
+        known: dict[str, float] = {}
+        default: float | None = None
+        want_default = self.config.against_default
+        worker_s = 0.0
+        task = self.tasks.get(job.task)
+        while True:
+            rng = np.random.default_rng([self.seed, 11, pend.seed])
+            try:
+                res = index.lookup(
+                    spec.model, spec.task, _ReplayScorer(known, job.tuning.num_virtual_tokens), rng
+                )
+                break
+            except _NeedScores as need:
+                ids = tuple(e.entry_id for e in need.entries)
+            req = AssessRequest(
+                job_id,
+                job.model,
+                job.kind,
+                task,
+                job.tuning,
+                str(self.store.root),
+                ids,
+                default=want_default and default is None,
                 batches=self.config.batches,
                 batch_size=self.config.batch_size,
                 metric=self.config.metric,
+                transfer_head=self.config.transfer_head,
             )
-        return s
-
-    def _default_score(self, job: ExecJob, model: LoadedModel, scorer: RealScorer) -> float:
-        """The job's default initial prompt scored like a stored one (cached per task)."""
-        cfg = job.tuning
-        key = (job.spec.model, job.task, cfg.num_virtual_tokens, cfg.seed)
-        hit = self._default_scores.get(key)
-        if hit is None:
-            task = self.tasks.get(job.task)
-            probe = TuningJob(model, task, cfg, job_id=f"default-{job.job_id}")
-            with torch.no_grad():
-                ev = probe.evaluate_indices("train", scorer.sample_indices(probe.n_train))
-            hit = ev.accuracy if self.config.metric == "accuracy" else -ev.loss
-            self._default_scores[key] = hit
-        return hit
-
-    # -- InitChooser ---------------------------------------------------------------------------
-
-    def choose(self, spec: JobSpec) -> InitChoice:
-        """The initial prompt for a new job (a real lookup, timed)."""
-        job = self.jobs[spec.job_id]
-        layout = self.index.config.layout
-        n_entries = self.index.size(spec.model)
-        if layout == "none" or n_entries == 0:
-            self.lookups.append(
-                LookupRecord(
-                    spec.job_id, spec.model, spec.task, layout, n_entries, 0, None, None, None, 0.0
-                )
-            )
-            return InitChoice(layout=layout)
-        model = self._model(job)
-        self.tasks.get(job.task)
-        scorer = self._scorer(job, model)
-        t0 = time.perf_counter()
-        fit = _FitScorer(scorer, job.tuning.num_virtual_tokens)
-        res = self.index.lookup(spec.model, spec.task, fit, self._rng)
+            (reply,) = yield [worker.request("assess", req)]
+            assert isinstance(reply, AssessReply)
+            known.update(zip(ids, reply.scores, strict=True))
+            if reply.default_score is not None:
+                default = reply.default_score
+            worker_s += reply.assess_s
         entry = res.entry
         best = res.best_score
         if best is None or not math.isfinite(best):
-            entry = None
-        assessments = fit.assessments
-        default = None
-        if entry is not None and self.config.against_default:
-            default = self._default_score(job, model, scorer)
-            assessments += 1
-            if best is not None and default >= best:
-                entry = None
-        lookup_s = time.perf_counter() - t0 if assessments else 0.0
+            entry, best = None, None
+        if entry is not None and best is not None and default is not None and default >= best:
+            entry = None  # the default prompt is at least as good: use it
+        lookup_s = now() - t0
+        assessments = len(known) + (default is not None)
+        del self._pending[job_id]
+        self._drop_snapshots()
         self.lookups.append(
-            LookupRecord(
-                spec.job_id,
-                spec.model,
-                spec.task,
-                res.layout,
-                n_entries,
-                assessments,
-                None if entry is None else entry.entry_id,
-                None if best is None or not math.isfinite(best) else float(best),
-                default,
-                lookup_s,
+            replace(
+                pend.record,
+                assessments=assessments,
+                chosen=None if entry is None else entry.entry_id,
+                best_score=best,
+                default_score=default,
+                lookup_s=lookup_s,
+                worker_s=worker_s,
+                worker=worker.wid,
+                start_s=t0,
             )
         )
         return InitChoice(
@@ -237,29 +352,51 @@ class ExecPromptBank:
             lookup_s=lookup_s,
         )
 
+    def cancel(self, job_id: str) -> None:
+        """Forget the planned lookup of a job that will never start (rejected)."""
+        pend = self._pending.pop(job_id, None)
+        if pend is not None:
+            self.lookups.append(pend.record)
+            self._drop_snapshots()
+
+    def _index_at(self, version: int) -> PromptBankIndex:
+        return self.index if version == self._version else self._snapshots[version]
+
+    def _drop_snapshots(self) -> None:
+        used = {p.version for p in self._pending.values()}
+        for v in [v for v in self._snapshots if v not in used]:
+            del self._snapshots[v]
+
     # -- contents ------------------------------------------------------------------------------
 
     def tensors(self, entry_id: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The stored prompt and head tensors of an entry."""
-        return self.store.load_tensors(entry_id)
+        """The stored prompt and, with ``transfer_head``, the stored head tensors of an entry
+        (the head is empty otherwise: the job's head starts fresh)."""
+        prompt, head = self.store.load_tensors(entry_id)
+        return prompt, (head if self.config.transfer_head else {})
 
     def entry_id_for(self, job: ExecJob) -> str:
-        """A fresh store entry id for a finished job's prompt."""
-        base = f"{job.task.split(':')[-1]}-{job.job_id}"
-        base = "".join(c if c.isalnum() or c in "-_." else "_" for c in base).strip(".") or "p"
+        """A fresh, short store entry id for a finished job's prompt:
+        ``<task's short name>-<job id>`` (a suffix when taken)."""
+        base = short_id(f"{task_short_name(job.task)}-{job.job_id}")
         eid, n = base, 1
-        while eid in self.store:
+        while eid in self.store or eid in self.index:
             n += 1
             eid = f"{base}-{n}"
         return eid
 
     def add(self, stored: StoredPrompt | Any, job: ExecJob) -> None:
-        """Add a prompt a worker stored for ``job`` to the index (online growth)."""
+        """Add a prompt a worker stored for ``job`` to the index (online growth). Lookups
+        planned before it keep seeing the bank as it was when they were planned."""
+        if any(p.version == self._version for p in self._pending.values()):
+            self._snapshots[self._version] = self.index.copy()
         try:
             entry = stored.to_bank_entry(model=job.spec.model)
             self.index.add(entry)
         except (StoreError, ValueError) as exc:
             self.skipped.append(f"{getattr(stored, 'entry_id', '?')}: {exc}")
+            return
+        self._version += 1
 
     def should_store(self, reached: bool) -> bool:
         return reached or self.config.add_unreached
@@ -270,11 +407,13 @@ def bank_config_from(
 ) -> ExecBankConfig:
     """The executor's bank config from the ``bank`` config node: the core index knobs (as in
     ptsim's ``conf/bank``), the executor's own (``batches``, ``batch_size``, ``metric``,
-    ``against_default``, ``add_unreached``); ptsim's simulation-only keys
+    ``against_default``, ``transfer_head``, ``add_unreached``); ptsim's simulation-only keys
     (``ptsim.specs.SIM_ONLY_BANK_KEYS``: seeding, entries, score_sigma, name maps...) are
     ignored; ``store`` is resolved by the caller. Unknown keys raise ``ValueError`` listing the
     known ones."""
-    own = {"batches", "batch_size", "metric", "against_default", "add_unreached"}
+    from ptsim.specs import BANK_INDEX_KEYS, SIM_ONLY_BANK_KEYS  # pandas: not before needed
+
+    own = {"batches", "batch_size", "metric", "against_default", "transfer_head", "add_unreached"}
     unknown = sorted(set(cfg) - BANK_INDEX_KEYS - own - SIM_ONLY_BANK_KEYS)
     if unknown:
         known = ", ".join(sorted(BANK_INDEX_KEYS | own | {"store"}))
@@ -290,15 +429,18 @@ def prompt_arrays(
     prompt: torch.Tensor, head: Mapping[str, torch.Tensor]
 ) -> tuple[npt.NDArray[np.float32], dict[str, npt.NDArray[np.float32]] | None]:
     """A stored prompt and head as the float32 arrays a ``JobSetup`` carries."""
-    p = prompt.detach().to("cpu", torch.float32).numpy().copy()
-    h = {k: v.detach().to("cpu", torch.float32).numpy().copy() for k, v in head.items()}
+    p = prompt.detach().cpu().float().numpy().copy()
+    h = {k: v.detach().cpu().float().numpy().copy() for k, v in head.items()}
     return p, (h or None)
 
 
 __all__ = [
+    "TRANSFER_PROMPT",
+    "TRANSFER_PROMPT_HEAD",
     "ExecBankConfig",
     "ExecPromptBank",
     "LookupRecord",
     "bank_config_from",
+    "expected_assessments",
     "prompt_arrays",
 ]

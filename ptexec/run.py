@@ -12,24 +12,29 @@ each job's tuned prompt (``prompts/<job>/``, a PEFT adapter directory), its loss
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from ptexec.driver import ExecOutcome, Executor, PolicyFactory, StepHook, curve_rows, final_eval
-from ptexec.faults import FaultPlan, Injector
+from ptexec.faults import FaultPlan
 from ptexec.jobs import ExecJob, TaskCatalog, fit_to_pool
-from ptexec.prompt_bank import ExecBankConfig, ExecPromptBank
-from ptexec.workers import WorkerPool
-from ptsim.core.profiles import ProfileSet
-from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR, jobs_table, series_table, summarize
-from ptsim.outcome import RunResult, save_result, write_csv, write_json
+
+if TYPE_CHECKING:  # torch and pandas: imported where used, so config checks stay fast
+    import pandas as pd
+
+    from ptexec.driver import ExecOutcome, PolicyFactory, StepHook
+    from ptexec.prompt_bank import ExecBankConfig
+    from ptexec.workers import WorkerPool
+    from ptsim.core.profiles import ProfileSet
+    from ptsim.outcome import RunResult
 
 EXEC_SUMMARY_KEYS = ("faults_injected", "worker_deaths", "steps_lost")
 """The keys the executor's ``summary.json`` has beyond ptsim's (docs/metrics.md)."""
@@ -45,6 +50,7 @@ EXEC_JOB_COLUMNS = (
     "steps_lost",
     "restarts",
     "bank_entry",
+    "bank_transfer",
     "prompt_dir",
     "loss_curve",
 )
@@ -56,10 +62,14 @@ class ExecSettings:
     """How one executor run is set up (the ``ptexec run`` config, docs/ptexec.md).
 
     - ``workers``: pool size on CPU (one slot each); with CUDA GPUs, one worker per GPU.
-    - ``threads``: torch threads per worker.
+      ``None``: chosen from the cores (:func:`cpu_layout`).
+    - ``threads``: torch threads per worker (``None``: :func:`cpu_layout`'s).
     - ``devices``: explicit devices (``["cpu", "cpu"]``, ``["cuda:0"]``...), else automatic.
-    - ``profile``: profile directory to plan with; ``None`` measures a quick one on the pool
-      before the run (written to ``<run dir>/profile``).
+    - ``profile``: profile directory to plan with; ``None`` uses the cached quick profile
+      of this machine, pool and model set (``profile_cache``), or measures one on the pool
+      before the run and caches it; either way it is copied to ``<run dir>/profile``.
+    - ``profile_cache``: directory of cached quick profiles (``None``: no cache);
+      ``remeasure``: measure again and replace the cached one.
     - ``mechanics``: ``Mechanics`` overrides (handover_s, reconfig_s...).
     - ``checkpoint_every``: checkpoint each job every this many steps (worker death costs at
       most this many steps); ``keep_checkpoints``: keep them after the run.
@@ -71,20 +81,60 @@ class ExecSettings:
       ``num_cpus``, ``object_store_mb``: :class:`~ptexec.ray_backend.RayWorkerPool`).
     """
 
-    workers: int = 2
-    threads: int = 1
+    workers: int | None = None
+    threads: int | None = None
     devices: tuple[str, ...] | None = None
     profile: Path | None = None
+    profile_cache: str | None = "~/.cache/ptexec/profiles"
+    remeasure: bool = False
     mechanics: Mapping[str, Any] = field(default_factory=dict)
     checkpoint_every: int | None = 50
     keep_checkpoints: bool = False
     horizon_s: float | None = None
     series_interval_s: float = 0.0
-    price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
+    price_per_gpu_hour: float = field(default_factory=lambda: _default_price())
     seed: int = 0
     faults: FaultPlan = field(default_factory=FaultPlan)
     backend: str = "local"
     ray: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _default_price() -> float:
+    from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR
+
+    return DEFAULT_PRICE_PER_GPU_HOUR
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def cpu_layout(cores: int) -> tuple[int, int]:
+    """(CPU workers, torch threads per worker) for ``cores`` cores: one single-thread worker
+    per two cores, at least one; the other cores are left to the driver, tokenisation and
+    whatever else runs on the machine. Measured on the shared 2-core machine (docs/ptexec.md,
+    "Defaults"): two single-thread workers made a data-parallel MiniLM step slower than one
+    worker (749 vs 434 ms, issue 11), and one worker with two threads was ~100x slower per
+    tiny-model step than with one thread while other processes kept the cores busy (torch's
+    threads wait on each other)."""
+    return max(1, cores // 2), 1
+
+
+def resolve_settings(settings: ExecSettings) -> ExecSettings:
+    """``settings`` with the worker count and threads chosen for this machine where they are
+    ``None`` (:func:`cpu_layout`; with CUDA GPUs, one thread per worker unless given)."""
+    if settings.workers is not None and settings.threads is not None:
+        return settings
+    workers, threads = cpu_layout(available_cores())
+    return replace(
+        settings,
+        workers=settings.workers if settings.workers is not None else workers,
+        threads=settings.threads if settings.threads is not None else threads,
+    )
 
 
 def pool_size_for(settings: ExecSettings) -> int:
@@ -94,7 +144,9 @@ def pool_size_for(settings: ExecSettings) -> int:
         return settings.workers
     import torch
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else settings.workers
+    if torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return resolve_settings(settings).workers or 1
 
 
 def run_jobs(
@@ -115,7 +167,11 @@ def run_jobs(
     """Run ``jobs`` under ``policy`` and return the ``RunResult`` (tables built by
     ``ptsim.metrics``, executor columns added) and the raw outcome. Nothing is written but
     checkpoints and prompts (``save_exec_result`` writes the tables)."""
-    st = settings if settings is not None else ExecSettings()
+    from ptexec.driver import Executor
+    from ptexec.faults import Injector
+    from ptexec.prompt_bank import ExecPromptBank
+
+    st = resolve_settings(settings if settings is not None else ExecSettings())
     say = progress or (lambda _m: None)
     cat = tasks if tasks is not None else TaskCatalog(seed=st.seed)
     own_pool = pool is None
@@ -125,12 +181,15 @@ def run_jobs(
         say(note)
     for j in fitted:  # load every task before the clock starts (bad data fails here)
         cat.get(j.task)
+    t_setup = time.perf_counter()
     if pool is None:
-        say(f"starting {n} worker(s)")
+        say(f"starting {n} worker(s), {st.threads or 1} thread(s) each")
         pool = start_pool(n, st)
+    t_pool = time.perf_counter()
     try:
         if profiles is None:
             profiles = _profiles(fitted, pool, st, run_dir, cat, say)
+        t_profile = time.perf_counter()
         exec_bank = None
         if bank is not None:
             exec_bank = ExecPromptBank(bank, {j.job_id: j for j in fitted}, cat, seed=st.seed)
@@ -151,8 +210,14 @@ def run_jobs(
             faults=Injector(st.faults, st.seed) if st.faults.kills else None,
         )
         say(f"running {len(fitted)} job(s) under {ex.policy.name} on {n} worker(s)")
+        t_run = time.perf_counter()
         out = ex.run()
         out.seed = st.seed
+        out.startup_s = {
+            "workers_s": t_pool - t_setup,
+            "profile_s": t_profile - t_pool,
+            "bank_and_driver_s": t_run - t_profile,
+        }
     finally:
         if own_pool:
             pool.close()
@@ -168,8 +233,10 @@ def start_pool(n: int, st: ExecSettings) -> WorkerPool:
     if st.backend == "ray":
         from ptexec.ray_backend import RayWorkerPool
 
-        return RayWorkerPool(n, devices=devices, threads=st.threads, **dict(st.ray))
-    return WorkerPool(n, devices=devices, threads=st.threads)
+        return RayWorkerPool(n, devices=devices, threads=st.threads or 1, **dict(st.ray))
+    from ptexec.workers import WorkerPool
+
+    return WorkerPool(n, devices=devices, threads=st.threads or 1)
 
 
 def _profiles(
@@ -188,8 +255,20 @@ def _profiles(
         models = sorted({(j.model, j.kind) for j in jobs}, key=lambda mk: (mk[0], str(mk[1])))
         batches = tuple(sorted({j.spec.batch_size for j in jobs}))
         quick = replace(QUICK, batches=batches, convergence=False, assessments=1)
-        say(f"measuring a quick profile of {', '.join(m for m, _ in models)} (no --profile given)")
-        d = profile_models(pool, models, run_dir / "profile", quick, tasks=tasks, progress=say)
+        d = run_dir / "profile"
+        cache = profile_cache_dir(st, pool, models, batches)
+        names = ", ".join(m for m, _ in models)
+        if cache is not None and (cache / "models.csv").is_file() and not st.remeasure:
+            say(f"using the cached profile of {names}: {cache} (re-measure: --remeasure)")
+            shutil.copytree(cache, d)
+        else:
+            say(f"measuring a quick profile of {names} (no --profile given; cached for next time)")
+            profile_models(pool, models, d, quick, tasks=tasks, progress=say)
+            if cache is not None:
+                tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=_mkdir(cache.parent)))
+                shutil.copytree(d, tmp, dirs_exist_ok=True)
+                shutil.rmtree(cache, ignore_errors=True)
+                os.replace(tmp, cache)
         profiles = load_exec_profiles(d, st.mechanics)
     missing = sorted({j.spec.model for j in jobs} - set(profiles.models))
     if missing:
@@ -200,8 +279,58 @@ def _profiles(
     return profiles
 
 
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def profile_cache_dir(
+    st: ExecSettings,
+    pool: WorkerPool,
+    models: Sequence[tuple[str, Any]],
+    batches: Sequence[int],
+) -> Path | None:
+    """Where the quick profile of ``models`` at ``batches`` on this machine and pool is cached
+    (``None`` without a cache): ``<profile_cache>/<models>-<key>``, the key a hash of the
+    machine (host, processor, cores, devices), the pool (workers, threads) and the software
+    (torch, transformers, peft, ptexec's profile format)."""
+    if not st.profile_cache:
+        return None
+    import platform
+    from importlib import metadata
+
+    def version(dist: str) -> str | None:  # without importing it (transformers: seconds)
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    ident = {
+        "host": platform.node(),
+        "processor": platform.processor(),
+        "cores": available_cores(),
+        "devices": [w.device for w in pool.workers],
+        "threads": pool.threads,
+        "models": [[m, k] for m, k in models],
+        "batches": list(batches),
+        "software": {
+            **{d: version(d) for d in ("torch", "transformers", "peft")},
+            "python": platform.python_version(),
+        },
+    }
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+    label = "+".join(m.replace("/", "_") for m, _ in models)[:40]
+    return Path(st.profile_cache).expanduser() / f"{label}-{key}"
+
+
 def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -> RunResult:
     """ptsim's tables for an executor outcome, plus the executor's columns."""
+    import pandas as pd
+
+    from ptexec.jobrun import final_eval
+    from ptsim.metrics import jobs_table, series_table, summarize
+    from ptsim.outcome import RunResult
+
     table = jobs_table(out)
     extra = []
     for jid in table.job_id:
@@ -210,6 +339,10 @@ def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -
             extra.append(dict.fromkeys(EXEC_JOB_COLUMNS))
             continue
         acc, loss = final_eval(r)
+        init = out.state.job(jid).init if jid in out.state.jobs else None
+        transfer = None
+        if init is not None and init.source is not None and out.bank is not None:
+            transfer = out.bank.config.transfer
         extra.append(
             {
                 "reached_target": bool(r.reached),
@@ -222,6 +355,7 @@ def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -
                 "steps_lost": r.steps_lost,
                 "restarts": r.restarts,
                 "bank_entry": r.bank_entry,
+                "bank_transfer": transfer,
                 "prompt_dir": _rel(r.prompt_dir, run_dir),
                 "loss_curve": f"curves/{jid}.csv" if (r.curve or r.evals) else None,
             }
@@ -263,6 +397,11 @@ def save_exec_result(
     facts: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Write the run's files (see the module doc); ``summary.json`` last."""
+    import pandas as pd
+
+    from ptexec.jobrun import curve_rows
+    from ptsim.outcome import save_result, write_csv, write_json
+
     run_dir.mkdir(parents=True, exist_ok=True)
     for jid, r in sorted(out.runs.items()):
         rows = curve_rows(r)
@@ -285,13 +424,18 @@ def save_exec_result(
             "faults": [{"time_s": t, "worker": g, "job": j} for t, g, j in out.faults],
             "loads": len(out.loads),
             "mean_cold_load_s": _mean([x.load_s for x in out.loads if x.cold]),
+            "decision_latency_ms": _latency_ms(out.decide_s),
+            "startup_s": out.startup_s,
         }
     )
     if out.bank is not None:
+        ran = [x for x in out.bank.lookups if x.worker is not None]
         info["bank"] = {
             "store": str(out.bank.store.root),
             "entries_at_end": len(out.bank),
-            "scorer_model_load_s": out.bank.model_loads,
+            "transfer": out.bank.config.transfer,
+            "lookups_run": len(ran),
+            "lookup_s_total": sum(x.lookup_s for x in ran),
             "skipped_entries": out.bank.skipped[:20],
         }
     write_json(info, run_dir / "executor.json")
@@ -305,12 +449,32 @@ _LOOKUP_COLUMNS = (
     "task",
     "layout",
     "entries",
+    "planned_assessments",
+    "planned_s",
     "assessments",
     "chosen",
     "best_score",
     "default_score",
     "lookup_s",
+    "worker_s",
+    "transfer",
+    "worker",
+    "start_s",
 )
+
+
+def _latency_ms(xs: Sequence[float]) -> dict[str, float | int | None]:
+    """Count, mean, 99th percentile and maximum of the policy's decisions, in ms."""
+    if not xs:
+        return {"decisions": 0, "mean": None, "p99": None, "max": None}
+    v = sorted(xs)
+    p99 = v[min(len(v) - 1, math.ceil(0.99 * len(v)) - 1)]
+    return {
+        "decisions": len(v),
+        "mean": 1e3 * sum(v) / len(v),
+        "p99": 1e3 * p99,
+        "max": 1e3 * v[-1],
+    }
 
 
 def _mean(xs: Sequence[float]) -> float | None:

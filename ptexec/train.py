@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import math
 import os
 import time
@@ -36,7 +37,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,73 +46,10 @@ import torch.nn.functional as F
 
 from ptexec.models import LoadedModel, _seeded, job_view
 from ptexec.tasks import TextTask
+from ptexec.tuning import TuningConfig
 
-InitMode = Literal["text", "sample_vocab", "random"]
 STATE_FORMAT = 1
 PROMPT_KEY = "prompt_encoder.default.embedding.weight"
-
-
-@dataclass(frozen=True)
-class TuningConfig:
-    """How one job is tuned.
-
-    - ``num_virtual_tokens``: soft prompt length.
-    - ``init``: initial prompt when no stored prompt is given: ``text`` (``init_text``, or the
-      task's description), ``sample_vocab``, or ``random``.
-    - ``lr``, ``optimizer`` (``adam``, ``adamw``, ``sgd``), ``weight_decay``.
-    - ``batch_size``: the global batch of one step, whatever the number of workers.
-    - ``max_steps``: step budget; ``target_accuracy`` / ``target_loss``: the job is done when
-      an evaluation on the held-out split reaches either (``None`` = not a target).
-    - ``eval_every``: evaluate every this many steps (and at step 0) in :meth:`TuningJob.run`;
-      ``eval_examples``: held-out examples per evaluation (``None`` = all).
-    - ``max_length``: tokens per example (the text is cut to fit the template).
-    - ``template``: input template with ``{text}``; ``None`` = the model's default.
-    - ``checkpoint_every``: checkpoint every this many steps (``None`` = never).
-    - ``seed``: seeds the initial prompt, the head and the batch order.
-    """
-
-    num_virtual_tokens: int = 8
-    init: InitMode = "text"
-    init_text: str | None = None
-    lr: float = 0.01
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    weight_decay: float = 0.0
-    batch_size: int = 32
-    max_steps: int = 1000
-    target_accuracy: float | None = 0.9
-    target_loss: float | None = None
-    eval_every: int = 10
-    eval_examples: int | None = 512
-    eval_batch_size: int = 64
-    max_length: int = 128
-    template: str | None = None
-    checkpoint_every: int | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.num_virtual_tokens < 1:
-            raise ValueError("num_virtual_tokens must be >= 1")
-        if self.init not in ("text", "sample_vocab", "random"):
-            raise ValueError(f"init {self.init!r}: expected text, sample_vocab or random")
-        if self.optimizer not in ("adam", "adamw", "sgd"):
-            raise ValueError(f"optimizer {self.optimizer!r}: expected adam, adamw or sgd")
-        if self.lr <= 0 or self.batch_size < 1 or self.max_steps < 0 or self.eval_every < 1:
-            raise ValueError("need lr > 0, batch_size >= 1, max_steps >= 0, eval_every >= 1")
-        if self.max_length < 2 or self.eval_batch_size < 1:
-            raise ValueError("need max_length >= 2 and eval_batch_size >= 1")
-        if self.template is not None and "{text}" not in self.template:
-            raise ValueError("template must contain {text}")
-        if self.checkpoint_every is not None and self.checkpoint_every < 1:
-            raise ValueError("checkpoint_every must be >= 1 when given")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def target_met(self, accuracy: float, loss: float) -> bool:
-        """Whether a held-out accuracy and loss meet this job's target."""
-        return (self.target_accuracy is not None and accuracy >= self.target_accuracy) or (
-            self.target_loss is not None and loss <= self.target_loss
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -533,11 +471,18 @@ class TuningJob:
 
     def evaluate(self, split: str = "heldout", max_examples: int | None = -1) -> EvalResult:
         """Accuracy and mean loss on a split (its first ``max_examples`` examples; default:
-        the config's ``eval_examples``; ``None`` = all). A held-out evaluation is recorded in
-        the history and marks the target reached when it meets it."""
+        the config's ``eval_examples``, screened first by ``eval_screen`` examples, see
+        :class:`TuningConfig`; ``None`` = all). A held-out evaluation is recorded in the
+        history and marks the target reached when it meets it (a screen never does)."""
         size = len(self.data.train) if split == "train" else len(self.data.heldout)
         cap = self.config.eval_examples if max_examples == -1 else max_examples
         n = size if cap is None else min(cap, size)
+        screen = self.config.eval_screen
+        if split != "train" and max_examples == -1 and screen is not None and screen < n:
+            res = self.evaluate_indices(split, range(screen))
+            if not self.config.near_target(res.accuracy, res.loss):
+                self.history.evals.append(res)
+                return res
         res = self.evaluate_indices(split, range(n))
         if split != "train":
             self.history.evals.append(res)
@@ -686,9 +631,20 @@ class TuningJob:
         return path
 
     def save_prompt(self, directory: str | Path) -> Path:
-        """Save the adapter (prompt, and head for ``seq_cls``) as a PEFT adapter directory."""
+        """Save the adapter (prompt, and head for ``seq_cls``) as a PEFT adapter directory:
+        ``adapter_config.json`` (``modules_to_save`` listed once each) and
+        ``adapter_model.safetensors``; peft's empty auto-generated model card is not kept."""
         d = Path(directory)
+        had_card = (d / "README.md").exists()
         self.peft.save_pretrained(str(d))
+        if not had_card:
+            (d / "README.md").unlink(missing_ok=True)
+        cfg_file = d / "adapter_config.json"
+        cfg = json.loads(cfg_file.read_text())
+        mods = cfg.get("modules_to_save")
+        if isinstance(mods, list) and len(set(mods)) != len(mods):
+            cfg["modules_to_save"] = list(dict.fromkeys(mods))
+            cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True))
         return d
 
 

@@ -20,6 +20,8 @@ can send to several workers and then collect):
 ``detach``      the job state, and drop the replica (the model stays warm)
 ``checkpoint``  write the job state into a directory
 ``store``       add the replica's prompt to a :class:`~ptexec.bank_store.PromptStore`
+``assess``      Prompt Bank score assessments of stored prompts (and the default prompt) for a
+                job about to start (:class:`AssessRequest`); loads the model when needed
 ``release``     drop job and model (the device is given back)
 ``info``        what the worker holds
 ==============  =============================================================================
@@ -113,6 +115,39 @@ def _as_array(x: Any) -> npt.NDArray[np.float32]:
 
 
 @dataclass(frozen=True)
+class AssessRequest:
+    """One round of a Prompt Bank lookup, run on a worker: score the stored prompts
+    ``entry_ids`` of the store at ``store`` (and, with ``default``, the job's default initial
+    prompt first) for the job ``job_id`` about to start on ``model`` / ``kind`` with ``task``
+    and ``config``. Scorer settings as in :class:`~ptexec.bank_store.RealScorer`."""
+
+    job_id: str
+    model: str
+    kind: ModelKind | None
+    task: TextTask
+    config: TuningConfig
+    store: str
+    entry_ids: tuple[str, ...]
+    default: bool = False
+    batches: int = 2
+    batch_size: int = 32
+    metric: str = "neg_loss"
+    transfer_head: bool = False
+
+
+@dataclass(frozen=True)
+class AssessReply:
+    """Scores of one :class:`AssessRequest` (in ``entry_ids`` order; ``default_score`` when
+    asked), the seconds the worker spent scoring, and the model load it needed first."""
+
+    wid: int
+    scores: tuple[float, ...]
+    default_score: float | None
+    assess_s: float
+    load: LoadReport | None
+
+
+@dataclass(frozen=True)
 class LoadReport:
     """Outcome of ``load``: the model key now held, whether it was a cold start, and how long
     the load took (0 when warm)."""
@@ -179,6 +214,7 @@ class _WorkerRuntime:
         self.loaded: Any = None  # LoadedModel
         self.job: Any = None  # TuningJob
         self.encoded: OrderedDict[tuple[str, str, str, int], Any] = OrderedDict()
+        self.assessor: tuple[tuple[str, str, str], Any] | None = None  # (job, model, store)
 
     def handlers(self) -> dict[str, Callable[..., Any]]:
         return {
@@ -192,6 +228,7 @@ class _WorkerRuntime:
             "detach": self.detach,
             "checkpoint": self.checkpoint,
             "store": self.store,
+            "assess": self.assess,
             "release": self.release,
             "info": self.info,
         }
@@ -218,26 +255,20 @@ class _WorkerRuntime:
 
     def _unload(self) -> None:
         self.loaded = None
+        self.assessor = None
         self.encoded.clear()
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
 
     def attach(self, setup: JobSetup, state: bytes | None = None) -> AttachReport:
-        from ptexec.train import TuningJob, encode_key, encode_task
+        from ptexec.train import TuningJob
 
         if self.job is not None:
             raise RuntimeError(f"worker {self.wid}: job {self.job.job_id} already attached")
+        self.assessor = None  # the lookup before a job's start is over
         report = self.load(setup.model, setup.kind)
         t0 = time.perf_counter()
-        key = encode_key(self.loaded, setup.task, setup.config)
-        enc = self.encoded.get(key)
-        if enc is None:
-            enc = encode_task(self.loaded, setup.task, setup.config)
-            self.encoded[key] = enc
-            while len(self.encoded) > TASK_CACHE:
-                self.encoded.popitem(last=False)
-        else:
-            self.encoded.move_to_end(key)
+        enc = self._encoded(setup.task, setup.config)
         job = TuningJob(
             self.loaded,
             setup.task,
@@ -257,6 +288,52 @@ class _WorkerRuntime:
             self.wid,
             setup.job_id,
             job.step,
+            time.perf_counter() - t0,
+            report if report.cold else None,
+        )
+
+    def _encoded(self, task: TextTask, config: TuningConfig) -> Any:
+        """The loaded model's tokenisation of ``task`` (cached, :data:`TASK_CACHE` kept)."""
+        from ptexec.train import encode_key, encode_task
+
+        key = encode_key(self.loaded, task, config)
+        enc = self.encoded.get(key)
+        if enc is None:
+            enc = encode_task(self.loaded, task, config)
+            self.encoded[key] = enc
+            while len(self.encoded) > TASK_CACHE:
+                self.encoded.popitem(last=False)
+        else:
+            self.encoded.move_to_end(key)
+        return enc
+
+    def assess(self, req: AssessRequest) -> AssessReply:
+        """Score assessments for a job about to start (see :class:`AssessRequest`)."""
+        from ptexec.bank_store import PromptStore, RealScorer
+
+        report = self.load(req.model, req.kind)
+        t0 = time.perf_counter()
+        key = (req.job_id, self.loaded.key, req.store)
+        if self.assessor is None or self.assessor[0] != key:
+            scorer = RealScorer(
+                PromptStore(req.store),
+                self.loaded,
+                {req.task.name: req.task},
+                config=req.config,
+                batches=req.batches,
+                batch_size=req.batch_size,
+                metric=req.metric,
+                transfer_head=req.transfer_head,
+                encode=self._encoded,
+            )
+            self.assessor = (key, scorer)
+        scorer = self.assessor[1]
+        default = scorer.default_score(req.task.name) if req.default else None
+        scores = [scorer.score(_EntryRef(e), req.task.name) for e in req.entry_ids]
+        return AssessReply(
+            self.wid,
+            tuple(float(x) for x in scores),
+            default,
             time.perf_counter() - t0,
             report if report.cold else None,
         )
@@ -296,10 +373,10 @@ class _WorkerRuntime:
     def checkpoint(self, directory: str) -> str:
         return str(self._need_job().save_checkpoint(directory))
 
-    def store(self, root: str, entry_id: str | None = None) -> Any:
+    def store(self, root: str, entry_id: str | None = None, source_task: str | None = None) -> Any:
         from ptexec.bank_store import PromptStore
 
-        return PromptStore(root).add(self._need_job(), entry_id=entry_id)
+        return PromptStore(root).add(self._need_job(), entry_id=entry_id, source_task=source_task)
 
     def release(self) -> None:
         self.job = None
@@ -329,6 +406,11 @@ def _sigint_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+@dataclass(frozen=True)
+class _EntryRef:
+    entry_id: str
 
 
 def _worker_main(conn: Connection, wid: int, device: str, threads: int) -> None:
@@ -518,9 +600,14 @@ class Worker:
         path: str = self.call("checkpoint", str(directory))
         return path
 
-    def store(self, root: str, entry_id: str | None = None) -> Any:
+    def store(self, root: str, entry_id: str | None = None, source_task: str | None = None) -> Any:
         """Add the replica's prompt to the store at ``root``; returns its ``StoredPrompt``."""
-        return self.call("store", str(root), entry_id)
+        return self.call("store", str(root), entry_id, source_task)
+
+    def assess(self, req: AssessRequest) -> AssessReply:
+        """Score assessments for a job about to start (see :class:`AssessRequest`)."""
+        reply: AssessReply = self.call("assess", req)
+        return reply
 
     def release(self) -> None:
         self.call("release")

@@ -108,6 +108,9 @@ def test_seq_cls_prompt_with_head_loads_in_plain_peft(tmp_path: Path) -> None:
     job.run()
     rec = PromptStore(tmp_path).add(job, entry_id="s")
     assert rec.kind == "seq_cls" and rec.meta["num_labels"] == 3
+    assert not (rec.path / "README.md").exists()  # no empty auto-generated model card
+    mods = json.loads((rec.path / "adapter_config.json").read_text())["modules_to_save"]
+    assert len(mods) == len(set(mods))  # each name once
     base = build_tiny_gpt2("seq_cls")
     base.score = torch.nn.Linear(base.config.n_embd, 3, bias=False)
     plain = PeftModel.from_pretrained(base, str(rec.path))
@@ -161,3 +164,52 @@ def test_store_entries_of_another_format_fail_in_one_line(tmp_path: Path) -> Non
         st.list_entries()
     with pytest.raises(StoreError, match=r"no entry 'missing'"):
         st.get("missing")
+
+
+def test_only_the_prompt_is_transferred_unless_transfer_head(tmp_path: Path) -> None:
+    """The scorer (like the job) starts from the job's own fresh head; the stored head is used
+    only with ``transfer_head``. A stored prompt equal to the default one scores exactly the
+    default's score when the head is not transferred."""
+    model = load_model("tiny-gpt2", kind="seq_cls")
+    fam = TaskFamily(seed=2)
+    data = fam.task("H").generate(128, 32, seed=0)
+    cfg = TuningConfig(max_steps=5, target_accuracy=None, eval_every=5, lr=0.1)
+    st = PromptStore(tmp_path)
+    untrained = TuningJob(model, data, cfg, job_id="u")
+    trained = TuningJob(model, data, cfg, job_id="t")
+    for _ in range(5):
+        trained.train_step()
+    st.add(trained, entry_id="t")  # a tuned prompt and head
+    st.add(untrained, entry_id="u")  # the default prompt and the fresh head
+    tasks = {"H": data}
+    prompt_only = RealScorer(st, model, tasks, config=cfg)
+    with_head = RealScorer(st, model, tasks, config=cfg, transfer_head=True)
+    entry_u = st.get("u").to_bank_entry()
+    entry_t = st.get("t").to_bank_entry()
+    assert prompt_only.score(entry_u, "H") == prompt_only.default_score("H")
+    assert prompt_only.score(entry_t, "H") != with_head.score(entry_t, "H")
+
+
+def test_short_stable_entry_ids() -> None:
+    from ptexec.bank_store import short_id, task_short_name
+
+    assert task_short_name("synthetic:A2~A@0.75") == "A2"
+    assert task_short_name("/home/me/data/tweets.csv") == "tweets"
+    assert task_short_name("bbc-news") == "bbc-news"
+    assert short_id("tweets-j1") == "tweets-j1"
+    long = short_id("x" * 100)
+    assert len(long) == 64 and long == short_id("x" * 100)
+    assert "/" not in short_id("/abs/path-j1")
+
+
+def test_expected_assessments_per_layout() -> None:
+    from ptexec.prompt_bank import expected_assessments
+    from ptsim.core.bank import BankConfig
+
+    cfg = BankConfig()
+    assert expected_assessments(0, cfg) == 0
+    assert expected_assessments(9, cfg, "none") == 0
+    assert expected_assessments(9, cfg, "flat") == 9
+    assert expected_assessments(9, cfg, "random") == 1
+    assert expected_assessments(9, cfg, "two_layer") == 3 + 2  # K = 3 medoids, 2 members
+    assert expected_assessments(400, BankConfig(max_assessments=24), "two_layer") == 24

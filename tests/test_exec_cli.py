@@ -75,6 +75,7 @@ def test_run_with_a_job_file_end_to_end(
     jobs.write_text("\n".join(json.dumps(j) for j in JOBS) + "\n")
     out = tmp_path / "run"
     args = ["run", "--jobs", str(jobs), "--out", str(out), "--profile", str(profile_dir)]
+    args += ["--workers", "2"]  # the default would be one per 2 cores
     assert main([*args, "--quiet", "scheduler=edf", "tuning.lr=0.01"]) == 0
     printed = capsys.readouterr().out
     assert "edf: 2 jobs" in printed and str(out) in printed
@@ -88,6 +89,9 @@ def test_run_with_a_job_file_end_to_end(
     assert summary["policy"] == "edf" and summary["jobs"] == 2 and summary["gpus"] == 2
     for name in ("config.yaml", "jobs.jsonl", "timeseries.csv", "executor.json"):
         assert (out / name).is_file()
+    facts = json.loads((out / "executor.json").read_text())
+    assert facts["threads_per_worker"] == 1 and facts["workers"] == 2
+    assert facts["decision_latency_ms"]["decisions"] > 0
     assert (out / "prompts" / "x1" / "adapter_config.json").is_file()
     assert [j.job_id for j in load_jobs(out / "jobs.jsonl")] == ["x1", "x2"]  # reads back
     assert (out / "curves" / "x2.csv").is_file()
@@ -220,3 +224,39 @@ def test_a_job_that_misses_its_target_misses_its_slo() -> None:
         }
     )
     assert list(slo_met(table)) == [True, False, False, False]
+
+
+def test_cpu_layout_and_a_missing_job_file_before_any_import(tmp_path: Path) -> None:
+    from ptexec.run import cpu_layout
+
+    assert cpu_layout(1) == (1, 1) and cpu_layout(2) == (1, 1) and cpu_layout(16) == (8, 1)
+    code = (
+        "import sys; from ptexec.cli import main; rc = main(['run', '--jobs', 'nope.jsonl']); "
+        "print(rc, sorted(m for m in ('torch', 'pandas', 'hydra') if m in sys.modules))"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    assert out.stdout.strip() == "2 []"
+    assert "--jobs nope.jsonl: no such file" in out.stderr
+
+
+def test_after_column_reads_and_round_trips(tmp_path: Path) -> None:
+    from ptexec.jobs import JobFileError, write_jobs
+
+    rows = [
+        {**JOBS[0], "job_id": "p"},
+        {**JOBS[0], "job_id": "q", "after": ["p"], "arrival_s": 0},
+    ]
+    f = tmp_path / "j.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    jobs = load_jobs(f)
+    assert [j.after for j in jobs] == [(), ("p",)]
+    assert [j.after for j in load_jobs(write_jobs(jobs, tmp_path / "back.jsonl"))] == [(), ("p",)]
+    rows[1]["after"] = ["zz"]
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(JobFileError, match="line 2, column after: 'zz' is not a job"):
+        load_jobs(f)

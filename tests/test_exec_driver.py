@@ -4,6 +4,7 @@ from a dead worker. CPU, tiny model, one thread per worker."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,6 +35,7 @@ from ptexec.run import (  # noqa: E402
 from ptexec.train import TuningConfig, TuningJob  # noqa: E402
 from ptexec.validate import simulate_like  # noqa: E402
 from ptexec.workers import WorkerPool  # noqa: E402
+from ptsim.core.bank import BankConfig  # noqa: E402
 from ptsim.core.policy import PolicyContext  # noqa: E402
 from ptsim.core.profiles import ProfileSet  # noqa: E402
 from ptsim.core.state import SERIES_COLUMNS  # noqa: E402
@@ -226,13 +229,22 @@ def test_similar_job_starts_from_the_bank(
     assert t.loc["base", "bank_entry"] == "A-base"
     assert t.loc["base", "bank_assessments"] == 0  # the bank was empty
     near = t.loc["near"]
-    assert near.init_source == "A-base" and near.init_source_task == "A"
+    assert near.init_source == "A-base" and near.init_source_task == "synthetic:A"
+    assert near.bank_transfer == "prompt"  # the prompt only, not the head
     assert near.bank_layout == "two_layer"
-    assert near.bank_assessments >= 2  # the stored prompt and the default prompt
+    assert near.bank_assessments == 2  # the stored prompt and the default prompt
     assert near.bank_lookup_s > 0
-    assert (tmp_path / "bank" / "A-base" / "adapter_model.safetensors").is_file()
-    lookups = (tmp_path / "run" / "bank_lookups.csv").read_text()
-    assert "A-base" in lookups
+    entry = tmp_path / "bank" / "A-base"
+    assert (entry / "adapter_model.safetensors").is_file()
+    assert not (entry / "README.md").exists()  # no empty model card
+    assert not (tmp_path / "run" / "prompts" / "near" / "README.md").exists()
+    meta = json.loads((entry / "ptexec.json").read_text())
+    assert meta["source_task"] == "synthetic:A" and meta["entry_id"] == "A-base"
+    lookups = pd.read_csv(tmp_path / "run" / "bank_lookups.csv").set_index("job_id")
+    assert lookups.loc["near", "chosen"] == "A-base"
+    assert lookups.loc["near", "worker"] == 0  # run on the job's own first worker
+    assert lookups.loc["near", "planned_assessments"] == 2
+    assert lookups.loc["near", "worker_s"] > 0
     assert len(outcome.bank or []) == 2  # the bank grew online
 
 
@@ -349,3 +361,111 @@ def test_ten_injected_faults_every_job_completes(
     for jid in t.index:  # every step kept once in the curve
         assert [c[0] for c in outcome.runs[jid].curve] == list(range(1, 301))
     outcome.state.check_invariants()
+
+
+def test_unrelated_prompts_never_cost_steps(
+    pool: WorkerPool, profiles: ProfileSet, tmp_path: Path
+) -> None:
+    """A bank holding only prompts of unrelated tasks: the score assessment compares each with
+    the job's default prompt, so no job takes more steps than without the bank (beyond one
+    evaluation interval of noise)."""
+    store = tmp_path / "bank"
+    unrelated = [job("x", 0.0, "synthetic:X"), job("y", 0.0, "synthetic:Y")]
+    run_jobs(
+        unrelated,
+        _SerialWithBank,
+        tmp_path / "fill",
+        pool=pool,
+        profiles=profiles,
+        bank=ExecBankConfig(store=store),
+    )
+    assert len(list(store.iterdir())) == 2
+    targets = [job("a", 0.0, "synthetic:A"), job("b", 0.0, "synthetic:B")]
+    with_bank, _ = run_jobs(
+        targets,
+        _SerialWithBank,
+        tmp_path / "with",
+        pool=pool,
+        profiles=profiles,
+        bank=ExecBankConfig(store=store, index=BankConfig(layout="flat")),
+    )
+    without, _ = run_jobs(targets, "fifo", tmp_path / "without", pool=pool, profiles=profiles)
+    w = with_bank.jobs.set_index("job_id")
+    wo = without.jobs.set_index("job_id")
+    # a: x's and y's prompts and the default prompt; b also a's (unrelated too), added online
+    assert w.loc["a", "bank_assessments"] == 3 and w.loc["b", "bank_assessments"] == 4
+    for jid in ("a", "b"):
+        assert w.loc[jid, "steps"] <= wo.loc[jid, "steps"] + CFG.eval_every
+        if pd.isna(w.loc[jid, "init_source"]):  # the default prompt won: the very same run
+            assert w.loc[jid, "steps"] == wo.loc[jid, "steps"]
+
+
+class _EachOnItsOwn:
+    """A test policy: every queued job gets the lowest free worker; jobs named ``look*`` get
+    their initial prompt from the bank."""
+
+    name = "each-on-its-own"
+
+    def __init__(self, ctx: PolicyContext) -> None:
+        self.bank = ctx.bank
+
+    def decide(self, snap: Snapshot) -> Decision:
+        used = {g for j in snap.jobs for g in j.gpus}
+        free = [g for g in range(snap.num_gpus) if g not in used]
+        alloc: dict[str, tuple[int, ...]] = {}
+        init = {}
+        for j in snap.queued:
+            if not free:
+                break
+            alloc[j.job_id] = (free.pop(0),)
+            if j.job_id.startswith("look") and j.init is None:
+                assert self.bank is not None
+                init[j.job_id] = self.bank.choose(j.spec)
+        return Decision(allocations=alloc, init=init)
+
+
+def test_a_lookup_runs_on_the_jobs_worker_while_other_jobs_train(
+    pool: WorkerPool, profiles: ProfileSet, tmp_path: Path
+) -> None:
+    """The lookup runs on the job's own first worker, inside its start: another job keeps
+    taking steps meanwhile, and no policy decision waits for an assessment."""
+    store = tmp_path / "bank"
+    fill = [job("x", 0.0, "synthetic:X"), job("y", 0.0, "synthetic:Y")]
+    run_jobs(
+        fill,
+        _SerialWithBank,
+        tmp_path / "fill",
+        pool=pool,
+        profiles=profiles,
+        bank=ExecBankConfig(store=store),
+    )
+    long_cfg = replace(CFG, max_steps=400, target_accuracy=None, target_loss=0.0)
+    jobs = [job("other", 0.0, "synthetic:O", long_cfg), job("look", 0.3, "synthetic:A")]
+    steps: list[tuple[str, float]] = []
+
+    def on_step(jid: str, step: int, ex: Executor) -> None:
+        steps.append((jid, ex.now()))
+
+    # a slow lookup: 3 assessments of 8 x 64 examples each, flat layout
+    bank = ExecBankConfig(store=store, index=BankConfig(layout="flat"), batches=8, batch_size=64)
+    res, out = run_jobs(
+        jobs,
+        _EachOnItsOwn,
+        tmp_path / "run",
+        pool=pool,
+        profiles=profiles,
+        bank=bank,
+        on_step=on_step,
+    )
+    assert out.bank is not None
+    (rec,) = [x for x in out.bank.lookups if x.job_id == "look"]
+    t = res.jobs.set_index("job_id")
+    assert rec.assessments == 3 and rec.worker == 1  # worker 0 was busy with "other"
+    assert rec.start_s is not None
+    during = [
+        s for jid, s in steps if jid == "other" and rec.start_s < s < rec.start_s + rec.lookup_s
+    ]
+    assert during, "the other job took no step while the lookup ran"
+    assert max(out.decide_s) < rec.lookup_s  # no decision waited for the lookup
+    assert t.loc["look", "bank_lookup_s"] == pytest.approx(rec.lookup_s)
+    assert t.loc["look", "exec_pause_s"] >= rec.lookup_s  # charged inside its start

@@ -211,6 +211,7 @@ def kmedoids_cluster(
     from scipy.spatial.distance import pdist, squareform
 
     diss = squareform(pdist(points))
+
     res = kmedoids.fasterpam(
         diss,
         k,
@@ -314,6 +315,29 @@ class PromptBankIndex:
         """Additions after which a clustering built on ``built_n`` entries is rebuilt."""
         cfg = self.config
         return max(cfg.rebuild_every, math.floor(cfg.rebuild_growth * built_n))
+
+    def copy(self) -> PromptBankIndex:
+        """An independent copy of the index as it is now, clustering included (entries are
+        immutable and shared): a lookup planned now can run later on the bank as it was."""
+        other = PromptBankIndex(self.config)
+        other._ids = set(self._ids)
+        for name, mb in self._models.items():
+            c = _ModelBank(mb.dim)
+            c.entries = list(mb.entries)
+            c.ids = list(mb.ids)
+            c._feats = mb._feats.copy()
+            cl = mb.clusters
+            if cl is not None:
+                c.clusters = _Clusters(
+                    cl.medoids.copy(),
+                    cl.medoid_feats.copy(),
+                    [list(m) for m in cl.members],
+                    [list(g) for g in cl.groups],
+                    cl.built_n,
+                )
+            c.stale = mb.stale
+            other._models[name] = c
+        return other
 
     def extend(self, entries: Iterable[BankEntry]) -> None:
         for e in entries:

@@ -359,6 +359,17 @@ class ClusterState:
         rec.pause_until = end
         return Reconfigure(rec.spec.job_id, ready, rec.epoch, end - now, first)
 
+    def init_realised(self, job_id: str, init: InitChoice) -> None:
+        """The driver ran the job's planned bank lookup (the executor runs it on the job's
+        first GPU during its first start's pause): record what it chose and really cost.
+        The charged pause and the iteration count stay as planned; the tables report the
+        realised choice."""
+        rec = self.jobs[job_id]
+        if rec.init is None:
+            raise ValueError(f"init for {job_id}: no planned initial prompt to realise")
+        rec.init = init
+        self._touch(rec)
+
     def job_resumed(self, job_id: str, epoch: int, now: float) -> float | None:
         """The pause of reconfiguration ``epoch`` is over: the job trains. Returns the seconds
         until it reaches its target at the new rate, or None if the epoch is stale."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 
 class CellError(ValueError):
@@ -23,6 +23,11 @@ def is_empty(value: Any) -> bool:
         return True
     if isinstance(value, str):
         return not value.strip()
+    if isinstance(value, float | np.floating):
+        return bool(np.isnan(value))
+    pd = sys.modules.get("pandas")  # pandas' NA values exist only once pandas is imported
+    if pd is None:
+        return False
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):

@@ -16,8 +16,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import pandas as pd
-
 from ptsim.core.types import JobSpec
 from ptsim.trace.cells import INT_LIMIT, PARSERS, CellError
 from ptsim.trace.schema import COLUMN_NAMES, COLUMNS, SLO_COLUMN, job_to_row
@@ -64,6 +62,8 @@ def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
         raise TraceError(path, "no such file")
     if ext == ".parquet":
         try:
+            import pandas as pd
+
             df = pd.read_parquet(path)
         except Exception as e:  # pyarrow raises several types for a bad file
             raise TraceError(path, f"cannot read as Parquet: {e}") from None
@@ -295,6 +295,8 @@ def write_trace(jobs: Iterable[JobSpec], path: str | os.PathLike[str]) -> Path:
                 raise TraceError(p, f"{value} is out of range (below 2^63)", row=i, column=c.name)
             if c.kind == "float" and not math.isfinite(value):
                 raise TraceError(p, f"{value!r} is not a finite number", row=i, column=c.name)
+    import pandas as pd
+
     df = pd.DataFrame([job_to_row(j) for j in ordered], columns=list(COLUMN_NAMES))
     df = df.astype({c.name: _DTYPE[c.kind] for c in COLUMNS})
     p.parent.mkdir(parents=True, exist_ok=True)
