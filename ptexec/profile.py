@@ -12,6 +12,9 @@ For each model it measures, on the worker pool:
 - **mechanics**: a new job's first start on a warm worker (the hand-over ptsim charges: the job
   is built and its task tokenised), a warm worker taking a job from a state (resume) and a
   running job growing from 1 to 2 warm workers and shrinking back (reconfiguration);
+- with ``busy`` (``--busy``), every step and evaluation is timed while the workers not being
+  measured train a job of their own: on CPU slots, which share the machine's cores, that is
+  the speed a run with every worker busy sees (on GPUs it should change nothing);
 - **per-step overheads that are not training**: one held-out evaluation and one checkpoint
   write on rank 0 (``heldout_eval_s``, ``checkpoint_s`` in ``models.csv``; ptsim charges them
   every ``Mechanics.eval_every`` / ``checkpoint_every`` steps);
@@ -74,6 +77,7 @@ class ProfileSettings:
     resizes: int = 3
     assessments: int = 5
     starts: int = 3
+    busy: bool = False
     evals: int = 5
     checkpoints: int = 3
     bank_batches: int = 2
@@ -194,13 +198,17 @@ def measure_model(
             say(f"{mid}: steps at batch {b} on {g} worker(s)")
             setup = JobSetup(f"profile-{b}-{g}", model, task, replace(base_cfg, batch_size=b), kind)
             pool.attach(wids[:g], setup)
+            busy = _Busy(pool, wids[g:] if st.busy else [], model, task, base_cfg, b, kind)
             for _ in range(st.warmup):
                 pool.train_step(wids[:g])
+                busy.poke()
             samples = []
             for _ in range(st.steps):
                 t0 = time.perf_counter()
                 pool.train_step(wids[:g])
                 samples.append(time.perf_counter() - t0)
+                busy.poke()
+            busy.stop()
             meas.step_s[(b, g)] = samples
             for w in wids[:g]:
                 pool[w].detach()
@@ -221,11 +229,14 @@ def measure_model(
     t0 = time.perf_counter()
     pool.attach([0], setup, state)
     meas.handover_s.append(time.perf_counter() - t0)
+    busy = _Busy(pool, wids[1:] if st.busy else [], model, task, base_cfg, st.batches[-1], kind)
     pool[0].evaluate()  # warm-up
     for _ in range(st.evals):
         t0 = time.perf_counter()
         pool[0].evaluate()
         meas.heldout_eval_s.append(time.perf_counter() - t0)
+        busy.poke()
+    busy.stop()
     with tempfile.TemporaryDirectory(prefix="ptexec-profile-ckpt-") as ckdir:
         for _ in range(st.checkpoints):
             t0 = time.perf_counter()
@@ -252,6 +263,48 @@ def measure_model(
     meas.hidden = local.hidden_size
     _measure_bank(meas, local, st, cat)
     return meas
+
+
+class _Busy:
+    """Keeps workers ``wids`` training a job of their own (a few steps queued on each), so
+    that a measurement on the other workers sees busy neighbours, as in a run where every
+    worker trains (CPU slots share the machine's cores and memory bandwidth)."""
+
+    DEPTH = 8  # steps queued on each busy worker (more than one measurement lasts)
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        wids: Sequence[int],
+        model: str,
+        task: Any,
+        cfg: TuningConfig,
+        batch: int,
+        kind: ModelKind | None,
+    ) -> None:
+        self.pool = pool
+        self.pending: dict[int, list[Any]] = {}
+        for w in wids:
+            setup = JobSetup(f"profile-busy-{w}", model, task, replace(cfg, batch_size=batch), kind)
+            pool[w].attach(setup)
+            self.pending[w] = [pool[w].request("step") for _ in range(self.DEPTH)]
+
+    def poke(self) -> None:
+        """Top every busy worker up to ``DEPTH`` queued steps."""
+        for w, queued in self.pending.items():
+            done = [p for p in queued if p.ready()]
+            for p in done:
+                p.result()
+                queued.remove(p)
+            queued.extend(self.pool[w].request("step") for _ in range(self.DEPTH - len(queued)))
+
+    def stop(self) -> None:
+        """Let the queued steps finish and detach the busy jobs."""
+        for w, queued in self.pending.items():
+            for p in queued:
+                p.result()
+            self.pool[w].detach()
+        self.pending = {}
 
 
 def _measure_bank(
@@ -443,16 +496,16 @@ def write_profile(
         mech[name] = {
             # what the state charges at a job's first start: a new job attached to a warm
             # worker (tokenising its task); a job resumed from its state is `resume_s`
-            "handover_s": round(_median(m.start_s or m.handover_s), 6),
-            "resume_s": round(_median(m.handover_s), 6),
+            "handover_s": _round_or_none(m.start_s or m.handover_s),
+            "resume_s": _round_or_none(m.handover_s),
             "reconfig_s": round(_median(m.reconfig_s), 6) if m.reconfig_s else None,
             "worker_boot_s": round(_median(m.boot_s), 6) if m.boot_s else None,
         }
     write_models(d / "models.csv", entries)
-    handovers = [v["handover_s"] for v in mech.values()]
+    handovers = [v["handover_s"] for v in mech.values() if v["handover_s"] is not None]
     reconfigs = [v["reconfig_s"] for v in mech.values() if v["reconfig_s"] is not None]
     mechanics = {
-        "handover_s": max(handovers),
+        "handover_s": max(handovers) if handovers else None,
         "reconfig_s": max(reconfigs) if reconfigs else None,
         "reconfig_per_level_s": 0.0,
         "per_model": mech,
@@ -675,6 +728,24 @@ def read_mechanics(directory: str | Path) -> dict[str, float]:
     }
 
 
+def overhead_mechanics(jobs: Sequence[Any], checkpoint_every: int | None) -> dict[str, int]:
+    """The cadences of a run's evaluations and checkpoints as ``Mechanics`` settings
+    (``eval_every``, ``checkpoint_every``), so that the policies and ptsim charge a job's
+    held-out evaluations and checkpoint writes (``heldout_eval_s``, ``checkpoint_s`` of the
+    profile). ``jobs`` are ``ExecJob``; where they differ, the most common cadence (the
+    smallest among ties) stands for all."""
+
+    def common(values: Sequence[int]) -> int:
+        counts: dict[int, int] = {}
+        for v in values:
+            counts[v] = counts.get(v, 0) + 1
+        return min(counts, key=lambda v: (-counts[v], v)) if counts else 0
+
+    evals = [int(j.tuning.eval_every) for j in jobs]
+    ckpts = [int(j.tuning.checkpoint_every or checkpoint_every or 0) for j in jobs]
+    return {"eval_every": common(evals), "checkpoint_every": common(ckpts)}
+
+
 def load_exec_profiles(
     directory: str | Path, mechanics: Mapping[str, Any] | None = None
 ) -> ProfileSet:
@@ -695,8 +766,13 @@ def profile_models(
     names: Mapping[str, str] | None = None,
     tasks: TaskCatalog | None = None,
     progress: Callable[[str], Any] | None = None,
+    command: str | None = None,
 ) -> Path:
-    """Measure every (model, kind) on ``pool`` and write the profile directory ``out``."""
+    """Measure every (model, kind) on ``pool`` and write the profile directory ``out``
+    (``command``: the command line recorded in its README; default this process's)."""
     st = settings if settings is not None else ProfileSettings()
+    facts = machine_facts(pool)  # the load average before measuring
     ms = [measure_model(pool, m, k, st, tasks=tasks, progress=progress) for m, k in models]
-    return write_profile(out, ms, st, names=names, facts=machine_facts(pool))
+    if command is not None:
+        facts["command"] = command
+    return write_profile(out, ms, st, names=names, facts=facts)

@@ -111,7 +111,7 @@ def test_jobs_reach_target_with_ptsims_tables(
     assert res.summary["invalid_requests"] == 0 and not res.summary["horizon_hit"]
     outcome.state.check_invariants()
     # the same summary keys and series columns as ptsim's run of the same jobs
-    sim = simulate_like(outcome, policy, {}, profiles, 2, 4.10)
+    sim = simulate_like(outcome, policy, {}, 2, 4.10, profiles).result
     assert set(res.summary) == set(sim.summary)
     assert list(res.series.columns) == list(SERIES_COLUMNS) == list(sim.series.columns)
     s = res.series
