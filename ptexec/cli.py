@@ -89,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--seeds", help="data seeds of the convergence runs, e.g. 0,1")
     pr.add_argument("--max-steps", dest="max_steps", type=int, help="convergence step budget")
     pr.add_argument("--no-convergence", dest="convergence", action="store_false")
+    pr.add_argument(
+        "--busy",
+        action="store_true",
+        help="time steps and evaluations while the other workers train (CPU slots sharing cores)",
+    )
     pr.add_argument("--quick", action="store_true", help="a few seconds: fewer points")
     pr.add_argument("--quiet", action="store_true")
 
@@ -99,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point of ``ptexec``."""
     args = _parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     if args.command is None:
         _parser().print_help()
         return 0
@@ -281,25 +287,19 @@ def _execute(
         f"cost {s['cost_gpu_hours'] * 3600:.1f} GPU-s"
     )
     if validate:
-        from ptexec.profile import load_exec_profiles
-        from ptexec.validate import compare, format_table, save_validation, simulate_like
-
-        prof_dir = settings.profile or (exec_dir / "profile")
-        profiles = load_exec_profiles(prof_dir, settings.mechanics)
-        sim = simulate_like(
-            out, name, params, profiles, len(out.boot_s), settings.price_per_gpu_hour
+        from ptexec.validate import (
+            compare,
+            format_summary,
+            format_table,
+            save_validation,
+            simulate_like,
         )
-        table = compare(result, sim)
+
+        sim = simulate_like(out, name, params, len(out.boot_s), settings.price_per_gpu_hour)
+        table = compare(result, out, sim)
         summary = save_validation(run_dir, result, sim, table)
         print(format_table(table))
-        rel = summary["mean_abs_rel_diff_jct"]
-        print(
-            f"mean |JCT difference| {summary['mean_abs_diff_jct_s']:.3f} s"
-            + (f" ({rel:.1%} of ptsim's)" if rel is not None else "")
-            + f"; {summary['mean_exec_eval_s']:.3f} s of it per job are held-out evaluations "
-            "(ptsim does not model them)"
-            + f"; deadline outcome agrees for {summary['deadline_outcome_agreement']:.0%} of jobs"
-        )
+        print(format_summary(summary))
 
 
 def _ints(text: str | None) -> tuple[int, ...] | None:
@@ -351,6 +351,8 @@ def _profile(args: argparse.Namespace) -> int:
     st = replace(st, **{k: v for k, v in changes.items() if v is not None})
     if not args.convergence:
         st = replace(st, convergence=False)
+    if args.busy:
+        st = replace(st, busy=True)
     out = Path(args.out).expanduser().resolve()
     if (out / "models.csv").exists():
         raise ValueError(f"{out} already holds a profile (models.csv); pick another --out")
@@ -360,7 +362,13 @@ def _profile(args: argparse.Namespace) -> int:
     say(f"starting {len(devices)} worker(s) on {', '.join(sorted(set(devices)))}")
     with WorkerPool(len(devices), devices=devices, threads=args.threads) as pool:
         d = profile_models(
-            pool, [(m, args.kind) for m in models], out, st, names=names, progress=say
+            pool,
+            [(m, args.kind) for m in models],
+            out,
+            st,
+            names=names,
+            progress=say,
+            command=" ".join(["ptexec", *args.argv]),
         )
     print(f"profile: {d} (use it with `ptsim profile.dir={d}` or `ptexec run --profile {d}`)")
     return 0

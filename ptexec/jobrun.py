@@ -62,6 +62,8 @@ class JobRun:
     exec_pause_s: float = 0.0
     load_s: float = 0.0
     eval_s: float = 0.0  # wall time spent in held-out evaluations
+    checkpoint_s: float = 0.0  # wall time spent writing checkpoints
+    train_s: float = 0.0  # wall time spent in data-parallel steps
     checkpoint: Path | None = None
     checkpoint_step: int = 0
     steps_lost: int = 0
@@ -224,10 +226,12 @@ class JobLifecycle:
                     yield WAIT
                 continue
             world = len(run.workers)
+            t0 = env.now()
             avg = yield from data_parallel_step(self._handles(run.workers))
             run.step += 1
             run.state_fresh = False
             now = env.now()
+            run.train_s += now - t0
             run.curve.append((run.step, now, world, float(avg.loss)))
             env.state.set_progress(jid, float(run.step), now)
             if env.on_step is not None:
@@ -235,8 +239,10 @@ class JobLifecycle:
             every = cfg.checkpoint_every or env.checkpoint_every
             if every and run.step % every == 0:
                 d = env.run_dir / "checkpoints" / jid
+                t0 = env.now()
                 (path,) = yield [self._handle(run.workers[0]).request("checkpoint", str(d))]
                 run.checkpoint, run.checkpoint_step = Path(path), run.step
+                run.checkpoint_s += env.now() - t0
             if run.step % cfg.eval_every == 0 or run.step >= cfg.max_steps:
                 done = yield from self._evaluate()
                 if done or run.step >= cfg.max_steps:

@@ -9,8 +9,15 @@ For each model it measures, on the worker pool:
 - **step times**: data-parallel steps of a prompt-tuning job for every global batch in
   ``batches`` on 1, 2, ... workers (``gpu_counts``), after ``warmup`` steps; cells are
   iterations per second (ElasticFlow's layout);
-- **mechanics**: a warm worker taking a job from a state (hand-over) and a running job growing
-  from 1 to 2 warm workers and shrinking back (reconfiguration);
+- **mechanics**: a new job's first start on a warm worker (the hand-over ptsim charges: the job
+  is built and its task tokenised), a warm worker taking a job from a state (resume) and a
+  running job growing from 1 to 2 warm workers and shrinking back (reconfiguration);
+- with ``busy`` (``--busy``), every step and evaluation is timed while the workers not being
+  measured train a job of their own: on CPU slots, which share the machine's cores, that is
+  the speed a run with every worker busy sees (on GPUs it should change nothing);
+- **per-step overheads that are not training**: one held-out evaluation and one checkpoint
+  write on rank 0 (``heldout_eval_s``, ``checkpoint_s`` in ``models.csv``; ptsim charges them
+  every ``Mechanics.eval_every`` / ``checkpoint_every`` steps);
 
 steps, hand-overs and resizes run the exchanges of ``ptexec.replicas`` (through
 ``WorkerPool.train_step``/``attach``/``resize``), the code the executor's jobs run;
@@ -22,8 +29,9 @@ steps, hand-overs and resizes run the exchanges of ``ptexec.replicas`` (through
   from the base task's prompt (steps to target, loss curves).
 
 Files written (``out``): ``models.csv`` and ``<model>.csv`` (what ``load_profiles`` reads),
-``mechanics.json`` (measured hand-over and reconfiguration pauses), ``convergence.csv`` and
-``curves.csv``, the raw samples (``loads.csv``, ``steps.csv``), and ``README.md`` stating that
+``mechanics.json`` (measured hand-over and reconfiguration pauses, worker boot), ``convergence.csv``
+and ``curves.csv``, the raw samples (``loads.csv``: every timed load, start, evaluation,
+checkpoint and assessment; ``steps.csv``), and ``README.md`` stating that
 the numbers were measured by ``ptexec profile``, when, on what machine, with which software.
 """
 
@@ -34,6 +42,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -67,6 +76,10 @@ class ProfileSettings:
     reloads: int = 2
     resizes: int = 3
     assessments: int = 5
+    starts: int = 3
+    busy: bool = False
+    evals: int = 5
+    checkpoints: int = 3
     bank_batches: int = 2
     bank_batch_size: int = 32
     task: str = "synthetic:profile"
@@ -95,6 +108,9 @@ QUICK = ProfileSettings(
     reloads=1,
     resizes=1,
     assessments=2,
+    starts=1,
+    evals=2,
+    checkpoints=1,
     similarities=(0.75,),
     seeds=(0,),
     max_steps=100,
@@ -116,9 +132,12 @@ class ModelMeasurement:
     cold_loads: list[float] = field(default_factory=list)
     reloads: list[float] = field(default_factory=list)
     step_s: dict[tuple[int, int], list[float]] = field(default_factory=dict)
+    start_s: list[float] = field(default_factory=list)
     handover_s: list[float] = field(default_factory=list)
     reconfig_s: list[float] = field(default_factory=list)
     eval_s: list[float] = field(default_factory=list)
+    heldout_eval_s: list[float] = field(default_factory=list)
+    checkpoint_s: list[float] = field(default_factory=list)
     convergence: list[dict[str, Any]] = field(default_factory=list)
     curves: list[dict[str, Any]] = field(default_factory=list)
 
@@ -179,26 +198,50 @@ def measure_model(
             say(f"{mid}: steps at batch {b} on {g} worker(s)")
             setup = JobSetup(f"profile-{b}-{g}", model, task, replace(base_cfg, batch_size=b), kind)
             pool.attach(wids[:g], setup)
+            busy = _Busy(pool, wids[g:] if st.busy else [], model, task, base_cfg, b, kind)
             for _ in range(st.warmup):
                 pool.train_step(wids[:g])
+                busy.poke()
             samples = []
             for _ in range(st.steps):
                 t0 = time.perf_counter()
                 pool.train_step(wids[:g])
                 samples.append(time.perf_counter() - t0)
+                busy.poke()
+            busy.stop()
             meas.step_s[(b, g)] = samples
             for w in wids[:g]:
                 pool[w].detach()
-    say(f"{mid}: hand-over and resize")
-    setup = JobSetup(
-        "profile-move", model, task, replace(base_cfg, batch_size=st.batches[-1]), kind
-    )
+    say(f"{mid}: first starts, hand-over, evaluation, checkpoint and resize")
+    move_cfg = replace(base_cfg, batch_size=st.batches[-1])
+    for i in range(st.starts):  # a new job on a warm worker: its task is tokenised there
+        fresh = JobSetup(
+            f"profile-start-{i}", model, cat.get(f"{st.task}-start{i}"), move_cfg, kind
+        )
+        t0 = time.perf_counter()
+        pool.attach([0], fresh)
+        meas.start_s.append(time.perf_counter() - t0)
+        pool[0].detach()
+    setup = JobSetup("profile-move", model, task, move_cfg, kind)
     pool.attach([0], setup)
     pool.train_step([0])
     state = pool[0].detach()
     t0 = time.perf_counter()
     pool.attach([0], setup, state)
     meas.handover_s.append(time.perf_counter() - t0)
+    busy = _Busy(pool, wids[1:] if st.busy else [], model, task, base_cfg, st.batches[-1], kind)
+    pool[0].evaluate()  # warm-up
+    for _ in range(st.evals):
+        t0 = time.perf_counter()
+        pool[0].evaluate()
+        meas.heldout_eval_s.append(time.perf_counter() - t0)
+        busy.poke()
+    busy.stop()
+    with tempfile.TemporaryDirectory(prefix="ptexec-profile-ckpt-") as ckdir:
+        for _ in range(st.checkpoints):
+            t0 = time.perf_counter()
+            pool[0].checkpoint(ckdir)
+            meas.checkpoint_s.append(time.perf_counter() - t0)
     if n >= 2:
         for _ in range(st.resizes):
             t0 = time.perf_counter()
@@ -220,6 +263,48 @@ def measure_model(
     meas.hidden = local.hidden_size
     _measure_bank(meas, local, st, cat)
     return meas
+
+
+class _Busy:
+    """Keeps workers ``wids`` training a job of their own (a few steps queued on each), so
+    that a measurement on the other workers sees busy neighbours, as in a run where every
+    worker trains (CPU slots share the machine's cores and memory bandwidth)."""
+
+    DEPTH = 8  # steps queued on each busy worker (more than one measurement lasts)
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        wids: Sequence[int],
+        model: str,
+        task: Any,
+        cfg: TuningConfig,
+        batch: int,
+        kind: ModelKind | None,
+    ) -> None:
+        self.pool = pool
+        self.pending: dict[int, list[Any]] = {}
+        for w in wids:
+            setup = JobSetup(f"profile-busy-{w}", model, task, replace(cfg, batch_size=batch), kind)
+            pool[w].attach(setup)
+            self.pending[w] = [pool[w].request("step") for _ in range(self.DEPTH)]
+
+    def poke(self) -> None:
+        """Top every busy worker up to ``DEPTH`` queued steps."""
+        for w, queued in self.pending.items():
+            done = [p for p in queued if p.ready()]
+            for p in done:
+                p.result()
+                queued.remove(p)
+            queued.extend(self.pool[w].request("step") for _ in range(self.DEPTH - len(queued)))
+
+    def stop(self) -> None:
+        """Let the queued steps finish and detach the busy jobs."""
+        for w, queued in self.pending.items():
+            for p in queued:
+                p.result()
+            self.pool[w].detach()
+        self.pending = {}
 
 
 def _measure_bank(
@@ -353,7 +438,16 @@ def machine_facts(pool: WorkerPool | None = None) -> dict[str, Any]:
         "devices": devices,
         "gpu": gpu,
         "threads_per_worker": getattr(pool, "threads", None),
+        "load_average": _load_average(),
+        "command": " ".join(["ptexec" if i == 0 else a for i, a in enumerate(sys.argv)]),
     }
+
+
+def _load_average() -> str:
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def write_profile(
@@ -395,17 +489,23 @@ def write_profile(
                 cold_start_s=round(cold, 6),
                 reload_s=round(_median(m.reloads) if m.reloads else cold, 6),
                 source="measured",
+                heldout_eval_s=_round_or_none(m.heldout_eval_s),
+                checkpoint_s=_round_or_none(m.checkpoint_s),
             )
         )
         mech[name] = {
-            "handover_s": round(_median(m.handover_s), 6),
+            # what the state charges at a job's first start: a new job attached to a warm
+            # worker (tokenising its task); a job resumed from its state is `resume_s`
+            "handover_s": _round_or_none(m.start_s or m.handover_s),
+            "resume_s": _round_or_none(m.handover_s),
             "reconfig_s": round(_median(m.reconfig_s), 6) if m.reconfig_s else None,
+            "worker_boot_s": round(_median(m.boot_s), 6) if m.boot_s else None,
         }
     write_models(d / "models.csv", entries)
-    handovers = [v["handover_s"] for v in mech.values()]
+    handovers = [v["handover_s"] for v in mech.values() if v["handover_s"] is not None]
     reconfigs = [v["reconfig_s"] for v in mech.values() if v["reconfig_s"] is not None]
     mechanics = {
-        "handover_s": max(handovers),
+        "handover_s": max(handovers) if handovers else None,
         "reconfig_s": max(reconfigs) if reconfigs else None,
         "reconfig_per_level_s": 0.0,
         "per_model": mech,
@@ -418,7 +518,17 @@ def write_profile(
         [
             {"model": m.model_id, "what": what, "worker": i, "seconds": v}
             for m in measurements
-            for what, xs in (("boot", m.boot_s), ("cold", m.cold_loads), ("reload", m.reloads))
+            for what, xs in (
+                ("boot", m.boot_s),
+                ("cold", m.cold_loads),
+                ("reload", m.reloads),
+                ("start", m.start_s),
+                ("resume", m.handover_s),
+                ("resize", m.reconfig_s),
+                ("heldout_eval", m.heldout_eval_s),
+                ("checkpoint", m.checkpoint_s),
+                ("assessment", m.eval_s),
+            )
             for i, v in enumerate(xs)
         ],
     )
@@ -433,6 +543,10 @@ def write_profile(
     )
     (d / "README.md").write_text(_readme(d, measurements, settings, rename, facts, mechanics))
     return d
+
+
+def _round_or_none(xs: Sequence[float]) -> float | None:
+    return round(_median(xs), 6) if xs else None
 
 
 def _write_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -466,7 +580,31 @@ def _readme(
         f"| threads per worker | {facts.get('threads_per_worker')} |",
         f"| python / torch / transformers / peft | {facts['python']} / {facts['torch']} / "
         f"{facts['transformers']} / {facts['peft']} |",
+        f"| load average (1, 5, 15 min) at the start | {facts.get('load_average', 'n/a')} |",
+        f"| command | `{facts.get('command', 'n/a')}` |",
         f"| settings | {json.dumps(asdict(st))} |",
+        "",
+        "What ptsim charges and where each number is:",
+        "",
+        "| ptsim charges | measured as | written to |",
+        "|---|---|---|",
+        "| step time by global batch and worker count | median data-parallel step "
+        "(`replicas.data_parallel_step`) | `<model>.csv` |",
+        "| cold start (model load on a running worker) | first load per worker | "
+        "`models.csv` `cold_start_s` |",
+        "| reload on a warm worker | load after release | `models.csv` `reload_s` |",
+        "| worker start-up | process boot (imports) | `mechanics.json` `worker_boot_s` "
+        "(paid once at pool start, before a run's clock) |",
+        "| first start of a job (hand-over) | a new job attached to a warm worker "
+        "(its task tokenised there) | `mechanics.json` `handover_s` |",
+        "| resize pause (prompt hand-over between workers) | a running job grown 1 -> 2 "
+        "workers or shrunk back | `mechanics.json` `reconfig_s` |",
+        "| held-out evaluation every k steps (and at step 0) | `evaluate` on rank 0 | "
+        "`models.csv` `heldout_eval_s` (k = `profile.mechanics.eval_every`) |",
+        "| checkpoint write every k steps | `checkpoint` on rank 0 | `models.csv` "
+        "`checkpoint_s` (k = `profile.mechanics.checkpoint_every`) |",
+        "| score assessment per Prompt Bank candidate | `RealScorer.score` in the driver "
+        "process | `models.csv` `eval_s` |",
         "",
         "Files: `models.csv` and one throughput table per model (ElasticFlow's layout: rows ="
         " global batch, columns = worker count, cells = iterations per second, the median of "
@@ -483,9 +621,15 @@ def _readme(
         "- `eval_s`: median wall time of one real score assessment (a stored prompt evaluated on "
         f"{st.bank_batches} x {st.bank_batch_size} training examples of a new task, in the "
         "driver process).",
-        "- hand-over: a warm worker takes a job from its state; resize: a running job grows "
-        "from 1 to 2 warm workers or shrinks back (state from rank 0, every replica re-attached)."
-        " To use them in ptsim pass e.g. "
+        "- first start: a new job attached to a warm worker (builds the job and tokenises its "
+        "task), the hand-over ptsim charges at a job's first start; resume: a warm worker "
+        "takes a job from its state; resize: a running job grows from 1 to 2 warm workers or "
+        "shrinks back (state from rank 0, every replica re-attached).",
+        "- held-out evaluation: one `evaluate` on rank 0 (the executor's default "
+        "`eval_examples` and `eval_batch_size`); checkpoint: one `checkpoint` write on rank 0. "
+        "ptsim charges them only with `profile.mechanics.eval_every` / `checkpoint_every` > 0 "
+        "(the executor's `tuning.eval_every` and `checkpoint_every`).",
+        "- To use the pauses in ptsim pass e.g. "
         f"`profile.mechanics.handover_s={_fmt(mechanics['handover_s'])}` "
         + (
             f"`profile.mechanics.reconfig_s={_fmt(mechanics['reconfig_s'])}`."
@@ -497,9 +641,9 @@ def _readme(
         "",
         "## Per model",
         "",
-        "| model | params | hidden | boot [s] | cold start [s] | reload [s] | eval [s] | "
-        "hand-over [s] | resize [s] |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | params | hidden | boot [s] | cold start [s] | reload [s] | assessment [s] | "
+        "first start [s] | resume [s] | resize [s] | held-out eval [s] | checkpoint [s] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in measurements:
         name = rename.get(m.model_id, m.model_id)
@@ -507,8 +651,9 @@ def _readme(
         lines.append(
             f"| {shown} | {m.params:,} | {m.hidden} | {_fmt(_median(m.boot_s))} | "
             f"{_fmt(_median(m.cold_loads))} | {_fmt(_median(m.reloads))} | "
-            f"{_fmt(_median(m.eval_s))} | {_fmt(_median(m.handover_s))} | "
-            f"{_fmt(_median(m.reconfig_s))} |"
+            f"{_fmt(_median(m.eval_s))} | {_fmt(_median(m.start_s))} | "
+            f"{_fmt(_median(m.handover_s))} | {_fmt(_median(m.reconfig_s))} | "
+            f"{_fmt(_median(m.heldout_eval_s))} | {_fmt(_median(m.checkpoint_s))} |"
         )
     for m in measurements:
         name = rename.get(m.model_id, m.model_id)
@@ -583,6 +728,24 @@ def read_mechanics(directory: str | Path) -> dict[str, float]:
     }
 
 
+def overhead_mechanics(jobs: Sequence[Any], checkpoint_every: int | None) -> dict[str, int]:
+    """The cadences of a run's evaluations and checkpoints as ``Mechanics`` settings
+    (``eval_every``, ``checkpoint_every``), so that the policies and ptsim charge a job's
+    held-out evaluations and checkpoint writes (``heldout_eval_s``, ``checkpoint_s`` of the
+    profile). ``jobs`` are ``ExecJob``; where they differ, the most common cadence (the
+    smallest among ties) stands for all."""
+
+    def common(values: Sequence[int]) -> int:
+        counts: dict[int, int] = {}
+        for v in values:
+            counts[v] = counts.get(v, 0) + 1
+        return min(counts, key=lambda v: (-counts[v], v)) if counts else 0
+
+    evals = [int(j.tuning.eval_every) for j in jobs]
+    ckpts = [int(j.tuning.checkpoint_every or checkpoint_every or 0) for j in jobs]
+    return {"eval_every": common(evals), "checkpoint_every": common(ckpts)}
+
+
 def load_exec_profiles(
     directory: str | Path, mechanics: Mapping[str, Any] | None = None
 ) -> ProfileSet:
@@ -603,8 +766,13 @@ def profile_models(
     names: Mapping[str, str] | None = None,
     tasks: TaskCatalog | None = None,
     progress: Callable[[str], Any] | None = None,
+    command: str | None = None,
 ) -> Path:
-    """Measure every (model, kind) on ``pool`` and write the profile directory ``out``."""
+    """Measure every (model, kind) on ``pool`` and write the profile directory ``out``
+    (``command``: the command line recorded in its README; default this process's)."""
     st = settings if settings is not None else ProfileSettings()
+    facts = machine_facts(pool)  # the load average before measuring
     ms = [measure_model(pool, m, k, st, tasks=tasks, progress=progress) for m, k in models]
-    return write_profile(out, ms, st, names=names, facts=machine_facts(pool))
+    if command is not None:
+        facts["command"] = command
+    return write_profile(out, ms, st, names=names, facts=facts)

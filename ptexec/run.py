@@ -47,6 +47,8 @@ EXEC_JOB_COLUMNS = (
     "exec_pause_s",
     "load_s",
     "eval_s",
+    "checkpoint_s",
+    "train_s",
     "steps_lost",
     "restarts",
     "bank_entry",
@@ -247,10 +249,11 @@ def _profiles(
     tasks: TaskCatalog,
     say: Callable[[str], Any],
 ) -> ProfileSet:
-    from ptexec.profile import QUICK, load_exec_profiles, profile_models
+    from ptexec.profile import QUICK, load_exec_profiles, overhead_mechanics, profile_models
 
+    mech = {**overhead_mechanics(jobs, st.checkpoint_every), **st.mechanics}
     if st.profile is not None:
-        profiles = load_exec_profiles(st.profile, st.mechanics)
+        profiles = load_exec_profiles(st.profile, mech)
     else:
         models = sorted({(j.model, j.kind) for j in jobs}, key=lambda mk: (mk[0], str(mk[1])))
         batches = tuple(sorted({j.spec.batch_size for j in jobs}))
@@ -269,7 +272,7 @@ def _profiles(
                 shutil.copytree(d, tmp, dirs_exist_ok=True)
                 shutil.rmtree(cache, ignore_errors=True)
                 os.replace(tmp, cache)
-        profiles = load_exec_profiles(d, st.mechanics)
+        profiles = load_exec_profiles(d, mech)
     missing = sorted({j.spec.model for j in jobs} - set(profiles.models))
     if missing:
         raise ValueError(
@@ -352,6 +355,8 @@ def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -
                 "exec_pause_s": r.exec_pause_s,
                 "load_s": r.load_s,
                 "eval_s": r.eval_s,
+                "checkpoint_s": r.checkpoint_s,
+                "train_s": r.train_s,
                 "steps_lost": r.steps_lost,
                 "restarts": r.restarts,
                 "bank_entry": r.bank_entry,

@@ -1,19 +1,39 @@
-"""``ptexec validate``: replay one small trace on the executor and in ptsim with the profile the
-executor planned with, and report the per-job difference.
+"""``ptexec validate``: replay the executor's jobs in ptsim with what the executor measured, and
+report per job how far the simulator is from the real run, and why.
 
-ptsim gets the executor's jobs with each job's *realised* step count as its iterations (the
-executor learns it by training; the simulator is given it), the same policy and knobs, the same
-arrivals and deadlines, one node of as many GPUs as the executor had workers, and the measured
-profile (step times, load times, hand-over and resize pauses). No bank in the simulation: the
-executor's bank effect is already in the realised step counts, and its lookup time is not
-simulated. What remains is the mechanics: queueing, loads, pauses, step time, and what ptsim does
-not model (held-out evaluations, checkpoints, the driver's own latency).
+The simulation gets what makes the comparison fair:
+
+- the same jobs (arrivals, deadlines, models, batches, GPU ranges) with the same
+  ``iterations`` the executor's policy planned with, and each job's *true* iterations as the
+  executor measured them by training (its step count), given to ptsim as the realised
+  iterations (``ClusterState``'s ``iterations`` function), so the policies know no more in
+  ptsim than in the executor;
+- the same policy and knobs, one node of as many GPUs as the executor had workers;
+- the very ``ProfileSet`` the executor planned with (measured step, load, hand-over, resize,
+  held-out evaluation and checkpoint times, with the run's evaluation and checkpoint cadences);
+- each job's initial prompt as the executor's bank chose it, with its measured lookup time
+  (``ReplayBank``): the bank's effect on iterations is already in the step counts.
+
+Per job it reports start, finish, JCT, the simulator's JCT error relative to the executor, both
+deadline outcomes, and the JCT difference (executor minus ptsim) split by mechanism:
+
+- ``load``: model loads on the job's behalf (executor: measured; ptsim: cold starts x the
+  profile's cold start);
+- ``lookup``: the Prompt Bank lookup (the same number on both sides: its residual is 0 for the
+  job itself; a lookup in the executor also stalls the other jobs, which shows in theirs);
+- ``handover``: first start and resize pauses (executor: the real moves; ptsim: the modelled
+  pauses less lookup and step-0 evaluation);
+- ``eval``, ``checkpoint``: held-out evaluations and checkpoint writes (executor: measured;
+  ptsim: ``heldout_eval_s`` x evaluations, ``checkpoint_s`` x steps / ``checkpoint_every``);
+- ``step``: time in training steps (executor: measured per step; ptsim: the throughput table);
+- ``queue``: the rest: waiting for GPUs, the driver's own latency, overlaps of the above.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,90 +41,274 @@ import numpy as np
 import pandas as pd
 
 from ptexec.driver import ExecOutcome
+from ptsim.core.policy import POLICIES, PolicyContext
 from ptsim.core.profiles import ProfileSet
-from ptsim.outcome import RunResult, save_result, write_csv, write_json
-from ptsim.specs import ClusterSpec
+from ptsim.core.state import ClusterState, JobRecord
+from ptsim.core.types import DEFAULT_INIT, InitChoice, JobSpec, JobState
+from ptsim.metrics import jobs_table, series_table, summarize
+from ptsim.outcome import RunOutcome, RunResult, save_result, write_csv, write_json
 
-COMPARE = ("first_start_s", "jct_s", "gpu_seconds")
+MECHANISMS = ("queue", "load", "lookup", "handover", "eval", "checkpoint", "step")
+"""The mechanisms the JCT difference is split into (see the module doc)."""
+
+TARGETS = {"median_abs_jct_error": 0.05, "max_abs_jct_error": 0.15, "same_outcome": 0.95}
+"""Issue 10's agreement targets: median |JCT error| <= 5%, none above 15%, the same deadline
+outcome for >= 95% of jobs."""
+
+COLUMNS = (
+    "job_id",
+    "model",
+    "steps",
+    "gpus",
+    "arrival_s",
+    "deadline_s",
+    "exec_start_s",
+    "sim_start_s",
+    "exec_finish_s",
+    "sim_finish_s",
+    "exec_jct_s",
+    "sim_jct_s",
+    "jct_error",
+    "run_error",
+    "exec_met_deadline",
+    "sim_met_deadline",
+    "same_deadline_outcome",
+    "exec_rescales",
+    "sim_rescales",
+    "exec_cold_starts",
+    "sim_cold_starts",
+    "exec_gpu_seconds",
+    "sim_gpu_seconds",
+    *(f"residual_{m}_s" for m in MECHANISMS),
+)
+"""``validate.csv``'s columns: ``jct_error`` = (ptsim - executor) / executor JCT; ``run_error``
+the same for the time from first start to finish (the job's own run, without its wait);
+``residual_<mechanism>_s`` = executor minus ptsim seconds, summing to the JCT difference."""
+
+
+class ReplayBank:
+    """An ``InitChooser`` that gives every job the initial prompt the executor's bank chose
+    for it (with its measured lookup time and assessments)."""
+
+    def __init__(self, choices: Mapping[str, InitChoice]) -> None:
+        self.choices = dict(choices)
+
+    def choose(self, spec: JobSpec) -> InitChoice:
+        return self.choices.get(spec.job_id, DEFAULT_INIT)
+
+
+@dataclass
+class _Trace:
+    running_s: float = 0.0
+    train_s: float = 0.0
+
+
+class TracingState(ClusterState):
+    """ptsim's cluster state, also adding up each job's training time (the throughput table's
+    part of its running time, without the evaluation and checkpoint overheads)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.trace: dict[str, _Trace] = {}
+
+    def _settle(self, rec: JobRecord, now: float) -> None:  # every end of a running stretch
+        if rec.state is JobState.RUNNING and rec.rate > 0:
+            s = rec.spec
+            dt = now - rec.progress_at
+            iters = min(rec.rate * dt, max(0.0, rec.iters_needed - rec.iters_done))
+            t = self.trace.setdefault(s.job_id, _Trace())
+            t.running_s += dt
+            t.train_s += iters * self.profiles.train_step_time(
+                s.model, rec.running_gpus, s.batch_size
+            )
+        super()._settle(rec, now)
+
+
+@dataclass
+class Simulated:
+    """ptsim's run of the executor's jobs: its tables and its outcome (for the residuals)."""
+
+    result: RunResult
+    outcome: RunOutcome
+    trace: dict[str, _Trace] = field(default_factory=dict)
+
+
+def realised_steps(outcome: ExecOutcome) -> dict[str, int]:
+    """Each job's true iterations as the executor measured them (its step count; a job that
+    did not finish keeps its planned iterations)."""
+    out = {}
+    for jid, rec in outcome.state.jobs.items():
+        run = outcome.runs.get(jid)
+        out[jid] = max(1, int(run.step if run is not None and run.done else rec.spec.iterations))
+    return out
 
 
 def simulate_like(
     outcome: ExecOutcome,
     policy: str,
-    params: dict[str, Any],
-    profiles: ProfileSet,
+    params: Mapping[str, Any],
     workers: int,
     price_per_gpu_hour: float,
-) -> RunResult:
-    """ptsim's run of the executor's jobs (realised steps as iterations) on ``workers`` GPUs."""
-    from ptsim.run import run_policy  # the simulator (simpy) only when validating
+    profiles: ProfileSet | None = None,
+) -> Simulated:
+    """ptsim's run of the executor's jobs on ``workers`` GPUs (see the module doc);
+    ``profiles`` default to the ones the executor planned with."""
+    from ptsim.simulator import Simulation  # the simulator (simpy) only when validating
 
-    specs = []
-    for jid, rec in outcome.state.jobs.items():
-        run = outcome.runs.get(jid)
-        steps = run.step if run is not None and run.done else rec.spec.iterations
-        specs.append(replace(rec.spec, iterations=max(1, int(steps))))
-    cluster = ClusterSpec(nodes=1, gpus_per_node=workers, price_per_gpu_hour=price_per_gpu_hour)
-    res = run_policy(specs, policy, params, profiles, cluster, bank=None)
-    res.summary["seed"] = outcome.seed  # as ptsim's run_config records it
-    return res
+    prof = profiles if profiles is not None else outcome.state.profiles
+    steps = realised_steps(outcome)
+    specs = [rec.spec for rec in outcome.state.jobs.values()]
+    choices = {jid: rec.init for jid, rec in outcome.state.jobs.items() if rec.init is not None}
+    pol = POLICIES.build(policy, PolicyContext(prof, ReplayBank(choices)), dict(params))
+
+    def iterations(spec: JobSpec, init: InitChoice) -> float:
+        return float(steps[spec.job_id])
+
+    sim = Simulation(specs, pol, prof, num_nodes=1, gpus_per_node=workers, iterations=iterations)
+    state = TracingState(1, workers, prof, iterations)
+    sim.state = state
+    out = sim.run()
+    table = jobs_table(out)
+    summary = summarize(out, table, price_per_gpu_hour)
+    summary["policy"] = policy
+    summary["gpus"] = workers
+    summary["invalid_examples"] = out.stats.invalid[:5]
+    summary["seed"] = outcome.seed  # as ptsim's run_config records it
+    return Simulated(RunResult(policy, summary, table, series_table(out)), out, state.trace)
 
 
-def compare(executor: RunResult, sim: RunResult) -> pd.DataFrame:
-    """One row per job: each compared metric on the executor, in ptsim and their difference."""
+def _f(x: Any) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return math.nan
+    return v
+
+
+def compare(executor: RunResult, outcome: ExecOutcome, sim: Simulated) -> pd.DataFrame:
+    """One row per job (``COLUMNS``): start, finish, JCT on both sides, the JCT error, deadline
+    outcomes and the JCT difference by mechanism."""
     a: dict[Any, dict[Any, Any]] = executor.jobs.set_index("job_id").to_dict("index")
-    b: dict[Any, dict[Any, Any]] = sim.jobs.set_index("job_id").to_dict("index")
+    b: dict[Any, dict[Any, Any]] = sim.result.jobs.set_index("job_id").to_dict("index")
+    prof = outcome.state.profiles
+    sim_state = sim.outcome.state
     rows = []
-    for jid in a:
-        row: dict[str, Any] = {"job_id": jid, "steps": a[jid]["steps"]}
-        for col in COMPARE:
-            x, y = float(a[jid][col]), float(b[jid][col])
-            row[f"exec_{col}"] = x
-            row[f"sim_{col}"] = y
-            row[f"diff_{col}"] = x - y
-        row["rel_diff_jct"] = (
-            (row["exec_jct_s"] - row["sim_jct_s"]) / row["sim_jct_s"]
-            if row["sim_jct_s"] and not math.isnan(row["sim_jct_s"])
-            else math.nan
-        )
-        row["exec_met_deadline"] = bool(a[jid]["met_deadline"])
-        row["sim_met_deadline"] = bool(b[jid]["met_deadline"])
+    for jid, x in a.items():
+        y = b[jid]
+        model = str(x["model"])
+        rec_e = outcome.state.jobs[jid]
+        rec_s = sim_state.jobs[jid]
+        run = outcome.runs.get(jid)
+        steps = _f(x["steps"])
+        row: dict[str, Any] = {
+            "job_id": jid,
+            "model": model,
+            "steps": int(steps) if not math.isnan(steps) else None,
+            "gpus": f"{rec_e.spec.min_gpus}-{rec_e.spec.max_gpus}",
+            "arrival_s": _f(x["arrival_s"]),
+            "deadline_s": _f(x["deadline_s"]),
+            "exec_start_s": _f(x["first_start_s"]),
+            "sim_start_s": _f(y["first_start_s"]),
+            "exec_finish_s": _f(x["finish_s"]),
+            "sim_finish_s": _f(y["finish_s"]),
+            "exec_jct_s": _f(x["jct_s"]),
+            "sim_jct_s": _f(y["jct_s"]),
+            "exec_met_deadline": bool(x["met_deadline"]),
+            "sim_met_deadline": bool(y["met_deadline"]),
+            "exec_rescales": int(x["rescales"]),
+            "sim_rescales": int(y["rescales"]),
+            "exec_cold_starts": int(x["cold_starts"]),
+            "sim_cold_starts": int(y["cold_starts"]),
+            "exec_gpu_seconds": _f(x["gpu_seconds"]),
+            "sim_gpu_seconds": _f(y["gpu_seconds"]),
+        }
+        ej, sj = row["exec_jct_s"], row["sim_jct_s"]
+        row["jct_error"] = (sj - ej) / ej if ej and not math.isnan(ej) else math.nan
         row["same_deadline_outcome"] = row["exec_met_deadline"] == row["sim_met_deadline"]
-        row["exec_eval_s"] = float(a[jid]["eval_s"])
-        row["exec_pause_s"] = float(a[jid]["exec_pause_s"])
-        row["sim_pause_s"] = float(b[jid]["pause_s"])
-        for col in ("cold_starts", "warm_hits"):
-            row[f"exec_{col}"] = int(a[jid][col])
-            row[f"sim_{col}"] = int(b[jid][col])
+        er = row["exec_finish_s"] - row["exec_start_s"]
+        sr = row["sim_finish_s"] - row["sim_start_s"]
+        row["run_error"] = (sr - er) / er if er and not math.isnan(er) else math.nan
+        # executor's parts
+        e_lookup = rec_e.init.lookup_s if rec_e.init is not None else 0.0
+        e = {
+            "load": run.load_s if run else 0.0,
+            "lookup": e_lookup,
+            "handover": run.exec_pause_s if run else 0.0,
+            "eval": run.eval_s if run else 0.0,
+            "checkpoint": run.checkpoint_s if run else 0.0,
+            "step": run.train_s if run else 0.0,
+        }
+        # ptsim's parts
+        iters = rec_s.iters_done
+        mech = prof.mechanics
+        m = prof.model(model)
+        s_lookup = rec_s.init.lookup_s if rec_s.init is not None else 0.0
+        s_eval0 = prof.start_overhead(model) if rec_s.first_start is not None else 0.0
+        s = {
+            "load": rec_s.cold_starts * prof.cold_start(model),
+            "lookup": s_lookup if rec_s.first_start is not None else 0.0,
+            "handover": max(0.0, rec_s.pause_s - s_lookup - s_eval0),
+            "eval": s_eval0
+            + (iters * m.heldout_eval_s / mech.eval_every if mech.eval_every else 0.0),
+            "checkpoint": (
+                iters * m.checkpoint_s / mech.checkpoint_every if mech.checkpoint_every else 0.0
+            ),
+            "step": sim.trace[jid].train_s if jid in sim.trace else 0.0,
+        }
+        total = ej - sj
+        parts = {k: e[k] - s[k] for k in e}
+        row["residual_queue_s"] = total - sum(parts.values())
+        for k, v in parts.items():
+            row[f"residual_{k}_s"] = v
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def summary_of(table: pd.DataFrame) -> dict[str, Any]:
-    """Headline agreement numbers."""
-
-    def _m(x: pd.Series) -> float | None:
-        v = x.dropna().to_numpy(dtype=float)
-        return float(np.mean(v)) if len(v) else None
-
-    return {
+    """Headline agreement numbers, the targets and whether each is met, and the mean absolute
+    residual per mechanism."""
+    err = table.jct_error.dropna().abs().to_numpy(dtype=float)
+    med = float(np.median(err)) if len(err) else None
+    mx = float(np.max(err)) if len(err) else None
+    same = float(table.same_deadline_outcome.mean()) if len(table) else None
+    out: dict[str, Any] = {
         "jobs": len(table),
-        "mean_abs_diff_jct_s": _m(table.diff_jct_s.abs()),
-        "mean_rel_diff_jct": _m(table.rel_diff_jct),
-        "mean_abs_rel_diff_jct": _m(table.rel_diff_jct.abs()),
-        "mean_abs_diff_gpu_seconds": _m(table.diff_gpu_seconds.abs()),
-        "mean_exec_eval_s": _m(table.exec_eval_s),
-        "mean_abs_diff_jct_s_less_evals": _m((table.diff_jct_s - table.exec_eval_s).abs()),
-        "deadline_outcome_agreement": float(table.same_deadline_outcome.mean()),
+        "compared_jobs": len(err),
+        "median_abs_jct_error": med,
+        "mean_abs_jct_error": float(np.mean(err)) if len(err) else None,
+        "max_abs_jct_error": mx,
+        "worst_job": (
+            str(table.loc[table.jct_error.abs().idxmax(), "job_id"]) if len(err) else None
+        ),
+        "mean_jct_error": float(np.mean(table.jct_error.dropna())) if len(err) else None,
+        "median_abs_run_error": (
+            float(np.median(table.run_error.dropna().abs()))
+            if table.run_error.notna().any()
+            else None
+        ),
+        "jobs_above_15pct": int((err > TARGETS["max_abs_jct_error"]).sum()),
+        "same_outcome": same,
+        "mean_abs_diff_jct_s": float(np.mean(np.abs(table.exec_jct_s - table.sim_jct_s))),
+        "mean_residual_s": {m: float(table[f"residual_{m}_s"].mean()) for m in MECHANISMS},
+        "mean_abs_residual_s": {
+            m: float(table[f"residual_{m}_s"].abs().mean()) for m in MECHANISMS
+        },
     }
+    out["targets"] = dict(TARGETS)
+    out["met"] = {
+        "median_abs_jct_error": med is not None and med <= TARGETS["median_abs_jct_error"],
+        "max_abs_jct_error": mx is not None and mx <= TARGETS["max_abs_jct_error"],
+        "same_outcome": same is not None and same >= TARGETS["same_outcome"],
+    }
+    return out
 
 
 def save_validation(
-    out: Path, executor: RunResult, sim: RunResult, table: pd.DataFrame
+    out: Path, executor: RunResult, sim: Simulated, table: pd.DataFrame
 ) -> dict[str, Any]:
     """Write ``ptsim/`` (the simulated run's tables), ``validate.csv`` and
     ``validate.json``; returns the summary."""
-    save_result(sim, out / "ptsim")
+    save_result(sim.result, out / "ptsim")
     write_csv(table, out / "validate.csv")
     summary = summary_of(table)
     summary["policy"] = executor.policy
@@ -117,13 +321,44 @@ def format_table(table: pd.DataFrame) -> str:
     cols = [
         "job_id",
         "steps",
+        "exec_start_s",
+        "sim_start_s",
         "exec_jct_s",
         "sim_jct_s",
-        "diff_jct_s",
-        "exec_eval_s",
+        "jct_error",
+        "run_error",
         "exec_met_deadline",
         "sim_met_deadline",
-        "exec_gpu_seconds",
-        "sim_gpu_seconds",
+        *(f"residual_{m}_s" for m in MECHANISMS),
     ]
-    return table[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}")
+    show = table[cols].rename(columns=lambda c: c.replace("residual_", "r_"))
+    return show.to_string(index=False, float_format=lambda x: f"{x:.3f}")
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """The headline numbers and the targets, one line each."""
+    med, mx, same = (
+        summary["median_abs_jct_error"],
+        summary["max_abs_jct_error"],
+        summary["same_outcome"],
+    )
+    met = summary["met"]
+
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.1%}"
+
+    res = ", ".join(f"{k} {v:+.3f}" for k, v in summary["mean_residual_s"].items())
+
+    def verdict(key: str) -> str:
+        return "met" if met[key] else "missed"
+
+    return "\n".join(
+        [
+            f"median |JCT error| {pct(med)} (target <= 5%: {verdict('median_abs_jct_error')})",
+            f"max |JCT error| {pct(mx)} at {summary['worst_job']} (target <= 15%: "
+            f"{verdict('max_abs_jct_error')}; {summary['jobs_above_15pct']} jobs above)",
+            f"same deadline outcome {pct(same)} (target >= 95%: {verdict('same_outcome')})",
+            f"median |run error| (first start to finish) {pct(summary['median_abs_run_error'])}",
+            f"mean residual per job [s, executor - ptsim]: {res}",
+        ]
+    )

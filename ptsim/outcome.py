@@ -19,12 +19,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ptsim.core.state import ClusterState, SeriesRow
+
+if TYPE_CHECKING:  # pandas only for type hints: a run folder's markers must not load it
+    import pandas as pd
 
 
 @dataclass

@@ -72,8 +72,14 @@ MODEL_COLUMNS: tuple[str, ...] = (
     "cold_start_s",
     "reload_s",
     "source",
+    "heldout_eval_s",
+    "checkpoint_s",
 )
 """Columns ``models.csv`` may have, in the order ``write_models`` writes them."""
+
+_WRITTEN_WHEN_SET = ("heldout_eval_s", "checkpoint_s")
+"""Optional columns ``write_models`` leaves out when no entry has a value (files written before
+they existed stay the same)."""
 
 _REQUIRED_MODEL_COLUMNS = ("model", "params", "eval_s")
 _PART_KEYS = ("container_s", "bandwidth_gb_s", "init_s", "bytes_per_param")
@@ -104,6 +110,8 @@ class ModelEntry:
     cold_start_s: float | None = None
     reload_s: float | None = None
     source: str = ""
+    heldout_eval_s: float | None = None
+    checkpoint_s: float | None = None
 
     def throughput_file(self) -> str:
         """The throughput file name, relative to the profile directory."""
@@ -387,14 +395,21 @@ def _fmt(value: float | None) -> str:
 
 
 def write_models(path: str | Path, entries: Iterable[ModelEntry]) -> None:
-    """Write ``models.csv`` with every column of MODEL_COLUMNS (empty cells for None)."""
+    """Write ``models.csv`` with the columns of MODEL_COLUMNS (empty cells for None); the
+    overhead columns (``heldout_eval_s``, ``checkpoint_s``) only when some entry has one."""
     path = Path(path)
+    entries = list(entries)
+    columns = [
+        k
+        for k in MODEL_COLUMNS
+        if k not in _WRITTEN_WHEN_SET or any(getattr(e, k) is not None for e in entries)
+    ]
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(MODEL_COLUMNS)
+        writer.writerow(columns)
         for e in entries:
             row: list[str] = []
-            for key in MODEL_COLUMNS:
+            for key in columns:
                 value = getattr(e, key)
                 if key in ("model", "source"):
                     row.append(value)
@@ -451,6 +466,9 @@ def _mechanics(spec: Mapping[str, Any], where: str) -> Mechanics:
             raise ProfileError(f"{at}: unknown mechanics setting; known: {', '.join(known)}")
         value = spec[key]
         if value is None:
+            continue
+        if k in ("eval_every", "checkpoint_every"):
+            kwargs[k] = int(_number(value, at, minimum=0.0, integer=True))
             continue
         if k == "start_partial":
             if isinstance(value, str) and value.strip().lower() in ("true", "false"):
@@ -556,6 +574,8 @@ def _model_profile(
         cold_start_s=cold,
         reload_s=reload,
         eval_s=e.eval_s,
+        heldout_eval_s=e.heldout_eval_s or 0.0,
+        checkpoint_s=e.checkpoint_s or 0.0,
     )
 
 

@@ -68,6 +68,37 @@ def test_profile_writes_a_directory_ptsim_loads(profile_dir: Path) -> None:
     assert (profile_dir / "mechanics.json").is_file()
 
 
+def test_profile_measures_what_ptsim_charges(profile_dir: Path) -> None:
+    m = load_profiles(str(profile_dir)).model("tiny-gpt2")
+    assert m.heldout_eval_s > 0 and m.checkpoint_s > 0 and m.eval_s > 0 and m.cold_start_s > 0
+    mech = json.loads((profile_dir / "mechanics.json").read_text())
+    assert mech["handover_s"] > 0 and mech["reconfig_s"] > 0
+    assert mech["per_model"]["tiny-gpt2"]["worker_boot_s"] > 0
+    readme = (profile_dir / "README.md").read_text()
+    assert "| command | `ptexec profile --out" in readme and "heldout_eval_s" in readme
+
+
+def test_validate_reports_every_column(profile_dir: Path, tmp_path: Path) -> None:
+    from ptexec.validate import COLUMNS, MECHANISMS
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join(json.dumps(j) for j in JOBS) + "\n")
+    out = tmp_path / "val"
+    args = ["validate", "--jobs", str(jobs), "--out", str(out), "--profile", str(profile_dir)]
+    assert main([*args, "--quiet", "scheduler=edf"]) == 0
+    import pandas as pd
+
+    t = pd.read_csv(out / "validate.csv")
+    assert list(t.columns) == list(COLUMNS) and sorted(t.job_id) == ["x1", "x2"]
+    assert (t.steps == pd.read_csv(out / "ptsim" / "jobs.csv").iterations_needed).all()
+    parts = t[[f"residual_{m}_s" for m in MECHANISMS]].sum(axis=1)
+    assert ((parts - (t.exec_jct_s - t.sim_jct_s)).abs() < 1e-6).all()
+    assert ((t.sim_jct_s - t.exec_jct_s) / t.exec_jct_s - t.jct_error).abs().max() < 1e-9
+    summary = json.loads((out / "validate.json").read_text())
+    assert summary["policy"] == "edf" and summary["jobs"] == 2
+    assert set(summary["met"]) == {"median_abs_jct_error", "max_abs_jct_error", "same_outcome"}
+
+
 def test_run_with_a_job_file_end_to_end(
     profile_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -121,7 +121,7 @@ def test_jobs_reach_target_with_ptsims_tables(
     outcome.state.check_invariants()
     # the same summary keys (plus the executor's fault counts) and series columns as ptsim's
     # run of the same jobs
-    sim = simulate_like(outcome, policy, {}, profiles, 2, 4.10)
+    sim = simulate_like(outcome, policy, {}, 2, 4.10, profiles).result
     assert set(res.summary) == set(sim.summary) | set(EXEC_SUMMARY_KEYS)
     assert res.summary["faults_injected"] == 0 and res.summary["steps_lost"] == 0
     assert list(res.series.columns) == list(SERIES_COLUMNS) == list(sim.series.columns)

@@ -90,6 +90,10 @@ class ModelProfile:
     ``cold_start_s``: bring a free GPU into service (container + weight load + runtime init).
     ``reload_s``: swap the model on a GPU that already runs the tuning runtime (weights only).
     ``eval_s``: one Prompt Bank score assessment (a short evaluation on the new task's data).
+    ``heldout_eval_s``: one held-out evaluation of a running job (charged every
+    ``Mechanics.eval_every`` steps and once before its first step); ``checkpoint_s``: one
+    checkpoint write (charged every ``Mechanics.checkpoint_every`` steps). Both default to 0:
+    not modelled.
     """
 
     name: str
@@ -98,9 +102,11 @@ class ModelProfile:
     cold_start_s: float
     reload_s: float
     eval_s: float
+    heldout_eval_s: float = 0.0
+    checkpoint_s: float = 0.0
 
     def __post_init__(self) -> None:
-        for f in ("cold_start_s", "reload_s", "eval_s"):
+        for f in ("cold_start_s", "reload_s", "eval_s", "heldout_eval_s", "checkpoint_s"):
             if getattr(self, f) < 0:
                 raise ValueError(f"model {self.name}: {f} must be >= 0")
 
@@ -115,6 +121,14 @@ class Mechanics:
     - ``cold_start_scale``: multiplies every model's cold-start and reload time (sensitivity).
     - ``start_partial``: a job trains on the GPUs that are ready while others still load; when
       False it waits until every GPU it holds is ready.
+    - ``eval_every``: a running job evaluates on its held-out data every this many steps and
+      once before its first step, each costing its model's ``heldout_eval_s``; 0: not modelled.
+    - ``checkpoint_every``: a running job writes a checkpoint every this many steps, each
+      costing its model's ``checkpoint_s``; 0: not modelled.
+
+    Evaluations and checkpoints are charged as a per-step overhead (``ProfileSet.step_overhead``,
+    their cost spread evenly over the steps between them), the evaluation before the first step
+    as part of the first start's pause (``ProfileSet.start_overhead``).
     """
 
     handover_s: float = 0.5
@@ -122,6 +136,12 @@ class Mechanics:
     reconfig_per_level_s: float = 0.0
     cold_start_scale: float = 1.0
     start_partial: bool = True
+    eval_every: int = 0
+    checkpoint_every: int = 0
+
+    def __post_init__(self) -> None:
+        if self.eval_every < 0 or self.checkpoint_every < 0:
+            raise ValueError("mechanics eval_every and checkpoint_every must be >= 0")
 
     def reconfig_pause(self, gpus: int) -> float:
         """Pause of a running job whose GPU set changes to ``gpus`` GPUs."""
@@ -144,12 +164,36 @@ class ProfileSet:
         except KeyError:
             raise UnknownName("model", name, list(self.models)) from None
 
-    def step_time(self, model: str, gpus: int, batch: int) -> float:
-        """Seconds per iteration of ``model`` on ``gpus`` GPUs at global batch ``batch``."""
+    def train_step_time(self, model: str, gpus: int, batch: int) -> float:
+        """Seconds of one training step (the throughput table alone, no overheads)."""
         return 1.0 / self.model(model).throughput.iters_per_second(gpus, batch)
 
+    def step_overhead(self, model: str) -> float:
+        """Seconds added to every step for held-out evaluations and checkpoints (their cost
+        spread over the steps between them; 0 when the mechanics model neither)."""
+        m, mech = self.model(model), self.mechanics
+        over = 0.0
+        if mech.eval_every > 0:
+            over += m.heldout_eval_s / mech.eval_every
+        if mech.checkpoint_every > 0:
+            over += m.checkpoint_s / mech.checkpoint_every
+        return over
+
+    def start_overhead(self, model: str) -> float:
+        """Seconds a job spends before its first step besides the hand-over: the held-out
+        evaluation at step 0 when evaluations are modelled."""
+        return self.model(model).heldout_eval_s if self.mechanics.eval_every > 0 else 0.0
+
+    def step_time(self, model: str, gpus: int, batch: int) -> float:
+        """Seconds per iteration of ``model`` on ``gpus`` GPUs at global batch ``batch``,
+        including the per-step overhead of evaluations and checkpoints."""
+        return self.train_step_time(model, gpus, batch) + self.step_overhead(model)
+
     def iters_per_second(self, model: str, gpus: int, batch: int) -> float:
-        return self.model(model).throughput.iters_per_second(gpus, batch)
+        """Iterations per second, overheads included (the table's value when there are none)."""
+        rate = self.model(model).throughput.iters_per_second(gpus, batch)
+        over = self.step_overhead(model)
+        return rate if over == 0.0 else 1.0 / (1.0 / rate + over)
 
     def cold_start(self, model: str) -> float:
         return self.model(model).cold_start_s * self.mechanics.cold_start_scale

@@ -99,7 +99,7 @@ class JobRecord:
     cold_starts: int = 0
     warm_hits: int = 0
     gpu_seconds: float = 0.0
-    pause_s: float = 0.0  # total pause charged (hand-over, reconfiguration, bank lookup)
+    pause_s: float = 0.0  # pause charged (hand-over, reconfiguration, bank lookup, step-0 eval)
     pause_until: float = 0.0  # end of the pause in progress (or of the last one)
     lookup_paid: bool = False
     started_once: bool = False
@@ -349,6 +349,7 @@ class ClusterState:
                 self._choose_init(rec, DEFAULT_INIT)
             assert rec.init is not None
             base = self.mech.handover_s + (0.0 if rec.lookup_paid else rec.init.lookup_s)
+            base += self.profiles.start_overhead(rec.spec.model)
             rec.lookup_paid = True
         else:
             base = self.mech.reconfig_pause(len(ready))

@@ -361,11 +361,13 @@ def _step_table_md(arch: Arch, table: ThroughputTable) -> str:
 _MEASURED_MD = """\
 ## Measured tables
 
-None yet. `ptexec profile` measures step times, load times and evaluation times on real GPUs
-and writes a profile directory of the same layout (`source` = `measured` in `models.csv`,
-`cold_start_s` and `reload_s` as measured totals). Put it next to this one (for example
-`traces/profiles/a100-measured/`) with a README stating the machine, software versions and
-date, and compare it with this derivation in a table here.
+None yet: no GPU was available in the session that prepared the measurement. On a CUDA
+machine, `python benchmarks/gpu_profile.py` measures GPT-2 base, GPT-2 large and a 7B
+Llama-architecture model (step, load, evaluation and checkpoint times; a few minutes) and
+writes `traces/profiles/<gpu>/` in this layout (`source` = `measured`), with a README stating
+the device, software versions, date and command, and a table of the ratio measured / derived
+step time per model and batch (docs/profiles.md, "Measured GPU profiles and the derived A100
+profile"). This derived profile stays as it is; the ratio is stated there, never applied here.
 """
 
 
