@@ -311,9 +311,9 @@ def test_ci95_is_the_student_t_interval() -> None:
     mean, lo, hi = runner.ci95(x)
     want = stats.t.interval(0.95, 3, loc=np.mean(x), scale=stats.sem(x))
     assert mean == pytest.approx(3.5) and (lo, hi) == pytest.approx(want)
-    assert runner.ci95([2.0, 2.0]) == (2.0, 2.0, 2.0)
-    m, lo1, hi1 = runner.ci95([5.0, float("nan")])
-    assert m == 5.0 and np.isnan(lo1) and np.isnan(hi1)
+    assert runner.ci95([2.0, 2.0, 2.0]) == (2.0, 2.0, 2.0)
+    m, lo1, hi1 = runner.ci95([5.0, 6.0, float("nan")])  # two values < MIN_SEEDS: no interval
+    assert m == 5.5 and np.isnan(lo1) and np.isnan(hi1)
     assert all(np.isnan(v) for v in runner.ci95([]))
 
 
@@ -322,6 +322,7 @@ def test_aggregate_groups_in_order_with_counts() -> None:
     agg = runner.aggregate(df, ["p"], ["v"])
     assert list(agg.p) == ["b", "a"] and list(agg.n) == [2, 3]
     assert list(agg.v_mean) == [2.0, 2.0] and agg.v_lo.iloc[1] == 2.0
+    assert np.isnan(agg.v_lo.iloc[0]) and agg.interval.iloc[0].startswith("none")
 
 
 # ------------------------------------------------------------------------------ ptsim app
