@@ -36,16 +36,22 @@ from ptsim.plots import (  # noqa: F401  (re-exported for the figure scripts)
 
 
 def table_panel(ax: Any, df: pd.DataFrame, *, fontsize: float = 8.0, title: str = "") -> None:
-    """``df`` drawn as a table filling ``ax`` (axes hidden)."""
+    """``df`` drawn as a table hanging from the top of ``ax`` (axes hidden), below ``title``;
+    give ``ax`` :func:`table_height` inches so the table does not run past it."""
     ax.axis("off")
     cells = [[_cell(v) for v in row] for row in df.itertuples(index=False)]
-    tab = ax.table(cellText=cells, colLabels=list(df.columns), loc="center", cellLoc="center")
+    tab = ax.table(cellText=cells, colLabels=list(df.columns), loc="upper center", cellLoc="center")
     tab.auto_set_font_size(False)
     tab.set_fontsize(fontsize)
     tab.auto_set_column_width(list(range(len(df.columns))))
     tab.scale(1.0, 1.25)
     if title:
         ax.set_title(title, fontsize=fontsize + 1)
+
+
+def table_height(rows: int, fontsize: float = 8.0) -> float:
+    """Inches a :func:`table_panel` of ``rows`` rows (plus its header and title) needs."""
+    return (rows + 2) * fontsize * 1.25 * 1.9 / 72.0
 
 
 def _cell(v: Any) -> str:

@@ -124,19 +124,19 @@ def yerr(df: pd.DataFrame, metric: str) -> np.ndarray:
     return np.vstack([np.maximum(lo, 0.0), np.maximum(hi, 0.0)])
 
 
-def interval_caption(agg: pd.DataFrame) -> str:
-    """ "mean and 95% interval over N seeds", or says there is no interval (too few seeds)."""
+def interval_caption(agg: pd.DataFrame, unit: str = "seed") -> str:
+    """ "mean and 95% interval over N seeds", or says there is no interval (too few)."""
     from ptsim.report import MIN_SEEDS
 
     n_min, n_max = int(agg.n.min()), int(agg.n.max())
-    seeds = (
-        f"{n_max} seed{'s' if n_max > 1 else ''}" if n_min == n_max else f"{n_min}-{n_max} seeds"
-    )
+    count = f"{n_max} {unit}{'s' if n_max > 1 else ''}"
+    if n_min != n_max:
+        count = f"{n_min}-{n_max} {unit}s"
     if n_max < MIN_SEEDS:
-        return f"mean over {seeds} (no intervals: fewer than {MIN_SEEDS} seeds)"
+        return f"mean over {count} (no intervals: fewer than {MIN_SEEDS})"
     if n_min < MIN_SEEDS:
-        return f"mean and 95% interval over {seeds} (none where < {MIN_SEEDS})"
-    return f"mean and 95% interval over {seeds}"
+        return f"mean and 95% interval over {count} (none where fewer than {MIN_SEEDS})"
+    return f"mean and 95% interval over {count}"
 
 
 def figure_legend(fig: Any, axes: Sequence[Any], ncol: int | None = None) -> None:
@@ -454,19 +454,25 @@ def plot_run(run_dir: Path, out: Path | None = None) -> list[Path]:
     return plot_runs(named, out or run_dir)
 
 
-def plot_runs(runs: Mapping[str, Mapping[str, Any]], out: Path, suffix: str = "") -> list[Path]:
-    """The three run figures for ``runs`` (name -> ``summary``/``jobs``/``series``), saved as
-    ``timeline{suffix}.png``, ``gantt{suffix}.png``, ``jct_cdf{suffix}.png`` in ``out``."""
-    names = list(runs)
-    pal = colors(names)
-    n = len(names)
-    first = runs[names[0]]["summary"]
+RUN_FIGURES = ("timeline.png", "gantt.png", "jct_cdf.png")
+
+
+def plot_runs(
+    runs: Mapping[str, Mapping[str, Any]], out: Path, names: Sequence[str] = RUN_FIGURES
+) -> list[Path]:
+    """The three run figures for ``runs`` (name -> ``summary``/``jobs``/``series``): the
+    timeline, the Gantt chart and the JCT CDF, saved in ``out`` under ``names``."""
+    files = [out / n for n in names]
+    labels = list(runs)
+    pal = colors(labels)
+    n = len(labels)
+    first = runs[labels[0]]["summary"]
     context = f"{first.get('gpus', '?')} GPUs, seed {first.get('seed', '?')}"
 
     fig = figure(10, 2.9 * n + 0.6)
     grid = fig.add_gridspec(2 * n, 1, height_ratios=[3, 1] * n)
     axes: list[Any] = []
-    for i, name in enumerate(names):
+    for i, name in enumerate(labels):
         r = runs[name]
         ax = fig.add_subplot(grid[2 * i], sharex=axes[0] if axes else None)
         axq = fig.add_subplot(grid[2 * i + 1], sharex=ax)
@@ -477,11 +483,11 @@ def plot_runs(runs: Mapping[str, Mapping[str, Any]], out: Path, suffix: str = ""
     axes[-1].set_xlabel("time [s]")
     figure_legend(fig, axes[:2])
     fig.suptitle(f"GPUs by state and queued jobs over time, {context}", fontsize=10)
-    files = [save(fig, out / f"timeline{suffix}.png")]
+    save(fig, files[0])
 
     fig = figure(10, max(3.0, 3.2 * n) + 0.6)
     gaxes = np.atleast_1d(fig.subplots(n, 1, sharex=True))
-    for ax, name in zip(gaxes, names, strict=True):
+    for ax, name in zip(gaxes, labels, strict=True):
         r = runs[name]
         end_s = float(r["summary"].get("sim_end_s") or r["series"].time_s.max())
         draw_gantt(ax, gantt_rows(r["jobs"], end_s))
@@ -489,13 +495,13 @@ def plot_runs(runs: Mapping[str, Mapping[str, Any]], out: Path, suffix: str = ""
     gaxes[-1].set_xlabel("time [s]")
     figure_legend(fig, list(gaxes), ncol=5)
     fig.suptitle(f"Per-job timeline, {context}", fontsize=10)
-    files.append(save(fig, out / f"gantt{suffix}.png"))
+    save(fig, files[1])
 
     fig = figure(6, 4)
     ax = fig.subplots()
     styles = ("-", "--", ":", "-.")
     drawn: dict[str, str] = {}
-    for i, name in enumerate(names):
+    for i, name in enumerate(labels):
         jct = tuple(np.sort(runs[name]["jobs"].jct_s.dropna().to_numpy(float)))
         key = str(hash((len(runs[name]["jobs"]), jct)))
         same = drawn.setdefault(key, name)
@@ -509,7 +515,7 @@ def plot_runs(runs: Mapping[str, Mapping[str, Any]], out: Path, suffix: str = ""
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(f"JCT CDF per policy, {context}", fontsize=10)
-    files.append(save(fig, out / f"jct_cdf{suffix}.png"))
+    save(fig, files[2])
     return files
 
 

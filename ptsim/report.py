@@ -135,10 +135,13 @@ def is_bounded(metric: str) -> bool:
     return metric.endswith("_rate") or metric in BOUNDED
 
 
-def metric_ci(grp: pd.DataFrame, metric: str, min_n: int = MIN_SEEDS) -> tuple[float, float, float]:
+def metric_ci(
+    grp: pd.DataFrame, metric: str, min_n: int = MIN_SEEDS, bootstrap: bool = False
+) -> tuple[float, float, float]:
     """``(mean, lo, hi)`` of ``metric`` over the rows of ``grp``, with the interval this module
     uses for it (Wilson for a count rate whose counts are in ``grp``, bootstrap for other
-    bounded metrics, Student-t otherwise)."""
+    bounded metrics, Student-t otherwise). ``bootstrap`` asks for the bootstrap interval
+    (inside the values' range: positive for positive values, e.g. on a log axis)."""
     count = COUNT_RATES.get(metric)
     if count is not None and all(c in grp.columns for c in (count[0], *count[1])):
         num = grp[count[0]].astype(float)
@@ -152,7 +155,7 @@ def metric_ci(grp: pd.DataFrame, metric: str, min_n: int = MIN_SEEDS) -> tuple[f
             return mean, math.nan, math.nan
         lo, hi = wilson(k, n)
         return mean, lo, hi
-    if is_bounded(metric):
+    if bootstrap or is_bounded(metric):
         return bootstrap_ci(grp[metric].astype(float), min_n)
     return ci95(grp[metric].astype(float), min_n)
 
@@ -163,11 +166,15 @@ def interval_note(n: int, min_n: int = MIN_SEEDS) -> str:
 
 
 def aggregate(
-    df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str], min_n: int = MIN_SEEDS
+    df: pd.DataFrame,
+    by: Sequence[str],
+    metrics: Sequence[str],
+    min_n: int = MIN_SEEDS,
+    bootstrap: Sequence[str] = (),
 ) -> pd.DataFrame:
     """One row per group of ``by`` (in order of first appearance) with ``n`` (rows in the
     group), ``interval`` (:func:`interval_note`) and ``<metric>_mean``, ``_lo``, ``_hi`` per
-    metric (:func:`metric_ci`)."""
+    metric (:func:`metric_ci`; the metrics in ``bootstrap`` get the bootstrap interval)."""
     if "n" in by or "interval" in by:
         raise ValueError("aggregate: a group column may not be called 'n' or 'interval'")
     rows: list[dict[str, Any]] = []
@@ -178,7 +185,7 @@ def aggregate(
         row["n"] = len(grp)
         row["interval"] = interval_note(len(grp), min_n)
         for m in metrics:
-            mean, lo, hi = metric_ci(grp, m, min_n)
+            mean, lo, hi = metric_ci(grp, m, min_n, m in bootstrap)
             row[f"{m}_mean"], row[f"{m}_lo"], row[f"{m}_hi"] = mean, lo, hi
         rows.append(row)
     cols = [*by, "n", "interval", *(f"{m}_{s}" for m in metrics for s in ("mean", "lo", "hi"))]
