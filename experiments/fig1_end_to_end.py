@@ -29,7 +29,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from plotting import colors, figure, grouped_bars, ordered, save, table_panel
+from plotting import (
+    colors,
+    figure,
+    figure_legend,
+    grouped_bars,
+    interval_caption,
+    ordered,
+    save,
+    table_panel,
+)
 from runner import FigureArgs, Sweep, aggregate, figure_main, read_table
 from scipy import stats
 
@@ -124,9 +133,11 @@ def plot(out: Path) -> list[Path]:
     if not ratios.empty:
         write_csv(ratios, out / "ratios.csv")
     jobs_path = out / "jobs.csv"
-    models = by_model(pd.read_csv(jobs_path)) if jobs_path.is_file() else pd.DataFrame()
+    jobs = pd.read_csv(jobs_path) if jobs_path.is_file() else pd.DataFrame()
+    models = by_model(jobs) if not jobs.empty else pd.DataFrame()
     if not models.empty:
         write_csv(models, out / "by_model.csv")
+        write_csv(job_stats(jobs), out / "job_stats.csv")
     pols = ordered(agg.policy, ["prompttuner", "infless", "elasticflow"])
     pal = colors(pols)
     has_table = not ratios.empty
@@ -164,9 +175,8 @@ def plot(out: Path) -> list[Path]:
             x_fmt="load {:g}",
         )
         ax.set_title(label)
-    fig.axes[0].legend(fontsize=8)
-    seeds = int(agg.n.max())
-    fig.suptitle(f"End to end, {int(points.gpus.iloc[0])} GPUs: mean and 95% CI over {seeds} seeds")
+    figure_legend(fig, fig.axes[:1])
+    fig.suptitle(f"End to end, {int(points.gpus.iloc[0])} GPUs: {interval_caption(agg)}")
     if has_table:
         table_panel(
             fig.add_subplot(grid[1, :]),
@@ -179,7 +189,8 @@ def plot(out: Path) -> list[Path]:
 
 def by_model(jobs: pd.DataFrame) -> pd.DataFrame:
     """Violation rate per policy and model: one value per run (load, seed), then mean and 95%
-    t-interval over runs, with the mean number of jobs of that model per run."""
+    interval over runs (bootstrap: inside [0, 1]), with the mean number of jobs of that model
+    per run."""
     per_run = (
         jobs.assign(violation_rate=~jobs.met_deadline.astype(bool))
         .groupby(["policy", "model", LOAD, "seed"], sort=False)
@@ -187,6 +198,26 @@ def by_model(jobs: pd.DataFrame) -> pd.DataFrame:
         .reset_index()
     )
     return aggregate(per_run, ["policy", "model"], ["violation_rate", "jobs"])
+
+
+def job_stats(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Per policy and model, over every run: share of the jobs, medians of the deadline slack
+    (``deadline_s - arrival_s``), bank lookup seconds and assessments (the numbers the
+    results summary of EXPERIMENTS.md cites)."""
+    j = jobs.assign(slack_s=jobs.deadline_s - jobs.arrival_s)
+    total = j.groupby("policy", sort=False).job_id.size()
+    out = (
+        j.groupby(["policy", "model"], sort=False)
+        .agg(
+            jobs=("job_id", "size"),
+            slack_s_median=("slack_s", "median"),
+            bank_lookup_s_median=("bank_lookup_s", "median"),
+            bank_assessments_median=("bank_assessments", "median"),
+        )
+        .reset_index()
+    )
+    out["job_share"] = out.jobs / out.policy.map(total)
+    return out
 
 
 def wide_ratios(ratios: pd.DataFrame) -> pd.DataFrame:
