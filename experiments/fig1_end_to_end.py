@@ -37,6 +37,7 @@ from plotting import (
     interval_caption,
     ordered,
     save,
+    table_height,
     table_panel,
 )
 from runner import FigureArgs, Sweep, aggregate, figure_main, read_table
@@ -142,9 +143,10 @@ def plot(out: Path) -> list[Path]:
     pal = colors(pols)
     has_table = not ratios.empty
     cols = 3 if not models.empty else 2
-    fig = figure(5.2 * cols, 6.4 if has_table else 3.6)
+    tab_h = table_height(len(wide_ratios(ratios)), 7.5) if has_table else 0.0
+    fig = figure(5.2 * cols, 3.8 + tab_h)
     grid = fig.add_gridspec(
-        2 if has_table else 1, cols, height_ratios=[2.2, 1] if has_table else None
+        2 if has_table else 1, cols, height_ratios=[3.6, tab_h] if has_table else None
     )
     if not models.empty:
         ax = fig.add_subplot(grid[0, 2])

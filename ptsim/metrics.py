@@ -119,6 +119,12 @@ def censored_jct(jobs: pd.DataFrame, end_s: float) -> np.ndarray:
     return jct
 
 
+def _max_queued(out: SimOutcome) -> int:
+    """The most jobs that waited for GPUs at once (0: the cluster never queued a job)."""
+    col = SERIES_COLUMNS.index("queued_jobs")
+    return int(max((row[col] for row in out.series), default=0))
+
+
 def summarize(
     out: SimOutcome, jobs: pd.DataFrame, price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
 ) -> dict[str, Any]:
@@ -156,6 +162,7 @@ def summarize(
         "p99_jct_s": _f(float(np.percentile(jct, 99))) if len(jct) else None,
         "jct_censored": n - len(done),
         "mean_queue_delay_s": _f(float(jobs.queue_delay_s.mean())) if n else None,
+        "max_queued_jobs": _max_queued(out),
         "cold_starts": t.cold_starts,
         "reloads": t.reloads,
         "warm_hits": t.warm_hits,

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from hydra.experimental.callback import Callback
 
 MIN_SEEDS = 3
 """Fewest seeds (rows) a group needs for an interval; fewer: the interval is left out."""
@@ -388,17 +389,53 @@ def headline_text(agg: pd.DataFrame, by: Sequence[str]) -> str:
     return text
 
 
-def never_queued(table: pd.DataFrame, runs: Sequence[Path]) -> bool:
-    """True if no run of ``runs`` ever had a queued job (every ``timeseries.csv`` has
-    ``queued_jobs`` = 0 throughout): then queue order cannot matter (fifo = edf)."""
-    for run_dir in runs:
-        path = Path(run_dir) / "timeseries.csv"
-        if not path.is_file():
-            return False
-        q = pd.read_csv(path, usecols=["queued_jobs"]).queued_jobs
-        if len(q) and q.max() > 0:
-            return False
-    return True
+def queue_note(table: pd.DataFrame) -> str | None:
+    """A line naming the labels whose runs never queued a job (``max_queued_jobs`` = 0 in every
+    run): for them queue order cannot matter, so e.g. fifo and edf coincide. None if every
+    label queued somewhere (or the table predates the column)."""
+    if "max_queued_jobs" not in table:
+        return None
+    never = table.groupby("label", sort=False).max_queued_jobs.max()
+    names = [str(k) for k, v in never.items() if v == 0]
+    if not names:
+        return None
+    if len(names) == len(never):
+        return (
+            "note: no job ever waited in a queue in any of these runs (the cluster never "
+            "filled), so queue order cannot matter: policies that differ only in it coincide"
+        )
+    return (
+        f"note: {', '.join(names)} never queued a job in any run (the cluster never filled "
+        "for them), so their queue order did not matter"
+    )
+
+
+def print_report(files: Mapping[str, Path], by: Sequence[str] | None = None) -> None:
+    """Print the headline table of a written report, the queue note and the file names."""
+    table = pd.read_csv(files["table"])
+    agg = pd.read_csv(files["aggregate"])
+    groups = list(by) if by is not None else group_columns(table)
+    print(headline_text(agg, groups))
+    note = queue_note(table)
+    if note:
+        print(note)
+    for f in files.values():
+        print(f)
+
+
+class ReportCallback(Callback):  # type: ignore[misc]
+    """Hydra callback (``hydra.callbacks.report`` in ``conf/config.yaml``): at the end of every
+    multirun, write the report of the sweep folder into it and print its headline table."""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            files = write_report([sweep_dir], sweep_dir)
+        except ReportError as exc:
+            print(f"ptsim report: {exc}")
+            return
+        print()
+        print_report(files)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -431,9 +468,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReportError as exc:
         print(f"ptsim report: {exc}", file=sys.stderr)
         return 2
-    agg = pd.read_csv(files["aggregate"])
-    groups = by if by is not None else group_columns(pd.read_csv(files["table"]))
-    print(headline_text(agg, groups))
-    for f in files.values():
-        print(f)
+    print_report(files, by)
     return 0
