@@ -98,6 +98,8 @@ def lines_figure(
         )
         if metric not in logy:
             clip_axis(ax, metric)
+            if is_rate(metric):
+                ax.set_ylim(bottom=-0.02)  # a line at 0 stays visible above the axis
         if xticks is not None:
             ax.set_xticks(list(xticks))
             ax.set_xticklabels([f"{v:g}" for v in xticks])

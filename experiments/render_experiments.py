@@ -127,7 +127,7 @@ def fig1_ratios(t: Tables) -> str:
             r = _ratio(t, metric, base)
             lines.append(
                 f"| {what}, {NAMES[base]} / PromptTuner | {r.measured:.2f} "
-                f"[{r.lo:.2f}, {r.hi:.2f}] | {r.paper:g} |"
+                f"[{r.lo:.2f}, {r.hi:.2f}] | {r.paper:.1f} |"
             )
     return "\n" + "\n".join(lines) + "\n"
 
@@ -230,7 +230,7 @@ def _cost_change(t: Tables, variant: str, reference: str) -> str:
     for v in loads(d):
         ref = _agg2(t, reference, v).cost_gpu_hours_mean
         out.append(abs(100 * _delta(t, variant, v).d_cost_gpu_hours_mean / ref))
-    return span(out)
+    return span(out) + "%"
 
 
 def _cost_vs(t: Tables, variant: str, reference: str) -> str:
@@ -243,7 +243,7 @@ def _cost_vs(t: Tables, variant: str, reference: str) -> str:
         )
         for v in loads(d)
     ]
-    return span(out)
+    return span(out) + "%"
 
 
 def _viol_range(t: Tables, variant: str) -> str:
