@@ -42,6 +42,7 @@ from plotting import (
     figure_legend,
     grouped_bars,
     interval_caption,
+    log_labels,
     ordered,
     rotate_xticks,
     save,
@@ -276,6 +277,7 @@ def plot(out: Path) -> list[Path]:
         ax.set_xscale("log")
         if logy and bool((idx[f"{metric}_mean"] > 0).all()):
             ax.set_yscale("log")
+            log_labels(ax.yaxis)
         else:
             clip_axis(ax, metric)
         ax.set_xlabel("bank size [entries of one model]")
@@ -291,9 +293,7 @@ def plot(out: Path) -> list[Path]:
     for sp, ls in styles.items():
         axes[0].plot([], [], color="k", ls=ls, label=f"task space {sp}")
     figure_legend(fig, axes[:2])
-    fig.suptitle(
-        f"Prompt Bank lookups vs bank size: {interval_caption(idx, 'bank')} per size (bootstrap)"
-    )
+    fig.suptitle(f"Prompt Bank lookups vs bank size, per size: {interval_caption(idx, 'bank')}")
     files = [save(fig, out / f"{FIGURE}.png")]
 
     fig = figure(15, 4.6)

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 # the generic helpers live in ptsim.plots (the report and run plots draw with them too)
+from matplotlib.ticker import NullLocator
+
 from ptsim.plots import (  # noqa: F401  (re-exported for the figure scripts)
     PALETTE,
     PAPER_ORDER,
@@ -27,6 +29,7 @@ from ptsim.plots import (  # noqa: F401  (re-exported for the figure scripts)
     interval_caption,
     is_rate,
     lines_ci,
+    log_labels,
     ordered,
     pyplot,
     rotate_xticks,
@@ -103,7 +106,7 @@ def lines_figure(
         if xticks is not None:
             ax.set_xticks(list(xticks))
             ax.set_xticklabels([f"{v:g}" for v in xticks])
-            ax.minorticks_off()
+            ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel(xlabel)
     figure_legend(fig, np.atleast_1d(axes)[:1])
     fig.suptitle(title)

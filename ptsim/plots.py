@@ -109,6 +109,19 @@ def integer_ticks(axis: Any) -> None:
     axis.set_major_locator(MaxNLocator(integer=True))
 
 
+def log_labels(axis: Any) -> None:
+    """Plain-number labels (``0.3``, ``2``, ``100``) on a log ``axis``, minor ticks too where
+    the axis spans little (so a range under one decade still has labelled ticks)."""
+    from matplotlib.ticker import LogFormatter
+
+    class _Plain(LogFormatter):  # type: ignore[misc]
+        def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+            return f"{x:g}"
+
+    axis.set_major_formatter(_Plain(labelOnlyBase=False))
+    axis.set_minor_formatter(_Plain(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
 def rotate_xticks(ax: Any, degrees: float = 30.0, size: float = 8.0) -> None:
     """Slanted, right-aligned x tick labels (long category names)."""
     ax.tick_params(axis="x", labelsize=size)
@@ -235,6 +248,7 @@ def lines_ci(
         ax.set_xscale("log")
     if logy and _positive(agg, metric):
         ax.set_yscale("log")
+        log_labels(ax.yaxis)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
 
