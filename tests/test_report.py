@@ -172,3 +172,41 @@ def test_plot_draws_a_comparison_run_from_its_tables(tmp_path: Path) -> None:
         assert f.read_bytes()[:4] == b"\x89PNG"
     # a one-policy folder works too (the comparison's subfolder)
     assert len(plot_run(tmp_path / "run" / "edf", tmp_path / "one")) == 3
+
+
+# ------------------------------------------------------------------------------ sweeps
+
+
+def _sweep(out: Path, launcher: str) -> pd.DataFrame:
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-c",
+        "from ptsim.app import main; main()",
+        "-m",
+        f"hydra/launcher={launcher}",
+        "scheduler=edf,prompttuner",
+        "seed=0,1",
+        "workload.duration_s=90",
+        "progress=false",
+        f"hydra.sweep.dir={out}",
+    ]
+    if launcher == "joblib":
+        cmd.append("hydra.launcher.n_jobs=2")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return report.collect([out])
+
+
+def test_parallel_sweep_gives_the_serial_sweeps_tables(tmp_path: Path) -> None:
+    serial = _sweep(tmp_path / "serial", "basic")
+    parallel = _sweep(tmp_path / "joblib", "joblib")
+    assert len(serial) == 4 and set(serial.label) == {"edf", "prompttuner"}
+    drop = ["run_dir", "sim_wall_s", "decide_wall_s"]
+    pd.testing.assert_frame_equal(serial.drop(columns=drop), parallel.drop(columns=drop))
+    for run in ("0", "3"):
+        a = pd.read_csv(tmp_path / "serial" / run / "jobs.csv")
+        b = pd.read_csv(tmp_path / "joblib" / run / "jobs.csv")
+        pd.testing.assert_frame_equal(a, b)
