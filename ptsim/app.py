@@ -5,6 +5,10 @@ and writes config, trace, tables and summary into its run directory.
     ptsim scheduler=edf seed=1              # one policy
     ptsim -m scheduler=fifo,edf seed=0,1    # a sweep, one run directory per point
     ptsim workload.trace=PATH               # replay a canonical trace file
+    ptsim report RUN_DIR...                 # one table + aggregate + figure over run folders
+    ptsim plot RUN_DIR                      # timeline, Gantt and JCT CDF of a saved run
+
+Every multirun ends with the report of its sweep folder (``ptsim.report.ReportCallback``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import sys
 from pathlib import Path
 
 import hydra
+import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -32,10 +37,21 @@ def _main(cfg: DictConfig) -> None:
         print(f"ptsim: {msg}", file=sys.stderr)
         raise SystemExit(2) from None
     if len(results) > 1:
+        from ptsim.report import queue_note
         from ptsim.run import comparison_table
 
         table = comparison_table(results)
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        note = queue_note(
+            pd.DataFrame(
+                {
+                    "label": [r.summary.get("label") or r.policy for r in results],
+                    "max_queued_jobs": [r.summary.get("max_queued_jobs") for r in results],
+                }
+            )
+        )
+        if note:
+            print(note)
         print(f"\ncomparison table and figure: {run_dir}/comparison.csv, comparison.png")
     else:
         s = results[0].summary
@@ -79,8 +95,20 @@ def check_overrides(overrides: list[str]) -> str | None:
     return None
 
 
+SUBCOMMANDS = ("report", "plot")
+
+
 def main() -> None:
-    """Console entry point for ``ptsim``."""
+    """Console entry point for ``ptsim``: ``ptsim report ...`` and ``ptsim plot ...`` are
+    subcommands (plain argparse); anything else goes to the hydra app."""
+    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
+        if sys.argv[1] == "report":
+            from ptsim.report import main as report_main
+
+            raise SystemExit(report_main(sys.argv[2:]))
+        from ptsim.plots import main as plot_main
+
+        raise SystemExit(plot_main(sys.argv[2:]))
     problem = check_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
     if problem:
         print(problem, file=sys.stderr)
