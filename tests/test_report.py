@@ -197,6 +197,9 @@ def _sweep(out: Path, launcher: str) -> pd.DataFrame:
         cmd.append("hydra.launcher.n_jobs=2")
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    # the multirun callback wrote the sweep's report and printed its headline
+    assert (out / "report.csv").is_file() and (out / "report_agg.csv").is_file()
+    assert "slo_violation_rate" in done.stdout
     return report.collect([out])
 
 
@@ -210,3 +213,24 @@ def test_parallel_sweep_gives_the_serial_sweeps_tables(tmp_path: Path) -> None:
         a = pd.read_csv(tmp_path / "serial" / run / "jobs.csv")
         b = pd.read_csv(tmp_path / "joblib" / run / "jobs.csv")
         pd.testing.assert_frame_equal(a, b)
+
+
+def test_report_and_plot_are_subcommands_of_ptsim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ptsim import app
+
+    run_config(cfg("scheduler=fifo", "workload.duration_s=90"), tmp_path / "run")
+    monkeypatch.setattr("sys.argv", ["ptsim", "report", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as done:
+        app.main()
+    assert done.value.code == 0 and (tmp_path / "run" / "report_agg.csv").is_file()
+    assert "fifo" in capsys.readouterr().out
+    monkeypatch.setattr("sys.argv", ["ptsim", "plot", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as done:
+        app.main()
+    assert done.value.code == 0 and (tmp_path / "run" / "gantt.png").is_file()
+    monkeypatch.setattr("sys.argv", ["ptsim", "plot", str(tmp_path / "nothing")])
+    with pytest.raises(SystemExit) as done:
+        app.main()
+    assert done.value.code == 2 and "ptsim plot:" in capsys.readouterr().err
