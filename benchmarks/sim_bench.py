@@ -22,7 +22,8 @@ def one(jobs: int, gpus: int, load: float | None, duration: float | None) -> dic
     import numpy as np
 
     from ptsim.profiles_io import load_profiles
-    from ptsim.run import ClusterSpec, run_policy
+    from ptsim.run import run_policy
+    from ptsim.specs import ClusterSpec
     from ptsim.trace import WorkloadSpec, generate_workload
     from ptsim.trace.generator import mean_demand
 

@@ -43,7 +43,7 @@ from plotting import (
 from runner import FigureArgs, Sweep, aggregate, figure_main, read_table
 from scipy import stats
 
-from ptsim.run import write_csv
+from ptsim.outcome import write_csv
 
 FIGURE = "fig1_end_to_end"
 LOAD = "workload.load"

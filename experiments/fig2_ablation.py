@@ -39,7 +39,7 @@ from plotting import (
 )
 from runner import MIN_SEEDS, FigureArgs, Sweep, aggregate, ci95, figure_main, read_table
 
-from ptsim.run import write_csv
+from ptsim.outcome import write_csv
 
 FIGURE = "fig2_ablation"
 LOAD = "workload.load"

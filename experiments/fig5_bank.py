@@ -63,8 +63,8 @@ from runner import (
 from ptsim.core.bank import BankConfig, PromptBankIndex
 from ptsim.core.bank_sim import SimScorer, synthetic_bank
 from ptsim.core.convergence import ConvergenceModel, TaskSpace
+from ptsim.outcome import write_csv
 from ptsim.profiles_io import load_profiles
-from ptsim.run import write_csv
 
 FIGURE = "fig5_bank"
 LAYOUTS = ("flat", "two_layer", "three_layer")

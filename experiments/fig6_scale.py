@@ -23,7 +23,7 @@ import pandas as pd
 from plotting import PAPER_ORDER, interval_caption, lines_figure, save
 from runner import aggregate, figure_main, read_table
 
-from ptsim.run import write_csv
+from ptsim.outcome import write_csv
 
 FIGURE = "fig6_scale"
 METRICS = (

@@ -26,8 +26,8 @@ import pandas as pd
 from plotting import ordered
 from runner import figure_main, read_table
 
+from ptsim.outcome import write_csv
 from ptsim.plots import PAPER_ORDER, gantt_rows, plot_runs
-from ptsim.run import write_csv
 
 FIGURE = "fig7_timelines"
 

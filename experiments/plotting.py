@@ -128,7 +128,7 @@ def scale_sweep_plot(
     ``title`` is prefixed to "<GPUs> GPUs: mean and 95% CI over <n> seeds"."""
     from runner import aggregate, read_table
 
-    from ptsim.run import write_csv
+    from ptsim.outcome import write_csv
 
     pts = read_table(out, "points.csv")
     agg = aggregate(pts, ["policy", axis], [m for m in metrics if m in pts])

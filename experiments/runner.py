@@ -52,6 +52,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
 from ptsim.core.policy import POLICIES
+from ptsim.outcome import atomic_write, write_csv
 from ptsim.paths import conf_root
 
 # one implementation with ``ptsim report``: intervals (Student-t; Wilson for count rates;
@@ -65,12 +66,7 @@ from ptsim.report import (  # noqa: F401  (re-exported for the figure scripts)
     override_value,
     summary_row,
 )
-from ptsim.run import (
-    atomic_write,
-    plain,
-    simulate_config,
-    write_csv,
-)
+from ptsim.run import plain, simulate_config
 
 T = TypeVar("T")
 R = TypeVar("R")

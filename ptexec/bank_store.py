@@ -19,7 +19,8 @@ training loss per step and every evaluation); ``config`` (the tuning config) and
 (how the prompt was initialised, e.g. from which stored entry).
 
 An entry is written into a temporary directory and renamed into place, so a reader never
-sees half an entry.
+sees half an entry. ``ptexec.json`` is read by ``ptsim.store_format.read_meta`` (torch-free,
+shared with the simulator's store seeding), which checks its format.
 """
 
 from __future__ import annotations
@@ -42,15 +43,10 @@ import torch
 from ptexec.models import LoadedModel
 from ptexec.tasks import TextTask
 from ptexec.train import TuningConfig, TuningJob, TuningResult, prompt_feature
+from ptsim.store_format import META_FILE, STORE_FORMAT, StoreError, entry_meta_paths, read_meta
 
-META_FILE = "ptexec.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-STORE_FORMAT = 1
 FEATURE_KIND = "mean_last_hidden_over_prompt"
-
-
-class StoreError(ValueError):
-    """A store entry that is missing, malformed or clashes with an existing one."""
 
 
 @dataclass(frozen=True)
@@ -188,14 +184,9 @@ class PromptStore:
         """The entry ``entry_id`` (:class:`StoreError` if absent or malformed)."""
         d = self._dir(entry_id)
         f = d / META_FILE
-        try:
-            meta = json.loads(f.read_text())
-        except FileNotFoundError as exc:
-            raise StoreError(f"store {self.root}: no entry {entry_id!r}") from exc
-        except (OSError, json.JSONDecodeError) as exc:
-            raise StoreError(f"{f}: unreadable ({exc})") from exc
-        if meta.get("format") != STORE_FORMAT:
-            raise StoreError(f"{f}: unknown format {meta.get('format')!r}")
+        if not f.is_file():
+            raise StoreError(f"store {self.root}: no entry {entry_id!r}")
+        meta = read_meta(f)
         try:
             return self._record(d, meta)
         except (KeyError, TypeError, ValueError) as exc:
@@ -206,13 +197,9 @@ class PromptStore:
 
     def list_entries(self, model: str | None = None) -> list[StoredPrompt]:
         """Every entry (of base model name or key ``model`` when given), sorted by id."""
-        if not self.root.is_dir():
-            return []
         out = []
-        for d in sorted(self.root.iterdir()):
-            if d.name.startswith(".") or not (d / META_FILE).is_file():
-                continue
-            rec = self.get(d.name)
+        for f in entry_meta_paths(self.root):
+            rec = self.get(f.parent.name)
             if model is None or model in (rec.model, rec.model_key):
                 out.append(rec)
         return out

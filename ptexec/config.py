@@ -126,12 +126,13 @@ def tasks_from(cfg: DictConfig) -> TaskCatalog:
     for k in t:
         if k not in known:
             raise ConfigError(f"config tasks.{k}: unknown key; known: {', '.join(sorted(known))}")
+    default = TaskCatalog()  # a key left out takes the dataclass default (the one source)
     return TaskCatalog(
-        family=TaskFamily(seed=int(t.get("family_seed", 0))),
-        examples=int(t.get("examples", 768)),
-        heldout_fraction=float(t.get("heldout_fraction", 0.2)),
+        family=TaskFamily(seed=int(t.get("family_seed", default.family.seed))),
+        examples=int(t.get("examples", default.examples)),
+        heldout_fraction=float(t.get("heldout_fraction", default.heldout_fraction)),
         max_examples=None if t.get("max_examples") is None else int(t["max_examples"]),
-        seed=int(cfg.get("seed", 0)),
+        seed=int(cfg.get("seed", default.seed)),
     )
 
 
@@ -149,6 +150,7 @@ def settings_from(cfg: DictConfig) -> ExecSettings:
     if prof is not None and not prof.is_dir():
         raise ConfigError(f"config profile_dir: {prof} is not a directory (run `ptexec profile`)")
     ce = cfg.get("checkpoint_every")
+    default = ExecSettings()  # a key left out takes the dataclass default (the one source)
     return ExecSettings(
         workers=int(cfg.workers),
         threads=int(cfg.threads),
@@ -156,11 +158,11 @@ def settings_from(cfg: DictConfig) -> ExecSettings:
         profile=prof,
         mechanics=mech,
         checkpoint_every=None if ce in (None, 0) else int(ce),
-        keep_checkpoints=bool(cfg.get("keep_checkpoints", False)),
+        keep_checkpoints=bool(cfg.get("keep_checkpoints", default.keep_checkpoints)),
         horizon_s=None if cfg.get("horizon_s") is None else float(cfg.horizon_s),
-        series_interval_s=float(cfg.get("series_interval_s", 0.0)),
-        price_per_gpu_hour=float(cfg.get("price_per_gpu_hour", 4.10)),
-        seed=int(cfg.get("seed", 0)),
+        series_interval_s=float(cfg.get("series_interval_s", default.series_interval_s)),
+        price_per_gpu_hour=float(cfg.get("price_per_gpu_hour", default.price_per_gpu_hour)),
+        seed=int(cfg.get("seed", default.seed)),
     )
 
 

@@ -70,7 +70,7 @@ from ptsim.core.types import (
     RejectJob,
     ReleaseGpu,
 )
-from ptsim.simulator import RunStats, SimOutcome
+from ptsim.outcome import RunOutcome, RunStats
 
 WAIT = object()
 """Yielded by a job coroutine: resume me when something I may be waiting for changed."""
@@ -139,7 +139,7 @@ class JobRun:
 
 
 @dataclass
-class ExecOutcome(SimOutcome):
+class ExecOutcome(RunOutcome):
     """A finished executor run: what ``ptsim.metrics`` reads (state, series, stats, policy)
     plus the executor's own records."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 def friendly(exc: BaseException) -> str | None:
     """The one-line message for ``exc`` when it is a user-fixable problem, else ``None``
     (a bug: let it raise with its traceback)."""
-    from ptexec.bank_store import StoreError
     from ptexec.config import ConfigError
     from ptexec.jobs import JobFileError
     from ptexec.models import ModelNotFound
@@ -14,6 +13,7 @@ def friendly(exc: BaseException) -> str | None:
     from ptexec.workers import WorkerError
     from ptsim.core.profiles import UnknownName
     from ptsim.profiles_io import ProfileError
+    from ptsim.store_format import StoreError
     from ptsim.trace.loader import TraceError
 
     known = (

@@ -52,7 +52,7 @@ from ptexec.models import MODEL_KINDS, ModelKind, ModelNotFound, resolve_model
 from ptexec.tasks import TaskDataError, TaskFamily, TextTask, load_task, read_jsonl
 from ptexec.train import TuningConfig
 from ptsim.core.types import JobSpec
-from ptsim.trace._cells import CellError, is_empty, to_float, to_int, to_str
+from ptsim.trace.cells import CellError, is_empty, to_float, to_int, to_str
 from ptsim.trace.loader import TraceError, check_unique_ids, load_trace
 
 REQUIRED = ("job_id", "arrival_s", "model", "task", "batch_size", "max_steps")

@@ -37,6 +37,7 @@ from ptexec.models import LoadedModel, ModelNotFound, load_model
 from ptexec.train import TuningJob
 from ptsim.core.bank import BankConfig, BankEntry, PromptBankIndex
 from ptsim.core.types import InitChoice, JobSpec
+from ptsim.specs import BANK_INDEX_KEYS, SIM_ONLY_BANK_KEYS
 
 
 @dataclass(frozen=True)
@@ -269,19 +270,16 @@ def bank_config_from(
 ) -> ExecBankConfig:
     """The executor's bank config from the ``bank`` config node: the core index knobs (as in
     ptsim's ``conf/bank``), the executor's own (``batches``, ``batch_size``, ``metric``,
-    ``against_default``, ``add_unreached``); ptsim's simulation-only keys (the fields of
-    ``ptsim.run.BankSpec``: seeding, entries, score_sigma, name maps...) are ignored; ``store``
-    is resolved by the caller. Unknown keys raise ``ValueError`` listing the known ones."""
-    from ptsim.run import BankSpec
-
-    index_keys = set(BankConfig.__dataclass_fields__) - {"seed"}
+    ``against_default``, ``add_unreached``); ptsim's simulation-only keys
+    (``ptsim.specs.SIM_ONLY_BANK_KEYS``: seeding, entries, score_sigma, name maps...) are
+    ignored; ``store`` is resolved by the caller. Unknown keys raise ``ValueError`` listing the
+    known ones."""
     own = {"batches", "batch_size", "metric", "against_default", "add_unreached"}
-    ignored = set(BankSpec.__dataclass_fields__) - {"index"}
-    unknown = sorted(set(cfg) - index_keys - own - ignored)
+    unknown = sorted(set(cfg) - BANK_INDEX_KEYS - own - SIM_ONLY_BANK_KEYS)
     if unknown:
-        known = ", ".join(sorted(index_keys | own | {"store"}))
+        known = ", ".join(sorted(BANK_INDEX_KEYS | own | {"store"}))
         raise ValueError(f"unknown bank config key {unknown[0]!r}; known: {known}")
-    index = BankConfig(**{k: v for k, v in cfg.items() if k in index_keys})
+    index = BankConfig(**{k: v for k, v in cfg.items() if k in BANK_INDEX_KEYS})
     kw: dict[str, Any] = {k: v for k, v in cfg.items() if k in own}
     if kw.get("metric", "neg_loss") not in ("neg_loss", "accuracy"):
         raise ValueError(f"bank.metric {kw['metric']!r}: expected neg_loss or accuracy")

@@ -1,11 +1,11 @@
 """Running the executor from settings and saving what it did, in ptsim's formats.
 
 ``run_jobs`` runs a list of :class:`~ptexec.jobs.ExecJob` under one policy on a worker pool
-(its own, or one passed in) and returns a ``ptsim.run.RunResult`` whose per-job table, time
+(its own, or one passed in) and returns a ``ptsim.outcome.RunResult`` whose per-job table, time
 series and summary are built by ``ptsim.metrics`` from the executor's ``ClusterState``, exactly
 as ptsim builds them, plus the executor's own columns. ``save_exec_result`` writes them with
-ptsim's ``save_result`` (``jobs.csv``, ``timeseries.csv``, ``summary.json``) next to each job's
-tuned prompt (``prompts/<job>/``, a PEFT adapter directory), its loss curve
+``ptsim.outcome.save_result`` (``jobs.csv``, ``timeseries.csv``, ``summary.json``) next to
+each job's tuned prompt (``prompts/<job>/``, a PEFT adapter directory), its loss curve
 (``curves/<job>.csv``), every model load (``loads.csv``), every bank lookup
 (``bank_lookups.csv``) and the executor's facts (``executor.json``).
 """
@@ -28,7 +28,7 @@ from ptexec.prompt_bank import ExecBankConfig, ExecPromptBank
 from ptexec.workers import WorkerPool
 from ptsim.core.profiles import ProfileSet
 from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR, jobs_table, series_table, summarize
-from ptsim.run import RunResult, save_result, write_csv, write_json
+from ptsim.outcome import RunResult, save_result, write_csv, write_json
 
 EXEC_JOB_COLUMNS = (
     "reached_target",
@@ -99,7 +99,7 @@ def run_jobs(
     on_job_done: Callable[[str], Any] | None = None,
     progress: Callable[[str], Any] | None = None,
 ) -> tuple[RunResult, ExecOutcome]:
-    """Run ``jobs`` under ``policy`` and return ptsim's ``RunResult`` (tables built by
+    """Run ``jobs`` under ``policy`` and return the ``RunResult`` (tables built by
     ``ptsim.metrics``, executor columns added) and the raw outcome. Nothing is written but
     checkpoints and prompts (``save_exec_result`` writes the tables)."""
     st = settings if settings is not None else ExecSettings()

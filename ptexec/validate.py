@@ -22,7 +22,8 @@ import pandas as pd
 
 from ptexec.driver import ExecOutcome
 from ptsim.core.profiles import ProfileSet
-from ptsim.run import ClusterSpec, RunResult, run_policy, save_result, write_csv, write_json
+from ptsim.outcome import RunResult, save_result, write_csv, write_json
+from ptsim.specs import ClusterSpec
 
 COMPARE = ("first_start_s", "jct_s", "gpu_seconds")
 
@@ -36,6 +37,8 @@ def simulate_like(
     price_per_gpu_hour: float,
 ) -> RunResult:
     """ptsim's run of the executor's jobs (realised steps as iterations) on ``workers`` GPUs."""
+    from ptsim.run import run_policy  # the simulator (simpy) only when validating
+
     specs = []
     for jid, rec in outcome.state.jobs.items():
         run = outcome.runs.get(jid)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import hydra
 import pandas as pd
@@ -60,7 +62,21 @@ def _main(cfg: DictConfig) -> None:
             f"cost {s['cost_gpu_hours']:.2f} GPU-h (${s['cost_usd']:.2f}), "
             f"mean JCT {s['mean_jct_s'] or float('nan'):.0f} s"
         )
+    for r in results:
+        line = horizon_line(r.summary)
+        if line:
+            print(line)
     print(f"results: {run_dir}")
+
+
+def horizon_line(summary: Mapping[str, Any]) -> str | None:
+    """A line saying that a run stopped at its horizon and how many jobs were left, or None."""
+    if not summary.get("horizon_hit"):
+        return None
+    return (
+        f"{summary['policy']}: stopped at the horizon ({summary['horizon_s']:g} s, "
+        f"sim.horizon_s) with {summary['unfinished']} of {summary['jobs']} jobs unfinished"
+    )
 
 
 def check_overrides(overrides: list[str]) -> str | None:

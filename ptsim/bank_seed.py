@@ -6,21 +6,16 @@ entry per stored prompt, with the stored entry id, model and source task (rename
 ``model_map`` / ``task_map`` to the simulation's names). The entry's feature is re-derived from
 its task's point in the simulation's task space, not the stored activation vector, so that the
 entries the simulated run adds as jobs finish live in the same feature space. Reading needs no
-torch: only the JSON metadata is read.
+torch: only the JSON metadata is read, with ptexec's own reader (``ptsim.store_format``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-META_FILE = "ptexec.json"
-
-
-class StoreSeedError(ValueError):
-    """A store that cannot seed the simulated bank (one line naming the file and the field)."""
+from ptsim.store_format import META_FILE, StoreError, entry_meta_paths, read_meta
 
 
 @dataclass(frozen=True)
@@ -41,35 +36,27 @@ def read_store_history(
     task_map: Mapping[str, str] | None = None,
 ) -> list[StoredHistory]:
     """Every entry of the store at ``store``, in entry-id order, with model and task names
-    mapped to the simulation's; an unmapped unknown name is an error listing the known ones."""
+    mapped to the simulation's; an unmapped unknown name is an error listing the known ones
+    (:class:`~ptsim.store_format.StoreError`, one line naming the file)."""
     root = Path(store).expanduser()
     if not root.is_dir():
-        raise StoreSeedError(f"{root}: no such bank store folder")
+        raise StoreError(f"{root}: no such bank store folder")
     out: list[StoredHistory] = []
-    for meta_path in sorted(root.glob(f"*/{META_FILE}")):
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise StoreSeedError(f"{meta_path}: unreadable ({exc})") from None
-        fields = {}
-        for key in ("entry_id", "model", "source_task"):
-            value = meta.get(key)
-            if not isinstance(value, str) or not value:
-                raise StoreSeedError(f"{meta_path}: field {key!r} missing or not a string")
-            fields[key] = value
-        model = (model_map or {}).get(fields["model"], fields["model"])
-        task = (task_map or {}).get(fields["source_task"], fields["source_task"])
+    for meta_path in entry_meta_paths(root):
+        meta = read_meta(meta_path)
+        model = (model_map or {}).get(meta["model"], meta["model"])
+        task = (task_map or {}).get(meta["source_task"], meta["source_task"])
         if model not in known_models:
-            raise StoreSeedError(
+            raise StoreError(
                 f"{meta_path}: model {model!r} is not simulated; map it with bank.model_map "
                 f"to one of: {', '.join(sorted(known_models))}"
             )
         if task not in known_tasks:
-            raise StoreSeedError(
+            raise StoreError(
                 f"{meta_path}: task {task!r} is not in the task space; map it with "
                 f"bank.task_map to one of: {', '.join(sorted(known_tasks))}"
             )
-        out.append(StoredHistory(fields["entry_id"], model, task))
+        out.append(StoredHistory(meta["entry_id"], model, task))
     if not out:
-        raise StoreSeedError(f"{root}: no stored prompt ({META_FILE}) in the bank store")
+        raise StoreError(f"{root}: no stored prompt ({META_FILE}) in the bank store")
     return out

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ptsim.core.state import SERIES_COLUMNS
 from ptsim.core.types import GpuState, JobState
-from ptsim.simulator import SimOutcome
+from ptsim.outcome import RunOutcome
 
 JOB_COLUMNS = (
     "job_id",
@@ -29,6 +29,7 @@ JOB_COLUMNS = (
     "queue_delay_s",
     "num_gpus",
     "iterations_base",
+    "ideal_s",
     "iterations_needed",
     "iterations_done",
     "gpu_seconds",
@@ -48,9 +49,10 @@ DEFAULT_PRICE_PER_GPU_HOUR = 4.10
 """USD per A100-hour: AWS p4d.24xlarge on-demand ($32.77/h for 8 A100-40GB, us-east-1)."""
 
 
-def jobs_table(out: SimOutcome) -> pd.DataFrame:
+def jobs_table(out: RunOutcome) -> pd.DataFrame:
     """One row per submitted job (see docs/metrics.md for each column)."""
     rows: list[tuple[Any, ...]] = []
+    profiles = out.state.profiles
     for rec in out.state.jobs.values():
         s = rec.spec
         if rec.state is JobState.DONE:
@@ -77,6 +79,7 @@ def jobs_table(out: SimOutcome) -> pd.DataFrame:
                 (math.nan if rec.first_start is None else rec.first_start - s.arrival),
                 s.num_gpus,
                 s.iterations,
+                profiles.run_time(s.model, s.num_gpus, s.batch_size, s.iterations),
                 rec.iters_needed,
                 rec.iters_done,
                 rec.gpu_seconds,
@@ -95,7 +98,7 @@ def jobs_table(out: SimOutcome) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(JOB_COLUMNS))
 
 
-def series_table(out: SimOutcome) -> pd.DataFrame:
+def series_table(out: RunOutcome) -> pd.DataFrame:
     """GPUs per state (and live/queued jobs) over time, one row per change."""
     return pd.DataFrame(out.series, columns=list(SERIES_COLUMNS))
 
@@ -119,14 +122,14 @@ def censored_jct(jobs: pd.DataFrame, end_s: float) -> np.ndarray:
     return jct
 
 
-def _max_queued(out: SimOutcome) -> int:
+def _max_queued(out: RunOutcome) -> int:
     """The most jobs that waited for GPUs at once (0: the cluster never queued a job)."""
     col = SERIES_COLUMNS.index("queued_jobs")
     return int(max((row[col] for row in out.series), default=0))
 
 
 def summarize(
-    out: SimOutcome, jobs: pd.DataFrame, price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
+    out: RunOutcome, jobs: pd.DataFrame, price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
 ) -> dict[str, Any]:
     """The run's headline numbers (docs/metrics.md defines each)."""
     t = out.state.totals

@@ -67,7 +67,7 @@ def figure(width: float, height: float) -> Any:
 
 def save(fig: Any, png: Path) -> Path:
     """Save ``fig`` as ``png`` (folder created, written atomically) and close it."""
-    from ptsim.run import atomic_write
+    from ptsim.outcome import atomic_write
 
     atomic_write(png, lambda p: fig.savefig(p, format="png", dpi=130, bbox_inches="tight"))
     pyplot().close(fig)

@@ -355,7 +355,7 @@ def write_report(
     """Collect the runs under ``paths`` and write into ``out``: ``report.csv`` (one row per
     run), ``report_agg.csv`` (per group: mean and interval of every metric) and
     ``report.png`` (the headline metrics per group). Returns the files by name."""
-    from ptsim.run import write_csv
+    from ptsim.outcome import write_csv
 
     table = collect(paths)
     groups = list(by) if by is not None else group_columns(table)

@@ -1,7 +1,8 @@
 """Running simulations from a config and saving their results.
 
-``run_policy`` runs one policy on one trace and returns a ``RunResult`` (no files written);
-``save_result`` writes a run's tables; ``run_config`` does what the ``ptsim`` command does for one
+``run_policy`` runs one policy on one trace and returns a ``RunResult`` (no files written;
+the record and its writers live in ``ptsim.outcome``, the specs in ``ptsim.specs``);
+``run_config`` does what the ``ptsim`` command does for one
 composed config: build or load the trace, run one policy (or every registered one), save
 everything in the run directory and return the results. Nothing here depends on the working
 directory or on global state, so runs compose in one process and in tests.
@@ -9,11 +10,8 @@ directory or on global state, so runs compose in one process and in tests.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +20,17 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
-from ptsim.bank_seed import read_store_history
-from ptsim.core.bank import BankConfig, PromptBankIndex
-from ptsim.core.bank_sim import DEFAULT_SCORE_SIGMA, SimPromptBank
-from ptsim.core.convergence import ConvergenceModel
 from ptsim.core.policy import POLICIES, PolicyContext
-from ptsim.core.profiles import ProfileSet, UnknownName
+from ptsim.core.profiles import ProfileSet
 from ptsim.core.types import JobSpec
-from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR, jobs_table, series_table, summarize
+from ptsim.metrics import jobs_table, series_table, summarize
+from ptsim.outcome import RunResult, atomic_write, save_result, write_csv
 from ptsim.paths import conf_root
 from ptsim.profiles_io import load_profiles
 from ptsim.simulator import Simulation
-from ptsim.trace import WorkloadSpec, generate_workload, load_trace, write_trace
+from ptsim.specs import BankSpec, ClusterSpec, bank_from, cluster_from, workload_from
+from ptsim.trace import generate_workload, load_trace, write_trace
+from ptsim.trace.replay import REPLAY_KEYS, ReplaySpec, replay_window
 
 COMPARISON_COLUMNS = (
     "policy",
@@ -48,81 +45,6 @@ COMPARISON_COLUMNS = (
     "rejected",
     "unfinished",
 )
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    """The simulated cluster: ``nodes`` x ``gpus_per_node`` GPUs and the price of a GPU-hour."""
-
-    nodes: int = 4
-    gpus_per_node: int = 8
-    price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
-
-    @property
-    def num_gpus(self) -> int:
-        return self.nodes * self.gpus_per_node
-
-
-@dataclass(frozen=True)
-class BankSpec:
-    """How a run's Prompt Bank is built: the index knobs, the seeding and the modelled scorer
-    (``conf/bank/default.yaml`` documents each)."""
-
-    index: BankConfig = field(default_factory=BankConfig)
-    seeding: str = "synthetic"
-    entries: int = 360
-    store: str | None = None
-    model_map: Mapping[str, str] | None = None
-    task_map: Mapping[str, str] | None = None
-    score_sigma: float = DEFAULT_SCORE_SIGMA
-    feature_dim: int = 16
-    feature_noise: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.seeding not in ("empty", "synthetic", "store"):
-            raise UnknownName("bank seeding", self.seeding, ["empty", "store", "synthetic"])
-        if self.entries < 0:
-            raise ValueError("bank entries must be >= 0")
-        if self.seeding == "store" and not self.store:
-            raise ValueError("bank.seeding=store needs bank.store=PATH (a ptexec bank store)")
-
-    def build(self, profiles: ProfileSet, models: Sequence[str], seed: int) -> SimPromptBank:
-        """A fresh bank (each run gets its own: online growth mutates it)."""
-        convergence = ConvergenceModel.default()
-        bank = SimPromptBank(
-            PromptBankIndex(self.index),
-            convergence,
-            {m: profiles.eval_time(m) for m in profiles.models},
-            seed,
-            score_sigma=self.score_sigma,
-            feature_dim=self.feature_dim,
-            feature_noise=self.feature_noise,
-            online=self.index.online,
-        )
-        if self.seeding == "synthetic" and self.entries:
-            bank.seed_synthetic(sorted(set(models)), self.entries)
-        elif self.seeding == "store":
-            assert self.store is not None
-            history = read_store_history(
-                self.store,
-                known_models=list(profiles.models),
-                known_tasks=convergence.space.names,
-                model_map=self.model_map,
-                task_map=self.task_map,
-            )
-            bank.seed_history([(h.entry_id, h.model, h.source_task) for h in history])
-        return bank
-
-
-@dataclass
-class RunResult:
-    """One policy's run: its summary, per-job table and cluster time series."""
-
-    policy: str
-    summary: dict[str, Any]
-    jobs: pd.DataFrame
-    series: pd.DataFrame
-    run_dir: Path | None = None
 
 
 def run_policy(
@@ -163,92 +85,41 @@ def run_policy(
     return RunResult(policy, summary, table, series_table(out))
 
 
-# ------------------------------------------------------------------------------ files
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: never a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, lambda p: df.to_csv(p, index=False))
-
-
-def write_json(obj: Any, path: Path) -> None:
-    def _w(p: Path) -> None:
-        p.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-
-    atomic_write(path, _w)
-
-
-def _json_default(x: Any) -> Any:
-    if isinstance(x, np.generic):
-        return x.item()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
-
-
-def save_result(result: RunResult, run_dir: Path) -> RunResult:
-    """Write ``jobs.csv``, ``timeseries.csv`` and, last, ``summary.json`` into ``run_dir``."""
-    write_csv(result.jobs, run_dir / "jobs.csv")
-    write_csv(result.series, run_dir / "timeseries.csv")
-    write_json(result.summary, run_dir / "summary.json")
-    result.run_dir = run_dir
-    return result
-
-
 # ------------------------------------------------------------------------------ config
 
 
-def cluster_from(cfg: Mapping[str, Any]) -> ClusterSpec:
-    return ClusterSpec(
-        nodes=int(cfg["nodes"]),
-        gpus_per_node=int(cfg["gpus_per_node"]),
-        price_per_gpu_hour=float(cfg.get("price_per_gpu_hour", DEFAULT_PRICE_PER_GPU_HOUR)),
-    )
-
-
-def bank_from(cfg: Mapping[str, Any]) -> BankSpec:
-    """The bank spec from the ``bank`` config group; unknown keys list the known ones."""
-    index_keys = set(BankConfig.__dataclass_fields__) - {"seed"}
-    spec_keys = set(BankSpec.__dataclass_fields__) - {"index"}
-    unknown = sorted(set(cfg) - index_keys - spec_keys)
-    if unknown:
-        raise UnknownName("bank config key", unknown[0], sorted(index_keys | spec_keys))
-    index = BankConfig(**{k: v for k, v in cfg.items() if k in index_keys})
-    return BankSpec(index, **{k: v for k, v in cfg.items() if k in spec_keys})
-
-
-def workload_from(cfg: Mapping[str, Any]) -> WorkloadSpec:
-    """The generator's spec from the ``workload`` config (its ``trace`` key excluded)."""
-    fields = {k: v for k, v in cfg.items() if k not in ("trace", "name")}
-    for key in ("models", "model_weights", "tasks", "deadline_ratios", "multi_gpu_counts"):
-        if key in fields and fields[key] is not None:
-            fields[key] = tuple(fields[key])
-    try:
-        return WorkloadSpec(**fields)
-    except TypeError as exc:
-        known = sorted(WorkloadSpec.__dataclass_fields__)
-        raise ValueError(f"workload config: {exc}; known keys: {', '.join(known)}") from None
-
-
 def build_trace(cfg: DictConfig, profiles: ProfileSet, cluster: ClusterSpec) -> list[JobSpec]:
-    """The jobs a config asks for: a trace file if ``workload.trace`` is set, else generated."""
-    wl = OmegaConf.to_container(cfg.workload, resolve=True)
-    assert isinstance(wl, dict)
-    trace = wl.get("trace")
-    if trace:
-        return load_trace(Path(str(trace)).expanduser(), known_models=list(profiles.models))
+    """The jobs a config asks for: a replayed trace file (``workload=replay``), else generated.
+    A key that does not apply to the chosen kind is refused (docs/traces.md section 6)."""
+    wl = plain(cfg.workload)
     rng = np.random.default_rng(int(cfg.seed))
-    return generate_workload(workload_from(wl), profiles, cluster.num_gpus, rng)
+    trace = wl.get("trace")
+    if wl.get("name") == "replay" or trace:
+        extra = sorted(k for k in wl if k not in (*REPLAY_KEYS, "name"))
+        if wl.get("name") != "replay":
+            raise ValueError(
+                f"workload.trace: replay a trace with `workload=replay workload.trace=PATH`; "
+                f"the generator's keys ({', '.join(extra)}) do not apply to a trace"
+            )
+        if extra:
+            raise ValueError(
+                f"workload.{extra[0]} does not apply to a replayed trace; "
+                f"keys that do: {', '.join(REPLAY_KEYS)}"
+            )
+        if not trace:
+            raise ValueError("workload.trace: workload=replay needs workload.trace=PATH")
+        spec = ReplaySpec(**{k: v for k, v in wl.items() if k not in ("trace", "name")})
+        path = Path(str(trace)).expanduser()
+        jobs = load_trace(path, known_models=list(profiles.models))
+        return replay_window(jobs, spec, profiles, cluster.num_gpus, rng, str(path))
+    spec = workload_from(wl)
+    jobs = generate_workload(spec, profiles, cluster.num_gpus, rng)
+    if not jobs:
+        raise ValueError(
+            f"workload: no job arrived in duration_s={spec.duration_s:g} s at load "
+            f"{spec.load:g} on {cluster.num_gpus} GPUs (seed {cfg.seed}); raise either"
+        )
+    return jobs
 
 
 def scheduler_configs(cfg: DictConfig) -> list[tuple[str, dict[str, Any]]]:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import simpy
 
 from ptsim.core.policy import Policy
 from ptsim.core.profiles import ProfileSet
-from ptsim.core.state import ClusterState, IterationsFn, SeriesRecorder, SeriesRow
+from ptsim.core.state import ClusterState, IterationsFn, SeriesRecorder
 from ptsim.core.types import (
     Action,
     InvalidRequest,
@@ -27,30 +26,7 @@ from ptsim.core.types import (
     LoadModel,
     Reconfigure,
 )
-
-
-@dataclass
-class RunStats:
-    """What the driver measured about the run itself."""
-
-    events: int = 0
-    decisions: int = 0
-    decide_wall_s: float = 0.0
-    sim_wall_s: float = 0.0
-    end_s: float = 0.0
-    horizon_s: float = 0.0
-    horizon_hit: bool = False
-    invalid: list[str] = field(default_factory=list)
-
-
-@dataclass
-class SimOutcome:
-    """The state at the end of a run, the cluster time series and the driver's own stats."""
-
-    state: ClusterState
-    series: list[SeriesRow]
-    stats: RunStats
-    policy: str
+from ptsim.outcome import RunOutcome, RunStats
 
 
 class Simulation:
@@ -100,7 +76,7 @@ class Simulation:
 
     # ------------------------------------------------------------------ run
 
-    def run(self) -> SimOutcome:
+    def run(self) -> RunOutcome:
         """Run to completion (or the horizon) and return the outcome."""
         t0 = time.perf_counter()
         self.env.process(self._arrivals())
@@ -112,7 +88,7 @@ class Simulation:
         self.state.close(now)
         self.series.record(self.state, now, force=True)
         self.stats.sim_wall_s = time.perf_counter() - t0
-        return SimOutcome(self.state, self.series.rows, self.stats, self.policy.name)
+        return RunOutcome(self.state, self.series.rows, self.stats, self.policy.name)
 
     def _arrivals(self) -> Any:
         env = self.env

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from ptsim.core.policy import POLICIES, InitChooser, Policy, PolicyContext
 from ptsim.core.profiles import Mechanics, ModelProfile, ProfileSet, ThroughputTable
 from ptsim.core.types import Decision, GpuState, InitChoice, JobSpec, JobState, Snapshot
-from ptsim.simulator import SimOutcome, Simulation
+from ptsim.outcome import RunOutcome
+from ptsim.simulator import Simulation
 
 
 def curve_profiles(
@@ -93,7 +94,7 @@ def simulate(
     nodes: int = 1,
     gpus_per_node: int = 4,
     bank: InitChooser | None = None,
-) -> tuple[SimOutcome, Recorder]:
+) -> tuple[RunOutcome, Recorder]:
     """Run ``policy`` through the real driver, recording its decisions."""
     rec = Recorder(POLICIES.build(policy, PolicyContext(profiles, bank), params))
     sim = Simulation(jobs, rec, profiles, num_nodes=nodes, gpus_per_node=gpus_per_node)
@@ -101,7 +102,7 @@ def simulate(
     return sim.run(), rec
 
 
-def check_run(out: SimOutcome, *, all_done: bool = True) -> None:
+def check_run(out: RunOutcome, *, all_done: bool = True) -> None:
     """What every run must satisfy: consistent state, no refused request, capacity, no double
     booking, GPU-seconds conserved, and (by default) every job done, none rejected."""
     st_ = out.state

@@ -18,7 +18,7 @@ from ptsim.paths import conf_root
 from ptsim.run import COMPARISON_COLUMNS, run_config
 from ptsim.trace import load_trace
 
-SMALL = ["workload.duration_s=300", "progress=false"]
+SMALL = ["workload=short", "workload.duration_s=300", "progress=false"]  # enough jobs in 5 min
 SUMMARY_KEYS = {
     "policy", "jobs", "slo_violation_rate", "cost_gpu_hours", "cost_usd", "mean_jct_s",
     "p99_jct_s", "cold_starts", "warm_hits", "events", "sim_wall_s", "bank_assessments_mean",
@@ -78,9 +78,17 @@ def test_same_config_and_seed_give_identical_tables(tmp_path: Path) -> None:
 def test_replaying_a_trace_file(tmp_path: Path) -> None:
     run_config(cfg("scheduler=edf", "seed=5"), tmp_path / "gen")
     trace = tmp_path / "gen" / "trace.csv"
-    (res,) = run_config(cfg("scheduler=edf", f"workload.trace={trace}"), tmp_path / "replay")
+    replay = ["scheduler=edf", "workload=replay", f"workload.trace={trace}", "progress=false"]
+    with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3"):
+        (res,) = run_config(compose("config", overrides=replay), tmp_path / "replay")
+        half = compose("config", overrides=[*replay, "workload.window_s=150"])
     assert (tmp_path / "replay" / "trace.csv").read_bytes() == trace.read_bytes()
     assert len(res.jobs) == len(load_trace(trace))
+    (cut,) = run_config(half, tmp_path / "half")
+    assert 0 < len(cut.jobs) < len(res.jobs)
+    with pytest.raises(ValueError, match=r"replay a trace with `workload=replay"):
+        run_config(cfg("scheduler=edf", f"workload.trace={trace}"), tmp_path / "no")
+    assert not (tmp_path / "no").exists()
 
 
 def test_unknown_names_fail_listing_what_exists(tmp_path: Path) -> None:
@@ -120,7 +128,21 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0
     assert "unknown config key 'cluster.nodez'" in out.stderr
     out = _ptsim(
-        "scheduler=edf", "workload.trace=/no/such.csv", f"hydra.run.dir={tmp_path}/r", cwd=tmp_path
+        "scheduler=edf",
+        "workload=replay",
+        "workload.trace=/no/such.csv",
+        f"hydra.run.dir={tmp_path}/r",
+        cwd=tmp_path,
     )
     assert out.returncode == 2 and "no such file" in out.stderr
     assert not (tmp_path / "r" / "summary.json").exists()
+
+
+def test_end_of_run_line_says_when_the_horizon_was_hit() -> None:
+    from ptsim.app import horizon_line
+
+    s = {"policy": "edf", "jobs": 40, "unfinished": 7, "horizon_s": 900.0, "horizon_hit": True}
+    assert horizon_line(s) == (
+        "edf: stopped at the horizon (900 s, sim.horizon_s) with 7 of 40 jobs unfinished"
+    )
+    assert horizon_line({**s, "horizon_hit": False}) is None

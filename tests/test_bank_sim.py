@@ -13,8 +13,8 @@ from ptsim.core.policies.simple import Edf, SimpleConfig
 from ptsim.core.policy import PolicyContext
 from ptsim.core.types import Decision, Snapshot
 from ptsim.metrics import jobs_table, summarize
-from ptsim.run import BankSpec, bank_from
 from ptsim.simulator import Simulation
+from ptsim.specs import BankSpec, bank_from
 from tests._util import job, linear_profiles
 
 TASKS = ["sst2", "imdb", "mnli", "rte", "agnews", "trec"]
@@ -141,3 +141,27 @@ def test_store_seeding_errors_name_the_file_and_what_to_map(tmp_path: Path) -> N
         _run(bank_from({"seeding": "store", "store": str(tmp_path / "nope")}))
     with pytest.raises(ValueError, match=r"needs bank\.store"):
         bank_from({"seeding": "store"})
+
+
+def test_one_store_reader_checks_the_format_for_both_drivers(tmp_path: Path) -> None:
+    """ptsim's store seeding and ptexec's store read ``ptexec.json`` with the same reader, so a
+    store from another format version (or a broken entry) fails the same one-line way."""
+    from ptsim.store_format import StoreError, read_meta
+
+    store = _store(tmp_path / "s", [("e1", "tiny", "sst2"), ("e2", "tiny", "imdb")])
+    meta_file = store / "e2" / "ptexec.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "format": 99}))
+    spec = bank_from({"seeding": "store", "store": str(store), "model_map": {"tiny": "m"}})
+    with pytest.raises(StoreError, match=r"e2/ptexec.json: unknown format 99 \(this version"):
+        _run(spec)
+    with pytest.raises(StoreError, match=r"e2/ptexec.json: unknown format 99"):
+        read_meta(meta_file)
+    meta_file.write_text('{"format": 1, "entry_id": "e2", "model": ""}')
+    with pytest.raises(StoreError, match=r"e2/ptexec.json: field 'model' missing or not a str"):
+        _run(spec)
+    meta_file.write_text("[1, 2]")
+    with pytest.raises(StoreError, match=r"e2/ptexec.json: expected a JSON object"):
+        _run(spec)
+    meta_file.write_text("{not json")
+    with pytest.raises(StoreError, match=r"e2/ptexec.json: unreadable"):
+        read_meta(meta_file)

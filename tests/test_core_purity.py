@@ -1,4 +1,5 @@
-"""The core never imports a driver-side library, and touches no clock or file."""
+"""The core never imports a driver-side library, and touches no clock or file; the run record is
+driver-neutral; the real executor never imports the simulator."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 CORE = Path(__file__).resolve().parents[1] / "ptsim" / "core"
 DRIVER_LIBS = ("simpy", "torch", "transformers", "peft", "hydra", "omegaconf")
@@ -49,10 +52,39 @@ def test_a_simulation_run_never_imports_torch_transformers_or_peft(tmp_path: Pat
         "from ptsim.paths import conf_root\n"
         "from ptsim.run import run_config\n"
         "with initialize_config_dir(config_dir=str(conf_root()), version_base='1.3'):\n"
-        "    cfg = compose('config', overrides=['workload.duration_s=120', 'progress=false'])\n"
+        "    cfg = compose('config', overrides=['workload=short', 'workload.duration_s=120',\n"
+        "                                       'progress=false'])\n"
         f"run_config(cfg, __import__('pathlib').Path({str(tmp_path)!r}))\n"
         "print(','.join(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"imported: {out.stdout.strip()}"
     assert (tmp_path / "comparison.csv").is_file()
+
+
+def _loaded(modules: tuple[str, ...], libs: tuple[str, ...]) -> str:
+    """The libraries of ``libs`` that importing ``modules`` (in a fresh interpreter) loads."""
+    code = (
+        "import sys, importlib\n"
+        f"for m in {modules!r}:\n"
+        "    importlib.import_module(m)\n"
+        f"print(','.join(m for m in {libs!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_the_run_record_is_driver_neutral() -> None:
+    """The run record, its tables and the run specs import no driver's library."""
+    mods = ("ptsim.outcome", "ptsim.metrics", "ptsim.specs", "ptsim.store_format")
+    loaded = _loaded(mods, DRIVER_LIBS)
+    assert loaded == "", f"the run record pulled in: {loaded}"
+
+
+def test_the_executor_never_imports_the_simulator() -> None:
+    """The mirror of the core's purity: the real executor's driver, runner and validator (which
+    runs ptsim only inside ``simulate_like``) load no simpy."""
+    pytest.importorskip("torch")
+    mods = ("ptexec.driver", "ptexec.run", "ptexec.validate", "ptexec.prompt_bank", "ptexec.jobs")
+    loaded = _loaded(mods, ("simpy", "ptsim.simulator", "ptsim.run", "hydra"))
+    assert loaded == "", f"the executor pulled in: {loaded}"

@@ -146,3 +146,18 @@ def test_real_scorer_prefers_the_similar_task(
     # a prompt for other weights cannot be scored on this model
     other = RealScorer(store, load_model("tiny-gpt2", kind="seq_cls"), tasks)
     assert other.score(entries[0], "A-near") == -np.inf
+
+
+def test_store_entries_of_another_format_fail_in_one_line(tmp_path: Path) -> None:
+    """The store reads ``ptexec.json`` with ptsim's shared reader (the simulator's seeding uses
+    the same one), so another format version is refused by name."""
+    d = tmp_path / "old"
+    d.mkdir()
+    (d / "ptexec.json").write_text(
+        json.dumps({"format": 0, "entry_id": "old", "model": "m", "source_task": "t"})
+    )
+    st = PromptStore(tmp_path)
+    with pytest.raises(StoreError, match=r"old/ptexec.json: unknown format 0 \(this version"):
+        st.list_entries()
+    with pytest.raises(StoreError, match=r"no entry 'missing'"):
+        st.get("missing")

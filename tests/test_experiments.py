@@ -35,7 +35,14 @@ FIGURES = (
     "fig6_scale",
     "fig7_timelines",
 )
-TINY = ["--quick", "--jobs", "1", "--no-progress", "workload.duration_s=120"]
+TINY = [
+    "--quick",
+    "--jobs",
+    "1",
+    "--no-progress",
+    "workload=short",  # enough jobs in 2 minutes
+    "workload.duration_s=120",
+]
 """Smaller than --quick: 2-minute windows (a handful of jobs per run), in this process."""
 
 
@@ -221,7 +228,7 @@ def small_points(tables: bool) -> list[runner.Point]:
         quick=True,
         seeds=2,
         policies=policies,
-        overrides=["workload.duration_s=120", "workload.load=0.7"],
+        overrides=["workload=short", "workload.duration_s=120", "workload.load=0.7"],
     )
     sweep.tables = tables
     return runner.grid_points(sweep)
@@ -333,7 +340,7 @@ def test_experiment_config_runs_through_the_ptsim_app(name: str, tmp_path: Path)
     from ptsim.app import check_overrides
     from ptsim.run import run_config
 
-    overrides = [f"experiment={name}", "scheduler=edf", "workload.duration_s=120"]
+    overrides = [f"experiment={name}", "scheduler=edf", "workload=short", "workload.duration_s=120"]
     assert check_overrides(overrides) is None
     cfg = runner.compose(overrides)
     assert "sweep" in cfg  # the runner's key, ignored by the app
@@ -353,6 +360,7 @@ def test_script_runs_from_the_command_line_with_a_process_pool(tmp_path: Path) -
             "fifo,edf",
             "--out",
             str(tmp_path),
+            "workload=short",
             "workload.duration_s=120",
         ],
         cwd=tmp_path,

@@ -57,6 +57,7 @@ def test_built_wheel_runs_outside_the_checkout(tmp_path: Path) -> None:
             "-c",
             code,
             "scheduler=edf",
+            "workload=short",
             "workload.duration_s=120",
             "progress=false",
             f"hydra.run.dir={tmp_path / 'run'}",

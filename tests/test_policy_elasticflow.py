@@ -26,8 +26,9 @@ from ptsim.core.types import (
     Snapshot,
 )
 from ptsim.metrics import jobs_table, series_table, summarize
-from ptsim.run import ClusterSpec, run_policy
+from ptsim.run import run_policy
 from ptsim.simulator import Simulation
+from ptsim.specs import ClusterSpec
 from tests._util import job, linear_profiles
 
 

@@ -1,5 +1,6 @@
-"""The default workload generator and the arrival shape: determinism, load calibration,
-burstiness, value ranges."""
+"""The workload generator and the arrival shape: determinism, load calibration, burstiness,
+value ranges, for the short-job workload (``WorkloadSpec.short()``) and the default one
+(tests/test_trace_stats.py checks the default's statistics against real clusters')."""
 
 from __future__ import annotations
 
@@ -20,7 +21,13 @@ from ptsim.trace.arrival_shape import (
     synthesize_shape,
     write_shape,
 )
-from ptsim.trace.generator import DEFAULT_TASKS, ideal_run_time, mean_demand, offered_load
+from ptsim.trace.generator import (
+    DEFAULT_TASKS,
+    ideal_run_time,
+    mean_demand,
+    mean_length,
+    offered_load,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SPEEDUP = (1.0, 1.8, 3.2, 5.6)
@@ -38,7 +45,7 @@ def toy_profiles() -> ProfileSet:
 
 
 def test_same_seed_same_jobs_other_seed_other_jobs() -> None:
-    cfg, prof = WorkloadSpec(), toy_profiles()
+    cfg, prof = WorkloadSpec.short(), toy_profiles()
     a = generate_workload(cfg, prof, 32, np.random.default_rng(7))
     b = generate_workload(cfg, prof, 32, np.random.default_rng(7))
     c = generate_workload(cfg, prof, 32, np.random.default_rng(8))
@@ -47,7 +54,7 @@ def test_same_seed_same_jobs_other_seed_other_jobs() -> None:
 
 
 def test_values_in_range() -> None:
-    cfg, prof = WorkloadSpec(duration_s=3 * 3600), toy_profiles()
+    cfg, prof = WorkloadSpec.short(duration_s=3 * 3600), toy_profiles()
     jobs = generate_workload(cfg, prof, 512, np.random.default_rng(1))
     n = len(jobs)
     assert n > 5000
@@ -72,7 +79,7 @@ def test_values_in_range() -> None:
 def test_offered_load_is_calibrated() -> None:
     prof = toy_profiles()
     for load in (0.3, 0.7):
-        cfg = WorkloadSpec(duration_s=6 * 3600, load=load)
+        cfg = WorkloadSpec.short(duration_s=6 * 3600, load=load)
         jobs = generate_workload(cfg, prof, 512, np.random.default_rng(3))
         realised = offered_load(jobs, prof, 512, cfg.duration_s)
         assert realised == pytest.approx(load, rel=0.03)
@@ -80,18 +87,21 @@ def test_offered_load_is_calibrated() -> None:
 
 def test_mean_demand_by_hand() -> None:
     prof = toy_profiles()
-    cfg = WorkloadSpec(models=("gpt2-base",), model_weights=(1.0,), multi_gpu_fraction=0.0)
+    cfg = WorkloadSpec.short(models=("gpt2-base",), model_weights=(1.0,), multi_gpu_fraction=0.0)
     # 1 GPU, batch 16: 8 it/s; mean iterations 1000 -> 125 GPU-seconds
     assert mean_demand(cfg, prof) == pytest.approx(125.0)
-    cfg = WorkloadSpec(
-        models=("gpt2-base",), model_weights=(1.0,), multi_gpu_fraction=1.0, multi_gpu_counts=(4,)
+    cfg = WorkloadSpec.short(
+        models=("gpt2-base",),
+        model_weights=(1.0,),
+        multi_gpu_fraction=1.0,
+        multi_gpu_counts=(4,),
     )
     # 4 GPUs, batch 64: 8 x 16/64 x 3.2 = 6.4 it/s -> 1000 / 6.4 s on 4 GPUs
     assert mean_demand(cfg, prof) == pytest.approx(4 * 1000 / 6.4)
 
 
 def test_arrivals_are_bursty() -> None:
-    cfg = WorkloadSpec(duration_s=24 * 3600, shape_offset_min=0)
+    cfg = WorkloadSpec.short(duration_s=24 * 3600, shape_offset_min=0)
     jobs = generate_workload(cfg, toy_profiles(), 64, np.random.default_rng(5))
     counts = np.bincount([int(j.arrival // 60) for j in jobs], minlength=1440)
     cv, poisson_cv = counts.std() / counts.mean(), 1 / math.sqrt(counts.mean())
@@ -101,7 +111,7 @@ def test_arrivals_are_bursty() -> None:
 
 def test_constant_shape_gives_poisson_counts(tmp_path: Path) -> None:
     flat = write_shape(np.ones(60), tmp_path / "flat.csv")
-    cfg = WorkloadSpec(duration_s=3600, shape_path=str(flat))
+    cfg = WorkloadSpec.short(duration_s=3600, shape_path=str(flat))
     jobs = generate_workload(cfg, toy_profiles(), 256, np.random.default_rng(2))
     counts = np.bincount([int(j.arrival // 60) for j in jobs], minlength=60)
     assert 0.6 < counts.var() / counts.mean() < 1.5  # Poisson: dispersion index 1
@@ -128,9 +138,9 @@ def test_window_defaults_to_the_busiest_one() -> None:
     prof, rng = toy_profiles(), np.random.default_rng
     sums = np.convolve(synthesize_shape(), np.ones(10), "valid")
     busiest, quietest = int(np.argmax(sums)), int(np.argmin(sums))
-    default = generate_workload(WorkloadSpec(duration_s=600), prof, 64, rng(0))
+    default = generate_workload(WorkloadSpec.short(duration_s=600), prof, 64, rng(0))
     at = [
-        generate_workload(WorkloadSpec(duration_s=600, shape_offset_min=o), prof, 64, rng(0))
+        generate_workload(WorkloadSpec.short(duration_s=600, shape_offset_min=o), prof, 64, rng(0))
         for o in (busiest, quietest)
     ]
     assert default == at[0]
@@ -159,3 +169,74 @@ def test_spec_validation_and_unknown_model() -> None:
             8,
             np.random.default_rng(0),
         )
+
+
+def test_short_workload_is_the_earlier_default() -> None:
+    """WorkloadSpec.short() draws exactly what the generator drew before issue 16: the same
+    jobs as conf/workload/short.yaml, and the golden tables (tests/test_golden.py) pin it."""
+    cfg = WorkloadSpec.short()
+    assert (cfg.duration_s, cfg.load, cfg.arrivals, cfg.lengths) == (
+        1200.0,
+        0.5,
+        "shape",
+        "iterations",
+    )
+    jobs = generate_workload(cfg, toy_profiles(), 32, np.random.default_rng(0))
+    assert all(200 <= j.iterations <= 1800 for j in jobs)
+
+
+def test_default_lengths_are_capped_lognormal_run_times() -> None:
+    prof = toy_profiles()
+    cfg = WorkloadSpec(duration_s=6 * 3600, load=0.7)
+    assert (cfg.arrivals, cfg.lengths) == ("modulated", "lognormal")
+    jobs = generate_workload(cfg, prof, 512, np.random.default_rng(4))
+    ideal = np.array([ideal_run_time(prof, j) for j in jobs])
+    assert len(jobs) > 5000
+    # iterations = round(length / step): ideal run time within half a step of the draw
+    assert ideal.max() <= cfg.length_cap_s + 1.0  # half the longest step here is 0.71 s
+    assert np.median(ideal) == pytest.approx(cfg.length_median_s, rel=0.05)
+    at_cap = np.mean(ideal > cfg.length_cap_s - 1.0)  # P(Z > ln(1800/690)) = 0.169
+    assert at_cap == pytest.approx(0.169, abs=0.02)
+    ratios = {round((j.deadline - j.arrival) / ideal_run_time(prof, j), 9) for j in jobs}
+    assert ratios == {0.5, 0.75, 1.0, 1.25, 1.5}
+    realised = offered_load(jobs, prof, 512, cfg.duration_s)
+    assert realised == pytest.approx(0.7, rel=0.05)
+
+
+def test_mean_length_closed_form() -> None:
+    cfg = WorkloadSpec()
+    z = np.random.default_rng(0).standard_normal(2_000_000)
+    sample = np.minimum(cfg.length_cap_s, cfg.length_median_s * np.exp(cfg.length_sigma * z))
+    assert mean_length(cfg) == pytest.approx(sample.mean(), rel=0.003)
+    assert mean_length(WorkloadSpec(length_sigma=0.0)) == 690.0
+
+
+def test_modulated_arrivals_differ_by_seed_and_are_bursty() -> None:
+    prof = toy_profiles()
+    cfg = WorkloadSpec(duration_s=6 * 3600)
+    per_min = [
+        np.bincount(
+            [
+                int(j.arrival // 60)
+                for j in generate_workload(cfg, prof, 512, np.random.default_rng(s))
+            ],
+            minlength=360,
+        )
+        for s in (0, 1)
+    ]
+    assert not np.array_equal(per_min[0], per_min[1])
+    for counts in per_min:  # ~35 jobs/min: Poisson alone would give a CV of ~0.17
+        assert counts.std() / counts.mean() > 0.8
+
+
+def test_fields_that_do_not_apply_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"lognormal: shape_path \("):
+        WorkloadSpec(shape_path="x.csv")
+    with pytest.raises(ValueError, match="lognormal: iterations_min, iterations_max"):
+        WorkloadSpec(iterations_min=10, iterations_max=20)
+    with pytest.raises(ValueError, match="iterations: length_median_s"):
+        WorkloadSpec.short(length_median_s=60.0)
+    with pytest.raises(ValueError, match="iterations: rate_sigma"):
+        WorkloadSpec.short(rate_sigma=0.5)
+    with pytest.raises(ValueError, match="arrivals must be one of modulated, shape"):
+        WorkloadSpec(arrivals="poisson")

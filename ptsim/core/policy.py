@@ -42,12 +42,14 @@ class PolicyContext:
 
 
 C = TypeVar("C")
-PolicyFactory = Callable[[PolicyContext, Any], Policy]
+RegisteredFactory = Callable[[PolicyContext, Any], Policy]
+"""What ``Registry.register`` stores for a policy name: builds the policy from the driver's
+context and an instance of the policy's config dataclass."""
 
 
 @dataclass(frozen=True)
 class _Entry:
-    factory: PolicyFactory
+    factory: RegisteredFactory
     config_cls: type[Any]
     doc: str
 

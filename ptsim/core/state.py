@@ -32,6 +32,7 @@ from ptsim.core.types import (
     RejectJob,
     ReleaseGpu,
     Snapshot,
+    expected_iterations,
 )
 
 IterationsFn = Callable[[JobSpec, InitChoice], float]
@@ -187,7 +188,7 @@ class ClusterState:
                 iters_done=rec.iters_done,
                 progress_at=rec.progress_at,
                 rate=rec.rate if rec.state is JobState.RUNNING else 0.0,
-                iters_needed=max(rec.iters_estimate, rec.iters_done),
+                iters_estimate=max(rec.iters_estimate, rec.iters_done),
                 init=rec.init,
                 first_start=rec.first_start,
                 rescales=rec.rescales,
@@ -278,7 +279,7 @@ class ClusterState:
     def _choose_init(self, rec: JobRecord, init: InitChoice) -> None:
         rec.init = init
         rec.iters_needed = max(1.0, float(self._iterations(rec.spec, init)))
-        rec.iters_estimate = max(1.0, rec.spec.iterations * (1.0 - init.expected_saving))
+        rec.iters_estimate = expected_iterations(rec.spec, init)
 
     def _reconfigure(self, rec: JobRecord, now: float) -> Reconfigure | None:
         """The job's GPUs changed: if the set it trains on changes, stop it and say on which
@@ -392,25 +393,50 @@ class ClusterState:
 
     def apply(self, d: Decision, now: float) -> list[Action]:
         """Check a policy's decision against the invariants, apply what holds, and return the
-        mechanical actions (plus an ``InvalidRequest`` for each refused part)."""
+        mechanical actions (plus an ``InvalidRequest`` for each refused part).
+
+        The phases run in this order: initial prompts, rejections, allocations (checked as a
+        whole, then GPUs taken from jobs, then given to jobs, then the jobs whose GPU set
+        changed reconfigured), releases, pre-warms."""
         out: list[Action] = []
+        self._apply_inits(d, out)
+        self._apply_rejects(d, now, out)
+        plans = self._check_allocations(d, out)
+        changed = self._take_from_jobs(plans, now)
+        self._give_to_jobs(plans, now, out, changed)
+        for rec in changed.values():
+            act = self._reconfigure(rec, now)
+            if act:
+                out.append(act)
+        self._apply_releases(d, now, out)
+        self._apply_prewarms(d, now, out)
+        return out
 
-        def refuse(what: str) -> None:
-            self.totals.invalid += 1
-            out.append(InvalidRequest(what))
+    def _refuse(self, out: list[Action], what: str) -> None:
+        """Count a refused part of a decision and report it as an ``InvalidRequest``."""
+        self.totals.invalid += 1
+        out.append(InvalidRequest(what))
 
+    def _apply_inits(self, d: Decision, out: list[Action]) -> None:
+        """Set the initial prompts of ``d.init`` (by job id); refuses one for a job that is not
+        live or already has one."""
         for job_id, init in sorted(d.init.items()):
             rec = self._live.get(job_id)
             if rec is None or rec.init is not None:
-                refuse(f"init for {job_id}: not a live job without an initial prompt")
+                self._refuse(out, f"init for {job_id}: not a live job without an initial prompt")
             else:
                 self._choose_init(rec, init)
                 self._touch(rec)
 
+    def _apply_rejects(self, d: Decision, now: float, out: list[Action]) -> None:
+        """Reject the jobs of ``d.reject`` (a ``RejectJob`` each); refuses a job that is not
+        live, holds GPUs or has already run."""
         for job_id in d.reject:
             rec = self._live.get(job_id)
             if rec is None or rec.gpus or rec.started_once:
-                refuse(f"reject {job_id}: only a live job that never ran and holds no GPU")
+                self._refuse(
+                    out, f"reject {job_id}: only a live job that never ran and holds no GPU"
+                )
                 continue
             rec.state = JobState.REJECTED
             rec.finish = now
@@ -419,41 +445,54 @@ class ClusterState:
             self._touch(rec)
             out.append(RejectJob(job_id))
 
-        # GPUs given up in this decision may be taken by another job in the same decision.
+    def _check_allocations(self, d: Decision, out: list[Action]) -> dict[str, tuple[int, ...]]:
+        """The allocations of ``d`` that hold, by job id (ascending), each as its GPU set
+        without duplicates. Refuses one for a job that is not live, with duplicate or unknown
+        GPU ids, a count outside the job's range, a GPU given to two jobs, or a GPU held by
+        another job that does not give it up in this decision."""
         n = len(self._gpus)
         plans: dict[str, tuple[int, ...]] = {}
         claimed: dict[int, str] = {}
         for job_id, gids in sorted(d.allocations.items()):
             rec = self._live.get(job_id)
             if rec is None:
-                refuse(f"allocation for {job_id}: not a live job")
+                self._refuse(out, f"allocation for {job_id}: not a live job")
                 continue
             gset = tuple(dict.fromkeys(gids))
             if len(gset) != len(gids) or any(not 0 <= g < n for g in gset):
-                refuse(f"allocation for {job_id}: duplicate or unknown GPU ids")
+                self._refuse(out, f"allocation for {job_id}: duplicate or unknown GPU ids")
                 continue
             if gset and not rec.spec.min_gpus <= len(gset) <= rec.spec.max_gpus:
-                refuse(f"allocation for {job_id}: {len(gset)} GPUs outside its range")
+                self._refuse(out, f"allocation for {job_id}: {len(gset)} GPUs outside its range")
                 continue
             clash = [g for g in gset if g in claimed]
             if clash:
-                refuse(f"allocation for {job_id}: GPU {clash[0]} given to two jobs")
+                self._refuse(out, f"allocation for {job_id}: GPU {clash[0]} given to two jobs")
                 continue
             for gid in gset:
                 claimed[gid] = job_id
             plans[job_id] = gset
+        # GPUs given up in this decision may be taken by another job in the same decision.
         for job_id, gset in list(plans.items()):
             for gid in gset:
-                g = self._gpus[gid]
-                holder = g.job
+                holder = self._gpus[gid].job
                 if holder is not None and holder != job_id and claimed.get(gid) != holder:
                     giving_up = holder in plans and gid not in plans[holder]
                     if not giving_up:
-                        refuse(f"allocation for {job_id}: GPU {gid} is held by job {holder}")
+                        self._refuse(
+                            out, f"allocation for {job_id}: GPU {gid} is held by job {holder}"
+                        )
                         del plans[job_id]
                         break
+        return plans
+
+    def _take_from_jobs(
+        self, plans: dict[str, tuple[int, ...]], now: float
+    ) -> dict[str, JobRecord]:
+        """Take from each planned job the GPUs outside its new set (a busy one becomes
+        warm-idle, one still loading for it keeps loading as a pre-warm), first, so that GPUs
+        can move between jobs in one decision. Returns the jobs that lost GPUs, by job id."""
         changed: dict[str, JobRecord] = {}
-        # shrink first, so that GPUs can move between jobs in one decision
         for job_id, gset in plans.items():
             rec = self._live[job_id]
             keep = set(gset)
@@ -466,6 +505,19 @@ class ClusterState:
                 rec.ready.discard(gid)
                 rec.gpus.remove(gid)
                 changed[job_id] = rec
+        return changed
+
+    def _give_to_jobs(
+        self,
+        plans: dict[str, tuple[int, ...]],
+        now: float,
+        out: list[Action],
+        changed: dict[str, JobRecord],
+    ) -> None:
+        """Give each planned job the GPUs of its new set it does not hold: a warm GPU of its
+        model is a hand-over, a GPU pre-warming its model is adopted (both warm hits), any
+        other starts a load (``LoadModel``: a cold start or a reload). Adds the jobs that
+        gained GPUs to ``changed``; a job that holds GPUs leaves the queue."""
         for job_id, gset in plans.items():
             rec = self._live[job_id]
             model = rec.spec.model
@@ -489,38 +541,42 @@ class ClusterState:
                 changed[job_id] = rec
             if rec.gpus:
                 self._queued.pop(job_id, None)
-        for rec in changed.values():
-            act = self._reconfigure(rec, now)
-            if act:
-                out.append(act)
 
+    def _apply_releases(self, d: Decision, now: float, out: list[Action]) -> None:
+        """Free the GPUs of ``d.release`` (a ``ReleaseGpu`` each; a load in flight is
+        cancelled); refuses an unknown GPU or one that is not warm-idle or pre-warming."""
+        n = len(self._gpus)
         for gid in d.release:
             if not 0 <= gid < n:
-                refuse(f"release {gid}: no such GPU")
+                self._refuse(out, f"release {gid}: no such GPU")
                 continue
             g = self._gpus[gid]
             if g.job is not None or g.state in (GpuState.FREE, GpuState.BUSY):
-                refuse(f"release {gid}: not warm-idle or pre-warming")
+                self._refuse(out, f"release {gid}: not warm-idle or pre-warming")
                 continue
             g.token += 1  # cancels a load in flight
             self._set_gpu(g, GpuState.FREE, None, None, now)
             self.totals.releases += 1
             out.append(ReleaseGpu(gid))
 
+    def _apply_prewarms(self, d: Decision, now: float, out: list[Action]) -> None:
+        """Start loading the models of ``d.prewarm`` on their GPUs (a ``LoadModel`` for no
+        job; nothing when the GPU is already warm with that model); refuses an unknown GPU or
+        one that is not free or warm-idle, and fails loudly on an unknown model."""
+        n = len(self._gpus)
         for gid, model in sorted(d.prewarm.items()):
             if not 0 <= gid < n:
-                refuse(f"prewarm {gid}: no such GPU")
+                self._refuse(out, f"prewarm {gid}: no such GPU")
                 continue
             g = self._gpus[gid]
             if g.job is not None or g.state not in (GpuState.FREE, GpuState.WARM):
-                refuse(f"prewarm {gid}: not free or warm-idle")
+                self._refuse(out, f"prewarm {gid}: not free or warm-idle")
                 continue
             if g.state is GpuState.WARM and g.model == model:
                 continue
             self.profiles.model(model)
             self.totals.prewarms += 1
             out.append(self._start_load(g, model, None, now))
-        return out
 
     # ------------------------------------------------------------------ end of run
 

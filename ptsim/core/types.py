@@ -75,9 +75,11 @@ class InitChoice:
     """The initial prompt chosen for a job (by the Prompt Bank, or the default one).
 
     ``source`` is the bank entry id (``None`` for the default prompt); ``source_task`` its task;
+    ``layout`` the bank layout the lookup searched (``"none"`` without a lookup);
     ``assessments`` the number of score assessments the lookup made; ``lookup_s`` their cost in
-    seconds, charged on the job's first GPU; ``saving`` the fraction of iterations it saves
-    against the default prompt (what the iterations model predicts, known to the simulator only).
+    seconds, charged on the job's first GPU; ``expected_saving`` the fraction of iterations it is
+    expected to save against the default prompt (what the convergence model predicts; 0 when
+    unknown, as in the executor). ``expected_iterations`` turns it into an iteration estimate.
     """
 
     source: str | None = None
@@ -89,6 +91,14 @@ class InitChoice:
 
 
 DEFAULT_INIT = InitChoice()
+
+
+def expected_iterations(spec: JobSpec, init: InitChoice) -> float:
+    """Iterations to target expected for ``spec`` started from ``init``: the default prompt's
+    count less the choice's expected saving, at least 1. The cluster state tells policies this
+    estimate once the initial prompt is set; a policy that chooses the prompt itself uses it for
+    the decision being built."""
+    return max(1.0, spec.iterations * (1.0 - init.expected_saving))
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +125,7 @@ class JobView:
     iters_done: float  # at time ``progress_at``
     progress_at: float
     rate: float  # iterations per second while running, else 0
-    iters_needed: float  # current estimate of the total iterations to target
+    iters_estimate: float  # estimated total iterations to target (the true count is hidden)
     init: InitChoice | None  # None until an initial prompt is chosen
     first_start: float | None  # when the job first trained, if it has
     rescales: int
@@ -126,11 +136,11 @@ class JobView:
 
     def done_at(self, now: float) -> float:
         """Iterations done by ``now``, extrapolated at the current rate."""
-        return min(self.iters_needed, self.iters_done + self.rate * (now - self.progress_at))
+        return min(self.iters_estimate, self.iters_done + self.rate * (now - self.progress_at))
 
     def remaining_at(self, now: float) -> float:
         """Estimated iterations still needed at ``now``."""
-        return max(0.0, self.iters_needed - self.done_at(now))
+        return max(0.0, self.iters_estimate - self.done_at(now))
 
 
 @dataclass(frozen=True)

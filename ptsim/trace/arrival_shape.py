@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from ptsim.trace._cells import CellError, to_float, to_int
+from ptsim.trace.cells import CellError, to_float, to_int
 from ptsim.trace.loader import TraceError
 
 FloatArray = npt.NDArray[np.float64]
@@ -59,6 +59,27 @@ class ShapeSpec:
             raise ValueError("need burst_prob in [0, 1], burst_mean >= 0, burst_decay in [0, 1)")
 
 
+def ar1(eps: FloatArray, phi: float, sigma: float) -> FloatArray:
+    """A stationary AR(1) series with lag-one autocorrelation ``phi`` and standard deviation
+    ``sigma``, driven by the standard normal draws ``eps`` (one per step)."""
+    innov = sigma * math.sqrt(1.0 - phi**2)
+    out = np.empty(len(eps))
+    x = 0.0
+    for t in range(len(eps)):
+        x = sigma * eps[0] if t == 0 else phi * x + innov * eps[t]
+        out[t] = x
+    return out
+
+
+def modulated_rate(rng: np.random.Generator, minutes: int, phi: float, sigma: float) -> FloatArray:
+    """A random per-minute intensity, mean 1 over the ``minutes``: ``exp`` of a stationary
+    AR(1) log rate (autocorrelation ``phi``, standard deviation ``sigma``), drawn from ``rng``
+    (``minutes`` standard normals). Poisson counts at this intensity form a doubly stochastic
+    (Cox) arrival process; docs/traces.md gives the parameters' origin."""
+    w = np.exp(ar1(rng.standard_normal(minutes), phi, sigma))
+    return np.asarray(w / w.mean(), dtype=np.float64)
+
+
 def synthesize_shape(spec: ShapeSpec | None = None) -> FloatArray:
     """The synthetic per-minute intensity series of ``spec`` (default: ``ShapeSpec()``), mean 1."""
     spec = spec or ShapeSpec()
@@ -67,15 +88,12 @@ def synthesize_shape(spec: ShapeSpec | None = None) -> FloatArray:
     eps = rng.standard_normal(n)
     starts = rng.random(n) < spec.burst_prob
     sizes = rng.exponential(spec.burst_mean, n) if spec.burst_mean > 0 else np.zeros(n)
-    innov = spec.ar_sigma * math.sqrt(1.0 - spec.ar_phi**2)
-    log_rate = np.empty(n)
+    log_rate = ar1(eps, spec.ar_phi, spec.ar_sigma)
     burst = np.empty(n)
-    x, b = spec.ar_sigma * eps[0], 0.0
+    b = 0.0
     for t in range(n):
-        if t:
-            x = spec.ar_phi * x + innov * eps[t]
         b = spec.burst_decay * b + (sizes[t] if starts[t] else 0.0)
-        log_rate[t], burst[t] = x, b
+        burst[t] = b
     minute = np.arange(n)
     daily = 1.0 + spec.diurnal_amplitude * np.cos(
         2 * np.pi * (minute - spec.diurnal_peak_min) / 1440.0

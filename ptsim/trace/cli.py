@@ -18,7 +18,13 @@ from ptsim.trace.arrival_shape import (
     synthetic_provenance,
     write_shape,
 )
-from ptsim.trace.converters import convert_elasticflow, convert_generic, convert_philly
+from ptsim.trace.converters import (
+    TIME_UNITS,
+    TimeUnit,
+    convert_elasticflow,
+    convert_generic,
+    convert_philly,
+)
 from ptsim.trace.generator import WorkloadSpec, generate_workload, offered_load
 from ptsim.trace.loader import load_trace, write_trace
 
@@ -77,6 +83,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--seed", type=int, default=0)
     c.add_argument(
+        "--time-unit",
+        choices=tuple(TIME_UNITS),
+        help="unit of the source's numeric submission times (and elasticflow deadlines); "
+        "default s; not for philly",
+    )
+    c.add_argument(
+        "--duration-unit",
+        choices=tuple(TIME_UNITS),
+        help="unit of the source's duration column (default s; not for philly)",
+    )
+    c.add_argument(
+        "--gpus",
+        type=int,
+        default=32,
+        help="cluster size for the plausibility check of the offered load (default 32)",
+    )
+    c.add_argument(
         "--max-gpus",
         type=int,
         default=WorkloadSpec.max_gpus,
@@ -89,13 +112,19 @@ def _parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="generate the default workload")
     g.add_argument("out", metavar="OUT")
-    g.add_argument("--load", type=float, default=0.5)
-    g.add_argument("--duration", type=float, default=1200.0, help="seconds")
+    g.add_argument(
+        "--workload",
+        choices=("default", "short"),
+        default="default",
+        help="default, or the earlier short-job workload (docs/traces.md)",
+    )
+    g.add_argument("--load", type=float, default=WorkloadSpec.load)
+    g.add_argument("--duration", type=float, help="seconds (default: 21600; short: 1200)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--gpus", type=int, default=32)
     g.add_argument("--profiles", default="a100")
-    g.add_argument("--shape", help="minute,intensity CSV (default: the synthetic shape)")
-    g.add_argument("--offset", type=int, help="first minute of the shape (default: busiest)")
+    g.add_argument("--shape", help="short: minute,intensity CSV (default: the synthetic shape)")
+    g.add_argument("--offset", type=int, help="short: first minute of the shape (default: busiest)")
 
     s = sub.add_parser("shape", help="write the per-minute arrival shape")
     s.add_argument("out", metavar="OUT")
@@ -109,14 +138,39 @@ def _convert(a: argparse.Namespace) -> str:
     cfg = WorkloadSpec(max_gpus=a.max_gpus)
     if a.ratios:
         cfg = WorkloadSpec(deadline_ratios=a.ratios, max_gpus=a.max_gpus)
+    if a.gpus < 1:
+        raise CliError(f"--gpus must be >= 1, got {a.gpus}")
     rng = np.random.default_rng(a.seed)
+    unit: TimeUnit = "s" if a.time_unit is None else a.time_unit
+    dur_unit: TimeUnit = "s" if a.duration_unit is None else a.duration_unit
     if a.fmt == "elasticflow":
         res = convert_elasticflow(
-            a.src, cfg, rng, model=a.profile_model or a.model_map, deadline=a.deadline
+            a.src,
+            cfg,
+            rng,
+            model=a.profile_model or a.model_map,
+            deadline=a.deadline,
+            time_unit=unit,
+            duration_unit=dur_unit,
+        )
+    elif a.fmt == "generic":
+        profiles = _load_profiles(a.profiles)
+        res = convert_generic(
+            a.src,
+            cfg,
+            profiles,
+            rng,
+            model=a.profile_model,
+            time_unit=unit,
+            duration_unit=dur_unit,
         )
     else:
-        conv = convert_generic if a.fmt == "generic" else convert_philly
-        res = conv(a.src, cfg, _load_profiles(a.profiles), rng, model=a.profile_model)
+        if a.time_unit is not None or a.duration_unit is not None:
+            raise CliError("--time-unit/--duration-unit do not apply to philly: it has clock times")
+        res = convert_philly(a.src, cfg, _load_profiles(a.profiles), rng, model=a.profile_model)
+    warning = res.implausible(a.src, a.gpus)
+    if warning:
+        print(f"ptsim-trace: warning: {warning}", file=sys.stderr)
     write_trace(res.jobs, a.out)
     return f"wrote {a.out}: {res.summary()}"
 
@@ -135,15 +189,15 @@ def _validate(a: argparse.Namespace) -> str:
 
 
 def _generate(a: argparse.Namespace) -> str:
-    cfg = WorkloadSpec(
-        duration_s=a.duration, load=a.load, shape_path=a.shape, shape_offset_min=a.offset
-    )
+    make = WorkloadSpec.short if a.workload == "short" else WorkloadSpec
+    changes = {"duration_s": a.duration, "shape_path": a.shape, "shape_offset_min": a.offset}
+    cfg = make(load=a.load, **{k: v for k, v in changes.items() if v is not None})
     profiles = _load_profiles(a.profiles)
     jobs = generate_workload(cfg, profiles, a.gpus, np.random.default_rng(a.seed))
     if not jobs:
         raise CliError("no job arrived; raise --load or --duration")
     write_trace(jobs, a.out)
-    load = offered_load(jobs, profiles, a.gpus, a.duration)
+    load = offered_load(jobs, profiles, a.gpus, cfg.duration_s)
     return f"wrote {a.out}: {len(jobs)} jobs, offered load {load:.3f} (target {a.load:g})"
 
 

@@ -28,11 +28,22 @@ import numpy as np
 
 from ptsim.core.profiles import ProfileSet
 from ptsim.core.types import JobSpec
-from ptsim.trace._cells import CellError, is_empty, to_float, to_int, to_str
+from ptsim.trace.cells import CellError, is_empty, to_float, to_int, to_str
 from ptsim.trace.generator import WorkloadSpec, model_probs
 from ptsim.trace.loader import TraceError, check_unique_ids, read_table, sort_jobs
 
 ModelChoice = str | Mapping[str, str] | None
+TimeUnit = Literal["s", "min", "ms"]
+TIME_UNITS: dict[str, float] = {"s": 1.0, "min": 60.0, "ms": 0.001}
+"""Seconds per unit of a source's numeric times (``--time-unit``) and durations
+(``--duration-unit``)."""
+
+PLAUSIBLE_LOAD = (0.005, 20.0)
+"""Offered loads outside this range, on the cluster size asked for, draw a warning."""
+PLAUSIBLE_RATE_PER_MIN = 60.0
+"""More jobs per minute than this, on average over 100 jobs or more, draw a warning."""
+PLAUSIBLE_SPAN_S = 366 * 86400.0
+"""A span of arrivals longer than this (a year) draws a warning."""
 
 
 @dataclass(frozen=True)
@@ -41,11 +52,35 @@ class Converted:
 
     jobs: list[JobSpec]
     skipped: Mapping[str, int] = field(default_factory=dict)
+    demand_gpu_s: float | None = None
 
     def summary(self) -> str:
         """One line: job count and skips."""
         skips = ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped.items()))
         return f"{len(self.jobs)} jobs" + (f"; skipped {skips}" if skips else "")
+
+    def implausible(self, path: str | os.PathLike[str], num_gpus: int) -> str | None:
+        """One line naming ``path`` when the trace's arrival span, arrival rate or offered load
+        on ``num_gpus`` GPUs (its logged GPU-seconds / (span x GPUs), where the source logs
+        run times) is implausible, as when a time unit is misread; None otherwise."""
+        span = self.jobs[-1].arrival - self.jobs[0].arrival
+        n = len(self.jobs)
+        parts = [f"{n} jobs over {span:g} s"]
+        bad = span > PLAUSIBLE_SPAN_S
+        if span > 0:
+            rate = 60.0 * n / span
+            parts.append(f"{rate:.3g} jobs/min")
+            bad |= n >= 100 and rate > PLAUSIBLE_RATE_PER_MIN
+            if self.demand_gpu_s is not None:
+                load = self.demand_gpu_s / (span * num_gpus)
+                parts.append(f"offered load {load:.3g} on {num_gpus} GPUs")
+                bad |= not PLAUSIBLE_LOAD[0] <= load <= PLAUSIBLE_LOAD[1]
+        if not bad:
+            return None
+        return (
+            f"{Path(path)}: implausible trace ({', '.join(parts)}); are its times in another "
+            "unit (--time-unit, --duration-unit: s|min|ms), or for another cluster size (--gpus)?"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +158,8 @@ def convert_elasticflow(
     model: ModelChoice = None,
     deadline: Literal["absolute", "relative"] = "absolute",
     rebase: bool = True,
+    time_unit: TimeUnit = "s",
+    duration_unit: TimeUnit = "s",
 ) -> Converted:
     """Jobs of an ElasticFlow trace (CSV or Parquet).
 
@@ -132,27 +169,32 @@ def convert_elasticflow(
     map names (a mapping; an unmapped name is an error). ``rebase``: shift times so that the
     first submission is at 0. Tasks are drawn uniformly from ``cfg.tasks``; the GPU range is
     ``cfg.min_gpus``..``cfg.max_gpus``, widened to hold the requested count. Best-effort jobs
-    (``best_effort`` = 1) are skipped.
+    (``best_effort`` = 1) are skipped. ``time_unit``: the unit of ``submission_time`` and
+    ``deadline``; ``duration_unit``: that of ``duration`` (only used for ``Converted``'s
+    logged demand); seconds by default.
     """
+    unit, dur_unit = _unit(time_unit), _unit(duration_unit)
     p = Path(path)
     header, rows = read_table(p)
     c_sub = _column(p, header, "submission_time", "submit_time")
     c_it = _column(p, header, "num_iteration", "iteration")
     c_ddl = _column(p, header, "deadline", "ddl")
     c_be = _maybe_column(header, "best_effort")
+    c_dur = _maybe_column(header, "duration")
     for name in ("job_id", "model_name", "batch_size", "num_gpu"):
         _column(p, header, name)
     if not rows:
         raise TraceError(p, "empty trace: no jobs")
     parsed = []
     skipped: Counter[str] = Counter()
+    demand: float | None = None if c_dur is None else 0.0
     for i, r in enumerate(rows, start=1):
         if c_be and not is_empty(r[c_be]) and _cell(p, i, c_be, to_int, r[c_be]) == 1:
             skipped["best effort"] += 1
             continue
         jid = _cell(p, i, "job_id", to_str, r["job_id"])
-        sub = _cell(p, i, c_sub, to_float, r[c_sub])
-        ddl = _cell(p, i, c_ddl, to_float, r[c_ddl])
+        sub = _cell(p, i, c_sub, to_float, r[c_sub]) * unit
+        ddl = _cell(p, i, c_ddl, to_float, r[c_ddl]) * unit
         its = _cell(p, i, c_it, to_int, r[c_it])
         batch = _cell(p, i, "batch_size", to_int, r["batch_size"])
         gpus = _cell(p, i, "num_gpu", to_int, r["num_gpu"])
@@ -170,6 +212,11 @@ def convert_elasticflow(
         name = _cell(p, i, "model_name", to_str, r["model_name"])
         m = _map_model(p, i, "model_name", name, model)
         parsed.append((i, jid, sub, m, ddl, batch, its, gpus))
+        if demand is not None and c_dur is not None:
+            if is_empty(r[c_dur]):
+                demand = None
+            else:
+                demand += _cell(p, i, c_dur, to_float, r[c_dur]) * dur_unit * gpus
     if not parsed:
         raise TraceError(p, "no usable jobs")
     check_unique_ids(p, ((x[0], x[1]) for x in parsed))
@@ -191,7 +238,18 @@ def convert_elasticflow(
         )
         for k, (_, jid, sub, m, ddl, batch, its, g) in enumerate(parsed)
     ]
-    return Converted(sort_jobs(jobs), dict(skipped))
+    return Converted(sort_jobs(jobs), dict(skipped), demand)
+
+
+def _unit(time_unit: str) -> float:
+    if time_unit not in TIME_UNITS:
+        raise ValueError(f"time unit {time_unit!r}: expected one of {', '.join(TIME_UNITS)}")
+    return TIME_UNITS[time_unit]
+
+
+def _demand(records: Sequence[_Record]) -> float:
+    """Logged GPU-seconds of cluster-log records."""
+    return float(sum(r.duration * r.gpus for r in records))
 
 
 def _synthesize(
@@ -245,14 +303,19 @@ def convert_generic(
     rng: np.random.Generator,
     *,
     model: str | None = None,
+    time_unit: TimeUnit = "s",
+    duration_unit: TimeUnit = "s",
 ) -> Converted:
     """Jobs of a generic cluster log (CSV or Parquet; Helios / Acme style).
 
     Submission times are seconds or clock times (ISO 8601, e.g. ``2020-04-01 00:00:05``; UTC
     unless an offset is given), all of one kind; arrivals count from the first kept job. Jobs
     with no GPUs, an empty duration, or a zero duration are skipped. ``model`` gives every job
-    that model; otherwise models are drawn from ``cfg``'s mix.
+    that model; otherwise models are drawn from ``cfg``'s mix. ``time_unit``: the unit of
+    numeric submission times (clock times are clock times); ``duration_unit``: that of
+    ``duration``; seconds by default.
     """
+    unit, dur_unit = _unit(time_unit), _unit(duration_unit)
     p = Path(path)
     header, rows = read_table(p)
     c_sub = _column(p, header, "submit_time", "submission_time")
@@ -269,10 +332,11 @@ def convert_generic(
         if is_empty(r[c_dur]):
             skipped["no duration"] += 1
             continue
-        dur = _cell(p, i, c_dur, to_float, r[c_dur])
+        dur = _cell(p, i, c_dur, to_float, r[c_dur]) * dur_unit
         if dur < 0:
             raise TraceError(p, f"{dur!r} is negative", i, c_dur)
         secs, is_clock = _submit_seconds(p, i, c_sub, r[c_sub])
+        secs = secs if is_clock else secs * unit
         if clock is None:
             clock = is_clock
         if is_clock != clock:
@@ -285,7 +349,8 @@ def convert_generic(
         else:
             jid = _cell(p, i, c_id, to_str, r[c_id]) if c_id else f"r{i:06d}"
             records.append(_Record(i, jid, secs, gpus, dur))
-    return Converted(_synthesize(p, records, cfg, profiles, rng, model), dict(skipped))
+    jobs = _synthesize(p, records, cfg, profiles, rng, model)
+    return Converted(jobs, dict(skipped), _demand(records))
 
 
 def _philly_time(path: Path, job: int, name: str, value: Any) -> float | None:
@@ -384,4 +449,5 @@ def convert_philly(
             else:
                 records.append(_Record(i, jid, submit, gpus, duration))
     check_unique_ids(p, ((r.row, r.job_id) for r in records), "jobid", rows_word="jobs")
-    return Converted(_synthesize(p, records, cfg, profiles, rng, model), dict(skipped))
+    jobs = _synthesize(p, records, cfg, profiles, rng, model)
+    return Converted(jobs, dict(skipped), _demand(records))

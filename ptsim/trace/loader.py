@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from ptsim.core.types import JobSpec
-from ptsim.trace._cells import PARSERS, CellError
+from ptsim.trace.cells import PARSERS, CellError
 from ptsim.trace.schema import COLUMN_NAMES, COLUMNS, SLO_COLUMN, job_to_row
 
 EXTENSIONS = (".csv", ".parquet")

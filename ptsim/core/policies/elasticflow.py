@@ -98,7 +98,14 @@ import numpy.typing as npt
 
 from ptsim.core.policy import POLICIES, InitChooser, PolicyContext
 from ptsim.core.profiles import ProfileSet
-from ptsim.core.types import Decision, InitChoice, JobSpec, JobView, Snapshot
+from ptsim.core.types import (
+    Decision,
+    InitChoice,
+    JobSpec,
+    JobView,
+    Snapshot,
+    expected_iterations,
+)
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -593,7 +600,7 @@ class ElasticFlow:
             if self.bank is not None and view.init is None:
                 init = self.bank.choose(spec)
                 inits[view.job_id] = init
-                remaining = max(1.0, spec.iterations * (1.0 - init.expected_saving))
+                remaining = expected_iterations(spec, init)
             it = self._item(view, now, total, gpn, remaining)
             if len(it.levels.counts) == 0:
                 reject.append(view.job_id)  # no allowed GPU count fits this cluster

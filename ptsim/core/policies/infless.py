@@ -54,6 +54,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 
 from ptsim.core.policies.common import GpuPool
 from ptsim.core.policies.planning import (
@@ -62,8 +63,7 @@ from ptsim.core.policies.planning import (
     Predictor,
     counts_for,
     lookup_due,
-    meets,
-    pool_size,
+    pick_count,
     pool_supply,
     remaining_iters,
 )
@@ -286,17 +286,15 @@ class Infless:
             pad_cold=True,
         )
         pred = self.pred
-        best, best_eff = 0, -1.0
-        fastest, fastest_at = counts[0], math.inf
-        for n in counts:
-            f = pred.start_finish(spec, rem, now, n, supply, lookup, True)
-            if f < fastest_at - 1e-9:
-                fastest, fastest_at = n, f
-            if meets(now, f, spec.deadline, cfg.safety_margin):
-                eff = pred.rate(spec, n) / n
-                if eff > best_eff * (1 + 1e-12):
-                    best, best_eff = n, eff
-        return best if best else fastest
+        got = pick_count(
+            counts,
+            partial(pred.start_finish, spec, rem, now, supply=supply, lookup_s=lookup, first=True),
+            now,
+            spec.deadline,
+            cfg.safety_margin,
+            rank=lambda n: pred.rate(spec, n) / n,
+        )
+        return got.meeting or got.fastest or counts[0]
 
     def decide(self, snap: Snapshot) -> Decision:
         cfg = self.cfg
@@ -325,28 +323,17 @@ class Infless:
                 order = sorted(snap.queued, key=lambda j: (j.spec.arrival, j.job_id))
             else:
                 order = sorted(snap.queued, key=lambda j: (j.spec.deadline, j.job_id))
-            left = pool_size(pool)
-            seen: dict[str, int] = {}  # model -> pool.available, until the next take
-            for job in order:
-                spec = job.spec
+
+            def configured(job: JobView) -> int:
                 known = self.config.get(job.job_id)
                 if known is None:  # live before this policy saw it arrive (not in a normal run)
                     known = self.config[job.job_id] = self.configure(job, snap, pool, None)
-                n = known
-                if left < n:
-                    waiting = True
-                    if left == 0:
-                        break
-                    continue
-                avail = seen.get(spec.model)
-                if avail is None:
-                    avail = seen[spec.model] = pool.available(spec.model, cfg.allow_reload)
-                if avail < n:
-                    waiting = True
-                    continue
-                alloc[job.job_id] = tuple(pool.take(spec.model, n, cfg.allow_reload))
-                left -= n
-                seen.clear()  # what the pool can give each model changed
+                return known
+
+            started, waiting = pool.start_queued(
+                order, configured, lambda job, _: self.config[job.job_id], cfg.allow_reload
+            )
+            alloc = {job.job_id: gids for job, gids in started}
 
         prewarm, release, due = self._keep_alive(snap, pool, waiting)
         return Decision(
@@ -395,7 +382,7 @@ class Infless:
             live_window = last + w.keep_alive_s
             if waiting or now >= live_window:
                 continue
-            if kept == 0 and not pool.prewarming.get(m):
+            if kept == 0 and not pool.prewarming(m):
                 for _ in range(self._last_count.get(m, 1)):
                     if not pool.free:
                         break

@@ -20,24 +20,28 @@ API (small on purpose; other policies may import it):
 - ``counts_for(spec, mode, cap)`` (``candidate_counts(lo, hi, mode, cap)``): the GPU counts a
   job may use (``any`` or ``pow2``).
 - ``meets(now, finish, deadline, margin)``: finish within the deadline with a safety margin.
+- ``pick_count(counts, finish, now, deadline, margin, ...)`` -> ``CountPick``: the smallest
+  count whose predicted finish meets the deadline (or the best-ranked one that does), and the
+  fastest count, for a caller's fallback when none meets it.
 - ``Supply`` / ``pool_supply(...)``: GPUs a ``GpuPool`` would hand out, as ready-now plus the
   ready times of the rest, in the pool's own take order.
-- ``pool_size(pool)``: GPUs a pool still holds.
 - ``Predictor``: rates and predicted finish times from a ``ProfileSet``.
-- ``remaining_iters`` / ``lookup_due``: a job's remaining work and pending lookup time.
+- ``remaining_iters`` / ``lookup_due``: a job's remaining work and pending lookup time, counting
+  an initial prompt chosen in the decision being built (``types.expected_iterations``).
 - ``ArrivalTracker``: which jobs of a snapshot are new; pruning per-job state of jobs gone.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from ptsim.core.policies.common import GpuPool
 from ptsim.core.profiles import ProfileSet
-from ptsim.core.types import InitChoice, JobSpec, JobView, Snapshot
+from ptsim.core.types import InitChoice, JobSpec, JobView, Snapshot, expected_iterations
 
 COUNT_MODES = ("any", "pow2")
 """``any``: every count in [min_gpus, max_gpus]; ``pow2``: the powers of two in that range."""
@@ -67,6 +71,56 @@ def meets(now: float, finish: float, deadline: float, margin: float) -> bool:
     """True if the predicted time to finish, inflated by ``margin`` (0.1 = 10%), still ends by
     the deadline: ``now + (finish - now) * (1 + margin) <= deadline``."""
     return now + (finish - now) * (1.0 + margin) <= deadline + 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class CountPick:
+    """What ``pick_count`` found: ``meeting``, the count chosen among those whose predicted
+    finish meets the deadline (0: none does), and ``fastest``, the count that finishes soonest
+    (0: none finishes before ``pick_count``'s ``beat``)."""
+
+    meeting: int
+    fastest: int
+
+
+def pick_count(
+    counts: Sequence[int],
+    finish: Callable[[int], float],
+    now: float,
+    deadline: float,
+    margin: float,
+    *,
+    above: int = 0,
+    up_to: int | None = None,
+    beat: float = math.inf,
+    rank: Callable[[int], float] | None = None,
+) -> CountPick:
+    """A GPU count for a job among ``counts`` (ascending) in ``(above, up_to]``, given its
+    predicted finish ``finish(n)`` on each.
+
+    ``meeting``: the smallest count whose finish ``meets`` the deadline with ``margin``; with
+    ``rank``, the one of those with the highest ``rank(n)`` (positive; a tie keeps the smaller
+    count). ``fastest``: the count with the soonest finish, if it is before ``beat`` (a finish
+    must be 1e-9 s sooner to beat a smaller count). Without ``rank`` the search stops at the
+    first count that meets the deadline, so ``fastest`` is over the counts up to it; a caller
+    reads it when ``meeting`` is 0."""
+    best, best_rank = 0, -1.0
+    fastest, fastest_at = 0, beat
+    for n in counts:
+        if n <= above:
+            continue
+        if up_to is not None and n > up_to:
+            break
+        f = finish(n)
+        if f < fastest_at - 1e-9:
+            fastest, fastest_at = n, f
+        if meets(now, f, deadline, margin):
+            if rank is None:
+                return CountPick(n, fastest)
+            r = rank(n)
+            if r > best_rank * (1 + 1e-12):
+                best, best_rank = n, r
+    return CountPick(best, fastest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +162,7 @@ def pool_supply(
     if need > 0:
         load = profiles.cold_start(model)
         gpus = snap.gpus
-        for gid in pool.prewarming.get(model, ())[:need]:
+        for gid in pool.prewarming(model)[:need]:
             late.append(max(now, gpus[gid].since + load))
         need = limit - ready - len(late)
         if need > 0:
@@ -125,12 +179,6 @@ def pool_supply(
         if need > 0 and pad_cold:
             late.extend([now + load] * need)
     return Supply(ready, tuple(late))
-
-
-def pool_size(pool: GpuPool) -> int:
-    """GPUs ``pool`` still holds: free, idle warm of any model, and pre-warming."""
-    n = len(pool.free) + sum(len(v) for v in pool.prewarming.values())
-    return n + sum(len(pool.warm(m)) for m in pool.warm_models())
 
 
 class Predictor:
@@ -241,7 +289,7 @@ def remaining_iters(job: JobView, now: float, init: InitChoice | None = None) ->
     decision being built (the snapshot does not know it yet), whose expected saving applies
     exactly as the cluster state applies it."""
     if init is not None and job.init is None:
-        return max(1.0, job.spec.iterations * (1.0 - init.expected_saving))
+        return expected_iterations(job.spec, init)
     return job.remaining_at(now)
 
 

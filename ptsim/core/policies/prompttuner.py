@@ -53,7 +53,9 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 from ptsim.core.policies.common import GpuPool
 from ptsim.core.policies.planning import (
@@ -63,12 +65,20 @@ from ptsim.core.policies.planning import (
     counts_for,
     lookup_due,
     meets,
-    pool_size,
+    pick_count,
     pool_supply,
     remaining_iters,
 )
 from ptsim.core.policy import POLICIES, InitChooser, PolicyContext
-from ptsim.core.types import Decision, InitChoice, JobSpec, JobState, JobView, Snapshot
+from ptsim.core.types import (
+    Decision,
+    InitChoice,
+    JobSpec,
+    JobState,
+    JobView,
+    Snapshot,
+    expected_iterations,
+)
 
 ORDERS = ("edf", "least_slack")
 HOPELESS = ("fastest", "min")
@@ -233,9 +243,9 @@ class PromptTuner:
         they are cached per job (and filled in when the job arrives, so a decision that finds
         GPUs to hand out does not compute them for the whole queue at once)."""
         if init is not None and job.init is None:  # the state will set this estimate
-            needed = max(job.iters_done, 1.0, job.spec.iterations * (1 - init.expected_saving))
+            needed = max(job.iters_done, expected_iterations(job.spec, init))
         else:
-            needed = job.iters_needed
+            needed = job.iters_estimate
         token = (job.iters_done, needed, job.first_start is None)
         hit = self._queue_keys.get(job.job_id)
         if hit is None or hit[0] != token:
@@ -302,7 +312,7 @@ class PromptTuner:
         if cfg.elasticity:
             at_risk = self._running(snap, pool, alloc, freed)
         waiting = self._place_queued(snap, pool, alloc, inits, set(reject))
-        if at_risk and pool_size(pool) > 0:
+        if at_risk and pool.size() > 0:
             self._grow(snap, pool, alloc, at_risk)
         prewarm, release, due = self._warm_pool(snap, pool, waiting, freed)
 
@@ -344,7 +354,7 @@ class PromptTuner:
                 continue  # queued, or in the middle of a change: leave it alone
             spec = job.spec
             # predicted finish at the current count: where the current run ends
-            finish = job.progress_at + (job.iters_needed - job.iters_done) / job.rate
+            finish = job.progress_at + (job.iters_estimate - job.iters_done) / job.rate
             if finish <= now:
                 continue
             if now + (finish - now) * grow > spec.deadline + 1e-9:
@@ -373,7 +383,7 @@ class PromptTuner:
                     continue
                 alloc[job.job_id] = job.gpus[:m]
                 self._changed[job.job_id] = now
-                pool.warm(spec.model).extend(job.gpus[m:])
+                pool.add_idle(spec.model, job.gpus[m:])
                 freed.update(job.gpus[m:])
                 break
         return at_risk
@@ -395,8 +405,7 @@ class PromptTuner:
         queued = snap.queued
         if not queued:
             return False
-        left = pool_size(pool)
-        if left == 0:
+        if pool.size() == 0:
             return True
         if rejected:
             queued = tuple(j for j in queued if j.job_id not in rejected)
@@ -404,25 +413,18 @@ class PromptTuner:
         # a heap, not a sort: a decision usually places a few jobs out of many waiting
         keyed = [entry(j, now, cap, inits.get(j.job_id)) for j in queued]
         heapq.heapify(keyed)  # (hopeless, key, job): keys end with the unique job id
-        waiting = False
-        seen: dict[str, int] = {}  # model -> pool.available, until the next take
-        while keyed:
-            job = heapq.heappop(keyed)[2]
+
+        def in_order() -> Iterator[JobView]:
+            while keyed:
+                yield heapq.heappop(keyed)[2]
+
+        def fewest(job: JobView) -> int:
+            counts = counts_for(job.spec, cfg.counts, cap)
+            return counts[0] if counts else 0  # none: more than the cluster has, never runs
+
+        def count(job: JobView, avail: int) -> int:
             spec = job.spec
             counts = counts_for(spec, cfg.counts, cap)
-            if not counts:
-                continue  # needs more GPUs than the cluster has: it can never run
-            if left < counts[0]:
-                waiting = True
-                if left == 0:
-                    break
-                continue
-            avail = seen.get(spec.model)
-            if avail is None:
-                avail = seen[spec.model] = pool.available(spec.model, cfg.allow_reload)
-            if avail < counts[0]:
-                waiting = True
-                continue
             init = inits.get(job.job_id)
             first = job.first_start is None
             lookup = lookup_due(job, init)
@@ -431,25 +433,25 @@ class PromptTuner:
             supply = pool_supply(
                 snap, pool, self.profiles, spec.model, limit, allow_reload=cfg.allow_reload
             )
-            pick = 0
-            fastest, fastest_at = 0, math.inf
-            for n in counts:
-                if n > limit:
-                    break
-                f = pred.start_finish(spec, rem, now, n, supply, lookup, first)
-                if f < fastest_at - 1e-9:
-                    fastest, fastest_at = n, f
-                if meets(now, f, spec.deadline, cfg.safety_margin):
-                    pick = n
-                    break
-            if pick == 0:
-                pick = fastest if cfg.hopeless == "fastest" else counts[0]
-            gids = pool.take(spec.model, pick, cfg.allow_reload)
-            seen.clear()  # what the pool can give each model changed
-            alloc[job.job_id] = tuple(gids)
+            got = pick_count(
+                counts,
+                partial(
+                    pred.start_finish, spec, rem, now, supply=supply, lookup_s=lookup, first=first
+                ),
+                now,
+                spec.deadline,
+                cfg.safety_margin,
+                up_to=limit,
+            )
+            if got.meeting:
+                return got.meeting
+            return got.fastest if cfg.hopeless == "fastest" else counts[0]
+
+        started, waiting = pool.start_queued(in_order(), fewest, count, cfg.allow_reload)
+        for job, gids in started:
+            alloc[job.job_id] = gids
             self._changed[job.job_id] = now
-            self.demand.started(spec.model, pick)
-            left -= pick
+            self.demand.started(job.spec.model, len(gids))
         return waiting
 
     def _grow(
@@ -481,28 +483,23 @@ class PromptTuner:
                 held_ready=c,
                 allow_reload=cfg.allow_reload,
             )
-            stay = now + rem / job.rate
-            pick = 0
-            fastest, fastest_at = 0, stay
-            for n in counts:
-                if n <= c:
-                    continue
-                if n > limit:
-                    break
-                f = pred.resize_finish(spec, rem, now, n, supply)
-                if f < fastest_at - 1e-9:
-                    fastest, fastest_at = n, f
-                if meets(now, f, spec.deadline, cfg.safety_margin):
-                    pick = n
-                    break
-            if pick == 0 and cfg.hopeless == "fastest":
-                pick = fastest
+            got = pick_count(
+                counts,
+                partial(pred.resize_finish, spec, rem, now, supply=supply),
+                now,
+                spec.deadline,
+                cfg.safety_margin,
+                above=c,
+                up_to=limit,
+                beat=now + rem / job.rate,  # staying put
+            )
+            pick = got.meeting or (got.fastest if cfg.hopeless == "fastest" else 0)
             if pick == 0:
                 continue
             extra = pool.take(spec.model, pick - c, cfg.allow_reload)
             alloc[job.job_id] = (*job.gpus, *extra)
             self._changed[job.job_id] = now
-            if pool_size(pool) == 0:
+            if pool.size() == 0:
                 break
 
     def _warm_pool(
@@ -519,15 +516,15 @@ class PromptTuner:
             return now if g in freed else gpus[g].since
 
         if not cfg.warm_pool:
-            idle = [g for m in pool.warm_models() for g in pool.warm(m)]
-            return {}, tuple(sorted(idle)), None
+            every = [g for m in pool.warm_models() for g in pool.warm(m)]
+            return {}, tuple(sorted(every)), None
         models = sorted(set(self.demand.models()) | set(pool.warm_models()))
         want: dict[str, int] = {}
         excess: dict[str, list[int]] = {}
         for m in models:
             target = self.target(m, now)
             idle = pool.warm(m)
-            have = len(idle) + len(pool.prewarming.get(m, ()))
+            have = len(idle) + len(pool.prewarming(m))
             if have < target:
                 want[m] = target - have
             elif have > target and idle:

@@ -1,4 +1,5 @@
-"""Parsing of single table cells (CSV text or Parquet/JSON values) with messages for users."""
+"""Parsing of single table cells (CSV text or Parquet/JSON values) with messages for users: the
+one set of cell parsers for trace files, converters and ptexec's job files."""
 
 from __future__ import annotations
 

@@ -1,0 +1,125 @@
+"""What a run is set up with, as typed and checked specs: the cluster (``cluster`` config group),
+the Prompt Bank (``bank``) and the generated workload (``workload``, the spec itself lives in
+``ptsim.trace``), each built from its config group's plain mapping.
+
+Driver-neutral: no simpy, hydra or torch. The executor reads the ``bank`` group too and ignores
+the simulation-only keys listed in :data:`SIM_ONLY_BANK_KEYS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ptsim.bank_seed import read_store_history
+from ptsim.core.bank import BankConfig, PromptBankIndex
+from ptsim.core.bank_sim import DEFAULT_SCORE_SIGMA, SimPromptBank
+from ptsim.core.convergence import ConvergenceModel
+from ptsim.core.profiles import ProfileSet, UnknownName
+from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR
+from ptsim.trace import WorkloadSpec
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """The simulated cluster: ``nodes`` x ``gpus_per_node`` GPUs and the price of a GPU-hour."""
+
+    nodes: int = 4
+    gpus_per_node: int = 8
+    price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
+
+    @property
+    def num_gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+
+@dataclass(frozen=True)
+class BankSpec:
+    """How a run's Prompt Bank is built: the index knobs, the seeding and the modelled scorer
+    (``conf/bank/default.yaml`` documents each)."""
+
+    index: BankConfig = field(default_factory=BankConfig)
+    seeding: str = "synthetic"
+    entries: int = 360
+    store: str | None = None
+    model_map: Mapping[str, str] | None = None
+    task_map: Mapping[str, str] | None = None
+    score_sigma: float = DEFAULT_SCORE_SIGMA
+    feature_dim: int = 16
+    feature_noise: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.seeding not in ("empty", "synthetic", "store"):
+            raise UnknownName("bank seeding", self.seeding, ["empty", "store", "synthetic"])
+        if self.entries < 0:
+            raise ValueError("bank entries must be >= 0")
+        if self.seeding == "store" and not self.store:
+            raise ValueError("bank.seeding=store needs bank.store=PATH (a ptexec bank store)")
+
+    def build(self, profiles: ProfileSet, models: Sequence[str], seed: int) -> SimPromptBank:
+        """A fresh bank (each run gets its own: online growth mutates it)."""
+        convergence = ConvergenceModel.default()
+        bank = SimPromptBank(
+            PromptBankIndex(self.index),
+            convergence,
+            {m: profiles.eval_time(m) for m in profiles.models},
+            seed,
+            score_sigma=self.score_sigma,
+            feature_dim=self.feature_dim,
+            feature_noise=self.feature_noise,
+            online=self.index.online,
+        )
+        if self.seeding == "synthetic" and self.entries:
+            bank.seed_synthetic(sorted(set(models)), self.entries)
+        elif self.seeding == "store":
+            assert self.store is not None
+            history = read_store_history(
+                self.store,
+                known_models=list(profiles.models),
+                known_tasks=convergence.space.names,
+                model_map=self.model_map,
+                task_map=self.task_map,
+            )
+            bank.seed_history([(h.entry_id, h.model, h.source_task) for h in history])
+        return bank
+
+
+SIM_ONLY_BANK_KEYS = frozenset(f.name for f in fields(BankSpec)) - {"index"}
+"""Keys of the ``bank`` config group that only the simulation reads (seeding, entries, the
+modelled scorer, name maps); the executor ignores them."""
+
+BANK_INDEX_KEYS = frozenset(f.name for f in fields(BankConfig)) - {"seed"}
+"""Keys of the ``bank`` config group that are the core index's knobs (both drivers read them)."""
+
+
+def cluster_from(cfg: Mapping[str, Any]) -> ClusterSpec:
+    """The cluster spec from the ``cluster`` config group."""
+    return ClusterSpec(
+        nodes=int(cfg["nodes"]),
+        gpus_per_node=int(cfg["gpus_per_node"]),
+        price_per_gpu_hour=float(cfg.get("price_per_gpu_hour", DEFAULT_PRICE_PER_GPU_HOUR)),
+    )
+
+
+def bank_from(cfg: Mapping[str, Any]) -> BankSpec:
+    """The bank spec from the ``bank`` config group; unknown keys list the known ones."""
+    unknown = sorted(set(cfg) - BANK_INDEX_KEYS - SIM_ONLY_BANK_KEYS)
+    if unknown:
+        known = sorted(BANK_INDEX_KEYS | SIM_ONLY_BANK_KEYS)
+        raise UnknownName("bank config key", unknown[0], known)
+    index = BankConfig(**{k: v for k, v in cfg.items() if k in BANK_INDEX_KEYS})
+    return BankSpec(index, **{k: v for k, v in cfg.items() if k in SIM_ONLY_BANK_KEYS})
+
+
+def workload_from(cfg: Mapping[str, Any]) -> WorkloadSpec:
+    """The generator's spec from the ``workload`` config (its ``trace`` key excluded)."""
+    kw = {k: v for k, v in cfg.items() if k not in ("trace", "name")}
+    for key in ("models", "model_weights", "tasks", "deadline_ratios", "multi_gpu_counts"):
+        if key in kw and kw[key] is not None:
+            kw[key] = tuple(kw[key])
+    try:
+        return WorkloadSpec(**kw)
+    except TypeError as exc:
+        known = sorted(WorkloadSpec.__dataclass_fields__)
+        raise ValueError(f"workload config: {exc}; known keys: {', '.join(known)}") from None
