@@ -48,7 +48,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
 from ptsim.core.policy import POLICIES
@@ -66,7 +66,7 @@ from ptsim.report import (  # noqa: F401  (re-exported for the figure scripts)
     override_value,
     summary_row,
 )
-from ptsim.run import plain, simulate_config
+from ptsim.run import label_scheduler, plain, simulate_config
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -136,7 +136,12 @@ def compose(overrides: Sequence[str], config_dir: str | None = None) -> DictConf
 
     extra = [] if config_dir is None else [f"hydra.searchpath=[file://{config_dir}]"]
     with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3"):
-        return hydra_compose("config", overrides=[*extra, *overrides])
+        cfg = hydra_compose("config", overrides=[*extra, *overrides], return_hydra_config=True)
+    # the run label, as the ptsim app gives it: the scheduler config's file name
+    label_scheduler(cfg, cfg.hydra.runtime.choices.get("scheduler"))
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
 def run_point(point: Point) -> PointOutput:

@@ -25,13 +25,15 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ptsim.paths import conf_root
-from ptsim.run import run_config
+from ptsim.run import label_scheduler, run_config
 
 log = logging.getLogger("ptsim")
 
 
 def _main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    label_scheduler(cfg, hc.runtime.choices.get("scheduler"))
     try:
         results = run_config(cfg, run_dir, progress=bool(cfg.get("progress", True)))
     except (ValueError, KeyError, FileNotFoundError) as exc:  # bad input: one line, no result
@@ -58,7 +60,8 @@ def _main(cfg: DictConfig) -> None:
     else:
         s = results[0].summary
         print(
-            f"{s['policy']}: {s['jobs']} jobs, SLO violation rate {s['slo_violation_rate']:.3f}, "
+            f"{s.get('label') or s['policy']}: {s['jobs']} jobs, "
+            f"SLO violation rate {s['slo_violation_rate']:.3f}, "
             f"cost {s['cost_gpu_hours']:.2f} GPU-h (${s['cost_usd']:.2f}), "
             f"mean JCT {s['mean_jct_s'] or float('nan'):.0f} s"
         )

@@ -24,7 +24,7 @@ from ptsim.run import run_config, simulate_config
 
 def cfg(*overrides: str) -> DictConfig:
     with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3"):
-        return compose("config", overrides=["progress=false", *overrides])
+        return compose("config", overrides=["progress=false", "workload=short", *overrides])
 
 
 def fake_run(root: Path, overrides: list[str], **summary: object) -> Path:
@@ -189,6 +189,7 @@ def _sweep(out: Path, launcher: str) -> pd.DataFrame:
         f"hydra/launcher={launcher}",
         "scheduler=edf,prompttuner",
         "seed=0,1",
+        "workload=short",
         "workload.duration_s=90",
         "progress=false",
         f"hydra.sweep.dir={out}",
@@ -234,3 +235,28 @@ def test_report_and_plot_are_subcommands_of_ptsim(
     with pytest.raises(SystemExit) as done:
         app.main()
     assert done.value.code == 2 and "ptsim plot:" in capsys.readouterr().err
+
+
+def test_a_scheduler_config_of_ones_own_is_labelled_by_its_name(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import runner
+
+    (tmp_path / "scheduler").mkdir()
+    own = (conf_root() / "scheduler" / "prompttuner.yaml").read_text()
+    (tmp_path / "scheduler" / "pt_margin02.yaml").write_text(
+        own.replace("safety_margin: 0.1 ", "safety_margin: 0.2 ")
+    )
+    point = runner.Point(
+        ("workload=short", "workload.duration_s=90", "scheduler=pt_margin02", "seed=0"),
+        config_dir=str(tmp_path),
+    )
+    (row,) = runner.run_point(point).rows
+    assert row["label"] == "pt_margin02" and row["policy"] == "prompttuner"
+    own_cfg = runner.compose(["scheduler=pt_margin02"], str(tmp_path))
+    assert own_cfg.scheduler.safety_margin == 0.2 and "hydra" not in own_cfg
+    # the comparison labels each policy by its name
+    results = simulate_config(cfg("workload.duration_s=90"))
+    assert len(results) > 1
+    assert [r.summary["label"] for r in results] == [r.policy for r in results]
