@@ -260,3 +260,24 @@ def test_a_scheduler_config_of_ones_own_is_labelled_by_its_name(tmp_path: Path) 
     results = simulate_config(cfg("workload.duration_s=90"))
     assert len(results) > 1
     assert [r.summary["label"] for r in results] == [r.policy for r in results]
+
+
+def test_gantt_splits_waiting_into_queueing_cold_start_and_pause() -> None:
+    from ptsim.plots import gantt_rows
+
+    (res,) = simulate_config(cfg("scheduler=prompttuner", "workload.duration_s=600"))
+    jobs = res.jobs
+    started = jobs[jobs.first_start_s.notna()]
+    assert (started.first_gpu_s >= started.arrival_s).all()
+    assert (started.first_ready_s >= started.first_gpu_s).all()
+    assert (started.first_start_s >= started.first_ready_s).all()
+    # a GPU already warm is ready when handed over: no cold start drawn
+    warm = started[(started.cold_starts == 0) & (started.warm_hits > 0)]
+    cold = started[(started.cold_starts > 0) & (started.warm_hits == 0)]
+    assert len(cold) and (cold.first_ready_s > cold.first_gpu_s).all()
+    assert len(warm) and (warm.first_ready_s - warm.first_gpu_s).min() == 0.0
+    # the pause holds the bank lookup
+    assert ((started.first_start_s - started.first_ready_s) >= started.bank_lookup_s).all()
+    rows = gantt_rows(jobs, float(res.summary["sim_end_s"]))
+    assert list(rows.lane) == list(range(len(jobs)))
+    assert set(rows.outcome) <= {"met", "late", "unfinished", "rejected"}
