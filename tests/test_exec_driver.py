@@ -257,3 +257,56 @@ def test_dead_worker_costs_at_most_checkpoint_every_steps(
     assert row.restarts == 1 and 0 < row.steps_lost <= 5
     assert [c[0] for c in outcome.runs["d"].curve] == list(range(1, 31))
     outcome.state.check_invariants()
+
+
+class _Both:
+    """A test policy: the job on workers 0 and 1 whenever it has none."""
+
+    name = "both"
+
+    def decide(self, snap: Snapshot) -> Decision:
+        for j in snap.jobs:
+            if not j.gpus:
+                return Decision(allocations={j.job_id: (0, 1)})
+        return Decision()
+
+
+def test_killing_workers_that_hold_a_job_loses_at_most_a_checkpoint_interval(
+    pool: WorkerPool, profiles: ProfileSet, tmp_path: Path
+) -> None:
+    # issue 12: the workers are killed and NOT joined, so the driver sees the broken pipe
+    # before the OS reports the exit (this race aborted the run); rank 1, then rank 0
+    cfg = TuningConfig(
+        batch_size=32, max_steps=30, target_accuracy=None, target_loss=0.0, checkpoint_every=5
+    )
+    kills = {7: 1, 18: 0}  # at step: kill the worker of this rank (rank 0 may be the only one)
+    killed: list[tuple[int, int]] = []
+
+    def kill(jid: str, step: int, ex: Executor) -> None:
+        rank = kills.get(step)
+        if rank is not None and step not in {s for s, _ in killed}:
+            w = ex.runs[jid].workers[rank]
+            killed.append((step, w))
+            os.kill(ex.pool[w].proc.pid, signal.SIGKILL)
+
+    spec = JobSpec("k", 0.0, "tiny-gpt2", "synthetic:A", 600.0, 32, cfg.max_steps, 2, 2, 2)
+    res, outcome = run_jobs(
+        [ExecJob(spec, "tiny-gpt2", None, "synthetic:A", cfg)],
+        lambda ctx: _Both(),
+        tmp_path,
+        pool=pool,
+        profiles=profiles,
+        on_step=kill,
+    )
+    row = res.jobs.iloc[0]
+    assert len(killed) == 2
+    assert [g for _, g in outcome.worker_deaths] == [g for _, g in killed]
+    assert row.status == "done" and row.steps == 30
+    assert row.restarts == 2 and 0 < row.steps_lost <= 2 * 5
+    run = outcome.runs["k"]
+    assert [c[0] for c in run.curve] == list(range(1, 31))  # every step kept once
+    # on both workers, then (start_partial) on the one that is up while the other restarts
+    assert run.curve[0][2] == 2 and {c[2] for c in run.curve} <= {1, 2}
+    assert res.summary["invalid_requests"] == 0
+    outcome.state.check_invariants()
+    assert all(w.alive() for w in pool.workers)  # both restarted
