@@ -102,11 +102,12 @@ def clip_axis(ax: Any, metric: str) -> None:
     ax.set_ylim(0, min(top, 1.05) if is_rate(metric) else top)
 
 
-def integer_ticks(axis: Any) -> None:
-    """Only whole numbers on ``axis`` (an ``ax.xaxis`` / ``ax.yaxis``): counts of jobs, GPUs."""
+def integer_ticks(axis: Any, nbins: int | str = "auto") -> None:
+    """Only whole numbers on ``axis`` (an ``ax.xaxis`` / ``ax.yaxis``): counts of jobs, GPUs;
+    at most ``nbins`` intervals (a short panel needs few)."""
     from matplotlib.ticker import MaxNLocator
 
-    axis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_major_locator(MaxNLocator(nbins=nbins, integer=True))
 
 
 def log_labels(axis: Any) -> None:
@@ -360,7 +361,7 @@ def draw_timeline(ax: Any, ax_queue: Any, series: pd.DataFrame, summary: Mapping
     ax_queue.fill_between(t, 0, q, step="post", color="#555555", lw=0, label="queued jobs")
     ax_queue.set_ylim(0, max(1.0, float(q.max())) * 1.1)
     ax_queue.set_ylabel("queued\njobs")
-    integer_ticks(ax_queue.yaxis)
+    integer_ticks(ax_queue.yaxis, nbins=2)
     ax_queue.grid(alpha=0.3)
 
 
