@@ -40,7 +40,7 @@ from plotting import (
     table_height,
     table_panel,
 )
-from runner import FigureArgs, Sweep, aggregate, figure_main, read_table
+from runner import MIN_SEEDS, FigureArgs, Sweep, aggregate, figure_main, read_table
 from scipy import stats
 
 from ptsim.outcome import write_csv
@@ -65,11 +65,12 @@ def save_reference(sweep: Sweep, args: FigureArgs) -> dict[str, Any]:
 
 def paired_ratio(base: np.ndarray, target: np.ndarray) -> tuple[float, float, float]:
     """mean(base) / mean(target) and its 95% percentile bootstrap interval over the pairs
-    (scipy.stats.bootstrap, paired, fixed seed). A zero denominator gives inf."""
+    (scipy.stats.bootstrap, paired, fixed seed; none below MIN_SEEDS pairs). A zero
+    denominator gives inf."""
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # all-equal pairs: NaN
         point = float(np.mean(base) / np.mean(target)) if len(base) else float("nan")
-        if len(base) < 2:
+        if len(base) < MIN_SEEDS:  # too few pairs for an interval that means anything
             return point, float("nan"), float("nan")
 
         def ratio(b: np.ndarray, t: np.ndarray, axis: int = -1) -> np.ndarray:
