@@ -22,6 +22,7 @@ from typing import Any
 import hydra
 import pandas as pd
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ptsim.paths import conf_root
@@ -35,7 +36,9 @@ def _main(cfg: DictConfig) -> None:
     run_dir = Path(hc.runtime.output_dir)
     label_scheduler(cfg, hc.runtime.choices.get("scheduler"))
     try:
-        results = run_config(cfg, run_dir, progress=bool(cfg.get("progress", True)))
+        # parallel sweep jobs would interleave their progress bars: only single runs show them
+        progress = bool(cfg.get("progress", True)) and hc.mode != RunMode.MULTIRUN
+        results = run_config(cfg, run_dir, progress=progress)
     except (ValueError, KeyError, FileNotFoundError) as exc:  # bad input: one line, no result
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"ptsim: {msg}", file=sys.stderr)
