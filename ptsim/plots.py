@@ -153,7 +153,9 @@ def interval_caption(agg: pd.DataFrame, unit: str = "seed") -> str:
     return f"mean and 95% interval over {count}"
 
 
-def figure_legend(fig: Any, axes: Sequence[Any], ncol: int | None = None) -> None:
+def figure_legend(
+    fig: Any, axes: Sequence[Any], ncol: int | None = None, order: Sequence[str] = ()
+) -> None:
     """One legend for the whole figure, below the panels (clear of the title), from the
     handles of ``axes`` (duplicates by label dropped)."""
     handles: dict[str, Any] = {}
@@ -161,6 +163,8 @@ def figure_legend(fig: Any, axes: Sequence[Any], ncol: int | None = None) -> Non
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             if not lab.startswith("_"):
                 handles.setdefault(lab, h)
+    first = [lab for lab in order if lab in handles]
+    handles = {lab: handles[lab] for lab in first + [k for k in handles if k not in first]}
     if handles:
         fig.legend(
             list(handles.values()),
@@ -417,9 +421,13 @@ def draw_gantt(ax: Any, rows: pd.DataFrame) -> None:
     lw = max(0.6, min(3.0, 220.0 / max(1, len(rows))))
     for name, start, end in segs:
         sel = end > start
+        if not sel.any():
+            continue  # nothing of this kind: no legend entry either
         ax.hlines(live.lane[sel], start[sel], end[sel], color=WAIT_COLORS[name], lw=lw, label=name)
     for outcome, color in OUTCOME_COLORS.items():
         sel = rows[(rows.outcome == outcome) & rows.run_start_s.notna()]
+        if sel.empty:
+            continue
         ax.hlines(
             sel.lane,
             sel.run_start_s,
@@ -429,7 +437,8 @@ def draw_gantt(ax: Any, rows: pd.DataFrame) -> None:
             label=f"training, {outcome}",
         )
     rej = rows[rows.outcome == "rejected"]
-    ax.scatter(rej.arrival_s, rej.lane, marker="x", s=12, color="k", lw=0.8, label="rejected")
+    if not rej.empty:
+        ax.scatter(rej.arrival_s, rej.lane, marker="x", s=12, color="k", lw=0.8, label="rejected")
     ax.scatter(rows.deadline_s, rows.lane, marker="|", s=14, color="k", lw=0.6, label="deadline")
     ax.set_ylim(len(rows) - 0.5, -0.5)
     integer_ticks(ax.yaxis)
@@ -508,7 +517,8 @@ def plot_runs(
         draw_gantt(ax, gantt_rows(r["jobs"], end_s))
         ax.set_title(run_title(r["summary"]), fontsize=9)
     gaxes[-1].set_xlabel("time [s]")
-    figure_legend(fig, list(gaxes), ncol=5)
+    order = [*WAIT_COLORS, *(f"training, {o}" for o in OUTCOME_COLORS), "rejected", "deadline"]
+    figure_legend(fig, list(gaxes), ncol=5, order=order)
     fig.suptitle(f"Per-job timeline, {context}", fontsize=10)
     save(fig, files[1])
 
