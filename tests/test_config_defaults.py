@@ -16,7 +16,13 @@ from ptsim.core.bank import BankConfig
 from ptsim.core.policy import POLICIES
 from ptsim.core.profiles import Mechanics
 from ptsim.paths import conf_root
-from ptsim.specs import BANK_INDEX_KEYS, SIM_ONLY_BANK_KEYS, BankSpec, ClusterSpec
+from ptsim.specs import (
+    BANK_INDEX_KEYS,
+    SHARED_BANK_KEYS,
+    SIM_ONLY_BANK_KEYS,
+    BankSpec,
+    ClusterSpec,
+)
 from ptsim.trace import WorkloadSpec
 
 CONF = conf_root()
@@ -74,7 +80,8 @@ def test_every_registered_policy_has_a_scheduler_config() -> None:
 
 def test_bank_config_matches_the_index_and_bank_spec_defaults() -> None:
     index = {k: v for k, v in _defaults(BankConfig).items() if k in BANK_INDEX_KEYS}
-    spec = {k: v for k, v in _defaults(BankSpec).items() if k in SIM_ONLY_BANK_KEYS}
+    spec_keys = SIM_ONLY_BANK_KEYS | SHARED_BANK_KEYS
+    spec = {k: v for k, v in _defaults(BankSpec).items() if k in spec_keys}
     assert _check("bank/default.yaml", _yaml(CONF / "bank" / "default.yaml"), index | spec) == []
 
 
