@@ -48,12 +48,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ptexec.faults import Injector
 from ptexec.health import WorkerHealth
 from ptexec.jobrun import WAIT, JobEnv, JobLifecycle, JobRun, curve_rows, final_eval
 from ptexec.jobs import ExecJob, TaskCatalog
@@ -110,6 +113,8 @@ class ExecOutcome(RunOutcome):
     bank: ExecPromptBank | None = None
     boot_s: list[float] = field(default_factory=list)
     seed: int = 0
+    faults: list[tuple[float, int, str | None]] = field(default_factory=list)
+    """(driver time, worker, job it held) of every worker killed on purpose (``faults``)."""
 
 
 class Executor:
@@ -121,7 +126,8 @@ class Executor:
     of the run); ``run_dir`` receives checkpoints and each job's tuned prompt (``prompts/``);
     ``bank`` is the run's Prompt Bank (``None``: every job starts from its default prompt).
     ``on_step(job_id, step, executor)`` is called after every step (progress, tests);
-    ``on_job_done(job_id)`` after every completion.
+    ``on_job_done(job_id)`` after every completion. ``faults`` kills workers on purpose
+    (``ptexec.faults``): each loop turn, a kill that is due takes a worker that holds a job.
     """
 
     def __init__(
@@ -141,6 +147,7 @@ class Executor:
         release_at_start: bool = True,
         on_step: StepHook | None = None,
         on_job_done: Callable[[str], Any] | None = None,
+        faults: Injector | None = None,
     ) -> None:
         if not jobs:
             raise ValueError("no jobs to run")
@@ -204,6 +211,7 @@ class Executor:
         self.loads: list[LoadRecord] = []
         self._load_pending: list[tuple[int, int, Reply, LoadRecord]] = []
         self._background: list[tuple[int, Reply, bool]] = []
+        self.faults = faults
 
     @property
     def worker_deaths(self) -> list[tuple[float, int]]:
@@ -253,6 +261,7 @@ class Executor:
             worker_deaths=self.worker_deaths,
             bank=self.bank,
             boot_s=[w.boot_s for w in self.pool.workers],
+            faults=[] if self.faults is None else list(self.faults.kills),
         )
 
     # ------------------------------------------------------------------ the loop's host
@@ -266,7 +275,9 @@ class Executor:
         self.runs[job.job_id] = life.run
 
     def poll(self) -> bool:
-        """Worker health, finished loads, background replies, then the jobs."""
+        """Injected faults, worker health, finished loads, background replies, then the
+        jobs."""
+        self._inject_fault()
         progressed = self._check_workers()
         progressed |= self._poll_background()
         progressed |= self.resume_jobs()
@@ -404,6 +415,20 @@ class Executor:
             progressed = True
         self._background = still
         return progressed
+
+    def _inject_fault(self) -> None:
+        """Kill a worker (SIGKILL) when the fault plan says one is due: one that holds a job
+        (or, with ``idle_ok``, any that is up). The health monitor notices the death as it
+        would a real one."""
+        if self.faults is None or not self.faults.due(self.now()):
+            return
+        n = len(self.pool)
+        up = [g for g in range(n) if self.health.up(g) and self.pool[g].alive()]
+        busy = [(g, h) for g in up if (h := self.leases.holder(g)) is not None]
+        gid = self.faults.pick(self.now(), busy, up)
+        if gid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pool[gid].proc.pid, signal.SIGKILL)
 
     def _worker_lost(self, worker: WorkerHandle) -> None:
         """A request found ``worker`` dead: unless that death is already known, record it

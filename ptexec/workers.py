@@ -42,10 +42,12 @@ import contextlib
 import io
 import multiprocessing as mp
 import os
+import signal
+import threading
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_connections
@@ -315,6 +317,20 @@ class _WorkerRuntime:
         )
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while a worker process starts: it inherits the disposition (and Python
+    keeps it), so Ctrl-C in a terminal reaches the driver only, never a worker's imports."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def _worker_main(conn: Connection, wid: int, device: str, threads: int) -> None:
     """Entry point of a worker process: serve requests until ``shutdown`` or EOF."""
     t0 = time.perf_counter()
@@ -564,7 +580,8 @@ class WorkerPool:
             name=f"ptexec-worker-{wid}",
             daemon=True,
         )
-        proc.start()
+        with _sigint_ignored():  # Ctrl-C is the driver's: it stops the workers itself
+            proc.start()
         child.close()
         return Worker(wid, device, proc, parent)
 

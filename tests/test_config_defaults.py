@@ -116,6 +116,7 @@ def test_executor_config_matches_its_dataclasses() -> None:
     settings = _defaults(ExecSettings)
     settings["profile_dir"] = settings.pop("profile")  # the config names the directory
     del settings["mechanics"]  # a mapping of overrides: checked below
+    del settings["faults"]  # a group of its own: checked below
     bad += _check("executor/run.yaml", {k: run[k] for k in settings if k in run}, settings)
     bad += [f"executor/run.yaml: no key {k!r}" for k in sorted(set(settings) - set(run))]
     # mechanics: every Mechanics field, null (= the profile's value or Mechanics' default)
@@ -136,6 +137,9 @@ def test_executor_config_matches_its_dataclasses() -> None:
     values = dict(run["bank"])
     assert values.pop("store") is None  # null = <run dir>/bank
     bad += _check("executor bank", values, own)
+    from ptexec.faults import FaultPlan
+
+    bad += _check("executor faults", run["faults"], _defaults(FaultPlan))
     assert bad == []
 
 
