@@ -26,6 +26,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ptsim.paths import conf_root
+from ptsim.report import write_overrides
 from ptsim.run import label_scheduler, run_config
 from ptsim.runfolder import unique_suffix
 from ptsim.schema import group_choice_error, hydra_one_line, override_syntax_error
@@ -39,6 +40,8 @@ def _main(cfg: DictConfig) -> None:
         # parallel sweep jobs would interleave their progress bars: only single runs show them
         progress = bool(cfg.get("progress", True)) and hc.mode != RunMode.MULTIRUN
         results = run_config(cfg, run_dir, progress=progress)
+        # the run's own overrides, for `ptsim report` (hydra writes no .hydra/ folder here)
+        write_overrides(run_dir, list(hc.overrides.task))
     except (ValueError, KeyError, FileNotFoundError) as exc:  # bad input: one line, no result
         _remove_if_empty(run_dir)
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

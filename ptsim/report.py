@@ -272,14 +272,27 @@ def _natural(p: Path) -> list[Any]:
     return [int(x) if x.isdigit() else x for x in p.parts]
 
 
+OVERRIDES_FILE = "overrides.yaml"
+"""The file the ``ptsim`` app writes into a run folder: the run's command-line overrides."""
+
+
+def write_overrides(run_dir: Path, overrides: Sequence[str]) -> None:
+    """Save a run's hydra overrides in its folder (``overrides.yaml``), for reports."""
+    from ptsim.outcome import atomic_write
+
+    data = [str(o) for o in overrides]
+    atomic_write(run_dir / OVERRIDES_FILE, lambda p: p.write_text(yaml.safe_dump(data)))
+
+
 def run_overrides(run_dir: Path) -> list[str]:
     """The hydra overrides of the run in ``run_dir`` (or of its comparison folder, one level
-    up), from ``.hydra/overrides.yaml``; empty when there is none."""
+    up), from the ``overrides.yaml`` the app writes (or hydra's ``.hydra/overrides.yaml``);
+    empty when there is none."""
     for d in (run_dir, run_dir.parent):
-        path = d / ".hydra" / "overrides.yaml"
-        if path.is_file():
-            data = yaml.safe_load(path.read_text()) or []
-            return [str(o) for o in data]
+        for path in (d / OVERRIDES_FILE, d / ".hydra" / "overrides.yaml"):
+            if path.is_file():
+                data = yaml.safe_load(path.read_text()) or []
+                return [str(o) for o in data]
     return []
 
 

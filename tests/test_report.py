@@ -208,6 +208,7 @@ def test_parallel_sweep_gives_the_serial_sweeps_tables(tmp_path: Path) -> None:
     serial = _sweep(tmp_path / "serial", "basic")
     parallel = _sweep(tmp_path / "joblib", "joblib")
     assert len(serial) == 4 and set(serial.label) == {"edf", "prompttuner"}
+    assert list(serial["workload.duration_s"]) == [90] * 4  # overrides as columns
     drop = ["run_dir", "sim_wall_s", "decide_wall_s"]
     pd.testing.assert_frame_equal(serial.drop(columns=drop), parallel.drop(columns=drop))
     for run in ("0", "3"):
@@ -217,24 +218,18 @@ def test_parallel_sweep_gives_the_serial_sweeps_tables(tmp_path: Path) -> None:
 
 
 def test_report_and_plot_are_subcommands_of_ptsim(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from ptsim import app
 
     run_config(cfg("scheduler=fifo", "workload.duration_s=90"), tmp_path / "run")
-    monkeypatch.setattr("sys.argv", ["ptsim", "report", str(tmp_path / "run")])
-    with pytest.raises(SystemExit) as done:
-        app.main()
-    assert done.value.code == 0 and (tmp_path / "run" / "report_agg.csv").is_file()
+    assert app.run_cli(["report", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "report_agg.csv").is_file()
     assert "fifo" in capsys.readouterr().out
-    monkeypatch.setattr("sys.argv", ["ptsim", "plot", str(tmp_path / "run")])
-    with pytest.raises(SystemExit) as done:
-        app.main()
-    assert done.value.code == 0 and (tmp_path / "run" / "gantt.png").is_file()
-    monkeypatch.setattr("sys.argv", ["ptsim", "plot", str(tmp_path / "nothing")])
-    with pytest.raises(SystemExit) as done:
-        app.main()
-    assert done.value.code == 2 and "ptsim plot:" in capsys.readouterr().err
+    assert app.run_cli(["plot", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "gantt.png").is_file()
+    assert app.run_cli(["plot", str(tmp_path / "nothing")]) == 2
+    assert "ptsim plot:" in capsys.readouterr().err
 
 
 def test_a_scheduler_config_of_ones_own_is_labelled_by_its_name(tmp_path: Path) -> None:
