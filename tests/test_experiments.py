@@ -303,7 +303,7 @@ def test_sweep_spec_quick_seeds_policies_and_grid_overrides() -> None:
     assert full.grid["profile.mechanics.cold_start_scale"] == [0.25, 0.5, 1.0, 2.0, 4.0]
     quick = runner.load_sweep("fig4_cold_start", quick=True, seeds=3, policies=["fifo"])
     assert quick.seeds == [0, 1, 2]
-    assert "workload.duration_s=300" in quick.overrides
+    assert "workload.duration_s=1200" in quick.overrides
     pinned = runner.load_sweep(
         "fig4_cold_start", policies=["fifo"], overrides=["profile.mechanics.cold_start_scale=3"]
     )
