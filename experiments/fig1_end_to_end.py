@@ -29,8 +29,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from plotting import colors, figure, grouped_bars, ordered, save, table_panel
-from runner import FigureArgs, Sweep, aggregate, figure_main, read_table
+from plotting import (
+    colors,
+    figure,
+    figure_legend,
+    grouped_bars,
+    interval_caption,
+    ordered,
+    save,
+    table_height,
+    table_panel,
+)
+from runner import MIN_SEEDS, FigureArgs, Sweep, aggregate, figure_main, read_table
 from scipy import stats
 
 from ptsim.outcome import write_csv
@@ -55,11 +65,12 @@ def save_reference(sweep: Sweep, args: FigureArgs) -> dict[str, Any]:
 
 def paired_ratio(base: np.ndarray, target: np.ndarray) -> tuple[float, float, float]:
     """mean(base) / mean(target) and its 95% percentile bootstrap interval over the pairs
-    (scipy.stats.bootstrap, paired, fixed seed). A zero denominator gives inf."""
+    (scipy.stats.bootstrap, paired, fixed seed; none below MIN_SEEDS pairs). A zero
+    denominator gives inf."""
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # all-equal pairs: NaN
         point = float(np.mean(base) / np.mean(target)) if len(base) else float("nan")
-        if len(base) < 2:
+        if len(base) < MIN_SEEDS:  # too few pairs for an interval that means anything
             return point, float("nan"), float("nan")
 
         def ratio(b: np.ndarray, t: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -124,16 +135,19 @@ def plot(out: Path) -> list[Path]:
     if not ratios.empty:
         write_csv(ratios, out / "ratios.csv")
     jobs_path = out / "jobs.csv"
-    models = by_model(pd.read_csv(jobs_path)) if jobs_path.is_file() else pd.DataFrame()
+    jobs = pd.read_csv(jobs_path) if jobs_path.is_file() else pd.DataFrame()
+    models = by_model(jobs) if not jobs.empty else pd.DataFrame()
     if not models.empty:
         write_csv(models, out / "by_model.csv")
+        write_csv(job_stats(jobs), out / "job_stats.csv")
     pols = ordered(agg.policy, ["prompttuner", "infless", "elasticflow"])
     pal = colors(pols)
     has_table = not ratios.empty
     cols = 3 if not models.empty else 2
-    fig = figure(5.2 * cols, 6.4 if has_table else 3.6)
+    tab_h = table_height(len(wide_ratios(ratios)), 7.5) if has_table else 0.0
+    fig = figure(5.2 * cols, 3.8 + tab_h)
     grid = fig.add_gridspec(
-        2 if has_table else 1, cols, height_ratios=[2.2, 1] if has_table else None
+        2 if has_table else 1, cols, height_ratios=[3.6, tab_h] if has_table else None
     )
     if not models.empty:
         ax = fig.add_subplot(grid[0, 2])
@@ -164,9 +178,8 @@ def plot(out: Path) -> list[Path]:
             x_fmt="load {:g}",
         )
         ax.set_title(label)
-    fig.axes[0].legend(fontsize=8)
-    seeds = int(agg.n.max())
-    fig.suptitle(f"End to end, {int(points.gpus.iloc[0])} GPUs: mean and 95% CI over {seeds} seeds")
+    figure_legend(fig, fig.axes[:1])
+    fig.suptitle(f"End to end, {int(points.gpus.iloc[0])} GPUs: {interval_caption(agg)}")
     if has_table:
         table_panel(
             fig.add_subplot(grid[1, :]),
@@ -179,7 +192,8 @@ def plot(out: Path) -> list[Path]:
 
 def by_model(jobs: pd.DataFrame) -> pd.DataFrame:
     """Violation rate per policy and model: one value per run (load, seed), then mean and 95%
-    t-interval over runs, with the mean number of jobs of that model per run."""
+    interval over runs (bootstrap: inside [0, 1]), with the mean number of jobs of that model
+    per run."""
     per_run = (
         jobs.assign(violation_rate=~jobs.met_deadline.astype(bool))
         .groupby(["policy", "model", LOAD, "seed"], sort=False)
@@ -187,6 +201,26 @@ def by_model(jobs: pd.DataFrame) -> pd.DataFrame:
         .reset_index()
     )
     return aggregate(per_run, ["policy", "model"], ["violation_rate", "jobs"])
+
+
+def job_stats(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Per policy and model, over every run: share of the jobs, medians of the deadline slack
+    (``deadline_s - arrival_s``), bank lookup seconds and assessments (the numbers the
+    results summary of EXPERIMENTS.md cites)."""
+    j = jobs.assign(slack_s=jobs.deadline_s - jobs.arrival_s)
+    total = j.groupby("policy", sort=False).job_id.size()
+    out = (
+        j.groupby(["policy", "model"], sort=False)
+        .agg(
+            jobs=("job_id", "size"),
+            slack_s_median=("slack_s", "median"),
+            bank_lookup_s_median=("bank_lookup_s", "median"),
+            bank_assessments_median=("bank_assessments", "median"),
+        )
+        .reset_index()
+    )
+    out["job_share"] = out.jobs / out.policy.map(total)
+    return out
 
 
 def wide_ratios(ratios: pd.DataFrame) -> pd.DataFrame:

@@ -25,8 +25,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from plotting import colors, figure, grouped_bars, ordered, rotate_xticks, save, table_panel
-from runner import FigureArgs, Sweep, aggregate, ci95, figure_main, read_table
+from plotting import (
+    colors,
+    figure,
+    figure_legend,
+    grouped_bars,
+    interval_caption,
+    ordered,
+    rotate_xticks,
+    save,
+    table_height,
+    table_panel,
+)
+from runner import MIN_SEEDS, FigureArgs, Sweep, aggregate, ci95, figure_main, read_table
 
 from ptsim.outcome import write_csv
 
@@ -97,8 +108,9 @@ def plot(out: Path) -> list[Path]:
     pal = colors([f"load {v:g}" for v in loads])
     agg = agg.assign(load=[f"load {v:g}" for v in agg[LOAD]])
     rows = 3 if not deltas.empty else 2
-    fig = figure(12, 3.4 * rows + 0.6)
-    grid = fig.add_gridspec(rows, 2, height_ratios=[1, 1, 0.9][:rows])
+    tab_h = table_height(len(deltas), 7.5) if not deltas.empty else 0.0
+    fig = figure(12, 3.4 * 2 + tab_h + 0.8)
+    grid = fig.add_gridspec(rows, 2, height_ratios=[3.4, 3.4, tab_h][:rows])
     for i, (metric, label) in enumerate(PANELS):
         ax = fig.add_subplot(grid[i // 2, i % 2])
         grouped_bars(
@@ -112,17 +124,18 @@ def plot(out: Path) -> list[Path]:
             palette=pal,
         )
         rotate_xticks(ax)
-        ax.set_title(label)
-    fig.axes[0].legend(fontsize=8)
-    fig.suptitle(
-        f"Ablation, {int(points.gpus.iloc[0])} GPUs: mean and 95% CI over {int(agg.n.max())} seeds"
-    )
+    figure_legend(fig, fig.axes[:1])
+    fig.suptitle(f"Ablation, {int(points.gpus.iloc[0])} GPUs: {interval_caption(agg)}")
     if not deltas.empty:
+        pairs = int(deltas.pairs.min())
+        how = (
+            "mean [95% t-interval]" if pairs >= MIN_SEEDS else f"mean ({pairs} pairs: no interval)"
+        )
         table_panel(
             fig.add_subplot(grid[2, :]),
             _shown(deltas),
             fontsize=7.5,
-            title="variant - reference, paired by seed: mean [95% CI]",
+            title=f"variant - reference, paired by load and seed: {how}",
         )
     return [save(fig, out / f"{FIGURE}.png"), out / f"{FIGURE}.csv"]
 

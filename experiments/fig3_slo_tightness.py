@@ -26,7 +26,7 @@ METRICS = ("slo_violation_rate", "cost_gpu_hours", "mean_jct_s", "rejected", "un
 PANELS = (
     ("slo_violation_rate", "SLO violation rate"),
     ("cost_gpu_hours", "cost [GPU-hours]"),
-    ("mean_jct_s", "mean JCT [s]"),
+    ("mean_jct_s", "mean JCT [s] (unfinished censored)"),
 )
 
 

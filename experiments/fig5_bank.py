@@ -20,7 +20,8 @@ keeps the per-job tables. Writes into ``--out`` (default ``results/fig5_bank``):
 - ``index.csv``: (a), one row per (space, size, seed, layout);
 - ``curve.csv`` (the model's expected saving on a similarity grid) and ``pairs.csv`` (every
   source-target pair of the default task space); ``reference.csv``: the paper's lookup time;
-- ``fig5_bank.csv`` (the aggregated numbers drawn) and ``fig5_bank.png``.
+- ``fig5_bank.csv`` (the aggregated numbers drawn), ``fig5_bank.png`` (lookups vs bank size)
+  and ``fig5_bank_saving.png`` (saving vs similarity, and per bank variant).
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ from plotting import (
     clip_axis,
     colors,
     figure,
+    figure_legend,
     grouped_bars,
-    lines_ci,
+    interval_caption,
+    log_labels,
     ordered,
     rotate_xticks,
     save,
+    yerr,
 )
 from runner import (
     FigureArgs,
@@ -233,7 +237,7 @@ def plot(out: Path) -> list[Path]:
     pairs = read_table(out, "pairs.csv")
     ref_path = out / "reference.csv"
     ref = pd.read_csv(ref_path) if ref_path.is_file() else pd.DataFrame(columns=["key", "value"])
-    idx = aggregate(index, ["space", "layout", "entries"], INDEX_METRICS)
+    idx = aggregate(index, ["space", "layout", "entries"], INDEX_METRICS, bootstrap=INDEX_METRICS)
     sim = aggregate(points, ["variant"], [m for m in SIM_METRICS if m in points])
     bins = binned_saving(jobs)
     drawn = pd.concat(
@@ -244,76 +248,69 @@ def plot(out: Path) -> list[Path]:
 
     layouts = ordered(idx.layout, LAYOUTS)
     pal = colors(layouts)
-    fig = figure(17, 8)
-    axes = fig.subplots(2, 4)
+    markers = dict(zip(layouts, "osD^v<>", strict=False))
     styles = {sp: ls for sp, ls in zip(ordered(idx.space), ["-", "--", ":", "-."], strict=False)}
+    fig = figure(16, 4.4)
+    axes = fig.subplots(1, 4)
     panels = (
         ("assessments_mean", "score assessments per lookup", True),
         ("lookup_s_mean", "modelled lookup time [s]", True),
         ("lookup_ms_median", "index wall time per lookup [ms]", True),
         ("quality", "saving found / best in bank", False),
     )
-    for ax, (metric, label, logy) in zip(axes[0], panels, strict=True):
+    # layouts side by side around each bank size (x 0.94..1.06), so lines at 1.0 stay apart
+    dodge = {lay: 1.0 + 0.06 * (i - (len(layouts) - 1) / 2) for i, lay in enumerate(layouts)}
+    for ax, (metric, label, logy) in zip(axes, panels, strict=True):
         for sp, ls in styles.items():
-            lines_ci(
-                ax,
-                idx[idx.space == sp],
-                x="entries",
-                hue="layout",
-                metric=metric,
-                ylabel=label,
-                hue_order=layouts,
-                palette=pal,
-                logx=True,
-                logy=logy,
-                ls=ls,
-            )
-        if not logy:
+            for lay in layouts:
+                sub = idx[(idx.space == sp) & (idx.layout == lay)].sort_values("entries")
+                ax.errorbar(
+                    sub.entries.to_numpy(float) * dodge[lay],
+                    sub[f"{metric}_mean"].to_numpy(float),
+                    yerr=yerr(sub, metric),
+                    color=pal[lay],
+                    ls=ls,
+                    marker=markers[lay],
+                    ms=4,
+                    capsize=2,
+                )
+        ax.set_xscale("log")
+        if logy and bool((idx[f"{metric}_mean"] > 0).all()):
+            ax.set_yscale("log")
+            log_labels(ax.yaxis)
+        else:
             clip_axis(ax, metric)
-            ax.set_ylim(top=1.05)
-        ax.set_xlabel("bank size (entries of one model)")
-        ax.set_title(label)
+        ax.set_xlabel("bank size [entries of one model]")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
     lookup_ref = ref[ref.key == "lookup_s"]
     if not lookup_ref.empty:
-        axes[0][1].axhline(float(lookup_ref.value.iloc[0]), color="k", ls=":", lw=1)
-        axes[0][1].annotate(
-            "paper: two-layer lookup",
-            (1.0, float(lookup_ref.value.iloc[0])),
-            xycoords=("axes fraction", "data"),
-            ha="right",
-            va="bottom",
-            fontsize=7,
+        axes[1].axhline(
+            float(lookup_ref.value.iloc[0]), color="k", ls=":", lw=1, label="paper: two-layer"
         )
-    handles = [axes[0][0].plot([], [], color=pal[lay], label=lay)[0] for lay in layouts] + [
-        axes[0][0].plot([], [], color="k", ls=ls, label=f"space {sp}")[0]
-        for sp, ls in styles.items()
-    ]
-    axes[0][0].legend(handles=handles, fontsize=7)
+    for lay in layouts:
+        axes[0].plot([], [], color=pal[lay], marker=markers[lay], label=f"layout {lay}")
+    for sp, ls in styles.items():
+        axes[0].plot([], [], color="k", ls=ls, label=f"task space {sp}")
+    figure_legend(fig, axes[:2])
+    fig.suptitle(f"Prompt Bank lookups vs bank size, per size: {interval_caption(idx, 'bank')}")
+    files = [save(fig, out / f"{FIGURE}.png")]
 
-    ax = axes[1][0]
+    fig = figure(15, 4.6)
+    axes = fig.subplots(1, 3, width_ratios=[1.4, 1, 1])
+    ax = axes[0]
     ax.scatter(
         pairs.similarity, pairs.expected_saving, s=10, color="#8C8C8C", label="task pairs (model)"
     )
-    ax.plot(curve.similarity, curve.expected_saving, color="k", lw=1.2, label="expected (model)")
     chosen = jobs.dropna(subset=["similarity"])
-    sim_pal = colors(ordered(jobs.variant, LAYOUTS))
-    for lay in ordered(chosen.variant, LAYOUTS):
-        sub = chosen[chosen.variant == lay]
-        ax.scatter(
-            sub.similarity,
-            sub.realised_saving,
-            s=6,
-            alpha=0.35,
-            color=sim_pal[lay],
-            label=f"jobs, {lay}",
-        )
-    ax.set_xlabel("similarity of source task to target task")
-    ax.set_ylabel("iterations saved (fraction)")
-    ax.set_title("saving vs similarity")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-
-    ax = axes[1][1]
+    ax.scatter(
+        chosen.similarity,
+        chosen.realised_saving,
+        s=6,
+        alpha=0.25,
+        color="#4C72B0",
+        label="simulated jobs",
+    )
     ax.plot(curve.similarity, curve.expected_saving, color="k", lw=1.2, label="expected (model)")
     ax.errorbar(
         bins.similarity_mid,
@@ -323,23 +320,21 @@ def plot(out: Path) -> list[Path]:
             bins.realised_saving_hi - bins.realised_saving_mean,
         ],
         fmt="o",
-        ms=4,
+        ms=5,
         capsize=2,
         color="#C44E52",
-        label="simulated jobs, binned (95% CI)",
+        label="simulated jobs, binned mean (95% t)",
     )
     ax.set_xlabel("similarity of source task to target task")
-    ax.set_ylabel("iterations saved (fraction)")
-    ax.set_title("realised saving, binned")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("iterations saved [fraction of default]")
     ax.grid(alpha=0.3)
 
     sim = sim.assign(run="PromptTuner")
     for ax, (metric, label) in zip(
-        axes[1][2:],
+        axes[1:],
         (
-            ("bank_saving_mean", "mean saving per job (sim)"),
-            ("bank_lookup_s_mean", "mean lookup time per job [s] (sim)"),
+            ("bank_saving_mean", "mean iterations saved per job [fraction]"),
+            ("bank_lookup_s_mean", "mean lookup time per job [s]"),
         ),
         strict=True,
     ):
@@ -354,13 +349,13 @@ def plot(out: Path) -> list[Path]:
             palette={"PromptTuner": "#4C72B0"},
         )
         rotate_xticks(ax)
-        ax.set_title(label)
+    figure_legend(fig, axes[:1])
     fig.suptitle(
-        f"Prompt Bank: (top) lookup cost and quality vs bank size, 95% CI over "
-        f"{int(idx.n.max())} banks; (bottom) saving vs similarity, {int(sim.n.max())} "
-        "simulated runs per layout"
+        f"Iteration saving vs similarity, simulated PromptTuner runs per bank variant: "
+        f"{interval_caption(sim)}"
     )
-    return [save(fig, out / f"{FIGURE}.png"), out / f"{FIGURE}.csv"]
+    files.append(save(fig, out / f"{FIGURE}_saving.png"))
+    return [*files, out / f"{FIGURE}.csv"]
 
 
 def binned_saving(jobs: pd.DataFrame, bins: int = 10) -> pd.DataFrame:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from plotting import lines_figure, save
+from plotting import PAPER_ORDER, interval_caption, lines_figure, save
 from runner import aggregate, figure_main, read_table
 
 from ptsim.outcome import write_csv
@@ -54,16 +54,16 @@ def derived(points: pd.DataFrame) -> pd.DataFrame:
 def plot(out: Path) -> list[Path]:
     """Draw the figure from ``points.csv``."""
     pts = derived(read_table(out, "points.csv"))
-    agg = aggregate(pts, ["policy", "gpus"], list(METRICS))
+    # bootstrap intervals for the log-scale panels: inside the (positive) values
+    agg = aggregate(pts, ["policy", "gpus"], list(METRICS), bootstrap=("sim_wall_s", "decision_ms"))
     write_csv(agg, out / f"{FIGURE}.csv")
     fig = lines_figure(
         agg,
         x="gpus",
         xlabel="GPUs",
         panels=PANELS,
-        title=f"Scale at offered load {pts['workload.load'].iloc[0]:g}: mean and 95% CI over "
-        f"{int(agg.n.max())} seeds",
-        hue_order=["prompttuner", "infless", "elasticflow"],
+        title=f"Scale at offered load {pts['workload.load'].iloc[0]:g}: {interval_caption(agg)}",
+        hue_order=PAPER_ORDER,
         logx=True,
         logy=("sim_wall_s", "decision_ms"),
         xticks=sorted(agg.gpus.unique()),

@@ -36,28 +36,37 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import pandas as pd
 import yaml
-from omegaconf import DictConfig, OmegaConf
-from scipy import stats
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
 from ptsim.core.policy import POLICIES
 from ptsim.outcome import atomic_write, write_csv
 from ptsim.paths import conf_root
-from ptsim.run import plain, simulate_config
+
+# one implementation with ``ptsim report``: intervals (Student-t; Wilson for count rates;
+# bootstrap for other rates; none below MIN_SEEDS seeds) and tidy rows
+from ptsim.report import (  # noqa: F401  (re-exported for the figure scripts)
+    MIN_SEEDS,
+    aggregate,
+    ci95,
+    fmt_ci,
+    override_columns,
+    override_value,
+    summary_row,
+)
+from ptsim.run import label_scheduler, plain, simulate_config
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -84,42 +93,6 @@ class SweepError(Exception):
 
 
 # ------------------------------------------------------------------------------ statistics
-
-
-def ci95(values: Iterable[float]) -> tuple[float, float, float]:
-    """Mean and 95% Student-t confidence interval ``(mean, lo, hi)`` of ``values`` (NaNs
-    dropped). One value: ``(x, nan, nan)``; none: three NaNs; no spread: ``(m, m, m)``."""
-    x = np.asarray(list(values), dtype=np.float64)
-    x = x[~np.isnan(x)]
-    if x.size == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if x.size < 2:
-        return mean, math.nan, math.nan
-    sem = float(stats.sem(x))
-    if sem == 0.0:
-        return mean, mean, mean
-    lo, hi = stats.t.interval(0.95, x.size - 1, loc=mean, scale=sem)
-    return mean, float(lo), float(hi)
-
-
-def aggregate(df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
-    """One row per group of ``by`` (in order of first appearance) with ``n`` (rows in the
-    group) and ``<metric>_mean``, ``<metric>_lo``, ``<metric>_hi`` (:func:`ci95`) per metric."""
-    if "n" in by:
-        raise ValueError("aggregate: a group column may not be called 'n' (the count column)")
-    rows: list[dict[str, Any]] = []
-    for key, grp in df.groupby(list(by), sort=False, dropna=False):
-        keys = key if isinstance(key, tuple) else (key,)
-        row: dict[str, Any] = dict(zip(by, keys, strict=True))
-        row["n"] = len(grp)
-        for m in metrics:
-            mean, lo, hi = ci95(grp[m].astype(float))
-            row[f"{m}_mean"], row[f"{m}_lo"], row[f"{m}_hi"] = mean, lo, hi
-        rows.append(row)
-    cols = [*by, "n", *(f"{m}_{s}" for m in metrics for s in ("mean", "lo", "hi"))]
-    return pd.DataFrame(rows, columns=cols)
-
 
 # ------------------------------------------------------------------------------ one point
 
@@ -163,32 +136,12 @@ def compose(overrides: Sequence[str], config_dir: str | None = None) -> DictConf
 
     extra = [] if config_dir is None else [f"hydra.searchpath=[file://{config_dir}]"]
     with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3"):
-        return hydra_compose("config", overrides=[*extra, *overrides])
-
-
-def override_value(text: str) -> Any:
-    """The value of an override's right-hand side as YAML reads it (numbers, booleans, null);
-    lists and mappings stay as their text, so every table column is a scalar."""
-    try:
-        val = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return text if isinstance(val, list | dict) else val
-
-
-def override_columns(overrides: Sequence[str]) -> dict[str, Any]:
-    """``{key: value}`` of ``key=value`` overrides (``+``/``~`` prefixes dropped)."""
-    out: dict[str, Any] = {}
-    for o in overrides:
-        if "=" not in o:
-            continue
-        key, val = o.split("=", 1)
-        out[key.lstrip("+~")] = override_value(val)
-    return out
-
-
-def _scalars(summary: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in summary.items() if v is None or np.isscalar(v)}
+        cfg = hydra_compose("config", overrides=[*extra, *overrides], return_hydra_config=True)
+    # the run label, as the ptsim app gives it: the scheduler config's file name
+    label_scheduler(cfg, cfg.hydra.runtime.choices.get("scheduler"))
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
 def run_point(point: Point) -> PointOutput:
@@ -207,7 +160,7 @@ def run_point(point: Point) -> PointOutput:
     rows, jobs, series = [], [], []
     for res in results:
         labels = {**head, "policy": res.policy, "seed": res.summary["seed"]}
-        rows.append({**labels, **_scalars(res.summary)})
+        rows.append(summary_row(labels, (), res.summary))
         if point.tables:
             tag = {k: v for k, v in labels.items() if k != "overrides"}
             jobs.append(_with_labels(res.jobs, tag))

@@ -5,6 +5,10 @@ and writes config, trace, tables and summary into its run directory.
     ptsim scheduler=edf seed=1              # one policy
     ptsim -m scheduler=fifo,edf seed=0,1    # a sweep, one run directory per point
     ptsim workload.trace=PATH               # replay a canonical trace file
+    ptsim report RUN_DIR...                 # one table + aggregate + figure over run folders
+    ptsim plot RUN_DIR                      # timeline, Gantt and JCT CDF of a saved run
+
+Every multirun ends with the report of its sweep folder (``ptsim.report.ReportCallback``).
 """
 
 from __future__ import annotations
@@ -16,19 +20,28 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import pandas as pd
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ptsim.paths import conf_root
-from ptsim.run import run_config
+from ptsim.report import write_overrides
+from ptsim.run import label_scheduler, run_config
 from ptsim.runfolder import unique_suffix
 from ptsim.schema import group_choice_error, hydra_one_line, override_syntax_error
 
 
 def _main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    label_scheduler(cfg, hc.runtime.choices.get("scheduler"))
     try:
-        results = run_config(cfg, run_dir, progress=bool(cfg.get("progress", True)))
+        # parallel sweep jobs would interleave their progress bars: only single runs show them
+        progress = bool(cfg.get("progress", True)) and hc.mode != RunMode.MULTIRUN
+        results = run_config(cfg, run_dir, progress=progress)
+        # the run's own overrides, for `ptsim report` (hydra writes no .hydra/ folder here)
+        write_overrides(run_dir, list(hc.overrides.task))
     except (ValueError, KeyError, FileNotFoundError) as exc:  # bad input: one line, no result
         _remove_if_empty(run_dir)
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
@@ -38,15 +51,27 @@ def _main(cfg: DictConfig) -> None:
         _remove_if_empty(run_dir)
         raise
     if len(results) > 1:
+        from ptsim.report import queue_note
         from ptsim.run import comparison_table
 
         table = comparison_table(results)
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        note = queue_note(
+            pd.DataFrame(
+                {
+                    "label": [r.summary.get("label") or r.policy for r in results],
+                    "max_queued_jobs": [r.summary.get("max_queued_jobs") for r in results],
+                }
+            )
+        )
+        if note:
+            print(note)
         print(f"\ncomparison table and figure: {run_dir}/comparison.csv, comparison.png")
     else:
         s = results[0].summary
         print(
-            f"{s['policy']}: {s['jobs']} jobs, SLO violation rate {s['slo_violation_rate']:.3f}, "
+            f"{s.get('label') or s['policy']}: {s['jobs']} jobs, "
+            f"SLO violation rate {s['slo_violation_rate']:.3f}, "
             f"cost {s['cost_gpu_hours']:.2f} GPU-h (${s['cost_usd']:.2f}), "
             f"mean JCT {s['mean_jct_s'] or float('nan'):.0f} s"
         )
@@ -119,10 +144,22 @@ def check_overrides(overrides: list[str]) -> str | None:
     return None
 
 
+SUBCOMMANDS = ("report", "plot")
+
+
 def run_cli(argv: Sequence[str]) -> int:
     """Run ``ptsim`` with command-line arguments ``argv``; returns the exit status (0 ok,
-    2 bad input, 130 interrupted)."""
+    2 bad input, 130 interrupted). ``report ...`` and ``plot ...`` are subcommands (plain
+    argparse: ``ptsim.report.main``, ``ptsim.plots.main``); anything else goes to hydra."""
     args = list(argv)
+    if args and args[0] in SUBCOMMANDS:
+        if args[0] == "report":
+            from ptsim.report import main as report_main
+
+            return report_main(args[1:])
+        from ptsim.plots import main as plot_main
+
+        return plot_main(args[1:])
     words = [a for a in args if not a.startswith("-")]
     choice = override_syntax_error(words) or group_choice_error(words)
     problem = f"ptsim: {choice}" if choice else check_overrides(words)

@@ -27,6 +27,8 @@ JOB_COLUMNS = (
     "met_deadline",
     "jct_s",
     "queue_delay_s",
+    "first_gpu_s",
+    "first_ready_s",
     "num_gpus",
     "iterations_base",
     "ideal_s",
@@ -77,6 +79,8 @@ def jobs_table(out: RunOutcome) -> pd.DataFrame:
                 met,
                 finish - s.arrival,
                 (math.nan if rec.first_start is None else rec.first_start - s.arrival),
+                math.nan if rec.first_gpu is None else rec.first_gpu,
+                math.nan if rec.first_ready is None else rec.first_ready,
                 s.num_gpus,
                 s.iterations,
                 profiles.run_time(s.model, s.num_gpus, s.batch_size, s.iterations),
@@ -112,6 +116,22 @@ def _saving(jobs: pd.DataFrame) -> float:
     return float((1.0 - chosen.iterations_needed / chosen.iterations_base).mean())
 
 
+def censored_jct(jobs: pd.DataFrame, end_s: float) -> np.ndarray:
+    """Every submitted job's JCT, a job that did not finish (rejected or unfinished) censored
+    at the end of the run: ``end_s`` - arrival, the least it could have taken. So rejecting a
+    job never makes the JCT statistics look better than running it (docs/metrics.md)."""
+    jct = jobs.jct_s.to_numpy(dtype=float).copy()
+    open_ = jobs.status.to_numpy() != "done"
+    jct[open_] = end_s - jobs.arrival_s.to_numpy(dtype=float)[open_]
+    return jct
+
+
+def _max_queued(out: RunOutcome) -> int:
+    """The most jobs that waited for GPUs at once (0: the cluster never queued a job)."""
+    col = SERIES_COLUMNS.index("queued_jobs")
+    return int(max((row[col] for row in out.series), default=0))
+
+
 def summarize(
     out: RunOutcome, jobs: pd.DataFrame, price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
 ) -> dict[str, Any]:
@@ -122,8 +142,9 @@ def summarize(
     violations = int((~jobs.met_deadline).sum())
     provisioned = sum(t.gpu_seconds.values())
     busy = t.gpu_seconds[GpuState.BUSY]
-    jct = done.jct_s.to_numpy(dtype=float)
-    hits_possible = t.warm_hits + t.cold_starts + t.reloads
+    jct = censored_jct(jobs, out.stats.end_s)
+    job_loads = int(jobs.cold_starts.sum()) if n else 0
+    hits_possible = t.warm_hits + job_loads
 
     def _f(x: float) -> float | None:
         return None if math.isnan(x) else float(x)
@@ -146,10 +167,13 @@ def summarize(
         "mean_jct_s": _f(float(np.mean(jct))) if len(jct) else None,
         "p50_jct_s": _f(float(np.percentile(jct, 50))) if len(jct) else None,
         "p99_jct_s": _f(float(np.percentile(jct, 99))) if len(jct) else None,
+        "jct_censored": n - len(done),
         "mean_queue_delay_s": _f(float(jobs.queue_delay_s.mean())) if n else None,
+        "max_queued_jobs": _max_queued(out),
         "cold_starts": t.cold_starts,
         "reloads": t.reloads,
         "warm_hits": t.warm_hits,
+        "job_cold_starts": job_loads,
         "warm_hit_rate": t.warm_hits / hits_possible if hits_possible else 0.0,
         "prewarms": t.prewarms,
         "releases": t.releases,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
 from ptsim.core.convergence import ConvergenceModel
@@ -39,6 +39,7 @@ from ptsim.trace.replay import REPLAY_KEYS, ReplaySpec, replay_window
 
 COMPARISON_COLUMNS = (
     "policy",
+    "label",
     "jobs",
     "slo_violation_rate",
     "cost_gpu_hours",
@@ -143,13 +144,25 @@ def build_trace(
     return jobs
 
 
+def label_scheduler(cfg: DictConfig, choice: str | None) -> None:
+    """Give the chosen scheduler config its run label, if it has no ``label`` key: ``choice``,
+    the name of its config file (hydra's choice for the ``scheduler`` group), so a copy of
+    ``prompttuner.yaml`` saved under another name is labelled apart in every table. The
+    label is written into ``cfg`` (and so into the run's ``config.yaml``)."""
+    if cfg.get("scheduler") is None or cfg.scheduler.get("label") or not choice:
+        return
+    with open_dict(cfg):
+        cfg.scheduler.label = str(choice)
+
+
 def scheduler_configs(cfg: DictConfig) -> list[tuple[str, dict[str, Any]]]:
     """(policy name, knobs) to run: the chosen ``scheduler``, or every registered policy with
-    its config file's defaults when none is chosen."""
+    its config file's defaults when none is chosen (the ``label`` key is not a knob)."""
     if cfg.get("scheduler") is not None:
         sc = OmegaConf.to_container(cfg.scheduler, resolve=True)
         assert isinstance(sc, dict)
         name = str(sc.pop("name"))
+        sc.pop("label", None)
         return [(name, {str(k): v for k, v in sc.items()})]
     out = []
     for name in POLICIES.names():
@@ -157,6 +170,7 @@ def scheduler_configs(cfg: DictConfig) -> list[tuple[str, dict[str, Any]]]:
         sc = OmegaConf.to_container(OmegaConf.load(path), resolve=True) if path.is_file() else {}
         assert isinstance(sc, dict)
         sc.pop("name", None)
+        sc.pop("label", None)
         out.append((name, {str(k): v for k, v in sc.items()}))
     return out
 
@@ -181,6 +195,7 @@ class RunPlan:
     seed: int
     horizon_s: float | None
     series_interval_s: float
+    label: str | None = None  # the chosen scheduler's label (None: each policy's name)
 
 
 def plan_config(cfg: DictConfig) -> RunPlan:
@@ -205,7 +220,15 @@ def plan_config(cfg: DictConfig) -> RunPlan:
         int(cfg.seed),
         sim_cfg.get("horizon_s"),
         float(sim_cfg.get("series_interval_s", 0.0)),
+        _label(cfg),
     )
+
+
+def _label(cfg: DictConfig) -> str | None:
+    """The chosen scheduler's ``label`` (else its policy name); None for the comparison."""
+    if cfg.get("scheduler") is None:
+        return None
+    return str(cfg.scheduler.get("label") or cfg.scheduler.name)
 
 
 def _log_warning(w: TraceWarning) -> None:
@@ -232,6 +255,7 @@ def run_plan(
     if bar is not None:
         bar.close()
     res.summary["seed"] = plan.seed
+    res.summary["label"] = plan.label if plan.label and len(plan.policies) == 1 else name
     return res
 
 

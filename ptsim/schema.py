@@ -521,6 +521,9 @@ def check_scheduler(where: str, values: Mapping[str, Any], policies: Any) -> Any
     (the policy's config dataclass); returns the built knobs."""
     sc = dict(values)
     name = sc.pop("name", None)
+    label = sc.pop("label", None)  # the run's label (ptsim.run.label_scheduler), not a knob
+    if label is not None and not isinstance(label, str):
+        raise ConfigError(f"config {where}.label = {_show(label)}: expected a string")
     if name not in policies:
         known = ", ".join(policies.names())
         raise ConfigError(f"config {where}.name = {_show(name)}: expected one of {known}")

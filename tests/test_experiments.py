@@ -303,7 +303,7 @@ def test_sweep_spec_quick_seeds_policies_and_grid_overrides() -> None:
     assert full.grid["profile.mechanics.cold_start_scale"] == [0.25, 0.5, 1.0, 2.0, 4.0]
     quick = runner.load_sweep("fig4_cold_start", quick=True, seeds=3, policies=["fifo"])
     assert quick.seeds == [0, 1, 2]
-    assert "workload.duration_s=300" in quick.overrides
+    assert "workload.duration_s=1200" in quick.overrides
     pinned = runner.load_sweep(
         "fig4_cold_start", policies=["fifo"], overrides=["profile.mechanics.cold_start_scale=3"]
     )
@@ -318,9 +318,9 @@ def test_ci95_is_the_student_t_interval() -> None:
     mean, lo, hi = runner.ci95(x)
     want = stats.t.interval(0.95, 3, loc=np.mean(x), scale=stats.sem(x))
     assert mean == pytest.approx(3.5) and (lo, hi) == pytest.approx(want)
-    assert runner.ci95([2.0, 2.0]) == (2.0, 2.0, 2.0)
-    m, lo1, hi1 = runner.ci95([5.0, float("nan")])
-    assert m == 5.0 and np.isnan(lo1) and np.isnan(hi1)
+    assert runner.ci95([2.0, 2.0, 2.0]) == (2.0, 2.0, 2.0)
+    m, lo1, hi1 = runner.ci95([5.0, 6.0, float("nan")])  # two values < MIN_SEEDS: no interval
+    assert m == 5.5 and np.isnan(lo1) and np.isnan(hi1)
     assert all(np.isnan(v) for v in runner.ci95([]))
 
 
@@ -329,6 +329,7 @@ def test_aggregate_groups_in_order_with_counts() -> None:
     agg = runner.aggregate(df, ["p"], ["v"])
     assert list(agg.p) == ["b", "a"] and list(agg.n) == [2, 3]
     assert list(agg.v_mean) == [2.0, 2.0] and agg.v_lo.iloc[1] == 2.0
+    assert np.isnan(agg.v_lo.iloc[0]) and agg.interval.iloc[0].startswith("none")
 
 
 # ------------------------------------------------------------------------------ ptsim app

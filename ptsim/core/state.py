@@ -94,6 +94,8 @@ class JobRecord:
     running_gpus: int = 0  # GPU count of the last resume
     active: tuple[int, ...] = ()  # the GPUs of the last Reconfigure issued
     first_start: float | None = None
+    first_gpu: float | None = None  # when it was first given a GPU (its queueing ended)
+    first_ready: float | None = None  # when its first GPUs were ready (its first pause began)
     finish: float | None = None
     rescales: int = 0
     cold_starts: int = 0
@@ -345,6 +347,8 @@ class ClusterState:
             return Reconfigure(rec.spec.job_id, (), rec.epoch, 0.0, False)
         first = not rec.started_once
         if first:
+            if rec.first_ready is None:
+                rec.first_ready = now
             if rec.init is None:
                 self._choose_init(rec, DEFAULT_INIT)
             assert rec.init is not None
@@ -602,6 +606,8 @@ class ClusterState:
                     out.append(self._start_load(g, model, job_id, now))
                     rec.cold_starts += 1
                 rec.gpus.append(gid)
+                if rec.first_gpu is None:
+                    rec.first_gpu = now
                 changed[job_id] = rec
             if rec.gpus:
                 self._queued.pop(job_id, None)
