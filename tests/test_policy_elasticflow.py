@@ -198,23 +198,49 @@ def test_counts_are_powers_of_two_and_placement_is_buddy_aligned() -> None:
     out.state.check_invariants()
 
 
-def test_every_gpu_gained_is_a_cold_start_and_given_up_gpus_are_released() -> None:
+@pytest.mark.parametrize("replicas", ["released", "dedicated"])
+def test_every_gpu_gained_is_a_cold_start_and_given_up_gpus_are_released(replicas: str) -> None:
     rng = np.random.default_rng(7)
     jobs, t = [], 0.0
     for i in range(25):
         t += float(rng.exponential(30.0))
         it = int(rng.integers(100, 1500))
         jobs.append(job(f"j{i}", t, it, t + it / float(rng.uniform(0.8, 4)), max_gpus=8))
-    rec, _, table, s = run(jobs, linear_profiles(), 2, 4)
+    rec, _, table, s = run(jobs, linear_profiles(), 2, 4, replicas=replicas)
     gained = sum(len(set(new) - set(old)) for _, _, old, new in rec.allocations())
     assert gained > 0
     assert s["cold_starts"] == gained == int(table.cold_starts.sum())
     assert s["warm_hits"] == 0 and s["reloads"] == 0
-    assert s["gpu_hours_warm_idle"] * 3600 == pytest.approx(0.0, abs=1e-6)
+    if replicas == "released":
+        assert s["gpu_hours_warm_idle"] * 3600 == pytest.approx(0.0, abs=1e-6)
+    else:  # idle replicas stay provisioned
+        assert s["gpu_hours_warm_idle"] > 0
     assert s["rescales"] > 0  # jobs did shrink and grow
     shrinks = [x for x in rec.allocations() if 0 < len(x[3]) < len(x[2])]
     assert shrinks, "no shrink happened"
     assert s["invalid_requests"] == 0
+
+
+def test_dedicated_replicas_stay_provisioned_and_still_cold_start() -> None:
+    """``replicas=dedicated`` (the serverful deployment of the PromptTuner authors' prototype):
+    a GPU a job gives up stays provisioned, idle, until another job takes it; that job still
+    pays a cold start (no sharing across jobs). Hand-made: job a runs on 2 GPUs and ends; job b
+    comes 10 minutes later."""
+    jobs = [job("a", 0, 240, 600, max_gpus=2), job("b", 900, 240, 1500, max_gpus=2)]
+    rel_rec, rel_out, rel, rel_s = run(jobs, linear_profiles(), 1, 2)
+    ded_rec, ded_out, ded, ded_s = run(jobs, linear_profiles(), 1, 2, replicas="dedicated")
+    for t, s in ((rel, rel_s), (ded, ded_s)):
+        assert (t.status == "done").all() and s["invalid_requests"] == 0
+        assert int(t.loc["b", "cold_starts"]) == 2 and int(t.loc["b", "warm_hits"]) == 0
+    # released: nothing idles; dedicated: a's 2 GPUs idle from its end until b's boundary
+    assert rel_s["gpu_hours_warm_idle"] == pytest.approx(0.0, abs=1e-9)
+    idle = 2 * (900.0 - rel.loc["a", "finish_s"])  # b arrives on a boundary
+    assert ded_s["gpu_hours_warm_idle"] * 3600 == pytest.approx(idle, abs=0.01)
+    assert ded_s["cost_gpu_hours"] == pytest.approx(rel_s["cost_gpu_hours"] + idle / 3600, 1e-6)
+    # the same schedule otherwise: b starts at its boundary on the same GPUs
+    assert rel.loc["b", "finish_s"] == pytest.approx(ded.loc["b", "finish_s"], abs=0.01)
+    assert rel_s["releases"] > ded_s["releases"]
+    ded_out.state.check_invariants()
 
 
 def test_work_conserving_a_lone_job_takes_every_useful_gpu() -> None:

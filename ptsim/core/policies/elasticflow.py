@@ -118,6 +118,7 @@ _TOL = 1e-9
 _HANDOUT_ORDERS = ("artifact", "paper")
 _ADMISSION_MODES = ("each", "batch")
 _REPLAN_MODES = ("events", "every_slot")
+_REPLICA_MODES = ("released", "dedicated")
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,12 @@ class ElasticFlowConfig:
     - ``bank``: ask the Prompt Bank (when the run has one) for each admitted job's initial
       prompt (an ablation; ElasticFlow has no bank). Admission then plans with the iterations
       the bank's choice is expected to need.
+    - ``replicas``: what happens to a GPU a job gives up (it shrinks or finishes).
+      ``released``: it is released at once (ElasticFlow's serverless design: a job's workers
+      exist only while it runs). ``dedicated``: it stays provisioned as an idle replica of its
+      model (a serverful deployment that does not scale in, as the PromptTuner authors'
+      earlier prototype ran ElasticFlow); a job that later takes it still pays a cold start
+      (no sharing across jobs: the replica is released and loaded again for the job).
     """
 
     slot_s: float = 60.0
@@ -152,6 +159,7 @@ class ElasticFlowConfig:
     cap_by_profile: bool = True
     replan: str = "events"
     bank: bool = False
+    replicas: str = "released"
 
     def __post_init__(self) -> None:
         if not self.slot_s > 10 * _PHASE_GAP_S:
@@ -162,6 +170,8 @@ class ElasticFlowConfig:
             raise ValueError(f"admission must be one of {', '.join(_ADMISSION_MODES)}")
         if self.replan not in _REPLAN_MODES:
             raise ValueError(f"replan must be one of {', '.join(_REPLAN_MODES)}")
+        if self.replicas not in _REPLICA_MODES:
+            raise ValueError(f"replicas must be one of {', '.join(_REPLICA_MODES)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,11 +513,27 @@ class ElasticFlow:
         return k * slot
 
     @staticmethod
-    def _idle(snap: Snapshot) -> list[int]:
-        """Warm-idle and pre-warming GPUs: nobody holds them, so they are released."""
+    def _unheld(snap: Snapshot) -> list[int]:
+        """Warm-idle and pre-warming GPUs: no job holds them."""
         out = [g for gids in snap.warm_idle.values() for g in gids]
         out.extend(snap.prewarming)
         return sorted(set(out))
+
+    def _idle(self, snap: Snapshot) -> list[int]:
+        """GPUs to release when no job needs them: every GPU no job holds (``released``), or
+        none (``dedicated``: idle replicas stay provisioned)."""
+        return [] if self.cfg.replicas == "dedicated" else self._unheld(snap)
+
+    def _releases(
+        self, snap: Snapshot, given_up: Sequence[int], wanted: Sequence[tuple[int, ...]]
+    ) -> tuple[int, ...]:
+        """What a decision releases: with ``released`` every GPU no job holds and those given
+        up now; with ``dedicated`` only those of them that a job will take in the second step
+        (it then loads them afresh: a cold start)."""
+        out = set(self._unheld(snap)) | set(given_up)
+        if self.cfg.replicas == "dedicated":
+            out &= {g for target in wanted for g in target}
+        return tuple(sorted(out))
 
     # ------------------------------------------------------------------ decide
 
@@ -541,9 +567,9 @@ class ElasticFlow:
                 free.difference_update(target)
                 given_up.extend(g for g in view.gpus if g not in target)
         self._pending, self._pending_at = {}, None
-        release = sorted(set(self._idle(snap)) | set(given_up))
+        release = self._releases(snap, given_up, [])
         wake = self._next_boundary(snap.now) if snap.jobs else None
-        return Decision(allocations=alloc, release=tuple(release), wake_at=wake)
+        return Decision(allocations=alloc, release=release, wake_at=wake)
 
     def _item(self, view: JobView, now: float, total: int, gpn: int, remaining: float) -> _Item:
         spec = view.spec
@@ -787,7 +813,7 @@ class ElasticFlow:
                 given_up.extend(g for g in own if g not in step)
         self._pending = pending
         self._pending_at = snap.now + _PHASE_GAP_S if pending else None
-        release = sorted(set(self._idle(snap)) | set(given_up))
+        release = self._releases(snap, given_up, list(pending.values()))
         live_after = len(snap.jobs) - len(reject)
         wake: float | None = None
         if pending:
@@ -799,7 +825,7 @@ class ElasticFlow:
             allocations=alloc,
             reject=tuple(reject),
             init=admitted_inits,
-            release=tuple(release),
+            release=release,
             wake_at=wake,
         )
         return decision, targets
