@@ -227,8 +227,8 @@ def test_dedicated_replicas_stay_provisioned_and_still_cold_start() -> None:
     pays a cold start (no sharing across jobs). Hand-made: job a runs on 2 GPUs and ends; job b
     comes 10 minutes later."""
     jobs = [job("a", 0, 240, 600, max_gpus=2), job("b", 900, 240, 1500, max_gpus=2)]
-    rel_rec, rel_out, rel, rel_s = run(jobs, linear_profiles(), 1, 2)
-    ded_rec, ded_out, ded, ded_s = run(jobs, linear_profiles(), 1, 2, replicas="dedicated")
+    _, _, rel, rel_s = run(jobs, linear_profiles(), 1, 2)
+    _, ded_out, ded, ded_s = run(jobs, linear_profiles(), 1, 2, replicas="dedicated")
     for t, s in ((rel, rel_s), (ded, ded_s)):
         assert (t.status == "done").all() and s["invalid_requests"] == 0
         assert int(t.loc["b", "cold_starts"]) == 2 and int(t.loc["b", "warm_hits"]) == 0
