@@ -23,7 +23,7 @@ import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
 from ptsim.core.policy import POLICIES, PolicyContext
 from ptsim.core.profiles import ProfileSet
 from ptsim.core.types import JobSpec
-from ptsim.metrics import jobs_table, series_table, summarize
+from ptsim.metrics import REJECTED_JCT, jobs_table, series_table, summarize
 from ptsim.outcome import RunResult, atomic_write, save_result, write_csv
 from ptsim.paths import conf_root
 from ptsim.profiles_io import load_profiles
@@ -59,6 +59,7 @@ def run_policy(
     horizon_s: float | None = None,
     series_interval_s: float = 0.0,
     on_progress: Callable[[int], Any] | None = None,
+    rejected_jct: str = "censor_at_end",
 ) -> RunResult:
     """Simulate ``jobs`` under ``policy`` (built from the registry with ``params``), with a
     fresh Prompt Bank built from ``bank`` (none: every job starts from the default prompt)."""
@@ -78,7 +79,7 @@ def run_policy(
     )
     out = sim.run()
     table = jobs_table(out)
-    summary = summarize(out, table, cluster.price_per_gpu_hour)
+    summary = summarize(out, table, cluster.price_per_gpu_hour, rejected_jct)
     summary["policy"] = policy
     summary["gpus"] = cluster.num_gpus
     summary["invalid_examples"] = out.stats.invalid[:5]
@@ -160,6 +161,7 @@ class RunPlan:
     seed: int
     horizon_s: float | None
     series_interval_s: float
+    rejected_jct: str = "censor_at_end"
 
 
 def plan_config(cfg: DictConfig) -> RunPlan:
@@ -174,6 +176,11 @@ def plan_config(cfg: DictConfig) -> RunPlan:
     for name, params in policies:
         POLICIES.make_config(name, params)  # fail on a bad knob before any run
     sim_cfg = cfg.get("sim") or {}
+    rejected_jct = str(sim_cfg.get("rejected_jct", "censor_at_end"))
+    if rejected_jct not in REJECTED_JCT:
+        raise ValueError(
+            f"sim.rejected_jct must be one of {', '.join(REJECTED_JCT)}, got {rejected_jct!r}"
+        )
     return RunPlan(
         jobs,
         profiles,
@@ -183,6 +190,7 @@ def plan_config(cfg: DictConfig) -> RunPlan:
         int(cfg.seed),
         sim_cfg.get("horizon_s"),
         float(sim_cfg.get("series_interval_s", 0.0)),
+        rejected_jct,
     )
 
 
@@ -202,6 +210,7 @@ def run_plan(
         horizon_s=plan.horizon_s,
         series_interval_s=plan.series_interval_s,
         on_progress=None if bar is None else bar.update,
+        rejected_jct=plan.rejected_jct,
     )
     if bar is not None:
         bar.close()

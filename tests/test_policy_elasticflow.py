@@ -25,7 +25,7 @@ from ptsim.core.types import (
     Reconfigure,
     Snapshot,
 )
-from ptsim.metrics import jobs_table, series_table, summarize
+from ptsim.metrics import REJECTED_JCT, jobs_table, series_table, summarize
 from ptsim.run import run_policy
 from ptsim.simulator import Simulation
 from ptsim.specs import ClusterSpec
@@ -121,6 +121,30 @@ def test_infeasible_newcomer_is_rejected_by_elasticflow_and_admitted_by_edf() ->
     assert s["cold_starts"] == 0 and s["cost_gpu_hours"] == 0.0
     edf = run_policy(jobs, "edf", {}, linear_profiles(), ClusterSpec(1, 2)).jobs
     assert edf.status.tolist() == ["done"] and not edf.met_deadline.iloc[0]
+
+
+def test_rejected_job_is_a_violation_costs_nothing_and_its_jct_follows_the_key() -> None:
+    """``hard`` (arrives 0, deadline 60) is rejected; ``easy`` (200 it on 2 GPUs at 1 it/s
+    each, arrives 0) finishes at 10 + 0.5 + 100 = 110.5 s = T_end. JCT sample per
+    ``sim.rejected_jct``: censor_at_end {110.5, 110.5}, censor_at_deadline {110.5, 60},
+    exclude {110.5}."""
+    jobs = [job("hard", 0, 200, 60), job("easy", 0, 200, 1000)]
+    _, out, t, _ = run(jobs, linear_profiles(), 1, 2)
+    table = t.reset_index()
+    assert t.loc["hard", "status"] == "rejected" and t.loc["hard", "gpu_seconds"] == 0.0
+    end = float(t.loc["easy", "finish_s"])
+    assert end == pytest.approx(110.5) and out.stats.end_s == pytest.approx(end)
+    got = {k: summarize(out, table, rejected_jct=k) for k in REJECTED_JCT}
+    for s in got.values():
+        assert s["slo_violations"] == 1 and s["rejected"] == 1
+        assert s["cost_gpu_hours"] * 3600 == pytest.approx(float(t.gpu_seconds.sum()))
+    assert got["censor_at_end"]["mean_jct_s"] == pytest.approx(end)
+    assert got["censor_at_deadline"]["mean_jct_s"] == pytest.approx((end + 60.0) / 2)
+    assert got["exclude"]["mean_jct_s"] == pytest.approx(end)
+    assert [got[k]["jct_censored"] for k in REJECTED_JCT] == [1, 1, 0]
+    assert [got[k]["jct_excluded"] for k in REJECTED_JCT] == [0, 0, 1]
+    with pytest.raises(ValueError, match=r"sim\.rejected_jct must be one of"):
+        summarize(out, table, rejected_jct="drop")
 
 
 def test_feasible_newcomer_is_admitted_and_meets_its_deadline() -> None:
