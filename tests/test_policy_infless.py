@@ -176,7 +176,7 @@ def test_one_deployment_per_configuration() -> None:
     (a, 2), so y waits, one of them is released for it, and y cold-starts on 3 GPUs 1 ms
     later. Each deployment keeps its own histograms."""
     jobs = [spec("x", 0, 100, 1000), spec("y", 20, 1000, 40)]
-    shared, rec_m = simulate(jobs, "infless", {}, SUPER)
+    shared, rec_m = simulate(jobs, "infless", {"instances": "per_model"}, SUPER)
     own, rec_c = simulate(jobs, "infless", {"instances": "per_config"}, SUPER)
     for out, rec in ((shared, rec_m), (own, rec_c)):
         check_run(out)

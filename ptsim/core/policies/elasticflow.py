@@ -159,7 +159,7 @@ class ElasticFlowConfig:
     cap_by_profile: bool = True
     replan: str = "events"
     bank: bool = False
-    replicas: str = "released"
+    replicas: str = "dedicated"
 
     def __post_init__(self) -> None:
         if not self.slot_s > 10 * _PHASE_GAP_S:

@@ -124,7 +124,7 @@ class InflessConfig:
     min_samples: int = 10
     keep_alive_s: float = 60.0
     prewarm_lead: bool = True
-    instances: str = "per_model"
+    instances: str = "per_config"
 
     def __post_init__(self) -> None:
         if self.order not in ORDERS:
