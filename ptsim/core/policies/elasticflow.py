@@ -88,6 +88,7 @@ jobs with later deadlines. Measured numbers: docs/elasticflow.md section 4.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 from collections.abc import Mapping, Sequence
@@ -119,6 +120,7 @@ _HANDOUT_ORDERS = ("artifact", "paper")
 _ADMISSION_MODES = ("each", "batch")
 _REPLAN_MODES = ("events", "every_slot")
 _REPLICA_MODES = ("released", "dedicated")
+_TIMING_MODES = ("grid", "artifact")
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,11 @@ class ElasticFlowConfig:
       model (a serverful deployment that does not scale in, as the PromptTuner authors'
       earlier prototype ran ElasticFlow); a job that later takes it still pays a cold start
       (no sharing across jobs: the replica is released and loaded again for the job).
+    - ``timing``: when decisions happen. ``grid``: at multiples of ``slot_s``. ``artifact``:
+      as ElasticFlow's simulator merges its events: an event (arrival, completion, planned
+      step-up) less than one slot after the last decision is decided one slot after it, a
+      later one at once (so the decision times are the last one + ``slot_s`` or an event's
+      own time). Needs ``replan=events``.
     """
 
     slot_s: float = 60.0
@@ -160,6 +167,7 @@ class ElasticFlowConfig:
     replan: str = "events"
     bank: bool = False
     replicas: str = "dedicated"
+    timing: str = "grid"
 
     def __post_init__(self) -> None:
         if not self.slot_s > 10 * _PHASE_GAP_S:
@@ -172,6 +180,10 @@ class ElasticFlowConfig:
             raise ValueError(f"replan must be one of {', '.join(_REPLAN_MODES)}")
         if self.replicas not in _REPLICA_MODES:
             raise ValueError(f"replicas must be one of {', '.join(_REPLICA_MODES)}")
+        if self.timing not in _TIMING_MODES:
+            raise ValueError(f"timing must be one of {', '.join(_TIMING_MODES)}")
+        if self.timing == "artifact" and self.replan != "events":
+            raise ValueError("timing=artifact needs replan=events")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,6 +481,7 @@ class ElasticFlow:
         self._pending_at: float | None = None
         self._planned: dict[str, int] | None = None  # GPUs per job in the last plan
         self._next_change: float | None = None  # when a planned allocation steps up
+        self._last_plan = -math.inf  # time of the last re-plan (timing=artifact)
 
     # ------------------------------------------------------------------ helpers
 
@@ -504,11 +517,22 @@ class ElasticFlow:
         return lv
 
     def _on_grid(self, now: float) -> bool:
+        """Whether ``now`` is a decision time (with ``timing=artifact``: one slot or more after
+        the last re-plan; the boundary re-plans only if an event is due)."""
         slot = self.cfg.slot_s
+        if self.cfg.timing == "artifact":
+            return now >= self._last_plan + slot - 1e-6
         return abs(now - round(now / slot) * slot) <= 1e-6
 
-    def _next_boundary(self, now: float) -> float:
+    def _next_boundary(self, now: float) -> float | None:
+        """The next decision time to wake at (``timing=artifact``: one slot after the last
+        re-plan, else the next planned step-up; arrivals and completions wake the policy
+        themselves)."""
         slot = self.cfg.slot_s
+        if self.cfg.timing == "artifact":
+            due = [t for t in (self._last_plan + slot, self._next_change) if t is not None]
+            later = [t for t in due if t > now + 1e-9]
+            return min(later) if later else None
         k = math.floor(now / slot + 1e-9) + 1
         return k * slot
 
@@ -548,7 +572,7 @@ class ElasticFlow:
         if live:
             wake = self._next_boundary(now)
             if self._pending_at is not None and self._pending and self._pending_at > now:
-                wake = min(wake, self._pending_at)
+                wake = self._pending_at if wake is None else min(wake, self._pending_at)
         return Decision(release=tuple(self._idle(snap)), wake_at=wake)
 
     def _second_step(self, snap: Snapshot) -> Decision:
@@ -607,6 +631,7 @@ class ElasticFlow:
         if not self._event_due(snap):
             wake = self._next_boundary(now) if live else None
             return Decision(release=tuple(self._idle(snap)), wake_at=wake)
+        self._last_plan = now
         planner = _Planner(now, self.cfg.slot_s)
 
         admitted: list[_Item] = []
@@ -657,6 +682,8 @@ class ElasticFlow:
                 if up.size:
                     steps.append(int(up[0]) + 1)
         self._next_change = now + min(steps) * self.cfg.slot_s if steps else None
+        if self.cfg.timing == "artifact" and not self._pending and decision.wake_at is not None:
+            decision = dataclasses.replace(decision, wake_at=self._next_boundary(now))
         return decision
 
     def _admit(
