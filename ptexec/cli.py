@@ -44,6 +44,16 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--profile", help="profile directory (default: measure a quick one)")
         s.add_argument("--workers", type=int, help="CPU slots (no GPU) [2]")
         s.add_argument("--quiet", action="store_true", help="no progress bar")
+        s.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="reuse a run folder that holds a complete or unfinished run (its outputs go)",
+        )
+        s.add_argument(
+            "--check",
+            action="store_true",
+            help="check the config, jobs and tasks; start nothing, write nothing",
+        )
         s.add_argument("overrides", nargs="*", help="config overrides, e.g. scheduler=edf")
         return s
 
@@ -169,8 +179,6 @@ class _Progress:
 
 
 def _run(args: argparse.Namespace, *, validate: bool) -> int:
-    from omegaconf import OmegaConf
-
     from ptexec import config as C
 
     flags = {
@@ -182,28 +190,47 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
         "workers": args.workers,
     }
     cfg = C.compose_config([*C.mapping_overrides(flags), *args.overrides])
-    settings = C.settings_from(cfg)
-    name, params = C.policy_from(cfg)
-    tasks = C.tasks_from(cfg)
-    from ptexec.jobs import fit_to_pool
-    from ptexec.run import pool_size_for
-
-    pool_size = pool_size_for(settings)
-    jobs = C.jobs_from(cfg, pool_size)
-    run_dir = C.run_dir_from(cfg, "ptexec-validate" if validate else "ptexec")
+    plan = C.plan_exec(cfg, "ptexec-validate" if validate else "ptexec")
+    settings, name, jobs, run_dir = plan.settings, plan.policy, plan.jobs, plan.run_dir
     quiet = args.quiet or not bool(cfg.get("progress", True))
     say = _say(quiet)
-    jobs, notes = fit_to_pool(jobs, pool_size)
-    for note in notes:
+    for note in plan.notes:
         say(note)
-    from ptexec.tasks import TaskDataError
+    if args.check:
+        print(
+            f"ptexec: config ok: {len(jobs)} jobs under {name} on "
+            f"{len(settings.devices) if settings.devices else settings.workers} workers; "
+            f"would write {run_dir}"
+        )
+        return 0
+    from ptsim.runfolder import claim
 
-    source = cfg.get("jobs") or cfg.get("trace") or "the demo jobs"
-    for j in jobs:  # bad task data fails before any worker starts
-        try:
-            tasks.get(j.task)
-        except TaskDataError as exc:
-            raise TaskDataError(f"{source}: job {j.job_id}, column task: {exc}") from None
+    kind = "ptexec validation" if validate else "ptexec run"
+    # an unfinished run's folder is refused too: it keeps its checkpoints until overwritten
+    with claim(run_dir, kind, overwrite=args.overwrite, allow=(), hint="--overwrite") as folder:
+        folder.start()
+        _execute(cfg, plan, run_dir, validate, quiet, say)
+        folder.complete(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")))
+    print(f"results: {run_dir}")
+    return 0
+
+
+def _execute(
+    cfg: Any, plan: Any, run_dir: Path, validate: bool, quiet: bool, say: Callable[[str], Any]
+) -> None:
+    """Run the planned jobs and write the run folder (the executor's files, and for
+    ``validate`` the comparison with ptsim)."""
+    from omegaconf import OmegaConf
+
+    from ptexec import config as C
+
+    settings, name, params, tasks, jobs = (
+        plan.settings,
+        plan.policy,
+        plan.params,
+        plan.tasks,
+        plan.jobs,
+    )
     _set_threads(settings.threads)
     exec_dir = run_dir / "executor" if validate else run_dir
     exec_dir.mkdir(parents=True, exist_ok=True)
@@ -262,8 +289,6 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
             "(ptsim does not model them)"
             + f"; deadline outcome agrees for {summary['deadline_outcome_agreement']:.0%} of jobs"
         )
-    print(f"results: {run_dir}")
-    return 0
 
 
 def _ints(text: str | None) -> tuple[int, ...] | None:
@@ -291,6 +316,9 @@ def _profile(args: argparse.Namespace) -> int:
     from ptexec.profile import QUICK, ProfileSettings, profile_models
     from ptexec.workers import WorkerPool, default_devices
 
+    for flag, value in (("--workers", args.workers), ("--threads", args.threads)):
+        if not 1 <= value <= 256:
+            raise ValueError(f"{flag} {value}: expected an integer in [1, 256]")
     models = args.model or ["tiny-gpt2"]
     for m in models:
         model_id(m, args.kind)  # a missing model fails before any worker starts

@@ -8,12 +8,12 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ptexec.faults import FaultPlan
 from ptexec.jobs import (
     ExecJob,
     TaskCatalog,
@@ -26,24 +26,131 @@ from ptexec.prompt_bank import ExecBankConfig, bank_config_from
 from ptexec.run import ExecSettings
 from ptexec.tasks import TaskFamily
 from ptexec.train import TuningConfig
+from ptsim import schema
 from ptsim.paths import conf_root
+from ptsim.runfolder import default_name
 
 CONFIG_NAME = "executor/run"
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot be composed or used (one line)."""
+# One error type for bad config, shared with ptsim (one line: key, value, what is allowed).
+ConfigError = schema.ConfigError
+
+_SECONDS = schema.Range(ge=0.0, le=1e9)
+EXEC_FIELDS: dict[str, Any] = {
+    "jobs": str | None,
+    "trace": str | None,
+    "task_map": str | None,
+    "out": str | None,
+    "profile_dir": str | None,
+    "seed": int,
+    "progress": bool,
+    "workers": int,
+    "threads": int,
+    "devices": tuple[str, ...] | None,
+    "time_scale": float,
+    "slo_scale": float,
+    "checkpoint_every": int | None,
+    "keep_checkpoints": bool,
+    "horizon_s": float | None,
+    "series_interval_s": float,
+    "price_per_gpu_hour": float,
+    "mechanics": dict | None,
+    "tuning": dict | None,
+    "tasks": dict | None,
+    "bank": dict | None,
+    "scheduler": dict | None,
+    "faults": dict | None,
+}
+"""The keys of ``conf/executor/run.yaml`` and their types (ExecSettings is built from them)."""
+
+EXEC_RANGES: dict[str, dict[str, schema.Range]] = {
+    "": {
+        "seed": schema.Range(ge=0, le=2**32 - 1),
+        "workers": schema.Range(ge=1, le=256),
+        "threads": schema.Range(ge=1, le=256),
+        "time_scale": schema.Range(gt=0.0, le=1e6),
+        "slo_scale": schema.Range(gt=0.0, le=1e6),
+        "checkpoint_every": schema.Range(ge=0, le=10**9),
+        "horizon_s": schema.Range(gt=0.0, le=1e9),
+        "series_interval_s": _SECONDS,
+        "price_per_gpu_hour": schema.Range(ge=0.0),
+    },
+    "mechanics": schema.RANGES["profile.mechanics"],
+    "tuning": {
+        "num_virtual_tokens": schema.Range(ge=1, le=4096),
+        "lr": schema.Range(gt=0.0, le=1e3),
+        "weight_decay": schema.Range(ge=0.0, le=1e3),
+        "batch_size": schema.Range(ge=1, le=10**6),
+        "max_steps": schema.Range(ge=0, le=10**9),
+        "target_accuracy": schema.Range(ge=0.0, le=1.0),
+        "eval_every": schema.Range(ge=1, le=10**9),
+        "eval_examples": schema.Range(ge=1, le=10**9),
+        "eval_batch_size": schema.Range(ge=1, le=10**6),
+        "max_length": schema.Range(ge=2, le=10**6),
+        "checkpoint_every": schema.Range(ge=1, le=10**9),
+        "seed": schema.Range(ge=0, le=2**32 - 1),
+    },
+    "tasks": {
+        "examples": schema.Range(ge=2, le=10**7),
+        "heldout_fraction": schema.Range(gt=0.0, lt=1.0),
+        "max_examples": schema.Range(ge=2, le=10**9),
+        "family_seed": schema.Range(ge=0, le=2**32 - 1),
+    },
+    "faults": {
+        "kills": schema.Range(ge=0, le=1000),
+        "mean_interval_s": schema.Range(gt=0.0, le=1e6),
+        "start_s": schema.Range(ge=0.0, le=1e9),
+        "seed": schema.Range(ge=0, le=2**32 - 1),
+    },
+    "bank": {
+        **schema.RANGES["bank"],
+        "batches": schema.Range(ge=1, le=10**6),
+        "batch_size": schema.Range(ge=1, le=10**6),
+        "metric": schema.Range(choices=("neg_loss", "accuracy")),
+    },
+}
+"""Ranges by group, as ``ptsim.schema.RANGES`` ('' = the top level)."""
+
+TASKS_FIELDS = {
+    "examples": int,
+    "heldout_fraction": float,
+    "max_examples": int | None,
+    "family_seed": int,
+}
 
 
-def _one_line(text: str) -> str:
-    lines = [ln.strip() for ln in str(text).splitlines()]
-    keep: list[str] = []
-    for ln in lines:
-        if ln.startswith("Config search path") or ln.startswith("provider="):
-            break
-        if ln:
-            keep.append(ln)
-    return " ".join(keep)
+def check_exec_config(cfg: Mapping[str, Any]) -> None:
+    """Check every key of a composed ``ptexec`` config (a plain mapping) for type and range;
+    the first bad one raises ``ConfigError`` (one line: key, value, what is allowed)."""
+    import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
+    from ptsim.core.bank import LAYOUTS, BankConfig
+    from ptsim.core.policy import POLICIES
+    from ptsim.core.profiles import Mechanics
+    from ptsim.specs import BankSpec
+
+    top = schema.check_section("", cfg, EXEC_FIELDS, EXEC_RANGES[""], ("workers", "threads"))
+    mech = {k: v | None for k, v in schema.fields_of(Mechanics).items()}  # null: the profile's
+    schema.check_section("mechanics", top.get("mechanics") or {}, mech, EXEC_RANGES["mechanics"])
+    tuning = schema.check_section(
+        "tuning", top.get("tuning") or {}, schema.fields_of(TuningConfig), EXEC_RANGES["tuning"]
+    )
+    schema.build("tuning", TuningConfig, tuning)
+    schema.check_section("tasks", top.get("tasks") or {}, TASKS_FIELDS, EXEC_RANGES["tasks"])
+    faults = schema.check_section(
+        "faults", top.get("faults") or {}, schema.fields_of(FaultPlan), EXEC_RANGES["faults"]
+    )
+    schema.build("faults", FaultPlan, faults)
+    bank_fields = {
+        **schema.fields_of(BankConfig, exclude=("seed",)),
+        **schema.fields_of(BankSpec, exclude=("index",)),  # simulation-only: ignored here
+        **schema.fields_of(ExecBankConfig, exclude=("index",)),
+        "store": str | None,
+    }
+    bank_ranges = {**EXEC_RANGES["bank"], "layout": schema.Range(choices=LAYOUTS)}
+    schema.check_section("bank", top.get("bank") or {}, bank_fields, bank_ranges)
+    if top.get("scheduler") is not None:
+        schema.check_scheduler("scheduler", top["scheduler"], POLICIES)
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
@@ -55,17 +162,22 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     from ptsim.core.policy import POLICIES
 
     ov = list(overrides)
+    choice = schema.override_syntax_error(ov) or schema.group_choice_error(ov)
+    if choice:
+        raise ConfigError(f"config: {choice}")
     if not any(o.split("=", 1)[0].lstrip("+~") == "scheduler" for o in ov):
         ov.append("scheduler=" + ("prompttuner" if "prompttuner" in POLICIES else "edf"))
     with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3", job_name="ptexec"):
         try:
-            return compose(CONFIG_NAME, overrides=ov)
+            cfg = compose(CONFIG_NAME, overrides=ov)
         except Exception as exc:  # hydra raises several types, all with multi-line text
-            text = _one_line(str(exc))
+            text = schema.hydra_one_line(str(exc))
             m = re.search(r"Could not override '([^']+)'", text)
             if m:
                 text = _unknown_key(m.group(1), [o for o in ov if not o.startswith(m.group(1))])
             raise ConfigError(f"config: {text}") from None
+    check_exec_config(schema.resolved(cfg))
+    return cfg
 
 
 def _unknown_key(key: str, others: Sequence[str]) -> str:
@@ -163,6 +275,7 @@ def settings_from(cfg: DictConfig) -> ExecSettings:
         series_interval_s=float(cfg.get("series_interval_s", default.series_interval_s)),
         price_per_gpu_hour=float(cfg.get("price_per_gpu_hour", default.price_per_gpu_hour)),
         seed=int(cfg.get("seed", default.seed)),
+        faults=FaultPlan(**plain(cfg.get("faults"))),
     )
 
 
@@ -194,15 +307,51 @@ def bank_from(cfg: DictConfig, run_dir: Path) -> ExecBankConfig:
 
 
 def run_dir_from(cfg: DictConfig, kind: str = "ptexec") -> Path:
-    """The run directory: ``out``, or ``runs/<kind>/<date>_<time>`` under the working
-    directory. A directory that already holds a run's ``summary.json`` is refused."""
+    """The run directory: ``out``, or ``runs/<kind>/<date>_<time>_<pid>-<random>`` under the
+    working directory (``ptsim.runfolder.default_name``: no two runs share one). Whether the
+    folder may be used is decided when the run claims it (``ptsim.runfolder.claim``)."""
     out = _path(cfg.get("out"))
     if out is None:
-        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-        out = (Path.cwd() / "runs" / kind / stamp).resolve()
-    if (out / "summary.json").exists():
-        raise ConfigError(f"run directory {out} already holds a run (summary.json); pick another")
+        out = (Path.cwd() / "runs" / kind / default_name()).resolve()
     return out
+
+
+@dataclasses.dataclass
+class ExecPlan:
+    """What a composed ``ptexec`` config asks for, built and checked before any worker starts:
+    settings, policy and knobs, task catalog, jobs (fitted to the pool, with a note per change)
+    and the run directory."""
+
+    cfg: DictConfig
+    settings: ExecSettings
+    policy: str
+    params: dict[str, Any]
+    tasks: TaskCatalog
+    jobs: list[ExecJob]
+    notes: list[str]
+    run_dir: Path
+
+
+def plan_exec(cfg: DictConfig, kind: str = "ptexec") -> ExecPlan:
+    """Check ``cfg`` and build the run it describes; bad input (a key, a job file, a task)
+    raises a one-line error here, before anything is written or started."""
+    from ptexec.jobs import fit_to_pool
+    from ptexec.run import pool_size_for
+    from ptexec.tasks import TaskDataError
+
+    check_exec_config(schema.resolved(cfg))
+    settings = settings_from(cfg)
+    name, params = policy_from(cfg)
+    tasks = tasks_from(cfg)
+    pool_size = pool_size_for(settings)
+    jobs, notes = fit_to_pool(jobs_from(cfg, pool_size), pool_size)
+    source = cfg.get("jobs") or cfg.get("trace") or "the demo jobs"
+    for j in jobs:  # bad task data fails before any worker starts
+        try:
+            tasks.get(j.task)
+        except TaskDataError as exc:
+            raise TaskDataError(f"{source}: job {j.job_id}, column task: {exc}") from None
+    return ExecPlan(cfg, settings, name, params, tasks, jobs, notes, run_dir_from(cfg, kind))
 
 
 def resolved_yaml(cfg: DictConfig) -> str:

@@ -11,6 +11,9 @@ For each model it measures, on the worker pool:
   iterations per second (ElasticFlow's layout);
 - **mechanics**: a warm worker taking a job from a state (hand-over) and a running job growing
   from 1 to 2 warm workers and shrinking back (reconfiguration);
+
+steps, hand-overs and resizes run the exchanges of ``ptexec.replicas`` (through
+``WorkerPool.train_step``/``attach``/``resize``), the code the executor's jobs run;
 - **score assessments**: one real Prompt Bank assessment (``RealScorer``: a stored prompt
   evaluated on ``bank_batches`` x ``bank_batch_size`` training examples of a new task, in the
   driver process, as the executor's lookups run);

@@ -23,12 +23,16 @@ from typing import Any
 import pandas as pd
 
 from ptexec.driver import ExecOutcome, Executor, PolicyFactory, StepHook, curve_rows, final_eval
+from ptexec.faults import FaultPlan, Injector
 from ptexec.jobs import ExecJob, TaskCatalog, fit_to_pool
 from ptexec.prompt_bank import ExecBankConfig, ExecPromptBank
 from ptexec.workers import WorkerPool
 from ptsim.core.profiles import ProfileSet
 from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR, jobs_table, series_table, summarize
 from ptsim.outcome import RunResult, save_result, write_csv, write_json
+
+EXEC_SUMMARY_KEYS = ("faults_injected", "worker_deaths", "steps_lost")
+"""The keys the executor's ``summary.json`` has beyond ptsim's (docs/metrics.md)."""
 
 EXEC_JOB_COLUMNS = (
     "reached_target",
@@ -61,6 +65,7 @@ class ExecSettings:
       most this many steps); ``keep_checkpoints``: keep them after the run.
     - ``horizon_s``: hard end of the run (``None``: 2 x the last deadline + 600 s).
     - ``price_per_gpu_hour``: the summary's price.
+    - ``faults``: workers to kill on purpose during the run (``ptexec.faults``).
     """
 
     workers: int = 2
@@ -74,6 +79,7 @@ class ExecSettings:
     series_interval_s: float = 0.0
     price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
     seed: int = 0
+    faults: FaultPlan = field(default_factory=FaultPlan)
 
 
 def pool_size_for(settings: ExecSettings) -> int:
@@ -135,6 +141,7 @@ def run_jobs(
             series_interval_s=st.series_interval_s,
             on_step=on_step,
             on_job_done=on_job_done,
+            faults=Injector(st.faults, st.seed) if st.faults.kills else None,
         )
         say(f"running {len(fitted)} job(s) under {ex.policy.name} on {n} worker(s)")
         out = ex.run()
@@ -203,12 +210,24 @@ def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -
             }
         )
     table = pd.concat([table, pd.DataFrame(extra, columns=list(EXEC_JOB_COLUMNS))], axis=1)
+    table["met_deadline"] = slo_met(table)
     summary = summarize(out, table, st.price_per_gpu_hour)
     summary["policy"] = out.policy
     summary["gpus"] = gpus
     summary["invalid_examples"] = out.stats.invalid[:5]
     summary["seed"] = st.seed
+    # EXEC_SUMMARY_KEYS: the executor's own, beyond ptsim's summary
+    summary["faults_injected"] = len(out.faults)
+    summary["worker_deaths"] = len(out.worker_deaths)
+    summary["steps_lost"] = int(table.steps_lost.fillna(0).sum())
     return RunResult(out.policy, summary, table, series_table(out))
+
+
+def slo_met(table: pd.DataFrame) -> pd.Series:
+    """A job meets its SLO when it finished by its deadline *and* reached its target: one that
+    spent its step budget without reaching the target missed it, however early it stopped."""
+    reached = table.reached_target.astype("boolean").fillna(False).astype(bool)
+    return table.met_deadline.astype(bool) & reached
 
 
 def _rel(path: str | None, root: Path) -> str | None:
@@ -246,6 +265,7 @@ def save_exec_result(
             "workers": len(out.boot_s),
             "worker_boot_s": out.boot_s,
             "worker_deaths": [{"time_s": t, "worker": g} for t, g in out.worker_deaths],
+            "faults": [{"time_s": t, "worker": g, "job": j} for t, g, j in out.faults],
             "loads": len(out.loads),
             "mean_cold_load_s": _mean([x.load_s for x in out.loads if x.cold]),
         }

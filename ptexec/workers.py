@@ -25,10 +25,15 @@ can send to several workers and then collect):
 ==============  =============================================================================
 
 Per-step messages carry only the step's shard spec and prompt-sized float32 arrays; job states
-travel as ``torch.save`` bytes. A data-parallel step over workers ``w_0 .. w_{g-1}`` is
-:meth:`WorkerPool.train_step`; growing or shrinking a job at a step boundary is
-:meth:`WorkerPool.resize` (the state moves with the job; rank 0 keeps the authoritative
-evaluation history, so evaluate and checkpoint on rank 0).
+travel as ``torch.save`` bytes. What several workers do together for one job (the data-parallel
+step, attaching, detaching, resizing) is written once, in :mod:`ptexec.replicas`;
+:meth:`WorkerPool.train_step`, :meth:`WorkerPool.attach` and :meth:`WorkerPool.resize` run those
+exchanges to completion (the profiler and tests), the executor's jobs run the same exchanges
+inside its event loop. Rank 0 keeps the authoritative evaluation history, so evaluate and
+checkpoint on rank 0.
+
+A worker whose pipe breaks is dead for the driver at once (:class:`WorkerDied`, and
+:meth:`Worker.alive` is false), even before the OS reports the process's exit.
 """
 
 from __future__ import annotations
@@ -37,12 +42,15 @@ import contextlib
 import io
 import multiprocessing as mp
 import os
+import signal
+import threading
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_connections
 from typing import Any
 
 import numpy as np
@@ -58,7 +66,21 @@ TASK_CACHE = 4  # tokenised tasks a worker keeps
 
 class WorkerError(RuntimeError):
     """A command failed in a worker (the message carries the worker's traceback tail), or
-    the worker process died."""
+    the worker process died (:class:`WorkerDied`)."""
+
+
+class WorkerDied(WorkerError):
+    """The worker process is gone: its pipe broke or was closed. ``worker`` is the handle
+    that died (a respawned worker has a new handle, so a late report of an old death can be
+    told apart from the new process)."""
+
+    def __init__(self, message: str, worker: Worker) -> None:
+        super().__init__(message)
+        self.worker = worker
+
+    @property
+    def wid(self) -> int:
+        return self.worker.wid
 
 
 @dataclass(frozen=True)
@@ -295,6 +317,20 @@ class _WorkerRuntime:
         )
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while a worker process starts: it inherits the disposition (and Python
+    keeps it), so Ctrl-C in a terminal reaches the driver only, never a worker's imports."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def _worker_main(conn: Connection, wid: int, device: str, threads: int) -> None:
     """Entry point of a worker process: serve requests until ``shutdown`` or EOF."""
     t0 = time.perf_counter()
@@ -357,6 +393,7 @@ class Worker:
         self._conn = conn
         self._next = 1
         self._replies: dict[int, tuple[bool, Any]] = {}
+        self._dead = False  # the pipe broke or was closed: the process is gone for us
         self.boot_s = 0.0
 
     # -- protocol ------------------------------------------------------------------------------
@@ -368,17 +405,30 @@ class Worker:
         return self._conn
 
     def alive(self) -> bool:
-        """Whether the worker process is running."""
-        return bool(self.proc.is_alive())
+        """Whether the worker process is running and its pipe works. A broken pipe counts as
+        death at once, before the OS reports the process's exit (which can come later)."""
+        return not self._dead and bool(self.proc.is_alive())
+
+    def _died(self, why: object) -> WorkerDied:
+        self._dead = True
+        return WorkerDied(f"worker {self.wid} ({self.device}): died ({why})", self)
+
+    def close(self) -> None:
+        """Close the pipe; any later request or read raises :class:`WorkerDied`."""
+        self._dead = True
+        with contextlib.suppress(OSError):
+            self._conn.close()
 
     def request(self, cmd: str, *args: Any) -> Pending:
         """Send a command without waiting for its reply."""
         rid = self._next
         self._next += 1
+        if self._dead:
+            raise self._died("pipe closed")
         try:
             self._conn.send((rid, cmd, args))
-        except (OSError, BrokenPipeError) as exc:
-            raise WorkerError(f"worker {self.wid} ({self.device}): gone ({exc})") from exc
+        except (OSError, BrokenPipeError, EOFError) as exc:
+            raise self._died(exc) from exc
         return Pending(self, rid, cmd)
 
     def drain(self) -> int:
@@ -395,19 +445,24 @@ class Worker:
         return self.request(cmd, *args).result(timeout)
 
     def _read_one(self, timeout: float | None) -> bool:
-        if not self._conn.poll(timeout):
-            return False
+        if self._dead:
+            raise self._died("pipe closed")
         try:
+            if not self._conn.poll(timeout):
+                return False
             rid, ok, payload = self._conn.recv()
         except (EOFError, OSError) as exc:
-            raise WorkerError(f"worker {self.wid} ({self.device}): died") from exc
+            raise self._died(exc) from exc
         self._replies[rid] = (ok, payload)
         return True
 
     def _poll(self, rid: int) -> bool:
-        while rid not in self._replies and self._read_one(0):
-            pass
-        return rid in self._replies
+        if rid in self._replies:
+            return True
+        while self._read_one(0):
+            if rid in self._replies:
+                return True
+        return False
 
     def _wait(self, rid: int, cmd: str, timeout: float | None) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -525,7 +580,8 @@ class WorkerPool:
             name=f"ptexec-worker-{wid}",
             daemon=True,
         )
-        proc.start()
+        with _sigint_ignored():  # Ctrl-C is the driver's: it stops the workers itself
+            proc.start()
         child.close()
         return Worker(wid, device, proc, parent)
 
@@ -537,8 +593,7 @@ class WorkerPool:
         if old.proc.is_alive():
             old.proc.terminate()
         old.proc.join(self.start_timeout)
-        with contextlib.suppress(OSError):
-            old._conn.close()
+        old.close()
         w = self._spawn(wid, old.device)
         self.workers[wid] = w
         return Pending(w, 0, "boot")
@@ -558,6 +613,15 @@ class WorkerPool:
     def _gather(self, pending: Sequence[Pending]) -> list[Any]:
         return [p.result() for p in pending]
 
+    def wait(self, wids: Sequence[int], timeout: float) -> None:
+        """Sleep until one of workers ``wids`` has something to read (a reply, or its pipe
+        broke) or ``timeout`` seconds pass (the executor's idle wait)."""
+        conns = [self.workers[w].connection for w in wids if not self.workers[w]._dead]
+        if conns:
+            wait_connections(conns, timeout)
+        elif timeout > 0:
+            time.sleep(timeout)
+
     def load(
         self, wids: Sequence[int], model: str, kind: ModelKind | None = None
     ) -> list[LoadReport]:
@@ -570,43 +634,29 @@ class WorkerPool:
     def attach(
         self, wids: Sequence[int], setup: JobSetup, state: bytes | None = None
     ) -> list[AttachReport]:
-        """Build replicas of one job on several workers at once (all from ``state``)."""
-        reports: list[AttachReport] = self._gather(
-            [self.workers[w].request("attach", setup, state) for w in wids]
-        )
-        return reports
+        """Build replicas of one job on several workers at once (all from ``state``):
+        :func:`ptexec.replicas.attach`, run to completion."""
+        from ptexec.replicas import attach, run_exchange
+
+        return run_exchange(attach([self.workers[w] for w in wids], setup, state))
 
     def train_step(self, wids: Sequence[int]) -> ShardGrad:
-        """One data-parallel step of the job attached to ``wids`` (rank = position): every
-        worker computes its shard's gradient, the pool averages them (weighted by shard size)
-        and every worker applies the average. Returns the global batch's loss and gradient
-        (a job on one worker takes the step in one message, and the gradient returned is
-        empty)."""
-        world = len(wids)
-        if world == 1:  # one message: the worker computes and applies the step itself
-            _, loss, n, correct = self.workers[wids[0]].call("step")
-            return ShardGrad(loss, torch.zeros(0), n, correct)
-        replies = self._gather(
-            [self.workers[w].request("grad", r, world) for r, w in enumerate(wids)]
-        )
-        parts = [_shard_grad(r) for r in replies]
-        steps = {s for s, _ in parts}
-        if len(steps) != 1:
-            raise WorkerError(f"workers {list(wids)} are at different steps {sorted(steps)}")
-        avg = average_grads([g for _, g in parts])
-        grad = avg.grad.numpy()
-        self._gather([self.workers[w].request("apply", grad, avg.loss) for w in wids])
-        return avg
+        """One data-parallel step of the job attached to ``wids`` (rank = position):
+        :func:`ptexec.replicas.data_parallel_step`, the exchange the executor's jobs run,
+        run to completion."""
+        from ptexec.replicas import data_parallel_step, run_exchange
+
+        return run_exchange(data_parallel_step([self.workers[w] for w in wids]))
 
     def resize(self, old: Sequence[int], new: Sequence[int], setup: JobSetup) -> list[AttachReport]:
-        """Move a job from workers ``old`` to workers ``new`` at a step boundary: the state is
-        taken from ``old[0]`` (rank 0), every old replica is detached, and the new set is
-        attached from that state (workers in both sets are re-attached too)."""
-        if not new:
-            raise ValueError("resize: the new worker set is empty")
-        data = self.workers[old[0]].detach()
-        self._gather([self.workers[w].request("detach") for w in old[1:]])
-        return self.attach(new, setup, data)
+        """Move a job from workers ``old`` to workers ``new`` at a step boundary:
+        :func:`ptexec.replicas.resize` (state from rank 0, every old replica detached, the
+        new set attached from it), run to completion."""
+        from ptexec.replicas import resize, run_exchange
+
+        return run_exchange(
+            resize([self.workers[w] for w in old], [self.workers[w] for w in new], setup)
+        )
 
     def info(self) -> list[WorkerInfo]:
         infos: list[WorkerInfo] = self._gather([w.request("info") for w in self.workers])
@@ -622,5 +672,5 @@ class WorkerPool:
             if w.proc.is_alive():
                 w.proc.terminate()
                 w.proc.join(timeout)
-            w._conn.close()
+            w.close()
         self.workers = []

@@ -9,20 +9,20 @@ and writes config, trace, tables and summary into its run directory.
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ptsim.paths import conf_root
 from ptsim.run import run_config
-
-log = logging.getLogger("ptsim")
+from ptsim.runfolder import unique_suffix
+from ptsim.schema import group_choice_error, hydra_one_line, override_syntax_error
 
 
 def _main(cfg: DictConfig) -> None:
@@ -30,9 +30,13 @@ def _main(cfg: DictConfig) -> None:
     try:
         results = run_config(cfg, run_dir, progress=bool(cfg.get("progress", True)))
     except (ValueError, KeyError, FileNotFoundError) as exc:  # bad input: one line, no result
+        _remove_if_empty(run_dir)
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"ptsim: {msg}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        _remove_if_empty(run_dir)
+        raise
     if len(results) > 1:
         from ptsim.run import comparison_table
 
@@ -53,6 +57,12 @@ def _main(cfg: DictConfig) -> None:
     print(f"results: {run_dir}")
 
 
+def _remove_if_empty(folder: Path) -> None:
+    """Remove the (empty) folder hydra made for a run that wrote nothing."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
 def horizon_line(summary: Mapping[str, Any]) -> str | None:
     """A line saying that a run stopped at its horizon and how many jobs were left, or None."""
     if not summary.get("horizon_hit"):
@@ -68,7 +78,6 @@ def check_overrides(overrides: list[str]) -> str | None:
     (listing the keys that do at that level), or None. Group choices, ``+``/``~`` overrides
     and ``hydra.*`` keys are left to hydra."""
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
     groups = {p.name for p in conf_root().iterdir() if p.is_dir()}
     plain = [o for o in overrides if "=" in o and not o.startswith(("+", "~", "-"))]
@@ -92,16 +101,54 @@ def check_overrides(overrides: list[str]) -> str | None:
                 known = ", ".join(sorted(str(k) for k in node))
                 return f"ptsim: unknown config key {key!r}; keys under {where}: {known}"
             node = node[part]
+    # every other composition error (a list merged into a mapping...) as one line
+    single = [
+        o
+        for o in overrides
+        if "=" in o
+        and not o.lstrip("+~").startswith("hydra")
+        and ("," not in o or o.split("=", 1)[1].lstrip()[:1] in ("[", "{"))
+    ]
+    with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3"):
+        try:
+            compose("config", overrides=single)
+        except Exception as exc:  # hydra raises several types, all with multi-line text
+            cause = exc.__cause__
+            extra = f": {str(cause).splitlines()[0]}" if cause is not None and str(cause) else ""
+            return f"ptsim: {hydra_one_line(str(exc))}{extra}"
     return None
+
+
+def run_cli(argv: Sequence[str]) -> int:
+    """Run ``ptsim`` with command-line arguments ``argv``; returns the exit status (0 ok,
+    2 bad input, 130 interrupted)."""
+    args = list(argv)
+    words = [a for a in args if not a.startswith("-")]
+    choice = override_syntax_error(words) or group_choice_error(words)
+    problem = f"ptsim: {choice}" if choice else check_overrides(words)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    OmegaConf.register_new_resolver("run_suffix", unique_suffix, replace=True)
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "ptsim", *args]
+    try:
+        hydra.main(version_base="1.3", config_path=str(conf_root()), config_name="config")(_main)()
+    except KeyboardInterrupt:
+        print("ptsim: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved
+    return 0
 
 
 def main() -> None:
     """Console entry point for ``ptsim``."""
-    problem = check_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
-    if problem:
-        print(problem, file=sys.stderr)
-        raise SystemExit(2)
-    hydra.main(version_base="1.3", config_path=str(conf_root()), config_name="config")(_main)()
+    code = run_cli(sys.argv[1:])
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ MODEL_COLUMNS: tuple[str, ...] = (
 
 _REQUIRED_MODEL_COLUMNS = ("model", "params", "eval_s")
 _PART_KEYS = ("container_s", "bandwidth_gb_s", "init_s", "bytes_per_param")
-_SPEC_KEYS = ("name", "dir", "description", "models", "cold_start", "mechanics")
+_SPEC_KEYS = ("name", "dir", "description", "needs", "models", "cold_start", "mechanics")
 
 
 class ProfileError(ValueError):
@@ -596,6 +596,8 @@ def load_profiles(
     raw_name = spec.get("name")
     raw_dir = spec.get("dir", raw_name)
     if raw_dir is None or str(raw_dir).strip() == "":
+        if spec.get("needs"):  # a config whose files are not shipped says how to get them
+            raise ProfileError(f"profile.dir is not set: profile {raw_name} {spec['needs']}")
         raise ProfileError("profile config: give dir (a profile name or directory) or name")
     directory = resolve_profile_dir(str(raw_dir), root)
     name = str(raw_name) if raw_name else directory.name

@@ -10,6 +10,7 @@ directory or on global state, so runs compose in one process and in tests.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
+from ptsim.core.convergence import ConvergenceModel
 from ptsim.core.policy import POLICIES, PolicyContext
 from ptsim.core.profiles import ProfileSet
 from ptsim.core.types import JobSpec
@@ -27,9 +29,12 @@ from ptsim.metrics import REJECTED_JCT, jobs_table, series_table, summarize
 from ptsim.outcome import RunResult, atomic_write, save_result, write_csv
 from ptsim.paths import conf_root
 from ptsim.profiles_io import load_profiles
+from ptsim.runfolder import claim, mark_complete
+from ptsim.schema import check_ptsim_config, resolved
 from ptsim.simulator import Simulation
 from ptsim.specs import BankSpec, ClusterSpec, bank_from, cluster_from, workload_from
 from ptsim.trace import generate_workload, load_trace, write_trace
+from ptsim.trace.loader import TraceWarning
 from ptsim.trace.replay import REPLAY_KEYS, ReplaySpec, replay_window
 
 COMPARISON_COLUMNS = (
@@ -72,6 +77,9 @@ def run_policy(
         num_nodes=cluster.nodes,
         gpus_per_node=cluster.gpus_per_node,
         iterations=None if sim_bank is None else sim_bank.iterations,
+        prior=None if sim_bank is None else sim_bank.prior,
+        estimator=None if sim_bank is None else sim_bank.estimator,
+        readings=None if sim_bank is None or not sim_bank.evals_per_job else sim_bank.readings,
         on_job_done=None if sim_bank is None else sim_bank.add_finished,
         horizon_s=horizon_s,
         series_interval_s=series_interval_s,
@@ -89,9 +97,16 @@ def run_policy(
 # ------------------------------------------------------------------------------ config
 
 
-def build_trace(cfg: DictConfig, profiles: ProfileSet, cluster: ClusterSpec) -> list[JobSpec]:
+def build_trace(
+    cfg: DictConfig,
+    profiles: ProfileSet,
+    cluster: ClusterSpec,
+    warn: Callable[[TraceWarning], Any] | None = None,
+) -> list[JobSpec]:
     """The jobs a config asks for: a replayed trace file (``workload=replay``), else generated.
-    A key that does not apply to the chosen kind is refused (docs/traces.md section 6)."""
+    A key that does not apply to the chosen kind is refused (docs/traces.md section 6). A trace
+    is checked against the profiles, the task space and the cluster; ``warn`` gets its
+    warnings."""
     wl = plain(cfg.workload)
     rng = np.random.default_rng(int(cfg.seed))
     trace = wl.get("trace")
@@ -111,7 +126,13 @@ def build_trace(cfg: DictConfig, profiles: ProfileSet, cluster: ClusterSpec) -> 
             raise ValueError("workload.trace: workload=replay needs workload.trace=PATH")
         spec = ReplaySpec(**{k: v for k, v in wl.items() if k not in ("trace", "name")})
         path = Path(str(trace)).expanduser()
-        jobs = load_trace(path, known_models=list(profiles.models))
+        jobs = load_trace(
+            path,
+            known_models=list(profiles.models),
+            known_tasks=ConvergenceModel.default().space.names,
+            num_gpus=cluster.num_gpus,
+            warn=warn,
+        )
         return replay_window(jobs, spec, profiles, cluster.num_gpus, rng, str(path))
     spec = workload_from(wl)
     jobs = generate_workload(spec, profiles, cluster.num_gpus, rng)
@@ -167,9 +188,10 @@ class RunPlan:
 def plan_config(cfg: DictConfig) -> RunPlan:
     """Build the run a config describes; bad input (trace, profile, bank, knobs) fails here,
     before anything is simulated or written."""
+    check_ptsim_config(resolved(cfg))
     profiles = load_profiles(plain(cfg.profile))
     cluster = cluster_from(plain(cfg.cluster))
-    jobs = build_trace(cfg, profiles, cluster)
+    jobs = build_trace(cfg, profiles, cluster, warn=_log_warning)
     bank_cfg = cfg.get("bank")
     bank = None if bank_cfg is None else bank_from(plain(bank_cfg))
     policies = scheduler_configs(cfg)
@@ -192,6 +214,10 @@ def plan_config(cfg: DictConfig) -> RunPlan:
         float(sim_cfg.get("series_interval_s", 0.0)),
         rejected_jct,
     )
+
+
+def _log_warning(w: TraceWarning) -> None:
+    print(f"ptsim: {w}", file=sys.stderr)
 
 
 def run_plan(
@@ -224,27 +250,48 @@ def simulate_config(cfg: DictConfig) -> list[RunResult]:
     return [run_plan(plan, name, params) for name, params in plan.policies]
 
 
-def run_config(cfg: DictConfig, run_dir: Path, progress: bool = False) -> list[RunResult]:
+def run_config(
+    cfg: DictConfig, run_dir: Path, progress: bool = False, overwrite: bool | None = None
+) -> list[RunResult]:
     """Run what ``cfg`` describes and save config, trace, tables and summaries in ``run_dir``.
 
     With one scheduler the tables go straight into ``run_dir``; with several (the comparison)
     each policy gets a subfolder and ``comparison.csv`` + ``comparison.png`` sum them up.
+    The run holds ``run_dir`` exclusively (``ptsim.runfolder.claim``): a folder in use or
+    holding a complete run is refused (``overwrite``, default ``cfg.overwrite``: reuse it); bad
+    input fails before the folder is touched; a ``COMPLETE`` marker, written last, lists the
+    outputs (each policy's subfolder gets its own); a run that fails midway is marked
+    ``FAILED`` or ``INTERRUPTED``.
     """
     plan = plan_config(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=True))
-    write_trace(plan.jobs, run_dir / "trace.csv")  # atomic itself
-    results = []
-    for name, params in plan.policies:
-        res = run_plan(plan, name, params, progress)
-        target = run_dir if len(plan.policies) == 1 else run_dir / name
-        results.append(save_result(res, target))
-    if len(plan.policies) > 1:
-        table = comparison_table(results)
-        write_csv(table, run_dir / "comparison.csv")
-        from ptsim.plots import plot_comparison
+    if overwrite is None:
+        overwrite = bool(cfg.get("overwrite", False))
+    many = len(plan.policies) > 1
+    kind = "ptsim comparison" if many else "ptsim run"
+    with claim(run_dir, kind, overwrite=overwrite, hint="overwrite=true") as folder:
+        folder.start()
+        atomic_write(run_dir / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=True))
+        write_trace(plan.jobs, run_dir / "trace.csv")  # atomic itself
+        outputs = ["config.yaml", "trace.csv"]
+        results = []
+        for name, params in plan.policies:
+            res = run_plan(plan, name, params, progress)
+            target = run_dir / name if many else run_dir
+            results.append(save_result(res, target))
+            tables = ["jobs.csv", "timeseries.csv", "summary.json"]
+            if many:
+                mark_complete(target, "ptsim run", tables)
+                outputs.append(name)
+            else:
+                outputs += tables
+        if many:
+            table = comparison_table(results)
+            write_csv(table, run_dir / "comparison.csv")
+            from ptsim.plots import plot_comparison
 
-        plot_comparison(run_dir / "comparison.csv", run_dir / "comparison.png")
+            plot_comparison(run_dir / "comparison.csv", run_dir / "comparison.png")
+            outputs += ["comparison.csv", "comparison.png"]
+        folder.complete(outputs)
     return results
 
 

@@ -16,9 +16,16 @@ from typing import Any
 
 import simpy
 
+from ptsim.core.estimator import EstimatorSettings
 from ptsim.core.policy import Policy
 from ptsim.core.profiles import ProfileSet
-from ptsim.core.state import ClusterState, IterationsFn, SeriesRecorder
+from ptsim.core.state import (
+    ClusterState,
+    IterationsFn,
+    PriorFn,
+    ReadingsFn,
+    SeriesRecorder,
+)
 from ptsim.core.types import (
     Action,
     InvalidRequest,
@@ -33,8 +40,11 @@ class Simulation:
     """One run of ``jobs`` under ``policy`` on ``num_nodes`` x ``gpus_per_node`` GPUs.
 
     ``iterations`` gives a job's realised iterations from its initial prompt (default: the
-    trace's); ``on_job_done`` is called with each finished job (the bank's online growth);
-    ``on_progress`` with 1 per finished job (a progress bar).
+    trace's); ``prior`` what the policies may know of them (the estimator's prior; default:
+    known exactly), ``estimator`` the estimator's settings and ``readings`` simulated accuracy
+    readings; ``on_job_done`` is called with
+    each finished job (the bank's online growth); ``on_progress`` with 1 per finished job (a
+    progress bar).
     """
 
     def __init__(
@@ -50,13 +60,22 @@ class Simulation:
         horizon_s: float | None = None,
         series_interval_s: float = 0.0,
         on_progress: Callable[[int], Any] | None = None,
+        prior: PriorFn | None = None,
+        estimator: EstimatorSettings | None = None,
+        readings: ReadingsFn | None = None,
     ) -> None:
         if not jobs:
             raise ValueError("the trace has no jobs")
         self.jobs = sorted(jobs, key=lambda j: (j.arrival, j.job_id))
         self.policy = policy
         self.profiles = profiles
-        kw = {} if iterations is None else {"iterations": iterations}
+        kw: dict[str, Any] = {} if iterations is None else {"iterations": iterations}
+        if prior is not None:
+            kw["prior"] = prior
+        if estimator is not None:
+            kw["estimator"] = estimator
+        if readings is not None:
+            kw["readings"] = readings
         self.state = ClusterState(num_nodes, gpus_per_node, profiles, **kw)
         for spec in self.jobs:
             profiles.model(spec.model)  # fail before running on an unknown model

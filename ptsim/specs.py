@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ptsim.bank_seed import read_store_history
+from ptsim.convergence_io import FITTED, load_convergence
 from ptsim.core.bank import BankConfig, PromptBankIndex
-from ptsim.core.bank_sim import DEFAULT_SCORE_SIGMA, SimPromptBank
-from ptsim.core.convergence import ConvergenceModel
+from ptsim.core.bank_sim import SimPromptBank
 from ptsim.core.profiles import ProfileSet, UnknownName
 from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR
 from ptsim.trace import WorkloadSpec
@@ -45,9 +45,12 @@ class BankSpec:
     store: str | None = None
     model_map: Mapping[str, str] | None = None
     task_map: Mapping[str, str] | None = None
-    score_sigma: float = DEFAULT_SCORE_SIGMA
+    score_sigma: float | None = None  # None: the convergence model's
     feature_dim: int = 16
     feature_noise: float = 0.1
+    convergence: str = FITTED
+    against_default: bool | None = None  # None: the convergence model's rule
+    evals_per_job: int | None = None  # simulated accuracy readings; None: the model's
 
     def __post_init__(self) -> None:
         if self.seeding not in ("empty", "synthetic", "store"):
@@ -59,16 +62,22 @@ class BankSpec:
 
     def build(self, profiles: ProfileSet, models: Sequence[str], seed: int) -> SimPromptBank:
         """A fresh bank (each run gets its own: online growth mutates it)."""
-        convergence = ConvergenceModel.default()
+        setup = load_convergence(self.convergence)
+        convergence = setup.model
         bank = SimPromptBank(
             PromptBankIndex(self.index),
             convergence,
             {m: profiles.eval_time(m) for m in profiles.models},
             seed,
-            score_sigma=self.score_sigma,
+            score_sigma=setup.score_sigma if self.score_sigma is None else self.score_sigma,
             feature_dim=self.feature_dim,
             feature_noise=self.feature_noise,
             online=self.index.online,
+            against_default=setup.against_default
+            if self.against_default is None
+            else self.against_default,
+            estimator=setup.estimator,
+            evals_per_job=setup.evals_per_job if self.evals_per_job is None else self.evals_per_job,
         )
         if self.seeding == "synthetic" and self.entries:
             bank.seed_synthetic(sorted(set(models)), self.entries)
@@ -85,9 +94,13 @@ class BankSpec:
         return bank
 
 
-SIM_ONLY_BANK_KEYS = frozenset(f.name for f in fields(BankSpec)) - {"index"}
+SHARED_BANK_KEYS = frozenset({"against_default"})
+"""Keys of the ``bank`` config group outside the index that both drivers read: whether a
+stored prompt must out-score the default prompt."""
+
+SIM_ONLY_BANK_KEYS = frozenset(f.name for f in fields(BankSpec)) - {"index"} - SHARED_BANK_KEYS
 """Keys of the ``bank`` config group that only the simulation reads (seeding, entries, the
-modelled scorer, name maps); the executor ignores them."""
+modelled scorer, name maps, the convergence model); the executor ignores them."""
 
 BANK_INDEX_KEYS = frozenset(f.name for f in fields(BankConfig)) - {"seed"}
 """Keys of the ``bank`` config group that are the core index's knobs (both drivers read them)."""
@@ -104,12 +117,13 @@ def cluster_from(cfg: Mapping[str, Any]) -> ClusterSpec:
 
 def bank_from(cfg: Mapping[str, Any]) -> BankSpec:
     """The bank spec from the ``bank`` config group; unknown keys list the known ones."""
-    unknown = sorted(set(cfg) - BANK_INDEX_KEYS - SIM_ONLY_BANK_KEYS)
+    spec_keys = SIM_ONLY_BANK_KEYS | SHARED_BANK_KEYS
+    unknown = sorted(set(cfg) - BANK_INDEX_KEYS - spec_keys)
     if unknown:
-        known = sorted(BANK_INDEX_KEYS | SIM_ONLY_BANK_KEYS)
+        known = sorted(BANK_INDEX_KEYS | spec_keys)
         raise UnknownName("bank config key", unknown[0], known)
     index = BankConfig(**{k: v for k, v in cfg.items() if k in BANK_INDEX_KEYS})
-    return BankSpec(index, **{k: v for k, v in cfg.items() if k in SIM_ONLY_BANK_KEYS})
+    return BankSpec(index, **{k: v for k, v in cfg.items() if k in spec_keys})
 
 
 def workload_from(cfg: Mapping[str, Any]) -> WorkloadSpec:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from ptsim.app import check_overrides
 from ptsim.paths import conf_root
 from ptsim.run import COMPARISON_COLUMNS, run_config
+from ptsim.schema import ConfigError
 from ptsim.trace import load_trace
 
 SMALL = ["workload=short", "workload.duration_s=300", "progress=false"]  # enough jobs in 5 min
@@ -62,6 +63,10 @@ def test_comparison_runs_every_registered_policy(tmp_path: Path) -> None:
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
     for name in POLICIES.names():
         assert (tmp_path / name / "summary.json").is_file()
+        assert (tmp_path / name / "COMPLETE").is_file()
+    marker = json.loads((tmp_path / "COMPLETE").read_text())
+    assert marker["kind"] == "ptsim comparison"
+    assert {"comparison.csv", "comparison.png", *POLICIES.names()} <= set(marker["outputs"])
 
 
 def test_same_config_and_seed_give_identical_tables(tmp_path: Path) -> None:
@@ -92,7 +97,7 @@ def test_replaying_a_trace_file(tmp_path: Path) -> None:
 
 
 def test_unknown_names_fail_listing_what_exists(tmp_path: Path) -> None:
-    with pytest.raises(KeyError, match=r"unknown edf policy option 'keepalive'; known: backfill"):
+    with pytest.raises(ConfigError, match=r"key 'scheduler.keepalive'; keys under scheduler: back"):
         run_config(cfg("scheduler=edf", "+scheduler.keepalive=3"), tmp_path)
     bad = ["workload.models=[gpt2-base,gpt5]", "workload.model_weights=[1,1]"]
     with pytest.raises(KeyError, match=r"unknown model 'gpt5'; known: gpt2-base"):
@@ -136,6 +141,70 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     )
     assert out.returncode == 2 and "no such file" in out.stderr
     assert not (tmp_path / "r" / "summary.json").exists()
+
+
+def test_a_run_folder_holds_one_run(tmp_path: Path) -> None:
+    from ptsim.runfolder import COMPLETE, RunFolderError, read_marker
+
+    run_config(cfg("scheduler=edf"), tmp_path / "r")
+    marker = read_marker(tmp_path / "r")
+    assert marker is not None and marker["status"] == COMPLETE
+    assert "jobs.csv" in marker["outputs"] and "summary.json" in marker["outputs"]
+    before = (tmp_path / "r" / "jobs.csv").read_bytes()
+    with pytest.raises(RunFolderError, match="already holds a complete ptsim run"):
+        run_config(cfg("scheduler=fifo", "seed=4"), tmp_path / "r")
+    assert (tmp_path / "r" / "jobs.csv").read_bytes() == before  # nothing mixed in
+    (res,) = run_config(cfg("scheduler=fifo", "seed=4", "overwrite=true"), tmp_path / "r")
+    assert res.summary["policy"] == "fifo"
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["policy"] == "fifo"
+
+
+def test_a_comparison_is_complete_only_when_every_policy_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ptsim.run
+    from ptsim.runfolder import FAILED, read_marker
+
+    real = ptsim.run.run_plan
+    calls: list[str] = []
+
+    def third_fails(plan: object, name: str, params: object, progress: bool = False) -> object:
+        calls.append(name)
+        if len(calls) == 3:
+            raise RuntimeError("out of memory")
+        return real(plan, name, params, progress)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ptsim.run, "run_plan", third_fails)
+    with pytest.raises(RuntimeError):
+        run_config(cfg(), tmp_path)
+    marker = read_marker(tmp_path)
+    assert marker is not None and marker["status"] == FAILED
+    assert marker["error"] == "out of memory"
+    assert not (tmp_path / "comparison.csv").exists()
+    done = sorted(p.parent.name for p in tmp_path.glob("*/COMPLETE"))
+    assert done == calls[:2]
+
+
+def test_an_interrupted_run_is_marked_and_reusable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ptsim.run
+    from ptsim.runfolder import COMPLETE, INTERRUPTED, read_marker
+
+    real = ptsim.run.run_plan
+
+    def interrupted(*_a: object, **_k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ptsim.run, "run_plan", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_config(cfg("scheduler=edf"), tmp_path / "r")
+    assert read_marker(tmp_path / "r")["status"] == INTERRUPTED  # type: ignore[index]
+    assert not (tmp_path / "r" / "summary.json").exists()
+    monkeypatch.setattr(ptsim.run, "run_plan", real)
+    run_config(cfg("scheduler=edf"), tmp_path / "r")  # an unfinished folder may be rerun
+    assert read_marker(tmp_path / "r")["status"] == COMPLETE  # type: ignore[index]
+    assert not (tmp_path / "r" / INTERRUPTED).exists()
 
 
 def test_end_of_run_line_says_when_the_horizon_was_hit() -> None:

@@ -288,6 +288,18 @@ def test_online_index_reclusters_after_rebuild_every() -> None:
     assert len(idx.clusters("m")) == math.ceil(math.sqrt(70))
 
 
+def test_large_online_index_reclusters_after_growing_by_a_fraction() -> None:
+    cfg = BankConfig(rebuild_every=10, rebuild_growth=0.5)
+    idx = PromptBankIndex(cfg, planted([20, 20]))
+    assert len(idx.clusters("m")) == math.ceil(math.sqrt(40))
+    idx.extend(planted([0, 0, 19], seed=1))  # 19 >= rebuild_every, < 0.5 x 40
+    assert len(idx.clusters("m")) == math.ceil(math.sqrt(40))
+    idx.extend(planted([0, 0, 0, 1], seed=2))  # 20 = 0.5 x 40
+    assert len(idx.clusters("m")) == math.ceil(math.sqrt(60))
+    with pytest.raises(ValueError, match="rebuild_growth"):
+        BankConfig(rebuild_growth=-1.0)
+
+
 def test_sampled_build_covers_every_entry_and_recovers_clusters() -> None:
     entries = planted([60] * 5)
     idx = PromptBankIndex(BankConfig(k=5, sample_limit=40), entries)

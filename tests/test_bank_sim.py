@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ptsim.core.bank import BankConfig
+from ptsim.core.bank import BankConfig, PromptBankIndex
+from ptsim.core.bank_sim import SimPromptBank
+from ptsim.core.convergence import ConvergenceModel, SavingCurve, TaskSpace
 from ptsim.core.policies.simple import Edf, SimpleConfig
 from ptsim.core.policy import PolicyContext
-from ptsim.core.types import Decision, Snapshot
+from ptsim.core.types import Decision, JobSpec, Snapshot
 from ptsim.metrics import jobs_table, summarize
 from ptsim.simulator import Simulation
 from ptsim.specs import BankSpec, bank_from
@@ -53,7 +55,9 @@ def _run(spec: BankSpec, seed: int = 0):  # type: ignore[no-untyped-def]
 
 
 def test_lookup_cost_is_charged_and_the_bank_saves_iterations() -> None:
-    _, table, s, _ = _run(BankSpec(BankConfig(layout="two_layer"), entries=60))
+    _, table, s, _ = _run(
+        BankSpec(BankConfig(layout="two_layer"), entries=60, convergence="assumed")
+    )
     assert (table.bank_layout == "two_layer").all()
     assert (table.bank_assessments > 0).all()
     assert table.bank_lookup_s.tolist() == pytest.approx((table.bank_assessments * 0.25).tolist())
@@ -66,8 +70,11 @@ def test_lookup_cost_is_charged_and_the_bank_saves_iterations() -> None:
 
 
 def test_layout_none_and_an_empty_bank_start_from_the_default_prompt() -> None:
-    frozen_empty = BankSpec(BankConfig(online=False), seeding="empty")
-    for spec in (BankSpec(BankConfig(layout="none"), entries=60), frozen_empty):
+    frozen_empty = BankSpec(BankConfig(online=False), seeding="empty", convergence="assumed")
+    for spec in (
+        BankSpec(BankConfig(layout="none"), entries=60, convergence="assumed"),
+        frozen_empty,
+    ):
         _, table, s, _ = _run(spec)
         assert (table.bank_assessments == 0).all()
         assert (table.iterations_needed == table.iterations_base).all()
@@ -81,8 +88,12 @@ def test_an_empty_bank_fills_from_finished_jobs() -> None:
 
 
 def test_flat_scores_every_entry() -> None:
-    _, table, _, _ = _run(BankSpec(BankConfig(layout="flat", online=False), entries=60))
+    spec = BankSpec(BankConfig(layout="flat", online=False), entries=60, convergence="assumed")
+    _, table, _, _ = _run(spec)
     assert (table.bank_assessments == 60).all()
+    # with the fitted model, the default prompt is assessed too
+    _, table, _, _ = _run(BankSpec(BankConfig(layout="flat", online=False), entries=60))
+    assert (table.bank_assessments == 61).all()
 
 
 def test_online_growth_adds_each_finished_job_and_runs_are_deterministic() -> None:
@@ -121,6 +132,7 @@ def test_bank_seeded_from_a_ptexec_store_with_name_maps(tmp_path: Path) -> None:
             "task_map": {"A": "imdb", "B": "mnli"},
             "online": False,
             "layout": "flat",
+            "convergence": "assumed",
         }
     )
     _, table, _, bank = _run(spec)
@@ -165,3 +177,25 @@ def test_one_store_reader_checks_the_format_for_both_drivers(tmp_path: Path) -> 
     meta_file.write_text("{not json")
     with pytest.raises(StoreError, match=r"e2/ptexec.json: unreadable"):
         read_meta(meta_file)
+
+
+def test_a_prompt_worse_than_the_default_is_not_used() -> None:
+    """Only prompts of another family are stored and they cost iterations (negative transfer):
+    comparing each lookup's best with an assessment of the default prompt keeps the default."""
+    model = ConvergenceModel(TaskSpace.default(), SavingCurve(s_neg=-0.3, noise_sigma=0.0))
+    others = [(f"e{i}", "m", t) for i, t in enumerate(("mnli", "qnli", "boolq", "agnews"))]
+    chosen = {}
+    for compare in (False, True):
+        bank = SimPromptBank(
+            PromptBankIndex(BankConfig(layout="flat", online=False)),
+            model,
+            {"m": 0.25},
+            seed=0,
+            score_sigma=0.05,
+            against_default=compare,
+        )
+        bank.seed_history(others)
+        specs = [JobSpec(f"j{i}", 0.0, "m", "sst2", 100.0, 8, 100) for i in range(40)]
+        chosen[compare] = [bank.choose(s) for s in specs]
+    assert all(c.source is not None for c in chosen[False])
+    assert all(c.source is None and c.assessments == 5 for c in chosen[True])

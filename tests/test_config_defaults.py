@@ -16,7 +16,13 @@ from ptsim.core.bank import BankConfig
 from ptsim.core.policy import POLICIES
 from ptsim.core.profiles import Mechanics
 from ptsim.paths import conf_root
-from ptsim.specs import BANK_INDEX_KEYS, SIM_ONLY_BANK_KEYS, BankSpec, ClusterSpec
+from ptsim.specs import (
+    BANK_INDEX_KEYS,
+    SHARED_BANK_KEYS,
+    SIM_ONLY_BANK_KEYS,
+    BankSpec,
+    ClusterSpec,
+)
 from ptsim.trace import WorkloadSpec
 
 CONF = conf_root()
@@ -74,7 +80,8 @@ def test_every_registered_policy_has_a_scheduler_config() -> None:
 
 def test_bank_config_matches_the_index_and_bank_spec_defaults() -> None:
     index = {k: v for k, v in _defaults(BankConfig).items() if k in BANK_INDEX_KEYS}
-    spec = {k: v for k, v in _defaults(BankSpec).items() if k in SIM_ONLY_BANK_KEYS}
+    spec_keys = SIM_ONLY_BANK_KEYS | SHARED_BANK_KEYS
+    spec = {k: v for k, v in _defaults(BankSpec).items() if k in spec_keys}
     assert _check("bank/default.yaml", _yaml(CONF / "bank" / "default.yaml"), index | spec) == []
 
 
@@ -109,6 +116,7 @@ def test_executor_config_matches_its_dataclasses() -> None:
     settings = _defaults(ExecSettings)
     settings["profile_dir"] = settings.pop("profile")  # the config names the directory
     del settings["mechanics"]  # a mapping of overrides: checked below
+    del settings["faults"]  # a group of its own: checked below
     bad += _check("executor/run.yaml", {k: run[k] for k in settings if k in run}, settings)
     bad += [f"executor/run.yaml: no key {k!r}" for k in sorted(set(settings) - set(run))]
     # mechanics: every Mechanics field, null (= the profile's value or Mechanics' default)
@@ -129,6 +137,9 @@ def test_executor_config_matches_its_dataclasses() -> None:
     values = dict(run["bank"])
     assert values.pop("store") is None  # null = <run dir>/bank
     bad += _check("executor bank", values, own)
+    from ptexec.faults import FaultPlan
+
+    bad += _check("executor faults", run["faults"], _defaults(FaultPlan))
     assert bad == []
 
 

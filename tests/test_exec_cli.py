@@ -91,9 +91,12 @@ def test_run_with_a_job_file_end_to_end(
     assert (out / "prompts" / "x1" / "adapter_config.json").is_file()
     assert [j.job_id for j in load_jobs(out / "jobs.jsonl")] == ["x1", "x2"]  # reads back
     assert (out / "curves" / "x2.csv").is_file()
-    # the run refuses to overwrite a finished run
+    marker = json.loads((out / "COMPLETE").read_text())
+    assert marker["kind"] == "ptexec run" and "summary.json" in marker["outputs"]
+    # the run refuses to overwrite a finished run, in one line
     assert main([*args, "--quiet"]) == 2
-    assert "already holds a run" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already holds a complete ptexec run" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize(
@@ -203,3 +206,17 @@ def test_trace_with_task_map(tmp_path: Path) -> None:
     assert t1.tuning.target_accuracy == 0.85 and t1.tuning.max_steps == 200
     with pytest.raises(JobFileError, match="no entry for trace task"):
         load_trace_jobs(trace, {"models": {"*": "tiny-gpt2"}, "tasks": {"sst2": "synthetic:S"}})
+
+
+def test_a_job_that_misses_its_target_misses_its_slo() -> None:
+    import pandas as pd
+
+    from ptexec.run import slo_met
+
+    table = pd.DataFrame(
+        {
+            "met_deadline": [True, True, False, False],
+            "reached_target": [True, False, True, None],
+        }
+    )
+    assert list(slo_met(table)) == [True, False, False, False]

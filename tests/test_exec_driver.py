@@ -23,7 +23,13 @@ from ptexec.jobs import ExecJob, TaskCatalog  # noqa: E402
 from ptexec.models import load_model  # noqa: E402
 from ptexec.profile import QUICK, load_exec_profiles, profile_models  # noqa: E402
 from ptexec.prompt_bank import ExecBankConfig  # noqa: E402
-from ptexec.run import EXEC_JOB_COLUMNS, ExecSettings, run_jobs, save_exec_result  # noqa: E402
+from ptexec.run import (  # noqa: E402
+    EXEC_JOB_COLUMNS,
+    EXEC_SUMMARY_KEYS,
+    ExecSettings,
+    run_jobs,
+    save_exec_result,
+)
 from ptexec.train import TuningConfig, TuningJob  # noqa: E402
 from ptexec.validate import simulate_like  # noqa: E402
 from ptexec.workers import WorkerPool  # noqa: E402
@@ -110,9 +116,11 @@ def test_jobs_reach_target_with_ptsims_tables(
     assert (t.iterations_done == t.steps).all()
     assert res.summary["invalid_requests"] == 0 and not res.summary["horizon_hit"]
     outcome.state.check_invariants()
-    # the same summary keys and series columns as ptsim's run of the same jobs
+    # the same summary keys (plus the executor's fault counts) and series columns as ptsim's
+    # run of the same jobs
     sim = simulate_like(outcome, policy, {}, profiles, 2, 4.10)
-    assert set(res.summary) == set(sim.summary)
+    assert set(res.summary) == set(sim.summary) | set(EXEC_SUMMARY_KEYS)
+    assert res.summary["faults_injected"] == 0 and res.summary["steps_lost"] == 0
     assert list(res.series.columns) == list(SERIES_COLUMNS) == list(sim.series.columns)
     s = res.series
     assert ((s.free + s.loading + s.warm + s.busy) == 2).all()
@@ -256,4 +264,88 @@ def test_dead_worker_costs_at_most_checkpoint_every_steps(
     assert row.status == "done" and row.steps == 30
     assert row.restarts == 1 and 0 < row.steps_lost <= 5
     assert [c[0] for c in outcome.runs["d"].curve] == list(range(1, 31))
+    outcome.state.check_invariants()
+
+
+class _Both:
+    """A test policy: the job on workers 0 and 1 whenever it has none."""
+
+    name = "both"
+
+    def decide(self, snap: Snapshot) -> Decision:
+        for j in snap.jobs:
+            if not j.gpus:
+                return Decision(allocations={j.job_id: (0, 1)})
+        return Decision()
+
+
+def test_killing_workers_that_hold_a_job_loses_at_most_a_checkpoint_interval(
+    pool: WorkerPool, profiles: ProfileSet, tmp_path: Path
+) -> None:
+    # issue 12: the workers are killed and NOT joined, so the driver sees the broken pipe
+    # before the OS reports the exit (this race aborted the run); rank 1, then rank 0
+    cfg = TuningConfig(
+        batch_size=32, max_steps=30, target_accuracy=None, target_loss=0.0, checkpoint_every=5
+    )
+    kills = {7: 1, 18: 0}  # at step: kill the worker of this rank (rank 0 may be the only one)
+    killed: list[tuple[int, int]] = []
+
+    def kill(jid: str, step: int, ex: Executor) -> None:
+        rank = kills.get(step)
+        if rank is not None and step not in {s for s, _ in killed}:
+            w = ex.runs[jid].workers[rank]
+            killed.append((step, w))
+            os.kill(ex.pool[w].proc.pid, signal.SIGKILL)
+
+    spec = JobSpec("k", 0.0, "tiny-gpt2", "synthetic:A", 600.0, 32, cfg.max_steps, 2, 2, 2)
+    res, outcome = run_jobs(
+        [ExecJob(spec, "tiny-gpt2", None, "synthetic:A", cfg)],
+        lambda ctx: _Both(),
+        tmp_path,
+        pool=pool,
+        profiles=profiles,
+        on_step=kill,
+    )
+    row = res.jobs.iloc[0]
+    assert len(killed) == 2
+    assert [g for _, g in outcome.worker_deaths] == [g for _, g in killed]
+    assert row.status == "done" and row.steps == 30
+    assert row.restarts == 2 and 0 < row.steps_lost <= 2 * 5
+    run = outcome.runs["k"]
+    assert [c[0] for c in run.curve] == list(range(1, 31))  # every step kept once
+    # on both workers, then (start_partial) on the one that is up while the other restarts
+    assert run.curve[0][2] == 2 and {c[2] for c in run.curve} <= {1, 2}
+    assert res.summary["invalid_requests"] == 0
+    outcome.state.check_invariants()
+    assert all(w.alive() for w in pool.workers)  # both restarted
+
+
+def test_ten_injected_faults_every_job_completes(
+    pool: WorkerPool, profiles: ProfileSet, tmp_path: Path
+) -> None:
+    """issue 12: ten workers killed at random (seeded) times while they hold jobs; every job
+    completes, each kill costs at most one checkpoint interval of one job's steps, and the
+    summary counts the faults and the steps lost."""
+    from ptexec.faults import FaultPlan
+
+    cfg = TuningConfig(
+        batch_size=32, max_steps=300, target_accuracy=None, target_loss=0.0, checkpoint_every=5
+    )
+    jobs = [job(f"f{i}", 0.0, "synthetic:A", cfg) for i in range(3)]
+    st = ExecSettings(faults=FaultPlan(kills=10, mean_interval_s=0.3, start_s=0.2), seed=3)
+    res, outcome = run_jobs(jobs, "edf", tmp_path, st, pool=pool, profiles=profiles)
+    assert len(outcome.faults) == 10
+    assert all(j is not None for _, _, j in outcome.faults)  # each kill hit a worker at work
+    assert {g for _, g in outcome.worker_deaths} >= {g for _, g, _ in outcome.faults}
+    t = res.jobs.set_index("job_id")
+    assert (t.status == "done").all() and (t.steps == 300).all()
+    # a kill costs at most one checkpoint interval of one job (a job on two workers loses
+    # its steps once per kill)
+    assert int(t.steps_lost.sum()) <= 5 * len(outcome.worker_deaths)
+    assert (t.steps_lost <= 5 * t.restarts).all()
+    s = res.summary
+    assert s["faults_injected"] == 10 and s["steps_lost"] == int(t.steps_lost.sum())
+    assert s["worker_deaths"] == len(outcome.worker_deaths)
+    for jid in t.index:  # every step kept once in the curve
+        assert [c[0] for c in outcome.runs[jid].curve] == list(range(1, 301))
     outcome.state.check_invariants()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,14 @@ pytest.importorskip("peft")
 from ptexec.models import load_model  # noqa: E402
 from ptexec.tasks import TaskFamily  # noqa: E402
 from ptexec.train import TuningConfig, TuningJob  # noqa: E402
-from ptexec.workers import JobSetup, WorkerError, WorkerPool, state_from_bytes  # noqa: E402
+from ptexec.workers import (  # noqa: E402
+    JobSetup,
+    Pending,
+    WorkerDied,
+    WorkerError,
+    WorkerPool,
+    state_from_bytes,
+)
 
 pytestmark = pytest.mark.exec
 torch.set_num_threads(1)
@@ -76,3 +84,23 @@ def test_pool_keeps_model_warm_and_trains_data_parallel(pool: WorkerPool, tmp_pa
     pool[1].detach()
     pool[1].release()
     assert pool.info()[1].model is None
+
+
+def test_killed_worker_is_dead_at_once_and_its_old_replies_fail_cleanly(pool: WorkerPool) -> None:
+    # the race of issue 12: a worker's pipe breaks before the OS reports its exit, and a job
+    # may still hold a request to the old process after the worker was restarted
+    old = pool[1]
+    os.kill(old.proc.pid, signal.SIGKILL)  # no join: the driver does not wait for the OS
+    with pytest.raises(WorkerDied) as died:
+        old.call("info", timeout=60)
+    assert died.value.worker is old and died.value.wid == 1
+    assert not old.alive()  # the broken pipe is death, whatever the process table says yet
+    unanswered = Pending(old, 10**6, "grad")  # a job's request the old process never answered
+    boot = pool.respawn(1)
+    with pytest.raises(WorkerDied):
+        unanswered.ready()  # on a closed handle: WorkerDied, never OSError
+    with pytest.raises(WorkerDied):
+        old.request("info")
+    pool[1].boot_s = float(boot.result(120))
+    assert pool[1] is not old and pool[1].alive()
+    assert pool[1].info().wid == 1

@@ -249,3 +249,73 @@ def test_invariants_under_random_traces(case: tuple) -> None:  # type: ignore[ty
             jobs, "prompttuner", params, profiles, nodes=nodes, gpus_per_node=per_node, bank=bank
         )
         check_run(out)
+
+
+def _overrunning(prior_sigma: float) -> tuple[object, object]:
+    """One job whose median is 1000 iterations but which needs 2000 (1 it/s per GPU), due
+    1500 s after it arrives: on one GPU it makes its deadline only if it is grown in time."""
+    from ptsim.core.estimator import IterPrior
+    from ptsim.core.policy import POLICIES, PolicyContext
+    from ptsim.simulator import Simulation
+    from tests._util import linear_profiles
+
+    profiles = linear_profiles(("a",))
+    job = spec("j", 0.0, 1000, 1500.0)
+    pol = POLICIES.build("prompttuner", PolicyContext(profiles, None), {"warm_pool": False})
+    sim = Simulation(
+        [job],
+        pol,
+        profiles,
+        num_nodes=1,
+        gpus_per_node=4,
+        iterations=lambda s, i: 2000.0,
+        prior=lambda s, i: IterPrior(float(s.iterations), prior_sigma),
+    )
+    out = sim.run()
+    return out, out.state.jobs["j"]
+
+
+def test_a_job_that_falls_behind_its_estimate_is_grown() -> None:
+    """With an exactly known (but wrong) count the job is never seen to fall behind: its
+    estimate says it is done, so it is never grown and misses. With the estimator's
+    uncertainty it looks longer the further it overruns, falls behind, and is grown."""
+    _, exact = _overrunning(0.0)
+    _, est = _overrunning(0.3)
+    assert exact.rescales == 0 and exact.finish > 1500.0
+    assert est.rescales >= 1 and est.finish <= 1500.0
+
+
+def test_a_job_whose_accuracy_runs_ahead_is_shrunk() -> None:
+    """A job expected to need 2000 iterations starts on 4 GPUs (sub-linear scaling) to make a
+    tight deadline; its accuracy readings say it will need about 600, so it is well ahead and
+    gives GPUs back. Without readings it keeps all four."""
+    from ptsim.core.estimator import EstimatorSettings, IterPrior
+    from ptsim.core.policy import POLICIES, PolicyContext
+    from ptsim.simulator import Simulation
+
+    def run(readings: object) -> object:
+        profiles = curve_profiles({"a": [1.0, 1.8, 2.4, 2.8]})
+        pol = POLICIES.build(
+            "prompttuner", PolicyContext(profiles, None), {"warm_pool": False, "replan_s": 5.0}
+        )
+        sim = Simulation(
+            [spec("j", 0.0, 2000, 800.0)],
+            pol,
+            profiles,
+            num_nodes=1,
+            gpus_per_node=4,
+            iterations=lambda s, i: 600.0,
+            prior=lambda s, i: IterPrior(float(s.iterations), 0.3),
+            estimator=EstimatorSettings(curve_power=1.0, obs_sigma=0.1),
+            readings=readings,  # type: ignore[arg-type]
+        )
+        return sim.run().state.jobs["j"]
+
+    def reads(s: object, total: float, done: float) -> tuple[float, float] | None:
+        at = 50.0 * (done // 50.0)
+        return (at / total, at) if 0 < at < total else None
+
+    plain = run(None)
+    read = run(reads)
+    assert plain.rescales == 0
+    assert read.rescales >= 1 and read.gpu_seconds < plain.gpu_seconds

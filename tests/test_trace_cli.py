@@ -128,3 +128,28 @@ def test_shape_from_trace(tmp_path: Path) -> None:
     out = tmp_path / "s.csv"
     assert cli.main(["shape", str(out), "--from-trace", str(p)]) == 0
     np.testing.assert_allclose(read_shape(out), np.array([2, 1, 0, 1]) / 1.0)
+
+
+def test_validate_checks_models_tasks_and_cluster_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    header = (
+        "job_id,arrival_s,model,task,deadline_s,batch_size,iterations,num_gpus,min_gpus,max_gpus"
+    )
+    p = tmp_path / "t.csv"
+    p.write_text(f"{header}\nj1,0,gpt2-base,sst2,100,16,10,4,1,8\n")
+    assert cli.main(["validate", str(p)]) == 0
+    assert cli.main(["validate", str(p), "--gpus", "2"]) == 2
+    assert (
+        "row 1, column num_gpus: the job asks for 4 GPUs; the cluster has 2"
+        in capsys.readouterr().err
+    )
+    assert cli.main(["validate", str(p), "--gpus", "4"]) == 0
+    assert "warning max-gpus-above-cluster" in capsys.readouterr().err
+    p.write_text(f"{header}\nj1,0,gpt2-base,nope,100,16,10,1,1,8\n")
+    assert cli.main(["validate", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "row 1, column task: unknown task 'nope'; known: agnews" in err
+    p.write_text(f"{header}\nj1,0,gpt5,sst2,100,16,10,1,1,8\n")
+    assert cli.main(["validate", str(p)]) == 2
+    assert "row 1, column model: unknown model 'gpt5'" in capsys.readouterr().err

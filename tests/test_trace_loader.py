@@ -14,7 +14,7 @@ HEADER = "job_id,arrival_s,model,task,deadline_s,batch_size,iterations,num_gpus,
 ROWS = (
     "j2,12.0,gpt2-base,sst2,40.5,16,300,1,1,8",
     "j1,0.5,gpt2-large,imdb,100.0,32,1200,2,1,8",
-    "j3,12.0,vicuna-7b,rte,12.0,128,200,8,1,8",
+    "j3,12.0,vicuna-7b,rte,60.0,128,200,8,1,8",
 )
 COLS = HEADER.split(",")
 
@@ -36,7 +36,7 @@ def test_loads_and_sorts_by_arrival_then_id(tmp_path: Path) -> None:
     jobs = load_trace(write_csv(tmp_path))
     assert [j.job_id for j in jobs] == ["j1", "j2", "j3"]
     assert jobs[0] == JobSpec("j1", 0.5, "gpt2-large", "imdb", 100.0, 32, 1200, 2, 1, 8)
-    assert jobs[2] == JobSpec("j3", 12.0, "vicuna-7b", "rte", 12.0, 128, 200, 8, 1, 8)
+    assert jobs[2] == JobSpec("j3", 12.0, "vicuna-7b", "rte", 60.0, 128, 200, 8, 1, 8)
 
 
 def test_slo_column_gives_relative_deadline(tmp_path: Path) -> None:
@@ -152,7 +152,7 @@ def test_parquet_errors_name_row_and_column(tmp_path: Path) -> None:
 AWKWARD = [
     JobSpec("b,comma", 0.1 + 0.2, "gpt2-base", "sst2", 1 / 3 + 7, 16, 200, 1, 1, 8),
     JobSpec('a "quoted"', 0.1 + 0.2, "gpt2-large", "mnli", 123456789.123456789, 64, 1800, 4, 2, 8),
-    JobSpec("c", 5e-324, "vicuna-7b", "trec", 2.0**60 + 0.5, 128, 999, 8, 1, 16),
+    JobSpec("c", 5e-324, "vicuna-7b", "trec", 2.0**29 + 0.5, 128, 999, 8, 1, 16),
     JobSpec("d", 1e-7, "vicuna-7b", "copa", 0.30000000000000004, 16, 1, 1, 1, 1),
 ]
 
@@ -193,4 +193,61 @@ def test_write_refuses_bad_input(tmp_path: Path) -> None:
         write_trace(dup, tmp_path / "t.csv")
     with pytest.raises(TraceError, match="unknown extension"):
         write_trace(AWKWARD, tmp_path / "t.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "value", "what"),
+    [
+        (2, "deadline_s", "0.5", "0.5 equals arrival_s (no job can meet it)"),
+        (1, "iterations", "9223372036854775808", "out of range (integers must be below 2^63)"),
+        (1, "batch_size", "-9223372036854775809", "out of range (integers must be below 2^63)"),
+        (1, "iterations", "1000000000001", "1000000000001 is above the limit 1000000000000"),
+        (1, "arrival_s", "1e10", "10000000000.0 is above the limit 1e+09 s"),
+        (2, "deadline_s", "1e10", "deadline 10000000000.0 is above the limit 1e+09 s"),
+    ],
+)
+def test_out_of_range_and_unmeetable_rows(
+    tmp_path: Path, row: int, column: str, value: str, what: str
+) -> None:
+    p = write_csv(tmp_path, rows=with_cell(row, column, value))
+    with pytest.raises(TraceError) as e:
+        load_trace(p)
+    assert str(e.value).startswith(f"{p} row {row}, column {column}: ")
+    assert what in str(e.value)
+
+
+def test_zero_slo_is_refused(tmp_path: Path) -> None:
+    header = HEADER.replace("deadline_s", "slo_s")
+    p = write_csv(tmp_path, header=header, rows=with_cell(3, "deadline_s", "0"))
+    with pytest.raises(TraceError, match=r"row 3, column slo_s: 0.0 is not positive"):
+        load_trace(p)
+
+
+def test_unknown_task_and_cluster_fit(tmp_path: Path) -> None:
+    p = write_csv(tmp_path, rows=with_cell(2, "task", "sts-b"))
+    with pytest.raises(TraceError) as e:
+        load_trace(p, known_tasks=["imdb", "rte", "sst2"])
+    assert str(e.value) == f"{p} row 2, column task: unknown task 'sts-b'; known: imdb, rte, sst2"
+    p = write_csv(tmp_path)
+    with pytest.raises(TraceError) as e:
+        load_trace(p, num_gpus=4)
+    assert str(e.value) == f"{p} row 3, column num_gpus: the job asks for 8 GPUs; the cluster has 4"
+    warnings: list[object] = []
+    assert len(load_trace(p, num_gpus=8, warn=warnings.append)) == 3
+    assert warnings == []
+    load_trace(
+        write_csv(tmp_path, rows=with_cell(3, "max_gpus", "16")), num_gpus=8, warn=warnings.append
+    )
+    (w,) = warnings
+    assert str(w) == (
+        f"{p} row 3, column max_gpus: warning max-gpus-above-cluster: 16 is above the cluster's "
+        "8 GPUs; the job gets at most 8"
+    )
+
+
+def test_writer_refuses_what_the_loader_would(tmp_path: Path) -> None:
+    big = JobSpec("x", 0.0, "m", "t", 1.0, 16, 2**63, 1, 1, 8)
+    with pytest.raises(TraceError, match=r"row 1, column iterations: .* out of range"):
+        write_trace([big], tmp_path / "t.csv")
     assert list(tmp_path.iterdir()) == []

@@ -24,12 +24,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
-import kmedoids
 import numpy as np
 import numpy.typing as npt
-from scipy.spatial.distance import pdist, squareform
 
 from ptsim.core.profiles import UnknownName
 from ptsim.core.types import InitChoice
@@ -109,6 +107,12 @@ class BankConfig:
     - ``online``: re-cluster as entries are added; ``False`` freezes the clustering after its
       first build (new entries still join their nearest medoid's cluster).
     - ``rebuild_every``: re-cluster at the first lookup after this many additions.
+    - ``rebuild_growth``: ... or, once a model's bank is large, after it has grown by this
+      fraction since the last build, whichever is more (``max(rebuild_every, rebuild_growth x
+      N_built)``): rebuilds become geometric, so an online bank that grows by every finished
+      job re-clusters O(log N) times, not N / ``rebuild_every`` times. ``0`` = every
+      ``rebuild_every`` additions always. The default (0.5) changes nothing below
+      ``rebuild_every / rebuild_growth`` = 200 entries of a model.
     - ``sample_limit``: above this many entries (or 4K if larger), K-medoids runs on a seeded
       sample of that size and every entry joins its nearest medoid (keeps a build of 100k
       entries to about a second and its distance matrix to ~130 MB).
@@ -128,6 +132,7 @@ class BankConfig:
     top_k: int | None = None
     online: bool = True
     rebuild_every: int = 100
+    rebuild_growth: float = 0.5
     sample_limit: int = 4000
     max_iter: int = 100
     min_score: float | None = None
@@ -138,6 +143,8 @@ class BankConfig:
         check_layout(self.layout)
         if self.probe < 1 or self.rebuild_every < 1 or self.max_iter < 1:
             raise ValueError("bank probe, rebuild_every and max_iter must be >= 1")
+        if self.rebuild_growth < 0:
+            raise ValueError("bank rebuild_growth must be >= 0")
         if self.max_assessments is not None and self.max_assessments < 0:
             raise ValueError("bank max_assessments must be >= 0 (0: no cap)")
         if (self.k is not None and self.k < 1) or (self.top_k is not None and self.top_k < 1):
@@ -198,6 +205,11 @@ def kmedoids_cluster(
     if k >= n:
         idx = np.arange(n, dtype=np.intp)
         return idx, idx.copy()
+    # imported here: ``kmedoids`` pulls in scikit-learn (seconds), which a run without a
+    # clustered lookup never needs
+    import kmedoids
+    from scipy.spatial.distance import pdist, squareform
+
     diss = squareform(pdist(points))
     res = kmedoids.fasterpam(
         diss,
@@ -264,14 +276,16 @@ class PromptBankIndex:
 
     Entries are added with :meth:`add`; the clustering is built at the first clustered lookup
     and rebuilt (when ``config.online``) at the first lookup after ``config.rebuild_every``
-    additions. Between rebuilds a new entry joins its nearest medoid's cluster, so every lookup
-    sees every entry. Entry ids are unique across models.
+    additions (or ``config.rebuild_growth`` x its size at the last build, if more). Between
+    rebuilds a new entry joins its nearest medoid's cluster, so every lookup sees every entry.
+    Entry ids are unique across models.
     """
 
     def __init__(self, config: BankConfig | None = None, entries: Iterable[BankEntry] = ()) -> None:
         self.config = config if config is not None else BankConfig()
         self._models: dict[str, _ModelBank] = {}
         self._ids: set[str] = set()
+        self._batch_types: dict[type, bool] = {}
         for e in entries:
             self.add(e)
 
@@ -294,7 +308,12 @@ class PromptBankIndex:
         self._ids.add(entry.entry_id)
         cl = mb.clusters
         if cl is not None and self.config.online:
-            mb.stale = mb.stale or mb.n - cl.built_n >= self.config.rebuild_every
+            mb.stale = mb.stale or mb.n - cl.built_n >= self._rebuild_after(cl.built_n)
+
+    def _rebuild_after(self, built_n: int) -> int:
+        """Additions after which a clustering built on ``built_n`` entries is rebuilt."""
+        cfg = self.config
+        return max(cfg.rebuild_every, math.floor(cfg.rebuild_growth * built_n))
 
     def extend(self, entries: Iterable[BankEntry]) -> None:
         for e in entries:
@@ -393,7 +412,7 @@ class PromptBankIndex:
         mb = self._models.get(model)
         if lay == "none" or mb is None or mb.n == 0:
             return LookupResult(None, 0, (), (), lay)
-        run = _Run(mb, scorer, target_task)
+        run = _Run(mb, scorer, target_task, self._is_batch(scorer))
         if lay == "flat":
             run.score_rows(range(mb.n))
         elif lay == "random":
@@ -419,6 +438,15 @@ class PromptBankIndex:
                 run.score_rows(members)
         return run.result(lay, self.config.min_score)
 
+    def _is_batch(self, scorer: Scorer) -> bool:
+        """``isinstance(scorer, BatchScorer)``, decided once per scorer class (a runtime
+        protocol check inspects the class's attributes on every call)."""
+        cls = type(scorer)
+        got = self._batch_types.get(cls)
+        if got is None:
+            got = self._batch_types[cls] = isinstance(scorer, BatchScorer)
+        return got
+
     def _cap(self, n: int) -> int:
         """The assessment budget of one clustered lookup in a bank of ``n`` entries."""
         cap = self.config.max_assessments
@@ -430,8 +458,8 @@ class PromptBankIndex:
 class _Run:
     """The scoring of one lookup: scores each entry at most once and remembers the order."""
 
-    def __init__(self, mb: _ModelBank, scorer: Scorer, target: str) -> None:
-        self.mb, self.scorer, self.target = mb, scorer, target
+    def __init__(self, mb: _ModelBank, scorer: Scorer, target: str, batch: bool) -> None:
+        self.mb, self.scorer, self.target, self.batch = mb, scorer, target, batch
         self.rows: list[int] = []
         self.values: list[float] = []
         self.seen: dict[int, float] = {}
@@ -442,8 +470,9 @@ class _Run:
         new = [r for r in rows if r not in self.seen] if self.seen else rows
         if new:
             entries = [self.mb.entries[r] for r in new]
-            if isinstance(self.scorer, BatchScorer):
-                vals = np.asarray(self.scorer.score_many(entries, self.target), dtype=np.float64)
+            if self.batch:
+                batch = cast(BatchScorer, self.scorer)
+                vals = np.asarray(batch.score_many(entries, self.target), dtype=np.float64)
                 if vals.shape != (len(entries),):
                     raise ValueError(f"score_many returned shape {vals.shape}, not ({len(new)},)")
             else:

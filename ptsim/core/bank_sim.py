@@ -8,22 +8,26 @@ noise standing for the imprecision of a short evaluation.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from ptsim.core.bank import BankEntry, FloatArray, LookupResult, PromptBankIndex, init_choice
 from ptsim.core.convergence import ConvergenceModel
+from ptsim.core.estimator import DEFAULT_ESTIMATOR, EstimatorSettings, IterPrior
 from ptsim.core.profiles import UnknownName
 from ptsim.core.types import InitChoice, JobSpec
 
 DEFAULT_SCORE_SIGMA = 0.02
 """Noise of one simulated score assessment, in units of saving (fraction of iterations).
 
-Placeholder until calibrated from ptexec: about the gap between the best and the second-best
-source of the same family in the default space, so a lookup usually, not always, ranks
-same-family sources right; cross-family sources (saving 0) are never confused with them.
+The assumed model's value (``bank.convergence=assumed``): about the gap between the best and the
+second-best source of the same family in the default space, so a lookup usually, not always,
+ranks same-family sources right; cross-family sources (saving 0) are never confused with them.
+The fitted model's noise is measured (``ptsim.convergence_io``, docs/convergence.md).
 """
 
 
@@ -70,6 +74,23 @@ class SimScorer:
             return means
         return means + self.rng.normal(0.0, self.sigma, size=len(entries))
 
+    def score_default(self, target_task: str) -> float:
+        """One assessment of the default initial prompt for ``target_task``: its expected
+        saving (0 by definition) plus the same noise as any other assessment."""
+        self.convergence.space.index(target_task)
+        return float(self.rng.normal(0.0, self.sigma)) if self.sigma else 0.0
+
+
+def keep_if_beats_default(result: LookupResult, default_score: float) -> LookupResult:
+    """The lookup after also assessing the default initial prompt (one more assessment): the
+    chosen entry is kept only when its score beats the default's, else the default is used."""
+    keep = (
+        result.entry is not None
+        and result.best_score is not None
+        and result.best_score > default_score
+    )
+    return replace(result, entry=result.entry if keep else None, assessments=result.assessments + 1)
+
 
 def choose_init(
     index: PromptBankIndex,
@@ -80,10 +101,15 @@ def choose_init(
     rng: np.random.Generator,
     *,
     layout: str | None = None,
+    against_default: bool = False,
 ) -> tuple[InitChoice, LookupResult]:
     """One simulated lookup turned into the job's :class:`InitChoice` (cost = assessments x
-    ``eval_s``; expected saving from the scorer's convergence model)."""
+    ``eval_s``; expected saving from the scorer's convergence model). With
+    ``against_default`` the default prompt is assessed too when the lookup found an entry,
+    and the entry is used only if it scores higher (:func:`keep_if_beats_default`)."""
     res = index.lookup(model, target_task, scorer, rng, layout=layout)
+    if against_default and res.entry is not None:
+        res = keep_if_beats_default(res, scorer.score_default(target_task))
     src = res.entry.source_task if res.entry is not None else None
     saving = scorer.convergence.expected_saving(src, target_task)
     return init_choice(res, eval_s, saving), res
@@ -153,12 +179,15 @@ class SimPromptBank:
     """The Prompt Bank as the simulator runs it: the shared index, the modelled scorer and the
     iterations model.
 
-    ``choose(spec)`` answers a policy's lookup for a new job (an ``InitChooser``); ``iterations``
+    ``choose(spec)`` answers a policy's lookup for a new job (an ``InitChooser``; with
+    ``against_default`` a found entry must also out-score the default prompt); ``iterations``
     is the cluster state's ``IterationsFn`` (the realised iterations of a job started from its
     chosen prompt, noise drawn from a generator seeded by the run seed and the job id, so a job
     gets the same draw under every policy that picks the same source); ``add_finished`` adds a
     finished job's tuned prompt to the bank (online growth; its feature is its task's point
-    mapped like the synthetic history's, plus noise).
+    mapped like the synthetic history's, plus noise); ``prior`` what the policies may know
+    of the iterations before the job trains, and ``estimator`` the estimator's settings that go
+    with the convergence model.
     """
 
     def __init__(
@@ -173,8 +202,15 @@ class SimPromptBank:
         feature_dim: int = 16,
         feature_noise: float = 0.1,
         online: bool = True,
+        against_default: bool = False,
+        estimator: EstimatorSettings = DEFAULT_ESTIMATOR,
+        evals_per_job: int = 0,
     ) -> None:
         self.index = index
+        self.against_default = against_default
+        self.estimator = estimator
+        self.evals_per_job = evals_per_job
+        self._readings: dict[tuple[str, int], float] = {}
         self.convergence = convergence
         self.eval_s = dict(eval_s)
         self.seed = seed
@@ -219,14 +255,44 @@ class SimPromptBank:
             self.eval_s[spec.model],
             self._rng,
             layout=self.layout,
+            against_default=self.against_default,
         )
         return choice
+
+    def prior(self, spec: JobSpec, init: InitChoice) -> IterPrior:
+        """What a policy may know about the job's iterations before it trains (the cluster
+        state's ``PriorFn``): see :meth:`ConvergenceModel.prior`."""
+        return self.convergence.prior(float(spec.iterations), init.expected_saving)
 
     def iterations(self, spec: JobSpec, init: InitChoice) -> float:
         rng = np.random.default_rng([self.seed, zlib.crc32(spec.job_id.encode())])
         return self.convergence.realized_iterations(
             float(spec.iterations), init.source_task, spec.task, rng
         )
+
+    def readings(self, spec: JobSpec, total: float, done: float) -> tuple[float, float] | None:
+        """The simulated accuracy reading of a job with ``total`` true iterations after
+        ``done``: held-out evaluations every ``spec.iterations / evals_per_job`` iterations;
+        the last one, after k iterations, reads the fraction of the way to the target accuracy
+        as ``(k / total) ** p x exp(p x e)``, e ~ N(0, obs_sigma^2) (drawn once per job and
+        evaluation, seeded by the run seed and the job id), with ``p`` and ``obs_sigma`` the
+        estimator's, so that a total read off it is off by a factor ``exp(-e)``. Returns
+        (fraction, k), or None before the first evaluation, after the target, or when
+        ``evals_per_job`` is 0 (no readings)."""
+        if self.evals_per_job <= 0:
+            return None
+        every = max(1.0, spec.iterations / self.evals_per_job)
+        k = math.floor(done / every)
+        at = k * every
+        if k < 1 or at >= total:
+            return None
+        key = (spec.job_id, k)
+        e = self._readings.get(key)
+        if e is None:
+            g = np.random.default_rng([self.seed, 7, zlib.crc32(spec.job_id.encode()), k])
+            e = self._readings[key] = float(g.normal(0.0, self.estimator.obs_sigma))
+        p = self.estimator.curve_power
+        return min(0.999, (at / total) ** p * math.exp(p * e)), at
 
     def add_finished(self, spec: JobSpec) -> None:
         if not self.online:

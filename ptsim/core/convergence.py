@@ -24,6 +24,7 @@ from types import MappingProxyType
 import numpy as np
 import numpy.typing as npt
 
+from ptsim.core.estimator import IterPrior
 from ptsim.core.profiles import UnknownName
 
 FloatArray = npt.NDArray[np.float64]
@@ -200,11 +201,13 @@ class TaskSpace:
 class SavingCurve:
     """Fraction of iterations saved against the default initial prompt, by similarity s:
 
-    ``expected(s) = s_max * clip((s - s0) / (1 - s0), 0, 1) ** gamma``
+    ``expected(s) = s_neg + (s_max - s_neg) * clip((s - s0) / (1 - s0), 0, 1) ** gamma``
 
-    and the realised saving is ``expected(s) + N(0, noise_sigma^2)``.
+    and the realised saving is ``expected(s) + N(0, noise_sigma^2)``. ``s_neg <= 0`` is the
+    saving of a prompt from an unrelated task (negative: it costs iterations).
 
-    Defaults (placeholders until calibrated from ``ptexec profile`` runs):
+    These defaults are the *assumed* curve (``bank.convergence=assumed``); the measured one is
+    fitted from the convergence campaign (``docs/convergence.md``):
 
     - ``s_max = 0.48``: a prompt tuned on the very task saves 48% of the iterations (it starts
       near the optimum but the run still has to fit the new job's data and seed).
@@ -212,6 +215,7 @@ class SavingCurve:
       (with the default space, every prompt from another family).
     - ``gamma = 1.0``: linear between the two.
     - ``noise_sigma = 0.05``: run-to-run spread of the saving (seeds, data order).
+    - ``s_neg = 0``: an unrelated prompt costs nothing.
 
     With the default :class:`TaskSpace`, the best same-family source of a task (another task of
     its family) saves 30% on average over the 12 tasks, matching the ~30% fewer tuning epochs
@@ -222,6 +226,7 @@ class SavingCurve:
     s0: float = 0.3
     gamma: float = 1.0
     noise_sigma: float = 0.05
+    s_neg: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.s_max < 1.0:
@@ -230,15 +235,17 @@ class SavingCurve:
             raise ValueError("s0 must be in [0, 1)")
         if self.gamma <= 0 or self.noise_sigma < 0:
             raise ValueError("gamma must be > 0 and noise_sigma >= 0")
+        if not -1.0 < self.s_neg <= 0.0:
+            raise ValueError("s_neg must be in (-1, 0]")
 
     def expected(self, similarity: float) -> float:
-        """Expected saving in [0, s_max] at ``similarity`` in [0, 1]."""
+        """Expected saving in [s_neg, s_max] at ``similarity`` in [0, 1]."""
         x = min(1.0, max(0.0, (similarity - self.s0) / (1.0 - self.s0)))
-        return float(self.s_max * x**self.gamma)
+        return float(self.s_neg + (self.s_max - self.s_neg) * x**self.gamma)
 
     def expected_many(self, similarity: FloatArray) -> FloatArray:
         x = np.clip((np.asarray(similarity, dtype=np.float64) - self.s0) / (1.0 - self.s0), 0, 1)
-        return self.s_max * x**self.gamma
+        return self.s_neg + (self.s_max - self.s_neg) * x**self.gamma
 
 
 @dataclass(frozen=True)
@@ -254,16 +261,27 @@ class ConvergenceModel:
     The realised saving is clipped to ``[min_saving, max_saving]``: a dissimilar prompt may cost
     a little (down to ``min_saving = -0.25``, i.e. 25% more iterations), and no prompt saves more
     than ``max_saving = 0.9`` (a run always needs some iterations). Both are placeholders.
+
+    ``spread_sigma`` is the run-to-run spread of the iterations of one job (seeds, data order),
+    the log-standard deviation of a lognormal factor with median 1: a job's true iterations are
+    ``base_iters x exp(N(0, spread_sigma^2)) x (1 - saving)``, so ``base_iters`` (a trace's
+    ``iterations``) is the median. 0 (the assumed model) draws nothing: the default prompt then
+    needs exactly ``base_iters``. Policies never see the true count, only
+    :mod:`ptsim.core.estimator`'s estimate from :meth:`prior`.
     """
 
     space: TaskSpace
     curve: SavingCurve = SavingCurve()
     min_saving: float = -0.25
     max_saving: float = 0.9
+    spread_sigma: float = 0.0
+    name: str = "assumed"
 
     def __post_init__(self) -> None:
         if not -1.0 < self.min_saving <= 0.0 <= self.max_saving < 1.0:
             raise ValueError("need -1 < min_saving <= 0 <= max_saving < 1")
+        if self.spread_sigma < 0:
+            raise ValueError("spread_sigma must be >= 0")
 
     @classmethod
     def default(cls) -> ConvergenceModel:
@@ -300,11 +318,25 @@ class ConvergenceModel:
         target_task: str,
         rng: np.random.Generator,
     ) -> float:
-        """Iterations to target from a prompt of ``source_task``, given ``base_iters`` from the
-        default prompt. The default prompt returns ``base_iters`` unchanged and draws nothing."""
+        """Iterations to target from a prompt of ``source_task``, given the median ``base_iters``
+        from the default prompt: when ``spread_sigma > 0``, one draw of the run-to-run factor, then
+        one draw of the saving (stored prompts only). The assumed model's default
+        prompt returns ``base_iters`` unchanged and draws nothing."""
         if base_iters < 0:
             raise ValueError(f"base_iters must be >= 0, got {base_iters}")
+        # the job's own difficulty first, so it is the same whichever prompt a policy picks
+        spread = math.exp(float(rng.normal(0.0, self.spread_sigma))) if self.spread_sigma else 1.0
         saving = self.realized_saving(source_task, target_task, rng)
-        if source_task is None:
-            return float(base_iters)
-        return float(base_iters) * (1.0 - saving)
+        iters = float(base_iters) if source_task is None else float(base_iters) * (1.0 - saving)
+        return iters * spread
+
+    def prior(self, base_iters: float, expected_saving: float) -> IterPrior:
+        """What a scheduler may know about a job's iterations before it trains: the median
+        ``base_iters x (1 - expected_saving)`` and a log-spread combining the run-to-run spread
+        with the saving's noise (``noise_sigma / (1 - expected_saving)``, first order) for a
+        stored prompt (``expected_saving != 0``)."""
+        median = max(1.0, float(base_iters) * (1.0 - expected_saving))
+        var = self.spread_sigma**2
+        if expected_saving != 0.0:
+            var += (self.curve.noise_sigma / max(1e-6, 1.0 - expected_saving)) ** 2
+        return IterPrior(median, math.sqrt(var) if self.spread_sigma > 0 else 0.0)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
+from ptsim.core.estimator import DEFAULT_ESTIMATOR, EstimatorSettings, IterPrior, estimate
 from ptsim.core.profiles import ProfileSet
 from ptsim.core.types import (
     DEFAULT_INIT,
@@ -38,9 +40,24 @@ from ptsim.core.types import (
 IterationsFn = Callable[[JobSpec, InitChoice], float]
 """Realised iterations to target of a job started from an initial prompt (the driver's model)."""
 
+PriorFn = Callable[[JobSpec, InitChoice], IterPrior]
+"""What may be known of a job's iterations before it trains, given its initial prompt (the
+estimator's prior; the policies see the estimate, never the realised count)."""
+
+
+ReadingsFn = Callable[[JobSpec, float, float], tuple[float, float] | None]
+"""The simulator's accuracy readings: (job, its true iterations, iterations done) -> (fraction of
+the way to the target accuracy, iterations at the last evaluation), or None before the first."""
+
 
 def _base_iterations(spec: JobSpec, init: InitChoice) -> float:
     return float(spec.iterations)
+
+
+def exact_prior(spec: JobSpec, init: InitChoice) -> IterPrior:
+    """The prior of a driver without a convergence model: the job's iterations less the
+    expected saving, known exactly."""
+    return IterPrior(expected_iterations(spec, init), 0.0)
 
 
 class _Gpu:
@@ -66,7 +83,10 @@ class JobRecord:
     ready: set[int] = field(default_factory=set)
     init: InitChoice | None = None
     iters_needed: float = 0.0  # true iterations to target (realised when the init is chosen)
-    iters_estimate: float = 0.0  # what policies are told
+    iters_estimate: float = 0.0  # what policies are told (the prior's median)
+    prior: IterPrior | None = None  # set with the initial prompt
+    progress_fraction: float | None = None  # last accuracy reading, from the driver
+    readings: Callable[[float], tuple[float, float] | None] | None = None  # simulated readings
     iters_done: float = 0.0  # at ``progress_at``
     progress_at: float = 0.0
     rate: float = 0.0  # iterations per second while RUNNING
@@ -109,6 +129,9 @@ class ClusterState:
         gpus_per_node: int,
         profiles: ProfileSet,
         iterations: IterationsFn = _base_iterations,
+        prior: PriorFn = exact_prior,
+        estimator: EstimatorSettings = DEFAULT_ESTIMATOR,
+        readings: ReadingsFn | None = None,
     ) -> None:
         if num_nodes < 1 or gpus_per_node < 1:
             raise ValueError("need at least one node with at least one GPU")
@@ -116,6 +139,9 @@ class ClusterState:
         self.mech = profiles.mechanics
         self.gpus_per_node = gpus_per_node
         self._iterations = iterations
+        self._prior = prior
+        self.estimator = estimator
+        self._readings = readings
         self._gpus = [_Gpu(g, g // gpus_per_node) for g in range(num_nodes * gpus_per_node)]
         self._views: list[GpuView] = [GpuView(g.gid, g.node, g.state) for g in self._gpus]
         self.jobs: dict[str, JobRecord] = {}  # every job ever added, arrival order
@@ -188,12 +214,25 @@ class ClusterState:
                 iters_done=rec.iters_done,
                 progress_at=rec.progress_at,
                 rate=rec.rate if rec.state is JobState.RUNNING else 0.0,
-                iters_estimate=max(rec.iters_estimate, rec.iters_done),
+                iters_estimate=self._estimate_total(rec),
                 init=rec.init,
                 first_start=rec.first_start,
                 rescales=rec.rescales,
+                prior=rec.prior,
+                progress_fraction=rec.progress_fraction,
+                estimator=self.estimator,
+                readings=rec.readings,
             )
         return rec.view
+
+    def _estimate_total(self, rec: JobRecord) -> float:
+        """The estimated total iterations at the job's recorded progress."""
+        if rec.prior is None or rec.prior.sigma == 0.0:
+            return max(rec.iters_estimate, rec.iters_done)
+        got = rec.readings(rec.iters_done) if rec.readings is not None else None
+        if got is not None:
+            return estimate(rec.prior, rec.iters_done, got[0], self.estimator, got[1]).total
+        return estimate(rec.prior, rec.iters_done, rec.progress_fraction, self.estimator).total
 
     def _touch(self, rec: JobRecord) -> None:
         """Refresh the job's cached view in the live and queued indexes."""
@@ -279,7 +318,10 @@ class ClusterState:
     def _choose_init(self, rec: JobRecord, init: InitChoice) -> None:
         rec.init = init
         rec.iters_needed = max(1.0, float(self._iterations(rec.spec, init)))
-        rec.iters_estimate = expected_iterations(rec.spec, init)
+        rec.prior = self._prior(rec.spec, init)
+        rec.iters_estimate = rec.prior.median
+        if self._readings is not None:
+            rec.readings = partial(self._readings, rec.spec, rec.iters_needed)
 
     def _reconfigure(self, rec: JobRecord, now: float) -> Reconfigure | None:
         """The job's GPUs changed: if the set it trains on changes, stop it and say on which
@@ -340,11 +382,21 @@ class ClusterState:
         self._touch(rec)
         return max(0.0, rec.iters_needed - rec.iters_done) / rec.rate
 
-    def set_progress(self, job_id: str, iters_done: float, now: float) -> None:
-        """A driver that measures progress (the executor) reports it."""
+    def set_progress(
+        self,
+        job_id: str,
+        iters_done: float,
+        now: float,
+        progress_fraction: float | None = None,
+    ) -> None:
+        """A driver that measures progress (the executor) reports it, with the fraction of
+        the way from the initial held-out accuracy to the target at the last evaluation when
+        it has one (the estimator uses it; ``None`` keeps the previous reading)."""
         rec = self.jobs[job_id]
         rec.iters_done = iters_done
         rec.progress_at = now
+        if progress_fraction is not None:
+            rec.progress_fraction = progress_fraction
         self._touch(rec)
 
     def job_finished(

@@ -6,11 +6,19 @@ ptsim, seconds since the run started in ptexec). Ids are plain strings (jobs) an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from types import MappingProxyType
+
+from ptsim.core.estimator import (
+    DEFAULT_ESTIMATOR,
+    EstimatorSettings,
+    IterEstimate,
+    IterPrior,
+    estimate,
+)
 
 EMPTY_MAP: Mapping[str, tuple[int, ...]] = MappingProxyType({})
 
@@ -129,18 +137,48 @@ class JobView:
     init: InitChoice | None  # None until an initial prompt is chosen
     first_start: float | None  # when the job first trained, if it has
     rescales: int
+    # what is known of the iterations before training (None: ``iters_estimate`` exactly)
+    prior: IterPrior | None = None
+    # fraction of the way from the initial held-out accuracy to the target, when measured
+    # (at ``iters_done``; reported by the executor)
+    progress_fraction: float | None = None
+    estimator: EstimatorSettings = DEFAULT_ESTIMATOR
+    # the simulator's accuracy readings: iterations done -> (fraction, iterations at the last
+    # evaluation), or None before the first (a noisy reading; never the true count)
+    readings: Callable[[float], tuple[float, float] | None] | None = None
 
     @property
     def job_id(self) -> str:
         return self.spec.job_id
 
+    @property
+    def uncertain(self) -> bool:
+        """Whether the iterations to target are uncertain (a prior with a spread)."""
+        return self.prior is not None and self.prior.sigma > 0.0
+
     def done_at(self, now: float) -> float:
-        """Iterations done by ``now``, extrapolated at the current rate."""
-        return min(self.iters_estimate, self.iters_done + self.rate * (now - self.progress_at))
+        """Iterations done by ``now``, extrapolated at the current rate (capped at the
+        estimate when the iterations are known exactly)."""
+        done = self.iters_done + self.rate * (now - self.progress_at)
+        return done if self.uncertain else min(self.iters_estimate, done)
 
     def remaining_at(self, now: float) -> float:
-        """Estimated iterations still needed at ``now``."""
+        """Estimated iterations still needed at ``now`` (:meth:`estimate_at`'s remaining)."""
+        if self.uncertain:
+            return self.estimate_at(now).remaining
         return max(0.0, self.iters_estimate - self.done_at(now))
+
+    def estimate_at(self, now: float) -> IterEstimate:
+        """The estimator's view of the job at ``now`` (``ptsim.core.estimator.estimate`` of its
+        prior, the iterations done by then and the last accuracy reading): expected total and
+        remaining, the remaining's standard deviation and 90th percentile."""
+        prior = self.prior if self.prior is not None else IterPrior(max(self.iters_estimate, 1.0))
+        done = self.iters_done + self.rate * (now - self.progress_at)
+        if self.readings is not None:
+            got = self.readings(done)
+            if got is not None:
+                return estimate(prior, done, got[0], self.estimator, got[1])
+        return estimate(prior, done, self.progress_fraction, self.estimator, self.iters_done)
 
 
 @dataclass(frozen=True)

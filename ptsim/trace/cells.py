@@ -3,6 +3,7 @@ one set of cell parsers for trace files, converters and ptexec's job files."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -46,19 +47,27 @@ def to_float(value: Any) -> float:
     return x
 
 
+INT_LIMIT = 2**63
+"""Integers must lie in [-2^63, 2^63): tables hold them as int64."""
+
+
 def to_int(value: Any) -> int:
-    """An integer; an integral float such as ``4.0`` is accepted."""
+    """An integer in int64 range; an integral float such as ``4.0`` is accepted."""
     if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    x = to_float(value)
-    if not x.is_integer():
-        raise CellError(f"{value!r} is not an integer")
-    return int(x)
+        out = int(value)
+    else:
+        out = None
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                out = int(value.strip())
+        if out is None:
+            x = to_float(value)
+            if not x.is_integer():
+                raise CellError(f"{value!r} is not an integer")
+            out = int(x)
+    if not -INT_LIMIT <= out < INT_LIMIT:
+        raise CellError(f"{value!r} is out of range (integers must be below 2^63)")
+    return out
 
 
 def to_str(value: Any) -> str:

@@ -26,7 +26,7 @@ from ptsim.trace.converters import (
     convert_philly,
 )
 from ptsim.trace.generator import WorkloadSpec, generate_workload, offered_load
-from ptsim.trace.loader import load_trace, write_trace
+from ptsim.trace.loader import TraceWarning, load_trace, write_trace
 
 
 class CliError(Exception):
@@ -106,9 +106,18 @@ def _parser() -> argparse.ArgumentParser:
         help="most GPUs an elastic policy may give a job (ElasticFlow allows 64)",
     )
 
-    v = sub.add_parser("validate", help="check a canonical trace")
+    v = sub.add_parser(
+        "validate",
+        help="check a canonical trace as `ptsim workload.trace=PATH` does",
+        description="Check a canonical trace with the checks ptsim applies when it loads one: "
+        "the schema, models against a profile set, tasks against the task space and (with "
+        "--gpus) every job fitting the cluster.",
+    )
     v.add_argument("path", metavar="PATH")
-    v.add_argument("--models", help="comma-separated known model names")
+    v.add_argument("--models", help="comma-separated known model names (instead of --profiles)")
+    v.add_argument("--profiles", default="a100", help="profile set naming the known models")
+    v.add_argument("--tasks", help="comma-separated known task names (default: the task space)")
+    v.add_argument("--gpus", type=int, help="cluster size: no job may ask for more GPUs")
 
     g = sub.add_parser("generate", help="generate the default workload")
     g.add_argument("out", metavar="OUT")
@@ -175,9 +184,25 @@ def _convert(a: argparse.Namespace) -> str:
     return f"wrote {a.out}: {res.summary()}"
 
 
+def _names(text: str) -> list[str]:
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
 def _validate(a: argparse.Namespace) -> str:
-    known = [m.strip() for m in a.models.split(",")] if a.models else None
-    jobs = load_trace(a.path, known_models=known)
+    from ptsim.core.convergence import ConvergenceModel
+
+    known = _names(a.models) if a.models else list(_load_profiles(a.profiles).models)
+    tasks = _names(a.tasks) if a.tasks else ConvergenceModel.default().space.names
+    if a.gpus is not None and a.gpus < 1:
+        raise CliError(f"--gpus {a.gpus}: expected an integer >= 1")
+    found: list[TraceWarning] = []
+    jobs = load_trace(
+        a.path, known_models=known, known_tasks=tasks, num_gpus=a.gpus, warn=found.append
+    )
+    for w in found[:10]:
+        print(f"ptsim-trace: {w}", file=sys.stderr)
+    if len(found) > 10:
+        print(f"ptsim-trace: ... and {len(found) - 10} more warnings", file=sys.stderr)
     first, last = jobs[0].arrival, jobs[-1].arrival
     models = Counter(j.model for j in jobs)
     mix = ", ".join(f"{m} ({n})" for m, n in sorted(models.items()))
@@ -225,6 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, ValueError, UnknownName) as e:
         print(f"ptsim-trace: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("ptsim-trace: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -7,9 +7,11 @@ Rows are counted from 1 at the first data row: row 1 is the line right after the
 from __future__ import annotations
 
 import csv
+import math
 import os
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ptsim.core.types import JobSpec
-from ptsim.trace.cells import PARSERS, CellError
+from ptsim.trace.cells import INT_LIMIT, PARSERS, CellError
 from ptsim.trace.schema import COLUMN_NAMES, COLUMNS, SLO_COLUMN, job_to_row
 
 EXTENSIONS = (".csv", ".parquet")
@@ -125,12 +127,52 @@ def check_unique_ids(
         first[jid] = row
 
 
+MAX_TIME_S = 1e9
+"""Largest arrival or deadline a trace may give (about 31 years)."""
+
+MAX_COUNTS = MappingProxyType(
+    {"batch_size": 10**7, "iterations": 10**12, "num_gpus": 2**16, "min_gpus": 2**16}
+)
+"""Largest value of each count column (``max_gpus`` may be anything: it is a cap)."""
+
+
+@dataclass(frozen=True)
+class TraceWarning:
+    """Something in a trace a user may mean but should know about, with a stable ``name``."""
+
+    name: str
+    path: str
+    row: int
+    column: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.path} row {self.row}, column {self.column}: warning {self.name}: {self.what}"
+
+
+@dataclass(frozen=True)
+class TraceChecks:
+    """What every row is checked against besides the schema: the models of the profile set,
+    the tasks of the task space and the cluster size (``None``: not checked)."""
+
+    known_models: Collection[str] | None = None
+    known_tasks: Collection[str] | None = None
+    num_gpus: int | None = None
+
+
+def _known(kind: str, value: str, known: Collection[str]) -> str:
+    names = sorted(known)
+    shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+    return f"unknown {kind} {value!r}; known: {shown}"
+
+
 def _row_to_job(
     path: Path,
     i: int,
     row: Mapping[str, Any],
     slo: bool,
-    known_models: Collection[str] | None,
+    checks: TraceChecks,
+    warn: Callable[[TraceWarning], Any] | None = None,
 ) -> JobSpec:
     cols = [SLO_COLUMN if (slo and c.name == "deadline_s") else c for c in COLUMNS]
     v: dict[str, Any] = {}
@@ -146,25 +188,43 @@ def _row_to_job(
     arrival = v["arrival_s"]
     if arrival < 0:
         raise bad("arrival_s", f"{arrival!r} is negative")
-    if known_models is not None and v["model"] not in known_models:
-        known = ", ".join(sorted(known_models))
-        raise bad("model", f"unknown model {v['model']!r}; known: {known}")
+    if arrival > MAX_TIME_S:
+        raise bad("arrival_s", f"{arrival!r} is above the limit {MAX_TIME_S:g} s")
+    if checks.known_models is not None and v["model"] not in checks.known_models:
+        raise bad("model", _known("model", v["model"], checks.known_models))
+    if checks.known_tasks is not None and v["task"] not in checks.known_tasks:
+        raise bad("task", _known("task", v["task"], checks.known_tasks))
     if slo:
-        if v["slo_s"] < 0:
-            raise bad("slo_s", f"{v['slo_s']!r} is negative")
+        if v["slo_s"] <= 0:
+            raise bad("slo_s", f"{v['slo_s']!r} is not positive (no job can meet it)")
         deadline = arrival + v["slo_s"]
+        deadline_col = "slo_s"
     else:
         deadline = v["deadline_s"]
+        deadline_col = "deadline_s"
         if deadline < arrival:
             raise bad("deadline_s", f"{deadline!r} is before arrival_s {arrival!r}")
+        if deadline == arrival:
+            raise bad("deadline_s", f"{deadline!r} equals arrival_s (no job can meet it)")
+    if deadline > MAX_TIME_S:
+        raise bad(deadline_col, f"deadline {deadline!r} is above the limit {MAX_TIME_S:g} s")
     for name in ("batch_size", "iterations", "num_gpus", "min_gpus", "max_gpus"):
         if v[name] < 1:
             raise bad(name, f"{v[name]} is below 1")
+        if name in MAX_COUNTS and v[name] > MAX_COUNTS[name]:
+            raise bad(name, f"{v[name]} is above the limit {MAX_COUNTS[name]}")
     lo, n, hi = v["min_gpus"], v["num_gpus"], v["max_gpus"]
     if lo > hi:
         raise bad("min_gpus", f"{lo} is above max_gpus {hi}")
     if not lo <= n <= hi:
         raise bad("num_gpus", f"{n} is outside [min_gpus, max_gpus] = [{lo}, {hi}]")
+    size = checks.num_gpus
+    if size is not None:
+        if n > size:
+            raise bad("num_gpus", f"the job asks for {n} GPUs; the cluster has {size}")
+        if hi > size and warn is not None:
+            what = f"{hi} is above the cluster's {size} GPUs; the job gets at most {size}"
+            warn(TraceWarning("max-gpus-above-cluster", str(path), i, "max_gpus", what))
     return JobSpec(
         job_id=v["job_id"],
         arrival=arrival,
@@ -185,13 +245,21 @@ def sort_jobs(jobs: Iterable[JobSpec]) -> list[JobSpec]:
 
 
 def load_trace(
-    path: str | os.PathLike[str], known_models: Collection[str] | None = None
+    path: str | os.PathLike[str],
+    known_models: Collection[str] | None = None,
+    *,
+    known_tasks: Collection[str] | None = None,
+    num_gpus: int | None = None,
+    warn: Callable[[TraceWarning], Any] | None = None,
 ) -> list[JobSpec]:
     """The jobs of a canonical trace (.csv or .parquet), sorted by (arrival, job_id).
 
-    Raises ``TraceError`` on the first problem found. When ``known_models`` is given, every
-    job's model must be one of them.
+    Raises ``TraceError`` on the first problem found. When ``known_models`` (``known_tasks``)
+    is given, every job's model (task) must be one of them; when ``num_gpus`` (the cluster
+    size) is given, no job may ask for more GPUs than that. ``warn`` receives each
+    ``TraceWarning`` (things a user may mean, such as ``max_gpus`` above the cluster size).
     """
+    checks = TraceChecks(known_models, known_tasks, num_gpus)
     p = Path(path)
     header, rows = read_table(p)
     slo = "slo_s" in header and "deadline_s" not in header
@@ -203,7 +271,7 @@ def load_trace(
     check_header(p, header, required, note="; slo_s may replace deadline_s")
     if not rows:
         raise TraceError(p, "empty trace: no jobs")
-    jobs = [_row_to_job(p, i, row, slo, known_models) for i, row in enumerate(rows, start=1)]
+    jobs = [_row_to_job(p, i, row, slo, checks, warn) for i, row in enumerate(rows, start=1)]
     check_unique_ids(p, ((i, j.job_id) for i, j in enumerate(jobs, start=1)))
     return sort_jobs(jobs)
 
@@ -220,6 +288,13 @@ def write_trace(jobs: Iterable[JobSpec], path: str | os.PathLike[str]) -> Path:
     if not ordered:
         raise TraceError(p, "refusing to write an empty trace")
     check_unique_ids(p, ((i, j.job_id) for i, j in enumerate(ordered, start=1)))
+    for i, job in enumerate(ordered, start=1):  # what the loader would refuse to read back
+        for c in COLUMNS:
+            value = getattr(job, c.field)
+            if c.kind == "int" and not -INT_LIMIT <= value < INT_LIMIT:
+                raise TraceError(p, f"{value} is out of range (below 2^63)", row=i, column=c.name)
+            if c.kind == "float" and not math.isfinite(value):
+                raise TraceError(p, f"{value!r} is not a finite number", row=i, column=c.name)
     df = pd.DataFrame([job_to_row(j) for j in ordered], columns=list(COLUMN_NAMES))
     df = df.astype({c.name: _DTYPE[c.kind] for c in COLUMNS})
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -235,4 +310,12 @@ def write_trace(jobs: Iterable[JobSpec], path: str | os.PathLike[str]) -> Path:
     return p
 
 
-__all__ = ["TraceError", "load_trace", "read_table", "sort_jobs", "write_trace"]
+__all__ = [
+    "TraceChecks",
+    "TraceError",
+    "TraceWarning",
+    "load_trace",
+    "read_table",
+    "sort_jobs",
+    "write_trace",
+]

@@ -90,6 +90,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -198,7 +199,7 @@ class _Levels:
     counts: IntArray
     counts_ext: IntArray
     thr_ext: FloatArray
-    quota: IntArray  # column of level indexes 1..L (into counts_ext), for broadcasting
+    monotone: bool  # rates never fall as the level rises
 
 
 @dataclass(slots=True)
@@ -252,19 +253,36 @@ class _Planner:
             free.ensure(k_max)
             # index (into counts_ext) of the largest level that fits each slot's free GPUs
             fits = np.searchsorted(lv.counts, free.arr[:k_max], side="right")
-            dur = np.full(k_max, self.slot)
-            dur[-1] = it.deadline - self.now - (k_max - 1) * self.slot
-            idx = np.minimum(lv.quota, fits)  # levels x slots: min(level q, what fits)
-            iters = lv.thr_ext[idx] * dur
-            ok = iters.sum(axis=1) >= need
-            if ok.any():
-                q = int(ok.argmax())
+            last = it.deadline - self.now - (k_max - 1) * self.slot
+            top = len(lv.counts)
+
+            def gains(level: int) -> FloatArray:
+                """Iterations per slot at ``min(level, what fits)`` (the deadline's slot
+                counts only up to the deadline)."""
+                out: FloatArray = lv.thr_ext[np.minimum(fits, level)] * self.slot
+                out[-1] = lv.thr_ext[min(int(fits[-1]), level)] * last
+                return out
+
+            # the first level whose slots suffice, levels tried one at a time; with rates that
+            # grow with the level, none does if the top one does not (sums are monotone)
+            q, prev, cur = -1, None, None
+            if not lv.monotone or gains(top).sum() >= need:
+                for level in range(1, top + 1):
+                    prev, cur = cur, gains(level)
+                    if cur.sum() >= need:
+                        q = level
+                        break
+            if cur is not None and q > 0:
                 # the latest slot from which level q alone finishes the job in time
-                point = k_max - 1 - int(np.searchsorted(np.cumsum(iters[q, ::-1]), need))
-                row, gain = idx[q].copy(), iters[q].copy()
+                point = k_max - 1 - int(np.searchsorted(np.cumsum(cur[::-1]), need))
+                row, gain = np.minimum(fits, q), cur
                 if point > 0:
-                    row[:point] = idx[q - 1, :point] if q > 0 else 0
-                    gain[:point] = iters[q - 1, :point] if q > 0 else 0.0
+                    if prev is not None:
+                        row[:point] = np.minimum(fits[:point], q - 1)
+                        gain[:point] = prev[:point]
+                    else:
+                        row[:point] = 0
+                        gain[:point] = 0.0
                 end = min(int(np.searchsorted(np.cumsum(gain), need)), k_max - 1)
                 counts = lv.counts_ext[row[: end + 1]]
                 free.arr[: end + 1] -= counts
@@ -299,6 +317,130 @@ class _Planner:
     def plan_all(self, items: Sequence[_Item], free: _Free) -> dict[str, tuple[bool, IntArray]]:
         """Plan ``items`` (already in deadline order) one after another."""
         return {it.job_id: self.plan(it, free) for it in items}
+
+
+def _suffix_tops(items: Sequence[_Item]) -> list[int]:
+    """``out[i]``: the largest GPU count any of ``items[i:]`` may hold (0 past the end)."""
+    out = [0] * (len(items) + 1)
+    for i in range(len(items) - 1, -1, -1):
+        counts = items[i].levels.counts
+        out[i] = max(out[i + 1], int(counts[-1]) if len(counts) else 0)
+    return out
+
+
+class _Trial:
+    """The admission test of one newcomer, reusing the plan without it.
+
+    Planning is sequential: each job's plan is a function of its own inputs and of the free
+    GPUs the jobs before it left, and only through the largest level that fits each slot it
+    looks at (``_Planner.plan``: the slots up to its deadline, and for a job that cannot meet
+    it the slots of its best-effort plan). With the newcomer reserved, the free GPUs seen by the
+    jobs after it differ from those of the plan without it by ``diff`` (zero in most slots). A
+    job whose fitting levels do not change in the slots where ``diff`` is not zero keeps its
+    plan without being re-planned, and ``diff`` stays as it is; a job whose levels change is
+    re-planned and ``diff`` updated. Once every remaining job's largest count fits in both
+    versions of every slot where ``diff`` is not zero, all the rest keep their plans. The
+    result is the same plan as re-planning every job after the newcomer."""
+
+    def __init__(
+        self,
+        planner: _Planner,
+        running: _Free,
+        trial: _Free,
+        rest: Mapping[str, tuple[bool, IntArray]],
+        rest_free: _Free,
+    ) -> None:
+        self.planner = planner
+        self.rest = rest
+        self.rest_free = rest_free
+        self.total = running.total
+        size = max(len(running.arr), len(trial.arr), len(rest_free.arr))
+        self.cur = self._pad(running.arr, size)  # free GPUs before the job, plan without
+        self.diff = self._pad(trial.arr, size) - self.cur  # with the newcomer minus without
+        self.plan: dict[str, tuple[bool, IntArray]] = {}
+        self.final = trial
+
+    def _pad(self, arr: IntArray, size: int) -> IntArray:
+        if len(arr) >= size:
+            return arr.copy()
+        return np.concatenate([arr, np.full(size - len(arr), self.total, dtype=np.int64)])
+
+    def _grow(self, size: int) -> None:
+        if size > len(self.cur):
+            size = max(size, 2 * len(self.cur))
+            self.cur = self._pad(self.cur, size)
+            self.diff = np.concatenate([self.diff, np.zeros(size - len(self.diff), dtype=np.int64)])
+
+    def _floor(self) -> IntArray:
+        """``out[k]``: a lower bound on the free GPUs, with and without the newcomer, in every
+        slot below ``k`` where they differ, for every job still to plan (the free GPUs the plan
+        without the newcomer leaves after all of them, plus ``diff`` where it is negative); a
+        job whose largest count is at most ``out[k]`` sees no change in its first ``k`` slots,
+        and none at all when it is at most ``out[-1]``."""
+        nz = np.flatnonzero(self.diff)
+        rf = self._pad(self.rest_free.arr, len(self.diff))[: len(self.diff)]
+        low = np.full(len(self.diff) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+        low[nz + 1] = rf[nz] + np.minimum(self.diff[nz], 0)
+        out: IntArray = np.minimum.accumulate(low)
+        return out
+
+    def run(self, items: Sequence[_Item], start: int, tops: Sequence[int]) -> bool:
+        """Plan ``items[start:]`` with the newcomer in ``trial``; False as soon as a job that
+        meets its deadline without the newcomer would miss it with it."""
+        rest, planner, out = self.rest, self.planner, self.plan
+        check = True
+        floor: IntArray | None = None
+        for i in range(start, len(items)):
+            if floor is None:
+                floor = self._floor()
+                check = True
+            if check:
+                if tops[i] <= floor[-1]:  # no job left can see a change
+                    for it in items[i:]:
+                        out[it.job_id] = rest[it.job_id]
+                    fin = self._pad(self.rest_free.arr, len(self.diff))
+                    fin[: len(self.diff)] += self.diff
+                    self.final = _Free(self.total)
+                    self.final.arr = fin
+                    return True
+                check = False
+            it = items[i]
+            was = rest[it.job_id]
+            row = was[1]
+            k_max = math.ceil((it.deadline - planner.now) / planner.slot - _TOL)
+            span = max(k_max, 0) if was[0] else max(k_max, len(row))
+            self._grow(max(span, len(row)))
+            got = was
+            top = int(it.levels.counts[-1])
+            nz = () if top <= floor[min(span, len(floor) - 1)] else np.flatnonzero(self.diff[:span])
+            if len(nz):
+                counts = it.levels.counts
+                before = self.cur[nz]
+                if not np.array_equal(
+                    np.searchsorted(counts, before, side="right"),
+                    np.searchsorted(counts, before + self.diff[nz], side="right"),
+                ):
+                    trial = _Free(self.total)
+                    trial.arr = self.cur + self.diff
+                    got = planner.plan(it, trial)
+                    self._grow(len(trial.arr))
+                    after = self._pad(trial.arr, len(self.cur))
+                    self.cur[: len(row)] -= row
+                    self.diff = after - self.cur
+                    floor = None
+                    if not got[0] and was[0]:
+                        return False  # it would make a job that meets its deadline miss it
+                    out[it.job_id] = got
+                    continue
+            out[it.job_id] = got
+            self.cur[: len(row)] -= row
+            if tops[i + 1] < tops[i]:
+                check = True
+        fin_len = max(len(self.cur), len(self.rest_free.arr))
+        self.final = _Free(self.total)
+        self.final.arr = self._pad(self.rest_free.arr, fin_len)
+        self.final.arr[: len(self.diff)] += self.diff
+        return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,7 +653,7 @@ class ElasticFlow:
             counts=np.asarray(counts, dtype=np.int64),
             counts_ext=np.asarray([0, *counts], dtype=np.int64),
             thr_ext=np.asarray([0.0, *thr], dtype=np.float64),
-            quota=np.arange(1, len(counts) + 1, dtype=np.int64)[:, None],
+            monotone=all(b >= a for a, b in itertools.pairwise(thr)),
         )
         self._levels[key] = lv
         return lv
@@ -563,13 +705,12 @@ class ElasticFlow:
 
     def decide(self, snap: Snapshot) -> Decision:
         now = snap.now
-        live = {j.job_id for j in snap.jobs}
         if self._on_grid(now):
             return self._boundary(snap)
         if self._pending and self._pending_at is not None and now >= self._pending_at - 1e-12:
             return self._second_step(snap)
         wake = None
-        if live:
+        if snap.jobs:
             wake = self._next_boundary(now)
             if self._pending_at is not None and self._pending and self._pending_at > now:
                 wake = self._pending_at if wake is None else min(wake, self._pending_at)
@@ -710,38 +851,35 @@ class ElasticFlow:
         rejected: list[str] = []
         plan: dict[str, tuple[bool, IntArray]] = {}  # jobs before the current newcomer
         running = base.copy()  # their reservations
+        # the plan of the admitted jobs after the current newcomer, as things stand (the
+        # newcomers admitted so far included), and the free GPUs it leaves: each newcomer's
+        # test reuses it (``_Trial``) instead of re-planning those jobs from scratch
+        rest_free = running.copy()
+        rest = planner.plan_all(admitted, rest_free)
+        tops = _suffix_tops(admitted)
         pos = 0
-        # the plan of the jobs after the current newcomer, as things stand, and its free GPUs
-        rest: dict[str, tuple[bool, IntArray]] | None = None
-        rest_free = running
         for cand in newcomers:
             while pos < len(admitted) and admitted[pos].order < cand.order:
-                plan[admitted[pos].job_id] = planner.plan(admitted[pos], running)
+                # planned on exactly ``running`` as it is now when ``rest`` was made
+                got = plan[admitted[pos].job_id] = rest[admitted[pos].job_id]
+                row = got[1]
+                running.ensure(len(row))
+                running.arr[: len(row)] -= row
                 pos += 1
-            suffix = admitted[pos:]
-            if rest is None:
-                rest_free = running.copy()
-                rest = planner.plan_all(suffix, rest_free)
             trial = running.copy()
             ok, row = planner.plan(cand, trial)
-            with_cand: dict[str, tuple[bool, IntArray]] = {}
             if ok:
-                for it in suffix:
-                    got = planner.plan(it, trial)
-                    if not got[0] and rest[it.job_id][0]:
-                        ok = False  # it would make a job that meets its deadline miss it
-                        break
-                    with_cand[it.job_id] = got
+                test = _Trial(planner, running, trial, rest, rest_free)
+                ok = test.run(admitted, pos, tops)
             if ok:
                 accepted.append(cand)
                 plan[cand.job_id] = (True, row)
                 running.ensure(len(row))
                 running.arr[: len(row)] -= row
-                rest, rest_free = with_cand, trial
+                rest, rest_free = test.plan, test.final
             else:
                 rejected.append(cand.job_id)
-        assert rest is not None
-        plan.update(rest)
+        plan.update((it.job_id, rest[it.job_id]) for it in admitted[pos:])
         return accepted, rejected, plan, rest_free
 
     def _hand_out(self, items: Sequence[_Item], counts: dict[str, int], spare: int) -> None:

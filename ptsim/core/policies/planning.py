@@ -293,6 +293,16 @@ def remaining_iters(job: JobView, now: float, init: InitChoice | None = None) ->
     return job.remaining_at(now)
 
 
+def planned_remaining(job: JobView, now: float, z: float = 0.0) -> float:
+    """Iterations to plan a running job's resizing on: the estimator's expected remaining plus
+    ``z`` of its standard deviations (``z > 0``: plan for a job that runs longer than
+    expected); ``remaining_at`` when the job's iterations are known exactly."""
+    if not job.uncertain:
+        return job.remaining_at(now)
+    est = job.estimate_at(now)
+    return est.remaining + z * est.remaining_sd
+
+
 def lookup_due(job: JobView, init: InitChoice | None = None) -> float:
     """Prompt Bank lookup time the job's first start will be charged (0 once it has started);
     ``init`` as in ``remaining_iters``."""

@@ -36,6 +36,12 @@ The rest is ours, each choice a knob of ``PromptTunerConfig``:
   for the freed GPUs' idle time (``keep_alive_s`` each with the warm pool on), and at most once
   per ``min_rescale_interval_s``. Growth happens only at risk and shrinking only well ahead, so
   the band between them stops thrashing. Off: a job keeps the count chosen at its start.
+  A job's iterations are what the estimator says (``ptsim.core.estimator``: the prior from the
+  convergence model, truncated at the steps done, refined by accuracy readings), so a job
+  that runs past its expected length looks longer and falls behind, and one whose accuracy
+  climbs fast looks shorter and gets ahead; when they are uncertain, the at-risk and shrink
+  tests and the growth plan use the expected remaining plus ``uncertainty_z`` standard
+  deviations of it.
 - Re-planning at every event and every ``replan_s`` seconds (a fixed grid, so wake-ups from
   different decisions coincide).
 - Warm pool (``warm_pool``): per model, an exponentially weighted arrival rate (time constant
@@ -66,6 +72,7 @@ from ptsim.core.policies.planning import (
     lookup_due,
     meets,
     pick_count,
+    planned_remaining,
     pool_supply,
     remaining_iters,
 )
@@ -96,6 +103,8 @@ class PromptTunerConfig:
     - ``defer_hopeless``: plan jobs that cannot make it even in the best case after the others.
     - ``reject_hopeless``: reject such jobs at admission instead (counted as violations).
     - ``elasticity``: grow jobs at risk and shrink jobs well ahead (ablation switch).
+    - ``uncertainty_z``: a running job whose iterations are uncertain is re-planned on the
+      estimator's expected remaining plus this many of its standard deviations.
     - ``shrink_hysteresis``: extra margin a smaller count must meet before a job shrinks.
     - ``min_rescale_interval_s``: a job shrinks at most once per this many seconds.
     - ``replan_s``: re-plan at least this often while jobs are live.
@@ -116,6 +125,7 @@ class PromptTunerConfig:
     defer_hopeless: bool = True
     reject_hopeless: bool = False
     elasticity: bool = True
+    uncertainty_z: float = 1.0
     shrink_hysteresis: float = 0.25
     min_rescale_interval_s: float = 30.0
     replan_s: float = 5.0
@@ -133,8 +143,8 @@ class PromptTunerConfig:
             raise ValueError(f"counts must be one of {', '.join(COUNT_MODES)}")
         if self.hopeless not in HOPELESS:
             raise ValueError(f"hopeless must be one of {', '.join(HOPELESS)}")
-        if self.safety_margin < 0 or self.shrink_hysteresis < 0:
-            raise ValueError("safety_margin and shrink_hysteresis must be >= 0")
+        if self.safety_margin < 0 or self.shrink_hysteresis < 0 or self.uncertainty_z < 0:
+            raise ValueError("safety_margin, shrink_hysteresis and uncertainty_z must be >= 0")
         if self.replan_s <= 0 or self.rate_window_s <= 0:
             raise ValueError("replan_s and rate_window_s must be > 0")
         if self.keep_alive_s < 0 or self.min_rescale_interval_s < 0 or self.pool_min < 0:
@@ -353,8 +363,12 @@ class PromptTuner:
             if job.state is not running or job.ready_gpus != len(job.gpus) or job.rate <= 0:
                 continue  # queued, or in the middle of a change: leave it alone
             spec = job.spec
-            # predicted finish at the current count: where the current run ends
-            finish = job.progress_at + (job.iters_estimate - job.iters_done) / job.rate
+            # predicted finish at the current count: where the current run ends (an uncertain
+            # count is planned on its estimate plus ``uncertainty_z`` standard deviations)
+            if job.uncertain:
+                finish = now + planned_remaining(job, now, cfg.uncertainty_z) / job.rate
+            else:
+                finish = job.progress_at + (job.iters_estimate - job.iters_done) / job.rate
             if finish <= now:
                 continue
             if now + (finish - now) * grow > spec.deadline + 1e-9:
@@ -473,7 +487,7 @@ class PromptTuner:
             limit = min(counts[-1] if counts else c, c + avail)
             if limit <= c:
                 continue
-            rem = job.remaining_at(now)
+            rem = planned_remaining(job, now, cfg.uncertainty_z)
             supply = pool_supply(
                 snap,
                 pool,

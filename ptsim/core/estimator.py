@@ -1,0 +1,175 @@
+"""What a scheduler can know about a job's iterations to target: an estimate with uncertainty.
+
+A job's true iterations are unknown until it reaches its target. Before it starts, the service
+knows a *prior*: the median iterations of such a job from its initial prompt
+(``base x (1 - expected saving)``) and the measured spread around it, a lognormal with
+log-standard deviation ``sigma`` (``docs/convergence.md``). While it trains, the scheduler sees
+how many steps it has done and, when the driver has one, its held-out accuracy so far.
+
+:func:`estimate` turns that into an :class:`IterEstimate` (expected total, expected remaining,
+the standard deviation of the remaining, and a quantile), the one estimator both drivers use:
+
+1. **Progress**: the total is at least the steps done, so the prior is truncated there: the
+   estimate is ``E[T | T > done]`` under the lognormal (closed form), and its spread is the
+   truncated lognormal's standard deviation. A job past its median therefore looks longer,
+   the more it overruns.
+2. **Accuracy** (optional): the fraction of the way from the initial accuracy to the target
+   (``progress_fraction``) after ``k`` steps gives a direct reading of the total,
+   ``T_obs = k / fraction ** (1 / curve_power)``, trusted with log-standard deviation
+   ``obs_sigma``. It is combined with the prior in log space (precision-weighted, the
+   conjugate normal update), then truncated at ``done`` as in 1.
+
+Pure: no clock, no randomness, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+_SQRT2 = math.sqrt(2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class IterPrior:
+    """A job's iterations to target before it trains: lognormal with this ``median`` and
+    log-standard deviation ``sigma`` (0 = known exactly)."""
+
+    median: float
+    sigma: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.median > 0 or self.sigma < 0:
+            raise ValueError(
+                f"iteration prior needs median > 0 and sigma >= 0, got {self.median}, {self.sigma}"
+            )
+
+    @property
+    def mean(self) -> float:
+        """Expected iterations (``median x exp(sigma^2 / 2)``)."""
+        return self.median * math.exp(0.5 * self.sigma**2)
+
+
+@dataclass(frozen=True, slots=True)
+class EstimatorSettings:
+    """How accuracy readings are trusted (fitted from the campaign's curves).
+
+    ``curve_power`` p: the fraction of the way to the target after k of T steps is taken as
+    ``(k / T) ** p``; ``obs_sigma``: log-standard deviation of the total read off one
+    accuracy reading; ``min_fraction``: readings below this fraction are ignored (too early
+    to say anything)."""
+
+    curve_power: float = 1.0
+    obs_sigma: float = 0.5
+    min_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.curve_power <= 0 or self.obs_sigma <= 0 or not 0 < self.min_fraction < 1:
+            raise ValueError("need curve_power > 0, obs_sigma > 0 and 0 < min_fraction < 1")
+
+
+DEFAULT_ESTIMATOR = EstimatorSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class IterEstimate:
+    """The estimate at some progress: expected ``total`` iterations, expected ``remaining``
+    (``total - done``), the standard deviation of the remaining (``remaining_sd``), and its
+    ``q90`` (90th percentile of the remaining)."""
+
+    total: float
+    remaining: float
+    remaining_sd: float
+    q90: float
+
+
+def _phi(x: float) -> float:
+    """Standard normal CDF."""
+    return 0.5 * math.erfc(-x / _SQRT2)
+
+
+def _ppf(p: float) -> float:
+    """Standard normal quantile (Acklam's rational approximation, |error| < 1.2e-9 after one
+    Newton step)."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"quantile probability {p} not in (0, 1)")
+    a = (-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.3577518672690,
+         -30.66479806614716, 2.506628277459239)  # fmt: skip
+    b = (-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972,
+         -13.28068155288572)  # fmt: skip
+    c = (-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734,
+         4.374664141464968, 2.938163982698783)  # fmt: skip
+    d = (0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416)
+    lo = 0.02425
+    if p < lo:
+        q = math.sqrt(-2 * math.log(p))
+        x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / (
+            (((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1
+        )
+    elif p > 1 - lo:
+        q = math.sqrt(-2 * math.log(1 - p))
+        x = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / (
+            (((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1
+        )
+    else:
+        q = p - 0.5
+        r = q * q
+        x = (
+            (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5])
+            * q
+            / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+        )
+    e = _phi(x) - p  # one Newton step
+    return x - e * math.sqrt(2 * math.pi) * math.exp(0.5 * x * x)
+
+
+def _truncated_lognormal(mu: float, sigma: float, done: float) -> tuple[float, float, float]:
+    """Mean, standard deviation and 90th percentile of T ~ LogNormal(mu, sigma) given T > done."""
+    if sigma == 0.0:
+        t = max(math.exp(mu), done)
+        return t, 0.0, t
+    if done <= 0.0:
+        mean = math.exp(mu + 0.5 * sigma**2)
+        var = math.expm1(sigma**2) * mean**2
+        return mean, math.sqrt(max(var, 0.0)), math.exp(mu + sigma * _ppf(0.9))
+    z = (math.log(done) - mu) / sigma
+    tail = _phi(-z)
+    if tail < 1e-12:  # far beyond the prior: the total is just past ``done``
+        step = done * sigma / max(z, 1.0)
+        return done + step, step, done + 2.3 * step
+    mean = math.exp(mu + 0.5 * sigma**2) * _phi(sigma - z) / tail
+    second = math.exp(2 * mu + 2 * sigma**2) * _phi(2 * sigma - z) / tail
+    sd = math.sqrt(max(second - mean * mean, 0.0))
+    q = 1.0 - 0.1 * tail  # 90th percentile of the truncated law
+    q90 = math.exp(mu + sigma * _ppf(min(q, 1.0 - 1e-15)))
+    return max(mean, done), sd, max(q90, done)
+
+
+def estimate(
+    prior: IterPrior,
+    done: float,
+    progress_fraction: float | None = None,
+    settings: EstimatorSettings = DEFAULT_ESTIMATOR,
+    fraction_at: float | None = None,
+) -> IterEstimate:
+    """The estimate of a job's iterations after ``done`` iterations (see the module doc);
+    ``progress_fraction`` is the fraction of the way from the initial held-out accuracy to the
+    target at the last evaluation, when the driver has one, taken after ``fraction_at``
+    iterations (default ``done``)."""
+    if done < 0:
+        raise ValueError(f"iterations done must be >= 0, got {done}")
+    if prior.sigma == 0.0:  # known exactly (the assumed model): no arithmetic on it
+        total = max(prior.median, done)
+        return IterEstimate(total, total - done, 0.0, total - done)
+    mu = math.log(prior.median)
+    sigma = prior.sigma
+    f = progress_fraction
+    at = done if fraction_at is None else min(fraction_at, done)
+    if f is not None and sigma > 0 and at > 0 and settings.min_fraction <= f < 1.0:
+        obs = math.log(at) - math.log(f) / settings.curve_power
+        w_prior = 1.0 / sigma**2
+        w_obs = 1.0 / settings.obs_sigma**2
+        mu = (mu * w_prior + obs * w_obs) / (w_prior + w_obs)
+        sigma = math.sqrt(1.0 / (w_prior + w_obs))
+    total, sd, q90 = _truncated_lognormal(mu, sigma, done)
+    return IterEstimate(total, total - done, sd, q90 - done)
