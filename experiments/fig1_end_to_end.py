@@ -16,8 +16,12 @@ reference values). Writes into ``--out`` (default ``results/fig1_end_to_end``):
   intervals over seeds, beside the paper's value;
 - ``jobs.csv``: every run's per-job table; ``by_model.csv``: violation rate per policy and
   model (mean and 95% t-interval over runs, all loads pooled), drawn as the third panel;
-- ``fig1_end_to_end.png``: violation rate and cost bars with CIs, violations by model, and the
-  ratio table.
+- ``sensitivity_points.csv``: one row per run of the sensitivity sweep (``sweep.sensitivity``:
+  each baseline under both values of its adaptation choice, at one load, same seeds);
+  ``sensitivity.csv``: mean and 95% t-interval per variant, with PromptTuner's runs at that load,
+  and baseline / PromptTuner ratios (paired bootstrap) for violations and cost (drawn);
+- ``fig1_end_to_end.png``: violation rate and cost bars with CIs, violations by model, the
+  sensitivity panel and the ratio table.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from plotting import (
+    clip_axis,
     colors,
     figure,
     figure_legend,
@@ -40,7 +45,16 @@ from plotting import (
     table_height,
     table_panel,
 )
-from runner import MIN_SEEDS, FigureArgs, Sweep, aggregate, figure_main, read_table
+from runner import (
+    MIN_SEEDS,
+    FigureArgs,
+    Point,
+    Sweep,
+    aggregate,
+    figure_main,
+    read_table,
+    run_points,
+)
 from scipy import stats
 
 from ptsim.outcome import write_csv
@@ -49,6 +63,75 @@ FIGURE = "fig1_end_to_end"
 LOAD = "workload.load"
 METRICS = ("slo_violation_rate", "cost_gpu_hours", "cost_usd", "mean_jct_s", "p99_jct_s")
 PANELS = (("slo_violation_rate", "SLO violation rate"), ("cost_gpu_hours", "cost [GPU-hours]"))
+
+
+def extra_work(sweep: Sweep, args: FigureArgs) -> dict[str, Any]:
+    """After the main sweep: the reference table and the sensitivity sweep."""
+    save_reference(sweep, args)
+    return run_sensitivity(sweep, args)
+
+
+def sensitivity_points(sweep: Sweep) -> list[Point]:
+    """The sensitivity sweep: each variant of ``sweep.sensitivity`` x the sweep's seeds, at
+    its load (none if the config has no ``sensitivity`` key or ``--policies`` left none)."""
+    sens = sweep.spec.get("sensitivity") or {}
+    load = sens.get("load")
+    points = []
+    for name, ovr in (sens.get("variants") or {}).items():
+        ovr = [str(o) for o in ovr]
+        policy = next((o.split("=", 1)[1] for o in ovr if o.startswith("scheduler=")), None)
+        if policy not in {sweep.policy_of(v) for v in sweep.variants}:
+            continue
+        for seed in sweep.seeds:
+            labels = {"figure": sweep.figure, "variant": str(name), "policy": policy}
+            grid_ovr = [f"{LOAD}={load}"]
+            overrides = sweep.point_overrides(ovr, grid_ovr, seed=seed)
+            points.append(Point(overrides, labels, False, sweep.config_dir))
+    return points
+
+
+def run_sensitivity(sweep: Sweep, args: FigureArgs) -> dict[str, Any]:
+    """Run the sensitivity sweep into ``sensitivity_points.csv``."""
+    pts = sensitivity_points(sweep)
+    target = args.out / "sensitivity_points.csv"
+    if not pts:
+        target.unlink(missing_ok=True)
+        return {"sensitivity_points": 0}
+    desc = f"{args.figure} sensitivity"
+    result = run_points(
+        pts,
+        jobs=args.jobs,
+        desc=desc,
+        progress=args.progress,
+        backend=args.backend,
+        ray_address=args.ray_address,
+    )
+    write_csv(result.points, target)
+    return {"sensitivity_points": len(pts)}
+
+
+def sensitivity_table(points: pd.DataFrame, sens: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95% t-interval of violations and cost per sensitivity variant, PromptTuner's
+    runs at the same load first, and each variant's ratio to PromptTuner paired by seed."""
+    load = float(sens[LOAD].iloc[0])
+    pt = points[(points.policy == "prompttuner") & np.isclose(points[LOAD], load)]
+    rows = pd.concat([pt.assign(variant="prompttuner"), sens], ignore_index=True)
+    metrics = ["slo_violation_rate", "cost_gpu_hours"]
+    agg = aggregate(rows, ["variant", "policy"], metrics)
+    agg.insert(2, LOAD, load)
+    for metric, short in (("slo_violation_rate", "violations"), ("cost_gpu_hours", "cost")):
+        vals: list[tuple[float, float, float]] = []
+        for variant in agg.variant:
+            both = sens[sens.variant == variant].merge(pt, on="seed", suffixes=("_b", "_t"))
+            if variant == "prompttuner" or both.empty:
+                vals.append((float("nan"),) * 3)
+                continue
+            b, t = both[f"{metric}_b"].to_numpy(float), both[f"{metric}_t"].to_numpy(float)
+            vals.append(paired_ratio(b, t))
+        agg[f"{short}_ratio"] = [v[0] for v in vals]
+        agg[f"{short}_ratio_lo"] = [v[1] for v in vals]
+        agg[f"{short}_ratio_hi"] = [v[2] for v in vals]
+    return agg
 
 
 def save_reference(sweep: Sweep, args: FigureArgs) -> dict[str, Any]:
@@ -140,15 +223,19 @@ def plot(out: Path) -> list[Path]:
     if not models.empty:
         write_csv(models, out / "by_model.csv")
         write_csv(job_stats(jobs), out / "job_stats.csv")
+    sens_path = out / "sensitivity_points.csv"
+    sens = pd.DataFrame()
+    if sens_path.is_file():
+        sens = sensitivity_table(points, pd.read_csv(sens_path))
+        write_csv(sens, out / "sensitivity.csv")
     pols = ordered(agg.policy, ["prompttuner", "infless", "elasticflow"])
     pal = colors(pols)
     has_table = not ratios.empty
     cols = 3 if not models.empty else 2
     tab_h = table_height(len(wide_ratios(ratios)), 7.5) if has_table else 0.0
-    fig = figure(5.2 * cols, 3.8 + tab_h)
-    grid = fig.add_gridspec(
-        2 if has_table else 1, cols, height_ratios=[3.6, tab_h] if has_table else None
-    )
+    heights = [3.6] + ([3.0] if not sens.empty else []) + ([tab_h] if has_table else [])
+    fig = figure(5.2 * cols, sum(heights) + 0.6)
+    grid = fig.add_gridspec(len(heights), cols, height_ratios=heights)
     if not models.empty:
         ax = fig.add_subplot(grid[0, 2])
         label = "SLO violation rate by model (all loads)"
@@ -179,15 +266,71 @@ def plot(out: Path) -> list[Path]:
         )
         ax.set_title(label)
     figure_legend(fig, fig.axes[:1])
+    if not sens.empty:
+        for i, (metric, label) in enumerate(PANELS):
+            sensitivity_panel(fig.add_subplot(grid[1, i]), sens, metric, label, pal)
+        if cols == 3:
+            table_panel(
+                fig.add_subplot(grid[1, 2]),
+                sensitivity_text(sens),
+                fontsize=7.5,
+                title="baseline / PromptTuner [95% bootstrap CI]",
+            )
     fig.suptitle(f"End to end, {int(points.gpus.iloc[0])} GPUs: {interval_caption(agg)}")
     if has_table:
         table_panel(
-            fig.add_subplot(grid[1, :]),
+            fig.add_subplot(grid[len(heights) - 1, :]),
             wide_ratios(ratios),
             fontsize=7.5,
             title="baseline / PromptTuner ('x lower'): measured [95% bootstrap CI] vs the paper",
         )
     return [save(fig, out / f"{FIGURE}.png"), out / f"{FIGURE}.csv"]
+
+
+def sensitivity_panel(
+    ax: Any, sens: pd.DataFrame, metric: str, label: str, pal: dict[Any, str]
+) -> None:
+    """Bars of one metric per sensitivity variant (95% CI), each baseline bar marked with its
+    ratio to PromptTuner ("x2.1")."""
+    pos = np.arange(len(sens), dtype=float)
+    mean = sens[f"{metric}_mean"].to_numpy(float)
+    err = np.vstack([mean - sens[f"{metric}_lo"], sens[f"{metric}_hi"] - mean])
+    ax.bar(
+        pos,
+        mean,
+        0.7,
+        yerr=np.nan_to_num(err),
+        capsize=2,
+        color=[pal.get(p) for p in sens.policy],
+        error_kw={"elinewidth": 0.8},
+    )
+    short = "violations" if metric == "slo_violation_rate" else "cost"
+    for x, m, r in zip(pos, mean, sens[f"{short}_ratio"], strict=True):
+        if not np.isnan(r):
+            ax.annotate(f"x{r:.2f}", (x, m), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(pos)
+    ax.set_xticklabels([v.replace(" ", "\n") for v in sens.variant], fontsize=7.5)
+    ax.set_ylabel(label)
+    ax.grid(axis="y", alpha=0.3)
+    clip_axis(ax, metric)
+    load = float(sens[LOAD].iloc[0])
+    ax.set_title(f"baseline choices at load {load:g} (x = ratio to PromptTuner)", fontsize=9)
+
+
+def sensitivity_text(sens: pd.DataFrame) -> pd.DataFrame:
+    """The sensitivity ratios for display: one row per baseline variant."""
+    rows = []
+    for r in sens[sens.variant != "prompttuner"].itertuples(index=False):
+        rows.append(
+            {
+                "variant": r.variant,
+                "violations": _ci_text(
+                    r.violations_ratio, r.violations_ratio_lo, r.violations_ratio_hi
+                ),
+                "cost": _ci_text(r.cost_ratio, r.cost_ratio_lo, r.cost_ratio_hi),
+            }
+        )
+    return pd.DataFrame(rows, columns=["variant", "violations", "cost"])
 
 
 def by_model(jobs: pd.DataFrame) -> pd.DataFrame:
@@ -243,7 +386,7 @@ def _ci_text(m: float, lo: float, hi: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return figure_main(FIGURE, __doc__, plot, argv, extra=save_reference)
+    return figure_main(FIGURE, __doc__, plot, argv, extra=extra_work)
 
 
 if __name__ == "__main__":

@@ -116,14 +116,29 @@ def _saving(jobs: pd.DataFrame) -> float:
     return float((1.0 - chosen.iterations_needed / chosen.iterations_base).mean())
 
 
-def censored_jct(jobs: pd.DataFrame, end_s: float) -> np.ndarray:
-    """Every submitted job's JCT, a job that did not finish (rejected or unfinished) censored
-    at the end of the run: ``end_s`` - arrival, the least it could have taken. So rejecting a
-    job never makes the JCT statistics look better than running it (docs/metrics.md)."""
-    jct = jobs.jct_s.to_numpy(dtype=float).copy()
-    open_ = jobs.status.to_numpy() != "done"
-    jct[open_] = end_s - jobs.arrival_s.to_numpy(dtype=float)[open_]
-    return jct
+REJECTED_JCT = ("censor_at_end", "censor_at_deadline", "exclude")
+"""How the JCT statistics count a job that did not finish (``sim.rejected_jct``;
+docs/metrics.md, "JCT of rejected and unfinished jobs")."""
+
+
+def jct_sample(jobs: pd.DataFrame, end_s: float, rejected_jct: str) -> tuple[np.ndarray, int]:
+    """The JCTs the statistics are taken over and how many of them are censored.
+    ``censor_at_end``: a job that did not finish counts ``end_s`` - arrival; ``censor_at_deadline``:
+    a rejected job counts its deadline - arrival, an unfinished one ``end_s`` - arrival;
+    ``exclude``: finished jobs only."""
+    if rejected_jct not in REJECTED_JCT:
+        raise ValueError(
+            f"sim.rejected_jct must be one of {', '.join(REJECTED_JCT)}, got {rejected_jct!r}"
+        )
+    done = (jobs.status == "done").to_numpy()
+    if rejected_jct == "exclude":
+        return jobs.jct_s.to_numpy(dtype=float)[done], 0
+    arrival = jobs.arrival_s.to_numpy(dtype=float)
+    jct = np.where(done, jobs.jct_s.to_numpy(dtype=float), end_s - arrival)
+    if rejected_jct == "censor_at_deadline":
+        rejected = (jobs.status == "rejected").to_numpy()
+        jct = np.where(rejected, jobs.deadline_s.to_numpy(dtype=float) - arrival, jct)
+    return jct, int((~done).sum())
 
 
 def _max_queued(out: RunOutcome) -> int:
@@ -133,7 +148,10 @@ def _max_queued(out: RunOutcome) -> int:
 
 
 def summarize(
-    out: RunOutcome, jobs: pd.DataFrame, price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
+    out: RunOutcome,
+    jobs: pd.DataFrame,
+    price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR,
+    rejected_jct: str = "censor_at_end",
 ) -> dict[str, Any]:
     """The run's headline numbers (docs/metrics.md defines each)."""
     t = out.state.totals
@@ -142,7 +160,7 @@ def summarize(
     violations = int((~jobs.met_deadline).sum())
     provisioned = sum(t.gpu_seconds.values())
     busy = t.gpu_seconds[GpuState.BUSY]
-    jct = censored_jct(jobs, out.stats.end_s)
+    jct, censored = jct_sample(jobs, out.stats.end_s, rejected_jct)
     job_loads = int(jobs.cold_starts.sum()) if n else 0
     hits_possible = t.warm_hits + job_loads
 
@@ -167,7 +185,9 @@ def summarize(
         "mean_jct_s": _f(float(np.mean(jct))) if len(jct) else None,
         "p50_jct_s": _f(float(np.percentile(jct, 50))) if len(jct) else None,
         "p99_jct_s": _f(float(np.percentile(jct, 99))) if len(jct) else None,
-        "jct_censored": n - len(done),
+        "rejected_jct": rejected_jct,
+        "jct_censored": censored,
+        "jct_excluded": n - len(jct),
         "mean_queue_delay_s": _f(float(jobs.queue_delay_s.mean())) if n else None,
         "max_queued_jobs": _max_queued(out),
         "cold_starts": t.cold_starts,

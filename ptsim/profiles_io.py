@@ -133,11 +133,8 @@ def reload_estimate(
 
 
 def _display(path: Path) -> str:
-    """``path`` as shown in messages: relative to the working directory when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
-        return str(path)
+    """``path`` as shown in messages: as it was given (absolute stays absolute)."""
+    return str(path)
 
 
 def _at(path: Path, row: int | None = None, col: int | None = None, head: str = "") -> str:
@@ -275,7 +272,16 @@ def read_throughput(path: str | Path) -> ThroughputTable:
                     )
                 values.append(math.nan)
                 continue
-            values.append(_number(cell, _at(path, line, j, head), minimum=0.0, strict=True))
+            value = _number(cell, _at(path, line, j, head), minimum=0.0)
+            if value == 0.0:
+                # ElasticFlow's files write 0 where a job gains nothing from more GPUs (its
+                # scheduler stops scaling there): no faster than the column before
+                if j == 2:
+                    raise ProfileError(
+                        f"{_at(path, line, j, head)}: 0; every row needs a 1-GPU value > 0"
+                    )
+                value = values[-1]
+            values.append(value)
         table.append((batch, values))
 
     table.sort(key=lambda item: item[0])

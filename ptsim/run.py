@@ -25,7 +25,7 @@ from ptsim.core.convergence import ConvergenceModel
 from ptsim.core.policy import POLICIES, PolicyContext
 from ptsim.core.profiles import ProfileSet
 from ptsim.core.types import JobSpec
-from ptsim.metrics import jobs_table, series_table, summarize
+from ptsim.metrics import REJECTED_JCT, jobs_table, series_table, summarize
 from ptsim.outcome import RunResult, atomic_write, save_result, write_csv
 from ptsim.paths import conf_root
 from ptsim.profiles_io import load_profiles
@@ -65,6 +65,7 @@ def run_policy(
     horizon_s: float | None = None,
     series_interval_s: float = 0.0,
     on_progress: Callable[[int], Any] | None = None,
+    rejected_jct: str = "censor_at_end",
 ) -> RunResult:
     """Simulate ``jobs`` under ``policy`` (built from the registry with ``params``), with a
     fresh Prompt Bank built from ``bank`` (none: every job starts from the default prompt)."""
@@ -87,7 +88,7 @@ def run_policy(
     )
     out = sim.run()
     table = jobs_table(out)
-    summary = summarize(out, table, cluster.price_per_gpu_hour)
+    summary = summarize(out, table, cluster.price_per_gpu_hour, rejected_jct)
     summary["policy"] = policy
     summary["gpus"] = cluster.num_gpus
     summary["invalid_examples"] = out.stats.invalid[:5]
@@ -196,6 +197,7 @@ class RunPlan:
     horizon_s: float | None
     series_interval_s: float
     label: str | None = None  # the chosen scheduler's label (None: each policy's name)
+    rejected_jct: str = "censor_at_end"
 
 
 def plan_config(cfg: DictConfig) -> RunPlan:
@@ -211,6 +213,11 @@ def plan_config(cfg: DictConfig) -> RunPlan:
     for name, params in policies:
         POLICIES.make_config(name, params)  # fail on a bad knob before any run
     sim_cfg = cfg.get("sim") or {}
+    rejected_jct = str(sim_cfg.get("rejected_jct", "censor_at_end"))
+    if rejected_jct not in REJECTED_JCT:
+        raise ValueError(
+            f"sim.rejected_jct must be one of {', '.join(REJECTED_JCT)}, got {rejected_jct!r}"
+        )
     return RunPlan(
         jobs,
         profiles,
@@ -221,6 +228,7 @@ def plan_config(cfg: DictConfig) -> RunPlan:
         sim_cfg.get("horizon_s"),
         float(sim_cfg.get("series_interval_s", 0.0)),
         _label(cfg),
+        rejected_jct,
     )
 
 
@@ -251,6 +259,7 @@ def run_plan(
         horizon_s=plan.horizon_s,
         series_interval_s=plan.series_interval_s,
         on_progress=None if bar is None else bar.update,
+        rejected_jct=plan.rejected_jct,
     )
     if bar is not None:
         bar.close()

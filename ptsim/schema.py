@@ -312,7 +312,11 @@ _SECONDS = Range(ge=0.0, le=1e9)
 
 RANGES: dict[str, dict[str, Range]] = {
     "": {"seed": Range(ge=0, le=2**32 - 1)},
-    "sim": {"horizon_s": Range(gt=0.0, le=1e9), "series_interval_s": _SECONDS},
+    "sim": {
+        "horizon_s": Range(gt=0.0, le=1e9),
+        "series_interval_s": _SECONDS,
+        "rejected_jct": Range(choices=("censor_at_end", "censor_at_deadline", "exclude")),
+    },
     "cluster": {
         "nodes": Range(ge=1, le=4096),
         "gpus_per_node": Range(ge=1, le=64),
@@ -409,7 +413,7 @@ TOP_LEVEL = {
     "sim": dict,
     "sweep": dict | None,  # an experiment's sweep (read by experiments/runner.py)
 }
-SIM_FIELDS = {"horizon_s": float | None, "series_interval_s": float}
+SIM_FIELDS = {"horizon_s": float | None, "series_interval_s": float, "rejected_jct": str}
 PROFILE_FIELDS = {
     "name": str | None,
     "dir": str | None,

@@ -208,6 +208,17 @@ def test_fig1_runs_the_three_policies_at_three_loads(tmp_path: Path) -> None:
     ratios = pd.read_csv(tmp_path / "ratios.csv")
     assert set(ratios.load.astype(str)) == {"0.3", "0.5", "0.7", "all"}
     assert set(ratios.paper) == {4.0, 7.9, 1.6, 4.5}  # copied from the config, not the script
+    # the sensitivity panel: each baseline under both values of its adaptation knob
+    sens = pd.read_csv(tmp_path / "sensitivity.csv")
+    assert list(sens.variant) == [
+        "prompttuner",
+        "infless per_config",
+        "infless per_model",
+        "elasticflow dedicated",
+        "elasticflow released",
+    ]
+    assert (sens["workload.load"] == 0.5).all()
+    assert sens.cost_ratio.iloc[1:].notna().all()
 
 
 def test_stand_in_policies_run_every_generic_figure(tmp_path: Path) -> None:

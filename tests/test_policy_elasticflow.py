@@ -4,6 +4,7 @@ order knob, ElasticFlow's overhead mode from config, and invariants under genera
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from ptsim.core.types import (
     Reconfigure,
     Snapshot,
 )
-from ptsim.metrics import jobs_table, series_table, summarize
+from ptsim.metrics import REJECTED_JCT, jobs_table, series_table, summarize
 from ptsim.run import run_policy
 from ptsim.simulator import Simulation
 from ptsim.specs import ClusterSpec
@@ -123,6 +124,63 @@ def test_infeasible_newcomer_is_rejected_by_elasticflow_and_admitted_by_edf() ->
     assert edf.status.tolist() == ["done"] and not edf.met_deadline.iloc[0]
 
 
+def test_rejected_job_is_a_violation_costs_nothing_and_its_jct_follows_the_key() -> None:
+    """``hard`` (arrives 0, deadline 60) is rejected; ``easy`` (200 it on 2 GPUs at 1 it/s
+    each, arrives 0) finishes at 10 + 0.5 + 100 = 110.5 s = T_end. JCT sample per
+    ``sim.rejected_jct``: censor_at_end {110.5, 110.5}, censor_at_deadline {110.5, 60},
+    exclude {110.5}."""
+    jobs = [job("hard", 0, 200, 60), job("easy", 0, 200, 1000)]
+    _, out, t, _ = run(jobs, linear_profiles(), 1, 2)
+    table = t.reset_index()
+    assert t.loc["hard", "status"] == "rejected" and t.loc["hard", "gpu_seconds"] == 0.0
+    end = float(t.loc["easy", "finish_s"])
+    assert end == pytest.approx(110.5) and out.stats.end_s == pytest.approx(end)
+    got = {k: summarize(out, table, rejected_jct=k) for k in REJECTED_JCT}
+    for s in got.values():
+        assert s["slo_violations"] == 1 and s["rejected"] == 1
+        assert s["cost_gpu_hours"] * 3600 == pytest.approx(float(t.gpu_seconds.sum()))
+    assert got["censor_at_end"]["mean_jct_s"] == pytest.approx(end)
+    assert got["censor_at_deadline"]["mean_jct_s"] == pytest.approx((end + 60.0) / 2)
+    assert got["exclude"]["mean_jct_s"] == pytest.approx(end)
+    assert [got[k]["jct_censored"] for k in REJECTED_JCT] == [1, 1, 0]
+    assert [got[k]["jct_excluded"] for k in REJECTED_JCT] == [0, 0, 1]
+    with pytest.raises(ValueError, match=r"sim\.rejected_jct must be one of"):
+        summarize(out, table, rejected_jct="drop")
+
+
+def test_artifact_timing_decides_like_elasticflows_simulator() -> None:
+    """Slot 60 s. ``a`` arrives at 100 after a quiet start: the grid decides it at 120, the
+    artifact's timing at once (no decision in the slot before). ``b`` arrives at 130, less
+    than a slot after that decision: it waits until 100 + 60 = 160 (grid: 180)."""
+    jobs = [job("a", 100, 100, 2000, max_gpus=1), job("b", 130, 100, 2000, max_gpus=1)]
+    starts = {}
+    for timing in ("grid", "artifact"):
+        rec, _, t, s = run(jobs, linear_profiles(), 1, 2, timing=timing, replicas="released")
+        assert s["invalid_requests"] == 0 and (t.status == "done").all()
+        starts[timing] = {
+            j: min(now for now, jid, *_ in rec.allocations() if jid == j) for j in "ab"
+        }
+    assert starts["grid"] == {"a": pytest.approx(120.0), "b": pytest.approx(180.0)}
+    assert starts["artifact"] == {"a": pytest.approx(100.0), "b": pytest.approx(160.0)}
+    with pytest.raises(ValueError, match="timing=artifact needs replan=events"):
+        ElasticFlowConfig(timing="artifact", replan="every_slot")
+    # a busier trace: decisions at least a slot apart (second steps 1 ms after), invariants
+    rng = np.random.default_rng(5)
+    busy, t0 = [], 0.0
+    for i in range(30):
+        t0 += float(rng.exponential(25.0))
+        it = int(rng.integers(100, 1500))
+        busy.append(job(f"j{i}", t0, it, t0 + it / float(rng.uniform(0.8, 4)), max_gpus=8))
+    for replicas in ("released", "dedicated"):
+        rec, out, _, s = run(busy, linear_profiles(), 2, 4, timing="artifact", replicas=replicas)
+        out.state.check_invariants()
+        assert s["invalid_requests"] == 0 and not s["horizon_hit"]
+        times = sorted({round(now, 6) for now, *_ in rec.allocations()})
+        decided = [snap.now for snap, _ in rec.log]
+        plans = [x for x in times if not any(abs(x - y - 1e-3) < 1e-6 for y in decided)]
+        assert all(b - a >= 60.0 - 1e-6 for a, b in itertools.pairwise(plans))
+
+
 def test_feasible_newcomer_is_admitted_and_meets_its_deadline() -> None:
     jobs = [job("easy", 0, 200, 400)]
     _, _, t, s = run(jobs, linear_profiles(), 1, 2)
@@ -159,7 +217,7 @@ def test_decisions_happen_only_at_slot_boundaries() -> None:
     boundary 60 and trains from 70.5. A job that ends mid-slot frees GPUs that nobody takes
     before the next boundary."""
     jobs = [job("a", 30, 100, 1000, max_gpus=1), job("b", 30, 400, 2000, max_gpus=2)]
-    rec, _, t, s = run(jobs, linear_profiles(), 1, 2)
+    rec, _, t, s = run(jobs, linear_profiles(), 1, 2, replicas="released")
     assert t.loc["a", "first_start_s"] == pytest.approx(70.5)
     assert t.loc["b", "first_start_s"] == pytest.approx(70.5)
     times = sorted({now for now, *_ in rec.allocations()})
@@ -198,23 +256,49 @@ def test_counts_are_powers_of_two_and_placement_is_buddy_aligned() -> None:
     out.state.check_invariants()
 
 
-def test_every_gpu_gained_is_a_cold_start_and_given_up_gpus_are_released() -> None:
+@pytest.mark.parametrize("replicas", ["released", "dedicated"])
+def test_every_gpu_gained_is_a_cold_start_and_given_up_gpus_are_released(replicas: str) -> None:
     rng = np.random.default_rng(7)
     jobs, t = [], 0.0
     for i in range(25):
         t += float(rng.exponential(30.0))
         it = int(rng.integers(100, 1500))
         jobs.append(job(f"j{i}", t, it, t + it / float(rng.uniform(0.8, 4)), max_gpus=8))
-    rec, _, table, s = run(jobs, linear_profiles(), 2, 4)
+    rec, _, table, s = run(jobs, linear_profiles(), 2, 4, replicas=replicas)
     gained = sum(len(set(new) - set(old)) for _, _, old, new in rec.allocations())
     assert gained > 0
     assert s["cold_starts"] == gained == int(table.cold_starts.sum())
     assert s["warm_hits"] == 0 and s["reloads"] == 0
-    assert s["gpu_hours_warm_idle"] * 3600 == pytest.approx(0.0, abs=1e-6)
+    if replicas == "released":
+        assert s["gpu_hours_warm_idle"] * 3600 == pytest.approx(0.0, abs=1e-6)
+    else:  # idle replicas stay provisioned
+        assert s["gpu_hours_warm_idle"] > 0
     assert s["rescales"] > 0  # jobs did shrink and grow
     shrinks = [x for x in rec.allocations() if 0 < len(x[3]) < len(x[2])]
     assert shrinks, "no shrink happened"
     assert s["invalid_requests"] == 0
+
+
+def test_dedicated_replicas_stay_provisioned_and_still_cold_start() -> None:
+    """``replicas=dedicated`` (the serverful deployment of the PromptTuner authors' prototype):
+    a GPU a job gives up stays provisioned, idle, until another job takes it; that job still
+    pays a cold start (no sharing across jobs). Hand-made: job a runs on 2 GPUs and ends; job b
+    comes 10 minutes later."""
+    jobs = [job("a", 0, 240, 600, max_gpus=2), job("b", 900, 240, 1500, max_gpus=2)]
+    _, _, rel, rel_s = run(jobs, linear_profiles(), 1, 2, replicas="released")
+    _, ded_out, ded, ded_s = run(jobs, linear_profiles(), 1, 2, replicas="dedicated")
+    for t, s in ((rel, rel_s), (ded, ded_s)):
+        assert (t.status == "done").all() and s["invalid_requests"] == 0
+        assert int(t.loc["b", "cold_starts"]) == 2 and int(t.loc["b", "warm_hits"]) == 0
+    # released: nothing idles; dedicated: a's 2 GPUs idle from its end until b's boundary
+    assert rel_s["gpu_hours_warm_idle"] == pytest.approx(0.0, abs=1e-9)
+    idle = 2 * (900.0 - rel.loc["a", "finish_s"])  # b arrives on a boundary
+    assert ded_s["gpu_hours_warm_idle"] * 3600 == pytest.approx(idle, abs=0.01)
+    assert ded_s["cost_gpu_hours"] == pytest.approx(rel_s["cost_gpu_hours"] + idle / 3600, 1e-6)
+    # the same schedule otherwise: b starts at its boundary on the same GPUs
+    assert rel.loc["b", "finish_s"] == pytest.approx(ded.loc["b", "finish_s"], abs=0.01)
+    assert rel_s["releases"] > ded_s["releases"]
+    ded_out.state.check_invariants()
 
 
 def test_work_conserving_a_lone_job_takes_every_useful_gpu() -> None:
@@ -463,6 +547,7 @@ rows_st = st.lists(
     st.sampled_from(["each", "batch"]),
     st.sampled_from(["events", "every_slot"]),
     st.sampled_from([30.0, 60.0]),
+    st.sampled_from(["dedicated", "released"]),
 )
 def test_invariants_on_generated_traces(
     rows: list[tuple[float, int, float, int, str]],
@@ -472,13 +557,20 @@ def test_invariants_on_generated_traces(
     admission: str,
     replan: str,
     slot: float,
+    replicas: str,
 ) -> None:
     cap = nodes * per_node
     jobs = [
         JobSpec(f"j{i}", a, m, "t", a + it * r, 16, it, 1, 1, mx)
         for i, (a, it, r, mx, m) in enumerate(rows)
     ]
-    knobs = {"handout_order": order, "admission": admission, "replan": replan, "slot_s": slot}
+    knobs = {
+        "handout_order": order,
+        "admission": admission,
+        "replan": replan,
+        "slot_s": slot,
+        "replicas": replicas,
+    }
     rec, out, table, s = run(jobs, linear_profiles(("m", "n")), nodes, per_node, **knobs)
     out.state.check_invariants()
     assert s["invalid_requests"] == 0 and not s["horizon_hit"]
@@ -495,12 +587,16 @@ def test_invariants_on_generated_traces(
     tot = out.state.totals.gpu_seconds
     provisioned = sum(tot.values())
     assert provisioned <= cap * s["sim_end_s"] + 1e-6
-    assert table.gpu_seconds.sum() == pytest.approx(tot[GpuState.BUSY] + tot[GpuState.LOADING])
-    assert tot[GpuState.WARM] == pytest.approx(0.0, abs=1e-6)
+    held = tot[GpuState.BUSY] + tot[GpuState.LOADING]
+    if replicas == "released":
+        assert table.gpu_seconds.sum() == pytest.approx(held)
+        assert tot[GpuState.WARM] == pytest.approx(0.0, abs=1e-6)
+    else:  # a replica may finish loading after its job ended: provisioned, but no job's
+        assert table.gpu_seconds.sum() <= held + 1e-6
     for r in out.state.jobs.values():
         if r.finish is not None and r.first_start is not None:
             assert r.iters_done == pytest.approx(r.iters_needed)
-    # admitted jobs hold GPUs only from boundaries on
+    # admitted jobs hold GPUs only from boundaries on (or the second step, 1 ms later)
     for now, *_ in rec.allocations():
         off = now % slot
         assert off < 0.01 or off > slot - 1e-6

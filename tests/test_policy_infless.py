@@ -168,6 +168,30 @@ def test_prewarm_after_the_histogram_head() -> None:
     assert prewarm_times == [pytest.approx(300.0 * i - 34.0) for i in (11, 12, 13)]
 
 
+def test_one_deployment_per_configuration() -> None:
+    """``instances=per_config`` (INFless as the PromptTuner authors' prototype deployed it):
+    one 4-GPU node; x (loose: 2 GPUs, the best throughput per GPU) ends at about 8.5 s; y
+    arrives at 20 s and is configured to 3 GPUs. One deployment per model: y reuses x's 2 idle
+    GPUs (2 warm hits, 1 cold start). One per configuration: x's GPUs belong to deployment
+    (a, 2), so y waits, one of them is released for it, and y cold-starts on 3 GPUs 1 ms
+    later. Each deployment keeps its own histograms."""
+    jobs = [spec("x", 0, 100, 1000), spec("y", 20, 1000, 40)]
+    shared, rec_m = simulate(jobs, "infless", {"instances": "per_model"}, SUPER)
+    own, rec_c = simulate(jobs, "infless", {"instances": "per_config"}, SUPER)
+    for out, rec in ((shared, rec_m), (own, rec_c)):
+        check_run(out)
+        assert counts_of(rec.allocations("x")) == [2] and counts_of(rec.allocations("y")) == [3]
+    y_m, y_c = shared.state.job("y"), own.state.job("y")
+    assert (y_m.warm_hits, y_m.cold_starts) == (2, 1)
+    assert (y_c.warm_hits, y_c.cold_starts) == (0, 3)
+    x_gpus = rec_c.allocations("x")[0][1]
+    evicted = [(s.now, d.release) for s, d in rec_c.log if d.release]
+    assert evicted[0] == (pytest.approx(20.0), (x_gpus[0],))
+    assert rec_c.allocations("y")[0][0] == pytest.approx(20.001)
+    assert sorted(rec_m.inner._hist) == [("a", 0)]
+    assert sorted(rec_c.inner._hist) == [("a", 2), ("a", 3)]
+
+
 def test_bank_switch() -> None:
     """Off by default (INFless has no bank); bank=true asks it for each new job and the lookup
     is charged at the first start (4 s cold start + 0.5 s hand-over + 3 s)."""
@@ -210,7 +234,11 @@ def test_invariants_under_random_traces(case: tuple) -> None:  # type: ignore[ty
     """Random traces and clusters: invariants before every decision, no refused request,
     capacity, GPU-seconds conserved, every job done, and each job's GPUs set exactly once."""
     jobs, profiles, nodes, per_node = case
-    for params in ({}, {"order": "edf", "counts": "pow2", "bank": True, "min_samples": 1}):
+    for params in (
+        {},
+        {"order": "edf", "counts": "pow2", "bank": True, "min_samples": 1},
+        {"instances": "per_config", "min_samples": 1},
+    ):
         out, rec = simulate(
             jobs,
             "infless",

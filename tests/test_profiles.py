@@ -359,8 +359,8 @@ def test_models_csv_round_trip(tmp_path: Path) -> None:
 
 BAD_TABLES = [
     ("global_batch_size,1,2\n16,10,abc\n", 2, 3, "'abc' is not a number"),
-    ("global_batch_size,1,2\n16,10,-1\n", 2, 3, "must be > 0"),
-    ("global_batch_size,1,2\n16,10,0\n", 2, 3, "must be > 0"),
+    ("global_batch_size,1,2\n16,10,-1\n", 2, 3, "must be >= 0"),
+    ("global_batch_size,1,2\n16,0,5\n", 2, 2, "every row needs a 1-GPU value > 0"),
     ("global_batch_size,1,2\n16,10,inf\n", 2, 3, "not a finite number"),
     ("global_batch_size,1,2\n16,,5\n", 2, 2, "every row needs a 1-GPU value"),
     ("global_batch_size,1,2\nx,1,2\n", 2, 1, "'x' is not a batch size"),
@@ -403,6 +403,23 @@ def test_bad_throughput_csv_without_cell(tmp_path: Path, text: str, problem: str
     with pytest.raises(ProfileError, match=problem) as info:
         read_throughput(path)
     assert "t.csv" in str(info.value)
+
+
+def test_zero_cell_reads_as_no_speed_up(tmp_path: Path) -> None:
+    # ElasticFlow's A100 resnet50_cifar10.csv writes 0 in its 16-64 GPU columns: its scheduler
+    # reads that as "no further speed-up"; so does the loader (the column before, repeated)
+    path = _write(tmp_path / "r.csv", "global_batch_size,1,2,4,8\n64,28.6,27.6,28.7,0\n")
+    table = read_throughput(path)
+    assert table.iters_per_second(8, 64) == pytest.approx(28.7)
+    assert table.iters_per_second(64, 64) == pytest.approx(28.7)
+
+
+def test_error_shows_the_path_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path / "t.csv", "global_batch_size,1,2\n16,10,abc\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ProfileError) as info:
+        read_throughput(path.resolve())
+    assert str(info.value).startswith(f"{path.resolve()} row 2")
 
 
 def test_missing_throughput_file_is_named(tmp_path: Path) -> None:

@@ -167,6 +167,13 @@ class GpuPool:
             left -= len(gids)
         return started, waiting
 
+    def set_aside(self, model: str, gids: Iterable[int]) -> None:
+        """Take idle warm or pre-warming GPUs of ``model`` out of the pool without handing them
+        out (a policy that keeps them for someone else); ``give_back`` returns them."""
+        drop = set(gids)
+        for src in (self._warm_list(model), self._prewarming.get(model, [])):
+            src[:] = [g for g in src if g not in drop]
+
     # ------------------------------------------------------------------ returning
 
     def give_back(self, gids: Iterable[int]) -> None:

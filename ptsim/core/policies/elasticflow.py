@@ -88,6 +88,7 @@ jobs with later deadlines. Measured numbers: docs/elasticflow.md section 4.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import math
@@ -119,6 +120,8 @@ _TOL = 1e-9
 _HANDOUT_ORDERS = ("artifact", "paper")
 _ADMISSION_MODES = ("each", "batch")
 _REPLAN_MODES = ("events", "every_slot")
+_REPLICA_MODES = ("released", "dedicated")
+_TIMING_MODES = ("grid", "artifact")
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,17 @@ class ElasticFlowConfig:
     - ``bank``: ask the Prompt Bank (when the run has one) for each admitted job's initial
       prompt (an ablation; ElasticFlow has no bank). Admission then plans with the iterations
       the bank's choice is expected to need.
+    - ``replicas``: what happens to a GPU a job gives up (it shrinks or finishes).
+      ``released``: it is released at once (ElasticFlow's serverless design: a job's workers
+      exist only while it runs). ``dedicated``: it stays provisioned as an idle replica of its
+      model (a serverful deployment that does not scale in, as the PromptTuner authors'
+      earlier prototype ran ElasticFlow); a job that later takes it still pays a cold start
+      (no sharing across jobs: the replica is released and loaded again for the job).
+    - ``timing``: when decisions happen. ``grid``: at multiples of ``slot_s``. ``artifact``:
+      as ElasticFlow's simulator merges its events: an event (arrival, completion, planned
+      step-up) less than one slot after the last decision is decided one slot after it, a
+      later one at once (so the decision times are the last one + ``slot_s`` or an event's
+      own time). Needs ``replan=events``.
     """
 
     slot_s: float = 60.0
@@ -153,6 +167,8 @@ class ElasticFlowConfig:
     cap_by_profile: bool = True
     replan: str = "events"
     bank: bool = False
+    replicas: str = "dedicated"
+    timing: str = "grid"
 
     def __post_init__(self) -> None:
         if not self.slot_s > 10 * _PHASE_GAP_S:
@@ -163,6 +179,12 @@ class ElasticFlowConfig:
             raise ValueError(f"admission must be one of {', '.join(_ADMISSION_MODES)}")
         if self.replan not in _REPLAN_MODES:
             raise ValueError(f"replan must be one of {', '.join(_REPLAN_MODES)}")
+        if self.replicas not in _REPLICA_MODES:
+            raise ValueError(f"replicas must be one of {', '.join(_REPLICA_MODES)}")
+        if self.timing not in _TIMING_MODES:
+            raise ValueError(f"timing must be one of {', '.join(_TIMING_MODES)}")
+        if self.timing == "artifact" and self.replan != "events":
+            raise ValueError("timing=artifact needs replan=events")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -601,6 +623,7 @@ class ElasticFlow:
         self._pending_at: float | None = None
         self._planned: dict[str, int] | None = None  # GPUs per job in the last plan
         self._next_change: float | None = None  # when a planned allocation steps up
+        self._last_plan = -math.inf  # time of the last re-plan (timing=artifact)
 
     # ------------------------------------------------------------------ helpers
 
@@ -636,20 +659,47 @@ class ElasticFlow:
         return lv
 
     def _on_grid(self, now: float) -> bool:
+        """Whether ``now`` is a decision time (with ``timing=artifact``: one slot or more after
+        the last re-plan; the boundary re-plans only if an event is due)."""
         slot = self.cfg.slot_s
+        if self.cfg.timing == "artifact":
+            return now >= self._last_plan + slot - 1e-6
         return abs(now - round(now / slot) * slot) <= 1e-6
 
-    def _next_boundary(self, now: float) -> float:
+    def _next_boundary(self, now: float) -> float | None:
+        """The next decision time to wake at (``timing=artifact``: one slot after the last
+        re-plan, else the next planned step-up; arrivals and completions wake the policy
+        themselves)."""
         slot = self.cfg.slot_s
+        if self.cfg.timing == "artifact":
+            due = [t for t in (self._last_plan + slot, self._next_change) if t is not None]
+            later = [t for t in due if t > now + 1e-9]
+            return min(later) if later else None
         k = math.floor(now / slot + 1e-9) + 1
         return k * slot
 
     @staticmethod
-    def _idle(snap: Snapshot) -> list[int]:
-        """Warm-idle and pre-warming GPUs: nobody holds them, so they are released."""
+    def _unheld(snap: Snapshot) -> list[int]:
+        """Warm-idle and pre-warming GPUs: no job holds them."""
         out = [g for gids in snap.warm_idle.values() for g in gids]
         out.extend(snap.prewarming)
         return sorted(set(out))
+
+    def _idle(self, snap: Snapshot) -> list[int]:
+        """GPUs to release when no job needs them: every GPU no job holds (``released``), or
+        none (``dedicated``: idle replicas stay provisioned)."""
+        return [] if self.cfg.replicas == "dedicated" else self._unheld(snap)
+
+    def _releases(
+        self, snap: Snapshot, given_up: Sequence[int], wanted: Sequence[tuple[int, ...]]
+    ) -> tuple[int, ...]:
+        """What a decision releases: with ``released`` every GPU no job holds and those given
+        up now; with ``dedicated`` only those of them that a job will take in the second step
+        (it then loads them afresh: a cold start)."""
+        out = set(self._unheld(snap)) | set(given_up)
+        if self.cfg.replicas == "dedicated":
+            out &= {g for target in wanted for g in target}
+        return tuple(sorted(out))
 
     # ------------------------------------------------------------------ decide
 
@@ -663,7 +713,7 @@ class ElasticFlow:
         if snap.jobs:
             wake = self._next_boundary(now)
             if self._pending_at is not None and self._pending and self._pending_at > now:
-                wake = min(wake, self._pending_at)
+                wake = self._pending_at if wake is None else min(wake, self._pending_at)
         return Decision(release=tuple(self._idle(snap)), wake_at=wake)
 
     def _second_step(self, snap: Snapshot) -> Decision:
@@ -682,9 +732,9 @@ class ElasticFlow:
                 free.difference_update(target)
                 given_up.extend(g for g in view.gpus if g not in target)
         self._pending, self._pending_at = {}, None
-        release = sorted(set(self._idle(snap)) | set(given_up))
+        release = self._releases(snap, given_up, [])
         wake = self._next_boundary(snap.now) if snap.jobs else None
-        return Decision(allocations=alloc, release=tuple(release), wake_at=wake)
+        return Decision(allocations=alloc, release=release, wake_at=wake)
 
     def _item(self, view: JobView, now: float, total: int, gpn: int, remaining: float) -> _Item:
         spec = view.spec
@@ -722,6 +772,7 @@ class ElasticFlow:
         if not self._event_due(snap):
             wake = self._next_boundary(now) if live else None
             return Decision(release=tuple(self._idle(snap)), wake_at=wake)
+        self._last_plan = now
         planner = _Planner(now, self.cfg.slot_s)
 
         admitted: list[_Item] = []
@@ -772,6 +823,8 @@ class ElasticFlow:
                 if up.size:
                     steps.append(int(up[0]) + 1)
         self._next_change = now + min(steps) * self.cfg.slot_s if steps else None
+        if self.cfg.timing == "artifact" and not self._pending and decision.wake_at is not None:
+            decision = dataclasses.replace(decision, wake_at=self._next_boundary(now))
         return decision
 
     def _admit(
@@ -925,7 +978,7 @@ class ElasticFlow:
                 given_up.extend(g for g in own if g not in step)
         self._pending = pending
         self._pending_at = snap.now + _PHASE_GAP_S if pending else None
-        release = sorted(set(self._idle(snap)) | set(given_up))
+        release = self._releases(snap, given_up, list(pending.values()))
         live_after = len(snap.jobs) - len(reject)
         wake: float | None = None
         if pending:
@@ -937,7 +990,7 @@ class ElasticFlow:
             allocations=alloc,
             reject=tuple(reject),
             init=admitted_inits,
-            release=tuple(release),
+            release=release,
             wake_at=wake,
         )
         return decision, targets

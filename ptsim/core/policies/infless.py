@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -68,9 +69,16 @@ from ptsim.core.policies.planning import (
     remaining_iters,
 )
 from ptsim.core.policy import POLICIES, InitChooser, PolicyContext
-from ptsim.core.types import Decision, InitChoice, JobView, Snapshot
+from ptsim.core.types import Decision, GpuState, InitChoice, JobView, Snapshot
 
 ORDERS = ("fifo", "edf")
+INSTANCE_MODES = ("per_model", "per_config")
+
+_EVICT_GAP_S = 1e-3
+"""Delay of the decision that hands GPUs released for a waiting job (free by then) to it."""
+
+Deployment = tuple[str, int]
+"""A function deployment: (model, GPU count of its instances; 0 = any count, ``per_model``)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,13 @@ class InflessConfig:
     - ``min_samples``: gaps a histogram needs before it is used.
     - ``keep_alive_s``: fixed keep-alive while a model's long histogram has too few gaps.
     - ``prewarm_lead``: start a pre-warm one cold start before the pre-warm window.
+    - ``instances``: what one deployment (instance pool) is. ``per_model``: one per model, all
+      GPU configurations share its warm GPUs and its LSTH histograms. ``per_config``: one per
+      (model, GPU count), as the PromptTuner authors' prototype deployed INFless: a job reuses
+      only idle instances of its own configuration, and each configuration has its own LSTH
+      histograms (gaps between arrivals of jobs given that configuration), keep-alive and
+      pre-warm (one instance of its GPU count). Idle GPUs of another configuration of the
+      same model are released for a job that cannot start otherwise (it then cold-starts).
     """
 
     bank: bool = False
@@ -109,12 +124,15 @@ class InflessConfig:
     min_samples: int = 10
     keep_alive_s: float = 60.0
     prewarm_lead: bool = True
+    instances: str = "per_config"
 
     def __post_init__(self) -> None:
         if self.order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {self.order!r}")
         if self.counts not in COUNT_MODES:
             raise ValueError(f"counts must be one of {', '.join(COUNT_MODES)}")
+        if self.instances not in INSTANCE_MODES:
+            raise ValueError(f"instances must be one of {', '.join(INSTANCE_MODES)}")
         if self.safety_margin < 0 or self.keep_alive_s < 0 or self.short_window_s <= 0:
             raise ValueError("safety_margin, keep_alive_s >= 0 and short_window_s > 0 needed")
         if not 0 <= self.gamma <= 1 or not 0 <= self.window_margin < 1:
@@ -238,15 +256,25 @@ class Infless:
         self.pred = Predictor(ctx.profiles)
         self.arrivals = ArrivalTracker()
         self.config: dict[str, int] = {}  # job -> its GPU count, fixed at arrival
-        self._hist: dict[str, Lsth] = {}
-        self._last_arrival: dict[str, float] = {}
-        self._last_count: dict[str, int] = {}
+        self._hist: dict[Deployment, Lsth] = {}
+        self._last_arrival: dict[Deployment, float] = {}
+        self._last_count: dict[Deployment, int] = {}
+        self._owner: dict[int, Deployment] = {}  # per_config: GPU -> the deployment it serves
 
-    def lsth(self, model: str) -> Lsth:
-        h = self._hist.get(model)
+    def deployment(self, model: str, n: int) -> Deployment:
+        """The deployment a job of ``model`` configured to ``n`` GPUs belongs to."""
+        return (model, n if self.cfg.instances == "per_config" else 0)
+
+    def deployment_of(self, gid: int, model: str) -> Deployment:
+        """The deployment an idle or pre-warming GPU of ``model`` belongs to."""
+        got = self._owner.get(gid)
+        return got if got is not None and got[0] == model else (model, 0)
+
+    def lsth(self, dep: Deployment) -> Lsth:
+        h = self._hist.get(dep)
         if h is None:
             c = self.cfg
-            h = self._hist[model] = Lsth(
+            h = self._hist[dep] = Lsth(
                 bin_s=c.bin_s,
                 range_s=c.range_s,
                 short_window_s=c.short_window_s,
@@ -258,9 +286,10 @@ class Infless:
             )
         return h
 
-    def windows(self, model: str, now: float) -> Windows:
-        """The model's LSTH windows, or the fixed keep-alive while its history is too short."""
-        w = self.lsth(model).windows(now)
+    def windows(self, dep: Deployment, now: float) -> Windows:
+        """The deployment's LSTH windows, or the fixed keep-alive while its history is too
+        short."""
+        w = self.lsth(dep).windows(now)
         return w if w is not None else Windows(0.0, self.cfg.keep_alive_s)
 
     def configure(
@@ -304,20 +333,22 @@ class Infless:
         inits: dict[str, InitChoice] = {}
         for job in new:
             model = job.spec.model
-            last = self._last_arrival.get(model)
-            if last is not None:
-                self.lsth(model).observe(job.spec.arrival, max(0.0, job.spec.arrival - last))
-            self._last_arrival[model] = max(job.spec.arrival, last or 0.0)
             choice = None
             if self.bank is not None and job.init is None:
                 choice = inits[job.job_id] = self.bank.choose(job.spec)
             if job.job_id not in self.config:
-                n = self.configure(job, snap, pool, choice)
-                self.config[job.job_id] = n
-                self._last_count[model] = n
+                self.config[job.job_id] = self.configure(job, snap, pool, choice)
+            n = self.config[job.job_id]
+            dep = self.deployment(model, n)
+            last = self._last_arrival.get(dep)
+            if last is not None:
+                self.lsth(dep).observe(job.spec.arrival, max(0.0, job.spec.arrival - last))
+            self._last_arrival[dep] = max(job.spec.arrival, last or 0.0)
+            self._last_count[dep] = n
 
         alloc: dict[str, tuple[int, ...]] = {}
         waiting = False
+        evict: list[int] = []
         if snap.queued:
             if cfg.order == "fifo":
                 order = sorted(snap.queued, key=lambda j: (j.spec.arrival, j.job_id))
@@ -330,15 +361,65 @@ class Infless:
                     known = self.config[job.job_id] = self.configure(job, snap, pool, None)
                 return known
 
-            started, waiting = pool.start_queued(
-                order, configured, lambda job, _: self.config[job.job_id], cfg.allow_reload
-            )
+            if cfg.instances == "per_model":
+                started, waiting = pool.start_queued(
+                    order, configured, lambda job, _: self.config[job.job_id], cfg.allow_reload
+                )
+            else:
+                started, waiting, evict = self._start_per_config(snap, order, pool, configured)
             alloc = {job.job_id: gids for job, gids in started}
+            if cfg.instances == "per_config":
+                for job, gids in started:
+                    dep = self.deployment(job.spec.model, self.config[job.job_id])
+                    self._owner.update(dict.fromkeys(gids, dep))
 
         prewarm, release, due = self._keep_alive(snap, pool, waiting)
+        if evict:
+            release = tuple(sorted({*release, *evict}))
+            due = min(due, snap.now + _EVICT_GAP_S) if due is not None else snap.now + _EVICT_GAP_S
         return Decision(
             allocations=alloc, init=inits, prewarm=prewarm, release=release, wake_at=due
         )
+
+    def _start_per_config(
+        self,
+        snap: Snapshot,
+        order: list[JobView],
+        pool: GpuPool,
+        configured: Callable[[JobView], int],
+    ) -> tuple[list[tuple[JobView, tuple[int, ...]]], bool, list[int]]:
+        """``GpuPool.start_queued`` with one deployment per configuration: each job sees only
+        the idle instances of its own deployment among its model's warm GPUs. A job that
+        cannot start while idle GPUs of its model's other deployments would make up what it
+        lacks gets them released (``evict``): they are free for it at the next decision."""
+        cfg = self.cfg
+        started: list[tuple[JobView, tuple[int, ...]]] = []
+        waiting = False
+        evict: list[int] = []
+        for job in order:
+            model = job.spec.model
+            n = configured(job)
+            dep = self.deployment(model, n)
+            aside = [
+                g
+                for g in (*pool.warm(model), *pool.prewarming(model))
+                if self.deployment_of(g, model) != dep
+            ]
+            pool.set_aside(model, aside)
+            got, wait = pool.start_queued(
+                [job], configured, lambda j, _: configured(j), cfg.allow_reload
+            )
+            started.extend(got)
+            if wait:
+                waiting = True
+                short = n - pool.available(model, cfg.allow_reload)
+                idle = [g for g in aside if snap.gpus[g].state is GpuState.WARM]
+                if 0 < short <= len(idle):
+                    evict.extend(idle[:short])
+                    gone = set(idle[:short])
+                    aside = [g for g in aside if g not in gone]
+            pool.give_back(aside)
+        return started, waiting, evict
 
     def _keep_alive(
         self, snap: Snapshot, pool: GpuPool, waiting: bool
@@ -356,9 +437,19 @@ class Infless:
             if t > now and (due is None or t < due):
                 due = t
 
-        for m in sorted(set(pool.warm_models()) | set(self._last_arrival)):
-            w = self.windows(m, now)
-            last = self._last_arrival.get(m)
+        deps: dict[Deployment, tuple[list[int], list[int]]] = {}  # idle warm, pre-warming
+        for m in sorted(set(pool.warm_models()) | {d[0] for d in self._last_arrival}):
+            for g in pool.warm(m):
+                deps.setdefault(self.deployment_of(g, m), ([], []))[0].append(g)
+            for g in pool.prewarming(m):
+                deps.setdefault(self.deployment_of(g, m), ([], []))[1].append(g)
+        for dep in self._last_arrival:
+            deps.setdefault(dep, ([], []))
+        for dep in sorted(deps):
+            m = dep[0]
+            warm, warming = deps[dep]
+            w = self.windows(dep, now)
+            last = self._last_arrival.get(dep)
             lead = self.profiles.cold_start(m) if cfg.prewarm_lead else 0.0
             unload_until = -math.inf
             if w.prewarm_s > lead and last is not None:
@@ -367,7 +458,7 @@ class Infless:
             # last arrival; otherwise it stays loaded for the keep-alive after going idle
             keep = w.keep_alive_s - (w.prewarm_s if unload_until > -math.inf else 0.0)
             kept = 0
-            for g in pool.warm(m):
+            for g in warm:
                 end = gpus[g].since + keep
                 if now < unload_until - 1e-9 or end <= now + 1e-9:
                     release.append(g)
@@ -382,11 +473,14 @@ class Infless:
             live_window = last + w.keep_alive_s
             if waiting or now >= live_window:
                 continue
-            if kept == 0 and not pool.prewarming(m):
-                for _ in range(self._last_count.get(m, 1)):
+            if kept == 0 and not warming:
+                for _ in range(self._last_count.get(dep, 1)):
                     if not pool.free:
                         break
-                    prewarm[pool.pop_free()] = m
+                    gid = pool.pop_free()
+                    prewarm[gid] = m
+                    if cfg.instances == "per_config":
+                        self._owner[gid] = dep
         return prewarm, tuple(sorted(release)), due
 
 
