@@ -222,6 +222,8 @@ def plot(out: Path) -> list[Path]:
     models = by_model(jobs) if not jobs.empty else pd.DataFrame()
     if not models.empty:
         write_csv(models, out / "by_model.csv")
+        if "ideal_s" in jobs.columns:
+            write_csv(by_deadline_ratio(jobs), out / "by_deadline_ratio.csv")
         write_csv(job_stats(jobs), out / "job_stats.csv")
     sens_path = out / "sensitivity_points.csv"
     sens = pd.DataFrame()
@@ -344,6 +346,17 @@ def by_model(jobs: pd.DataFrame) -> pd.DataFrame:
         .reset_index()
     )
     return aggregate(per_run, ["policy", "model"], ["violation_rate", "jobs"])
+
+
+def by_deadline_ratio(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Violation rate per policy and deadline ratio (``(deadline_s - arrival_s) / ideal_s``,
+    rounded to 2 decimals: the workload's ratio), pooled over every run, with the job count."""
+    ratio = ((jobs.deadline_s - jobs.arrival_s) / jobs.ideal_s).round(2)
+    j = jobs.assign(deadline_ratio=ratio, missed=~jobs.met_deadline.astype(bool))
+    out = j.groupby(["policy", "deadline_ratio"], sort=True).agg(
+        jobs=("job_id", "size"), violation_rate=("missed", "mean")
+    )
+    return out.reset_index()
 
 
 def job_stats(jobs: pd.DataFrame) -> pd.DataFrame:

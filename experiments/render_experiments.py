@@ -39,6 +39,8 @@ SNAPSHOT_FILES = {
         "by_model.csv",
         "job_stats.csv",
         "per_policy.csv",
+        "by_deadline_ratio.csv",
+        "sensitivity.csv",
     ),
     "fig2_ablation": ("fig2_ablation.csv", "deltas.csv"),
 }
@@ -256,7 +258,29 @@ def _mean_over_loads(t: Tables, variant: str, metric: str, fmt: str) -> str:
     return fmt.format(a[a.variant == variant][f"{metric}_mean"].mean())
 
 
+def _miss_at_ratio(t: Tables, ratio: float) -> str:
+    """Each policy's violation rate at one deadline ratio, e.g. 'PromptTuner 57%, INFless 70%,
+    ElasticFlow 75%'."""
+    df = t("fig1_end_to_end", "by_deadline_ratio.csv")
+    rows = df[(df.deadline_ratio - ratio).abs() < 1e-9].set_index("policy")
+    return ", ".join(
+        f"{NAMES[p]} {_pct(rows.loc[p, 'violation_rate'], 0)}" for p in NAMES if p in rows.index
+    )
+
+
+def _sensitivity_cost(t: Tables, variant: str) -> str:
+    """A baseline variant's cost ratio to PromptTuner in figure 1's sensitivity panel."""
+    df = t("fig1_end_to_end", "sensitivity.csv").set_index("variant")
+    return f"{df.loc[variant, 'cost_ratio']:.2f}"
+
+
 QUANTITIES: dict[str, Callable[[Tables], str]] = {
+    "fig1.miss_at_0.5": lambda t: _miss_at_ratio(t, 0.5),
+    "fig1.miss_at_1.5": lambda t: _miss_at_ratio(t, 1.5),
+    "fig1.sens_infless_per_config": lambda t: _sensitivity_cost(t, "infless per_config"),
+    "fig1.sens_infless_per_model": lambda t: _sensitivity_cost(t, "infless per_model"),
+    "fig1.sens_ef_released": lambda t: _sensitivity_cost(t, "elasticflow released"),
+    "fig1.sens_ef_dedicated": lambda t: _sensitivity_cost(t, "elasticflow dedicated"),
     "fig1.table": fig1_table,
     "fig1.ratios": fig1_ratios,
     "fig1.seeds": lambda t: str(int(t("fig1_end_to_end", "fig1_end_to_end.csv").n.max())),
@@ -275,10 +299,6 @@ QUANTITIES: dict[str, Callable[[Tables], str]] = {
     "fig1.pt_miss_vicuna": lambda t: _pct(
         _by_model(t, "prompttuner", "vicuna-7b").violation_rate_mean
     ),
-    "fig1.gpt2_base_share": lambda t: _pct(_stats(t, "prompttuner", "gpt2-base").job_share, 0),
-    "fig1.gpt2_base_slack": lambda t: (
-        f"{_stats(t, 'prompttuner', 'gpt2-base').slack_s_median:.0f} s"
-    ),
     "fig1.gpt2_base_lookup": lambda t: (
         f"{_stats(t, 'prompttuner', 'gpt2-base').bank_lookup_s_median:.1f} s"
     ),
@@ -289,9 +309,6 @@ QUANTITIES: dict[str, Callable[[Tables], str]] = {
         f"{_per_policy(t, 'elasticflow').rejected:.1f} of {_per_policy(t, 'elasticflow').jobs:.1f}"
     ),
     "fig1.ef_cost_per_met": _ef_cost_per_met,
-    "fig1.ef_miss_gpt2_base": lambda t: _pct(
-        _by_model(t, "elasticflow", "gpt2-base").violation_rate_mean, 0
-    ),
     "fig2.deltas": fig2_deltas,
     "fig2.bank_cost_more": lambda t: _cost_change(t, "pt_no_bank", "prompttuner"),
     "fig2.bank_points": lambda t: _points(t, "pt_no_bank"),
@@ -303,6 +320,8 @@ QUANTITIES: dict[str, Callable[[Tables], str]] = {
     "fig2.warm_pool_cost_cut": lambda t: _cost_change(t, "pt_no_warm_pool", "prompttuner"),
     "fig2.pt_rescales": lambda t: _mean_over_loads(t, "prompttuner", "rescales", "{:.0f}"),
     "fig2.none_points": lambda t: _points(t, "pt_none"),
+    "fig2.elasticity_points": lambda t: _points(t, "pt_no_elasticity"),
+    "fig2.elasticity_cost_cut": lambda t: _cost_change(t, "pt_no_elasticity", "prompttuner"),
 }
 """Every name a marker may use, and how its text is made from the tables."""
 
