@@ -212,6 +212,8 @@ class Executor:
         self._load_pending: list[tuple[int, int, Reply, LoadRecord]] = []
         self._background: list[tuple[int, Reply, bool]] = []
         self.faults = faults
+        self.on_arrive: Callable[[JobRun], Any] | None = None
+        """Called with a job's record when it arrives (``ptexec.resume`` restores it)."""
 
     @property
     def worker_deaths(self) -> list[tuple[float, int]]:
@@ -273,6 +275,8 @@ class Executor:
         life = JobLifecycle(job, self.env)
         self.lives[job.job_id] = life
         self.runs[job.job_id] = life.run
+        if self.on_arrive is not None:
+            self.on_arrive(life.run)
 
     def poll(self) -> bool:
         """Injected faults, worker health, finished loads, background replies, then the

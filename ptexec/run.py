@@ -18,11 +18,19 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ptexec.driver import ExecOutcome, Executor, PolicyFactory, StepHook, curve_rows, final_eval
+from ptexec.driver import (
+    ExecOutcome,
+    Executor,
+    JobRun,
+    PolicyFactory,
+    StepHook,
+    curve_rows,
+    final_eval,
+)
 from ptexec.faults import FaultPlan, Injector
 from ptexec.jobs import ExecJob, TaskCatalog, fit_to_pool
 from ptexec.prompt_bank import ExecBankConfig, ExecPromptBank
@@ -30,6 +38,9 @@ from ptexec.workers import WorkerPool
 from ptsim.core.profiles import ProfileSet
 from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR, jobs_table, series_table, summarize
 from ptsim.outcome import RunResult, save_result, write_csv, write_json
+
+if TYPE_CHECKING:
+    from ptexec.resume import RunJournal
 
 EXEC_SUMMARY_KEYS = ("faults_injected", "worker_deaths", "steps_lost")
 """The keys the executor's ``summary.json`` has beyond ptsim's (docs/metrics.md)."""
@@ -111,10 +122,13 @@ def run_jobs(
     on_step: StepHook | None = None,
     on_job_done: Callable[[str], Any] | None = None,
     progress: Callable[[str], Any] | None = None,
+    journal: RunJournal | None = None,
 ) -> tuple[RunResult, ExecOutcome]:
     """Run ``jobs`` under ``policy`` and return the ``RunResult`` (tables built by
     ``ptsim.metrics``, executor columns added) and the raw outcome. Nothing is written but
-    checkpoints and prompts (``save_exec_result`` writes the tables)."""
+    checkpoints and prompts (``save_exec_result`` writes the tables). ``journal``
+    (``ptexec.resume``) records each finished job as it finishes and, when resuming, leaves
+    out the jobs it holds, restarts the others from their checkpoints and merges its rows."""
     st = settings if settings is not None else ExecSettings()
     say = progress or (lambda _m: None)
     cat = tasks if tasks is not None else TaskCatalog(seed=st.seed)
@@ -123,6 +137,8 @@ def run_jobs(
     fitted, notes = fit_to_pool(jobs, n)
     for note in notes:
         say(note)
+    if journal is not None:
+        fitted = journal.pending(fitted)
     for j in fitted:  # load every task before the clock starts (bad data fails here)
         cat.get(j.task)
     if pool is None:
@@ -150,6 +166,8 @@ def run_jobs(
             on_job_done=on_job_done,
             faults=Injector(st.faults, st.seed) if st.faults.kills else None,
         )
+        if journal is not None:
+            journal.attach(ex)
         say(f"running {len(fitted)} job(s) under {ex.policy.name} on {n} worker(s)")
         out = ex.run()
         out.seed = st.seed
@@ -159,6 +177,8 @@ def run_jobs(
     if not st.keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     result = build_result(out, run_dir, st, n)
+    if journal is not None:
+        result = journal.merge(result, out, st, n)
     return result, out
 
 
@@ -203,31 +223,39 @@ def _profiles(
 def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -> RunResult:
     """ptsim's tables for an executor outcome, plus the executor's columns."""
     table = jobs_table(out)
-    extra = []
-    for jid in table.job_id:
-        r = out.runs.get(jid)
-        if r is None:
-            extra.append(dict.fromkeys(EXEC_JOB_COLUMNS))
-            continue
-        acc, loss = final_eval(r)
-        extra.append(
-            {
-                "reached_target": bool(r.reached),
-                "steps": r.step,
-                "final_accuracy": acc,
-                "final_loss": loss,
-                "exec_pause_s": r.exec_pause_s,
-                "load_s": r.load_s,
-                "eval_s": r.eval_s,
-                "steps_lost": r.steps_lost,
-                "restarts": r.restarts,
-                "bank_entry": r.bank_entry,
-                "prompt_dir": _rel(r.prompt_dir, run_dir),
-                "loss_curve": f"curves/{jid}.csv" if (r.curve or r.evals) else None,
-            }
-        )
+    extra = [
+        exec_columns(out.runs[jid], run_dir) if jid in out.runs else dict.fromkeys(EXEC_JOB_COLUMNS)
+        for jid in table.job_id
+    ]
     table = pd.concat([table, pd.DataFrame(extra, columns=list(EXEC_JOB_COLUMNS))], axis=1)
     table["met_deadline"] = slo_met(table)
+    summary = exec_summary(out, table, st, gpus)
+    return RunResult(out.policy, summary, table, series_table(out))
+
+
+def exec_columns(r: JobRun, run_dir: Path) -> dict[str, Any]:
+    """The executor's columns (``EXEC_JOB_COLUMNS``) of one job's row."""
+    acc, loss = final_eval(r)
+    return {
+        "reached_target": bool(r.reached),
+        "steps": r.step,
+        "final_accuracy": acc,
+        "final_loss": loss,
+        "exec_pause_s": r.exec_pause_s,
+        "load_s": r.load_s,
+        "eval_s": r.eval_s,
+        "steps_lost": r.steps_lost,
+        "restarts": r.restarts,
+        "bank_entry": r.bank_entry,
+        "prompt_dir": _rel(r.prompt_dir, run_dir),
+        "loss_curve": f"curves/{r.job_id}.csv" if (r.curve or r.evals) else None,
+    }
+
+
+def exec_summary(
+    out: ExecOutcome, table: pd.DataFrame, st: ExecSettings, gpus: int
+) -> dict[str, Any]:
+    """ptsim's summary of ``table`` plus the executor's keys (``EXEC_SUMMARY_KEYS``)."""
     summary = summarize(out, table, st.price_per_gpu_hour)
     summary["policy"] = out.policy
     summary["gpus"] = gpus
@@ -237,7 +265,7 @@ def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -
     summary["faults_injected"] = len(out.faults)
     summary["worker_deaths"] = len(out.worker_deaths)
     summary["steps_lost"] = int(table.steps_lost.fillna(0).sum())
-    return RunResult(out.policy, summary, table, series_table(out))
+    return summary
 
 
 def slo_met(table: pd.DataFrame) -> pd.Series:
