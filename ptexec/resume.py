@@ -23,7 +23,6 @@ so arrivals, deadlines and JCTs keep their meaning; the time the run was down is
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -280,11 +279,8 @@ class RunJournal:
 
 
 def _is_num(x: Any) -> bool:
-    return (
-        x is None
-        or (isinstance(x, (int, float)) and not isinstance(x, bool))
-        or (isinstance(x, float) and math.isnan(x))
-    )
+    """A number or missing (a journaled column that pandas read as objects)."""
+    return x is None or (isinstance(x, int | float) and not isinstance(x, bool))
 
 
 def check_resumable(run_dir: Path, config_yaml: str) -> None:
