@@ -123,3 +123,54 @@ def test_interrupted_run_resumes_from_journal_and_checkpoints(
     # a complete folder is not resumed
     assert cli.main([*args, "--resume"]) == 2
     assert "already holds a complete ptexec run" in capsys.readouterr().err
+
+
+def test_journal_reads_back_a_killed_drivers_lines(tmp_path: Path) -> None:
+    from ptexec.resume import ResumeError, RunJournal, check_resumable
+
+    lines = [
+        {"kind": "run", "jobs": ["a", "b"]},
+        {
+            "kind": "checkpoint",
+            "job": "b",
+            "step": 5,
+            "path": "checkpoints/b/step-00000005.pt",
+            "time_s": 2.0,
+            "curve": [[s, 0.1 * s, 1, 1.0] for s in range(1, 6)],
+            "evals": [],
+            "counters": {"restarts": 0, "load_s": 0.5},
+        },
+        {"kind": "done", "job": "a", "time_s": 3.0, "row": {"job_id": "a"}, "curve": []},
+        {
+            "kind": "checkpoint",
+            "job": "b",
+            "step": 10,
+            "path": "checkpoints/b/step-00000010.pt",
+            "time_s": 4.0,
+            "curve": [[s, 0.1 * s, 1, 1.0] for s in range(6, 11)],
+            "evals": [[10, 1.0, 0.5, 0.7]],
+            "counters": {"restarts": 1, "load_s": 0.9},
+        },
+    ]
+    text = "".join(json.dumps(x) + "\n" for x in lines) + '{"kind": "done", "job": "b", "ti'
+    (tmp_path / JOURNAL).write_text(text)
+    j = RunJournal(tmp_path, resume=True)
+    assert sorted(j.done) == ["a"] and j.resumed_from_s == 4.0  # the torn line did not happen
+    ck = j.checkpoints["b"]
+    assert ck.step == 10 and [c[0] for c in ck.curve] == list(range(1, 11))
+    assert ck.evals == [[10, 1.0, 0.5, 0.7]] and ck.counters == {"restarts": 1, "load_s": 0.9}
+    assert (tmp_path / JOURNAL).read_text().endswith("}\n")  # torn line cut off
+    assert [x.job_id for x in j.pending([_Job("a"), _Job("b")])] == ["b"]  # type: ignore[list-item]
+    with pytest.raises(ResumeError, match="nothing to resume"):
+        j.pending([_Job("a")])  # type: ignore[list-item]
+    (tmp_path / "config.yaml").write_text("tuning:\n  lr: 0.01\nworkers: 2\n")
+    check_resumable(tmp_path, "tuning:\n  lr: 0.01\nworkers: 2\n")
+    with pytest.raises(ResumeError, match=r"\(workers differs\)"):
+        check_resumable(tmp_path, "tuning:\n  lr: 0.01\nworkers: 3\n")
+    with pytest.raises(ResumeError, match=r"no jobs\.journal\.jsonl"):
+        check_resumable(tmp_path / "x", "")
+
+
+class _Job:
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
