@@ -107,12 +107,14 @@ class RunJournal:
         if not self.path.is_file():
             raise ResumeError(f"run folder {self.run_dir} has no {JOURNAL} to resume from")
         lines = self.path.read_text(encoding="utf-8").splitlines()
+        torn = False
         for i, line in enumerate(lines, 1):
             try:
                 rec = json.loads(line)
             except ValueError:
                 if i == len(lines):
-                    break  # a line torn by a killed driver: the event did not happen
+                    torn = True  # a line torn by a killed driver: the event did not happen
+                    break
                 raise ResumeError(f"{self.path}:{i}: not a JSON line") from None
             kind, jid = rec.get("kind"), rec.get("job")
             self.resumed_from_s = max(self.resumed_from_s, float(rec.get("time_s", 0.0)))
@@ -134,8 +136,10 @@ class RunJournal:
         # a torn last line must not glue onto the next record
         with open(self.path, "rb+") as fh:
             data = fh.read()
-            if data and not data.endswith(b"\n"):
+            if torn:
                 fh.truncate(data.rfind(b"\n") + 1)
+            elif data and not data.endswith(b"\n"):
+                fh.write(b"\n")
 
     # -- writing -------------------------------------------------------------------------------
 
