@@ -60,7 +60,13 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("overrides", nargs="*", help="config overrides, e.g. scheduler=edf")
         return s
 
-    run_like("run", "run jobs under one policy and write ptsim's tables, prompts and curves")
+    run = run_like("run", "run jobs under one policy and write ptsim's tables, prompts and curves")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with an interrupted run in --out: finished jobs are kept, the others "
+        "restart from their last checkpoint (same config required)",
+    )
     run_like("validate", "run jobs on the executor and in ptsim; report per-job differences")
 
     pr = sub.add_parser(
@@ -218,20 +224,53 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
             f"would write {run_dir}"
         )
         return 0
-    from ptsim.runfolder import claim
+    from ptsim.runfolder import INTERRUPTED, claim
 
     kind = "ptexec validation" if validate else "ptexec run"
-    # an unfinished run's folder is refused too: it keeps its checkpoints until overwritten
-    with claim(run_dir, kind, overwrite=args.overwrite, allow=(), hint="--overwrite") as folder:
+    resume = bool(getattr(args, "resume", False))
+    if resume and args.overwrite:
+        raise ValueError("--resume and --overwrite: pick one")
+    # an unfinished run's folder is refused too (it keeps its checkpoints): --resume goes on
+    # with an interrupted one, --overwrite starts over
+    allow = (INTERRUPTED,) if resume else ()
+    hint = "--overwrite (or --resume, for an interrupted run)"
+    with claim(run_dir, kind, overwrite=args.overwrite, allow=allow, hint=hint) as folder:
+        _check_unfinished(cfg, run_dir, resume, args.overwrite)  # ptexec/resume.py
         folder.start()
-        _execute(cfg, plan, run_dir, validate, quiet, say)
+        _execute(cfg, plan, run_dir, validate, quiet, say, resume=resume)
         folder.complete(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")))
     print(f"results: {run_dir}")
     return 0
 
 
+def _check_unfinished(cfg: Any, run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """``--resume``: the folder must hold a journal and the same config; otherwise an
+    unfinished run's journal (a driver killed without a marker) is refused, or cleared with
+    ``--overwrite``."""
+    from omegaconf import OmegaConf
+
+    from ptexec.resume import JOURNAL, ResumeError, check_resumable, clear_unfinished
+
+    if resume:
+        check_resumable(run_dir, OmegaConf.to_yaml(cfg, resolve=True))
+    elif overwrite:
+        clear_unfinished(run_dir)
+    elif (run_dir / JOURNAL).is_file():
+        raise ResumeError(
+            f"run folder {run_dir} holds an unfinished run ({JOURNAL}); pick another folder, "
+            "--resume it or --overwrite it"
+        )
+
+
 def _execute(
-    cfg: Any, plan: Any, run_dir: Path, validate: bool, quiet: bool, say: Callable[[str], Any]
+    cfg: Any,
+    plan: Any,
+    run_dir: Path,
+    validate: bool,
+    quiet: bool,
+    say: Callable[[str], Any],
+    *,
+    resume: bool = False,
 ) -> None:
     """Run the planned jobs and write the run folder (the executor's files, and for
     ``validate`` the comparison with ptsim)."""
@@ -249,13 +288,23 @@ def _execute(
     _set_threads(settings.threads or 1)
     exec_dir = run_dir / "executor" if validate else run_dir
     exec_dir.mkdir(parents=True, exist_ok=True)
-    (exec_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if not resume:  # a resumed run checked that its config equals this one
+        (exec_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     from ptexec.jobs import write_jobs
     from ptexec.profile import machine_facts
     from ptexec.run import run_jobs, save_exec_result
 
     write_jobs(jobs, exec_dir / "jobs.jsonl")
     bank = C.bank_from(cfg, exec_dir)
+    journal = None
+    if not validate:
+        from ptexec.resume import RunJournal
+
+        journal = RunJournal(exec_dir, resume=resume)
+        if resume and settings.profile is None and (exec_dir / "profile/models.csv").is_file():
+            from dataclasses import replace
+
+            settings = replace(settings, profile=exec_dir / "profile")  # measured before
     prog = _Progress(len(jobs), not quiet)
     try:
         result, out = run_jobs(
@@ -269,10 +318,13 @@ def _execute(
             on_step=prog.on_step,
             on_job_done=prog.on_done,
             progress=say,
+            journal=journal,
         )
     finally:
         prog.close()
     facts = machine_facts()
+    if journal is not None:
+        facts.update(journal.facts())
     facts["policy"] = name
     facts["backend"] = settings.backend
     facts["threads_per_worker"] = settings.threads

@@ -222,6 +222,8 @@ class Executor:
         self._background: list[tuple[int, Reply, bool]] = []
         self.faults = faults
         self.decide_s: list[float] = []  # wall time of every policy decision
+        self.on_arrive: Callable[[JobRun], Any] | None = None
+        """Called with a job's record when it arrives (``ptexec.resume`` restores it)."""
 
     @property
     def worker_deaths(self) -> list[tuple[float, int]]:
@@ -287,6 +289,8 @@ class Executor:
         life = JobLifecycle(job, self.env)
         self.lives[job.job_id] = life
         self.runs[job.job_id] = life.run
+        if self.on_arrive is not None:
+            self.on_arrive(life.run)
 
     def poll(self) -> bool:
         """Injected faults, worker health, finished loads, background replies, then the

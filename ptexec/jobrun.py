@@ -101,6 +101,8 @@ class JobEnv:
     """One more event (a completion) for the run's statistics."""
     on_step: Callable[[str, int], Any] | None = None
     on_job_done: Callable[[str], Any] | None = None
+    on_checkpoint: Callable[[JobRun], Any] | None = None
+    """Called after each checkpoint is written (``ptexec.resume`` journals it)."""
 
 
 class JobLifecycle:
@@ -243,6 +245,8 @@ class JobLifecycle:
                 (path,) = yield [self._handle(run.workers[0]).request("checkpoint", str(d))]
                 run.checkpoint, run.checkpoint_step = Path(path), run.step
                 run.checkpoint_s += env.now() - t0
+                if env.on_checkpoint is not None:
+                    env.on_checkpoint(run)
             if run.step % cfg.eval_every == 0 or run.step >= cfg.max_steps:
                 done = yield from self._evaluate()
                 if done or run.step >= cfg.max_steps:

@@ -30,8 +30,9 @@ from ptexec.jobs import ExecJob, TaskCatalog, fit_to_pool
 if TYPE_CHECKING:  # torch and pandas: imported where used, so config checks stay fast
     import pandas as pd
 
-    from ptexec.driver import ExecOutcome, PolicyFactory, StepHook
+    from ptexec.driver import ExecOutcome, JobRun, PolicyFactory, StepHook
     from ptexec.prompt_bank import ExecBankConfig
+    from ptexec.resume import RunJournal
     from ptexec.workers import WorkerPool
     from ptsim.core.profiles import ProfileSet
     from ptsim.outcome import RunResult
@@ -165,10 +166,13 @@ def run_jobs(
     on_step: StepHook | None = None,
     on_job_done: Callable[[str], Any] | None = None,
     progress: Callable[[str], Any] | None = None,
+    journal: RunJournal | None = None,
 ) -> tuple[RunResult, ExecOutcome]:
     """Run ``jobs`` under ``policy`` and return the ``RunResult`` (tables built by
     ``ptsim.metrics``, executor columns added) and the raw outcome. Nothing is written but
-    checkpoints and prompts (``save_exec_result`` writes the tables)."""
+    checkpoints and prompts (``save_exec_result`` writes the tables). ``journal``
+    (``ptexec.resume``) records each finished job as it finishes and, when resuming, leaves
+    out the jobs it holds, restarts the others from their checkpoints and merges its rows."""
     from ptexec.driver import Executor
     from ptexec.faults import Injector
     from ptexec.prompt_bank import ExecPromptBank
@@ -181,6 +185,8 @@ def run_jobs(
     fitted, notes = fit_to_pool(jobs, n)
     for note in notes:
         say(note)
+    if journal is not None:
+        fitted = journal.pending(fitted)
     for j in fitted:  # load every task before the clock starts (bad data fails here)
         cat.get(j.task)
     t_setup = time.perf_counter()
@@ -211,6 +217,8 @@ def run_jobs(
             on_job_done=on_job_done,
             faults=Injector(st.faults, st.seed) if st.faults.kills else None,
         )
+        if journal is not None:
+            journal.attach(ex)
         say(f"running {len(fitted)} job(s) under {ex.policy.name} on {n} worker(s)")
         t_run = time.perf_counter()
         out = ex.run()
@@ -226,6 +234,8 @@ def run_jobs(
     if not st.keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     result = build_result(out, run_dir, st, n)
+    if journal is not None:
+        result = journal.merge(result, out, st, n)
     return result, out
 
 
@@ -330,8 +340,7 @@ def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -
     """ptsim's tables for an executor outcome, plus the executor's columns."""
     import pandas as pd
 
-    from ptexec.jobrun import final_eval
-    from ptsim.metrics import jobs_table, series_table, summarize
+    from ptsim.metrics import jobs_table, series_table
     from ptsim.outcome import RunResult
 
     table = jobs_table(out)
@@ -341,32 +350,48 @@ def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -
         if r is None:
             extra.append(dict.fromkeys(EXEC_JOB_COLUMNS))
             continue
-        acc, loss = final_eval(r)
         init = out.state.job(jid).init if jid in out.state.jobs else None
         transfer = None
         if init is not None and init.source is not None and out.bank is not None:
             transfer = out.bank.config.transfer
-        extra.append(
-            {
-                "reached_target": bool(r.reached),
-                "steps": r.step,
-                "final_accuracy": acc,
-                "final_loss": loss,
-                "exec_pause_s": r.exec_pause_s,
-                "load_s": r.load_s,
-                "eval_s": r.eval_s,
-                "checkpoint_s": r.checkpoint_s,
-                "train_s": r.train_s,
-                "steps_lost": r.steps_lost,
-                "restarts": r.restarts,
-                "bank_entry": r.bank_entry,
-                "bank_transfer": transfer,
-                "prompt_dir": _rel(r.prompt_dir, run_dir),
-                "loss_curve": f"curves/{jid}.csv" if (r.curve or r.evals) else None,
-            }
-        )
+        extra.append(exec_columns(r, run_dir, transfer))
     table = pd.concat([table, pd.DataFrame(extra, columns=list(EXEC_JOB_COLUMNS))], axis=1)
     table["met_deadline"] = slo_met(table)
+    summary = exec_summary(out, table, st, gpus)
+    return RunResult(out.policy, summary, table, series_table(out))
+
+
+def exec_columns(r: JobRun, run_dir: Path, transfer: str | None = None) -> dict[str, Any]:
+    """The executor's columns (``EXEC_JOB_COLUMNS``) of one job's row (``transfer``: what the
+    bank transferred to it, when it started from a stored prompt)."""
+    from ptexec.jobrun import final_eval
+
+    acc, loss = final_eval(r)
+    return {
+        "reached_target": bool(r.reached),
+        "steps": r.step,
+        "final_accuracy": acc,
+        "final_loss": loss,
+        "exec_pause_s": r.exec_pause_s,
+        "load_s": r.load_s,
+        "eval_s": r.eval_s,
+        "checkpoint_s": r.checkpoint_s,
+        "train_s": r.train_s,
+        "steps_lost": r.steps_lost,
+        "restarts": r.restarts,
+        "bank_entry": r.bank_entry,
+        "bank_transfer": transfer,
+        "prompt_dir": _rel(r.prompt_dir, run_dir),
+        "loss_curve": f"curves/{r.job_id}.csv" if (r.curve or r.evals) else None,
+    }
+
+
+def exec_summary(
+    out: ExecOutcome, table: pd.DataFrame, st: ExecSettings, gpus: int
+) -> dict[str, Any]:
+    """ptsim's summary of ``table`` plus the executor's keys (``EXEC_SUMMARY_KEYS``)."""
+    from ptsim.metrics import summarize
+
     summary = summarize(out, table, st.price_per_gpu_hour)
     summary["policy"] = out.policy
     summary["gpus"] = gpus
@@ -376,7 +401,7 @@ def build_result(out: ExecOutcome, run_dir: Path, st: ExecSettings, gpus: int) -
     summary["faults_injected"] = len(out.faults)
     summary["worker_deaths"] = len(out.worker_deaths)
     summary["steps_lost"] = int(table.steps_lost.fillna(0).sum())
-    return RunResult(out.policy, summary, table, series_table(out))
+    return summary
 
 
 def slo_met(table: pd.DataFrame) -> pd.Series:
