@@ -55,6 +55,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
+from operator import attrgetter
 
 from ptsim.core.policies.common import GpuPool
 from ptsim.core.policies.planning import (
@@ -71,6 +72,8 @@ from ptsim.core.policy import POLICIES, InitChooser, PolicyContext
 from ptsim.core.types import Decision, InitChoice, JobView, Snapshot
 
 ORDERS = ("fifo", "edf")
+_ARRIVAL_ORDER = attrgetter("spec.arrival", "spec.job_id")
+_DEADLINE_ORDER = attrgetter("spec.deadline", "spec.job_id")
 
 
 @dataclass(frozen=True)
@@ -320,9 +323,9 @@ class Infless:
         waiting = False
         if snap.queued:
             if cfg.order == "fifo":
-                order = sorted(snap.queued, key=lambda j: (j.spec.arrival, j.job_id))
+                order = sorted(snap.queued, key=_ARRIVAL_ORDER)
             else:
-                order = sorted(snap.queued, key=lambda j: (j.spec.deadline, j.job_id))
+                order = sorted(snap.queued, key=_DEADLINE_ORDER)
 
             def configured(job: JobView) -> int:
                 known = self.config.get(job.job_id)

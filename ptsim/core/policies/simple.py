@@ -9,6 +9,7 @@ control, no Prompt Bank.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 from ptsim.core.policies.common import GpuPool, keep_alive_release
 from ptsim.core.policy import POLICIES, PolicyContext
@@ -43,10 +44,14 @@ class _Ordered:
     def order(self, job: JobView) -> tuple[float, float, str]:
         raise NotImplementedError
 
+    def sort_key(self, job: JobView) -> tuple[object, ...]:
+        """A key that sorts jobs as ``order`` does (subclasses give a cheaper one)."""
+        return self.order(job)
+
     def decide(self, snap: Snapshot) -> Decision:
         pool = GpuPool(snap)
         alloc: dict[str, tuple[int, ...]] = {}
-        for job in sorted(snap.queued, key=self.order):
+        for job in sorted(snap.queued, key=self.sort_key):
             need = job.spec.num_gpus
             if pool.available(job.spec.model) < need:
                 if self.cfg.backfill:
@@ -59,6 +64,7 @@ class _Ordered:
 
 class Fifo(_Ordered):
     name = "fifo"
+    sort_key = attrgetter("spec.arrival", "spec.job_id")  # type: ignore[assignment]
 
     def order(self, job: JobView) -> tuple[float, float, str]:
         return (job.spec.arrival, 0.0, job.job_id)
@@ -66,6 +72,7 @@ class Fifo(_Ordered):
 
 class Edf(_Ordered):
     name = "edf"
+    sort_key = attrgetter("spec.deadline", "spec.arrival", "spec.job_id")  # type: ignore[assignment]
 
     def order(self, job: JobView) -> tuple[float, float, str]:
         return (job.spec.deadline, job.spec.arrival, job.job_id)
