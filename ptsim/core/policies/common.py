@@ -4,11 +4,13 @@ warm GPUs."""
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Sequence
-from itertools import groupby
+from operator import attrgetter
 
 from ptsim.core.types import GpuState, JobView, Snapshot
+
+_NODE = attrgetter("node")
 
 
 class GpuPool:
@@ -119,15 +121,16 @@ class GpuPool:
 
     def _group_free(self) -> dict[int, list[int]]:
         """The free GPUs still in the pool by node, each list ascending."""
-        gpus = self._snap.gpus
-        nodes = [gpus[gid].node for gid in self._free]
+        free = self._free
+        nodes = list(map(_NODE, map(self._snap.gpus.__getitem__, free)))
         by_node: dict[int, list[int]] = {}
         if nodes == sorted(nodes):  # the usual layout: runs of one node
-            start = 0
-            for nd, run in groupby(nodes):
-                k = sum(1 for _ in run)
-                by_node[nd] = self._free[start : start + k]
-                start += k
+            start, n = 0, len(nodes)
+            while start < n:
+                nd = nodes[start]
+                end = bisect_right(nodes, nd, start)
+                by_node[nd] = free[start:end]
+                start = end
             return by_node
         for gid, nd in zip(self._free, nodes, strict=True):
             by_node.setdefault(nd, []).append(gid)
