@@ -317,7 +317,7 @@ class PromptTuner:
 
         pool = GpuPool(snap)
         alloc: dict[str, tuple[int, ...]] = {}
-        at_risk: list[JobView] = []
+        at_risk: list[tuple[JobView, float | None]] = []
         freed: set[int] = set()
         if cfg.elasticity:
             at_risk = self._running(snap, pool, alloc, freed)
@@ -345,10 +345,10 @@ class PromptTuner:
         pool: GpuPool,
         alloc: dict[str, tuple[int, ...]],
         freed: set[int],
-    ) -> list[JobView]:
+    ) -> list[tuple[JobView, float | None]]:
         """Shrink running jobs well ahead of schedule (the GPUs they give up go back to
         ``pool`` as warm GPUs of their model, and into ``freed``); return the running jobs at
-        risk."""
+        risk, each with its ``planned_remaining`` when it was computed (uncertain jobs)."""
         cfg = self.cfg
         now = snap.now
         pred = self.pred
@@ -356,7 +356,7 @@ class PromptTuner:
         margin = cfg.safety_margin
         ahead_margin = margin + cfg.shrink_hysteresis
         idle_cost = cfg.keep_alive_s if cfg.warm_pool else 0.0
-        at_risk: list[JobView] = []
+        at_risk: list[tuple[JobView, float | None]] = []
         running = JobState.RUNNING
         grow = 1.0 + margin
         for job in snap.jobs:
@@ -365,14 +365,16 @@ class PromptTuner:
             spec = job.spec
             # predicted finish at the current count: where the current run ends (an uncertain
             # count is planned on its estimate plus ``uncertainty_z`` standard deviations)
+            planned: float | None = None
             if job.uncertain:
-                finish = now + planned_remaining(job, now, cfg.uncertainty_z) / job.rate
+                planned = planned_remaining(job, now, cfg.uncertainty_z)
+                finish = now + planned / job.rate
             else:
                 finish = job.progress_at + (job.iters_estimate - job.iters_done) / job.rate
             if finish <= now:
                 continue
             if now + (finish - now) * grow > spec.deadline + 1e-9:
-                at_risk.append(job)
+                at_risk.append((job, planned))
                 continue
             c = len(job.gpus)
             if c <= spec.min_gpus or now - self._changed.get(job.job_id, -math.inf) < (
@@ -473,13 +475,14 @@ class PromptTuner:
         snap: Snapshot,
         pool: GpuPool,
         alloc: dict[str, tuple[int, ...]],
-        at_risk: list[JobView],
+        at_risk: list[tuple[JobView, float | None]],
     ) -> None:
-        """Give leftover GPUs to running jobs at risk, most urgent first."""
+        """Give leftover GPUs to running jobs at risk (with their planned remaining when
+        known), most urgent first."""
         cfg = self.cfg
         now = snap.now
         pred = self.pred
-        for job in sorted(at_risk, key=lambda j: self._key(j, now)):
+        for job, planned in sorted(at_risk, key=lambda jp: self._key(jp[0], now)):
             spec = job.spec
             c = len(job.gpus)
             counts = counts_for(spec, cfg.counts, snap.num_gpus)
@@ -487,7 +490,7 @@ class PromptTuner:
             limit = min(counts[-1] if counts else c, c + avail)
             if limit <= c:
                 continue
-            rem = planned_remaining(job, now, cfg.uncertainty_z)
+            rem = planned if planned is not None else planned_remaining(job, now, cfg.uncertainty_z)
             supply = pool_supply(
                 snap,
                 pool,
