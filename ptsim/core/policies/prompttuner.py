@@ -218,6 +218,7 @@ class PromptTuner:
             str, tuple[tuple[float, float, bool], tuple[float, float, str], float]
         ] = {}
         self._below: dict[tuple[str, int, int, int, int], tuple[float, float]] = {}
+        self._top_rates: dict[tuple[str, int, int, int], float] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -276,6 +277,14 @@ class PromptTuner:
                 min((mech.reconfig_pause(m) for m in smaller), default=0.0),
                 max((self.pred.rate(spec, m) for m in smaller), default=0.0),
             )
+        return hit
+
+    def _top_rate(self, spec: JobSpec, lo: int, hi: int) -> float:
+        """The highest predicted rate of the job on any count in ``[lo, hi]``."""
+        key = (spec.model, spec.batch_size, lo, hi)
+        hit = self._top_rates.get(key)
+        if hit is None:
+            hit = self._top_rates[key] = max(self.pred.rate(spec, m) for m in range(lo, hi + 1))
         return hit
 
     def target(self, model: str, now: float) -> int:
@@ -482,15 +491,26 @@ class PromptTuner:
         cfg = self.cfg
         now = snap.now
         pred = self.pred
+        avail_of: dict[str, int] = {}  # model -> pool.available, until the next take
         for job, planned in sorted(at_risk, key=lambda jp: self._key(jp[0], now)):
             spec = job.spec
             c = len(job.gpus)
             counts = counts_for(spec, cfg.counts, snap.num_gpus)
-            avail = pool.available(spec.model, cfg.allow_reload)
+            avail = avail_of.get(spec.model)
+            if avail is None:
+                avail = avail_of[spec.model] = pool.available(spec.model, cfg.allow_reload)
             limit = min(counts[-1] if counts else c, c + avail)
             if limit <= c:
                 continue
             rem = planned if planned is not None else planned_remaining(job, now, cfg.uncertainty_z)
+            beat = now + rem / job.rate  # staying put
+            if rem > 0:
+                # no count up to ``limit`` trains faster than the top rate over [c, limit], and
+                # pauses and loads only add time: when even that neither beats staying put nor
+                # meets the deadline (with slack for rounding), no count is picked below
+                low = now + rem / self._top_rate(spec, c, limit)
+                if low >= beat and not meets(now, low - 1e-6, spec.deadline, cfg.safety_margin):
+                    continue
             supply = pool_supply(
                 snap,
                 pool,
@@ -508,12 +528,13 @@ class PromptTuner:
                 cfg.safety_margin,
                 above=c,
                 up_to=limit,
-                beat=now + rem / job.rate,  # staying put
+                beat=beat,
             )
             pick = got.meeting or (got.fastest if cfg.hopeless == "fastest" else 0)
             if pick == 0:
                 continue
             extra = pool.take(spec.model, pick - c, cfg.allow_reload)
+            avail_of.clear()
             alloc[job.job_id] = (*job.gpus, *extra)
             self._changed[job.job_id] = now
             if pool.size() == 0:
