@@ -156,7 +156,8 @@ class ClusterState:
         self._queued_views: dict[str, JobView] = {}
         # the snapshot's tuples, kept until a GPU (job) view changes
         self._gpu_tuple: tuple[GpuView, ...] | None = None
-        self._job_tuples: tuple[tuple[JobView, ...], tuple[JobView, ...]] | None = None
+        self._jobs_tuple: tuple[JobView, ...] | None = None
+        self._queued_tuple: tuple[JobView, ...] | None = None
         self.counts: dict[GpuState, int] = dict.fromkeys(GpuState, 0)
         self.counts[GpuState.FREE] = len(self._gpus)
         self.totals = Totals()
@@ -199,20 +200,20 @@ class ClusterState:
         gpus = self._gpu_tuple
         if gpus is None:
             gpus = self._gpu_tuple = tuple(self._views)
-        jobs = self._job_tuples
+        jobs = self._jobs_tuple
         if jobs is None:
-            jobs = self._job_tuples = (
-                tuple(self._live_views.values()),
-                tuple(self._queued_views.values()),
-            )
+            jobs = self._jobs_tuple = tuple(self._live_views.values())
+        queued = self._queued_tuple
+        if queued is None:
+            queued = self._queued_tuple = tuple(self._queued_views.values())
         return Snapshot(
             now=now,
             gpus=gpus,
-            jobs=jobs[0],
+            jobs=jobs,
             gpus_per_node=self.gpus_per_node,
             free=self._sorted_of(None, self._free),
             warm_idle=warm,
-            queued=jobs[1],
+            queued=queued,
             prewarming=self._sorted_of("\0prewarming", self._prewarming),
         )
 
@@ -249,8 +250,10 @@ class ClusterState:
     def _touch(self, rec: JobRecord) -> None:
         """Refresh the job's cached view in the live and queued indexes."""
         rec.view = None
-        self._job_tuples = None
+        self._jobs_tuple = None
         job_id = rec.spec.job_id
+        if job_id in self._queued or job_id in self._queued_views:
+            self._queued_tuple = None  # (a job leaving the queue is still in its views)
         if job_id in self._live:
             view = self._view(rec)
             self._live_views[job_id] = view

@@ -244,6 +244,8 @@ class Infless:
         self._hist: dict[str, Lsth] = {}
         self._last_arrival: dict[str, float] = {}
         self._last_count: dict[str, int] = {}
+        self._queue_src: tuple[JobView, ...] | None = None
+        self._queue_sorted: list[JobView] = []
 
     def lsth(self, model: str) -> Lsth:
         h = self._hist.get(model)
@@ -322,10 +324,11 @@ class Infless:
         alloc: dict[str, tuple[int, ...]] = {}
         waiting = False
         if snap.queued:
-            if cfg.order == "fifo":
-                order = sorted(snap.queued, key=_ARRIVAL_ORDER)
-            else:
-                order = sorted(snap.queued, key=_DEADLINE_ORDER)
+            if snap.queued is not self._queue_src:  # the same tuple until the queue changes
+                self._queue_src = snap.queued
+                key = _ARRIVAL_ORDER if cfg.order == "fifo" else _DEADLINE_ORDER
+                self._queue_sorted = sorted(snap.queued, key=key)
+            order = self._queue_sorted
 
             def configured(job: JobView) -> int:
                 known = self.config.get(job.job_id)

@@ -40,6 +40,8 @@ class _Ordered:
 
     def __init__(self, ctx: PolicyContext, cfg: SimpleConfig) -> None:
         self.cfg = cfg
+        self._queue_src: tuple[JobView, ...] | None = None
+        self._queue_sorted: list[JobView] = []
 
     def order(self, job: JobView) -> tuple[float, float, str]:
         raise NotImplementedError
@@ -51,7 +53,10 @@ class _Ordered:
     def decide(self, snap: Snapshot) -> Decision:
         pool = GpuPool(snap)
         alloc: dict[str, tuple[int, ...]] = {}
-        for job in sorted(snap.queued, key=self.sort_key):
+        if snap.queued is not self._queue_src:  # the state hands the same tuple until it changes
+            self._queue_src = snap.queued
+            self._queue_sorted = sorted(snap.queued, key=self.sort_key)
+        for job in self._queue_sorted:
             need = job.spec.num_gpus
             if pool.available(job.spec.model) < need:
                 if self.cfg.backfill:
