@@ -211,6 +211,8 @@ class SimPromptBank:
         self.estimator = estimator
         self.evals_per_job = evals_per_job
         self._readings: dict[tuple[str, int], float] = {}
+        # (job, evaluation) -> (total it was read for, the reading): re-read at every re-plan
+        self._reading_of: dict[tuple[str, int], tuple[float, tuple[float, float]]] = {}
         self.convergence = convergence
         self.eval_s = dict(eval_s)
         self.seed = seed
@@ -287,12 +289,17 @@ class SimPromptBank:
         if k < 1 or at >= total:
             return None
         key = (spec.job_id, k)
+        hit = self._reading_of.get(key)
+        if hit is not None and hit[0] == total:
+            return hit[1]
         e = self._readings.get(key)
         if e is None:
             g = np.random.default_rng([self.seed, 7, zlib.crc32(spec.job_id.encode()), k])
             e = self._readings[key] = float(g.normal(0.0, self.estimator.obs_sigma))
         p = self.estimator.curve_power
-        return min(0.999, (at / total) ** p * math.exp(p * e)), at
+        got = min(0.999, (at / total) ** p * math.exp(p * e)), at
+        self._reading_of[key] = (total, got)
+        return got
 
     def add_finished(self, spec: JobSpec) -> None:
         if not self.online:

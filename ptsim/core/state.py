@@ -156,6 +156,10 @@ class ClusterState:
         self._sorted: dict[str | None, tuple[int, ...]] = {}
         self._live_views: dict[str, JobView] = {}
         self._queued_views: dict[str, JobView] = {}
+        # the snapshot's tuples, kept until a GPU (job) view changes
+        self._gpu_tuple: tuple[GpuView, ...] | None = None
+        self._jobs_tuple: tuple[JobView, ...] | None = None
+        self._queued_tuple: tuple[JobView, ...] | None = None
         self.counts: dict[GpuState, int] = dict.fromkeys(GpuState, 0)
         self.counts[GpuState.FREE] = len(self._gpus)
         self.totals = Totals()
@@ -195,14 +199,23 @@ class ClusterState:
     def snapshot(self, now: float) -> Snapshot:
         """An immutable picture of the cluster for a policy."""
         warm = {m: self._sorted_of(m, s) for m, s in sorted(self._warm_idle.items()) if s}
+        gpus = self._gpu_tuple
+        if gpus is None:
+            gpus = self._gpu_tuple = tuple(self._views)
+        jobs = self._jobs_tuple
+        if jobs is None:
+            jobs = self._jobs_tuple = tuple(self._live_views.values())
+        queued = self._queued_tuple
+        if queued is None:
+            queued = self._queued_tuple = tuple(self._queued_views.values())
         return Snapshot(
             now=now,
-            gpus=tuple(self._views),
-            jobs=tuple(self._live_views.values()),
+            gpus=gpus,
+            jobs=jobs,
             gpus_per_node=self.gpus_per_node,
             free=self._sorted_of(None, self._free),
             warm_idle=warm,
-            queued=tuple(self._queued_views.values()),
+            queued=queued,
             prewarming=self._sorted_of("\0prewarming", self._prewarming),
         )
 
@@ -239,7 +252,10 @@ class ClusterState:
     def _touch(self, rec: JobRecord) -> None:
         """Refresh the job's cached view in the live and queued indexes."""
         rec.view = None
+        self._jobs_tuple = None
         job_id = rec.spec.job_id
+        if job_id in self._queued or job_id in self._queued_views:
+            self._queued_tuple = None  # (a job leaving the queue is still in its views)
         if job_id in self._live:
             view = self._view(rec)
             self._live_views[job_id] = view
@@ -268,6 +284,7 @@ class ClusterState:
         self.counts[state] += 1
         self._index(g, add=True)
         self._views[g.gid] = GpuView(g.gid, g.node, state, model, job, now)
+        self._gpu_tuple = None
 
     def _index(self, g: _Gpu, add: bool) -> None:
         """Add the GPU to (or remove it from) the free / warm-idle / pre-warming index."""

@@ -18,6 +18,7 @@ from ptsim.core.estimator import (
     IterEstimate,
     IterPrior,
     estimate,
+    remaining_mean_sd,
 )
 
 EMPTY_MAP: Mapping[str, tuple[int, ...]] = MappingProxyType({})
@@ -179,6 +180,18 @@ class JobView:
             if got is not None:
                 return estimate(prior, done, got[0], self.estimator, got[1])
         return estimate(prior, done, self.progress_fraction, self.estimator, self.iters_done)
+
+    def remaining_sd_at(self, now: float) -> tuple[float, float]:
+        """:meth:`estimate_at`'s (remaining, remaining_sd) at ``now``, without the percentile."""
+        prior = self.prior if self.prior is not None else IterPrior(max(self.iters_estimate, 1.0))
+        done = self.iters_done + self.rate * (now - self.progress_at)
+        if self.readings is not None:
+            got = self.readings(done)
+            if got is not None:
+                return remaining_mean_sd(prior, done, got[0], self.estimator, got[1])
+        return remaining_mean_sd(
+            prior, done, self.progress_fraction, self.estimator, self.iters_done
+        )
 
 
 @dataclass(frozen=True)

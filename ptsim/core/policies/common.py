@@ -4,10 +4,13 @@ warm GPUs."""
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Sequence
+from operator import attrgetter
 
 from ptsim.core.types import GpuState, JobView, Snapshot
+
+_NODE = attrgetter("node")
 
 
 class GpuPool:
@@ -92,24 +95,46 @@ class GpuPool:
 
     def _take_free(self, n: int) -> list[int]:
         if self._free_by_node is None:  # grouped once per decision, then kept in step
-            self._free_by_node = {}
-            for gid in self._free:
-                self._free_by_node.setdefault(self._snap.gpus[gid].node, []).append(gid)
+            self._free_by_node = self._group_free()
         by_node = self._free_by_node
-        order = sorted(by_node, key=lambda nd: (-len(by_node[nd]), nd))
         out: list[int] = []
-        for nd in order:
-            gids = by_node[nd]
-            k = min(n - len(out), len(gids))
-            out.extend(gids[:k])
-            del gids[:k]
-            if not gids:
-                del by_node[nd]
+        if not by_node:
+            return out
+        # nodes with the most free GPUs first, ties by node id: one level (free count) at a
+        # time, so a take that one node satisfies does not sort every node
+        for level in range(max(map(len, by_node.values())), 0, -1):
+            for nd in sorted(nd for nd, gids in by_node.items() if len(gids) == level):
+                gids = by_node[nd]
+                k = min(n - len(out), len(gids))
+                out.extend(gids[:k])
+                del gids[:k]
+                if not gids:
+                    del by_node[nd]
+                if len(out) == n:
+                    break
             if len(out) == n:
                 break
-        taken = set(out)
-        self._free = [g for g in self._free if g not in taken]
+        free = self._free
+        for gid in out:  # ascending list: delete in place
+            del free[bisect_left(free, gid)]
         return out
+
+    def _group_free(self) -> dict[int, list[int]]:
+        """The free GPUs still in the pool by node, each list ascending."""
+        free = self._free
+        nodes = list(map(_NODE, map(self._snap.gpus.__getitem__, free)))
+        by_node: dict[int, list[int]] = {}
+        if nodes == sorted(nodes):  # the usual layout: runs of one node
+            start, n = 0, len(nodes)
+            while start < n:
+                nd = nodes[start]
+                end = bisect_right(nodes, nd, start)
+                by_node[nd] = free[start:end]
+                start = end
+            return by_node
+        for gid, nd in zip(self._free, nodes, strict=True):
+            by_node.setdefault(nd, []).append(gid)
+        return by_node
 
     def pop_free(self) -> int:
         """The lowest-id free GPU still in the pool, taken out of it (the pool must have one)."""

@@ -56,6 +56,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from operator import attrgetter
 
 from ptsim.core.policies.common import GpuPool
 from ptsim.core.policies.planning import (
@@ -79,6 +80,9 @@ _EVICT_GAP_S = 1e-3
 
 Deployment = tuple[str, int]
 """A function deployment: (model, GPU count of its instances; 0 = any count, ``per_model``)."""
+
+_ARRIVAL_ORDER = attrgetter("spec.arrival", "spec.job_id")
+_DEADLINE_ORDER = attrgetter("spec.deadline", "spec.job_id")
 
 
 @dataclass(frozen=True)
@@ -260,6 +264,8 @@ class Infless:
         self._last_arrival: dict[Deployment, float] = {}
         self._last_count: dict[Deployment, int] = {}
         self._owner: dict[int, Deployment] = {}  # per_config: GPU -> the deployment it serves
+        self._queue_src: tuple[JobView, ...] | None = None
+        self._queue_sorted: list[JobView] = []
 
     def deployment(self, model: str, n: int) -> Deployment:
         """The deployment a job of ``model`` configured to ``n`` GPUs belongs to."""
@@ -350,10 +356,11 @@ class Infless:
         waiting = False
         evict: list[int] = []
         if snap.queued:
-            if cfg.order == "fifo":
-                order = sorted(snap.queued, key=lambda j: (j.spec.arrival, j.job_id))
-            else:
-                order = sorted(snap.queued, key=lambda j: (j.spec.deadline, j.job_id))
+            if snap.queued is not self._queue_src:  # the same tuple until the queue changes
+                self._queue_src = snap.queued
+                key = _ARRIVAL_ORDER if cfg.order == "fifo" else _DEADLINE_ORDER
+                self._queue_sorted = sorted(snap.queued, key=key)
+            order = self._queue_sorted
 
             def configured(job: JobView) -> int:
                 known = self.config.get(job.job_id)

@@ -299,8 +299,8 @@ def planned_remaining(job: JobView, now: float, z: float = 0.0) -> float:
     expected); ``remaining_at`` when the job's iterations are known exactly."""
     if not job.uncertain:
         return job.remaining_at(now)
-    est = job.estimate_at(now)
-    return est.remaining + z * est.remaining_sd
+    remaining, sd = job.remaining_sd_at(now)
+    return remaining + z * sd
 
 
 def lookup_due(job: JobView, init: InitChoice | None = None) -> float:

@@ -218,6 +218,7 @@ class PromptTuner:
             str, tuple[tuple[float, float, bool], tuple[float, float, str], float]
         ] = {}
         self._below: dict[tuple[str, int, int, int, int], tuple[float, float]] = {}
+        self._top_rates: dict[tuple[str, int, int, int], float] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -278,6 +279,14 @@ class PromptTuner:
             )
         return hit
 
+    def _top_rate(self, spec: JobSpec, lo: int, hi: int) -> float:
+        """The highest predicted rate of the job on any count in ``[lo, hi]``."""
+        key = (spec.model, spec.batch_size, lo, hi)
+        hit = self._top_rates.get(key)
+        if hit is None:
+            hit = self._top_rates[key] = max(self.pred.rate(spec, m) for m in range(lo, hi + 1))
+        return hit
+
     def target(self, model: str, now: float) -> int:
         """Warm-pool target of ``model``: GPUs demanded by the arrivals expected, at the
         configured quantile, over the next cold-start window."""
@@ -317,7 +326,7 @@ class PromptTuner:
 
         pool = GpuPool(snap)
         alloc: dict[str, tuple[int, ...]] = {}
-        at_risk: list[JobView] = []
+        at_risk: list[tuple[JobView, float | None]] = []
         freed: set[int] = set()
         if cfg.elasticity:
             at_risk = self._running(snap, pool, alloc, freed)
@@ -345,10 +354,10 @@ class PromptTuner:
         pool: GpuPool,
         alloc: dict[str, tuple[int, ...]],
         freed: set[int],
-    ) -> list[JobView]:
+    ) -> list[tuple[JobView, float | None]]:
         """Shrink running jobs well ahead of schedule (the GPUs they give up go back to
         ``pool`` as warm GPUs of their model, and into ``freed``); return the running jobs at
-        risk."""
+        risk, each with its ``planned_remaining`` when it was computed (uncertain jobs)."""
         cfg = self.cfg
         now = snap.now
         pred = self.pred
@@ -356,7 +365,7 @@ class PromptTuner:
         margin = cfg.safety_margin
         ahead_margin = margin + cfg.shrink_hysteresis
         idle_cost = cfg.keep_alive_s if cfg.warm_pool else 0.0
-        at_risk: list[JobView] = []
+        at_risk: list[tuple[JobView, float | None]] = []
         running = JobState.RUNNING
         grow = 1.0 + margin
         for job in snap.jobs:
@@ -365,14 +374,16 @@ class PromptTuner:
             spec = job.spec
             # predicted finish at the current count: where the current run ends (an uncertain
             # count is planned on its estimate plus ``uncertainty_z`` standard deviations)
+            planned: float | None = None
             if job.uncertain:
-                finish = now + planned_remaining(job, now, cfg.uncertainty_z) / job.rate
+                planned = planned_remaining(job, now, cfg.uncertainty_z)
+                finish = now + planned / job.rate
             else:
                 finish = job.progress_at + (job.iters_estimate - job.iters_done) / job.rate
             if finish <= now:
                 continue
             if now + (finish - now) * grow > spec.deadline + 1e-9:
-                at_risk.append(job)
+                at_risk.append((job, planned))
                 continue
             c = len(job.gpus)
             if c <= spec.min_gpus or now - self._changed.get(job.job_id, -math.inf) < (
@@ -473,21 +484,33 @@ class PromptTuner:
         snap: Snapshot,
         pool: GpuPool,
         alloc: dict[str, tuple[int, ...]],
-        at_risk: list[JobView],
+        at_risk: list[tuple[JobView, float | None]],
     ) -> None:
-        """Give leftover GPUs to running jobs at risk, most urgent first."""
+        """Give leftover GPUs to running jobs at risk (with their planned remaining when
+        known), most urgent first."""
         cfg = self.cfg
         now = snap.now
         pred = self.pred
-        for job in sorted(at_risk, key=lambda j: self._key(j, now)):
+        avail_of: dict[str, int] = {}  # model -> pool.available, until the next take
+        for job, planned in sorted(at_risk, key=lambda jp: self._key(jp[0], now)):
             spec = job.spec
             c = len(job.gpus)
             counts = counts_for(spec, cfg.counts, snap.num_gpus)
-            avail = pool.available(spec.model, cfg.allow_reload)
+            avail = avail_of.get(spec.model)
+            if avail is None:
+                avail = avail_of[spec.model] = pool.available(spec.model, cfg.allow_reload)
             limit = min(counts[-1] if counts else c, c + avail)
             if limit <= c:
                 continue
-            rem = planned_remaining(job, now, cfg.uncertainty_z)
+            rem = planned if planned is not None else planned_remaining(job, now, cfg.uncertainty_z)
+            beat = now + rem / job.rate  # staying put
+            if rem > 0:
+                # no count up to ``limit`` trains faster than the top rate over [c, limit], and
+                # pauses and loads only add time: when even that neither beats staying put nor
+                # meets the deadline (with slack for rounding), no count is picked below
+                low = now + rem / self._top_rate(spec, c, limit)
+                if low >= beat and not meets(now, low - 1e-6, spec.deadline, cfg.safety_margin):
+                    continue
             supply = pool_supply(
                 snap,
                 pool,
@@ -505,12 +528,13 @@ class PromptTuner:
                 cfg.safety_margin,
                 above=c,
                 up_to=limit,
-                beat=now + rem / job.rate,  # staying put
+                beat=beat,
             )
             pick = got.meeting or (got.fastest if cfg.hopeless == "fastest" else 0)
             if pick == 0:
                 continue
             extra = pool.take(spec.model, pick - c, cfg.allow_reload)
+            avail_of.clear()
             alloc[job.job_id] = (*job.gpus, *extra)
             self._changed[job.job_id] = now
             if pool.size() == 0:

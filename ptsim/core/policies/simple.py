@@ -9,6 +9,7 @@ control, no Prompt Bank.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 from ptsim.core.policies.common import GpuPool, keep_alive_release
 from ptsim.core.policy import POLICIES, PolicyContext
@@ -39,14 +40,23 @@ class _Ordered:
 
     def __init__(self, ctx: PolicyContext, cfg: SimpleConfig) -> None:
         self.cfg = cfg
+        self._queue_src: tuple[JobView, ...] | None = None
+        self._queue_sorted: list[JobView] = []
 
     def order(self, job: JobView) -> tuple[float, float, str]:
         raise NotImplementedError
 
+    def sort_key(self, job: JobView) -> tuple[object, ...]:
+        """A key that sorts jobs as ``order`` does (subclasses give a cheaper one)."""
+        return self.order(job)
+
     def decide(self, snap: Snapshot) -> Decision:
         pool = GpuPool(snap)
         alloc: dict[str, tuple[int, ...]] = {}
-        for job in sorted(snap.queued, key=self.order):
+        if snap.queued is not self._queue_src:  # the state hands the same tuple until it changes
+            self._queue_src = snap.queued
+            self._queue_sorted = sorted(snap.queued, key=self.sort_key)
+        for job in self._queue_sorted:
             need = job.spec.num_gpus
             if pool.available(job.spec.model) < need:
                 if self.cfg.backfill:
@@ -59,6 +69,7 @@ class _Ordered:
 
 class Fifo(_Ordered):
     name = "fifo"
+    sort_key = attrgetter("spec.arrival", "spec.job_id")  # type: ignore[assignment]
 
     def order(self, job: JobView) -> tuple[float, float, str]:
         return (job.spec.arrival, 0.0, job.job_id)
@@ -66,6 +77,7 @@ class Fifo(_Ordered):
 
 class Edf(_Ordered):
     name = "edf"
+    sort_key = attrgetter("spec.deadline", "spec.arrival", "spec.job_id")  # type: ignore[assignment]
 
     def order(self, job: JobView) -> tuple[float, float, str]:
         return (job.spec.deadline, job.spec.arrival, job.job_id)
