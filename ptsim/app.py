@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from ptsim.paths import conf_root
 from ptsim.report import write_overrides
 from ptsim.run import label_scheduler, run_config
-from ptsim.runfolder import unique_suffix
+from ptsim.runfolder import default_name, unique_suffix
 from ptsim.schema import group_choice_error, hydra_one_line, override_syntax_error
 
 
@@ -147,6 +147,18 @@ def check_overrides(overrides: list[str]) -> str | None:
 SUBCOMMANDS = ("report", "plot")
 
 
+def _fixed_sweep_dir(args: list[str]) -> list[str]:
+    """A multirun's folder named once, here: the default ``hydra.sweep.dir`` interpolates the
+    clock and this process's suffix, and the parallel launcher's worker processes would each
+    resolve it again (their own pid, maybe another second), scattering one sweep over several
+    folders. A sweep dir given on the command line is kept."""
+    if not any(a in ("-m", "--multirun") for a in args):
+        return args
+    if any(a.lstrip("+").startswith("hydra.sweep.dir=") for a in args):
+        return args
+    return [*args, f"hydra.sweep.dir=runs/multirun/{default_name()}"]
+
+
 def run_cli(argv: Sequence[str]) -> int:
     """Run ``ptsim`` with command-line arguments ``argv``; returns the exit status (0 ok,
     2 bad input, 130 interrupted). ``report ...`` and ``plot ...`` are subcommands (plain
@@ -167,6 +179,7 @@ def run_cli(argv: Sequence[str]) -> int:
         print(problem, file=sys.stderr)
         return 2
     OmegaConf.register_new_resolver("run_suffix", unique_suffix, replace=True)
+    args = _fixed_sweep_dir(args)
     saved = sys.argv
     sys.argv = [saved[0] if saved else "ptsim", *args]
     try:

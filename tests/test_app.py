@@ -215,3 +215,16 @@ def test_end_of_run_line_says_when_the_horizon_was_hit() -> None:
         "edf: stopped at the horizon (900 s, sim.horizon_s) with 7 of 40 jobs unfinished"
     )
     assert horizon_line({**s, "horizon_hit": False}) is None
+
+
+def test_a_multirun_folder_is_named_once_in_the_parent() -> None:
+    """The parallel launcher's workers would resolve the default sweep dir (clock + pid) each
+    on their own; the parent fixes it, and keeps one given on the command line."""
+    from ptsim.app import _fixed_sweep_dir
+
+    got = _fixed_sweep_dir(["-m", "seed=0,1"])
+    extra = [a for a in got if a.startswith("hydra.sweep.dir=runs/multirun/")]
+    assert len(extra) == 1 and "${" not in extra[0]
+    assert _fixed_sweep_dir(["seed=0"]) == ["seed=0"]
+    mine = ["-m", "seed=0,1", "hydra.sweep.dir=out/x"]
+    assert _fixed_sweep_dir(mine) == mine
