@@ -390,12 +390,9 @@ def exec_summary(
     out: ExecOutcome, table: pd.DataFrame, st: ExecSettings, gpus: int
 ) -> dict[str, Any]:
     """ptsim's summary of ``table`` plus the executor's keys (``EXEC_SUMMARY_KEYS``)."""
-    from ptsim.metrics import summarize
+    from ptsim.metrics import run_summary
 
-    summary = summarize(out, table, st.price_per_gpu_hour)
-    summary["policy"] = out.policy
-    summary["gpus"] = gpus
-    summary["invalid_examples"] = out.stats.invalid[:5]
+    summary = run_summary(out, table, out.policy, gpus, st.price_per_gpu_hour)
     summary["seed"] = st.seed
     # EXEC_SUMMARY_KEYS: the executor's own, beyond ptsim's summary
     summary["faults_injected"] = len(out.faults)

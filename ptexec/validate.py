@@ -45,7 +45,7 @@ from ptsim.core.policy import POLICIES, PolicyContext
 from ptsim.core.profiles import ProfileSet
 from ptsim.core.state import ClusterState, JobRecord
 from ptsim.core.types import DEFAULT_INIT, InitChoice, JobSpec, JobState
-from ptsim.metrics import jobs_table, series_table, summarize
+from ptsim.metrics import jobs_table, run_summary, series_table
 from ptsim.outcome import RunOutcome, RunResult, save_result, write_csv, write_json
 
 MECHANISMS = ("queue", "load", "lookup", "handover", "eval", "checkpoint", "step")
@@ -153,7 +153,7 @@ def simulate_like(
 ) -> Simulated:
     """ptsim's run of the executor's jobs on ``workers`` GPUs (see the module doc);
     ``profiles`` default to the ones the executor planned with."""
-    from ptsim.simulator import Simulation  # the simulator (simpy) only when validating
+    from ptsim.run import simulate_jobs  # the simulator (simpy) only when validating
 
     prof = profiles if profiles is not None else outcome.state.profiles
     steps = realised_steps(outcome)
@@ -164,15 +164,10 @@ def simulate_like(
     def iterations(spec: JobSpec, init: InitChoice) -> float:
         return float(steps[spec.job_id])
 
-    sim = Simulation(specs, pol, prof, num_nodes=1, gpus_per_node=workers, iterations=iterations)
     state = TracingState(1, workers, prof, iterations)
-    sim.state = state
-    out = sim.run()
+    out = simulate_jobs(specs, pol, prof, workers, iterations, state)
     table = jobs_table(out)
-    summary = summarize(out, table, price_per_gpu_hour)
-    summary["policy"] = policy
-    summary["gpus"] = workers
-    summary["invalid_examples"] = out.stats.invalid[:5]
+    summary = run_summary(out, table, policy, workers, price_per_gpu_hour)
     summary["seed"] = outcome.seed  # as ptsim's run_config records it
     return Simulated(RunResult(policy, summary, table, series_table(out)), out, state.trace)
 

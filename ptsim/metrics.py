@@ -210,3 +210,20 @@ def summarize(
         "horizon_s": out.stats.horizon_s,
         "horizon_hit": out.stats.horizon_hit,
     }
+
+
+def run_summary(
+    out: RunOutcome,
+    jobs: pd.DataFrame,
+    policy: str,
+    gpus: int,
+    price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR,
+    rejected_jct: str = "censor_at_end",
+) -> dict[str, Any]:
+    """:func:`summarize` plus what names the run (``policy``, ``gpus``) and the first refused
+    requests (``invalid_examples``): the summary every driver's ``summary.json`` starts from."""
+    summary = summarize(out, jobs, price_per_gpu_hour, rejected_jct)
+    summary["policy"] = policy
+    summary["gpus"] = gpus
+    summary["invalid_examples"] = out.stats.invalid[:5]
+    return summary

@@ -22,11 +22,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
 from ptsim.core.convergence import ConvergenceModel
-from ptsim.core.policy import POLICIES, PolicyContext
+from ptsim.core.policy import POLICIES, Policy, PolicyContext
 from ptsim.core.profiles import ProfileSet
-from ptsim.core.types import JobSpec
-from ptsim.metrics import REJECTED_JCT, jobs_table, series_table, summarize
-from ptsim.outcome import RunResult, atomic_write, save_result, write_csv
+from ptsim.core.state import ClusterState
+from ptsim.core.types import InitChoice, JobSpec
+from ptsim.metrics import REJECTED_JCT, jobs_table, run_summary, series_table
+from ptsim.outcome import RunOutcome, RunResult, atomic_write, save_result, write_csv
 from ptsim.paths import conf_root
 from ptsim.profiles_io import load_profiles
 from ptsim.runfolder import claim, mark_complete
@@ -88,11 +89,28 @@ def run_policy(
     )
     out = sim.run()
     table = jobs_table(out)
-    summary = summarize(out, table, cluster.price_per_gpu_hour, rejected_jct)
-    summary["policy"] = policy
-    summary["gpus"] = cluster.num_gpus
-    summary["invalid_examples"] = out.stats.invalid[:5]
+    summary = run_summary(
+        out, table, policy, cluster.num_gpus, cluster.price_per_gpu_hour, rejected_jct
+    )
     return RunResult(policy, summary, table, series_table(out))
+
+
+def simulate_jobs(
+    jobs: Sequence[JobSpec],
+    policy: Policy,
+    profiles: ProfileSet,
+    gpus: int,
+    iterations: Callable[[JobSpec, InitChoice], float],
+    state: ClusterState | None = None,
+) -> RunOutcome:
+    """Simulate ``jobs`` under an already built ``policy`` on one node of ``gpus`` GPUs, each
+    job taking ``iterations(spec, init)``; ``state`` (built for the same cluster) replaces the
+    simulator's own, e.g. one that records what happened (``ptexec validate`` uses this, so
+    the executor never imports the SimPy driver itself)."""
+    sim = Simulation(jobs, policy, profiles, num_nodes=1, gpus_per_node=gpus, iterations=iterations)
+    if state is not None:
+        sim.state = state
+    return sim.run()
 
 
 # ------------------------------------------------------------------------------ config
