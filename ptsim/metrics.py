@@ -33,6 +33,7 @@ JOB_COLUMNS = (
     "iterations_base",
     "ideal_s",
     "iterations_needed",
+    "iterations_default",
     "iterations_done",
     "gpu_seconds",
     "cold_starts",
@@ -85,6 +86,7 @@ def jobs_table(out: RunOutcome) -> pd.DataFrame:
                 s.iterations,
                 profiles.run_time(s.model, s.num_gpus, s.batch_size, s.iterations),
                 rec.iters_needed,
+                rec.iters_default,
                 rec.iters_done,
                 rec.gpu_seconds,
                 rec.cold_starts,
@@ -108,12 +110,12 @@ def series_table(out: RunOutcome) -> pd.DataFrame:
 
 
 def _saving(jobs: pd.DataFrame) -> float:
-    """Mean fraction of iterations saved against the default initial prompt, over jobs whose
-    initial prompt was chosen."""
+    """Mean fraction of iterations saved against the default initial prompt (the same job's
+    count from it, so a job's own run-to-run spread cancels), over jobs not rejected."""
     chosen = jobs[jobs.status != "rejected"]
     if chosen.empty:
         return 0.0
-    return float((1.0 - chosen.iterations_needed / chosen.iterations_base).mean())
+    return float((1.0 - chosen.iterations_needed / chosen.iterations_default).mean())
 
 
 REJECTED_JCT = ("censor_at_end", "censor_at_deadline", "exclude")

@@ -38,7 +38,9 @@ from ptsim.core.types import (
 )
 
 IterationsFn = Callable[[JobSpec, InitChoice], float]
-"""Realised iterations to target of a job started from an initial prompt (the driver's model)."""
+"""Realised iterations to target of a job started from an initial prompt (the driver's model);
+deterministic in its arguments (a job's default-prompt count is asked for as well, to measure
+the saving)."""
 
 PriorFn = Callable[[JobSpec, InitChoice], IterPrior]
 """What may be known of a job's iterations before it trains, given its initial prompt (the
@@ -83,6 +85,7 @@ class JobRecord:
     ready: set[int] = field(default_factory=set)
     init: InitChoice | None = None
     iters_needed: float = 0.0  # true iterations to target (realised when the init is chosen)
+    iters_default: float = 0.0  # true iterations the default prompt would need (same job draw)
     iters_estimate: float = 0.0  # what policies are told (the prior's median)
     prior: IterPrior | None = None  # set with the initial prompt
     progress_fraction: float | None = None  # last accuracy reading, from the driver
@@ -321,7 +324,7 @@ class ClusterState:
             raise ValueError(f"duplicate job id {spec.job_id!r}")
         self.profiles.model(spec.model)  # unknown model: fail loudly, listing the known ones
         rec = JobRecord(spec=spec, progress_at=now)
-        rec.iters_needed = rec.iters_estimate = float(spec.iterations)
+        rec.iters_needed = rec.iters_estimate = rec.iters_default = float(spec.iterations)
         self.jobs[spec.job_id] = rec
         self._live[spec.job_id] = rec
         self._queued[spec.job_id] = None
@@ -337,6 +340,11 @@ class ClusterState:
     def _choose_init(self, rec: JobRecord, init: InitChoice) -> None:
         rec.init = init
         rec.iters_needed = max(1.0, float(self._iterations(rec.spec, init)))
+        rec.iters_default = (
+            rec.iters_needed
+            if init.source_task is None
+            else max(1.0, float(self._iterations(rec.spec, DEFAULT_INIT)))
+        )
         rec.prior = self._prior(rec.spec, init)
         rec.iters_estimate = rec.prior.median
         if self._readings is not None:
@@ -446,6 +454,8 @@ class ClusterState:
         self._settle(rec, now)
         if iterations is not None:
             rec.iters_needed = float(iterations)
+            if rec.init is None or rec.init.source_task is None:
+                rec.iters_default = rec.iters_needed  # the default prompt's count is this one
         rec.iters_done = rec.iters_needed
         rec.state = JobState.DONE
         rec.finish = now
