@@ -16,7 +16,7 @@ keeps the per-job tables. Writes into ``--out`` (default ``results/fig5_bank``):
 
 - ``points.csv`` / ``jobs.csv`` / ``timeseries.csv``: the simulated runs of (b); ``jobs.csv``
   gains ``similarity`` (of the chosen source task to the job's task; empty for the default
-  prompt) and ``realised_saving`` (1 - iterations_needed / iterations_base);
+  prompt) and ``realised_saving`` (1 - iterations_needed / iterations_default);
 - ``index.csv``: (a), one row per (space, size, seed, layout);
 - ``curve.csv`` (the model's expected saving on a similarity grid) and ``pairs.csv`` (every
   source-target pair of the default task space); ``reference.csv``: the paper's lookup time;
@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ from runner import (
     read_table,
 )
 
+from ptsim.convergence_io import load_convergence
 from ptsim.core.bank import BankConfig, PromptBankIndex
 from ptsim.core.bank_sim import SimScorer, synthetic_bank
 from ptsim.core.convergence import ConvergenceModel, TaskSpace
@@ -91,16 +92,18 @@ class IndexTask:
     eval_s: float
     generic_tasks: int
     generic_families: int
+    convergence: str = "fitted"
 
 
 def convergence_for(space: str, task: IndexTask | None = None) -> ConvergenceModel:
-    """The convergence model of a named task space (``paper12`` = the default)."""
+    """The run's convergence model (``bank.convergence``) in a named task space (``paper12`` =
+    its own 12 tasks; ``generic`` = many task families, same saving curve)."""
+    model = load_convergence(task.convergence if task is not None else None).model
     if space == "paper12":
-        return ConvergenceModel.default()
+        return model
     if space == "generic" and task is not None:
-        return ConvergenceModel(
-            TaskSpace.generic(task.generic_tasks, task.generic_families, seed=task.seed)
-        )
+        space_ = TaskSpace.generic(task.generic_tasks, task.generic_families, seed=task.seed)
+        return replace(model, space=space_)
     raise SweepError(f"unknown task space {space!r}; known: paper12, generic")
 
 
@@ -167,6 +170,7 @@ def extra(sweep: Sweep, args: FigureArgs) -> dict[str, Any]:
             eval_s,
             int(spec.get("generic_tasks", 600)),
             int(spec.get("generic_families", 30)),
+            str(sweep.config.bank.convergence),
         )
         for space in spec.get("spaces") or ["paper12"]
         for n in spec.get("sizes") or [100, 1000]
@@ -177,7 +181,7 @@ def extra(sweep: Sweep, args: FigureArgs) -> dict[str, Any]:
     )
     write_csv(pd.DataFrame([r for rs in rows for r in rs]), args.out / "index.csv")
 
-    conv = ConvergenceModel.default()
+    conv = load_convergence(str(sweep.config.bank.convergence)).model
     jobs = pd.read_csv(args.out / "jobs.csv")
     write_csv(with_similarity(jobs, conv), args.out / "jobs.csv")
     grid = np.linspace(0.0, 1.0, 101)
@@ -215,7 +219,7 @@ def _one_line(text: Any) -> str:
 
 def with_similarity(jobs: pd.DataFrame, conv: ConvergenceModel) -> pd.DataFrame:
     """``jobs`` plus ``similarity`` (chosen source task to the job's task, NaN for the default
-    prompt) and ``realised_saving`` (1 - iterations_needed / iterations_base)."""
+    prompt) and ``realised_saving`` (1 - iterations_needed / iterations_default)."""
     src = jobs["init_source_task"]
     sim = [
         conv.space.similarity(str(s), str(t)) if isinstance(s, str) and s else float("nan")
@@ -223,7 +227,7 @@ def with_similarity(jobs: pd.DataFrame, conv: ConvergenceModel) -> pd.DataFrame:
     ]
     out = jobs.drop(columns=["similarity", "realised_saving"], errors="ignore")
     out["similarity"] = sim
-    out["realised_saving"] = 1.0 - out["iterations_needed"] / out["iterations_base"]
+    out["realised_saving"] = 1.0 - out["iterations_needed"] / out["iterations_default"]
     return out
 
 

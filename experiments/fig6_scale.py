@@ -34,6 +34,10 @@ METRICS = (
     "jobs",
     "cost_gpu_hours",
     "decisions",
+    "rejected",
+    "bank_assessments_mean",
+    "bank_lookup_s_mean",
+    "gpu_hours_warm_idle",
 )
 PANELS = (
     ("slo_violation_rate", "SLO violation rate"),

@@ -25,8 +25,10 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "EXPERIMENTS.md"
@@ -43,9 +45,15 @@ SNAPSHOT_FILES = {
         "sensitivity.csv",
     ),
     "fig2_ablation": ("fig2_ablation.csv", "deltas.csv"),
+    "fig3_slo_tightness": ("fig3_slo_tightness.csv",),
+    "fig4_cold_start": ("fig4_cold_start.csv",),
+    "fig5_bank": ("fig5_bank.csv",),
+    "fig6_scale": ("fig6_scale.csv",),
+    "fig7_timelines": (),
 }
 """The tables of each figure's output folder the document cites (``per_policy.csv`` is made by
-:func:`per_policy` from ``points.csv`` when the snapshot is taken)."""
+:func:`per_policy` from ``points.csv`` when the snapshot is taken). Every figure's
+``sweep.yaml`` (what ran: runs, worker count, wall time) is copied as well."""
 
 MARKER = re.compile(r"<!--=([\w.\-]+)-->(.*?)<!--/=-->", re.DOTALL)
 NAMES = {"prompttuner": "PromptTuner", "infless": "INFless", "elasticflow": "ElasticFlow"}
@@ -67,6 +75,16 @@ class Tables:
                 raise FileNotFoundError(f"{path}: missing from the snapshot (run --snapshot)")
             self._cache[key] = pd.read_csv(path)
         return self._cache[key]
+
+    def sweep(self, figure: str) -> dict[str, Any]:
+        """The figure's ``sweep.yaml``: what ran and how long it took."""
+        path = self.root / figure / "sweep.yaml"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing from the snapshot (run --snapshot)")
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: not a mapping")
+        return data
 
 
 # ------------------------------------------------------------------------------ formatting
@@ -274,6 +292,185 @@ def _sensitivity_cost(t: Tables, variant: str) -> str:
     return f"{df.loc[variant, 'cost_ratio']:.2f}"
 
 
+# ------------------------------------------------------------------------------ figures 3 and 4
+
+AXES = {
+    "fig3_slo_tightness": "deadline_scale",
+    "fig4_cold_start": "profile.mechanics.cold_start_scale",
+    "fig6_scale": "gpus",
+}
+"""The swept axis of each one-axis figure's aggregated table."""
+
+
+def _axis_rows(t: Tables, fig: str, policy: str) -> pd.DataFrame:
+    df = t(fig, f"{fig}.csv")
+    return df[df.policy == policy].sort_values(AXES[fig])
+
+
+def _ends(t: Tables, fig: str, policy: str, metric: str, digits: int = 2) -> str:
+    """A policy's mean at the smallest and the largest value of the figure's axis: ``a -> b``."""
+    rows = _axis_rows(t, fig, policy)
+    a, b = rows[f"{metric}_mean"].iloc[0], rows[f"{metric}_mean"].iloc[-1]
+    return f"{a:.{digits}f} -> {b:.{digits}f}"
+
+
+def _all_ends(t: Tables, fig: str, metric: str, digits: int = 2) -> str:
+    """Every policy's :func:`_ends`, named: ``PromptTuner 0.60 -> 0.02, INFless ...``."""
+    return ", ".join(f"{NAMES[p]} {_ends(t, fig, p, metric, digits)}" for p in NAMES)
+
+
+def _rel_change(t: Tables, fig: str, policy: str, metric: str) -> str:
+    """Relative change of a policy's mean from the first to the last axis value, in %."""
+    rows = _axis_rows(t, fig, policy)
+    a, b = rows[f"{metric}_mean"].iloc[0], rows[f"{metric}_mean"].iloc[-1]
+    return f"{100 * (b / a - 1):+.0f}%"
+
+
+def _lowest(t: Tables, fig: str, metric: str, policy: str = "prompttuner") -> str:
+    """At how many axis values ``policy`` has the lowest mean: ``k of n``."""
+    df = t(fig, f"{fig}.csv")
+    axis = AXES[fig]
+    best = df.loc[df.groupby(axis)[f"{metric}_mean"].idxmin()]
+    return f"{int((best.policy == policy).sum())} of {len(best)}"
+
+
+def axis_table(fig: str, label: str, metrics: tuple[tuple[str, str, int], ...]) -> Callable:
+    """A Markdown table of one-axis figure ``fig``: per axis value and policy, each metric's
+    mean [95% interval]."""
+
+    def table(t: Tables) -> str:
+        df = t(fig, f"{fig}.csv")
+        axis = AXES[fig]
+        head = f"| {label} | policy | " + " | ".join(h for _, h, _ in metrics) + " |"
+        lines = [head, "|---|---|" + "---|" * len(metrics)]
+        for v in sorted(df[axis].unique()):
+            for pol in NAMES:
+                r = one(df, policy=pol, **{axis.replace(".", "__"): v})
+                cells = [ci(r, m, d) for m, _, d in metrics]
+                lines.append(f"| {v:g} | {NAMES[pol]} | " + " | ".join(cells) + " |")
+        return "\n" + "\n".join(lines) + "\n"
+
+    return table
+
+
+def _runs(t: Tables, fig: str) -> str:
+    sw = t.sweep(fig)
+    extra = sw.get("sensitivity_points")
+    return f"{sw['runs']} + {extra}" if extra else str(sw["runs"])
+
+
+def _wall(t: Tables, fig: str) -> str:
+    sw = t.sweep(fig)
+    return f"{float(sw['sweep_wall_s']) + float(sw.get('extra_wall_s') or 0):.0f} s"
+
+
+def _workers(t: Tables) -> str:
+    return span([int(t.sweep(f)["jobs"]) for f in SNAPSHOT_FILES], "{:d}")
+
+
+# ------------------------------------------------------------------------------ figure 5
+
+LAYOUT_NAMES = {"flat": "flat", "two_layer": "two-layer", "three_layer": "three-layer"}
+
+
+def _index(t: Tables) -> pd.DataFrame:
+    df = t("fig5_bank", "fig5_bank.csv")
+    return df[df.part == "index"]
+
+
+def _index_row(t: Tables, space: str, layout: str, entries: float) -> pd.Series:
+    return one(_index(t), space=space, layout=layout, entries=entries)
+
+
+def fig5_index_table(t: Tables) -> str:
+    idx = _index(t)
+    lines = [
+        "| task space | entries | two-layer: assessments | lookup [s] | quality "
+        "| three-layer: assessments | quality |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for space in ("paper12", "generic"):
+        for n in sorted(idx[idx.space == space].entries.unique()):
+            two = _index_row(t, space, "two_layer", n)
+            three = _index_row(t, space, "three_layer", n)
+            lines.append(
+                f"| {space} | {n:,.0f} | {two.assessments_mean_mean:.0f} | "
+                f"{two.lookup_s_mean_mean:.0f} | {two.quality_mean:.2f} | "
+                f"{three.assessments_mean_mean:.0f} | {three.quality_mean:.2f} |"
+            )
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def _eval_s(t: Tables) -> str:
+    r = _index(t)
+    r = r[r.layout == "flat"].iloc[0]
+    return f"{r.lookup_s_mean_mean / r.assessments_mean_mean:.2f} s"
+
+
+def _quality_span(t: Tables, space: str, layout: str) -> str:
+    idx = _index(t)
+    return span(idx[(idx.space == space) & (idx.layout == layout)].quality_mean, "{:.2f}")
+
+
+def _sim5(t: Tables) -> pd.DataFrame:
+    df = t("fig5_bank", "fig5_bank.csv")
+    return df[df.part == "simulation"].set_index("variant")
+
+
+def fig5_sim_table(t: Tables) -> str:
+    sim = _sim5(t)
+    lines = [
+        "| bank variant | iterations saved | assessments / job | lookup [s / job] "
+        "| SLO violation rate | cost [GPU-h] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v, r in sim.iterrows():
+        lines.append(
+            f"| {v} | {ci(r, 'bank_saving_mean', 3)} | {r.bank_assessments_mean_mean:.1f} | "
+            f"{r.bank_lookup_s_mean_mean:.1f} | {ci(r, 'slo_violation_rate')} | "
+            f"{ci(r, 'cost_gpu_hours', 2)} |"
+        )
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def fig5_binned_table(t: Tables) -> str:
+    df = t("fig5_bank", "fig5_bank.csv")
+    b = df[df.part == "binned"].sort_values("similarity_lo")
+    lines = [
+        "| similarity of the chosen source | jobs | realised saving | model's expectation |",
+        "|---|---|---|---|",
+    ]
+    for _, r in b.iterrows():
+        lines.append(
+            f"| {r.similarity_lo:.1f}-{r.similarity_hi:.1f} | {r.jobs:.0f} | "
+            f"{ci(r, 'realised_saving', 3)} | {r.expected_saving_mean:.3f} |"
+        )
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def _sim5_value(t: Tables, variant: str, metric: str, fmt: str) -> str:
+    return fmt.format(_sim5(t).loc[variant, f"{metric}_mean"])
+
+
+# ------------------------------------------------------------------------------ figure 6
+
+
+def _at(t: Tables, fig: str, policy: str, value: float, metric: str) -> float:
+    return float(one(t(fig, f"{fig}.csv"), policy=policy, **{AXES[fig]: value})[f"{metric}_mean"])
+
+
+def _ef_idle_share(t: Tables) -> str:
+    top = max(t("fig6_scale", "fig6_scale.csv").gpus)
+    idle = _at(t, "fig6_scale", "elasticflow", top, "gpu_hours_warm_idle")
+    cost = _at(t, "fig6_scale", "elasticflow", top, "cost_gpu_hours")
+    return f"{100 * idle / cost:.0f}%"
+
+
+def _top_value(t: Tables, policy: str, metric: str, fmt: str) -> str:
+    top = max(t("fig6_scale", "fig6_scale.csv").gpus)
+    return fmt.format(_at(t, "fig6_scale", policy, top, metric))
+
+
 QUANTITIES: dict[str, Callable[[Tables], str]] = {
     "fig1.miss_at_0.5": lambda t: _miss_at_ratio(t, 0.5),
     "fig1.miss_at_1.5": lambda t: _miss_at_ratio(t, 1.5),
@@ -322,8 +519,86 @@ QUANTITIES: dict[str, Callable[[Tables], str]] = {
     "fig2.none_points": lambda t: _points(t, "pt_none"),
     "fig2.elasticity_points": lambda t: _points(t, "pt_no_elasticity"),
     "fig2.elasticity_cost_cut": lambda t: _cost_change(t, "pt_no_elasticity", "prompttuner"),
+    "fig3.table": axis_table(
+        "fig3_slo_tightness",
+        "deadline scale",
+        (
+            ("slo_violation_rate", "SLO violation rate", 3),
+            ("cost_gpu_hours", "cost [GPU-h]", 2),
+            ("rejected", "rejected / run", 1),
+        ),
+    ),
+    "fig3.viol_ends": lambda t: _all_ends(t, "fig3_slo_tightness", "slo_violation_rate"),
+    "fig3.pt_lowest_viol": lambda t: _lowest(t, "fig3_slo_tightness", "slo_violation_rate"),
+    "fig3.pt_lowest_cost": lambda t: _lowest(t, "fig3_slo_tightness", "cost_gpu_hours"),
+    "fig3.cost_ends": lambda t: _all_ends(t, "fig3_slo_tightness", "cost_gpu_hours", 1),
+    "fig3.ef_rejected_ends": lambda t: _ends(t, "fig3_slo_tightness", "elasticflow", "rejected", 1),
+    "fig3.jct_ends": lambda t: _all_ends(t, "fig3_slo_tightness", "mean_jct_s", 0),
+    "fig4.table": axis_table(
+        "fig4_cold_start",
+        "load-time scale",
+        (
+            ("slo_violation_rate", "SLO violation rate", 3),
+            ("cost_gpu_hours", "cost [GPU-h]", 2),
+            ("gpu_hours_loading", "GPU-h loading", 2),
+            ("warm_hit_rate", "warm-hit rate", 2),
+        ),
+    ),
+    "fig4.viol_ends": lambda t: _all_ends(t, "fig4_cold_start", "slo_violation_rate"),
+    "fig4.loading_ends": lambda t: _all_ends(t, "fig4_cold_start", "gpu_hours_loading"),
+    "fig4.pt_lowest_viol": lambda t: _lowest(t, "fig4_cold_start", "slo_violation_rate"),
+    "fig4.pt_warm_hit_ends": lambda t: _ends(t, "fig4_cold_start", "prompttuner", "warm_hit_rate"),
+    "fig4.infless_warm_hit_ends": lambda t: _ends(t, "fig4_cold_start", "infless", "warm_hit_rate"),
+    "fig4.pt_cost_change": lambda t: _rel_change(
+        t, "fig4_cold_start", "prompttuner", "cost_gpu_hours"
+    ),
+    "fig4.infless_cost_change": lambda t: _rel_change(
+        t, "fig4_cold_start", "infless", "cost_gpu_hours"
+    ),
+    "fig4.queue_ends": lambda t: _all_ends(t, "fig4_cold_start", "mean_queue_delay_s", 0),
+    "fig5.index_table": fig5_index_table,
+    "fig5.eval_s": _eval_s,
+    "fig5.two_layer_paper12_quality": lambda t: _quality_span(t, "paper12", "two_layer"),
+    "fig5.two_layer_generic_quality": lambda t: _quality_span(t, "generic", "two_layer"),
+    "fig5.three_layer_generic_quality": lambda t: _quality_span(t, "generic", "three_layer"),
+    "fig5.sim_table": fig5_sim_table,
+    "fig5.binned_table": fig5_binned_table,
+    "fig5.flat_lookup_s": lambda t: _sim5_value(t, "flat", "bank_lookup_s_mean", "{:.0f} s"),
+    "fig5.two_layer_lookup_s": lambda t: _sim5_value(
+        t, "two_layer", "bank_lookup_s_mean", "{:.0f} s"
+    ),
+    "fig6.table": axis_table(
+        "fig6_scale",
+        "GPUs",
+        (
+            ("slo_violation_rate", "SLO violation rate", 3),
+            ("cost_per_job_gpu_hours", "GPU-h per job", 3),
+            ("sim_wall_s", "simulator wall [s]", 2),
+            ("decision_ms", "decision [ms]", 2),
+        ),
+    ),
+    "fig6.jobs_ends": lambda t: _ends(t, "fig6_scale", "prompttuner", "jobs", 0),
+    "fig6.viol_ends": lambda t: _all_ends(t, "fig6_scale", "slo_violation_rate"),
+    "fig6.pt_lowest_viol": lambda t: _lowest(t, "fig6_scale", "slo_violation_rate"),
+    "fig6.cost_per_job_ends": lambda t: _all_ends(t, "fig6_scale", "cost_per_job_gpu_hours"),
+    "fig6.ef_idle_share": _ef_idle_share,
+    "fig6.ef_rejected_top": lambda t: _top_value(t, "elasticflow", "rejected", "{:.0f}"),
+    "fig6.jobs_top": lambda t: _top_value(t, "elasticflow", "jobs", "{:.0f}"),
+    "fig6.pt_assessments_ends": lambda t: _ends(
+        t, "fig6_scale", "prompttuner", "bank_assessments_mean", 1
+    ),
+    "fig6.pt_lookup_ends": lambda t: _ends(t, "fig6_scale", "prompttuner", "bank_lookup_s_mean", 1),
+    "fig6.pt_wall_top": lambda t: _top_value(t, "prompttuner", "sim_wall_s", "{:.1f} s"),
+    "fig6.infless_wall_top": lambda t: _top_value(t, "infless", "sim_wall_s", "{:.1f} s"),
+    "fig6.pt_decision_top": lambda t: _top_value(t, "prompttuner", "decision_ms", "{:.1f} ms"),
 }
 """Every name a marker may use, and how its text is made from the tables."""
+
+for _fig in SNAPSHOT_FILES:
+    _short = _fig.split("_", 1)[0]
+    QUANTITIES[f"{_short}.runs"] = lambda t, f=_fig: _runs(t, f)
+    QUANTITIES[f"{_short}.wall"] = lambda t, f=_fig: _wall(t, f)
+QUANTITIES["figures.workers"] = _workers
 
 
 # ------------------------------------------------------------------------------ snapshot
@@ -348,7 +623,7 @@ def snapshot(results: Path, root: Path = SNAPSHOT) -> list[Path]:
             print(f"render_experiments: {src} not found, keeping the old snapshot", file=sys.stderr)
             continue
         dst.mkdir(parents=True, exist_ok=True)
-        for name in names:
+        for name in (*names, "sweep.yaml"):
             if name == "per_policy.csv":
                 per_policy(pd.read_csv(src / "points.csv")).to_csv(dst / name, index=False)
             else:
