@@ -472,6 +472,8 @@ def _elasticflow_profile(tmp: Path) -> ProfileSet:
             overrides=["experiment=elasticflow_replay", f"profile.dir={tmp}"],
         )
     assert cfg.scheduler.name == "elasticflow" and cfg.scheduler.admission == "batch"
+    # ElasticFlow's per-event overhead (2 s below 256 GPUs) and its planner's step-up points
+    assert cfg.scheduler.event_pause_s == 2.0 and cfg.scheduler.switch_at == "free_change"
     spec = OmegaConf.to_container(cfg.profile, resolve=True)
     assert isinstance(spec, dict)
     prof = load_profiles({str(k): v for k, v in spec.items()})

@@ -52,12 +52,17 @@ Facts taken (and where this module follows them):
    maximum, never more than the free GPUs.
 5. **Buddy placement**: jobs are placed largest first; a job of fewer GPUs than a node takes an
    aligned block inside one node, a job of a node or more takes whole nodes.
-6. **Overheads** (``estimate_overhead``, charged by the artifact to every running job at every
-   scheduling event): 2 s (7 s on clusters of 256 GPUs or more); plus 2 (log2 n + 1) s when the
-   job's GPU set is new (not in the communicator cache); plus 27 s (47 s at >= 256 GPUs) at
-   every ``scheduling_slot``-th scheduling event (a periodic trainer restart). These are driver
-   mechanics here, not policy: ``conf/experiment/elasticflow_replay.yaml`` sets them (cold start
-   2 s, ``reconfig_per_level_s`` 2); see docs/elasticflow.md for what cannot be matched.
+6. **Overheads** (``estimate_overhead``, charged by the artifact at the end of every scheduling
+   event to every job holding GPUs, and taken from its training time until the next event in
+   ``run_all_jobs``): 2 s (7 s on clusters of 256 GPUs or more); plus 2 (log2 n + 1) s when the
+   job's GPU rank range is not in the communicator cache; plus 27 s (47 s at >= 256 GPUs) for
+   such a job at every ``scheduling_slot``-th event (a trainer restart, after which the cache is
+   emptied). A changed GPU set is driver mechanics here (cold start 2 s,
+   ``reconfig_per_level_s`` 2 in ``conf/profile/elasticflow_*.yaml``); the base charged to a job
+   that keeps its GPUs is ``event_pause_s`` (``Decision.pause``), skipped, as the artifact's
+   deadline check skips it, for a job planned to finish within the slot. Its planner
+   (``ef_sim_allocation``) steps a job up where its free-GPU function changes, not at a slot
+   (``switch_at="free_change"``). docs/elasticflow.md says what is not matched.
 
 Where this module differs, on purpose (each documented in docs/elasticflow.md):
 
