@@ -591,7 +591,7 @@ rows_st = st.lists(
     st.sampled_from([1, 2, 4, 8]),
     st.sampled_from(["artifact", "paper"]),
     st.sampled_from(["each", "batch"]),
-    st.sampled_from(["events", "every_slot"]),
+    st.sampled_from(["events", "every_slot", "jobs"]),
     st.sampled_from([30.0, 60.0]),
     st.sampled_from(["dedicated", "released"]),
     st.sampled_from([(0.0, "slot"), (2.0, "free_change")]),
