@@ -87,7 +87,7 @@ def main() -> None:
                      f"cluster.gpus_per_node={args.gpus_per_node}",
                      f"scheduler.slot_s={args.slot:g}", "progress=false"]  # fmt: skip
         if args.gpu_type == "A100" and args.nodes * args.gpus_per_node >= 256:
-            ptsim_cmd.append("profile.mechanics.cold_start_scale=3.5")
+            ptsim_cmd += ["profile.mechanics.cold_start_scale=3.5", "scheduler.event_pause_s=7"]
         for rep in range(args.repeats):
             log = work / f"eflog{rep}"
             log.mkdir()

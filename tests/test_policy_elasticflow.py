@@ -472,6 +472,8 @@ def _elasticflow_profile(tmp: Path) -> ProfileSet:
             overrides=["experiment=elasticflow_replay", f"profile.dir={tmp}"],
         )
     assert cfg.scheduler.name == "elasticflow" and cfg.scheduler.admission == "batch"
+    # ElasticFlow's per-event overhead (2 s below 256 GPUs) and its planner's step-up points
+    assert cfg.scheduler.event_pause_s == 2.0 and cfg.scheduler.switch_at == "free_change"
     spec = OmegaConf.to_container(cfg.profile, resolve=True)
     assert isinstance(spec, dict)
     prof = load_profiles({str(k): v for k, v in spec.items()})
@@ -523,6 +525,50 @@ def test_elasticflow_mode_charges_elasticflows_overhead_model(tmp_path: Path) ->
     assert summarize(out, jobs_table(out))["invalid_requests"] == 0
 
 
+def test_event_pause_delays_a_running_job_by_exactly_the_pause_at_each_replan() -> None:
+    """ElasticFlow mode: a re-plan pauses every job that keeps its GPUs, except one planned to
+    finish before the next decision; off (the default) nothing is paused."""
+    jobs = [
+        job("a", 0, 1000, 5000),  # 1 GPU (one-GPU cluster): loads 10 s, 0.5 s hand-over
+        job("b", 100, 1000, 200),  # cannot make it: rejected at the boundary at 120 s
+        job("c", 960, 1000, 970),  # rejected at 960 s, when a has under a slot left
+    ]
+    finish = {}
+    for pause in (0.0, 2.0, 5.0):
+        rec, _out, table, s = run(jobs, linear_profiles(), 1, 1, event_pause_s=pause)
+        assert list(table.status) == ["done", "rejected", "rejected"]
+        assert s["invalid_requests"] == 0 and table.loc["a", "rescales"] == 0
+        finish[pause] = float(table.loc["a", "finish_s"])
+        paused = [(snap.now, dict(d.pause)) for snap, d in rec.log if d.pause]
+        assert paused == ([] if pause == 0.0 else [(120.0, {"a": pause})])
+    assert finish[0.0] == pytest.approx(1010.5)
+    assert finish[2.0] == pytest.approx(1012.5) and finish[5.0] == pytest.approx(1015.5)
+
+
+def test_switch_at_free_change_steps_up_where_the_free_gpus_change() -> None:
+    """A minimum share that needs 2 GPUs somewhere: by slot it runs 1 GPU first and 2 from
+    the latest slot that still finishes in time; with ``free_change`` (ElasticFlow's planner)
+    the step moves back to the last change of the free GPUs (here: now, on an idle cluster)."""
+    from ptsim.core.policies.elasticflow import _Free, _Item, _Planner
+
+    pol = ElasticFlow(PolicyContext(linear_profiles()), ElasticFlowConfig())
+    levels = pol.levels(job("a", 0, 900, 600), 8, 8)
+    rows = {}
+    for mode in ("slot", "free_change"):
+        item = _Item("a", (600.0, 0.0, "a"), 600.0, 900.0, levels, 0)
+        ok, row = _Planner(0.0, 60.0, mode).plan(item, _Free(8))
+        assert ok
+        rows[mode] = row.tolist()
+    assert rows["slot"] == [1, 1] + [2] * 7  # 2 at 1 GPU, then 2 GPUs from slot 2 (of 10)
+    assert rows["free_change"] == [2] * 8  # 900 iterations at 2/s: 7.5 slots
+    # free GPUs that change at slot 1: the step (slot 2 by slot) moves back to 1, not to 0
+    free = _Free(8, 10)
+    free.arr[:1] = 4
+    item = _Item("a", (600.0, 0.0, "a"), 600.0, 900.0, levels, 0)
+    ok, row = _Planner(0.0, 60.0, "free_change").plan(item, free)
+    assert ok and row.tolist() == [1] + [2] * 7
+
+
 # --------------------------------------------------------------------------- invariants
 
 rows_st = st.lists(
@@ -545,9 +591,10 @@ rows_st = st.lists(
     st.sampled_from([1, 2, 4, 8]),
     st.sampled_from(["artifact", "paper"]),
     st.sampled_from(["each", "batch"]),
-    st.sampled_from(["events", "every_slot"]),
+    st.sampled_from(["events", "every_slot", "jobs"]),
     st.sampled_from([30.0, 60.0]),
     st.sampled_from(["dedicated", "released"]),
+    st.sampled_from([(0.0, "slot"), (2.0, "free_change")]),
 )
 def test_invariants_on_generated_traces(
     rows: list[tuple[float, int, float, int, str]],
@@ -558,6 +605,7 @@ def test_invariants_on_generated_traces(
     replan: str,
     slot: float,
     replicas: str,
+    compat: tuple[float, str],
 ) -> None:
     cap = nodes * per_node
     jobs = [
@@ -570,6 +618,8 @@ def test_invariants_on_generated_traces(
         "replan": replan,
         "slot_s": slot,
         "replicas": replicas,
+        "event_pause_s": compat[0],
+        "switch_at": compat[1],
     }
     rec, out, table, s = run(jobs, linear_profiles(("m", "n")), nodes, per_node, **knobs)
     out.state.check_invariants()

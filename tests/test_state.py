@@ -249,3 +249,39 @@ def test_gpus_ready_during_a_pause_extend_it_and_the_lookup_is_paid_once() -> No
     (r2,) = s.gpu_ready(2, tokens[2], 20.0)  # while running: one reconfiguration pause
     assert isinstance(r2, Reconfigure) and r2.pause_s == pytest.approx(2.0)
     assert s.job("a").pause_s == pytest.approx(3.5 + 2.0)
+
+
+def test_pause_stops_a_running_job_on_its_gpus_and_adds_to_a_pause_in_progress() -> None:
+    s = state()
+    s.add_job(job("a", 0, 100, 500), 0.0)
+    (load,) = s.apply(Decision(allocations={"a": (0,)}), 0.0)
+    (rc,) = s.gpu_ready(0, load.token, 10.0)  # type: ignore[union-attr]
+    s.job_resumed("a", rc.epoch, 10.5)  # type: ignore[union-attr]
+    # at t=30.5, 20 iterations done: a 3 s pause on the same GPU, progress kept
+    (p,) = s.apply(Decision(pause={"a": 3.0}), 30.5)
+    assert isinstance(p, Reconfigure) and p.gpus == (0,) and not p.first
+    assert p.pause_s == pytest.approx(3.0) and s.job("a").iters_done == pytest.approx(20.0)
+    assert s.job("a").state is JobState.STARTING and s.gpu(0).state is GpuState.BUSY
+    # a second pause during the first one is added after it (ends 3 + 2 s after 30.5)
+    (p2,) = s.apply(Decision(pause={"a": 2.0}), 31.5)
+    assert isinstance(p2, Reconfigure) and p2.pause_s == pytest.approx(4.0)
+    assert s.job_resumed("a", p.epoch, 33.5) is None  # the first pause's end is stale
+    assert s.job_resumed("a", p2.epoch, 35.5) == pytest.approx(80.0)
+    assert s.job("a").rescales == 0 and s.job("a").pause_s == pytest.approx(0.5 + 5.0)
+    s.check_invariants()
+
+
+def test_pause_is_refused_for_a_job_not_training_and_for_a_bad_time() -> None:
+    s = state()
+    s.add_job(job("a", 0, 100, 500), 0.0)
+    s.add_job(job("b", 0, 100, 500), 0.0)
+    (load,) = s.apply(Decision(allocations={"a": (0,)}), 0.0)
+    acts = s.apply(Decision(pause={"a": 1.0, "b": 1.0}), 1.0)  # a loads, b is queued
+    assert kinds(acts) == ["InvalidRequest", "InvalidRequest"]
+    (rc,) = s.gpu_ready(0, load.token, 10.0)  # type: ignore[union-attr]
+    s.job_resumed("a", rc.epoch, 10.5)  # type: ignore[union-attr]
+    for bad in (-1.0, float("inf"), float("nan")):
+        (inv,) = s.apply(Decision(pause={"a": bad}), 11.0)
+        assert isinstance(inv, InvalidRequest) and "pause a" in inv.what
+    assert s.apply(Decision(pause={"a": 0.0}), 11.0) == []
+    assert s.job("a").state is JobState.RUNNING

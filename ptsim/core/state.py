@@ -492,7 +492,7 @@ class ClusterState:
 
         The phases run in this order: initial prompts, rejections, allocations (checked as a
         whole, then GPUs taken from jobs, then given to jobs, then the jobs whose GPU set
-        changed reconfigured), releases, pre-warms."""
+        changed reconfigured), pauses, releases, pre-warms."""
         out: list[Action] = []
         self._apply_inits(d, out)
         self._apply_rejects(d, now, out)
@@ -503,6 +503,8 @@ class ClusterState:
             act = self._reconfigure(rec, now)
             if act:
                 out.append(act)
+        if d.pause:
+            self._apply_pauses(d, now, out)
         self._apply_releases(d, now, out)
         self._apply_prewarms(d, now, out)
         return out
@@ -638,6 +640,29 @@ class ClusterState:
                 changed[job_id] = rec
             if rec.gpus:
                 self._queued.pop(job_id, None)
+
+    def _apply_pauses(self, d: Decision, now: float, out: list[Action]) -> None:
+        """Pause the jobs of ``d.pause`` on the GPUs they train on (a ``Reconfigure`` on the
+        same set, whose pause ends the given seconds after the end of any pause in progress);
+        refuses a job that is not live, has not trained yet or is waiting for GPUs, and a
+        negative or non-finite pause."""
+        for job_id, secs in sorted(d.pause.items()):
+            rec = self._live.get(job_id)
+            if rec is None or not rec.started_once or not rec.active:
+                self._refuse(out, f"pause {job_id}: not a live job training on its GPUs")
+                continue
+            if not 0.0 <= secs < float("inf"):
+                self._refuse(out, f"pause {job_id}: {secs} s is not a finite time >= 0")
+                continue
+            if secs == 0.0:
+                continue
+            self._settle(rec, now)
+            rec.epoch += 1
+            rec.state = JobState.STARTING
+            rec.pause_until = max(now, rec.pause_until) + secs
+            rec.pause_s += secs
+            self._touch(rec)
+            out.append(Reconfigure(job_id, rec.active, rec.epoch, rec.pause_until - now, False))
 
     def _apply_releases(self, d: Decision, now: float, out: list[Action]) -> None:
         """Free the GPUs of ``d.release`` (a ``ReleaseGpu`` each; a load in flight is

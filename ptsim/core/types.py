@@ -238,6 +238,10 @@ class Decision:
     - ``prewarm``: gid -> model to load on a free or warm-idle GPU with no job.
     - ``release``: warm-idle (or pre-warming) GPUs to hand back; they stop costing money.
     - ``wake_at``: when the policy wants to be asked again even if nothing happens.
+    - ``pause``: job id -> seconds the job stops training now while keeping its GPUs (a
+      per-decision overhead, as ElasticFlow's simulator charges every running job at every
+      scheduling event); added to a pause already in progress. Only for a job that has
+      trained and whose GPUs are all ready; applied after the allocations.
     """
 
     allocations: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
@@ -246,6 +250,7 @@ class Decision:
     prewarm: Mapping[int, str] = field(default_factory=dict)
     release: tuple[int, ...] = ()
     wake_at: float | None = None
+    pause: Mapping[str, float] = field(default_factory=dict)
 
 
 NO_DECISION = Decision()

@@ -52,12 +52,17 @@ Facts taken (and where this module follows them):
    maximum, never more than the free GPUs.
 5. **Buddy placement**: jobs are placed largest first; a job of fewer GPUs than a node takes an
    aligned block inside one node, a job of a node or more takes whole nodes.
-6. **Overheads** (``estimate_overhead``, charged by the artifact to every running job at every
-   scheduling event): 2 s (7 s on clusters of 256 GPUs or more); plus 2 (log2 n + 1) s when the
-   job's GPU set is new (not in the communicator cache); plus 27 s (47 s at >= 256 GPUs) at
-   every ``scheduling_slot``-th scheduling event (a periodic trainer restart). These are driver
-   mechanics here, not policy: ``conf/experiment/elasticflow_replay.yaml`` sets them (cold start
-   2 s, ``reconfig_per_level_s`` 2); see docs/elasticflow.md for what cannot be matched.
+6. **Overheads** (``estimate_overhead``, charged by the artifact at the end of every scheduling
+   event to every job holding GPUs, and taken from its training time until the next event in
+   ``run_all_jobs``): 2 s (7 s on clusters of 256 GPUs or more); plus 2 (log2 n + 1) s when the
+   job's GPU rank range is not in the communicator cache; plus 27 s (47 s at >= 256 GPUs) for
+   such a job at every ``scheduling_slot``-th event (a trainer restart, after which the cache is
+   emptied). A changed GPU set is driver mechanics here (cold start 2 s,
+   ``reconfig_per_level_s`` 2 in ``conf/profile/elasticflow_*.yaml``); the base charged to a job
+   that keeps its GPUs is ``event_pause_s`` (``Decision.pause``), skipped, as the artifact's
+   deadline check skips it, for a job planned to finish within the slot. Its planner
+   (``ef_sim_allocation``) steps a job up where its free-GPU function changes, not at a slot
+   (``switch_at="free_change"``). docs/elasticflow.md says what is not matched.
 
 Where this module differs, on purpose (each documented in docs/elasticflow.md):
 
@@ -119,9 +124,10 @@ by then, so grows that need them pay a cold start (never a warm hand-over)."""
 _TOL = 1e-9
 _HANDOUT_ORDERS = ("artifact", "paper")
 _ADMISSION_MODES = ("each", "batch")
-_REPLAN_MODES = ("events", "every_slot")
+_REPLAN_MODES = ("events", "every_slot", "jobs")
 _REPLICA_MODES = ("released", "dedicated")
 _TIMING_MODES = ("grid", "artifact")
+_SWITCH_MODES = ("slot", "free_change")
 
 
 @dataclass(frozen=True)
@@ -144,7 +150,9 @@ class ElasticFlowConfig:
       cluster size cap it always.
     - ``replan``: ``events`` = re-plan at a boundary only after an arrival, a completion, or
       when a job's planned allocation steps above what it holds (ElasticFlow's scheduling
-      events); ``every_slot`` = re-plan at every boundary (follows progress, moves more).
+      events); ``every_slot`` = re-plan at every boundary (follows progress, moves more);
+      ``jobs`` = only after an arrival or a completion (every decision of ElasticFlow's
+      simulator falls at one in the published traces' logs: its step-up events never fire).
     - ``bank``: ask the Prompt Bank (when the run has one) for each admitted job's initial
       prompt (an ablation; ElasticFlow has no bank). Admission then plans with the iterations
       the bank's choice is expected to need.
@@ -158,7 +166,12 @@ class ElasticFlowConfig:
       as ElasticFlow's simulator merges its events: an event (arrival, completion, planned
       step-up) less than one slot after the last decision is decided one slot after it, a
       later one at once (so the decision times are the last one + ``slot_s`` or an event's
-      own time). Needs ``replan=events``.
+      own time). Needs ``replan=events`` or ``jobs``.
+    - ``event_pause_s``: ElasticFlow mode: at every re-plan, every job that has trained and
+      keeps or shrinks its GPUs stops training for this long (``Decision.pause``), as
+      ElasticFlow's simulator charges every running job at every scheduling event (2 s, 7 s on
+      clusters of 256 GPUs or more; docs/elasticflow.md). A job that gains GPUs pays their cold
+      start and the reconfiguration pause instead. 0 (the default) = off.
     """
 
     slot_s: float = 60.0
@@ -169,6 +182,8 @@ class ElasticFlowConfig:
     bank: bool = False
     replicas: str = "dedicated"
     timing: str = "grid"
+    event_pause_s: float = 0.0
+    switch_at: str = "slot"
 
     def __post_init__(self) -> None:
         if not self.slot_s > 10 * _PHASE_GAP_S:
@@ -183,8 +198,12 @@ class ElasticFlowConfig:
             raise ValueError(f"replicas must be one of {', '.join(_REPLICA_MODES)}")
         if self.timing not in _TIMING_MODES:
             raise ValueError(f"timing must be one of {', '.join(_TIMING_MODES)}")
-        if self.timing == "artifact" and self.replan != "events":
-            raise ValueError("timing=artifact needs replan=events")
+        if self.timing == "artifact" and self.replan == "every_slot":
+            raise ValueError("timing=artifact needs replan=events or jobs")
+        if self.switch_at not in _SWITCH_MODES:
+            raise ValueError(f"switch_at must be one of {', '.join(_SWITCH_MODES)}")
+        if not 0.0 <= self.event_pause_s < math.inf:
+            raise ValueError("event_pause_s must be a finite time >= 0")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,9 +256,10 @@ class _Free:
 class _Planner:
     """Minimum-satisfactory-share planning of jobs in deadline order at one decision."""
 
-    def __init__(self, now: float, slot_s: float) -> None:
+    def __init__(self, now: float, slot_s: float, switch_at: str = "slot") -> None:
         self.now = now
         self.slot = slot_s
+        self.by_period = switch_at == "free_change"
 
     def plan(self, it: _Item, free: _Free) -> tuple[bool, IntArray]:
         """Reserve ``it``'s minimum satisfactory share in ``free``; return whether it meets its
@@ -275,6 +295,9 @@ class _Planner:
             if cur is not None and q > 0:
                 # the latest slot from which level q alone finishes the job in time
                 point = k_max - 1 - int(np.searchsorted(np.cumsum(cur[::-1]), need))
+                if self.by_period and point > 0:  # back to where the free GPUs last changed
+                    changed = np.flatnonzero(free.arr[1 : point + 1] != free.arr[:point])
+                    point = int(changed[-1]) + 1 if changed.size else 0
                 row, gain = np.minimum(fits, q), cur
                 if point > 0:
                     if prev is not None:
@@ -773,7 +796,7 @@ class ElasticFlow:
             wake = self._next_boundary(now) if live else None
             return Decision(release=tuple(self._idle(snap)), wake_at=wake)
         self._last_plan = now
-        planner = _Planner(now, self.cfg.slot_s)
+        planner = _Planner(now, self.cfg.slot_s, self.cfg.switch_at)
 
         admitted: list[_Item] = []
         finishing: list[_Item] = []  # no iterations left: keep what they hold until they end
@@ -822,10 +845,35 @@ class ElasticFlow:
                 up = np.flatnonzero(row[1:] > len(targets[job_id]))
                 if up.size:
                     steps.append(int(up[0]) + 1)
-        self._next_change = now + min(steps) * self.cfg.slot_s if steps else None
+        due = steps and self.cfg.replan != "jobs"
+        self._next_change = now + min(steps) * self.cfg.slot_s if due else None
         if self.cfg.timing == "artifact" and not self._pending and decision.wake_at is not None:
             decision = dataclasses.replace(decision, wake_at=self._next_boundary(now))
+        if self.cfg.event_pause_s > 0.0:
+            decision = self._event_pauses(snap, decision, plan_items)
         return decision
+
+    def _event_pauses(self, snap: Snapshot, decision: Decision, items: Sequence[_Item]) -> Decision:
+        """``decision`` with ``event_pause_s`` charged to every job that has trained, holds
+        only ready GPUs, keeps (or, in this step, shrinks to) a set without new GPUs and is not
+        expected to finish within the slot (ElasticFlow's deadline check takes the finish
+        planned at a job's last scheduling event, which leaves out the overhead charged at that
+        event)."""
+        pause: dict[str, float] = {}
+        for it in items:
+            view = snap.jobs_by_id[it.job_id]
+            if view.first_start is None or not view.gpus or view.ready_gpus != len(view.gpus):
+                continue
+            if it.job_id in self._pending:
+                continue  # it grows 1 ms later: the grow's cold start and pause are its cost
+            after = decision.allocations.get(it.job_id, view.gpus)
+            if not after or not set(after) <= set(view.gpus):
+                continue
+            rate = self.profiles.iters_per_second(view.spec.model, len(after), view.spec.batch_size)
+            if it.remaining <= rate * self.cfg.slot_s:
+                continue  # planned to finish before the next decision
+            pause[it.job_id] = self.cfg.event_pause_s
+        return dataclasses.replace(decision, pause=pause)
 
     def _admit(
         self,
