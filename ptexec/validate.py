@@ -12,7 +12,11 @@ The simulation gets what makes the comparison fair:
 - the very ``ProfileSet`` the executor planned with (measured step, load, hand-over, resize,
   held-out evaluation and checkpoint times, with the run's evaluation and checkpoint cadences);
 - each job's initial prompt as the executor's bank chose it, with its measured lookup time
-  (``ReplayBank``): the bank's effect on iterations is already in the step counts.
+  (``ReplayBank``): the bank's effect on iterations is already in the step counts;
+- what the policies knew of the iterations: the executor's convergence model (its prior and
+  estimator settings) and each job's measured held-out evaluations as its accuracy readings
+  (``ptexec.jobrun.readings_of``), so at the same progress a policy sees the same estimate in
+  both drivers.
 
 Per job it reports start, finish, JCT, the simulator's JCT error relative to the executor, both
 deadline outcomes, and the JCT difference (executor minus ptsim) split by mechanism:
@@ -41,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from ptexec.driver import ExecOutcome
+from ptexec.jobrun import readings_of
 from ptsim.core.policy import POLICIES, PolicyContext
 from ptsim.core.profiles import ProfileSet
 from ptsim.core.state import ClusterState, JobRecord
@@ -164,7 +169,17 @@ def simulate_like(
     def iterations(spec: JobSpec, init: InitChoice) -> float:
         return float(steps[spec.job_id])
 
-    state = TracingState(1, workers, prof, iterations)
+    conv = outcome.convergence
+    known: dict[str, Any] = (
+        {}
+        if conv is None
+        else {
+            "prior": conv.model.job_prior,
+            "estimator": conv.estimator,
+            "readings": readings_of(outcome.runs),
+        }
+    )
+    state = TracingState(1, workers, prof, iterations, **known)
     out = simulate_jobs(specs, pol, prof, workers, iterations, state)
     table = jobs_table(out)
     summary = run_summary(out, table, policy, workers, price_per_gpu_hour)
