@@ -3,7 +3,11 @@
 1. Start one pool of ``--workers`` CPU workers (one torch thread each) and measure a profile of
    every model the trace uses on it (``ptexec profile``: steps at the trace's batches on 1..N
    workers, loads, first start, resize, held-out evaluation, checkpoint, assessment), right
-   before the runs, so the profile sees the machine as the runs do.
+   before the runs, so the profile sees the machine as the runs do. By default
+   (``--profile-mode contention``) steps and evaluations are timed both with the other workers
+   idle and while they train, and ptsim charges each job the one or the other by whether its
+   neighbours train at the time (``ModelProfile.contended``); ``busy`` times them only while
+   the others train (every job charged the contended time), ``idle`` only with them idle.
 2. Write a trace of ``--jobs`` jobs (``make_jobs``): more jobs than workers, two models (the
    tiny GPT-2 as a causal LM and as a classifier, so warm workers of one do not serve the
    other), generated tasks with similar pairs (the bank has something to find), tight and
@@ -119,9 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gap", type=float, default=4.0, help="mean seconds between arrivals")
     ap.add_argument("--steps", type=int, default=15, help="timed steps per profile cell")
     ap.add_argument(
-        "--idle-profile",
-        action="store_true",
-        help="profile with the other workers idle (default: busy, as in the runs)",
+        "--profile-mode",
+        choices=("contention", "busy", "idle"),
+        default="contention",
+        help="time steps and evaluations with the other workers idle and busy (contention, "
+        "the default), only busy, or only idle",
     )
     args = ap.parse_args(argv)
     if args.markdown:
@@ -155,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers,
         "mean_gap_s": args.gap,
         "threads": 1,
+        "profile_mode": args.profile_mode,
         "load_average_start": _loadavg(),
         "command": " ".join(["python", *sys.argv]),
         "policies": {},
@@ -165,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             steps=args.steps,
             convergence=False,
             assessments=3,
-            busy=not args.idle_profile,
+            busy=args.profile_mode == "busy",
+            contention=args.profile_mode == "contention",
         )
         t0 = time.perf_counter()
         prof = profile_models(

@@ -354,6 +354,9 @@ class Executor:
         self.decide_s.append(took)
         self.stats.decisions += 1
         self._carry_out(self.state.apply(decision, self.now()))
+        # re-rated jobs (a contended profile): the executor measures when a job finishes,
+        # it has nothing to re-time
+        self.state.take_retimed()
         return decision.wake_at
 
     def record(self, now: float, force: bool = False) -> None:

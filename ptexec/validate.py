@@ -106,11 +106,13 @@ class ReplayBank:
 class _Trace:
     running_s: float = 0.0
     train_s: float = 0.0
+    eval_s: float = 0.0
 
 
 class TracingState(ClusterState):
     """ptsim's cluster state, also adding up each job's training time (the throughput table's
-    part of its running time, without the evaluation and checkpoint overheads)."""
+    part of its running time, without the evaluation and checkpoint overheads) and its
+    held-out evaluation time, each at the contention it ran under."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -124,8 +126,11 @@ class TracingState(ClusterState):
             t = self.trace.setdefault(s.job_id, _Trace())
             t.running_s += dt
             t.train_s += iters * self.profiles.train_step_time(
-                s.model, rec.running_gpus, s.batch_size
+                s.model, rec.running_gpus, s.batch_size, rec.busy_share
             )
+            every = self.mech.eval_every
+            if every:
+                t.eval_s += iters * self.profiles.heldout_eval_time(s.model, rec.busy_share) / every
         super()._settle(rec, now)
 
 
@@ -254,16 +259,16 @@ def compare(executor: RunResult, outcome: ExecOutcome, sim: Simulated) -> pd.Dat
         m = prof.model(model)
         s_lookup = rec_s.init.lookup_s if rec_s.init is not None else 0.0
         s_eval0 = prof.start_overhead(model) if rec_s.first_start is not None else 0.0
+        trace = sim.trace.get(jid)
         s = {
             "load": rec_s.cold_starts * prof.cold_start(model),
             "lookup": s_lookup if rec_s.first_start is not None else 0.0,
             "handover": max(0.0, rec_s.pause_s - s_lookup - s_eval0),
-            "eval": s_eval0
-            + (iters * m.heldout_eval_s / mech.eval_every if mech.eval_every else 0.0),
+            "eval": s_eval0 + (trace.eval_s if trace is not None else 0.0),
             "checkpoint": (
                 iters * m.checkpoint_s / mech.checkpoint_every if mech.checkpoint_every else 0.0
             ),
-            "step": sim.trace[jid].train_s if jid in sim.trace else 0.0,
+            "step": trace.train_s if trace is not None else 0.0,
         }
         total = ej - sj
         parts = {k: e[k] - s[k] for k in e}

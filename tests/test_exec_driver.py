@@ -531,3 +531,19 @@ def test_the_executor_plans_on_the_fitted_estimate_and_ptsim_replays_it(
         assert rec.prior == prior and rec.readings is not None
         assert rec.readings(done) == reading
     assert moved > 0  # the readings informed the estimate
+
+
+def test_a_contention_profile_times_steps_alone_and_beside_a_busy_worker(
+    pool: WorkerPool, tmp_path: Path
+) -> None:
+    st = replace(QUICK, batches=(32,), convergence=False, assessments=1, contention=True)
+    d = profile_models(pool, [("tiny-gpt2", None)], tmp_path / "p", st)
+    ps = load_profiles(str(d))
+    m = ps.model("tiny-gpt2")
+    assert ps.contention and m.contended is not None
+    assert m.contended.gpu_counts == (1,)  # on 2 workers only a 1-worker job has a neighbour
+    assert m.contended_heldout_eval_s is not None and m.contended_heldout_eval_s > 0
+    steps = pd.read_csv(d / "steps.csv")
+    assert sorted(set(steps.contended)) == [False, True]
+    assert (steps[steps.contended].workers == 1).all()
+    assert "while the other workers train" in (d / "README.md").read_text()
