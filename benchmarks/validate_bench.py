@@ -103,6 +103,35 @@ def markdown(report: dict[str, Any]) -> str:
             f"{s['exec_met']} / {s['sim_met']} | {s['exec_rescales']} / {s['sim_rescales']} | "
             f"{res} | {lb[0]:.1f} -> {la[0]:.1f} |"
         )
+    alts = {
+        n: s["without_contention"]
+        for n, s in report["policies"].items()
+        if s.get("without_contention")
+    }
+    if alts:
+        lines += [
+            "",
+            "The same executor runs replayed in ptsim with the contention mechanism and without "
+            "it (median / max abs JCT error, same met/missed):",
+            "",
+            "| policy | contention (idle or busy step by neighbours) | idle steps only | busy "
+            "steps only |",
+            "|---|---|---|---|",
+        ]
+        for name, alt in alts.items():
+            s = report["policies"][name]
+            cells = [s, alt.get("idle"), alt.get("busy")]
+            lines.append(
+                f"| {name} | "
+                + " | ".join(
+                    "n/a"
+                    if c is None
+                    else f"{pct(c['median_abs_jct_error'])} / {pct(c['max_abs_jct_error'])} / "
+                    f"{pct(c['same_outcome'])}"
+                    for c in cells
+                )
+                + " |"
+            )
     return "\n".join(lines)
 
 
@@ -143,10 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     from ptexec.run import run_jobs, save_exec_result
     from ptexec.validate import (
         compare,
+        contention_variants,
         format_summary,
         format_table,
         save_validation,
         simulate_like,
+        summary_of,
     )
     from ptexec.workers import WorkerPool
 
@@ -231,6 +262,29 @@ def main(argv: list[str] | None = None) -> int:
             summary["sim_rescales"] = int(table.sim_rescales.sum())
             summary["exec_met"] = int(table.exec_met_deadline.sum())
             summary["sim_met"] = int(table.sim_met_deadline.sum())
+            # the same executor run replayed without the contention mechanism: every step at
+            # the idle time, or every step at the contended time (the old --busy profile)
+            summary["without_contention"] = {}
+            for variant, ps in contention_variants(outcome.state.profiles).items():
+                alt = summary_of(
+                    compare(
+                        result,
+                        outcome,
+                        simulate_like(
+                            outcome, name, params, args.workers, settings.price_per_gpu_hour, ps
+                        ),
+                    )
+                )
+                summary["without_contention"][variant] = {
+                    k: alt[k]
+                    for k in (
+                        "median_abs_jct_error",
+                        "max_abs_jct_error",
+                        "jobs_above_15pct",
+                        "same_outcome",
+                        "mean_residual_s",
+                    )
+                }
             (run_dir / "validate.json").write_text(json.dumps(summary, indent=2) + "\n")
             report["policies"][name] = summary
             print(f"== {name} ({wall:.1f} s on the executor)")

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ import pandas as pd
 from ptexec.driver import ExecOutcome
 from ptexec.jobrun import readings_of
 from ptsim.core.policy import POLICIES, PolicyContext
-from ptsim.core.profiles import ProfileSet
+from ptsim.core.profiles import ProfileSet, ThroughputTable
 from ptsim.core.state import ClusterState, JobRecord
 from ptsim.core.types import DEFAULT_INIT, InitChoice, JobSpec, JobState
 from ptsim.metrics import jobs_table, run_summary, series_table
@@ -141,6 +141,44 @@ class Simulated:
     result: RunResult
     outcome: RunOutcome
     trace: dict[str, _Trace] = field(default_factory=dict)
+
+
+def contention_variants(profiles: ProfileSet) -> dict[str, ProfileSet]:
+    """The two profiles a contended profile (``ModelProfile.contended``) holds without the
+    contention mechanism: ``idle`` (every step and evaluation at the idle time) and ``busy``
+    (at the contended time wherever it was measured, i.e. as if the other workers always
+    trained: what ``ptexec profile --busy`` measures). Empty for a profile without contention.
+    ``benchmarks/validate_bench.py`` replays each executor run with them too, to show what the
+    mechanism changes on the same runs."""
+    if not profiles.contention:
+        return {}
+    idle, busy = {}, {}
+    for name, m in profiles.models.items():
+        idle[name] = replace(m, contended=None, contended_heldout_eval_s=None)
+        if m.contended is None:
+            busy[name] = idle[name]
+            continue
+        t, c = m.throughput, m.contended
+        cells = np.array(
+            [
+                [
+                    c.iters_per_second(g, b) if g in c.gpu_counts else t.iters_per_second(g, b)
+                    for g in t.gpu_counts
+                ]
+                for b in t.batches
+            ]
+        )
+        busy[name] = replace(
+            idle[name],
+            throughput=ThroughputTable(t.batches, t.gpu_counts, cells),
+            heldout_eval_s=m.contended_heldout_eval_s
+            if m.contended_heldout_eval_s is not None
+            else m.heldout_eval_s,
+        )
+    return {
+        "idle": replace(profiles, models=idle, name=f"{profiles.name} (idle)"),
+        "busy": replace(profiles, models=busy, name=f"{profiles.name} (busy)"),
+    }
 
 
 def realised_steps(outcome: ExecOutcome) -> dict[str, int]:

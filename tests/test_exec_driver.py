@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -40,7 +41,7 @@ from ptsim.convergence_io import FITTED, load_convergence  # noqa: E402
 from ptsim.core.bank import BankConfig  # noqa: E402
 from ptsim.core.estimator import READING_CAP, estimate  # noqa: E402
 from ptsim.core.policy import PolicyContext  # noqa: E402
-from ptsim.core.profiles import ProfileSet  # noqa: E402
+from ptsim.core.profiles import ProfileSet, ThroughputTable  # noqa: E402
 from ptsim.core.state import SERIES_COLUMNS  # noqa: E402
 from ptsim.core.types import DEFAULT_INIT, Decision, JobSpec, JobView, Snapshot  # noqa: E402
 from ptsim.metrics import JOB_COLUMNS  # noqa: E402
@@ -547,3 +548,20 @@ def test_a_contention_profile_times_steps_alone_and_beside_a_busy_worker(
     assert sorted(set(steps.contended)) == [False, True]
     assert (steps[steps.contended].workers == 1).all()
     assert "while the other workers train" in (d / "README.md").read_text()
+
+
+def test_contention_variants_charge_every_step_idle_or_every_step_busy() -> None:
+    from ptexec.validate import contention_variants
+    from tests._util import linear_profiles
+
+    base = linear_profiles(("m",))  # 1 it/s per GPU, linear to 8
+    slow = ThroughputTable((16,), (1,), np.array([[0.5]]))
+    m = replace(base.models["m"], heldout_eval_s=1.0, contended=slow, contended_heldout_eval_s=3.0)
+    prof = replace(base, models={"m": m})
+    assert contention_variants(base) == {}
+    v = contention_variants(prof)
+    assert not v["idle"].contention and not v["busy"].contention
+    assert v["idle"].train_step_time("m", 1, 16) == pytest.approx(1.0)
+    assert v["busy"].train_step_time("m", 1, 16) == pytest.approx(2.0)  # measured contended
+    assert v["busy"].train_step_time("m", 2, 16) == pytest.approx(0.5)  # no neighbour measured
+    assert v["busy"].model("m").heldout_eval_s == 3.0 and v["idle"].model("m").heldout_eval_s == 1.0
