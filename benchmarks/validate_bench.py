@@ -3,7 +3,11 @@
 1. Start one pool of ``--workers`` CPU workers (one torch thread each) and measure a profile of
    every model the trace uses on it (``ptexec profile``: steps at the trace's batches on 1..N
    workers, loads, first start, resize, held-out evaluation, checkpoint, assessment), right
-   before the runs, so the profile sees the machine as the runs do.
+   before the runs, so the profile sees the machine as the runs do. By default
+   (``--profile-mode contention``) steps and evaluations are timed both with the other workers
+   idle and while they train, and ptsim charges each job the one or the other by whether its
+   neighbours train at the time (``ModelProfile.contended``); ``busy`` times them only while
+   the others train (every job charged the contended time), ``idle`` only with them idle.
 2. Write a trace of ``--jobs`` jobs (``make_jobs``): more jobs than workers, two models (the
    tiny GPT-2 as a causal LM and as a classifier, so warm workers of one do not serve the
    other), generated tasks with similar pairs (the bank has something to find), tight and
@@ -99,6 +103,35 @@ def markdown(report: dict[str, Any]) -> str:
             f"{s['exec_met']} / {s['sim_met']} | {s['exec_rescales']} / {s['sim_rescales']} | "
             f"{res} | {lb[0]:.1f} -> {la[0]:.1f} |"
         )
+    alts = {
+        n: s["without_contention"]
+        for n, s in report["policies"].items()
+        if s.get("without_contention")
+    }
+    if alts:
+        lines += [
+            "",
+            "The same executor runs replayed in ptsim with the contention mechanism and without "
+            "it (median / max abs JCT error, same met/missed):",
+            "",
+            "| policy | contention (idle or busy step by neighbours) | idle steps only | busy "
+            "steps only |",
+            "|---|---|---|---|",
+        ]
+        for name, alt in alts.items():
+            s = report["policies"][name]
+            cells = [s, alt.get("idle"), alt.get("busy")]
+            lines.append(
+                f"| {name} | "
+                + " | ".join(
+                    "n/a"
+                    if c is None
+                    else f"{pct(c['median_abs_jct_error'])} / {pct(c['max_abs_jct_error'])} / "
+                    f"{pct(c['same_outcome'])}"
+                    for c in cells
+                )
+                + " |"
+            )
     return "\n".join(lines)
 
 
@@ -119,9 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gap", type=float, default=4.0, help="mean seconds between arrivals")
     ap.add_argument("--steps", type=int, default=15, help="timed steps per profile cell")
     ap.add_argument(
-        "--idle-profile",
-        action="store_true",
-        help="profile with the other workers idle (default: busy, as in the runs)",
+        "--profile-mode",
+        choices=("contention", "busy", "idle"),
+        default="contention",
+        help="time steps and evaluations with the other workers idle and busy (contention, "
+        "the default), only busy, or only idle",
     )
     args = ap.parse_args(argv)
     if args.markdown:
@@ -137,10 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     from ptexec.run import run_jobs, save_exec_result
     from ptexec.validate import (
         compare,
+        contention_variants,
         format_summary,
         format_table,
         save_validation,
         simulate_like,
+        summary_of,
     )
     from ptexec.workers import WorkerPool
 
@@ -155,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers,
         "mean_gap_s": args.gap,
         "threads": 1,
+        "profile_mode": args.profile_mode,
         "load_average_start": _loadavg(),
         "command": " ".join(["python", *sys.argv]),
         "policies": {},
@@ -165,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             steps=args.steps,
             convergence=False,
             assessments=3,
-            busy=not args.idle_profile,
+            busy=args.profile_mode == "busy",
+            contention=args.profile_mode == "contention",
         )
         t0 = time.perf_counter()
         prof = profile_models(
@@ -223,6 +262,29 @@ def main(argv: list[str] | None = None) -> int:
             summary["sim_rescales"] = int(table.sim_rescales.sum())
             summary["exec_met"] = int(table.exec_met_deadline.sum())
             summary["sim_met"] = int(table.sim_met_deadline.sum())
+            # the same executor run replayed without the contention mechanism: every step at
+            # the idle time, or every step at the contended time (the old --busy profile)
+            summary["without_contention"] = {}
+            for variant, ps in contention_variants(outcome.state.profiles).items():
+                alt = summary_of(
+                    compare(
+                        result,
+                        outcome,
+                        simulate_like(
+                            outcome, name, params, args.workers, settings.price_per_gpu_hour, ps
+                        ),
+                    )
+                )
+                summary["without_contention"][variant] = {
+                    k: alt[k]
+                    for k in (
+                        "median_abs_jct_error",
+                        "max_abs_jct_error",
+                        "jobs_above_15pct",
+                        "same_outcome",
+                        "mean_residual_s",
+                    )
+                }
             (run_dir / "validate.json").write_text(json.dumps(summary, indent=2) + "\n")
             report["policies"][name] = summary
             print(f"== {name} ({wall:.1f} s on the executor)")

@@ -100,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="time steps and evaluations while the other workers train (CPU slots sharing cores)",
     )
+    pr.add_argument(
+        "--contention",
+        action="store_true",
+        help="time steps and evaluations both with the other workers idle and while they train; "
+        "ptsim then charges each by whether a job's neighbours train",
+    )
     pr.add_argument("--quick", action="store_true", help="a few seconds: fewer points")
     pr.add_argument("--quiet", action="store_true")
 
@@ -405,6 +411,8 @@ def _profile(args: argparse.Namespace) -> int:
         st = replace(st, convergence=False)
     if args.busy:
         st = replace(st, busy=True)
+    if args.contention:
+        st = replace(st, contention=True)
     out = Path(args.out).expanduser().resolve()
     if (out / "models.csv").exists():
         raise ValueError(f"{out} already holds a profile (models.csv); pick another --out")

@@ -281,6 +281,15 @@ def settings_from(cfg: DictConfig) -> ExecSettings:
     if "profile_cache" in cfg:
         cache = cfg.get("profile_cache")
         optional["profile_cache"] = None if cache in (None, "") else str(cache)
+    conv_name = plain(cfg.get("bank")).get("convergence")
+    if conv_name is not None:
+        from ptsim.convergence_io import load_convergence
+
+        try:  # an unknown name or a bad fit fails here, in one line
+            load_convergence(str(conv_name))
+        except (LookupError, ValueError) as exc:
+            raise ConfigError(f"config bank.convergence: {exc}") from None
+        optional["convergence"] = str(conv_name)
     return ExecSettings(
         workers=None if cfg.get("workers") is None else int(cfg.workers),
         threads=None if cfg.get("threads") is None else int(cfg.threads),

@@ -55,11 +55,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptexec.faults import Injector
 from ptexec.health import WorkerHealth
-from ptexec.jobrun import WAIT, JobEnv, JobLifecycle, JobRun, curve_rows, final_eval
+from ptexec.jobrun import (
+    WAIT,
+    JobEnv,
+    JobLifecycle,
+    JobRun,
+    curve_rows,
+    final_eval,
+    readings_of,
+)
 from ptexec.jobs import ExecJob, TaskCatalog, nominal_deadlines
 from ptexec.leases import WorkerLeases
 from ptexec.loop import WallClock, WallClockLoop
@@ -82,6 +90,9 @@ from ptsim.core.types import (
     ReleaseGpu,
 )
 from ptsim.outcome import RunOutcome, RunStats
+
+if TYPE_CHECKING:
+    from ptsim.convergence_io import ConvergenceSetup
 
 PolicyFactory = Callable[[PolicyContext], Policy]
 StepHook = Callable[[str, int, "Executor"], Any]
@@ -118,6 +129,8 @@ class ExecOutcome(RunOutcome):
     seed: int = 0
     faults: list[tuple[float, int, str | None]] = field(default_factory=list)
     """(driver time, worker, job it held) of every worker killed on purpose (``faults``)."""
+    convergence: ConvergenceSetup | None = None
+    """The convergence model the state planned with (``None``: iterations known exactly)."""
 
 
 class Executor:
@@ -131,6 +144,10 @@ class Executor:
     ``on_step(job_id, step, executor)`` is called after every step (progress, tests);
     ``on_job_done(job_id)`` after every completion. ``faults`` kills workers on purpose
     (``ptexec.faults``): each loop turn, a kill that is due takes a worker that holds a job.
+    ``convergence`` (``ptsim.convergence_io.load_convergence``) gives the state the model's
+    prior and estimator settings, as ptsim's run does, and each job's held-out evaluations are
+    its accuracy readings (``ptexec.jobrun.readings_of``), so the policies plan on the
+    estimator's estimate; ``None``: each job's ``iterations`` known exactly.
     """
 
     def __init__(
@@ -151,6 +168,7 @@ class Executor:
         on_step: StepHook | None = None,
         on_job_done: Callable[[str], Any] | None = None,
         faults: Injector | None = None,
+        convergence: ConvergenceSetup | None = None,
     ) -> None:
         if not jobs:
             raise ValueError("no jobs to run")
@@ -182,7 +200,20 @@ class Executor:
         self._model_of: dict[str, tuple[str, Any]] = {
             j.spec.model: (j.model, j.kind) for j in self.jobs
         }
-        self.state = ClusterState(1, n, profiles, iterations=self._budget)
+        self.runs: dict[str, JobRun] = {}
+        self.convergence = convergence
+        if convergence is None:
+            self.state = ClusterState(1, n, profiles, iterations=self._budget)
+        else:
+            self.state = ClusterState(
+                1,
+                n,
+                profiles,
+                iterations=self._budget,
+                prior=convergence.model.job_prior,
+                estimator=convergence.estimator,
+                readings=readings_of(self.runs),
+            )
         if bank is not None:
             bank.plan_with({m: profiles.model(m).eval_s for m in sorted(self._model_of)})
         ctx = PolicyContext(profiles, bank)
@@ -216,7 +247,6 @@ class Executor:
             on_job_done=on_job_done,
         )
         self.lives: dict[str, JobLifecycle] = {}
-        self.runs: dict[str, JobRun] = {}
         self.loads: list[LoadRecord] = []
         self._load_pending: list[tuple[int, int, Reply, LoadRecord]] = []
         self._background: list[tuple[int, Reply, bool]] = []
@@ -278,6 +308,7 @@ class Executor:
             boot_s=[w.boot_s for w in self.pool.workers],
             faults=[] if self.faults is None else list(self.faults.kills),
             decide_s=self.decide_s,
+            convergence=self.convergence,
         )
 
     # ------------------------------------------------------------------ the loop's host
@@ -323,6 +354,9 @@ class Executor:
         self.decide_s.append(took)
         self.stats.decisions += 1
         self._carry_out(self.state.apply(decision, self.now()))
+        # re-rated jobs (a contended profile): the executor measures when a job finishes,
+        # it has nothing to re-time
+        self.state.take_retimed()
         return decision.wake_at
 
     def record(self, now: float, force: bool = False) -> None:

@@ -21,7 +21,7 @@ has: the state it took at its last move, else its last checkpoint, else the star
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,11 @@ from ptexec.leases import WorkerLeases
 from ptexec.prompt_bank import ExecPromptBank, prompt_arrays
 from ptexec.replicas import Reply, WorkerHandle, attach, data_parallel_step, detach
 from ptexec.train import EvalResult, load_checkpoint
+from ptexec.tuning import TuningConfig
 from ptexec.workers import JobSetup, WorkerDied, WorkerError, WorkerPool, state_to_bytes
-from ptsim.core.state import ClusterState
-from ptsim.core.types import JobState
+from ptsim.core.estimator import READING_CAP
+from ptsim.core.state import ClusterState, ReadingsFn
+from ptsim.core.types import JobSpec, JobState
 
 WAIT = object()
 """Yielded by a job coroutine: resume me when something I may be waiting for changed."""
@@ -282,6 +284,9 @@ class JobLifecycle:
         run.evals.append((ev.step, now, ev.accuracy, ev.loss))
         if run.job.tuning.target_met(ev.accuracy, ev.loss):
             run.reached = True
+        # the evaluation is the job's new accuracy reading (``accuracy_reading``): the state
+        # refreshes what the policies see of it
+        env.state.set_progress(run.job_id, float(run.step), now)
         return run.reached
 
     def _move(self, gpus: tuple[int, ...]) -> JobCoroutine:
@@ -450,6 +455,55 @@ def _curve_row(
     }
 
 
+def target_fraction(
+    tuning: TuningConfig, first: tuple[float, float], now: tuple[float, float]
+) -> float | None:
+    """The fraction of the way from the first held-out (accuracy, loss) to the job's target at
+    ``now``'s, clamped to [0, ``READING_CAP``] (``ptsim.core.estimator``); the larger of the
+    two when both an accuracy and a loss target are set; None when the first evaluation already
+    met every target."""
+    (acc0, loss0), (acc, loss) = first, now
+    fractions = []
+    if tuning.target_accuracy is not None and tuning.target_accuracy > acc0:
+        fractions.append((acc - acc0) / (tuning.target_accuracy - acc0))
+    if tuning.target_loss is not None and loss0 > tuning.target_loss:
+        fractions.append((loss0 - loss) / (loss0 - tuning.target_loss))
+    if not fractions or any(math.isnan(f) for f in fractions):
+        return None
+    return min(max(max(fractions), 0.0), READING_CAP)
+
+
+def accuracy_reading(run: JobRun, done: float) -> tuple[float, float] | None:
+    """The job's accuracy reading after ``done`` steps, as the estimator takes it
+    (``ptsim.core.estimator``, the cluster state's ``ReadingsFn``): (:func:`target_fraction` at
+    its last held-out evaluation at or before ``done``, that evaluation's step). The first
+    evaluation (step 0, at the job's first start) is the start of the way; None before a later
+    one."""
+    evals = run.evals
+    if len(evals) < 2:
+        return None
+    s0, _, acc0, loss0 = evals[0]
+    for step, _, acc, loss in reversed(evals):
+        if step <= done:
+            if step <= s0:
+                return None
+            f = target_fraction(run.job.tuning, (acc0, loss0), (acc, loss))
+            return None if f is None else (f, float(step))
+    return None
+
+
+def readings_of(runs: Mapping[str, JobRun]) -> ReadingsFn:
+    """The cluster state's ``ReadingsFn`` over these jobs' measured evaluations
+    (:func:`accuracy_reading`; the ``total`` it is passed is not used: nothing is modelled).
+    The executor plans with it; ``ptexec validate`` replays a run's in ptsim."""
+
+    def reading(spec: JobSpec, total: float, done: float) -> tuple[float, float] | None:
+        run = runs.get(spec.job_id)
+        return None if run is None else accuracy_reading(run, done)
+
+    return reading
+
+
 def final_eval(run: JobRun) -> tuple[float, float]:
     """(accuracy, loss) of the job's last held-out evaluation (NaN when none)."""
     if not run.evals:
@@ -458,4 +512,14 @@ def final_eval(run: JobRun) -> tuple[float, float]:
     return acc, loss
 
 
-__all__ = ["WAIT", "JobEnv", "JobLifecycle", "JobRun", "curve_rows", "final_eval"]
+__all__ = [
+    "WAIT",
+    "JobEnv",
+    "JobLifecycle",
+    "JobRun",
+    "accuracy_reading",
+    "curve_rows",
+    "final_eval",
+    "readings_of",
+    "target_fraction",
+]

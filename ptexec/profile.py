@@ -15,6 +15,11 @@ For each model it measures, on the worker pool:
 - with ``busy`` (``--busy``), every step and evaluation is timed while the workers not being
   measured train a job of their own: on CPU slots, which share the machine's cores, that is
   the speed a run with every worker busy sees (on GPUs it should change nothing);
+- with ``contention`` (``--contention``), both: every step and evaluation is timed with the
+  other workers idle (the throughput table, ``heldout_eval_s``) and again while they train
+  (the contended table ``<model>_contended.csv`` and ``contended_heldout_eval_s``), so ptsim
+  charges a job the one or the other by whether its neighbours train
+  (``ModelProfile.contended``);
 - **per-step overheads that are not training**: one held-out evaluation and one checkpoint
   write on rank 0 (``heldout_eval_s``, ``checkpoint_s`` in ``models.csv``; ptsim charges them
   every ``Mechanics.eval_every`` / ``checkpoint_every`` steps);
@@ -78,6 +83,7 @@ class ProfileSettings:
     assessments: int = 5
     starts: int = 3
     busy: bool = False
+    contention: bool = False
     evals: int = 5
     checkpoints: int = 3
     bank_batches: int = 2
@@ -99,6 +105,8 @@ class ProfileSettings:
             raise ValueError("profile steps must be >= 1 and warmup >= 0")
         if self.gpu_counts is not None and (not self.gpu_counts or self.gpu_counts[0] != 1):
             raise ValueError("profile gpu_counts must start with 1")
+        if self.busy and self.contention:
+            raise ValueError("profile busy and contention exclude each other (contention: both)")
 
 
 QUICK = ProfileSettings(
@@ -132,18 +140,22 @@ class ModelMeasurement:
     cold_loads: list[float] = field(default_factory=list)
     reloads: list[float] = field(default_factory=list)
     step_s: dict[tuple[int, int], list[float]] = field(default_factory=dict)
+    contended_step_s: dict[tuple[int, int], list[float]] = field(default_factory=dict)
     start_s: list[float] = field(default_factory=list)
     handover_s: list[float] = field(default_factory=list)
     reconfig_s: list[float] = field(default_factory=list)
     eval_s: list[float] = field(default_factory=list)
     heldout_eval_s: list[float] = field(default_factory=list)
+    contended_heldout_eval_s: list[float] = field(default_factory=list)
     checkpoint_s: list[float] = field(default_factory=list)
     convergence: list[dict[str, Any]] = field(default_factory=list)
     curves: list[dict[str, Any]] = field(default_factory=list)
 
-    def iters_per_s(self, batch: int, gpus: int) -> float:
-        """Median steps per second at (batch, gpus)."""
-        return 1.0 / statistics.median(self.step_s[(batch, gpus)])
+    def iters_per_s(self, batch: int, gpus: int, contended: bool = False) -> float:
+        """Median steps per second at (batch, gpus) (with the other workers training)."""
+        return 1.0 / statistics.median(
+            (self.contended_step_s if contended else self.step_s)[(batch, gpus)]
+        )
 
 
 def _median(xs: Sequence[float]) -> float:
@@ -198,18 +210,14 @@ def measure_model(
             say(f"{mid}: steps at batch {b} on {g} worker(s)")
             setup = JobSetup(f"profile-{b}-{g}", model, task, replace(base_cfg, batch_size=b), kind)
             pool.attach(wids[:g], setup)
-            busy = _Busy(pool, wids[g:] if st.busy else [], model, task, base_cfg, b, kind)
-            for _ in range(st.warmup):
-                pool.train_step(wids[:g])
-                busy.poke()
-            samples = []
-            for _ in range(st.steps):
-                t0 = time.perf_counter()
-                pool.train_step(wids[:g])
-                samples.append(time.perf_counter() - t0)
-                busy.poke()
-            busy.stop()
-            meas.step_s[(b, g)] = samples
+            others = wids[g:] if st.busy else []
+            meas.step_s[(b, g)] = _time_steps(
+                pool, wids[:g], others, st, (model, task, base_cfg, b, kind)
+            )
+            if st.contention and g < n:
+                meas.contended_step_s[(b, g)] = _time_steps(
+                    pool, wids[:g], wids[g:], st, (model, task, base_cfg, b, kind)
+                )
             for w in wids[:g]:
                 pool[w].detach()
     say(f"{mid}: first starts, hand-over, evaluation, checkpoint and resize")
@@ -229,14 +237,17 @@ def measure_model(
     t0 = time.perf_counter()
     pool.attach([0], setup, state)
     meas.handover_s.append(time.perf_counter() - t0)
-    busy = _Busy(pool, wids[1:] if st.busy else [], model, task, base_cfg, st.batches[-1], kind)
     pool[0].evaluate()  # warm-up
-    for _ in range(st.evals):
-        t0 = time.perf_counter()
-        pool[0].evaluate()
-        meas.heldout_eval_s.append(time.perf_counter() - t0)
-        busy.poke()
-    busy.stop()
+    for contended in (False, True) if st.contention and n > 1 else (False,):
+        others = wids[1:] if st.busy or contended else []
+        busy = _Busy(pool, others, model, task, base_cfg, st.batches[-1], kind)
+        for _ in range(st.evals):
+            t0 = time.perf_counter()
+            pool[0].evaluate()
+            took = time.perf_counter() - t0
+            (meas.contended_heldout_eval_s if contended else meas.heldout_eval_s).append(took)
+            busy.poke()
+        busy.stop()
     with tempfile.TemporaryDirectory(prefix="ptexec-profile-ckpt-") as ckdir:
         for _ in range(st.checkpoints):
             t0 = time.perf_counter()
@@ -263,6 +274,30 @@ def measure_model(
     meas.hidden = local.hidden_size
     _measure_bank(meas, local, st, cat)
     return meas
+
+
+def _time_steps(
+    pool: WorkerPool,
+    wids: Sequence[int],
+    others: Sequence[int],
+    st: ProfileSettings,
+    what: tuple[str, Any, TuningConfig, int, ModelKind | None],
+) -> list[float]:
+    """Seconds of ``st.steps`` data-parallel steps of the job attached to ``wids`` (after
+    ``st.warmup``), while workers ``others`` train a job of their own (``_Busy``)."""
+    model, task, cfg, batch, kind = what
+    busy = _Busy(pool, others, model, task, cfg, batch, kind)
+    for _ in range(st.warmup):
+        pool.train_step(wids)
+        busy.poke()
+    samples = []
+    for _ in range(st.steps):
+        t0 = time.perf_counter()
+        pool.train_step(wids)
+        samples.append(time.perf_counter() - t0)
+        busy.poke()
+    busy.stop()
+    return samples
 
 
 class _Busy:
@@ -479,6 +514,24 @@ def write_profile(
         table = np.round(table, 6)
         tfile = f"{_safe(name)}.csv"
         write_throughput(d / tfile, ThroughputTable(tuple(batches), tuple(counts), table))
+        cfile = None
+        if m.contended_step_s:
+            ccounts = sorted({g for _, g in m.contended_step_s})
+            ctable = np.array(
+                [
+                    [
+                        m.iters_per_s(b, g, contended=True)
+                        if (b, g) in m.contended_step_s
+                        else math.nan
+                        for g in ccounts
+                    ]
+                    for b in batches
+                ]
+            )
+            cfile = f"{_safe(name)}_contended.csv"
+            write_throughput(
+                d / cfile, ThroughputTable(tuple(batches), tuple(ccounts), np.round(ctable, 6))
+            )
         cold = _median(m.cold_loads)
         entries.append(
             ModelEntry(
@@ -491,6 +544,8 @@ def write_profile(
                 source="measured",
                 heldout_eval_s=_round_or_none(m.heldout_eval_s),
                 checkpoint_s=_round_or_none(m.checkpoint_s),
+                contended_throughput=cfile,
+                contended_heldout_eval_s=_round_or_none(m.contended_heldout_eval_s),
             )
         )
         mech[name] = {
@@ -526,6 +581,7 @@ def write_profile(
                 ("resume", m.handover_s),
                 ("resize", m.reconfig_s),
                 ("heldout_eval", m.heldout_eval_s),
+                ("heldout_eval_contended", m.contended_heldout_eval_s),
                 ("checkpoint", m.checkpoint_s),
                 ("assessment", m.eval_s),
             )
@@ -535,9 +591,17 @@ def write_profile(
     _write_rows(
         d / "steps.csv",
         [
-            {"model": m.model_id, "batch": b, "workers": g, "sample": i, "step_s": v}
+            {
+                "model": m.model_id,
+                "batch": b,
+                "workers": g,
+                "contended": contended,
+                "sample": i,
+                "step_s": v,
+            }
             for m in measurements
-            for (b, g), xs in sorted(m.step_s.items())
+            for contended, cells in ((False, m.step_s), (True, m.contended_step_s))
+            for (b, g), xs in sorted(cells.items())
             for i, v in enumerate(xs)
         ],
     )
@@ -603,6 +667,9 @@ def _readme(
         "`models.csv` `heldout_eval_s` (k = `profile.mechanics.eval_every`) |",
         "| checkpoint write every k steps | `checkpoint` on rank 0 | `models.csv` "
         "`checkpoint_s` (k = `profile.mechanics.checkpoint_every`) |",
+        "| contention: steps and evaluations while the other workers train (with "
+        "`--contention`) | the same, with a job training on every other worker | "
+        "`<model>_contended.csv`, `models.csv` `contended_heldout_eval_s` |",
         "| score assessment per Prompt Bank candidate | `RealScorer.score` in the driver "
         "process | `models.csv` `eval_s` |",
         "",
@@ -670,6 +737,26 @@ def _readme(
                 _fmt(1000.0 / m.iters_per_s(b, g)) if (b, g) in m.step_s else "" for g in counts
             ]
             lines.append(f"| {b} | " + " | ".join(cells) + " |")
+        if m.contended_step_s:
+            cc = sorted({g for _, g in m.contended_step_s})
+            lines += [
+                "",
+                f"**{name}**: step time while the other workers train [ms] "
+                f"(`{_safe(name)}_contended.csv`; held-out evaluation "
+                f"{_fmt(_median(m.contended_heldout_eval_s))} s, idle "
+                f"{_fmt(_median(m.heldout_eval_s))} s)",
+                "",
+                "| batch \\ workers | " + " | ".join(str(g) for g in cc) + " |",
+                "|---" * (len(cc) + 1) + "|",
+            ]
+            for b in sorted({b for b, _ in m.contended_step_s}):
+                cells = [
+                    _fmt(1000.0 / m.iters_per_s(b, g, contended=True))
+                    if (b, g) in m.contended_step_s
+                    else ""
+                    for g in cc
+                ]
+                lines.append(f"| {b} | " + " | ".join(cells) + " |")
         summary = _convergence_summary(m.convergence, st.max_steps)
         if summary:
             lines += [

@@ -409,12 +409,17 @@ def bank_config_from(
     ptsim's ``conf/bank``), the executor's own (``batches``, ``batch_size``, ``metric``,
     ``against_default``, ``transfer_head``, ``add_unreached``); ptsim's simulation-only keys
     (``ptsim.specs.SIM_ONLY_BANK_KEYS``: seeding, entries, score_sigma, name maps...) are
-    ignored; ``store`` is resolved by the caller. Unknown keys raise ``ValueError`` listing the
+    ignored, and so is ``convergence`` (the run's settings read it: ``ExecSettings``); ``store``
+    is resolved by the caller. Unknown keys raise ``ValueError`` listing the
     known ones."""
-    from ptsim.specs import BANK_INDEX_KEYS, SIM_ONLY_BANK_KEYS  # pandas: not before needed
+    from ptsim.specs import (  # pandas: not before needed
+        BANK_INDEX_KEYS,
+        SHARED_BANK_KEYS,
+        SIM_ONLY_BANK_KEYS,
+    )
 
     own = {"batches", "batch_size", "metric", "against_default", "transfer_head", "add_unreached"}
-    unknown = sorted(set(cfg) - BANK_INDEX_KEYS - own - SIM_ONLY_BANK_KEYS)
+    unknown = sorted(set(cfg) - BANK_INDEX_KEYS - own - SIM_ONLY_BANK_KEYS - SHARED_BANK_KEYS)
     if unknown:
         known = ", ".join(sorted(BANK_INDEX_KEYS | own | {"store"}))
         raise ValueError(f"unknown bank config key {unknown[0]!r}; known: {known}")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ptexec.faults import FaultPlan
 from ptexec.jobs import ExecJob, TaskCatalog, fit_to_pool
+from ptsim.convergence_io import FITTED
 
 if TYPE_CHECKING:  # torch and pandas: imported where used, so config checks stay fast
     import pandas as pd
@@ -82,6 +83,9 @@ class ExecSettings:
     - ``backend``: ``local`` (worker processes on this machine) or ``ray`` (worker actors on a
       Ray cluster, ``ptexec/ray_backend.py``); ``ray``: its options (``address``, ``num_gpus``,
       ``num_cpus``, ``object_store_mb``: :class:`~ptexec.ray_backend.RayWorkerPool`).
+    - ``convergence``: the convergence model whose prior and estimator settings the cluster
+      state plans with (``bank.convergence``, named as in ptsim: ``ptsim.convergence_io``);
+      ``None``: each job's ``iterations`` known exactly.
     """
 
     workers: int | None = None
@@ -100,6 +104,7 @@ class ExecSettings:
     faults: FaultPlan = field(default_factory=FaultPlan)
     backend: str = "local"
     ray: Mapping[str, Any] = field(default_factory=dict)
+    convergence: str | None = FITTED
 
 
 def _default_price() -> float:
@@ -176,6 +181,7 @@ def run_jobs(
     from ptexec.driver import Executor
     from ptexec.faults import Injector
     from ptexec.prompt_bank import ExecPromptBank
+    from ptsim.convergence_io import load_convergence
 
     st = resolve_settings(settings if settings is not None else ExecSettings())
     say = progress or (lambda _m: None)
@@ -216,6 +222,7 @@ def run_jobs(
             on_step=on_step,
             on_job_done=on_job_done,
             faults=Injector(st.faults, st.seed) if st.faults.kills else None,
+            convergence=None if st.convergence is None else load_convergence(st.convergence),
         )
         if journal is not None:
             journal.attach(ex)

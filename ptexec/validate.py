@@ -12,7 +12,11 @@ The simulation gets what makes the comparison fair:
 - the very ``ProfileSet`` the executor planned with (measured step, load, hand-over, resize,
   held-out evaluation and checkpoint times, with the run's evaluation and checkpoint cadences);
 - each job's initial prompt as the executor's bank chose it, with its measured lookup time
-  (``ReplayBank``): the bank's effect on iterations is already in the step counts.
+  (``ReplayBank``): the bank's effect on iterations is already in the step counts;
+- what the policies knew of the iterations: the executor's convergence model (its prior and
+  estimator settings) and each job's measured held-out evaluations as its accuracy readings
+  (``ptexec.jobrun.readings_of``), so at the same progress a policy sees the same estimate in
+  both drivers.
 
 Per job it reports start, finish, JCT, the simulator's JCT error relative to the executor, both
 deadline outcomes, and the JCT difference (executor minus ptsim) split by mechanism:
@@ -33,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +45,9 @@ import numpy as np
 import pandas as pd
 
 from ptexec.driver import ExecOutcome
+from ptexec.jobrun import readings_of
 from ptsim.core.policy import POLICIES, PolicyContext
-from ptsim.core.profiles import ProfileSet
+from ptsim.core.profiles import ProfileSet, ThroughputTable
 from ptsim.core.state import ClusterState, JobRecord
 from ptsim.core.types import DEFAULT_INIT, InitChoice, JobSpec, JobState
 from ptsim.metrics import jobs_table, run_summary, series_table
@@ -101,11 +106,13 @@ class ReplayBank:
 class _Trace:
     running_s: float = 0.0
     train_s: float = 0.0
+    eval_s: float = 0.0
 
 
 class TracingState(ClusterState):
     """ptsim's cluster state, also adding up each job's training time (the throughput table's
-    part of its running time, without the evaluation and checkpoint overheads)."""
+    part of its running time, without the evaluation and checkpoint overheads) and its
+    held-out evaluation time, each at the contention it ran under."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -119,8 +126,11 @@ class TracingState(ClusterState):
             t = self.trace.setdefault(s.job_id, _Trace())
             t.running_s += dt
             t.train_s += iters * self.profiles.train_step_time(
-                s.model, rec.running_gpus, s.batch_size
+                s.model, rec.running_gpus, s.batch_size, rec.busy_share
             )
+            every = self.mech.eval_every
+            if every:
+                t.eval_s += iters * self.profiles.heldout_eval_time(s.model, rec.busy_share) / every
         super()._settle(rec, now)
 
 
@@ -131,6 +141,44 @@ class Simulated:
     result: RunResult
     outcome: RunOutcome
     trace: dict[str, _Trace] = field(default_factory=dict)
+
+
+def contention_variants(profiles: ProfileSet) -> dict[str, ProfileSet]:
+    """The two profiles a contended profile (``ModelProfile.contended``) holds without the
+    contention mechanism: ``idle`` (every step and evaluation at the idle time) and ``busy``
+    (at the contended time wherever it was measured, i.e. as if the other workers always
+    trained: what ``ptexec profile --busy`` measures). Empty for a profile without contention.
+    ``benchmarks/validate_bench.py`` replays each executor run with them too, to show what the
+    mechanism changes on the same runs."""
+    if not profiles.contention:
+        return {}
+    idle, busy = {}, {}
+    for name, m in profiles.models.items():
+        idle[name] = replace(m, contended=None, contended_heldout_eval_s=None)
+        if m.contended is None:
+            busy[name] = idle[name]
+            continue
+        t, c = m.throughput, m.contended
+        cells = np.array(
+            [
+                [
+                    c.iters_per_second(g, b) if g in c.gpu_counts else t.iters_per_second(g, b)
+                    for g in t.gpu_counts
+                ]
+                for b in t.batches
+            ]
+        )
+        busy[name] = replace(
+            idle[name],
+            throughput=ThroughputTable(t.batches, t.gpu_counts, cells),
+            heldout_eval_s=m.contended_heldout_eval_s
+            if m.contended_heldout_eval_s is not None
+            else m.heldout_eval_s,
+        )
+    return {
+        "idle": replace(profiles, models=idle, name=f"{profiles.name} (idle)"),
+        "busy": replace(profiles, models=busy, name=f"{profiles.name} (busy)"),
+    }
 
 
 def realised_steps(outcome: ExecOutcome) -> dict[str, int]:
@@ -164,7 +212,17 @@ def simulate_like(
     def iterations(spec: JobSpec, init: InitChoice) -> float:
         return float(steps[spec.job_id])
 
-    state = TracingState(1, workers, prof, iterations)
+    conv = outcome.convergence
+    known: dict[str, Any] = (
+        {}
+        if conv is None
+        else {
+            "prior": conv.model.job_prior,
+            "estimator": conv.estimator,
+            "readings": readings_of(outcome.runs),
+        }
+    )
+    state = TracingState(1, workers, prof, iterations, **known)
     out = simulate_jobs(specs, pol, prof, workers, iterations, state)
     table = jobs_table(out)
     summary = run_summary(out, table, policy, workers, price_per_gpu_hour)
@@ -239,16 +297,16 @@ def compare(executor: RunResult, outcome: ExecOutcome, sim: Simulated) -> pd.Dat
         m = prof.model(model)
         s_lookup = rec_s.init.lookup_s if rec_s.init is not None else 0.0
         s_eval0 = prof.start_overhead(model) if rec_s.first_start is not None else 0.0
+        trace = sim.trace.get(jid)
         s = {
             "load": rec_s.cold_starts * prof.cold_start(model),
             "lookup": s_lookup if rec_s.first_start is not None else 0.0,
             "handover": max(0.0, rec_s.pause_s - s_lookup - s_eval0),
-            "eval": s_eval0
-            + (iters * m.heldout_eval_s / mech.eval_every if mech.eval_every else 0.0),
+            "eval": s_eval0 + (trace.eval_s if trace is not None else 0.0),
             "checkpoint": (
                 iters * m.checkpoint_s / mech.checkpoint_every if mech.checkpoint_every else 0.0
             ),
-            "step": sim.trace[jid].train_s if jid in sim.trace else 0.0,
+            "step": trace.train_s if trace is not None else 0.0,
         }
         total = ej - sj
         parts = {k: e[k] - s[k] for k in e}

@@ -74,10 +74,17 @@ MODEL_COLUMNS: tuple[str, ...] = (
     "source",
     "heldout_eval_s",
     "checkpoint_s",
+    "contended_throughput",
+    "contended_heldout_eval_s",
 )
 """Columns ``models.csv`` may have, in the order ``write_models`` writes them."""
 
-_WRITTEN_WHEN_SET = ("heldout_eval_s", "checkpoint_s")
+_WRITTEN_WHEN_SET = (
+    "heldout_eval_s",
+    "checkpoint_s",
+    "contended_throughput",
+    "contended_heldout_eval_s",
+)
 """Optional columns ``write_models`` leaves out when no entry has a value (files written before
 they existed stay the same)."""
 
@@ -96,7 +103,9 @@ class ModelEntry:
     """One row of ``models.csv``: a model's size, files and time parts, as written.
 
     Optional numbers are None when the cell is empty. ``throughput`` is a path relative to the
-    profile directory (empty: ``<model>.csv``).
+    profile directory (empty: ``<model>.csv``). ``contended_throughput`` (a path like it) and
+    ``contended_heldout_eval_s``: step rates and the held-out evaluation measured while every
+    other worker of the node trains (``ModelProfile.contended``); None: no contention.
     """
 
     model: str
@@ -112,6 +121,8 @@ class ModelEntry:
     source: str = ""
     heldout_eval_s: float | None = None
     checkpoint_s: float | None = None
+    contended_throughput: str | None = None
+    contended_heldout_eval_s: float | None = None
 
     def throughput_file(self) -> str:
         """The throughput file name, relative to the profile directory."""
@@ -333,6 +344,8 @@ def _parse_field(key: str, value: object, where: str) -> float | str | None:
     """Parse one models.csv / config value; None for an empty optional value."""
     if key in ("model", "throughput", "source"):
         return "" if value is None else str(value).strip()
+    if key == "contended_throughput":
+        return None if value is None or not str(value).strip() else str(value).strip()
     if value is None or (isinstance(value, str) and not value.strip()):
         if key in _REQUIRED_MODEL_COLUMNS:
             raise ProfileError(f"{where}: empty; {key} is required")
@@ -419,6 +432,8 @@ def write_models(path: str | Path, entries: Iterable[ModelEntry]) -> None:
                 value = getattr(e, key)
                 if key in ("model", "source"):
                     row.append(value)
+                elif key == "contended_throughput":
+                    row.append(value or "")
                 elif key == "throughput":
                     row.append(e.throughput_file())
                 else:
@@ -566,23 +581,38 @@ def _model_profile(
         reload = reload_estimate(
             e.params, bandwidth_gb_s=e.bandwidth_gb_s, init_s=e.init_s, bytes_per_param=bpp
         )
-    tpath = Path(e.throughput_file()).expanduser()
+    table = _table(loc, directory, tables, e.throughput_file())
+    contended = (
+        None
+        if e.contended_throughput is None
+        else _table(loc, directory, tables, e.contended_throughput)
+    )
+    return ModelProfile(
+        name=e.model,
+        params=e.params,
+        throughput=table,
+        cold_start_s=cold,
+        reload_s=reload,
+        eval_s=e.eval_s,
+        heldout_eval_s=e.heldout_eval_s or 0.0,
+        checkpoint_s=e.checkpoint_s or 0.0,
+        contended=contended,
+        contended_heldout_eval_s=e.contended_heldout_eval_s,
+    )
+
+
+def _table(
+    loc: _Located, directory: Path, tables: dict[Path, ThroughputTable], name: str
+) -> ThroughputTable:
+    """The throughput file ``name`` (relative to ``directory``), read once per load."""
+    tpath = Path(name).expanduser()
     if not tpath.is_absolute():
         tpath = directory / tpath
     if tpath not in tables:
         if not tpath.is_file():
             raise ProfileError(f"{loc.where}: throughput file {_display(tpath)} does not exist")
         tables[tpath] = read_throughput(tpath)
-    return ModelProfile(
-        name=e.model,
-        params=e.params,
-        throughput=tables[tpath],
-        cold_start_s=cold,
-        reload_s=reload,
-        eval_s=e.eval_s,
-        heldout_eval_s=e.heldout_eval_s or 0.0,
-        checkpoint_s=e.checkpoint_s or 0.0,
-    )
+    return tables[tpath]
 
 
 def load_profiles(

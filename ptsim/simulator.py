@@ -30,6 +30,7 @@ from ptsim.core.types import (
     Action,
     InvalidRequest,
     JobSpec,
+    JobState,
     LoadModel,
     Reconfigure,
 )
@@ -139,6 +140,7 @@ class Simulation:
         self.stats.decide_wall_s += time.perf_counter() - t0
         self.stats.decisions += 1
         self._carry_out(self.state.apply(decision, now))
+        self._retime()
         wake = decision.wake_at
         if wake is not None and wake > now and wake not in self._wakes:
             self._wakes.add(wake)
@@ -185,6 +187,7 @@ class Simulation:
         self.stats.events += 1
         actions = self.state.gpu_ready(gid, token, float(self.env.now))
         self._carry_out(actions)
+        self._retime()
         self._request_decision()
 
     def _train(self, job_id: str, epoch: int, pause_s: float) -> Any:
@@ -195,15 +198,40 @@ class Simulation:
             left = self.state.job_resumed(job_id, epoch, float(env.now))
             if left is None:
                 return
+            self._retime()
             yield env.timeout(left)
-            if self.state.job_finished(job_id, epoch, float(env.now)):
-                self._procs.pop(job_id, None)
-                self.stats.events += 1
-                self._finished += 1
-                if self._on_job_done is not None:
-                    self._on_job_done(self.state.job(job_id).spec)
-                if self._on_progress is not None:
-                    self._on_progress(1)
-                self._request_decision()
+            self._finish(job_id, epoch)
+        except simpy.Interrupt:
+            return
+
+    def _finish(self, job_id: str, epoch: int) -> None:
+        if self.state.job_finished(job_id, epoch, float(self.env.now)):
+            self._procs.pop(job_id, None)
+            self.stats.events += 1
+            self._finished += 1
+            if self._on_job_done is not None:
+                self._on_job_done(self.state.job(job_id).spec)
+            if self._on_progress is not None:
+                self._on_progress(1)
+            self._retime()
+            self._request_decision()
+
+    def _retime(self) -> None:
+        """Contention: jobs whose rate changed (a neighbour started or stopped training) finish
+        at their new rate (``ClusterState.retimed``)."""
+        for job_id, epoch in dict.fromkeys(self.state.take_retimed()):
+            rec = self.state.job(job_id)
+            if rec.epoch != epoch or rec.state is not JobState.RUNNING:
+                continue
+            proc = self._procs.pop(job_id, None)
+            if proc is not None and proc.is_alive:
+                proc.interrupt()
+            left = max(0.0, rec.iters_needed - rec.iters_done) / rec.rate
+            self._procs[job_id] = self.env.process(self._rest(job_id, epoch, left))
+
+    def _rest(self, job_id: str, epoch: int, left: float) -> Any:
+        try:
+            yield self.env.timeout(left)
+            self._finish(job_id, epoch)
         except simpy.Interrupt:
             return

@@ -2,8 +2,9 @@
 the Prompt Bank (``bank``) and the generated workload (``workload``, the spec itself lives in
 ``ptsim.trace``), each built from its config group's plain mapping.
 
-Driver-neutral: no simpy, hydra or torch. The executor reads the ``bank`` group too and ignores
-the simulation-only keys listed in :data:`SIM_ONLY_BANK_KEYS`.
+Driver-neutral: no simpy, hydra or torch. The executor reads the ``bank`` group too (the index
+knobs and :data:`SHARED_BANK_KEYS`) and ignores the simulation-only keys listed in
+:data:`SIM_ONLY_BANK_KEYS`.
 """
 
 from __future__ import annotations
@@ -94,9 +95,10 @@ class BankSpec:
         return bank
 
 
-SHARED_BANK_KEYS = frozenset({"against_default"})
+SHARED_BANK_KEYS = frozenset({"against_default", "convergence"})
 """Keys of the ``bank`` config group outside the index that both drivers read: whether a
-stored prompt must out-score the default prompt."""
+stored prompt must out-score the default prompt, and the convergence model (the executor builds
+its cluster state with the model's prior and estimator settings, as ptsim does)."""
 
 SIM_ONLY_BANK_KEYS = frozenset(f.name for f in fields(BankSpec)) - {"index"} - SHARED_BANK_KEYS
 """Keys of the ``bank`` config group that only the simulation reads (seeding, entries, the

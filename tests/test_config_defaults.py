@@ -117,6 +117,8 @@ def test_executor_config_matches_its_dataclasses() -> None:
     settings["profile_dir"] = settings.pop("profile")  # the config names the directory
     del settings["mechanics"]  # a mapping of overrides: checked below
     del settings["faults"]  # a group of its own: checked below
+    # the convergence model: the bank group's key, shared with ptsim (conf/bank/default.yaml)
+    assert _yaml(CONF / "bank" / "default.yaml")["convergence"] == settings.pop("convergence")
     # executor.backend and executor.ray (Ray's options, all null = unset) are nested
     from ptexec.config import RAY_KEYS
 

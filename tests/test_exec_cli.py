@@ -188,7 +188,11 @@ def test_bad_job_file_is_one_line_naming_file_row_and_column(
 def test_unknown_config_key_and_policy_are_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for bad, says in (("colour=red", "colour"), ("scheduler=nope", "nope")):
+    for bad, says in (
+        ("colour=red", "colour"),
+        ("scheduler=nope", "nope"),
+        ("bank.convergence=nope", "bank.convergence"),
+    ):
         assert main(["run", "--out", str(tmp_path / "r"), "--quiet", bad]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("ptexec: ") and "\n" not in err and says in err

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -21,6 +22,7 @@ pytest.importorskip("peft")
 
 import ptsim.core.policies  # noqa: E402,F401
 from ptexec.driver import Executor  # noqa: E402
+from ptexec.jobrun import JobRun, accuracy_reading, target_fraction  # noqa: E402
 from ptexec.jobs import ExecJob, TaskCatalog  # noqa: E402
 from ptexec.models import load_model  # noqa: E402
 from ptexec.profile import QUICK, load_exec_profiles, profile_models  # noqa: E402
@@ -35,11 +37,13 @@ from ptexec.run import (  # noqa: E402
 from ptexec.train import TuningConfig, TuningJob  # noqa: E402
 from ptexec.validate import simulate_like  # noqa: E402
 from ptexec.workers import WorkerPool  # noqa: E402
+from ptsim.convergence_io import FITTED, load_convergence  # noqa: E402
 from ptsim.core.bank import BankConfig  # noqa: E402
+from ptsim.core.estimator import READING_CAP, estimate  # noqa: E402
 from ptsim.core.policy import PolicyContext  # noqa: E402
-from ptsim.core.profiles import ProfileSet  # noqa: E402
+from ptsim.core.profiles import ProfileSet, ThroughputTable  # noqa: E402
 from ptsim.core.state import SERIES_COLUMNS  # noqa: E402
-from ptsim.core.types import Decision, JobSpec, Snapshot  # noqa: E402
+from ptsim.core.types import DEFAULT_INIT, Decision, JobSpec, JobView, Snapshot  # noqa: E402
 from ptsim.metrics import JOB_COLUMNS  # noqa: E402
 from ptsim.profiles_io import load_profiles  # noqa: E402
 
@@ -469,3 +473,95 @@ def test_a_lookup_runs_on_the_jobs_worker_while_other_jobs_train(
     assert max(out.decide_s) < rec.lookup_s  # no decision waited for the lookup
     assert t.loc["look", "bank_lookup_s"] == pytest.approx(rec.lookup_s)
     assert t.loc["look", "exec_pause_s"] >= rec.lookup_s  # charged inside its start
+
+
+def test_an_accuracy_reading_is_the_fraction_of_the_way_to_the_target() -> None:
+    cfg = replace(CFG, target_accuracy=0.9)
+    assert target_fraction(cfg, (0.5, 1.0), (0.7, 0.8)) == pytest.approx(0.5)
+    assert target_fraction(cfg, (0.5, 1.0), (0.4, 1.2)) == 0.0  # worse than at the start
+    assert target_fraction(cfg, (0.5, 1.0), (0.95, 0.1)) == READING_CAP  # a screen above it
+    assert target_fraction(cfg, (0.95, 1.0), (0.95, 1.0)) is None  # met at the start
+    both = replace(cfg, target_loss=0.2)  # either target: the nearer one
+    assert target_fraction(both, (0.5, 1.0), (0.6, 0.4)) == pytest.approx(0.75)
+    run = JobRun(job("r", 0.0, "synthetic:A", cfg))
+    run.evals = [(0, 1.0, 0.5, 1.0), (5, 2.0, 0.6, 0.9), (10, 3.0, 0.7, 0.8)]
+    assert accuracy_reading(run, 4) is None  # only the start so far
+    assert accuracy_reading(run, 9) == (pytest.approx(0.25), 5.0)
+    assert accuracy_reading(run, 12) == (pytest.approx(0.5), 10.0)
+
+
+def test_the_executor_plans_on_the_fitted_estimate_and_ptsim_replays_it(
+    pool: WorkerPool, profiles: ProfileSet, tmp_path: Path
+) -> None:
+    """The executor's state has the fitted convergence model's prior and estimator settings,
+    as ptsim's run builds it; every held-out evaluation is an accuracy reading. At the same
+    progress a policy sees the estimator's estimate of those inputs, and ptsim's replay of the
+    run (``ptexec validate``) gives the estimator the very same inputs."""
+    seen: list[tuple[str, JobView]] = []
+
+    def on_step(jid: str, step: int, ex: Executor) -> None:
+        seen.append((jid, ex.state.snapshot(ex.now()).jobs_by_id[jid]))
+
+    jobs = [job("j1", 0.0, "synthetic:A"), job("j2", 0.0, "synthetic:B")]
+    _, out = run_jobs(
+        jobs, "edf", tmp_path, ExecSettings(), pool=pool, profiles=profiles, on_step=on_step
+    )
+    setup = load_convergence(FITTED)
+    assert out.convergence is not None and out.convergence.name == FITTED
+    replay = simulate_like(out, "edf", {}, 2, 4.10, profiles).outcome.state
+    assert replay.estimator == setup.estimator
+    target = CFG.target_accuracy
+    assert target is not None
+    moved = 0
+    for jid, view in seen:
+        prior = setup.model.job_prior(view.spec, view.init or DEFAULT_INIT)
+        assert view.prior == prior and prior.sigma > 0 and view.estimator == setup.estimator
+        done = view.iters_done
+        evals = [e for e in out.runs[jid].evals if e[0] <= done]
+        reading = None
+        if len(evals) >= 2:
+            acc0, (step, _, acc, _) = evals[0][2], evals[-1]
+            reading = min(max((acc - acc0) / (target - acc0), 0.0), READING_CAP), float(step)
+        got = view.estimate_at(view.progress_at)
+        frac, at = reading if reading is not None else (None, None)
+        want = estimate(prior, done, frac, setup.estimator, at)
+        assert got == want
+        moved += reading is not None and got != estimate(prior, done, None, setup.estimator)
+        # ptsim's replay: the same prior and the same reading at the same progress
+        rec = replay.jobs[jid]
+        assert rec.prior == prior and rec.readings is not None
+        assert rec.readings(done) == reading
+    assert moved > 0  # the readings informed the estimate
+
+
+def test_a_contention_profile_times_steps_alone_and_beside_a_busy_worker(
+    pool: WorkerPool, tmp_path: Path
+) -> None:
+    st = replace(QUICK, batches=(32,), convergence=False, assessments=1, contention=True)
+    d = profile_models(pool, [("tiny-gpt2", None)], tmp_path / "p", st)
+    ps = load_profiles(str(d))
+    m = ps.model("tiny-gpt2")
+    assert ps.contention and m.contended is not None
+    assert m.contended.gpu_counts == (1,)  # on 2 workers only a 1-worker job has a neighbour
+    assert m.contended_heldout_eval_s is not None and m.contended_heldout_eval_s > 0
+    steps = pd.read_csv(d / "steps.csv")
+    assert sorted(set(steps.contended)) == [False, True]
+    assert (steps[steps.contended].workers == 1).all()
+    assert "while the other workers train" in (d / "README.md").read_text()
+
+
+def test_contention_variants_charge_every_step_idle_or_every_step_busy() -> None:
+    from ptexec.validate import contention_variants
+    from tests._util import linear_profiles
+
+    base = linear_profiles(("m",))  # 1 it/s per GPU, linear to 8
+    slow = ThroughputTable((16,), (1,), np.array([[0.5]]))
+    m = replace(base.models["m"], heldout_eval_s=1.0, contended=slow, contended_heldout_eval_s=3.0)
+    prof = replace(base, models={"m": m})
+    assert contention_variants(base) == {}
+    v = contention_variants(prof)
+    assert not v["idle"].contention and not v["busy"].contention
+    assert v["idle"].train_step_time("m", 1, 16) == pytest.approx(1.0)
+    assert v["busy"].train_step_time("m", 1, 16) == pytest.approx(2.0)  # measured contended
+    assert v["busy"].train_step_time("m", 2, 16) == pytest.approx(0.5)  # no neighbour measured
+    assert v["busy"].model("m").heldout_eval_s == 3.0 and v["idle"].model("m").heldout_eval_s == 1.0

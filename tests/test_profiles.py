@@ -345,13 +345,23 @@ def test_models_csv_round_trip(tmp_path: Path) -> None:
     ]
     path = tmp_path / "models.csv"
     write_models(path, entries)
-    # the overhead columns (heldout_eval_s, checkpoint_s) are written only when set
-    assert path.read_text().splitlines()[0] == ",".join(MODEL_COLUMNS[:-2])
+    # the overhead and contention columns (heldout_eval_s, checkpoint_s, contended_*) are
+    # written only when set
+    assert path.read_text().splitlines()[0] == ",".join(MODEL_COLUMNS[:-4])
     back = read_models(path)
     assert back[0] == entries[0]
     assert back[1] == ModelEntry(
         "b", 2e8, 0.5, "b.csv", cold_start_s=5.0, reload_s=2.0, source="measured"
     )
+    busy = ModelEntry(
+        "c", 1e6, 0.1, "c.csv", cold_start_s=1.0, reload_s=1.0, heldout_eval_s=0.2,
+        contended_throughput="c_contended.csv", contended_heldout_eval_s=0.3,
+    )  # fmt: skip
+    write_models(path, [busy])
+    assert (
+        path.read_text().splitlines()[0].endswith("contended_throughput,contended_heldout_eval_s")
+    )
+    assert read_models(path) == [busy]
 
 
 # ---------------------------------------------------------------------------------------------

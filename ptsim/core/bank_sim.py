@@ -17,7 +17,7 @@ import numpy as np
 
 from ptsim.core.bank import BankEntry, FloatArray, LookupResult, PromptBankIndex, init_choice
 from ptsim.core.convergence import ConvergenceModel
-from ptsim.core.estimator import DEFAULT_ESTIMATOR, EstimatorSettings, IterPrior
+from ptsim.core.estimator import DEFAULT_ESTIMATOR, READING_CAP, EstimatorSettings, IterPrior
 from ptsim.core.profiles import UnknownName
 from ptsim.core.types import InitChoice, JobSpec
 
@@ -263,8 +263,8 @@ class SimPromptBank:
 
     def prior(self, spec: JobSpec, init: InitChoice) -> IterPrior:
         """What a policy may know about the job's iterations before it trains (the cluster
-        state's ``PriorFn``): see :meth:`ConvergenceModel.prior`."""
-        return self.convergence.prior(float(spec.iterations), init.expected_saving)
+        state's ``PriorFn``): see :meth:`ConvergenceModel.job_prior`."""
+        return self.convergence.job_prior(spec, init)
 
     def iterations(self, spec: JobSpec, init: InitChoice) -> float:
         rng = np.random.default_rng([self.seed, zlib.crc32(spec.job_id.encode())])
@@ -297,7 +297,7 @@ class SimPromptBank:
             g = np.random.default_rng([self.seed, 7, zlib.crc32(spec.job_id.encode()), k])
             e = self._readings[key] = float(g.normal(0.0, self.estimator.obs_sigma))
         p = self.estimator.curve_power
-        got = min(0.999, (at / total) ** p * math.exp(p * e)), at
+        got = min(READING_CAP, (at / total) ** p * math.exp(p * e)), at
         self._reading_of[key] = (total, got)
         return got
 

@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from ptsim.core.estimator import IterPrior
 from ptsim.core.profiles import UnknownName
+from ptsim.core.types import InitChoice, JobSpec
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -340,3 +341,8 @@ class ConvergenceModel:
         if expected_saving != 0.0:
             var += (self.curve.noise_sigma / max(1e-6, 1.0 - expected_saving)) ** 2
         return IterPrior(median, math.sqrt(var) if self.spread_sigma > 0 else 0.0)
+
+    def job_prior(self, spec: JobSpec, init: InitChoice) -> IterPrior:
+        """:meth:`prior` of a job started from ``init`` (its trace ``iterations`` as the base):
+        the cluster state's ``PriorFn``, the one both drivers build their state with."""
+        return self.prior(float(spec.iterations), init.expected_saving)

@@ -70,6 +70,11 @@ class EstimatorSettings:
 
 DEFAULT_ESTIMATOR = EstimatorSettings()
 
+READING_CAP = 0.999
+"""Accuracy readings are capped below 1: a reading of 1 while the target is not met (a noisy
+or screening evaluation above it) says nothing about the total. Both drivers' readings (the
+simulator's ``SimPromptBank.readings``, the executor's ``ptexec.jobrun.accuracy_reading``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class IterEstimate:

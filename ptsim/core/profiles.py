@@ -94,6 +94,11 @@ class ModelProfile:
     ``Mechanics.eval_every`` steps and once before its first step); ``checkpoint_s``: one
     checkpoint write (charged every ``Mechanics.checkpoint_every`` steps). Both default to 0:
     not modelled.
+
+    Contention (workers that share a machine, e.g. CPU slots): ``contended`` is the step-rate
+    table measured while every other worker of the node trains a job of its own, and
+    ``contended_heldout_eval_s`` the evaluation then; ``throughput`` and ``heldout_eval_s`` are
+    then measured with the other workers idle. ``None``: no contention (GPUs).
     """
 
     name: str
@@ -104,11 +109,15 @@ class ModelProfile:
     eval_s: float
     heldout_eval_s: float = 0.0
     checkpoint_s: float = 0.0
+    contended: ThroughputTable | None = None
+    contended_heldout_eval_s: float | None = None
 
     def __post_init__(self) -> None:
         for f in ("cold_start_s", "reload_s", "eval_s", "heldout_eval_s", "checkpoint_s"):
             if getattr(self, f) < 0:
                 raise ValueError(f"model {self.name}: {f} must be >= 0")
+        if self.contended_heldout_eval_s is not None and self.contended_heldout_eval_s < 0:
+            raise ValueError(f"model {self.name}: contended_heldout_eval_s must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -164,20 +173,42 @@ class ProfileSet:
         except KeyError:
             raise UnknownName("model", name, list(self.models)) from None
 
-    def train_step_time(self, model: str, gpus: int, batch: int) -> float:
-        """Seconds of one training step (the throughput table alone, no overheads)."""
-        return 1.0 / self.model(model).throughput.iters_per_second(gpus, batch)
+    @property
+    def contention(self) -> bool:
+        """Whether some model has a contended table (step times depend on whether the other
+        GPUs of the node train: ``busy_share`` below)."""
+        return any(m.contended is not None for m in self.models.values())
 
-    def step_overhead(self, model: str) -> float:
+    def train_step_time(self, model: str, gpus: int, batch: int, busy_share: float = 0.0) -> float:
+        """Seconds of one training step (the throughput table alone, no overheads). With a
+        contended table, ``busy_share`` (the fraction of the node's other GPUs that train
+        another job) interpolates linearly between the idle (0) and the contended (1) table,
+        the two points measured."""
+        m = self.model(model)
+        t = 1.0 / m.throughput.iters_per_second(gpus, batch)
+        if busy_share > 0.0 and m.contended is not None:
+            t += busy_share * (1.0 / m.contended.iters_per_second(gpus, batch) - t)
+        return t
+
+    def step_overhead(self, model: str, busy_share: float = 0.0) -> float:
         """Seconds added to every step for held-out evaluations and checkpoints (their cost
-        spread over the steps between them; 0 when the mechanics model neither)."""
+        spread over the steps between them; 0 when the mechanics model neither); the
+        evaluation is contended like a step (``train_step_time``)."""
         m, mech = self.model(model), self.mechanics
         over = 0.0
         if mech.eval_every > 0:
-            over += m.heldout_eval_s / mech.eval_every
+            over += self.heldout_eval_time(model, busy_share) / mech.eval_every
         if mech.checkpoint_every > 0:
             over += m.checkpoint_s / mech.checkpoint_every
         return over
+
+    def heldout_eval_time(self, model: str, busy_share: float = 0.0) -> float:
+        """Seconds of one held-out evaluation, contended like a step (``train_step_time``)."""
+        m = self.model(model)
+        ev = m.heldout_eval_s
+        if busy_share > 0.0 and m.contended_heldout_eval_s is not None:
+            ev += busy_share * (m.contended_heldout_eval_s - ev)
+        return ev
 
     def start_overhead(self, model: str) -> float:
         """Seconds a job spends before its first step besides the hand-over: the held-out
@@ -189,8 +220,14 @@ class ProfileSet:
         including the per-step overhead of evaluations and checkpoints."""
         return self.train_step_time(model, gpus, batch) + self.step_overhead(model)
 
-    def iters_per_second(self, model: str, gpus: int, batch: int) -> float:
-        """Iterations per second, overheads included (the table's value when there are none)."""
+    def iters_per_second(self, model: str, gpus: int, batch: int, busy_share: float = 0.0) -> float:
+        """Iterations per second, overheads included (the table's value when there are none);
+        ``busy_share``: contention (``train_step_time``)."""
+        if busy_share > 0.0:
+            return 1.0 / (
+                self.train_step_time(model, gpus, batch, busy_share)
+                + self.step_overhead(model, busy_share)
+            )
         rate = self.model(model).throughput.iters_per_second(gpus, batch)
         over = self.step_overhead(model)
         return rate if over == 0.0 else 1.0 / (1.0 / rate + over)

@@ -93,6 +93,7 @@ class JobRecord:
     iters_done: float = 0.0  # at ``progress_at``
     progress_at: float = 0.0
     rate: float = 0.0  # iterations per second while RUNNING
+    busy_share: float = 0.0  # contention the rate was set for (ProfileSet.train_step_time)
     epoch: int = 0  # bumped on every reconfiguration
     running_gpus: int = 0  # GPU count of the last resume
     active: tuple[int, ...] = ()  # the GPUs of the last Reconfigure issued
@@ -166,6 +167,11 @@ class ClusterState:
         self.counts: dict[GpuState, int] = dict.fromkeys(GpuState, 0)
         self.counts[GpuState.FREE] = len(self._gpus)
         self.totals = Totals()
+        self._contention = profiles.contention
+        self.retimed: list[tuple[str, int]] = []
+        """(job, epoch) of running jobs whose rate changed under contention (a neighbour started
+        or stopped training): a driver that times completions re-times them
+        (:meth:`take_retimed`)."""
 
     # ------------------------------------------------------------------ queries
 
@@ -363,11 +369,14 @@ class ClusterState:
                 rec.state = JobState.STARTING if rec.gpus else JobState.QUEUED
             self._touch(rec)
             return None
+        was_running = rec.state is JobState.RUNNING
         self._settle(rec, now)
         rec.epoch += 1
         rec.active = ready
         rec.state = JobState.STARTING if rec.gpus else JobState.QUEUED
         self._touch(rec)
+        if was_running and self._contention:
+            self._recontend(now)
         if not ready:
             return Reconfigure(rec.spec.job_id, (), rec.epoch, 0.0, False)
         first = not rec.started_once
@@ -419,9 +428,51 @@ class ClusterState:
         rec.running_gpus = n
         rec.state = JobState.RUNNING
         rec.progress_at = now
-        rec.rate = self.profiles.iters_per_second(rec.spec.model, n, rec.spec.batch_size)
+        rec.busy_share = self._busy_share(rec) if self._contention else 0.0
+        rec.rate = self.profiles.iters_per_second(
+            rec.spec.model, n, rec.spec.batch_size, rec.busy_share
+        )
         self._touch(rec)
+        if self._contention:
+            self._recontend(now, rec)
         return max(0.0, rec.iters_needed - rec.iters_done) / rec.rate
+
+    # ------------------------------------------------------------------ contention
+
+    def _busy_share(self, rec: JobRecord) -> float:
+        """The fraction of the other GPUs on the job's nodes that train another job."""
+        mine = set(rec.active)
+        nodes = {self._gpus[g].node for g in mine}
+        others = [g.gid for g in self._gpus if g.node in nodes and g.gid not in mine]
+        if not others:
+            return 0.0
+        busy: set[int] = set()
+        for other in self._live.values():
+            if other is not rec and other.state is JobState.RUNNING:
+                busy.update(other.active)
+        return sum(g in busy for g in others) / len(others)
+
+    def _recontend(self, now: float, skip: JobRecord | None = None) -> None:
+        """A job started or stopped training: re-rate every other running job whose share of
+        busy neighbours changed (progress folded in at the old rate)."""
+        for rec in list(self._live.values()):
+            if rec is skip or rec.state is not JobState.RUNNING:
+                continue
+            share = self._busy_share(rec)
+            if share == rec.busy_share:
+                continue
+            self._settle(rec, now)
+            rec.busy_share = share
+            rec.rate = self.profiles.iters_per_second(
+                rec.spec.model, rec.running_gpus, rec.spec.batch_size, share
+            )
+            self._touch(rec)
+            self.retimed.append((rec.spec.job_id, rec.epoch))
+
+    def take_retimed(self) -> list[tuple[str, int]]:
+        """The (job, epoch) pairs re-rated since the last call (see ``retimed``)."""
+        out, self.retimed = self.retimed, []
+        return out
 
     def set_progress(
         self,
@@ -468,6 +519,8 @@ class ClusterState:
         rec.gpus, rec.ready = [], set()
         del self._live[job_id]
         self._touch(rec)
+        if self._contention:
+            self._recontend(now)
         return True
 
     def gpu_ready(self, gid: int, token: int, now: float) -> list[Action]:
