@@ -117,6 +117,10 @@ _PHASE_GAP_S = 1e-3
 by then, so grows that need them pay a cold start (never a warm hand-over)."""
 
 _TOL = 1e-9
+_RUNS_MIN_SLOTS = 64
+"""Plans over at least this many slots are computed on runs of equal slots (``_plan_runs``)."""
+_RUNS_MAX = 256
+"""... unless the free GPUs change more often than this over the slots up to the deadline."""
 _HANDOUT_ORDERS = ("artifact", "paper")
 _ADMISSION_MODES = ("each", "batch")
 _REPLAN_MODES = ("events", "every_slot")
@@ -251,43 +255,133 @@ class _Planner:
         k_max = math.ceil((it.deadline - self.now) / self.slot - _TOL)
         if k_max > 0:
             free.ensure(k_max)
-            # index (into counts_ext) of the largest level that fits each slot's free GPUs
-            fits = np.searchsorted(lv.counts, free.arr[:k_max], side="right")
+            window = free.arr[:k_max]
             last = it.deadline - self.now - (k_max - 1) * self.slot
-            top = len(lv.counts)
-
-            def gains(level: int) -> FloatArray:
-                """Iterations per slot at ``min(level, what fits)`` (the deadline's slot
-                counts only up to the deadline)."""
-                out: FloatArray = lv.thr_ext[np.minimum(fits, level)] * self.slot
-                out[-1] = lv.thr_ext[min(int(fits[-1]), level)] * last
-                return out
-
-            # the first level whose slots suffice, levels tried one at a time; with rates that
-            # grow with the level, none does if the top one does not (sums are monotone)
-            q, prev, cur = -1, None, None
-            if not lv.monotone or gains(top).sum() >= need:
-                for level in range(1, top + 1):
-                    prev, cur = cur, gains(level)
-                    if cur.sum() >= need:
-                        q = level
-                        break
-            if cur is not None and q > 0:
-                # the latest slot from which level q alone finishes the job in time
-                point = k_max - 1 - int(np.searchsorted(np.cumsum(cur[::-1]), need))
-                row, gain = np.minimum(fits, q), cur
-                if point > 0:
-                    if prev is not None:
-                        row[:point] = np.minimum(fits[:point], q - 1)
-                        gain[:point] = prev[:point]
-                    else:
-                        row[:point] = 0
-                        gain[:point] = 0.0
-                end = min(int(np.searchsorted(np.cumsum(gain), need)), k_max - 1)
-                counts = lv.counts_ext[row[: end + 1]]
-                free.arr[: end + 1] -= counts
-                return True, counts
+            got = None
+            if k_max >= _RUNS_MIN_SLOTS:
+                got = self._plan_runs(lv, window, need, last, k_max)
+            if got is None:
+                # index (into counts_ext) of the largest level that fits each slot's free GPUs
+                fits = np.searchsorted(lv.counts, window, side="right")
+                got = self._plan_slots(lv, fits, need, last, k_max)
+            if got is not _NO_LEVEL:
+                free.arr[: len(got)] -= got
+                return True, got
         return False, self._best_effort(it, free, need)
+
+    def _plan_slots(
+        self, lv: _Levels, fits: IntArray, need: float, last: float, k_max: int
+    ) -> IntArray:
+        """``plan``'s reservation slot by slot: the GPUs per slot, or ``_NO_LEVEL``."""
+        top = len(lv.counts)
+
+        def gains(level: int) -> FloatArray:
+            """Iterations per slot at ``min(level, what fits)`` (the deadline's slot counts
+            only up to the deadline)."""
+            out: FloatArray = lv.thr_ext[np.minimum(fits, level)] * self.slot
+            out[-1] = lv.thr_ext[min(int(fits[-1]), level)] * last
+            return out
+
+        # the first level whose slots suffice, levels tried one at a time; with rates that
+        # grow with the level, none does if the top one does not (sums are monotone)
+        q, prev, cur = -1, None, None
+        if not lv.monotone or gains(top).sum() >= need:
+            for level in range(1, top + 1):
+                prev, cur = cur, gains(level)
+                if cur.sum() >= need:
+                    q = level
+                    break
+        if cur is None or q <= 0:
+            return _NO_LEVEL
+        # the latest slot from which level q alone finishes the job in time
+        point = k_max - 1 - int(np.searchsorted(np.cumsum(cur[::-1]), need))
+        row, gain = np.minimum(fits, q), cur
+        if point > 0:
+            if prev is not None:
+                row[:point] = np.minimum(fits[:point], q - 1)
+                gain[:point] = prev[:point]
+            else:
+                row[:point] = 0
+                gain[:point] = 0.0
+        end = min(int(np.searchsorted(np.cumsum(gain), need)), k_max - 1)
+        out: IntArray = lv.counts_ext[row[: end + 1]]
+        return out
+
+    def _plan_runs(
+        self, lv: _Levels, window: IntArray, need: float, last: float, k_max: int
+    ) -> IntArray | None:
+        """``_plan_slots``'s result computed on the runs of slots with the same free GPUs
+        (``window``: the free GPUs of the slots up to the deadline) instead of slot by slot, or
+        None when the runs are many or a sum comes too close to ``need`` to be sure that the
+        slot-by-slot floating-point sums compare with it the same way.
+
+        Every decision of ``_plan_slots`` compares a sum of non-negative gains (its slots'
+        floating-point values) with ``need``; any order of summing ``n`` such terms is within
+        ``n`` units in the last place of the exact sum, so a sum computed per run that is
+        further than that from ``need`` (with a margin) compares the same way."""
+        top = len(lv.counts)
+        body = window[:-1]
+        cuts = (body[1:] != body[:-1]).nonzero()[0]
+        if top == 0 or len(cuts) >= _RUNS_MAX:
+            return None
+        # runs of equal free GPUs, then of equal fitting levels
+        first = np.concatenate((_ZERO, cuts + 1))
+        fits = np.searchsorted(lv.counts, body[first], side="right")
+        keep = np.concatenate((_TRUE, fits[1:] != fits[:-1]))
+        starts = first[keep].tolist()
+        vals = fits[keep].tolist()
+        lens = [b - a for a, b in zip(starts, [*starts[1:], k_max - 1], strict=True)]
+        f_last = int(np.searchsorted(lv.counts, window[-1], side="right"))
+        thr = lv.thr_ext.tolist()
+        e = (lv.thr_ext * self.slot).tolist()  # the gain of a whole slot at each level
+        runs = list(zip(vals, lens, strict=True))
+        tol = (k_max + len(starts) + 64) * 2.3e-16
+        tol *= max(need, sum(n * e[v] for v, n in runs) + thr[f_last] * last)
+
+        def reaches(level: int) -> bool | None:
+            total = sum(n * e[min(v, level)] for v, n in runs) + thr[min(f_last, level)] * last
+            return None if abs(total - need) <= tol else total >= need
+
+        q = -1
+        full = True if not lv.monotone else reaches(top)
+        if full is None:
+            return None
+        if full:
+            for level in range(1, top + 1):
+                ok = reaches(level)
+                if ok is None:
+                    return None
+                if ok:
+                    q = level
+                    break
+        if q <= 0:
+            return _NO_LEVEL
+        # backward from the deadline's slot at level q: the latest start
+        back = [(thr[min(f_last, q)] * last, 1)]
+        back.extend((e[min(v, q)], n) for v, n in reversed(runs))
+        behind = _crossing(back, need, tol)
+        if behind is None:
+            return None
+        point = k_max - 1 - behind
+        # forward: level q - 1 before that slot, q from it; the slot where the job is done
+        steps: list[int] = []
+        spans: list[int] = []
+        for start, (v, n) in zip(starts, runs, strict=True):
+            if start < point < start + n:
+                steps.append(min(v, q - 1))
+                spans.append(point - start)
+                steps.append(min(v, q))
+                spans.append(start + n - point)
+            else:
+                steps.append(min(v, q - 1) if start < point else min(v, q))
+                spans.append(n)
+        ahead = _crossing([(e[x], n) for x, n in zip(steps, spans, strict=True)], need, tol)
+        if ahead is None:
+            return None
+        out: IntArray = np.repeat(lv.counts_ext[steps], spans)
+        if ahead >= k_max - 1:
+            return np.append(out, lv.counts_ext[min(f_last, q)])
+        return out[: ahead + 1]
 
     def _best_effort(self, it: _Item, free: _Free, need: float) -> IntArray:
         """A job that cannot meet its deadline takes the most it can get (up to its cap) in
@@ -317,6 +411,30 @@ class _Planner:
     def plan_all(self, items: Sequence[_Item], free: _Free) -> dict[str, tuple[bool, IntArray]]:
         """Plan ``items`` (already in deadline order) one after another."""
         return {it.job_id: self.plan(it, free) for it in items}
+
+
+_NO_LEVEL: IntArray = np.zeros(0, dtype=np.int64)
+"""``_plan_slots``' answer when no level meets the deadline (compared by identity)."""
+
+
+_ZERO: IntArray = np.zeros(1, dtype=np.int64)
+_TRUE = np.ones(1, dtype=np.bool_)
+
+
+def _crossing(runs: Sequence[tuple[float, int]], need: float, tol: float) -> int | None:
+    """How many leading terms of a sequence of non-negative terms (``runs``: ``(value,
+    repeats)``) have a running sum below ``need`` (what ``searchsorted(cumsum(terms), need)``
+    gives), or None when the running sums next to the crossing are within ``tol`` of ``need``."""
+    acc, count = 0.0, 0
+    for v, n in runs:
+        nxt = acc + v * n
+        if nxt >= need:
+            m = min(max(math.ceil((need - acc) / v) - 1, 0), n - 1)
+            if acc + m * v < need - tol and acc + (m + 1) * v >= need + tol:
+                return count + m
+            return None
+        acc, count = nxt, count + n
+    return count if acc < need - tol else None
 
 
 def _suffix_tops(items: Sequence[_Item]) -> list[int]:
