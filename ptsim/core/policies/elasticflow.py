@@ -565,6 +565,9 @@ class _Trial:
 # placement
 
 
+_NOTHING: Mapping[int, int] = {}
+
+
 class _Placer:
     """Buddy placement on nodes of ``gpn`` GPUs: fewer than ``gpn`` GPUs take an aligned block
     of one node, more take whole nodes. Sticky: a job keeps, shrinks inside, or grows into the
@@ -596,6 +599,12 @@ class _Placer:
         self.used = dict.fromkeys(self.nodes, 0)
         self.bucket: list[set[int]] = [set() for _ in range(self.width + 1)]
         self.bucket[0].update(self.nodes)
+        # per block size, a heap of each node's best block for a job holding nothing there
+        # (``_best_any``), entries tagged with the node's version; nodes changed since the
+        # heap last looked are re-scored before it answers
+        self.version = dict.fromkeys(self.nodes, 0)
+        self.heaps: dict[int, list[tuple[tuple[int, int, int, int], int, int, int]]] = {}
+        self.dirty: dict[int, set[int]] = {}
 
     def _masks(self, gids: Sequence[int]) -> dict[int, int]:
         out: dict[int, int] = {}
@@ -605,6 +614,9 @@ class _Placer:
         return out
 
     def _touch(self, n: int) -> None:
+        self.version[n] += 1
+        for dirty in self.dirty.values():
+            dirty.add(n)
         used = (self.claimed[n] | self.protected[n]).bit_count()
         if used != self.used[n]:
             self.bucket[self.used[n]].discard(n)
@@ -684,6 +696,40 @@ class _Placer:
                     best = (score, n, bm)
         return best
 
+    def _best_any(
+        self, size: int, own: Mapping[int, int]
+    ) -> tuple[tuple[int, int, int, int], int, int] | None:
+        """What ``_best_in`` over every node gives: the nodes ``own`` holds GPUs of are scored
+        directly, the others come from the heap of ``size``."""
+        heap = self.heaps.get(size)
+        if heap is None:
+            heap = self.heaps[size] = []
+            self.dirty[size] = set(self.nodes)
+        dirty = self.dirty[size]
+        for n in sorted(dirty):
+            got = self._best_in((n,), size, _NOTHING)
+            if got is not None:
+                heapq.heappush(heap, (*got, self.version[n]))
+        dirty.clear()
+        found = None
+        held = []
+        while heap:
+            entry = heap[0]
+            n = entry[1]
+            if entry[3] != self.version[n]:
+                heapq.heappop(heap)  # the node changed since: re-scored above
+            elif n in own:
+                held.append(heapq.heappop(heap))
+            else:
+                found = entry[:3]
+                break
+        for entry in held:
+            heapq.heappush(heap, entry)
+        mine = self._best_in(sorted(own), size, own) if own else None
+        if found is None or (mine is not None and mine < found):
+            return mine
+        return found
+
     def place(self, size: int, own: tuple[int, ...]) -> tuple[int, ...] | None:
         """``size`` GPUs for a job that holds ``own`` now; None if no block is left."""
         if size == 0:
@@ -698,7 +744,7 @@ class _Placer:
             if best is None:
                 best = self._best_packed(size, mine)
             if best is None:  # every free block would evict a job
-                best = self._best_in(list(self.nodes), size, mine)
+                best = self._best_any(size, mine)
             if best is None:
                 return None
             _, n, bm = best
