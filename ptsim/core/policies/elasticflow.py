@@ -88,6 +88,7 @@ jobs with later deadlines. Measured numbers: docs/elasticflow.md section 4.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import heapq
 import itertools
@@ -204,6 +205,7 @@ class _Levels:
     counts_ext: IntArray
     thr_ext: FloatArray
     monotone: bool  # rates never fall as the level rises
+    top: int  # the largest count (0 if none)
 
 
 @dataclass(slots=True)
@@ -489,13 +491,12 @@ class _Trial:
             self.cur = self._pad(self.cur, size)
             self.diff = np.concatenate([self.diff, np.zeros(size - len(self.diff), dtype=np.int64)])
 
-    def _floor(self) -> IntArray:
+    def _floor(self, nz: IntArray) -> IntArray:
         """``out[k]``: a lower bound on the free GPUs, with and without the newcomer, in every
         slot below ``k`` where they differ, for every job still to plan (the free GPUs the plan
         without the newcomer leaves after all of them, plus ``diff`` where it is negative); a
         job whose largest count is at most ``out[k]`` sees no change in its first ``k`` slots,
-        and none at all when it is at most ``out[-1]``."""
-        nz = np.flatnonzero(self.diff)
+        and none at all when it is at most ``out[-1]``; ``nz``: where ``diff`` is not 0."""
         rf = self._pad(self.rest_free.arr, len(self.diff))[: len(self.diff)]
         low = np.full(len(self.diff) + 1, np.iinfo(np.int64).max, dtype=np.int64)
         low[nz + 1] = rf[nz] + np.minimum(self.diff[nz], 0)
@@ -508,9 +509,13 @@ class _Trial:
         rest, planner, out = self.rest, self.planner, self.plan
         check = True
         floor: IntArray | None = None
+        nz_all: IntArray = self.diff
+        nz_list: list[int] = []
         for i in range(start, len(items)):
             if floor is None:
-                floor = self._floor()
+                nz_all = self.diff.nonzero()[0]  # slots where the newcomer changes the free GPUs
+                nz_list = nz_all.tolist()
+                floor = self._floor(nz_all)
                 check = True
             if check:
                 if tops[i] <= floor[-1]:  # no job left can see a change
@@ -527,17 +532,20 @@ class _Trial:
             row = was[1]
             k_max = math.ceil((it.deadline - planner.now) / planner.slot - _TOL)
             span = max(k_max, 0) if was[0] else max(k_max, len(row))
-            self._grow(max(span, len(row)))
+            if max(span, len(row)) > len(self.cur):
+                self._grow(max(span, len(row)))
             got = was
-            top = int(it.levels.counts[-1])
-            nz = () if top <= floor[min(span, len(floor) - 1)] else np.flatnonzero(self.diff[:span])
-            if len(nz):
+            cut = 0
+            if it.levels.top > floor[min(span, len(floor) - 1)]:
+                cut = bisect.bisect_left(nz_list, span)  # where diff is not 0 before ``span``
+            if cut:
+                nz = nz_all[:cut]
                 counts = it.levels.counts
                 before = self.cur[nz]
-                if not np.array_equal(
-                    np.searchsorted(counts, before, side="right"),
-                    np.searchsorted(counts, before + self.diff[nz], side="right"),
-                ):
+                if (
+                    counts.searchsorted(before, side="right")
+                    != counts.searchsorted(before + self.diff[nz], side="right")
+                ).any():
                     trial = _Free(self.total)
                     trial.arr = self.cur + self.diff
                     got = planner.plan(it, trial)
@@ -818,6 +826,7 @@ class ElasticFlow:
             counts_ext=np.asarray([0, *counts], dtype=np.int64),
             thr_ext=np.asarray([0.0, *thr], dtype=np.float64),
             monotone=all(b >= a for a, b in itertools.pairwise(thr)),
+            top=counts[-1] if counts else 0,
         )
         self._levels[key] = lv
         return lv
