@@ -120,8 +120,8 @@ by then, so grows that need them pay a cold start (never a warm hand-over)."""
 _TOL = 1e-9
 _RUNS_MIN_SLOTS = 64
 """Plans over at least this many slots are computed on runs of equal slots (``_plan_runs``)."""
-_RUNS_MAX = 256
-"""... unless the free GPUs change more often than this over the slots up to the deadline."""
+_RUNS_MAX = 64
+"""... unless the fitting level changes more often than this over the slots up to the deadline."""
 _HANDOUT_ORDERS = ("artifact", "paper")
 _ADMISSION_MODES = ("each", "batch")
 _REPLAN_MODES = ("events", "every_slot")
@@ -257,14 +257,13 @@ class _Planner:
         k_max = math.ceil((it.deadline - self.now) / self.slot - _TOL)
         if k_max > 0:
             free.ensure(k_max)
-            window = free.arr[:k_max]
+            # index (into counts_ext) of the largest level that fits each slot's free GPUs
+            fits = lv.counts.searchsorted(free.arr[:k_max], side="right")
             last = it.deadline - self.now - (k_max - 1) * self.slot
             got = None
             if k_max >= _RUNS_MIN_SLOTS:
-                got = self._plan_runs(lv, window, need, last, k_max)
+                got = self._plan_runs(lv, fits, need, last, k_max)
             if got is None:
-                # index (into counts_ext) of the largest level that fits each slot's free GPUs
-                fits = np.searchsorted(lv.counts, window, side="right")
                 got = self._plan_slots(lv, fits, need, last, k_max)
             if got is not _NO_LEVEL:
                 free.arr[: len(got)] -= got
@@ -310,10 +309,10 @@ class _Planner:
         return out
 
     def _plan_runs(
-        self, lv: _Levels, window: IntArray, need: float, last: float, k_max: int
+        self, lv: _Levels, fits: IntArray, need: float, last: float, k_max: int
     ) -> IntArray | None:
-        """``_plan_slots``'s result computed on the runs of slots with the same free GPUs
-        (``window``: the free GPUs of the slots up to the deadline) instead of slot by slot, or
+        """``_plan_slots``'s result computed on the runs of slots with the same fitting level
+        instead of slot by slot, or
         None when the runs are many or a sum comes too close to ``need`` to be sure that the
         slot-by-slot floating-point sums compare with it the same way.
 
@@ -322,18 +321,14 @@ class _Planner:
         ``n`` units in the last place of the exact sum, so a sum computed per run that is
         further than that from ``need`` (with a margin) compares the same way."""
         top = len(lv.counts)
-        body = window[:-1]
+        body = fits[:-1]
         cuts = (body[1:] != body[:-1]).nonzero()[0]
         if top == 0 or len(cuts) >= _RUNS_MAX:
             return None
-        # runs of equal free GPUs, then of equal fitting levels
-        first = np.concatenate((_ZERO, cuts + 1))
-        fits = np.searchsorted(lv.counts, body[first], side="right")
-        keep = np.concatenate((_TRUE, fits[1:] != fits[:-1]))
-        starts = first[keep].tolist()
-        vals = fits[keep].tolist()
+        starts = [0, *(cuts + 1).tolist()]
+        vals = body[starts].tolist()
         lens = [b - a for a, b in zip(starts, [*starts[1:], k_max - 1], strict=True)]
-        f_last = int(np.searchsorted(lv.counts, window[-1], side="right"))
+        f_last = int(fits[-1])
         thr = lv.thr_ext.tolist()
         e = (lv.thr_ext * self.slot).tolist()  # the gain of a whole slot at each level
         runs = list(zip(vals, lens, strict=True))
@@ -417,10 +412,6 @@ class _Planner:
 
 _NO_LEVEL: IntArray = np.zeros(0, dtype=np.int64)
 """``_plan_slots``' answer when no level meets the deadline (compared by identity)."""
-
-
-_ZERO: IntArray = np.zeros(1, dtype=np.int64)
-_TRUE = np.ones(1, dtype=np.bool_)
 
 
 def _crossing(runs: Sequence[tuple[float, int]], need: float, tol: float) -> int | None:
