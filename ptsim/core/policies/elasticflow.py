@@ -430,6 +430,12 @@ def _crossing(runs: Sequence[tuple[float, int]], need: float, tol: float) -> int
     return count if acc < need - tol else None
 
 
+def _remaining(view: JobView, now: float) -> float:
+    """``view.remaining_at(now)``: for a job whose iterations are uncertain, the estimate's
+    remaining computed without its 90th percentile (the same arithmetic, one quantile less)."""
+    return view.remaining_sd_at(now)[0] if view.uncertain else view.remaining_at(now)
+
+
 def _suffix_tops(items: Sequence[_Item]) -> list[int]:
     """``out[i]``: the largest GPU count any of ``items[i:]`` may hold (0 past the end)."""
     out = [0] * (len(items) + 1)
@@ -949,10 +955,10 @@ class ElasticFlow:
             if view.job_id in self._admitted or view.gpus or view.first_start is not None:
                 # admitted earlier (a job that holds GPUs or ran was admitted by definition)
                 self._admitted.add(view.job_id)
-                it = self._item(view, now, total, gpn, view.remaining_at(now))
+                it = self._item(view, now, total, gpn, _remaining(view, now))
                 (admitted if it.remaining > 0 else finishing).append(it)
                 continue
-            remaining = view.remaining_at(now)
+            remaining = _remaining(view, now)
             if self.bank is not None and view.init is None:
                 init = self.bank.choose(spec)
                 inits[view.job_id] = init
