@@ -924,7 +924,7 @@ class ElasticFlow:
             return True
         if any(
             j.job_id not in self._admitted and not j.gpus and j.first_start is None
-            for j in snap.jobs
+            for j in snap.queued
         ):
             return True  # a newcomer
         jobs = snap.jobs_by_id
@@ -937,11 +937,10 @@ class ElasticFlow:
     def _boundary(self, snap: Snapshot) -> Decision:
         now = snap.now
         total, gpn = snap.num_gpus, snap.gpus_per_node
-        live = {j.job_id for j in snap.jobs}
-        self._admitted &= live
         if not self._event_due(snap):
-            wake = self._next_boundary(now) if live else None
+            wake = self._next_boundary(now) if snap.jobs else None
             return Decision(release=tuple(self._idle(snap)), wake_at=wake)
+        self._admitted &= snap.jobs_by_id.keys()  # forget jobs that left
         self._last_plan = now
         planner = _Planner(now, self.cfg.slot_s)
 
