@@ -206,6 +206,8 @@ class _Levels:
     thr_ext: FloatArray
     monotone: bool  # rates never fall as the level rises
     top: int  # the largest count (0 if none)
+    counts_t: tuple[int, ...]  # ``counts`` and ``thr_ext`` as Python numbers (scalar lookups)
+    thr_t: tuple[float, ...]
 
 
 @dataclass(slots=True)
@@ -295,7 +297,7 @@ class _Planner:
         if cur is None or q <= 0:
             return _NO_LEVEL
         # the latest slot from which level q alone finishes the job in time
-        point = k_max - 1 - int(np.searchsorted(np.cumsum(cur[::-1]), need))
+        point = k_max - 1 - int(cur[::-1].cumsum().searchsorted(need))
         row, gain = np.minimum(fits, q), cur
         if point > 0:
             if prev is not None:
@@ -304,7 +306,7 @@ class _Planner:
             else:
                 row[:point] = 0
                 gain[:point] = 0.0
-        end = min(int(np.searchsorted(np.cumsum(gain), need)), k_max - 1)
+        end = min(int(gain.cumsum().searchsorted(need)), k_max - 1)
         out: IntArray = lv.counts_ext[row[: end + 1]]
         return out
 
@@ -392,10 +394,10 @@ class _Planner:
             stop = start + chunk
             free.ensure(stop)
             window = free.arr[start:stop]
-            fits = np.minimum(np.searchsorted(lv.counts, window, side="right"), len(lv.counts))
+            fits = np.minimum(lv.counts.searchsorted(window, side="right"), len(lv.counts))
             done = np.cumsum(lv.thr_ext[fits] * self.slot)
             if done[-1] >= left:
-                end = int(np.searchsorted(done, left))
+                end = int(done.searchsorted(left))
                 parts.append(lv.counts_ext[fits[: end + 1]])
                 free.arr[start : start + end + 1] -= parts[-1]
                 return np.concatenate(parts)
@@ -824,6 +826,8 @@ class ElasticFlow:
             thr_ext=np.asarray([0.0, *thr], dtype=np.float64),
             monotone=all(b >= a for a, b in itertools.pairwise(thr)),
             top=counts[-1] if counts else 0,
+            counts_t=tuple(counts),
+            thr_t=(0.0, *(float(t) for t in thr)),
         )
         self._levels[key] = lv
         return lv
@@ -1059,16 +1063,16 @@ class ElasticFlow:
         def push(idx: int) -> None:
             it = items[idx]
             n = counts[it.job_id]
-            lv = it.levels.counts
-            pos = int(np.searchsorted(lv, n, side="right"))
+            lv = it.levels.counts_t
+            pos = bisect.bisect_right(lv, n)
             if pos >= len(lv):
                 return
-            nxt = int(lv[pos])
+            nxt = lv[pos]
             if n == 0:
                 heapq.heappush(heap, (0, 0.0, it.order, idx))
                 return
-            thr_n = float(it.levels.thr_ext[pos])  # thr_ext is shifted by one
-            thr_next = float(it.levels.thr_ext[pos + 1])
+            thr_n = it.levels.thr_t[pos]  # thr_t is shifted by one
+            thr_next = it.levels.thr_t[pos + 1]
             added = nxt * it.remaining / thr_next - n * it.remaining / thr_n
             heapq.heappush(heap, (1, sign * added / (nxt - n), it.order, idx))
 
@@ -1079,8 +1083,8 @@ class ElasticFlow:
             _, _, _, idx = heapq.heappop(heap)
             it = items[idx]
             n = counts[it.job_id]
-            lv = it.levels.counts
-            nxt = int(lv[int(np.searchsorted(lv, n, side="right"))])
+            lv = it.levels.counts_t
+            nxt = lv[bisect.bisect_right(lv, n)]
             if nxt - n > spare:
                 continue  # spare only shrinks: it will not fit later either
             counts[it.job_id] = nxt
