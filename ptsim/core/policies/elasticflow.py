@@ -208,6 +208,10 @@ class _Levels:
     top: int  # the largest count (0 if none)
     counts_t: tuple[int, ...]  # ``counts`` and ``thr_ext`` as Python numbers (scalar lookups)
     thr_t: tuple[float, ...]
+    # index into counts_ext of the largest level that fits f free GPUs, for f = 0 .. the
+    # cluster's GPUs (``fit_table.take(free, mode="clip")`` = ``counts.searchsorted(free,
+    # "right")`` for every integer: counts never exceed the cluster)
+    fit_table: IntArray
 
 
 @dataclass(slots=True)
@@ -260,7 +264,7 @@ class _Planner:
         if k_max > 0:
             free.ensure(k_max)
             # index (into counts_ext) of the largest level that fits each slot's free GPUs
-            fits = lv.counts.searchsorted(free.arr[:k_max], side="right")
+            fits = lv.fit_table.take(free.arr[:k_max], mode="clip")
             last = it.deadline - self.now - (k_max - 1) * self.slot
             got = None
             if k_max >= _RUNS_MIN_SLOTS:
@@ -394,7 +398,7 @@ class _Planner:
             stop = start + chunk
             free.ensure(stop)
             window = free.arr[start:stop]
-            fits = np.minimum(lv.counts.searchsorted(window, side="right"), len(lv.counts))
+            fits = lv.fit_table.take(window, mode="clip")
             done = np.cumsum(lv.thr_ext[fits] * self.slot)
             if done[-1] >= left:
                 end = int(done.searchsorted(left))
@@ -539,11 +543,11 @@ class _Trial:
                 cut = bisect.bisect_left(nz_list, span)  # where diff is not 0 before ``span``
             if cut:
                 nz = nz_all[:cut]
-                counts = it.levels.counts
                 before = self.cur[nz]
+                table = it.levels.fit_table
                 if (
-                    counts.searchsorted(before, side="right")
-                    != counts.searchsorted(before + self.diff[nz], side="right")
+                    table.take(before, mode="clip")
+                    != table.take(before + self.diff[nz], mode="clip")
                 ).any():
                     trial = _Free(self.total)
                     trial.arr = self.cur + self.diff
@@ -828,6 +832,7 @@ class ElasticFlow:
             top=counts[-1] if counts else 0,
             counts_t=tuple(counts),
             thr_t=(0.0, *(float(t) for t in thr)),
+            fit_table=np.searchsorted(counts, np.arange(total + 1), side="right"),
         )
         self._levels[key] = lv
         return lv
@@ -989,13 +994,17 @@ class ElasticFlow:
         decision, targets = self._apply_plan(snap, plan_items, finishing, counts, inits, reject)
         self._planned = {job_id: len(gids) for job_id, gids in targets.items()}
         self._planned.update((it.job_id, it.held) for it in finishing)
-        steps = []
+        # the first slot in which some job's plan steps above what it gets now (each row is
+        # only read up to the earliest such slot found so far)
+        first_up: int | None = None
         for job_id, (_, row) in plan.items():
-            if row.size > 1:
-                up = np.flatnonzero(row[1:] > len(targets[job_id]))
-                if up.size:
-                    steps.append(int(up[0]) + 1)
-        self._next_change = now + min(steps) * self.cfg.slot_s if steps else None
+            limit = len(row) if first_up is None else min(len(row), first_up)
+            if limit > 1:
+                above = row[1:limit] > len(targets[job_id])
+                k = int(above.argmax())
+                if above[k]:
+                    first_up = k + 1
+        self._next_change = now + first_up * self.cfg.slot_s if first_up is not None else None
         if self.cfg.timing == "artifact" and not self._pending and decision.wake_at is not None:
             decision = dataclasses.replace(decision, wake_at=self._next_boundary(now))
         return decision
