@@ -240,10 +240,15 @@ class _Free:
             grow = max(length, 2 * len(self.arr)) - len(self.arr)
             self.arr = np.concatenate([self.arr, np.full(grow, self.total, dtype=np.int64)])
 
-    def copy(self) -> _Free:
+    @staticmethod
+    def of(total: int, arr: IntArray) -> _Free:
+        """A step function of ``total`` GPUs whose first slots are ``arr`` (not copied)."""
         out = _Free.__new__(_Free)
-        out.total, out.arr = self.total, self.arr.copy()
+        out.total, out.arr = total, arr
         return out
+
+    def copy(self) -> _Free:
+        return _Free.of(self.total, self.arr.copy())
 
 
 class _Planner:
@@ -549,13 +554,13 @@ class _Trial:
                     table.take(before, mode="clip")
                     != table.take(before + self.diff[nz], mode="clip")
                 ).any():
-                    trial = _Free(self.total)
-                    trial.arr = self.cur + self.diff
+                    trial = _Free.of(self.total, self.cur + self.diff)
                     got = planner.plan(it, trial)
                     self._grow(len(trial.arr))
-                    after = self._pad(trial.arr, len(self.cur))
+                    # with the newcomer the job now reserves got[1] instead of row
                     self.cur[: len(row)] -= row
-                    self.diff = after - self.cur
+                    self.diff[: len(row)] += row
+                    self.diff[: len(got[1])] -= got[1]
                     floor = None
                     if not got[0] and was[0]:
                         return False  # it would make a job that meets its deadline miss it
