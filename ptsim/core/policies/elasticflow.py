@@ -81,9 +81,11 @@ Where this module differs, on purpose (each documented in docs/elasticflow.md):
   arrival, a completion, or a planned step-up of some job's allocation, as the artifact's event
   loop does; ``replan="every_slot"`` re-plans at every boundary.
 
-Planning cost: a re-plan plans every admitted job once (one vectorised pass over its slots and
-GPU levels, in deadline order); with ``admission="each"`` each newcomer adds one pass over the
-jobs with later deadlines. Measured numbers: docs/elasticflow.md section 4.
+Planning cost: a re-plan plans every admitted job once, in deadline order (per job, a pass over
+the runs of its slots with the same fitting level, or over its slots when those runs are many or
+a sum is too close to call); with ``admission="each"`` each newcomer adds one pass over the jobs
+with later deadlines, re-planning those it changes. Measured numbers: docs/elasticflow.md
+section 4 and benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ by then, so grows that need them pay a cold start (never a warm hand-over)."""
 
 _TOL = 1e-9
 _RUNS_MIN_SLOTS = 64
-"""Plans over at least this many slots are computed on runs of equal slots (``_plan_runs``)."""
+"""Plans over at least this many slots are computed on runs of slots with the same fitting
+level (``_Planner._plan_runs``)..."""
 _RUNS_MAX = 64
 """... unless the fitting level changes more often than this over the slots up to the deadline."""
 _HANDOUT_ORDERS = ("artifact", "paper")
@@ -323,9 +326,9 @@ class _Planner:
         self, lv: _Levels, fits: IntArray, need: float, last: float, k_max: int
     ) -> IntArray | None:
         """``_plan_slots``'s result computed on the runs of slots with the same fitting level
-        instead of slot by slot, or
-        None when the runs are many or a sum comes too close to ``need`` to be sure that the
-        slot-by-slot floating-point sums compare with it the same way.
+        instead of slot by slot, or None when the runs are many or a sum comes too close to
+        ``need`` to be sure that the slot-by-slot floating-point sums compare with it the same
+        way.
 
         Every decision of ``_plan_slots`` compares a sum of non-negative gains (its slots'
         floating-point values) with ``need``; any order of summing ``n`` such terms is within
