@@ -108,6 +108,28 @@ def check_overrides(overrides: list[str]) -> str | None:
     plain = [o for o in overrides if "=" in o and not o.startswith(("+", "~", "-"))]
     keys = [o.split("=", 1)[0] for o in plain]
     choices = [o for o, k in zip(plain, keys, strict=True) if k in groups and "," not in o]
+    # every composition error (a list merged into a mapping...) as one line
+    single = [
+        o
+        for o in overrides
+        if "=" in o
+        and not o.lstrip("+~").startswith("hydra")
+        and ("," not in o or o.split("=", 1)[1].lstrip()[:1] in ("[", "{"))
+    ]
+    checked = [
+        o
+        for o, k in zip(plain, keys, strict=True)
+        if not (k in groups or k.startswith("hydra.") or k.startswith("hydra/"))
+    ]
+    if set(checked) <= set(single):
+        # the common case first, one composition (start-up time): when the overrides compose,
+        # every key they name exists
+        with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3"):
+            try:
+                compose("config", overrides=single)
+                return None
+            except Exception:
+                pass  # find out which override is wrong, below
     with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3"):
         try:
             cfg = compose("config", overrides=choices)
@@ -126,14 +148,6 @@ def check_overrides(overrides: list[str]) -> str | None:
                 known = ", ".join(sorted(str(k) for k in node))
                 return f"ptsim: unknown config key {key!r}; keys under {where}: {known}"
             node = node[part]
-    # every other composition error (a list merged into a mapping...) as one line
-    single = [
-        o
-        for o in overrides
-        if "=" in o
-        and not o.lstrip("+~").startswith("hydra")
-        and ("," not in o or o.split("=", 1)[1].lstrip()[:1] in ("[", "{"))
-    ]
     with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3"):
         try:
             compose("config", overrides=single)

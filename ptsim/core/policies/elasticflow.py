@@ -86,13 +86,16 @@ Where this module differs, on purpose (each documented in docs/elasticflow.md):
   arrival, a completion, or a planned step-up of some job's allocation, as the artifact's event
   loop does; ``replan="every_slot"`` re-plans at every boundary.
 
-Planning cost: a re-plan plans every admitted job once (one vectorised pass over its slots and
-GPU levels, in deadline order); with ``admission="each"`` each newcomer adds one pass over the
-jobs with later deadlines. Measured numbers: docs/elasticflow.md section 4.
+Planning cost: a re-plan plans every admitted job once, in deadline order (per job, a pass over
+the runs of its slots with the same fitting level, or over its slots when those runs are many or
+a sum is too close to call); with ``admission="each"`` each newcomer adds one pass over the jobs
+with later deadlines, re-planning those it changes. Measured numbers: docs/elasticflow.md
+section 4 and benchmarks/README.md.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import heapq
 import itertools
@@ -122,6 +125,11 @@ _PHASE_GAP_S = 1e-3
 by then, so grows that need them pay a cold start (never a warm hand-over)."""
 
 _TOL = 1e-9
+_RUNS_MIN_SLOTS = 64
+"""Plans over at least this many slots are computed on runs of slots with the same fitting
+level (``_Planner._plan_runs``)..."""
+_RUNS_MAX = 64
+"""... unless the fitting level changes more often than this over the slots up to the deadline."""
 _HANDOUT_ORDERS = ("artifact", "paper")
 _ADMISSION_MODES = ("each", "batch")
 _REPLAN_MODES = ("events", "every_slot", "jobs")
@@ -219,6 +227,13 @@ class _Levels:
     counts_ext: IntArray
     thr_ext: FloatArray
     monotone: bool  # rates never fall as the level rises
+    top: int  # the largest count (0 if none)
+    counts_t: tuple[int, ...]  # ``counts`` and ``thr_ext`` as Python numbers (scalar lookups)
+    thr_t: tuple[float, ...]
+    # index into counts_ext of the largest level that fits f free GPUs, for f = 0 .. the
+    # cluster's GPUs (``fit_table.take(free, mode="clip")`` = ``counts.searchsorted(free,
+    # "right")`` for every integer: counts never exceed the cluster)
+    fit_table: IntArray
 
 
 @dataclass(slots=True)
@@ -247,10 +262,15 @@ class _Free:
             grow = max(length, 2 * len(self.arr)) - len(self.arr)
             self.arr = np.concatenate([self.arr, np.full(grow, self.total, dtype=np.int64)])
 
-    def copy(self) -> _Free:
+    @staticmethod
+    def of(total: int, arr: IntArray) -> _Free:
+        """A step function of ``total`` GPUs whose first slots are ``arr`` (not copied)."""
         out = _Free.__new__(_Free)
-        out.total, out.arr = self.total, self.arr.copy()
+        out.total, out.arr = total, arr
         return out
+
+    def copy(self) -> _Free:
+        return _Free.of(self.total, self.arr.copy())
 
 
 class _Planner:
@@ -272,45 +292,131 @@ class _Planner:
         if k_max > 0:
             free.ensure(k_max)
             # index (into counts_ext) of the largest level that fits each slot's free GPUs
-            fits = np.searchsorted(lv.counts, free.arr[:k_max], side="right")
+            fits = lv.fit_table.take(free.arr[:k_max], mode="clip")
             last = it.deadline - self.now - (k_max - 1) * self.slot
-            top = len(lv.counts)
-
-            def gains(level: int) -> FloatArray:
-                """Iterations per slot at ``min(level, what fits)`` (the deadline's slot
-                counts only up to the deadline)."""
-                out: FloatArray = lv.thr_ext[np.minimum(fits, level)] * self.slot
-                out[-1] = lv.thr_ext[min(int(fits[-1]), level)] * last
-                return out
-
-            # the first level whose slots suffice, levels tried one at a time; with rates that
-            # grow with the level, none does if the top one does not (sums are monotone)
-            q, prev, cur = -1, None, None
-            if not lv.monotone or gains(top).sum() >= need:
-                for level in range(1, top + 1):
-                    prev, cur = cur, gains(level)
-                    if cur.sum() >= need:
-                        q = level
-                        break
-            if cur is not None and q > 0:
-                # the latest slot from which level q alone finishes the job in time
-                point = k_max - 1 - int(np.searchsorted(np.cumsum(cur[::-1]), need))
-                if self.by_period and point > 0:  # back to where the free GPUs last changed
-                    changed = np.flatnonzero(free.arr[1 : point + 1] != free.arr[:point])
-                    point = int(changed[-1]) + 1 if changed.size else 0
-                row, gain = np.minimum(fits, q), cur
-                if point > 0:
-                    if prev is not None:
-                        row[:point] = np.minimum(fits[:point], q - 1)
-                        gain[:point] = prev[:point]
-                    else:
-                        row[:point] = 0
-                        gain[:point] = 0.0
-                end = min(int(np.searchsorted(np.cumsum(gain), need)), k_max - 1)
-                counts = lv.counts_ext[row[: end + 1]]
-                free.arr[: end + 1] -= counts
-                return True, counts
+            got = None
+            if k_max >= _RUNS_MIN_SLOTS and not self.by_period:
+                got = self._plan_runs(lv, fits, need, last, k_max)
+            if got is None:
+                got = self._plan_slots(lv, fits, need, last, k_max, free.arr)
+            if got is not _NO_LEVEL:
+                free.arr[: len(got)] -= got
+                return True, got
         return False, self._best_effort(it, free, need)
+
+    def _plan_slots(
+        self, lv: _Levels, fits: IntArray, need: float, last: float, k_max: int, free: IntArray
+    ) -> IntArray:
+        """``plan``'s reservation slot by slot: the GPUs per slot, or ``_NO_LEVEL`` (``free``:
+        the free GPUs per slot, for ``switch_at=free_change``)."""
+        top = len(lv.counts)
+
+        def gains(level: int) -> FloatArray:
+            """Iterations per slot at ``min(level, what fits)`` (the deadline's slot counts
+            only up to the deadline)."""
+            out: FloatArray = lv.thr_ext[np.minimum(fits, level)] * self.slot
+            out[-1] = lv.thr_ext[min(int(fits[-1]), level)] * last
+            return out
+
+        # the first level whose slots suffice, levels tried one at a time; with rates that
+        # grow with the level, none does if the top one does not (sums are monotone)
+        q, prev, cur = -1, None, None
+        if not lv.monotone or gains(top).sum() >= need:
+            for level in range(1, top + 1):
+                prev, cur = cur, gains(level)
+                if cur.sum() >= need:
+                    q = level
+                    break
+        if cur is None or q <= 0:
+            return _NO_LEVEL
+        # the latest slot from which level q alone finishes the job in time
+        point = k_max - 1 - int(cur[::-1].cumsum().searchsorted(need))
+        if self.by_period and point > 0:  # back to where the free GPUs last changed
+            changed = np.flatnonzero(free[1 : point + 1] != free[:point])
+            point = int(changed[-1]) + 1 if changed.size else 0
+        row, gain = np.minimum(fits, q), cur
+        if point > 0:
+            if prev is not None:
+                row[:point] = np.minimum(fits[:point], q - 1)
+                gain[:point] = prev[:point]
+            else:
+                row[:point] = 0
+                gain[:point] = 0.0
+        end = min(int(gain.cumsum().searchsorted(need)), k_max - 1)
+        out: IntArray = lv.counts_ext[row[: end + 1]]
+        return out
+
+    def _plan_runs(
+        self, lv: _Levels, fits: IntArray, need: float, last: float, k_max: int
+    ) -> IntArray | None:
+        """``_plan_slots``'s result computed on the runs of slots with the same fitting level
+        instead of slot by slot, or None when the runs are many or a sum comes too close to
+        ``need`` to be sure that the slot-by-slot floating-point sums compare with it the same
+        way.
+
+        Every decision of ``_plan_slots`` compares a sum of non-negative gains (its slots'
+        floating-point values) with ``need``; any order of summing ``n`` such terms is within
+        ``n`` units in the last place of the exact sum, so a sum computed per run that is
+        further than that from ``need`` (with a margin) compares the same way."""
+        top = len(lv.counts)
+        body = fits[:-1]
+        cuts = (body[1:] != body[:-1]).nonzero()[0]
+        if top == 0 or len(cuts) >= _RUNS_MAX:
+            return None
+        starts = [0, *(cuts + 1).tolist()]
+        vals = body[starts].tolist()
+        lens = [b - a for a, b in zip(starts, [*starts[1:], k_max - 1], strict=True)]
+        f_last = int(fits[-1])
+        thr = lv.thr_ext.tolist()
+        e = (lv.thr_ext * self.slot).tolist()  # the gain of a whole slot at each level
+        runs = list(zip(vals, lens, strict=True))
+        tol = (k_max + len(starts) + 64) * 2.3e-16
+        tol *= max(need, sum(n * e[v] for v, n in runs) + thr[f_last] * last)
+
+        def reaches(level: int) -> bool | None:
+            total = sum(n * e[min(v, level)] for v, n in runs) + thr[min(f_last, level)] * last
+            return None if abs(total - need) <= tol else total >= need
+
+        q = -1
+        full = True if not lv.monotone else reaches(top)
+        if full is None:
+            return None
+        if full:
+            for level in range(1, top + 1):
+                ok = reaches(level)
+                if ok is None:
+                    return None
+                if ok:
+                    q = level
+                    break
+        if q <= 0:
+            return _NO_LEVEL
+        # backward from the deadline's slot at level q: the latest start
+        back = [(thr[min(f_last, q)] * last, 1)]
+        back.extend((e[min(v, q)], n) for v, n in reversed(runs))
+        behind = _crossing(back, need, tol)
+        if behind is None:
+            return None
+        point = k_max - 1 - behind
+        # forward: level q - 1 before that slot, q from it; the slot where the job is done
+        steps: list[int] = []
+        spans: list[int] = []
+        for start, (v, n) in zip(starts, runs, strict=True):
+            if start < point < start + n:
+                steps.append(min(v, q - 1))
+                spans.append(point - start)
+                steps.append(min(v, q))
+                spans.append(start + n - point)
+            else:
+                steps.append(min(v, q - 1) if start < point else min(v, q))
+                spans.append(n)
+        ahead = _crossing([(e[x], n) for x, n in zip(steps, spans, strict=True)], need, tol)
+        if ahead is None:
+            return None
+        out: IntArray = np.repeat(lv.counts_ext[steps], spans)
+        if ahead >= k_max - 1:
+            return np.append(out, lv.counts_ext[min(f_last, q)])
+        return out[: ahead + 1]
 
     def _best_effort(self, it: _Item, free: _Free, need: float) -> IntArray:
         """A job that cannot meet its deadline takes the most it can get (up to its cap) in
@@ -324,10 +430,10 @@ class _Planner:
             stop = start + chunk
             free.ensure(stop)
             window = free.arr[start:stop]
-            fits = np.minimum(np.searchsorted(lv.counts, window, side="right"), len(lv.counts))
+            fits = lv.fit_table.take(window, mode="clip")
             done = np.cumsum(lv.thr_ext[fits] * self.slot)
             if done[-1] >= left:
-                end = int(np.searchsorted(done, left))
+                end = int(done.searchsorted(left))
                 parts.append(lv.counts_ext[fits[: end + 1]])
                 free.arr[start : start + end + 1] -= parts[-1]
                 return np.concatenate(parts)
@@ -340,6 +446,32 @@ class _Planner:
     def plan_all(self, items: Sequence[_Item], free: _Free) -> dict[str, tuple[bool, IntArray]]:
         """Plan ``items`` (already in deadline order) one after another."""
         return {it.job_id: self.plan(it, free) for it in items}
+
+
+_NO_LEVEL: IntArray = np.zeros(0, dtype=np.int64)
+"""``_plan_slots``' answer when no level meets the deadline (compared by identity)."""
+
+
+def _crossing(runs: Sequence[tuple[float, int]], need: float, tol: float) -> int | None:
+    """How many leading terms of a sequence of non-negative terms (``runs``: ``(value,
+    repeats)``) have a running sum below ``need`` (what ``searchsorted(cumsum(terms), need)``
+    gives), or None when the running sums next to the crossing are within ``tol`` of ``need``."""
+    acc, count = 0.0, 0
+    for v, n in runs:
+        nxt = acc + v * n
+        if nxt >= need:
+            m = min(max(math.ceil((need - acc) / v) - 1, 0), n - 1)
+            if acc + m * v < need - tol and acc + (m + 1) * v >= need + tol:
+                return count + m
+            return None
+        acc, count = nxt, count + n
+    return count if acc < need - tol else None
+
+
+def _remaining(view: JobView, now: float) -> float:
+    """``view.remaining_at(now)``: for a job whose iterations are uncertain, the estimate's
+    remaining computed without its 90th percentile (the same arithmetic, one quantile less)."""
+    return view.remaining_sd_at(now)[0] if view.uncertain else view.remaining_at(now)
 
 
 def _suffix_tops(items: Sequence[_Item]) -> list[int]:
@@ -394,13 +526,12 @@ class _Trial:
             self.cur = self._pad(self.cur, size)
             self.diff = np.concatenate([self.diff, np.zeros(size - len(self.diff), dtype=np.int64)])
 
-    def _floor(self) -> IntArray:
+    def _floor(self, nz: IntArray) -> IntArray:
         """``out[k]``: a lower bound on the free GPUs, with and without the newcomer, in every
         slot below ``k`` where they differ, for every job still to plan (the free GPUs the plan
         without the newcomer leaves after all of them, plus ``diff`` where it is negative); a
         job whose largest count is at most ``out[k]`` sees no change in its first ``k`` slots,
-        and none at all when it is at most ``out[-1]``."""
-        nz = np.flatnonzero(self.diff)
+        and none at all when it is at most ``out[-1]``; ``nz``: where ``diff`` is not 0."""
         rf = self._pad(self.rest_free.arr, len(self.diff))[: len(self.diff)]
         low = np.full(len(self.diff) + 1, np.iinfo(np.int64).max, dtype=np.int64)
         low[nz + 1] = rf[nz] + np.minimum(self.diff[nz], 0)
@@ -413,9 +544,13 @@ class _Trial:
         rest, planner, out = self.rest, self.planner, self.plan
         check = True
         floor: IntArray | None = None
+        nz_all: IntArray = self.diff
+        nz_list: list[int] = []
         for i in range(start, len(items)):
             if floor is None:
-                floor = self._floor()
+                nz_all = self.diff.nonzero()[0]  # slots where the newcomer changes the free GPUs
+                nz_list = nz_all.tolist()
+                floor = self._floor(nz_all)
                 check = True
             if check:
                 if tops[i] <= floor[-1]:  # no job left can see a change
@@ -432,24 +567,27 @@ class _Trial:
             row = was[1]
             k_max = math.ceil((it.deadline - planner.now) / planner.slot - _TOL)
             span = max(k_max, 0) if was[0] else max(k_max, len(row))
-            self._grow(max(span, len(row)))
+            if max(span, len(row)) > len(self.cur):
+                self._grow(max(span, len(row)))
             got = was
-            top = int(it.levels.counts[-1])
-            nz = () if top <= floor[min(span, len(floor) - 1)] else np.flatnonzero(self.diff[:span])
-            if len(nz):
-                counts = it.levels.counts
+            cut = 0
+            if it.levels.top > floor[min(span, len(floor) - 1)]:
+                cut = bisect.bisect_left(nz_list, span)  # where diff is not 0 before ``span``
+            if cut:
+                nz = nz_all[:cut]
                 before = self.cur[nz]
-                if not np.array_equal(
-                    np.searchsorted(counts, before, side="right"),
-                    np.searchsorted(counts, before + self.diff[nz], side="right"),
-                ):
-                    trial = _Free(self.total)
-                    trial.arr = self.cur + self.diff
+                table = it.levels.fit_table
+                if (
+                    table.take(before, mode="clip")
+                    != table.take(before + self.diff[nz], mode="clip")
+                ).any():
+                    trial = _Free.of(self.total, self.cur + self.diff)
                     got = planner.plan(it, trial)
                     self._grow(len(trial.arr))
-                    after = self._pad(trial.arr, len(self.cur))
+                    # with the newcomer the job now reserves got[1] instead of row
                     self.cur[: len(row)] -= row
-                    self.diff = after - self.cur
+                    self.diff[: len(row)] += row
+                    self.diff[: len(got[1])] -= got[1]
                     floor = None
                     if not got[0] and was[0]:
                         return False  # it would make a job that meets its deadline miss it
@@ -468,6 +606,9 @@ class _Trial:
 
 # ---------------------------------------------------------------------------------------------
 # placement
+
+
+_NOTHING: Mapping[int, int] = {}
 
 
 class _Placer:
@@ -501,6 +642,12 @@ class _Placer:
         self.used = dict.fromkeys(self.nodes, 0)
         self.bucket: list[set[int]] = [set() for _ in range(self.width + 1)]
         self.bucket[0].update(self.nodes)
+        # per block size, a heap of each node's best block for a job holding nothing there
+        # (``_best_any``), entries tagged with the node's version; nodes changed since the
+        # heap last looked are re-scored before it answers
+        self.version = dict.fromkeys(self.nodes, 0)
+        self.heaps: dict[int, list[tuple[tuple[int, int, int, int], int, int, int]]] = {}
+        self.dirty: dict[int, set[int]] = {}
 
     def _masks(self, gids: Sequence[int]) -> dict[int, int]:
         out: dict[int, int] = {}
@@ -510,6 +657,9 @@ class _Placer:
         return out
 
     def _touch(self, n: int) -> None:
+        self.version[n] += 1
+        for dirty in self.dirty.values():
+            dirty.add(n)
         used = (self.claimed[n] | self.protected[n]).bit_count()
         if used != self.used[n]:
             self.bucket[self.used[n]].discard(n)
@@ -589,6 +739,40 @@ class _Placer:
                     best = (score, n, bm)
         return best
 
+    def _best_any(
+        self, size: int, own: Mapping[int, int]
+    ) -> tuple[tuple[int, int, int, int], int, int] | None:
+        """What ``_best_in`` over every node gives: the nodes ``own`` holds GPUs of are scored
+        directly, the others come from the heap of ``size``."""
+        heap = self.heaps.get(size)
+        if heap is None:
+            heap = self.heaps[size] = []
+            self.dirty[size] = set(self.nodes)
+        dirty = self.dirty[size]
+        for n in sorted(dirty):
+            got = self._best_in((n,), size, _NOTHING)
+            if got is not None:
+                heapq.heappush(heap, (*got, self.version[n]))
+        dirty.clear()
+        found = None
+        held = []
+        while heap:
+            entry = heap[0]
+            n = entry[1]
+            if entry[3] != self.version[n]:
+                heapq.heappop(heap)  # the node changed since: re-scored above
+            elif n in own:
+                held.append(heapq.heappop(heap))
+            else:
+                found = entry[:3]
+                break
+        for entry in held:
+            heapq.heappush(heap, entry)
+        mine = self._best_in(sorted(own), size, own) if own else None
+        if found is None or (mine is not None and mine < found):
+            return mine
+        return found
+
     def place(self, size: int, own: tuple[int, ...]) -> tuple[int, ...] | None:
         """``size`` GPUs for a job that holds ``own`` now; None if no block is left."""
         if size == 0:
@@ -603,7 +787,7 @@ class _Placer:
             if best is None:
                 best = self._best_packed(size, mine)
             if best is None:  # every free block would evict a job
-                best = self._best_in(list(self.nodes), size, mine)
+                best = self._best_any(size, mine)
             if best is None:
                 return None
             _, n, bm = best
@@ -677,6 +861,10 @@ class ElasticFlow:
             counts_ext=np.asarray([0, *counts], dtype=np.int64),
             thr_ext=np.asarray([0.0, *thr], dtype=np.float64),
             monotone=all(b >= a for a, b in itertools.pairwise(thr)),
+            top=counts[-1] if counts else 0,
+            counts_t=tuple(counts),
+            thr_t=(0.0, *(float(t) for t in thr)),
+            fit_table=np.searchsorted(counts, np.arange(total + 1), side="right"),
         )
         self._levels[key] = lv
         return lv
@@ -777,7 +965,7 @@ class ElasticFlow:
             return True
         if any(
             j.job_id not in self._admitted and not j.gpus and j.first_start is None
-            for j in snap.jobs
+            for j in snap.queued
         ):
             return True  # a newcomer
         jobs = snap.jobs_by_id
@@ -790,11 +978,10 @@ class ElasticFlow:
     def _boundary(self, snap: Snapshot) -> Decision:
         now = snap.now
         total, gpn = snap.num_gpus, snap.gpus_per_node
-        live = {j.job_id for j in snap.jobs}
-        self._admitted &= live
         if not self._event_due(snap):
-            wake = self._next_boundary(now) if live else None
+            wake = self._next_boundary(now) if snap.jobs else None
             return Decision(release=tuple(self._idle(snap)), wake_at=wake)
+        self._admitted &= snap.jobs_by_id.keys()  # forget jobs that left
         self._last_plan = now
         planner = _Planner(now, self.cfg.slot_s, self.cfg.switch_at)
 
@@ -808,10 +995,10 @@ class ElasticFlow:
             if view.job_id in self._admitted or view.gpus or view.first_start is not None:
                 # admitted earlier (a job that holds GPUs or ran was admitted by definition)
                 self._admitted.add(view.job_id)
-                it = self._item(view, now, total, gpn, view.remaining_at(now))
+                it = self._item(view, now, total, gpn, _remaining(view, now))
                 (admitted if it.remaining > 0 else finishing).append(it)
                 continue
-            remaining = view.remaining_at(now)
+            remaining = _remaining(view, now)
             if self.bank is not None and view.init is None:
                 init = self.bank.choose(spec)
                 inits[view.job_id] = init
@@ -839,14 +1026,18 @@ class ElasticFlow:
         decision, targets = self._apply_plan(snap, plan_items, finishing, counts, inits, reject)
         self._planned = {job_id: len(gids) for job_id, gids in targets.items()}
         self._planned.update((it.job_id, it.held) for it in finishing)
-        steps = []
+        # the first slot in which some job's plan steps above what it gets now (each row is
+        # only read up to the earliest such slot found so far)
+        first_up: int | None = None
         for job_id, (_, row) in plan.items():
-            if row.size > 1:
-                up = np.flatnonzero(row[1:] > len(targets[job_id]))
-                if up.size:
-                    steps.append(int(up[0]) + 1)
-        due = steps and self.cfg.replan != "jobs"
-        self._next_change = now + min(steps) * self.cfg.slot_s if due else None
+            limit = len(row) if first_up is None else min(len(row), first_up)
+            if limit > 1:
+                above = row[1:limit] > len(targets[job_id])
+                k = int(above.argmax())
+                if above[k]:
+                    first_up = k + 1
+        due = first_up is not None and self.cfg.replan != "jobs"
+        self._next_change = now + first_up * self.cfg.slot_s if first_up and due else None
         if self.cfg.timing == "artifact" and not self._pending and decision.wake_at is not None:
             decision = dataclasses.replace(decision, wake_at=self._next_boundary(now))
         if self.cfg.event_pause_s > 0.0:
@@ -938,16 +1129,16 @@ class ElasticFlow:
         def push(idx: int) -> None:
             it = items[idx]
             n = counts[it.job_id]
-            lv = it.levels.counts
-            pos = int(np.searchsorted(lv, n, side="right"))
+            lv = it.levels.counts_t
+            pos = bisect.bisect_right(lv, n)
             if pos >= len(lv):
                 return
-            nxt = int(lv[pos])
+            nxt = lv[pos]
             if n == 0:
                 heapq.heappush(heap, (0, 0.0, it.order, idx))
                 return
-            thr_n = float(it.levels.thr_ext[pos])  # thr_ext is shifted by one
-            thr_next = float(it.levels.thr_ext[pos + 1])
+            thr_n = it.levels.thr_t[pos]  # thr_t is shifted by one
+            thr_next = it.levels.thr_t[pos + 1]
             added = nxt * it.remaining / thr_next - n * it.remaining / thr_n
             heapq.heappush(heap, (1, sign * added / (nxt - n), it.order, idx))
 
@@ -958,8 +1149,8 @@ class ElasticFlow:
             _, _, _, idx = heapq.heappop(heap)
             it = items[idx]
             n = counts[it.job_id]
-            lv = it.levels.counts
-            nxt = int(lv[int(np.searchsorted(lv, n, side="right"))])
+            lv = it.levels.counts_t
+            nxt = lv[bisect.bisect_right(lv, n)]
             if nxt - n > spare:
                 continue  # spare only shrinks: it will not fit later either
             counts[it.job_id] = nxt
