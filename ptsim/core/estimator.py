@@ -123,6 +123,18 @@ def _ppf(p: float) -> float:
     return x - e * math.sqrt(2 * math.pi) * math.exp(0.5 * x * x)
 
 
+def _tail_moments(mu: float, sigma: float, done: float) -> tuple[float, float, float, float]:
+    """(z, P(T > done), E[T | T > done], E[T^2 | T > done]) of T ~ LogNormal(mu, sigma), with
+    ``done > 0`` and ``sigma > 0`` (the moments are NaN when the tail is below 1e-12)."""
+    z = (math.log(done) - mu) / sigma
+    tail = _phi(-z)
+    if tail < 1e-12:
+        return z, tail, math.nan, math.nan
+    mean = math.exp(mu + 0.5 * sigma**2) * _phi(sigma - z) / tail
+    second = math.exp(2 * mu + 2 * sigma**2) * _phi(2 * sigma - z) / tail
+    return z, tail, mean, second
+
+
 def _truncated_lognormal(
     mu: float, sigma: float, done: float, q90: bool = True
 ) -> tuple[float, float, float]:
@@ -135,13 +147,10 @@ def _truncated_lognormal(
         mean = math.exp(mu + 0.5 * sigma**2)
         var = math.expm1(sigma**2) * mean**2
         return mean, math.sqrt(max(var, 0.0)), math.exp(mu + sigma * _ppf(0.9)) if q90 else math.nan
-    z = (math.log(done) - mu) / sigma
-    tail = _phi(-z)
+    z, tail, mean, second = _tail_moments(mu, sigma, done)
     if tail < 1e-12:  # far beyond the prior: the total is just past ``done``
         step = done * sigma / max(z, 1.0)
         return done + step, step, done + 2.3 * step
-    mean = math.exp(mu + 0.5 * sigma**2) * _phi(sigma - z) / tail
-    second = math.exp(2 * mu + 2 * sigma**2) * _phi(2 * sigma - z) / tail
     sd = math.sqrt(max(second - mean * mean, 0.0))
     if not q90:
         return max(mean, done), sd, math.nan
@@ -184,6 +193,42 @@ def remaining_mean_sd(
         return total - done, 0.0
     total, sd, _ = _truncated_lognormal(mu, sigma, done, q90=False)
     return total - done, sd
+
+
+def planned_bounds(
+    prior: IterPrior,
+    d0: float,
+    d1: float,
+    z: float,
+    progress_fraction: float | None,
+    settings: EstimatorSettings,
+    fraction_at: float,
+) -> tuple[float, float] | None:
+    """Bounds (low, high) on ``remaining + z * remaining_sd`` of :func:`remaining_mean_sd` for
+    every ``done`` in ``[d0, d1]`` with this same reading, taken at ``fraction_at <= d0``, as
+    floating point computes it; None where no cheap bound holds (an exact prior, ``d0 <= 0``,
+    the far tail). A policy re-planning at every decision re-evaluates a job only once the
+    bounds no longer settle its tests.
+
+    Exact arithmetic: ``E[T | T > d]`` and ``E[T^2 | T > d]`` never decrease with ``d``, so the
+    moments at ``d0`` and ``d1`` bound those in between, and with them the remaining
+    (``E[T | T > d] - d``) and its variance; the bounds are widened by far more than the
+    rounding error of one evaluation."""
+    if not 0.0 < d0 <= d1 or fraction_at > d0 or z < 0.0:
+        return None
+    mu, sigma = _posterior(prior, d0, progress_fraction, settings, fraction_at)
+    if sigma <= 0.0:
+        return None
+    _, _, mean0, second0 = _tail_moments(mu, sigma, d0)
+    _, tail1, mean1, second1 = _tail_moments(mu, sigma, d1)
+    if not tail1 >= 1e-10:  # the far-tail rule of ``_truncated_lognormal`` may apply inside
+        return None
+    rem_lo = max(max(mean0, d0) - d1, 0.0)
+    rem_hi = max(mean1, d1) - d0
+    sd_lo = math.sqrt(max(second0 - mean1 * mean1, 0.0))
+    sd_hi = math.sqrt(max(second1 - mean0 * mean0, 0.0))
+    slack = (1e-9 * (mean1 + d1) + 1e-7 * math.sqrt(second1)) * (1.0 + z)
+    return rem_lo + z * sd_lo - slack, rem_hi + z * sd_hi + slack
 
 
 def _posterior(

@@ -49,6 +49,10 @@ ReadingsFn = Callable[[JobSpec, float, float], tuple[float, float] | None]
 """The simulator's accuracy readings: (job, its true iterations, iterations done) -> (fraction of
 the way to the target accuracy, iterations at the last evaluation), or None before the first."""
 
+ReadingsUntilFn = Callable[[JobSpec, float], float]
+"""Where the simulator's readings next change: (job, iterations done) -> a count up to which
+(exclusive) ``ReadingsFn`` gives the same answer as at that many done (its next evaluation)."""
+
 
 def _base_iterations(spec: JobSpec, init: InitChoice) -> float:
     return float(spec.iterations)
@@ -87,6 +91,7 @@ class JobRecord:
     prior: IterPrior | None = None  # set with the initial prompt
     progress_fraction: float | None = None  # last accuracy reading, from the driver
     readings: Callable[[float], tuple[float, float] | None] | None = None  # simulated readings
+    readings_until: Callable[[float], float] | None = None  # where ``readings`` next changes
     iters_done: float = 0.0  # at ``progress_at``
     progress_at: float = 0.0
     rate: float = 0.0  # iterations per second while RUNNING
@@ -134,6 +139,7 @@ class ClusterState:
         prior: PriorFn = exact_prior,
         estimator: EstimatorSettings = DEFAULT_ESTIMATOR,
         readings: ReadingsFn | None = None,
+        readings_until: ReadingsUntilFn | None = None,
     ) -> None:
         if num_nodes < 1 or gpus_per_node < 1:
             raise ValueError("need at least one node with at least one GPU")
@@ -144,6 +150,7 @@ class ClusterState:
         self._prior = prior
         self.estimator = estimator
         self._readings = readings
+        self._readings_until = readings_until
         self._gpus = [_Gpu(g, g // gpus_per_node) for g in range(num_nodes * gpus_per_node)]
         self._views: list[GpuView] = [GpuView(g.gid, g.node, g.state) for g in self._gpus]
         self.jobs: dict[str, JobRecord] = {}  # every job ever added, arrival order
@@ -237,6 +244,7 @@ class ClusterState:
                 progress_fraction=rec.progress_fraction,
                 estimator=self.estimator,
                 readings=rec.readings,
+                readings_until=rec.readings_until,
             )
         return rec.view
 
@@ -341,6 +349,8 @@ class ClusterState:
         rec.iters_estimate = rec.prior.median
         if self._readings is not None:
             rec.readings = partial(self._readings, rec.spec, rec.iters_needed)
+            if self._readings_until is not None:
+                rec.readings_until = partial(self._readings_until, rec.spec)
 
     def _reconfigure(self, rec: JobRecord, now: float) -> Reconfigure | None:
         """The job's GPUs changed: if the set it trains on changes, stop it and say on which

@@ -147,6 +147,9 @@ class JobView:
     # the simulator's accuracy readings: iterations done -> (fraction, iterations at the last
     # evaluation), or None before the first (a noisy reading; never the true count)
     readings: Callable[[float], tuple[float, float] | None] | None = None
+    # where ``readings`` next changes: iterations done -> a count up to which (exclusive) it
+    # answers as at that many done (None: unknown; a policy caching estimates must re-read)
+    readings_until: Callable[[float], float] | None = None
 
     @property
     def job_id(self) -> str:

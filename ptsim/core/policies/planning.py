@@ -26,6 +26,8 @@ API (small on purpose; other policies may import it):
 - ``Supply`` / ``pool_supply(...)``: GPUs a ``GpuPool`` would hand out, as ready-now plus the
   ready times of the rest, in the pool's own take order.
 - ``Predictor``: rates and predicted finish times from a ``ProfileSet``.
+- ``planned_window``: bounds on ``planned_remaining`` over a time window, so that a policy can
+  skip re-evaluating a job whose tests the bounds settle.
 - ``remaining_iters`` / ``lookup_due``: a job's remaining work and pending lookup time, counting
   an initial prompt chosen in the decision being built (``types.expected_iterations``).
 - ``ArrivalTracker``: which jobs of a snapshot are new; pruning per-job state of jobs gone.
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from ptsim.core.estimator import planned_bounds
 from ptsim.core.policies.common import GpuPool
 from ptsim.core.profiles import ProfileSet
 from ptsim.core.types import InitChoice, JobSpec, JobView, Snapshot, expected_iterations
@@ -301,6 +304,42 @@ def planned_remaining(job: JobView, now: float, z: float = 0.0) -> float:
         return job.remaining_at(now)
     remaining, sd = job.remaining_sd_at(now)
     return remaining + z * sd
+
+
+def planned_window(
+    job: JobView, t0: float, t1: float, z: float
+) -> tuple[float, float, float] | None:
+    """Bounds on ``planned_remaining(job, t, z)`` for every ``t`` in ``[t0, t1']``: (t1', low,
+    high), where ``t1' <= t1`` ends the window before the job's next accuracy reading; None
+    when the job's iterations are not uncertain, it does not train, its readings do not say
+    when they change, or no cheap bound holds (``estimator.planned_bounds``)."""
+    prior = job.prior
+    rate = job.rate
+    if prior is None or prior.sigma <= 0.0 or rate <= 0.0 or t1 < t0:
+        return None
+    done0 = job.iters_done
+    at = job.progress_at
+    d0 = done0 + rate * (t0 - at)  # as ``JobView.remaining_sd_at`` computes the count done
+    d1 = done0 + rate * (t1 - at)
+    frac, frac_at = job.progress_fraction, done0
+    readings = job.readings
+    if readings is not None:
+        until = job.readings_until
+        if until is None:
+            return None
+        end = until(d0)
+        if d1 >= end:  # stop before the next reading
+            t1 = at + (end - done0) / rate - 1e-6
+            if t1 < t0:
+                return None
+            d1 = done0 + rate * (t1 - at)
+            if d1 >= end:
+                return None
+        got = readings(d0)
+        if got is not None:
+            frac, frac_at = got
+    bounds = planned_bounds(prior, d0, d1, z, frac, job.estimator, frac_at)
+    return None if bounds is None else (t1, *bounds)
 
 
 def lookup_due(job: JobView, init: InitChoice | None = None) -> float:

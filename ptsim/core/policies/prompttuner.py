@@ -73,6 +73,7 @@ from ptsim.core.policies.planning import (
     meets,
     pick_count,
     planned_remaining,
+    planned_window,
     pool_supply,
     remaining_iters,
 )
@@ -89,6 +90,16 @@ from ptsim.core.types import (
 
 ORDERS = ("edf", "least_slack")
 HOPELESS = ("fastest", "min")
+
+# what ``_running`` found a running job to be for a window of time (``_Window``)
+_QUIET, _AT_RISK, _CHECK = 0, 1, 2
+_TOL_S = 1e-3  # a bound must settle a test by this many seconds (far above rounding error)
+_MAX_WINDOW_S = 3600.0
+
+_Window = tuple[JobView, float, float, int, float]
+"""(the view it holds for, from, until, kind, a lower bound on the job's planned remaining
+throughout): kind ``_QUIET`` (not at risk, no shrink: nothing to do), ``_AT_RISK`` (at risk
+throughout) or ``_CHECK`` (re-evaluate the job at every decision until then)."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +229,7 @@ class PromptTuner:
             str, tuple[tuple[float, float, bool], tuple[float, float, str], float]
         ] = {}
         self._below: dict[tuple[str, int, int, int, int], tuple[float, float]] = {}
+        self._windows: dict[str, _Window] = {}  # running job -> what it is until when
         self._top_rates: dict[tuple[str, int, int, int], float] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -304,6 +316,7 @@ class PromptTuner:
         new = self.arrivals.update(snap)
         self.arrivals.prune(snap, self._changed)
         self.arrivals.prune(snap, self._queue_keys)
+        self.arrivals.prune(snap, self._windows)
         inits: dict[str, InitChoice] = {}
         reject: list[str] = []
         for job in new:
@@ -326,7 +339,7 @@ class PromptTuner:
 
         pool = GpuPool(snap)
         alloc: dict[str, tuple[int, ...]] = {}
-        at_risk: list[tuple[JobView, float | None]] = []
+        at_risk: list[tuple[JobView, float | None, float]] = []
         freed: set[int] = set()
         if cfg.elasticity:
             at_risk = self._running(snap, pool, alloc, freed)
@@ -354,10 +367,17 @@ class PromptTuner:
         pool: GpuPool,
         alloc: dict[str, tuple[int, ...]],
         freed: set[int],
-    ) -> list[tuple[JobView, float | None]]:
+    ) -> list[tuple[JobView, float | None, float]]:
         """Shrink running jobs well ahead of schedule (the GPUs they give up go back to
         ``pool`` as warm GPUs of their model, and into ``freed``); return the running jobs at
-        risk, each with its ``planned_remaining`` when it was computed (uncertain jobs)."""
+        risk, each with its ``planned_remaining`` when it was computed (uncertain jobs) and a
+        lower bound on it (0 when unknown).
+
+        A job's tests depend on its estimate, which moves as it trains: instead of evaluating
+        the estimator for every running job at every decision, a job whose tests bounds on its
+        planned remaining settle over a window of time (``planning.planned_window``) is
+        classified once for that window (nothing to do, or at risk throughout); the others are
+        evaluated as before. The outcome of every test is the same either way."""
         cfg = self.cfg
         now = snap.now
         pred = self.pred
@@ -365,25 +385,38 @@ class PromptTuner:
         margin = cfg.safety_margin
         ahead_margin = margin + cfg.shrink_hysteresis
         idle_cost = cfg.keep_alive_s if cfg.warm_pool else 0.0
-        at_risk: list[tuple[JobView, float | None]] = []
+        at_risk: list[tuple[JobView, float | None, float]] = []
         running = JobState.RUNNING
         grow = 1.0 + margin
+        windows = self._windows
         for job in snap.jobs:
             if job.state is not running or job.ready_gpus != len(job.gpus) or job.rate <= 0:
                 continue  # queued, or in the middle of a change: leave it alone
             spec = job.spec
+            w = windows.get(spec.job_id)
+            if w is not None and w[0] is job and w[1] <= now <= w[2]:
+                kind = w[3]
+                if kind == _QUIET:
+                    continue
+                if kind == _AT_RISK:
+                    at_risk.append((job, None, w[4]))
+                    continue
+            else:
+                w = None
             # predicted finish at the current count: where the current run ends (an uncertain
             # count is planned on its estimate plus ``uncertainty_z`` standard deviations)
             planned: float | None = None
             if job.uncertain:
                 planned = planned_remaining(job, now, cfg.uncertainty_z)
                 finish = now + planned / job.rate
+                if w is None:
+                    windows[spec.job_id] = self._window(job, now, planned, snap.num_gpus)
             else:
                 finish = job.progress_at + (job.iters_estimate - job.iters_done) / job.rate
             if finish <= now:
                 continue
             if now + (finish - now) * grow > spec.deadline + 1e-9:
-                at_risk.append((job, planned))
+                at_risk.append((job, planned, 0.0 if planned is None else planned))
                 continue
             c = len(job.gpus)
             if c <= spec.min_gpus or now - self._changed.get(job.job_id, -math.inf) < (
@@ -412,6 +445,46 @@ class PromptTuner:
                 freed.update(job.gpus[m:])
                 break
         return at_risk
+
+    def _window(self, job: JobView, now: float, planned: float, cap: int) -> _Window:
+        """What the running, uncertain ``job`` (``planned`` remaining at ``now``) is from now
+        until some later time, for ``_running``: ``_QUIET`` if bounds on its planned remaining
+        show that it is not at risk and cannot shrink (no smaller count can be well ahead, or
+        it changed too recently) at any time in the window, ``_AT_RISK`` if they show it at risk
+        throughout, else ``_CHECK``. The window is longer the farther the job is from its
+        tests' thresholds (a fraction of that distance in seconds)."""
+        cfg = self.cfg
+        spec = job.spec
+        rate = job.rate
+        deadline = spec.deadline
+        grow = 1.0 + cfg.safety_margin
+        ahead = 1.0 + cfg.safety_margin + cfg.shrink_hysteresis
+        c = len(job.gpus)
+        least_pause, top_rate = (
+            (0.0, 0.0) if c <= spec.min_gpus else self._below_bound(spec, c, cap)
+        )
+        changed = self._changed.get(spec.job_id, -math.inf)
+        # distance to the at-risk threshold, and to the shrink filter's (when it applies)
+        gap = abs(deadline - (now + planned / rate * grow))
+        if top_rate > 0:
+            gap = min(gap, abs(now + (least_pause + planned / top_rate) * ahead - deadline))
+        length = min(gap / 4.0, _MAX_WINDOW_S)
+        if length < 0.5:
+            return (job, now, now + 1.0, _CHECK, 0.0)  # near a threshold: look again soon
+        for span in (length, length / 8.0):
+            got = planned_window(job, now, now + span, cfg.uncertainty_z)
+            if got is None:
+                break
+            until, low, high = got
+            if now + low / rate * grow > deadline + _TOL_S and low / rate > _TOL_S:
+                return (job, now, until, _AT_RISK, low)
+            if until + high / rate * grow < deadline - _TOL_S and (
+                top_rate <= 0
+                or now + (least_pause + low / top_rate) * ahead > deadline + _TOL_S
+                or until - changed < cfg.min_rescale_interval_s - _TOL_S
+            ):
+                return (job, now, until, _QUIET, low)
+        return (job, now, now + max(length / 8.0, 1.0), _CHECK, 0.0)
 
     def _place_queued(
         self,
@@ -484,15 +557,15 @@ class PromptTuner:
         snap: Snapshot,
         pool: GpuPool,
         alloc: dict[str, tuple[int, ...]],
-        at_risk: list[tuple[JobView, float | None]],
+        at_risk: list[tuple[JobView, float | None, float]],
     ) -> None:
         """Give leftover GPUs to running jobs at risk (with their planned remaining when
-        known), most urgent first."""
+        known, and a lower bound on it), most urgent first."""
         cfg = self.cfg
         now = snap.now
         pred = self.pred
         avail_of: dict[str, int] = {}  # model -> pool.available, until the next take
-        for job, planned in sorted(at_risk, key=lambda jp: self._key(jp[0], now)):
+        for job, planned, low_rem in sorted(at_risk, key=lambda jp: self._key(jp[0], now)):
             spec = job.spec
             c = len(job.gpus)
             counts = counts_for(spec, cfg.counts, snap.num_gpus)
@@ -502,6 +575,16 @@ class PromptTuner:
             limit = min(counts[-1] if counts else c, c + avail)
             if limit <= c:
                 continue
+            if planned is None and low_rem > 0:
+                # the skip below, settled by the lower bound on the remaining: no count up to
+                # ``limit`` is faster than staying put, nor fast enough for the deadline
+                top = self._top_rate(spec, c, limit)
+                if (
+                    top <= job.rate
+                    and (low_rem / top - 1e-6) * (1.0 + cfg.safety_margin)
+                    > spec.deadline - now + 1e-9 + _TOL_S
+                ):
+                    continue
             rem = planned if planned is not None else planned_remaining(job, now, cfg.uncertainty_z)
             beat = now + rem / job.rate  # staying put
             if rem > 0:
