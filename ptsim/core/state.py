@@ -167,6 +167,8 @@ class ClusterState:
         self._gpu_tuple: tuple[GpuView, ...] | None = None
         self._jobs_tuple: tuple[JobView, ...] | None = None
         self._queued_tuple: tuple[JobView, ...] | None = None
+        self._touched: list[str] = []  # jobs whose view changed since the last snapshot
+        self._snapshots = 0
         self.counts: dict[GpuState, int] = dict.fromkeys(GpuState, 0)
         self.counts[GpuState.FREE] = len(self._gpus)
         self.totals = Totals()
@@ -215,6 +217,17 @@ class ClusterState:
         queued = self._queued_tuple
         if queued is None:
             queued = self._queued_tuple = tuple(self._queued_views.values())
+        changed: list[JobView] = []
+        left: list[str] = []
+        if self._touched:
+            for job_id in dict.fromkeys(self._touched):
+                view = self._live_views.get(job_id)
+                if view is None:
+                    left.append(job_id)
+                else:
+                    changed.append(view)
+            self._touched.clear()
+        self._snapshots += 1
         return Snapshot(
             now=now,
             gpus=gpus,
@@ -224,6 +237,9 @@ class ClusterState:
             warm_idle=warm,
             queued=queued,
             prewarming=self._sorted_of("\0prewarming", self._prewarming),
+            seq=self._snapshots - 1,
+            changed=tuple(changed),
+            left=tuple(left),
         )
 
     def _view(self, rec: JobRecord) -> JobView:
@@ -262,6 +278,7 @@ class ClusterState:
         rec.view = None
         self._jobs_tuple = None
         job_id = rec.spec.job_id
+        self._touched.append(job_id)
         if job_id in self._queued or job_id in self._queued_views:
             self._queued_tuple = None  # (a job leaving the queue is still in its views)
         if job_id in self._live:

@@ -229,7 +229,14 @@ class PromptTuner:
             str, tuple[tuple[float, float, bool], tuple[float, float, str], float]
         ] = {}
         self._below: dict[tuple[str, int, int, int, int], tuple[float, float]] = {}
+        # re-planning running jobs incrementally (``_running``)
+        self._seq = -2  # the last snapshot's number
+        self._pos: dict[str, int] = {}  # job -> its place in the snapshots' job order
+        self._next_pos = 0
         self._windows: dict[str, _Window] = {}  # running job -> what it is until when
+        self._expiry: list[tuple[float, str]] = []  # (window end, job), a heap
+        self._check: dict[str, JobView] = {}  # running jobs to evaluate at this decision
+        self._risky: dict[str, JobView] = {}  # running jobs at risk throughout their window
         self._top_rates: dict[tuple[str, int, int, int], float] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -316,7 +323,10 @@ class PromptTuner:
         new = self.arrivals.update(snap)
         self.arrivals.prune(snap, self._changed)
         self.arrivals.prune(snap, self._queue_keys)
-        self.arrivals.prune(snap, self._windows)
+        for job in new:
+            self._pos[job.spec.job_id] = self._next_pos
+            self._next_pos += 1
+        self.arrivals.prune(snap, self._pos)
         inits: dict[str, InitChoice] = {}
         reject: list[str] = []
         for job in new:
@@ -373,11 +383,12 @@ class PromptTuner:
         risk, each with its ``planned_remaining`` when it was computed (uncertain jobs) and a
         lower bound on it (0 when unknown).
 
-        A job's tests depend on its estimate, which moves as it trains: instead of evaluating
-        the estimator for every running job at every decision, a job whose tests bounds on its
-        planned remaining settle over a window of time (``planning.planned_window``) is
-        classified once for that window (nothing to do, or at risk throughout); the others are
-        evaluated as before. The outcome of every test is the same either way."""
+        Incremental: a job's tests depend on its estimate, which moves as it trains, but a job
+        whose tests are settled over a window of time by bounds on its remaining (``_window``)
+        is classified once for that window (nothing to do, or at risk throughout). A decision
+        evaluates only the jobs whose view changed (``Snapshot.changed``), whose window ended,
+        or that are near a threshold, in the snapshot's job order; the outcome of every test is
+        the one evaluating every job would give."""
         cfg = self.cfg
         now = snap.now
         pred = self.pred
@@ -385,34 +396,61 @@ class PromptTuner:
         margin = cfg.safety_margin
         ahead_margin = margin + cfg.shrink_hysteresis
         idle_cost = cfg.keep_alive_s if cfg.warm_pool else 0.0
-        at_risk: list[tuple[JobView, float | None, float]] = []
         running = JobState.RUNNING
         grow = 1.0 + margin
-        windows = self._windows
-        for job in snap.jobs:
-            if job.state is not running or job.ready_gpus != len(job.gpus) or job.rate <= 0:
-                continue  # queued, or in the middle of a change: leave it alone
+        windows, check, risky, expiry = self._windows, self._check, self._risky, self._expiry
+
+        def forget(job_id: str) -> None:
+            windows.pop(job_id, None)
+            check.pop(job_id, None)
+            risky.pop(job_id, None)
+
+        def eligible(job: JobView) -> bool:  # not queued, not in the middle of a change
+            return job.state is running and job.ready_gpus == len(job.gpus) and job.rate > 0
+
+        if snap.seq >= 0 and snap.seq == self._seq + 1:
+            for job_id in snap.left:
+                forget(job_id)
+            for job in snap.changed:
+                forget(job.spec.job_id)
+                if eligible(job):
+                    check[job.spec.job_id] = job
+        else:  # not the next snapshot of the same state: start from scratch
+            windows.clear()
+            check.clear()
+            risky.clear()
+            expiry.clear()
+            for job in snap.jobs:
+                if eligible(job):
+                    check[job.spec.job_id] = job
+        self._seq = snap.seq
+        while expiry and expiry[0][0] < now:
+            job_id = heapq.heappop(expiry)[1]
+            w = windows.get(job_id)
+            if w is not None and w[2] < now:
+                forget(job_id)
+                check[job_id] = w[0]
+        at_risk: list[tuple[JobView, float | None, float]] = [
+            (job, None, windows[job_id][4]) for job_id, job in risky.items()
+        ]
+        for job_id in sorted(check, key=self._pos.__getitem__):
+            job = check[job_id]
             spec = job.spec
-            w = windows.get(spec.job_id)
-            if w is not None and w[0] is job and w[1] <= now <= w[2]:
-                kind = w[3]
-                if kind == _QUIET:
-                    continue
-                if kind == _AT_RISK:
-                    at_risk.append((job, None, w[4]))
-                    continue
-            else:
-                w = None
             # predicted finish at the current count: where the current run ends (an uncertain
             # count is planned on its estimate plus ``uncertainty_z`` standard deviations)
             planned: float | None = None
             if job.uncertain:
                 planned = planned_remaining(job, now, cfg.uncertainty_z)
                 finish = now + planned / job.rate
-                if w is None:
-                    windows[spec.job_id] = self._window(job, now, planned, snap.num_gpus)
             else:
                 finish = job.progress_at + (job.iters_estimate - job.iters_done) / job.rate
+            if job_id not in windows:
+                w = windows[job_id] = self._window(job, now, finish - now, snap.num_gpus)
+                heapq.heappush(expiry, (w[2], job_id))
+                if w[3] != _CHECK:
+                    del check[job_id]
+                    if w[3] == _AT_RISK:
+                        risky[job_id] = job
             if finish <= now:
                 continue
             if now + (finish - now) * grow > spec.deadline + 1e-9:
@@ -446,11 +484,11 @@ class PromptTuner:
                 break
         return at_risk
 
-    def _window(self, job: JobView, now: float, planned: float, cap: int) -> _Window:
-        """What the running, uncertain ``job`` (``planned`` remaining at ``now``) is from now
-        until some later time, for ``_running``: ``_QUIET`` if bounds on its planned remaining
-        show that it is not at risk and cannot shrink (no smaller count can be well ahead, or
-        it changed too recently) at any time in the window, ``_AT_RISK`` if they show it at risk
+    def _window(self, job: JobView, now: float, run_s: float, cap: int) -> _Window:
+        """What the running ``job``, predicted to finish ``run_s`` seconds from ``now``, is from
+        now until some later time, for ``_running``: ``_QUIET`` if bounds on its time to finish
+        show that it is not at risk and cannot shrink (no smaller count can be well ahead, or it
+        changed too recently) at any time in the window, ``_AT_RISK`` if they show it at risk
         throughout, else ``_CHECK``. The window is longer the farther the job is from its
         tests' thresholds (a fraction of that distance in seconds)."""
         cfg = self.cfg
@@ -465,26 +503,51 @@ class PromptTuner:
         )
         changed = self._changed.get(spec.job_id, -math.inf)
         # distance to the at-risk threshold, and to the shrink filter's (when it applies)
-        gap = abs(deadline - (now + planned / rate * grow))
+        gap = abs(deadline - (now + run_s * grow))
         if top_rate > 0:
-            gap = min(gap, abs(now + (least_pause + planned / top_rate) * ahead - deadline))
-        length = min(gap / 4.0, _MAX_WINDOW_S)
+            gap = min(gap, abs(now + (least_pause + run_s * rate / top_rate) * ahead - deadline))
+        length = min(gap / 1.5, _MAX_WINDOW_S)
         if length < 0.5:
             return (job, now, now + 1.0, _CHECK, 0.0)  # near a threshold: look again soon
-        for span in (length, length / 8.0):
-            got = planned_window(job, now, now + span, cfg.uncertainty_z)
-            if got is None:
-                break
-            until, low, high = got
-            if now + low / rate * grow > deadline + _TOL_S and low / rate > _TOL_S:
-                return (job, now, until, _AT_RISK, low)
-            if until + high / rate * grow < deadline - _TOL_S and (
+        for span in (length, length / 4.0):
+            if job.uncertain:
+                got = planned_window(job, now, now + span, cfg.uncertainty_z)
+                if got is None:
+                    break
+                until, low_rem, high = got
+                low, high = low_rem / rate, high / rate
+            else:  # the finish is fixed: the time to it falls as time passes
+                until, low_rem = now + span, 0.0
+                low, high = run_s - span, run_s
+            if now + low * grow > deadline + _TOL_S and low > _TOL_S:
+                if low_rem > 0 and self._never_grown(job, now, low_rem, cap):
+                    return (job, now, until, _QUIET, low_rem)
+                return (job, now, until, _AT_RISK, low_rem)
+            if until + high * grow < deadline - _TOL_S and (
                 top_rate <= 0
-                or now + (least_pause + low / top_rate) * ahead > deadline + _TOL_S
+                or now + (least_pause + low * rate / top_rate) * ahead > deadline + _TOL_S
                 or until - changed < cfg.min_rescale_interval_s - _TOL_S
             ):
-                return (job, now, until, _QUIET, low)
+                return (job, now, until, _QUIET, low_rem)
         return (job, now, now + max(length / 8.0, 1.0), _CHECK, 0.0)
+
+    def _never_grown(self, job: JobView, now: float, low_rem: float, cap: int) -> bool:
+        """Whether ``_grow`` skips the job at risk at every time from ``now`` on while its
+        planned remaining stays above ``low_rem``, whatever the pool holds: no larger count
+        trains faster than its own, and even the fastest one would miss the deadline (so,
+        at risk, it does nothing at all and ``_running`` need not list it)."""
+        cfg = self.cfg
+        spec = job.spec
+        counts = counts_for(spec, cfg.counts, cap)
+        c = len(job.gpus)
+        if not counts or counts[-1] <= c:
+            return True  # ``_grow``: no count above its own
+        top = self._top_rate(spec, c, counts[-1])  # at least that over any smaller limit
+        return (
+            top <= job.rate
+            and (low_rem / top - 1e-6) * (1.0 + cfg.safety_margin)
+            > spec.deadline - now + 1e-9 + 2 * _TOL_S
+        )
 
     def _place_queued(
         self,
