@@ -502,10 +502,12 @@ class PromptTuner:
             (0.0, 0.0) if c <= spec.min_gpus else self._below_bound(spec, c, cap)
         )
         changed = self._changed.get(spec.job_id, -math.inf)
-        # distance to the at-risk threshold, and to the shrink filter's (when it applies)
+        # distance to the at-risk threshold, and to the shrink filter's when that fails now
         gap = abs(deadline - (now + run_s * grow))
         if top_rate > 0:
-            gap = min(gap, abs(now + (least_pause + run_s * rate / top_rate) * ahead - deadline))
+            to_filter = now + (least_pause + run_s * rate / top_rate) * ahead - deadline
+            if to_filter > 0:
+                gap = min(gap, to_filter)
         length = min(gap / 1.5, _MAX_WINDOW_S)
         if length < 0.5:
             return (job, now, now + 1.0, _CHECK, 0.0)  # near a threshold: look again soon
@@ -527,9 +529,37 @@ class PromptTuner:
                 top_rate <= 0
                 or now + (least_pause + low * rate / top_rate) * ahead > deadline + _TOL_S
                 or until - changed < cfg.min_rescale_interval_s - _TOL_S
+                or self._never_shrunk(job, now, low * rate, high * rate, cap)
             ):
                 return (job, now, until, _QUIET, low_rem)
         return (job, now, now + max(length / 8.0, 1.0), _CHECK, 0.0)
+
+    def _never_shrunk(self, job: JobView, now: float, low: float, high: float, cap: int) -> bool:
+        """Whether ``_running``'s per-count shrink test picks no count for the job at any time
+        from ``now`` on while its remaining iterations stay in ``[low, high]``: for each smaller
+        count, either it is not well ahead even at ``low`` from ``now``, or its GPU-seconds
+        saved net of the pause do not pay for the freed GPUs' idle time even at the best end."""
+        cfg = self.cfg
+        spec = job.spec
+        rate = job.rate
+        c = len(job.gpus)
+        ahead = 1.0 + cfg.safety_margin + cfg.shrink_hysteresis
+        idle_cost = cfg.keep_alive_s if cfg.warm_pool else 0.0
+        mech = self.profiles.mechanics
+        tol = _TOL_S * (1.0 + c * high / rate)
+        for m in counts_for(spec, cfg.counts, cap):
+            if m >= c:
+                break
+            pause = mech.reconfig_pause(m)
+            rate_m = self.pred.rate(spec, m)
+            if now + (pause + low / rate_m) * ahead > spec.deadline + _TOL_S:
+                continue  # never well ahead on m
+            per_iter = c / rate - m / rate_m  # saving = rem * per_iter - fixed costs
+            best = per_iter * (high if per_iter > 0 else low)
+            if best - m * pause - (c - m) * idle_cost < -tol:
+                continue  # never pays on m
+            return False
+        return True
 
     def _never_grown(self, job: JobView, now: float, low_rem: float, cap: int) -> bool:
         """Whether ``_grow`` skips the job at risk at every time from ``now`` on while its
