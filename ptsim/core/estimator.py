@@ -195,31 +195,51 @@ def remaining_mean_sd(
     return total - done, sd
 
 
-def planned_bounds(
+def posterior_moments(
     prior: IterPrior,
-    d0: float,
-    d1: float,
-    z: float,
+    done: float,
     progress_fraction: float | None,
     settings: EstimatorSettings,
     fraction_at: float,
+) -> tuple[float, float, float, float] | None:
+    """(mu, sigma, E[T | T > done], E[T^2 | T > done]) of the estimate after ``done``
+    iterations with this reading, taken at ``fraction_at <= done``, for :func:`planned_at` and
+    :func:`planned_bounds`; None where those do not apply (an exact prior, ``done <= 0``, the
+    far tail)."""
+    if not done > 0.0 or fraction_at > done:
+        return None
+    mu, sigma = _posterior(prior, done, progress_fraction, settings, fraction_at)
+    if sigma <= 0.0:
+        return None
+    _, tail, mean, second = _tail_moments(mu, sigma, done)
+    if not tail >= 1e-10:  # near the far-tail rule of ``_truncated_lognormal``
+        return None
+    return mu, sigma, mean, second
+
+
+def planned_at(moments: tuple[float, float, float, float], done: float, z: float) -> float:
+    """``remaining + z * remaining_sd`` of :func:`remaining_mean_sd` at ``done``, from its
+    :func:`posterior_moments` (the same floating-point operations)."""
+    _, _, mean, second = moments
+    return (max(mean, done) - done) + z * math.sqrt(max(second - mean * mean, 0.0))
+
+
+def planned_bounds(
+    moments: tuple[float, float, float, float], d0: float, d1: float, z: float
 ) -> tuple[float, float] | None:
     """Bounds (low, high) on ``remaining + z * remaining_sd`` of :func:`remaining_mean_sd` for
-    every ``done`` in ``[d0, d1]`` with this same reading, taken at ``fraction_at <= d0``, as
-    floating point computes it; None where no cheap bound holds (an exact prior, ``d0 <= 0``,
-    the far tail). A policy re-planning at every decision re-evaluates a job only once the
-    bounds no longer settle its tests.
+    every ``done`` in ``[d0, d1]`` with the same reading, as floating point computes it, from
+    the :func:`posterior_moments` at ``d0``; None where no cheap bound holds (the far tail).
+    A policy re-planning at every decision re-evaluates a job only once the bounds no longer
+    settle its tests.
 
     Exact arithmetic: ``E[T | T > d]`` and ``E[T^2 | T > d]`` never decrease with ``d``, so the
     moments at ``d0`` and ``d1`` bound those in between, and with them the remaining
     (``E[T | T > d] - d``) and its variance; the bounds are widened by far more than the
     rounding error of one evaluation."""
-    if not 0.0 < d0 <= d1 or fraction_at > d0 or z < 0.0:
+    if not d0 <= d1 or z < 0.0:
         return None
-    mu, sigma = _posterior(prior, d0, progress_fraction, settings, fraction_at)
-    if sigma <= 0.0:
-        return None
-    _, _, mean0, second0 = _tail_moments(mu, sigma, d0)
+    mu, sigma, mean0, second0 = moments
     _, tail1, mean1, second1 = _tail_moments(mu, sigma, d1)
     if not tail1 >= 1e-10:  # the far-tail rule of ``_truncated_lognormal`` may apply inside
         return None

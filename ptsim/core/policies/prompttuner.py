@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -439,13 +439,19 @@ class PromptTuner:
             # predicted finish at the current count: where the current run ends (an uncertain
             # count is planned on its estimate plus ``uncertainty_z`` standard deviations)
             planned: float | None = None
+            new_window = job_id not in windows
+            got = None
             if job.uncertain:
-                planned = planned_remaining(job, now, cfg.uncertainty_z)
+                if new_window:  # the same planned remaining, and what bounds it later
+                    got = planned_window(job, now, cfg.uncertainty_z)
+                planned = (
+                    got[0] if got is not None else planned_remaining(job, now, cfg.uncertainty_z)
+                )
                 finish = now + planned / job.rate
             else:
                 finish = job.progress_at + (job.iters_estimate - job.iters_done) / job.rate
-            if job_id not in windows:
-                w = windows[job_id] = self._window(job, now, finish - now, snap.num_gpus)
+            if new_window:
+                w = windows[job_id] = self._window(job, now, finish - now, snap.num_gpus, got)
                 heapq.heappush(expiry, (w[2], job_id))
                 if w[3] != _CHECK:
                     del check[job_id]
@@ -484,9 +490,17 @@ class PromptTuner:
                 break
         return at_risk
 
-    def _window(self, job: JobView, now: float, run_s: float, cap: int) -> _Window:
+    def _window(
+        self,
+        job: JobView,
+        now: float,
+        run_s: float,
+        cap: int,
+        planned: tuple[float, float, Callable[[float], tuple[float, float] | None]] | None,
+    ) -> _Window:
         """What the running ``job``, predicted to finish ``run_s`` seconds from ``now``, is from
-        now until some later time, for ``_running``: ``_QUIET`` if bounds on its time to finish
+        now until some later time, for ``_running`` (``planned``: its ``planning.planned_window``
+        when it has one): ``_QUIET`` if bounds on its time to finish
         show that it is not at risk and cannot shrink (no smaller count can be well ahead, or it
         changed too recently) at any time in the window, ``_AT_RISK`` if they show it at risk
         throughout, else ``_CHECK``. The window is longer the farther the job is from its
@@ -513,10 +527,13 @@ class PromptTuner:
             return (job, now, now + 1.0, _CHECK, 0.0)  # near a threshold: look again soon
         for span in (length, length / 4.0):
             if job.uncertain:
-                got = planned_window(job, now, now + span, cfg.uncertainty_z)
+                if planned is None:
+                    break
+                until = min(now + span, planned[1])
+                got = planned[2](until)
                 if got is None:
                     break
-                until, low_rem, high = got
+                low_rem, high = got
                 low, high = low_rem / rate, high / rate
             else:  # the finish is fixed: the time to it falls as time passes
                 until, low_rem = now + span, 0.0
