@@ -236,7 +236,8 @@ class PromptTuner:
         self._windows: dict[str, _Window] = {}  # running job -> what it is until when
         self._expiry: list[tuple[float, str]] = []  # (window end, job), a heap
         self._check: dict[str, JobView] = {}  # running jobs to evaluate at this decision
-        self._risky: dict[str, JobView] = {}  # running jobs at risk throughout their window
+        # running jobs at risk throughout their window, with a lower bound on the remaining
+        self._risky: dict[str, tuple[JobView, float]] = {}
         self._top_rates: dict[tuple[str, int, int, int], float] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -350,11 +351,13 @@ class PromptTuner:
         pool = GpuPool(snap)
         alloc: dict[str, tuple[int, ...]] = {}
         at_risk: list[tuple[JobView, float | None, float]] = []
+        risky: list[tuple[JobView, float]] = []
         freed: set[int] = set()
         if cfg.elasticity:
-            at_risk = self._running(snap, pool, alloc, freed)
+            at_risk, risky = self._running(snap, pool, alloc, freed)
         waiting = self._place_queued(snap, pool, alloc, inits, set(reject))
-        if at_risk and pool.size() > 0:
+        if (at_risk or risky) and pool.size() > 0:
+            at_risk.extend((job, None, low) for job, low in risky)
             self._grow(snap, pool, alloc, at_risk)
         prewarm, release, due = self._warm_pool(snap, pool, waiting, freed)
 
@@ -377,11 +380,12 @@ class PromptTuner:
         pool: GpuPool,
         alloc: dict[str, tuple[int, ...]],
         freed: set[int],
-    ) -> list[tuple[JobView, float | None, float]]:
+    ) -> tuple[list[tuple[JobView, float | None, float]], list[tuple[JobView, float]]]:
         """Shrink running jobs well ahead of schedule (the GPUs they give up go back to
         ``pool`` as warm GPUs of their model, and into ``freed``); return the running jobs at
-        risk, each with its ``planned_remaining`` when it was computed (uncertain jobs) and a
-        lower bound on it (0 when unknown).
+        risk: those evaluated now, each with its ``planned_remaining`` when it was computed
+        (uncertain jobs) and a lower bound on it (0 when unknown), and those at risk throughout
+        their window, each with a lower bound on its planned remaining.
 
         Incremental: a job's tests depend on its estimate, which moves as it trains, but a job
         whose tests are settled over a window of time by bounds on its remaining (``_window``)
@@ -430,9 +434,8 @@ class PromptTuner:
             if w is not None and w[2] < now:
                 forget(job_id)
                 check[job_id] = w[0]
-        at_risk: list[tuple[JobView, float | None, float]] = [
-            (job, None, windows[job_id][4]) for job_id, job in risky.items()
-        ]
+        carried = list(risky.values())  # (not those classified below: they are evaluated)
+        at_risk: list[tuple[JobView, float | None, float]] = []
         for job_id in sorted(check, key=self._pos.__getitem__):
             job = check[job_id]
             spec = job.spec
@@ -456,7 +459,7 @@ class PromptTuner:
                 if w[3] != _CHECK:
                     del check[job_id]
                     if w[3] == _AT_RISK:
-                        risky[job_id] = job
+                        risky[job_id] = (job, w[4])
             if finish <= now:
                 continue
             if now + (finish - now) * grow > spec.deadline + 1e-9:
@@ -488,7 +491,7 @@ class PromptTuner:
                 pool.add_idle(spec.model, job.gpus[m:])
                 freed.update(job.gpus[m:])
                 break
-        return at_risk
+        return at_risk, carried
 
     def _window(
         self,
