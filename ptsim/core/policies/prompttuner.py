@@ -456,10 +456,14 @@ class PromptTuner:
             if new_window:
                 w = windows[job_id] = self._window(job, now, finish - now, snap.num_gpus, got)
                 heapq.heappush(expiry, (w[2], job_id))
-                if w[3] != _CHECK:
+                if w[3] == _QUIET:  # from now on: nothing to do now either
                     del check[job_id]
-                    if w[3] == _AT_RISK:
-                        risky[job_id] = (job, w[4])
+                    continue
+                if w[3] == _AT_RISK:  # at risk from now on (so its finish is ahead)
+                    del check[job_id]
+                    risky[job_id] = (job, w[4])
+                    at_risk.append((job, planned, 0.0 if planned is None else planned))
+                    continue
             if finish <= now:
                 continue
             if now + (finish - now) * grow > spec.deadline + 1e-9:
