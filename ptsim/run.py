@@ -82,6 +82,7 @@ def run_policy(
         prior=None if sim_bank is None else sim_bank.prior,
         estimator=None if sim_bank is None else sim_bank.estimator,
         readings=None if sim_bank is None or not sim_bank.evals_per_job else sim_bank.readings,
+        readings_until=None if sim_bank is None else sim_bank.readings_until,
         on_job_done=None if sim_bank is None else sim_bank.add_finished,
         horizon_s=horizon_s,
         series_interval_s=series_interval_s,

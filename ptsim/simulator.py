@@ -24,6 +24,7 @@ from ptsim.core.state import (
     IterationsFn,
     PriorFn,
     ReadingsFn,
+    ReadingsUntilFn,
     SeriesRecorder,
 )
 from ptsim.core.types import (
@@ -43,7 +44,7 @@ class Simulation:
     ``iterations`` gives a job's realised iterations from its initial prompt (default: the
     trace's); ``prior`` what the policies may know of them (the estimator's prior; default:
     known exactly), ``estimator`` the estimator's settings and ``readings`` simulated accuracy
-    readings; ``on_job_done`` is called with
+    readings (``readings_until``: where they next change); ``on_job_done`` is called with
     each finished job (the bank's online growth); ``on_progress`` with 1 per finished job (a
     progress bar).
     """
@@ -64,6 +65,7 @@ class Simulation:
         prior: PriorFn | None = None,
         estimator: EstimatorSettings | None = None,
         readings: ReadingsFn | None = None,
+        readings_until: ReadingsUntilFn | None = None,
     ) -> None:
         if not jobs:
             raise ValueError("the trace has no jobs")
@@ -77,6 +79,8 @@ class Simulation:
             kw["estimator"] = estimator
         if readings is not None:
             kw["readings"] = readings
+        if readings_until is not None:
+            kw["readings_until"] = readings_until
         self.state = ClusterState(num_nodes, gpus_per_node, profiles, **kw)
         for spec in self.jobs:
             profiles.model(spec.model)  # fail before running on an unknown model

@@ -164,3 +164,47 @@ def test_simulated_accuracy_readings_inform_the_estimate() -> None:
     assert bank.readings(job("x", 0, 1000, 10**6), 1000.0, 500.0) == bank.readings(
         job("x", 0, 1000, 10**6), 1000.0, 510.0
     )  # one reading per evaluation
+    x = job("x", 0, 1000, 10**6)
+    for done in (10.0, 49.99, 50.0, 420.0, 999.0):
+        until = bank.readings_until(x, done)  # evaluations every 50 iterations
+        assert until == pytest.approx(50.0 * (math.floor(done / 50.0) + 1), rel=1e-9)
+        for d in np.linspace(done, until, 50, endpoint=False):
+            assert bank.readings(x, 1000.0, float(d)) == bank.readings(x, 1000.0, done)
+        assert bank.readings(x, 1000.0, until + 1e-6) != bank.readings(x, 1000.0, done)
+
+
+@pytest.mark.parametrize("sigma", [0.1, 0.5, 1.2])
+@pytest.mark.parametrize("reading", [None, (0.4, 300.0)])
+def test_planned_bounds_hold_over_the_window_and_planned_at_is_exact(
+    sigma: float, reading: tuple[float, float] | None
+) -> None:
+    """What the prompttuner policy relies on to skip re-evaluating a job: ``planned_at`` is
+    bit for bit what ``remaining_mean_sd`` gives, and ``planned_bounds`` holds at every count
+    done in its window (before, around and far past the prior's median)."""
+    from ptsim.core.estimator import (
+        planned_at,
+        planned_bounds,
+        posterior_moments,
+        remaining_mean_sd,
+    )
+
+    prior = IterPrior(1000.0, sigma)
+    frac, at = reading if reading is not None else (None, 300.0)
+    z = 1.0
+    for d0, d1 in [(300.0, 400.0), (900.0, 1100.0), (2500.0, 4000.0), (300.0, 300.0)]:
+        moments = posterior_moments(prior, d0, frac, DEFAULT, at)
+        if moments is None:  # the far tail (2.5x the median at sigma 0.1): no bound offered
+            assert sigma < 0.5 and d0 > 2000.0
+            continue
+        rem, sd = remaining_mean_sd(prior, d0, frac, DEFAULT, at)
+        assert planned_at(moments, d0, z) == rem + z * sd
+        bounds = planned_bounds(moments, d0, d1, z)
+        assert bounds is not None
+        low, high = bounds
+        for d in np.linspace(d0, d1, 41):
+            rem, sd = remaining_mean_sd(prior, float(d), frac, DEFAULT, at)
+            assert low <= rem + z * sd <= high
+    assert posterior_moments(IterPrior(1000.0, 0.0), 300.0, None, DEFAULT, 0.0) is None
+
+
+DEFAULT = EstimatorSettings()

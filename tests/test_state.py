@@ -285,3 +285,28 @@ def test_pause_is_refused_for_a_job_not_training_and_for_a_bad_time() -> None:
         assert isinstance(inv, InvalidRequest) and "pause a" in inv.what
     assert s.apply(Decision(pause={"a": 0.0}), 11.0) == []
     assert s.job("a").state is JobState.RUNNING
+
+
+def test_snapshots_say_which_jobs_changed_and_left_since_the_previous_one() -> None:
+    """``Snapshot.seq`` counts the state's snapshots; ``changed`` holds the current views of
+    the jobs touched since the previous snapshot (arrivals included), ``left`` the jobs gone."""
+    s = state()
+    s.add_job(job("a", 0, 100, 500), 0.0)
+    s.add_job(job("b", 0, 100, 500), 0.0)
+    first = s.snapshot(0.0)
+    assert first.seq == 0 and [v.job_id for v in first.changed] == ["a", "b"] and not first.left
+    quiet = s.snapshot(0.0)
+    assert quiet.seq == 1 and not quiet.changed and not quiet.left
+    s.apply(Decision(reject=("b",)), 0.0)
+    acts = s.apply(Decision(allocations={"a": (0,)}), 0.0)
+    snap = s.snapshot(0.0)
+    assert [v.job_id for v in snap.changed] == ["a"] and snap.left == ("b",)
+    assert snap.changed[0] is snap.jobs_by_id["a"]
+    (load,) = acts
+    assert isinstance(load, LoadModel)
+    (rc,) = s.gpu_ready(0, load.token, 10.0)
+    assert isinstance(rc, Reconfigure)
+    s.job_resumed("a", rc.epoch, 10.5)
+    s.job_finished("a", rc.epoch, 110.5)
+    last = s.snapshot(110.5)
+    assert last.seq == 3 and not last.changed and last.left == ("a",)

@@ -301,6 +301,15 @@ class SimPromptBank:
         self._reading_of[key] = (total, got)
         return got
 
+    def readings_until(self, spec: JobSpec, done: float) -> float:
+        """A count of iterations up to which (exclusive) ``readings`` of ``spec`` answers as
+        after ``done``: just short of its next evaluation (inf without readings)."""
+        if self.evals_per_job <= 0:
+            return math.inf
+        every = max(1.0, spec.iterations / self.evals_per_job)
+        # short by a relative 1e-12: ``floor(d / every)`` must not round up to the next k below it
+        return (math.floor(done / every) + 1) * every * (1.0 - 1e-12)
+
     def add_finished(self, spec: JobSpec) -> None:
         if not self.online:
             return

@@ -128,6 +128,18 @@ def _ppf(p: float) -> float:
     return x - e * math.sqrt(2 * math.pi) * math.exp(0.5 * x * x)
 
 
+def _tail_moments(mu: float, sigma: float, done: float) -> tuple[float, float, float, float]:
+    """(z, P(T > done), E[T | T > done], E[T^2 | T > done]) of T ~ LogNormal(mu, sigma), with
+    ``done > 0`` and ``sigma > 0`` (the moments are NaN when the tail is below 1e-12)."""
+    z = (math.log(done) - mu) / sigma
+    tail = _phi(-z)
+    if tail < 1e-12:
+        return z, tail, math.nan, math.nan
+    mean = math.exp(mu + 0.5 * sigma**2) * _phi(sigma - z) / tail
+    second = math.exp(2 * mu + 2 * sigma**2) * _phi(2 * sigma - z) / tail
+    return z, tail, mean, second
+
+
 def _truncated_lognormal(
     mu: float, sigma: float, done: float, q90: bool = True
 ) -> tuple[float, float, float]:
@@ -140,13 +152,10 @@ def _truncated_lognormal(
         mean = math.exp(mu + 0.5 * sigma**2)
         var = math.expm1(sigma**2) * mean**2
         return mean, math.sqrt(max(var, 0.0)), math.exp(mu + sigma * _ppf(0.9)) if q90 else math.nan
-    z = (math.log(done) - mu) / sigma
-    tail = _phi(-z)
+    z, tail, mean, second = _tail_moments(mu, sigma, done)
     if tail < 1e-12:  # far beyond the prior: the total is just past ``done``
         step = done * sigma / max(z, 1.0)
         return done + step, step, done + 2.3 * step
-    mean = math.exp(mu + 0.5 * sigma**2) * _phi(sigma - z) / tail
-    second = math.exp(2 * mu + 2 * sigma**2) * _phi(2 * sigma - z) / tail
     sd = math.sqrt(max(second - mean * mean, 0.0))
     if not q90:
         return max(mean, done), sd, math.nan
@@ -189,6 +198,62 @@ def remaining_mean_sd(
         return total - done, 0.0
     total, sd, _ = _truncated_lognormal(mu, sigma, done, q90=False)
     return total - done, sd
+
+
+def posterior_moments(
+    prior: IterPrior,
+    done: float,
+    progress_fraction: float | None,
+    settings: EstimatorSettings,
+    fraction_at: float,
+) -> tuple[float, float, float, float] | None:
+    """(mu, sigma, E[T | T > done], E[T^2 | T > done]) of the estimate after ``done``
+    iterations with this reading, taken at ``fraction_at <= done``, for :func:`planned_at` and
+    :func:`planned_bounds`; None where those do not apply (an exact prior, ``done <= 0``, the
+    far tail)."""
+    if not done > 0.0 or fraction_at > done:
+        return None
+    mu, sigma = _posterior(prior, done, progress_fraction, settings, fraction_at)
+    if sigma <= 0.0:
+        return None
+    _, tail, mean, second = _tail_moments(mu, sigma, done)
+    if not tail >= 1e-10:  # near the far-tail rule of ``_truncated_lognormal``
+        return None
+    return mu, sigma, mean, second
+
+
+def planned_at(moments: tuple[float, float, float, float], done: float, z: float) -> float:
+    """``remaining + z * remaining_sd`` of :func:`remaining_mean_sd` at ``done``, from its
+    :func:`posterior_moments` (the same floating-point operations)."""
+    _, _, mean, second = moments
+    return (max(mean, done) - done) + z * math.sqrt(max(second - mean * mean, 0.0))
+
+
+def planned_bounds(
+    moments: tuple[float, float, float, float], d0: float, d1: float, z: float
+) -> tuple[float, float] | None:
+    """Bounds (low, high) on ``remaining + z * remaining_sd`` of :func:`remaining_mean_sd` for
+    every ``done`` in ``[d0, d1]`` with the same reading, as floating point computes it, from
+    the :func:`posterior_moments` at ``d0``; None where no cheap bound holds (the far tail).
+    A policy re-planning at every decision re-evaluates a job only once the bounds no longer
+    settle its tests.
+
+    Exact arithmetic: ``E[T | T > d]`` and ``E[T^2 | T > d]`` never decrease with ``d``, so the
+    moments at ``d0`` and ``d1`` bound those in between, and with them the remaining
+    (``E[T | T > d] - d``) and its variance; the bounds are widened by far more than the
+    rounding error of one evaluation."""
+    if not d0 <= d1 or z < 0.0:
+        return None
+    mu, sigma, mean0, second0 = moments
+    _, tail1, mean1, second1 = _tail_moments(mu, sigma, d1)
+    if not tail1 >= 1e-10:  # the far-tail rule of ``_truncated_lognormal`` may apply inside
+        return None
+    rem_lo = max(max(mean0, d0) - d1, 0.0)
+    rem_hi = max(mean1, d1) - d0
+    sd_lo = math.sqrt(max(second0 - mean1 * mean1, 0.0))
+    sd_hi = math.sqrt(max(second1 - mean0 * mean0, 0.0))
+    slack = (1e-9 * (mean1 + d1) + 1e-7 * math.sqrt(second1)) * (1.0 + z)
+    return rem_lo + z * sd_lo - slack, rem_hi + z * sd_hi + slack
 
 
 def _posterior(

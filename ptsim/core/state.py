@@ -51,6 +51,10 @@ ReadingsFn = Callable[[JobSpec, float, float], tuple[float, float] | None]
 """The simulator's accuracy readings: (job, its true iterations, iterations done) -> (fraction of
 the way to the target accuracy, iterations at the last evaluation), or None before the first."""
 
+ReadingsUntilFn = Callable[[JobSpec, float], float]
+"""Where the simulator's readings next change: (job, iterations done) -> a count up to which
+(exclusive) ``ReadingsFn`` gives the same answer as at that many done (its next evaluation)."""
+
 
 def _base_iterations(spec: JobSpec, init: InitChoice) -> float:
     return float(spec.iterations)
@@ -90,6 +94,7 @@ class JobRecord:
     prior: IterPrior | None = None  # set with the initial prompt
     progress_fraction: float | None = None  # last accuracy reading, from the driver
     readings: Callable[[float], tuple[float, float] | None] | None = None  # simulated readings
+    readings_until: Callable[[float], float] | None = None  # where ``readings`` next changes
     iters_done: float = 0.0  # at ``progress_at``
     progress_at: float = 0.0
     rate: float = 0.0  # iterations per second while RUNNING
@@ -138,6 +143,7 @@ class ClusterState:
         prior: PriorFn = exact_prior,
         estimator: EstimatorSettings = DEFAULT_ESTIMATOR,
         readings: ReadingsFn | None = None,
+        readings_until: ReadingsUntilFn | None = None,
     ) -> None:
         if num_nodes < 1 or gpus_per_node < 1:
             raise ValueError("need at least one node with at least one GPU")
@@ -148,6 +154,7 @@ class ClusterState:
         self._prior = prior
         self.estimator = estimator
         self._readings = readings
+        self._readings_until = readings_until
         self._gpus = [_Gpu(g, g // gpus_per_node) for g in range(num_nodes * gpus_per_node)]
         self._views: list[GpuView] = [GpuView(g.gid, g.node, g.state) for g in self._gpus]
         self.jobs: dict[str, JobRecord] = {}  # every job ever added, arrival order
@@ -164,6 +171,8 @@ class ClusterState:
         self._gpu_tuple: tuple[GpuView, ...] | None = None
         self._jobs_tuple: tuple[JobView, ...] | None = None
         self._queued_tuple: tuple[JobView, ...] | None = None
+        self._touched: list[str] = []  # jobs whose view changed since the last snapshot
+        self._snapshots = 0
         self.counts: dict[GpuState, int] = dict.fromkeys(GpuState, 0)
         self.counts[GpuState.FREE] = len(self._gpus)
         self.totals = Totals()
@@ -217,6 +226,17 @@ class ClusterState:
         queued = self._queued_tuple
         if queued is None:
             queued = self._queued_tuple = tuple(self._queued_views.values())
+        changed: list[JobView] = []
+        left: list[str] = []
+        if self._touched:
+            for job_id in dict.fromkeys(self._touched):
+                view = self._live_views.get(job_id)
+                if view is None:
+                    left.append(job_id)
+                else:
+                    changed.append(view)
+            self._touched.clear()
+        self._snapshots += 1
         return Snapshot(
             now=now,
             gpus=gpus,
@@ -226,6 +246,9 @@ class ClusterState:
             warm_idle=warm,
             queued=queued,
             prewarming=self._sorted_of("\0prewarming", self._prewarming),
+            seq=self._snapshots - 1,
+            changed=tuple(changed),
+            left=tuple(left),
         )
 
     def _view(self, rec: JobRecord) -> JobView:
@@ -246,6 +269,7 @@ class ClusterState:
                 progress_fraction=rec.progress_fraction,
                 estimator=self.estimator,
                 readings=rec.readings,
+                readings_until=rec.readings_until,
             )
         return rec.view
 
@@ -263,6 +287,7 @@ class ClusterState:
         rec.view = None
         self._jobs_tuple = None
         job_id = rec.spec.job_id
+        self._touched.append(job_id)
         if job_id in self._queued or job_id in self._queued_views:
             self._queued_tuple = None  # (a job leaving the queue is still in its views)
         if job_id in self._live:
@@ -355,6 +380,8 @@ class ClusterState:
         rec.iters_estimate = rec.prior.median
         if self._readings is not None:
             rec.readings = partial(self._readings, rec.spec, rec.iters_needed)
+            if self._readings_until is not None:
+                rec.readings_until = partial(self._readings_until, rec.spec)
 
     def _reconfigure(self, rec: JobRecord, now: float) -> Reconfigure | None:
         """The job's GPUs changed: if the set it trains on changes, stop it and say on which

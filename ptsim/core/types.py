@@ -147,6 +147,9 @@ class JobView:
     # the simulator's accuracy readings: iterations done -> (fraction, iterations at the last
     # evaluation), or None before the first (a noisy reading; never the true count)
     readings: Callable[[float], tuple[float, float] | None] | None = None
+    # where ``readings`` next changes: iterations done -> a count up to which (exclusive) it
+    # answers as at that many done (None: unknown; a policy caching estimates must re-read)
+    readings_until: Callable[[float], float] | None = None
 
     @property
     def job_id(self) -> str:
@@ -201,8 +204,8 @@ class Snapshot:
     ``gpus`` is indexed by gid. ``jobs`` holds live jobs (not done, not rejected) in arrival
     order; ``queued`` those of them that hold no GPU. ``free`` and ``warm_idle`` are the gids of
     free GPUs, of idle warm GPUs per model and of GPUs loading a model for no job (pre-warming),
-    ascending. The cluster state keeps these indexes so
-    that policies need not scan every GPU and job.
+    ascending. The cluster state keeps these indexes so that policies need not scan every GPU
+    and job; ``seq``, ``changed`` and ``left`` say what changed since its previous snapshot.
     """
 
     now: float
@@ -213,6 +216,12 @@ class Snapshot:
     warm_idle: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: EMPTY_MAP)
     queued: tuple[JobView, ...] = ()
     prewarming: tuple[int, ...] = ()
+    # for policies that work incrementally: ``seq`` numbers the state's snapshots (-1: not
+    # numbered), ``changed`` holds the views of the live jobs whose view changed (or that
+    # arrived) since snapshot ``seq - 1`` and ``left`` the ids of the jobs that left since then
+    seq: int = -1
+    changed: tuple[JobView, ...] = ()
+    left: tuple[str, ...] = ()
 
     @property
     def num_gpus(self) -> int:

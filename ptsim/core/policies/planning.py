@@ -26,6 +26,8 @@ API (small on purpose; other policies may import it):
 - ``Supply`` / ``pool_supply(...)``: GPUs a ``GpuPool`` would hand out, as ready-now plus the
   ready times of the rest, in the pool's own take order.
 - ``Predictor``: rates and predicted finish times from a ``ProfileSet``.
+- ``planned_window``: bounds on ``planned_remaining`` over a time window, so that a policy can
+  skip re-evaluating a job whose tests the bounds settle.
 - ``remaining_iters`` / ``lookup_due``: a job's remaining work and pending lookup time, counting
   an initial prompt chosen in the decision being built (``types.expected_iterations``).
 - ``ArrivalTracker``: which jobs of a snapshot are new; pruning per-job state of jobs gone.
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from ptsim.core.estimator import planned_at, planned_bounds, posterior_moments
 from ptsim.core.policies.common import GpuPool
 from ptsim.core.profiles import ProfileSet
 from ptsim.core.types import InitChoice, JobSpec, JobView, Snapshot, expected_iterations
@@ -301,6 +304,49 @@ def planned_remaining(job: JobView, now: float, z: float = 0.0) -> float:
         return job.remaining_at(now)
     remaining, sd = job.remaining_sd_at(now)
     return remaining + z * sd
+
+
+def planned_window(
+    job: JobView, t0: float, z: float
+) -> tuple[float, float, Callable[[float], tuple[float, float] | None]] | None:
+    """``planned_remaining(job, t0, z)`` with a way to bound it later: (planned, end, bounds),
+    where ``end`` is the last time before the job's next accuracy reading (inf: none) and
+    ``bounds(t1)``, for ``t0 <= t1 <= end``, gives bounds (low, high) on
+    ``planned_remaining(job, t, z)`` for every ``t`` in ``[t0, t1]`` (None: no cheap bound).
+    None when the job's iterations are not uncertain, it does not train, its readings do not
+    say when they change, or the estimator's bounds do not apply
+    (``estimator.posterior_moments``)."""
+    prior = job.prior
+    rate = job.rate
+    if prior is None or prior.sigma <= 0.0 or rate <= 0.0:
+        return None
+    done0 = job.iters_done
+    at = job.progress_at
+    d0 = done0 + rate * (t0 - at)  # as ``JobView.remaining_sd_at`` computes the count done
+    frac, frac_at = job.progress_fraction, done0
+    until = math.inf
+    end = math.inf
+    readings = job.readings
+    if readings is not None:
+        until_of = job.readings_until
+        if until_of is None:
+            return None
+        until = until_of(d0)
+        end = at + (until - done0) / rate - 1e-6
+        got = readings(d0)
+        if got is not None:
+            frac, frac_at = got
+    moments = posterior_moments(prior, d0, frac, job.estimator, frac_at)
+    if moments is None:
+        return None
+
+    def bounds(t1: float) -> tuple[float, float] | None:
+        d1 = done0 + rate * (t1 - at)
+        if d1 >= until or t1 < t0:
+            return None
+        return planned_bounds(moments, d0, d1, z)
+
+    return planned_at(moments, d0, z), end, bounds
 
 
 def lookup_due(job: JobView, init: InitChoice | None = None) -> float:

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -73,6 +73,7 @@ from ptsim.core.policies.planning import (
     meets,
     pick_count,
     planned_remaining,
+    planned_window,
     pool_supply,
     remaining_iters,
 )
@@ -89,6 +90,16 @@ from ptsim.core.types import (
 
 ORDERS = ("edf", "least_slack")
 HOPELESS = ("fastest", "min")
+
+# what ``_running`` found a running job to be for a window of time (``_Window``)
+_QUIET, _AT_RISK, _CHECK = 0, 1, 2
+_TOL_S = 1e-3  # a bound must settle a test by this many seconds (far above rounding error)
+_MAX_WINDOW_S = 3600.0
+
+_Window = tuple[JobView, float, float, int, float]
+"""(the view it holds for, from, until, kind, a lower bound on the job's planned remaining
+throughout): kind ``_QUIET`` (not at risk, no shrink: nothing to do), ``_AT_RISK`` (at risk
+throughout) or ``_CHECK`` (re-evaluate the job at every decision until then)."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +229,15 @@ class PromptTuner:
             str, tuple[tuple[float, float, bool], tuple[float, float, str], float]
         ] = {}
         self._below: dict[tuple[str, int, int, int, int], tuple[float, float]] = {}
+        # re-planning running jobs incrementally (``_running``)
+        self._seq = -2  # the last snapshot's number
+        self._pos: dict[str, int] = {}  # job -> its place in the snapshots' job order
+        self._next_pos = 0
+        self._windows: dict[str, _Window] = {}  # running job -> what it is until when
+        self._expiry: list[tuple[float, str]] = []  # (window end, job), a heap
+        self._check: dict[str, JobView] = {}  # running jobs to evaluate at this decision
+        # running jobs at risk throughout their window, with a lower bound on the remaining
+        self._risky: dict[str, tuple[JobView, float]] = {}
         self._top_rates: dict[tuple[str, int, int, int], float] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -304,6 +324,10 @@ class PromptTuner:
         new = self.arrivals.update(snap)
         self.arrivals.prune(snap, self._changed)
         self.arrivals.prune(snap, self._queue_keys)
+        for job in new:
+            self._pos[job.spec.job_id] = self._next_pos
+            self._next_pos += 1
+        self.arrivals.prune(snap, self._pos)
         inits: dict[str, InitChoice] = {}
         reject: list[str] = []
         for job in new:
@@ -326,12 +350,14 @@ class PromptTuner:
 
         pool = GpuPool(snap)
         alloc: dict[str, tuple[int, ...]] = {}
-        at_risk: list[tuple[JobView, float | None]] = []
+        at_risk: list[tuple[JobView, float | None, float]] = []
+        risky: list[tuple[JobView, float]] = []
         freed: set[int] = set()
         if cfg.elasticity:
-            at_risk = self._running(snap, pool, alloc, freed)
+            at_risk, risky = self._running(snap, pool, alloc, freed)
         waiting = self._place_queued(snap, pool, alloc, inits, set(reject))
-        if at_risk and pool.size() > 0:
+        if (at_risk or risky) and pool.size() > 0:
+            at_risk.extend((job, None, low) for job, low in risky)
             self._grow(snap, pool, alloc, at_risk)
         prewarm, release, due = self._warm_pool(snap, pool, waiting, freed)
 
@@ -354,10 +380,19 @@ class PromptTuner:
         pool: GpuPool,
         alloc: dict[str, tuple[int, ...]],
         freed: set[int],
-    ) -> list[tuple[JobView, float | None]]:
+    ) -> tuple[list[tuple[JobView, float | None, float]], list[tuple[JobView, float]]]:
         """Shrink running jobs well ahead of schedule (the GPUs they give up go back to
         ``pool`` as warm GPUs of their model, and into ``freed``); return the running jobs at
-        risk, each with its ``planned_remaining`` when it was computed (uncertain jobs)."""
+        risk: those evaluated now, each with its ``planned_remaining`` when it was computed
+        (uncertain jobs) and a lower bound on it (0 when unknown), and those at risk throughout
+        their window, each with a lower bound on its planned remaining.
+
+        Incremental: a job's tests depend on its estimate, which moves as it trains, but a job
+        whose tests are settled over a window of time by bounds on its remaining (``_window``)
+        is classified once for that window (nothing to do, or at risk throughout). A decision
+        evaluates only the jobs whose view changed (``Snapshot.changed``), whose window ended,
+        or that are near a threshold, in the snapshot's job order; the outcome of every test is
+        the one evaluating every job would give."""
         cfg = self.cfg
         now = snap.now
         pred = self.pred
@@ -365,25 +400,74 @@ class PromptTuner:
         margin = cfg.safety_margin
         ahead_margin = margin + cfg.shrink_hysteresis
         idle_cost = cfg.keep_alive_s if cfg.warm_pool else 0.0
-        at_risk: list[tuple[JobView, float | None]] = []
         running = JobState.RUNNING
         grow = 1.0 + margin
-        for job in snap.jobs:
-            if job.state is not running or job.ready_gpus != len(job.gpus) or job.rate <= 0:
-                continue  # queued, or in the middle of a change: leave it alone
+        windows, check, risky, expiry = self._windows, self._check, self._risky, self._expiry
+
+        def forget(job_id: str) -> None:
+            windows.pop(job_id, None)
+            check.pop(job_id, None)
+            risky.pop(job_id, None)
+
+        def eligible(job: JobView) -> bool:  # not queued, not in the middle of a change
+            return job.state is running and job.ready_gpus == len(job.gpus) and job.rate > 0
+
+        if snap.seq >= 0 and snap.seq == self._seq + 1:
+            for job_id in snap.left:
+                forget(job_id)
+            for job in snap.changed:
+                forget(job.spec.job_id)
+                if eligible(job):
+                    check[job.spec.job_id] = job
+        else:  # not the next snapshot of the same state: start from scratch
+            windows.clear()
+            check.clear()
+            risky.clear()
+            expiry.clear()
+            for job in snap.jobs:
+                if eligible(job):
+                    check[job.spec.job_id] = job
+        self._seq = snap.seq
+        while expiry and expiry[0][0] < now:
+            job_id = heapq.heappop(expiry)[1]
+            w = windows.get(job_id)
+            if w is not None and w[2] < now:
+                forget(job_id)
+                check[job_id] = w[0]
+        carried = list(risky.values())  # (not those classified below: they are evaluated)
+        at_risk: list[tuple[JobView, float | None, float]] = []
+        for job_id in sorted(check, key=self._pos.__getitem__):
+            job = check[job_id]
             spec = job.spec
             # predicted finish at the current count: where the current run ends (an uncertain
             # count is planned on its estimate plus ``uncertainty_z`` standard deviations)
             planned: float | None = None
+            new_window = job_id not in windows
+            got = None
             if job.uncertain:
-                planned = planned_remaining(job, now, cfg.uncertainty_z)
+                if new_window:  # the same planned remaining, and what bounds it later
+                    got = planned_window(job, now, cfg.uncertainty_z)
+                planned = (
+                    got[0] if got is not None else planned_remaining(job, now, cfg.uncertainty_z)
+                )
                 finish = now + planned / job.rate
             else:
                 finish = job.progress_at + (job.iters_estimate - job.iters_done) / job.rate
+            if new_window:
+                w = windows[job_id] = self._window(job, now, finish - now, snap.num_gpus, got)
+                heapq.heappush(expiry, (w[2], job_id))
+                if w[3] == _QUIET:  # from now on: nothing to do now either
+                    del check[job_id]
+                    continue
+                if w[3] == _AT_RISK:  # at risk from now on (so its finish is ahead)
+                    del check[job_id]
+                    risky[job_id] = (job, w[4])
+                    at_risk.append((job, planned, 0.0 if planned is None else planned))
+                    continue
             if finish <= now:
                 continue
             if now + (finish - now) * grow > spec.deadline + 1e-9:
-                at_risk.append((job, planned))
+                at_risk.append((job, planned, 0.0 if planned is None else planned))
                 continue
             c = len(job.gpus)
             if c <= spec.min_gpus or now - self._changed.get(job.job_id, -math.inf) < (
@@ -411,7 +495,113 @@ class PromptTuner:
                 pool.add_idle(spec.model, job.gpus[m:])
                 freed.update(job.gpus[m:])
                 break
-        return at_risk
+        return at_risk, carried
+
+    def _window(
+        self,
+        job: JobView,
+        now: float,
+        run_s: float,
+        cap: int,
+        planned: tuple[float, float, Callable[[float], tuple[float, float] | None]] | None,
+    ) -> _Window:
+        """What the running ``job``, predicted to finish ``run_s`` seconds from ``now``, is from
+        now until some later time, for ``_running`` (``planned``: its ``planning.planned_window``
+        when it has one): ``_QUIET`` if bounds on its time to finish
+        show that it is not at risk and cannot shrink (no smaller count can be well ahead, or it
+        changed too recently) at any time in the window, ``_AT_RISK`` if they show it at risk
+        throughout, else ``_CHECK``. The window is longer the farther the job is from its
+        tests' thresholds (a fraction of that distance in seconds)."""
+        cfg = self.cfg
+        spec = job.spec
+        rate = job.rate
+        deadline = spec.deadline
+        grow = 1.0 + cfg.safety_margin
+        ahead = 1.0 + cfg.safety_margin + cfg.shrink_hysteresis
+        c = len(job.gpus)
+        least_pause, top_rate = (
+            (0.0, 0.0) if c <= spec.min_gpus else self._below_bound(spec, c, cap)
+        )
+        changed = self._changed.get(spec.job_id, -math.inf)
+        # distance to the at-risk threshold, and to the shrink filter's when that fails now
+        gap = abs(deadline - (now + run_s * grow))
+        if top_rate > 0:
+            to_filter = now + (least_pause + run_s * rate / top_rate) * ahead - deadline
+            if to_filter > 0:
+                gap = min(gap, to_filter)
+        length = min(gap / 1.5, _MAX_WINDOW_S)
+        if length < 0.5:
+            return (job, now, now + 1.0, _CHECK, 0.0)  # near a threshold: look again soon
+        for span in (length, length / 4.0):
+            if job.uncertain:
+                if planned is None:
+                    break
+                until = min(now + span, planned[1])
+                got = planned[2](until)
+                if got is None:
+                    break
+                low_rem, high = got
+                low, high = low_rem / rate, high / rate
+            else:  # the finish is fixed: the time to it falls as time passes
+                until, low_rem = now + span, 0.0
+                low, high = run_s - span, run_s
+            if now + low * grow > deadline + _TOL_S and low > _TOL_S:
+                if low_rem > 0 and self._never_grown(job, now, low_rem, cap):
+                    return (job, now, until, _QUIET, low_rem)
+                return (job, now, until, _AT_RISK, low_rem)
+            if until + high * grow < deadline - _TOL_S and (
+                top_rate <= 0
+                or now + (least_pause + low * rate / top_rate) * ahead > deadline + _TOL_S
+                or until - changed < cfg.min_rescale_interval_s - _TOL_S
+                or self._never_shrunk(job, now, low * rate, high * rate, cap)
+            ):
+                return (job, now, until, _QUIET, low_rem)
+        return (job, now, now + max(length / 8.0, 1.0), _CHECK, 0.0)
+
+    def _never_shrunk(self, job: JobView, now: float, low: float, high: float, cap: int) -> bool:
+        """Whether ``_running``'s per-count shrink test picks no count for the job at any time
+        from ``now`` on while its remaining iterations stay in ``[low, high]``: for each smaller
+        count, either it is not well ahead even at ``low`` from ``now``, or its GPU-seconds
+        saved net of the pause do not pay for the freed GPUs' idle time even at the best end."""
+        cfg = self.cfg
+        spec = job.spec
+        rate = job.rate
+        c = len(job.gpus)
+        ahead = 1.0 + cfg.safety_margin + cfg.shrink_hysteresis
+        idle_cost = cfg.keep_alive_s if cfg.warm_pool else 0.0
+        mech = self.profiles.mechanics
+        tol = _TOL_S * (1.0 + c * high / rate)
+        for m in counts_for(spec, cfg.counts, cap):
+            if m >= c:
+                break
+            pause = mech.reconfig_pause(m)
+            rate_m = self.pred.rate(spec, m)
+            if now + (pause + low / rate_m) * ahead > spec.deadline + _TOL_S:
+                continue  # never well ahead on m
+            per_iter = c / rate - m / rate_m  # saving = rem * per_iter - fixed costs
+            best = per_iter * (high if per_iter > 0 else low)
+            if best - m * pause - (c - m) * idle_cost < -tol:
+                continue  # never pays on m
+            return False
+        return True
+
+    def _never_grown(self, job: JobView, now: float, low_rem: float, cap: int) -> bool:
+        """Whether ``_grow`` skips the job at risk at every time from ``now`` on while its
+        planned remaining stays above ``low_rem``, whatever the pool holds: no larger count
+        trains faster than its own, and even the fastest one would miss the deadline (so,
+        at risk, it does nothing at all and ``_running`` need not list it)."""
+        cfg = self.cfg
+        spec = job.spec
+        counts = counts_for(spec, cfg.counts, cap)
+        c = len(job.gpus)
+        if not counts or counts[-1] <= c:
+            return True  # ``_grow``: no count above its own
+        top = self._top_rate(spec, c, counts[-1])  # at least that over any smaller limit
+        return (
+            top <= job.rate
+            and (low_rem / top - 1e-6) * (1.0 + cfg.safety_margin)
+            > spec.deadline - now + 1e-9 + 2 * _TOL_S
+        )
 
     def _place_queued(
         self,
@@ -484,15 +674,15 @@ class PromptTuner:
         snap: Snapshot,
         pool: GpuPool,
         alloc: dict[str, tuple[int, ...]],
-        at_risk: list[tuple[JobView, float | None]],
+        at_risk: list[tuple[JobView, float | None, float]],
     ) -> None:
         """Give leftover GPUs to running jobs at risk (with their planned remaining when
-        known), most urgent first."""
+        known, and a lower bound on it), most urgent first."""
         cfg = self.cfg
         now = snap.now
         pred = self.pred
         avail_of: dict[str, int] = {}  # model -> pool.available, until the next take
-        for job, planned in sorted(at_risk, key=lambda jp: self._key(jp[0], now)):
+        for job, planned, low_rem in sorted(at_risk, key=lambda jp: self._key(jp[0], now)):
             spec = job.spec
             c = len(job.gpus)
             counts = counts_for(spec, cfg.counts, snap.num_gpus)
@@ -502,6 +692,16 @@ class PromptTuner:
             limit = min(counts[-1] if counts else c, c + avail)
             if limit <= c:
                 continue
+            if planned is None and low_rem > 0:
+                # the skip below, settled by the lower bound on the remaining: no count up to
+                # ``limit`` is faster than staying put, nor fast enough for the deadline
+                top = self._top_rate(spec, c, limit)
+                if (
+                    top <= job.rate
+                    and (low_rem / top - 1e-6) * (1.0 + cfg.safety_margin)
+                    > spec.deadline - now + 1e-9 + _TOL_S
+                ):
+                    continue
             rem = planned if planned is not None else planned_remaining(job, now, cfg.uncertainty_z)
             beat = now + rem / job.rate  # staying put
             if rem > 0:
