@@ -134,3 +134,30 @@ def test_profile_columns_load_and_margin_is_checked(tmp_path: Path) -> None:
     assert ps.mechanics.full_eval_margin == 0.25
     with pytest.raises(ProfileError, match=r"mechanics\.full_eval_margin: 1\.5 must be <= 1"):
         load_profiles({"dir": str(tmp_path), "mechanics": {"full_eval_margin": 1.5}})
+
+
+def test_validate_converts_the_screen_margin_to_a_fraction_of_the_way() -> None:
+    from types import SimpleNamespace
+
+    from ptexec.tuning import TuningConfig
+    from ptexec.validate import screen_margin, with_screen_margin
+
+    def run(acc0: float, **kw: object) -> SimpleNamespace:
+        tuning = TuningConfig(target_accuracy=0.9, eval_screen_margin=0.1, **kw)  # type: ignore[arg-type]
+        return SimpleNamespace(job=SimpleNamespace(tuning=tuning), evals=[(0, 0.0, acc0, 1.0)])
+
+    runs = {
+        "a": run(0.5),
+        "b": run(0.4),
+        "c": run(0.7),
+        "d": run(0.95),
+        "e": run(0.5, eval_screen=None),
+    }
+    outcome = SimpleNamespace(runs=runs)
+    # 0.1 / 0.4, 0.1 / 0.5, 0.1 / 0.2 (d starts above its target, e has no screen): median 0.25
+    assert screen_margin(outcome) == pytest.approx(0.25)  # type: ignore[arg-type]
+    ps = with_screen_margin(_profiles(margin=0.0), outcome)  # type: ignore[arg-type]
+    assert ps.mechanics.full_eval_margin == pytest.approx(0.25)
+    assert with_screen_margin(_profiles(margin=0.4), outcome).mechanics.full_eval_margin == 0.4  # type: ignore[arg-type]
+    plain = _profiles(full=0.0, margin=0.0)
+    assert with_screen_margin(plain, outcome) is plain  # type: ignore[arg-type]
