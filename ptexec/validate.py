@@ -194,6 +194,17 @@ def contention_variants(profiles: ProfileSet) -> dict[str, ProfileSet]:
     }
 
 
+def without_full_evals(profiles: ProfileSet) -> ProfileSet:
+    """``profiles`` without the screened-evaluation mechanic (no model has ``full_eval_s``):
+    every evaluation charged as its screen, as before the mechanic. ``validate_bench.py``
+    replays each executor run with it too, to show what the mechanic changes."""
+    models = {
+        name: replace(m, full_eval_s=0.0, contended_full_eval_s=None)
+        for name, m in profiles.models.items()
+    }
+    return replace(profiles, models=models, name=f"{profiles.name} (screens only)")
+
+
 def screen_margin(outcome: ExecOutcome) -> float:
     """The executor's screening margin (``TuningConfig.eval_screen_margin``, in accuracy) as
     ``Mechanics.full_eval_margin`` (a fraction of the way from a job's initial accuracy to its

@@ -161,3 +161,12 @@ def test_validate_converts_the_screen_margin_to_a_fraction_of_the_way() -> None:
     assert with_screen_margin(_profiles(margin=0.4), outcome).mechanics.full_eval_margin == 0.4  # type: ignore[arg-type]
     plain = _profiles(full=0.0, margin=0.0)
     assert with_screen_margin(plain, outcome) is plain  # type: ignore[arg-type]
+
+
+def test_without_full_evals_charges_screens_only() -> None:
+    from ptexec.validate import without_full_evals
+
+    ps = without_full_evals(_profiles())
+    assert ps.model("m").full_eval_s == 0.0 and ps.full_eval_time("m") == 0.0
+    _, _, left = _started(ps, 20)
+    assert left == 20 / ps.iters_per_second("m", 1, 8)
