@@ -132,6 +132,31 @@ def markdown(report: dict[str, Any]) -> str:
                 )
                 + " |"
             )
+    screens = {
+        n: s["without_full_evals"]
+        for n, s in report["policies"].items()
+        if s.get("without_full_evals")
+    }
+    if screens:
+        lines += [
+            "",
+            "The same executor runs replayed with and without the screened-evaluation mechanic "
+            "(median / max abs JCT error, same met/missed; mean eval residual):",
+            "",
+            "| policy | full evaluations charged near the target | every evaluation its screen |",
+            "|---|---|---|",
+        ]
+        for name, alt in screens.items():
+            s = report["policies"][name]
+            lines.append(
+                f"| {name} | "
+                + " | ".join(
+                    f"{pct(c['median_abs_jct_error'])} / {pct(c['max_abs_jct_error'])} / "
+                    f"{pct(c['same_outcome'])}; {c['mean_residual_s']['eval']:+.2f} s"
+                    for c in (s, alt)
+                )
+                + " |"
+            )
     return "\n".join(lines)
 
 
@@ -178,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         save_validation,
         simulate_like,
         summary_of,
+        without_full_evals,
     )
     from ptexec.workers import WorkerPool
 
@@ -276,6 +302,32 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
                 summary["without_contention"][variant] = {
+                    k: alt[k]
+                    for k in (
+                        "median_abs_jct_error",
+                        "max_abs_jct_error",
+                        "jobs_above_15pct",
+                        "same_outcome",
+                        "mean_residual_s",
+                    )
+                }
+            # and without the screened-evaluation mechanic (every evaluation charged its screen)
+            if any(m.full_eval_s > 0 for m in outcome.state.profiles.models.values()):
+                alt = summary_of(
+                    compare(
+                        result,
+                        outcome,
+                        simulate_like(
+                            outcome,
+                            name,
+                            params,
+                            args.workers,
+                            settings.price_per_gpu_hour,
+                            without_full_evals(outcome.state.profiles),
+                        ),
+                    )
+                )
+                summary["without_full_evals"] = {
                     k: alt[k]
                     for k in (
                         "median_abs_jct_error",

@@ -22,7 +22,11 @@ For each model it measures, on the worker pool:
   (``ModelProfile.contended``);
 - **per-step overheads that are not training**: one held-out evaluation and one checkpoint
   write on rank 0 (``heldout_eval_s``, ``checkpoint_s`` in ``models.csv``; ptsim charges them
-  every ``Mechanics.eval_every`` / ``checkpoint_every`` steps);
+  every ``Mechanics.eval_every`` / ``checkpoint_every`` steps); the evaluation is the
+  executor's screen (``TuningConfig.eval_screen`` examples), and the full held-out evaluation
+  that follows a screen near the target is timed too (``full_eval_s``, with ``--contention``
+  also ``contended_full_eval_s``; ptsim charges it after the evaluations within
+  ``Mechanics.full_eval_margin`` of the target);
 
 steps, hand-overs and resizes run the exchanges of ``ptexec.replicas`` (through
 ``WorkerPool.train_step``/``attach``/``resize``), the code the executor's jobs run;
@@ -147,6 +151,8 @@ class ModelMeasurement:
     eval_s: list[float] = field(default_factory=list)
     heldout_eval_s: list[float] = field(default_factory=list)
     contended_heldout_eval_s: list[float] = field(default_factory=list)
+    full_eval_s: list[float] = field(default_factory=list)
+    contended_full_eval_s: list[float] = field(default_factory=list)
     checkpoint_s: list[float] = field(default_factory=list)
     convergence: list[dict[str, Any]] = field(default_factory=list)
     curves: list[dict[str, Any]] = field(default_factory=list)
@@ -237,7 +243,10 @@ def measure_model(
     t0 = time.perf_counter()
     pool.attach([0], setup, state)
     meas.handover_s.append(time.perf_counter() - t0)
-    pool[0].evaluate()  # warm-up
+    screen_n = pool[0].evaluate().n  # warm-up; the screen (the job has no target)
+    # the full evaluation that follows a screen near the target, when there is a screen
+    full_n = move_cfg.eval_examples
+    screened = pool[0].evaluate("heldout", full_n).n > screen_n
     for contended in (False, True) if st.contention and n > 1 else (False,):
         others = wids[1:] if st.busy or contended else []
         busy = _Busy(pool, others, model, task, base_cfg, st.batches[-1], kind)
@@ -247,6 +256,12 @@ def measure_model(
             took = time.perf_counter() - t0
             (meas.contended_heldout_eval_s if contended else meas.heldout_eval_s).append(took)
             busy.poke()
+            if screened:
+                t0 = time.perf_counter()
+                pool[0].evaluate("heldout", full_n)
+                took = time.perf_counter() - t0
+                (meas.contended_full_eval_s if contended else meas.full_eval_s).append(took)
+                busy.poke()
         busy.stop()
     with tempfile.TemporaryDirectory(prefix="ptexec-profile-ckpt-") as ckdir:
         for _ in range(st.checkpoints):
@@ -546,6 +561,8 @@ def write_profile(
                 checkpoint_s=_round_or_none(m.checkpoint_s),
                 contended_throughput=cfile,
                 contended_heldout_eval_s=_round_or_none(m.contended_heldout_eval_s),
+                full_eval_s=_round_or_none(m.full_eval_s),
+                contended_full_eval_s=_round_or_none(m.contended_full_eval_s),
             )
         )
         mech[name] = {
@@ -582,6 +599,8 @@ def write_profile(
                 ("resize", m.reconfig_s),
                 ("heldout_eval", m.heldout_eval_s),
                 ("heldout_eval_contended", m.contended_heldout_eval_s),
+                ("full_eval", m.full_eval_s),
+                ("full_eval_contended", m.contended_full_eval_s),
                 ("checkpoint", m.checkpoint_s),
                 ("assessment", m.eval_s),
             )
@@ -665,11 +684,16 @@ def _readme(
         "workers or shrunk back | `mechanics.json` `reconfig_s` |",
         "| held-out evaluation every k steps (and at step 0) | `evaluate` on rank 0 | "
         "`models.csv` `heldout_eval_s` (k = `profile.mechanics.eval_every`) |",
+        "| full held-out evaluation after a screen within the margin of the target (and the "
+        "one that meets it) | `evaluate` of all `eval_examples` on rank 0 | `models.csv` "
+        "`full_eval_s` (margin: `profile.mechanics.full_eval_margin`, a fraction of the way "
+        "from the initial accuracy to the target) |",
         "| checkpoint write every k steps | `checkpoint` on rank 0 | `models.csv` "
         "`checkpoint_s` (k = `profile.mechanics.checkpoint_every`) |",
         "| contention: steps and evaluations while the other workers train (with "
         "`--contention`) | the same, with a job training on every other worker | "
-        "`<model>_contended.csv`, `models.csv` `contended_heldout_eval_s` |",
+        "`<model>_contended.csv`, `models.csv` `contended_heldout_eval_s`, "
+        "`contended_full_eval_s` |",
         "| score assessment per Prompt Bank candidate | `RealScorer.score` in the driver "
         "process | `models.csv` `eval_s` |",
         "",
@@ -709,8 +733,9 @@ def _readme(
         "## Per model",
         "",
         "| model | params | hidden | boot [s] | cold start [s] | reload [s] | assessment [s] | "
-        "first start [s] | resume [s] | resize [s] | held-out eval [s] | checkpoint [s] |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "first start [s] | resume [s] | resize [s] | held-out eval (screen) [s] | "
+        "full eval [s] | checkpoint [s] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in measurements:
         name = rename.get(m.model_id, m.model_id)
@@ -720,7 +745,8 @@ def _readme(
             f"{_fmt(_median(m.cold_loads))} | {_fmt(_median(m.reloads))} | "
             f"{_fmt(_median(m.eval_s))} | {_fmt(_median(m.start_s))} | "
             f"{_fmt(_median(m.handover_s))} | {_fmt(_median(m.reconfig_s))} | "
-            f"{_fmt(_median(m.heldout_eval_s))} | {_fmt(_median(m.checkpoint_s))} |"
+            f"{_fmt(_median(m.heldout_eval_s))} | {_fmt(_median(m.full_eval_s))} | "
+            f"{_fmt(_median(m.checkpoint_s))} |"
         )
     for m in measurements:
         name = rename.get(m.model_id, m.model_id)

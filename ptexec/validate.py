@@ -28,7 +28,8 @@ deadline outcomes, and the JCT difference (executor minus ptsim) split by mechan
 - ``handover``: first start and resize pauses (executor: the real moves; ptsim: the modelled
   pauses less lookup and step-0 evaluation);
 - ``eval``, ``checkpoint``: held-out evaluations and checkpoint writes (executor: measured;
-  ptsim: ``heldout_eval_s`` x evaluations, ``checkpoint_s`` x steps / ``checkpoint_every``);
+  ptsim: ``heldout_eval_s`` x evaluations plus ``full_eval_s`` after each screen near the
+  target (``screen_margin``), ``checkpoint_s`` x steps / ``checkpoint_every``);
 - ``step``: time in training steps (executor: measured per step; ptsim: the throughput table);
 - ``queue``: the rest: waiting for GPUs, the driver's own latency, overlaps of the above.
 """
@@ -112,7 +113,8 @@ class _Trace:
 class TracingState(ClusterState):
     """ptsim's cluster state, also adding up each job's training time (the throughput table's
     part of its running time, without the evaluation and checkpoint overheads) and its
-    held-out evaluation time, each at the contention it ran under."""
+    held-out evaluation time (screens and full evaluations), each at the contention it ran
+    under."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -122,8 +124,14 @@ class TracingState(ClusterState):
         if rec.state is JobState.RUNNING and rec.rate > 0:
             s = rec.spec
             dt = now - rec.progress_at
-            iters = min(rec.rate * dt, max(0.0, rec.iters_needed - rec.iters_done))
+            left = max(0.0, rec.iters_needed - rec.iters_done)
             t = self.trace.setdefault(s.job_id, _Trace())
+            full = rec.full_evals
+            if full is None:
+                iters = min(rec.rate * dt, left)
+            else:  # the time it did not step was spent in full evaluations
+                iters = min(self.progress(rec, now) - rec.iters_done, left)
+                t.eval_s += max(0.0, dt - iters / full.rate)
             t.running_s += dt
             t.train_s += iters * self.profiles.train_step_time(
                 s.model, rec.running_gpus, s.batch_size, rec.busy_share
@@ -154,7 +162,9 @@ def contention_variants(profiles: ProfileSet) -> dict[str, ProfileSet]:
         return {}
     idle, busy = {}, {}
     for name, m in profiles.models.items():
-        idle[name] = replace(m, contended=None, contended_heldout_eval_s=None)
+        idle[name] = replace(
+            m, contended=None, contended_heldout_eval_s=None, contended_full_eval_s=None
+        )
         if m.contended is None:
             busy[name] = idle[name]
             continue
@@ -174,11 +184,54 @@ def contention_variants(profiles: ProfileSet) -> dict[str, ProfileSet]:
             heldout_eval_s=m.contended_heldout_eval_s
             if m.contended_heldout_eval_s is not None
             else m.heldout_eval_s,
+            full_eval_s=m.contended_full_eval_s
+            if m.contended_full_eval_s is not None
+            else m.full_eval_s,
         )
     return {
         "idle": replace(profiles, models=idle, name=f"{profiles.name} (idle)"),
         "busy": replace(profiles, models=busy, name=f"{profiles.name} (busy)"),
     }
+
+
+def without_full_evals(profiles: ProfileSet) -> ProfileSet:
+    """``profiles`` without the screened-evaluation mechanic (no model has ``full_eval_s``):
+    every evaluation charged as its screen, as before the mechanic. ``validate_bench.py``
+    replays each executor run with it too, to show what the mechanic changes."""
+    models = {
+        name: replace(m, full_eval_s=0.0, contended_full_eval_s=None)
+        for name, m in profiles.models.items()
+    }
+    return replace(profiles, models=models, name=f"{profiles.name} (screens only)")
+
+
+def screen_margin(outcome: ExecOutcome) -> float:
+    """The executor's screening margin (``TuningConfig.eval_screen_margin``, in accuracy) as
+    ``Mechanics.full_eval_margin`` (a fraction of the way from a job's initial accuracy to its
+    target, the unit of the accuracy readings): ``margin / (target - initial accuracy)`` per
+    job with an accuracy target, a screen and a first evaluation below the target, the median
+    over those jobs, at most 1; 0 when there is none."""
+    per_job = []
+    for jid in sorted(outcome.runs):
+        run = outcome.runs[jid]
+        tun = run.job.tuning
+        if tun.eval_screen is None or tun.target_accuracy is None or not run.evals:
+            continue
+        gap = tun.target_accuracy - run.evals[0][2]
+        if gap > 0:
+            per_job.append(min(1.0, tun.eval_screen_margin / gap))
+    return float(np.median(per_job)) if per_job else 0.0
+
+
+def with_screen_margin(profiles: ProfileSet, outcome: ExecOutcome) -> ProfileSet:
+    """``profiles`` with the executor's screening margin (``screen_margin``) when some model
+    has a full evaluation time and the profile sets no margin of its own."""
+    if profiles.mechanics.full_eval_margin > 0 or not any(
+        m.full_eval_s > 0 for m in profiles.models.values()
+    ):
+        return profiles
+    mech = replace(profiles.mechanics, full_eval_margin=screen_margin(outcome))
+    return replace(profiles, mechanics=mech)
 
 
 def realised_steps(outcome: ExecOutcome) -> dict[str, int]:
@@ -200,10 +253,11 @@ def simulate_like(
     profiles: ProfileSet | None = None,
 ) -> Simulated:
     """ptsim's run of the executor's jobs on ``workers`` GPUs (see the module doc);
-    ``profiles`` default to the ones the executor planned with."""
+    ``profiles`` default to the ones the executor planned with; either way with the
+    executor's screening margin (``with_screen_margin``)."""
     from ptsim.run import simulate_jobs  # the simulator (simpy) only when validating
 
-    prof = profiles if profiles is not None else outcome.state.profiles
+    prof = with_screen_margin(profiles if profiles is not None else outcome.state.profiles, outcome)
     steps = realised_steps(outcome)
     specs = [rec.spec for rec in outcome.state.jobs.values()]
     choices = {jid: rec.init for jid, rec in outcome.state.jobs.items() if rec.init is not None}

@@ -76,6 +76,8 @@ MODEL_COLUMNS: tuple[str, ...] = (
     "checkpoint_s",
     "contended_throughput",
     "contended_heldout_eval_s",
+    "full_eval_s",
+    "contended_full_eval_s",
 )
 """Columns ``models.csv`` may have, in the order ``write_models`` writes them."""
 
@@ -84,6 +86,8 @@ _WRITTEN_WHEN_SET = (
     "checkpoint_s",
     "contended_throughput",
     "contended_heldout_eval_s",
+    "full_eval_s",
+    "contended_full_eval_s",
 )
 """Optional columns ``write_models`` leaves out when no entry has a value (files written before
 they existed stay the same)."""
@@ -106,6 +110,8 @@ class ModelEntry:
     profile directory (empty: ``<model>.csv``). ``contended_throughput`` (a path like it) and
     ``contended_heldout_eval_s``: step rates and the held-out evaluation measured while every
     other worker of the node trains (``ModelProfile.contended``); None: no contention.
+    ``full_eval_s`` / ``contended_full_eval_s``: the full held-out evaluation after a screen
+    near the target (``ModelProfile.full_eval_s``); None: not charged.
     """
 
     model: str
@@ -123,6 +129,8 @@ class ModelEntry:
     checkpoint_s: float | None = None
     contended_throughput: str | None = None
     contended_heldout_eval_s: float | None = None
+    full_eval_s: float | None = None
+    contended_full_eval_s: float | None = None
 
     def throughput_file(self) -> str:
         """The throughput file name, relative to the profile directory."""
@@ -499,6 +507,8 @@ def _mechanics(spec: Mapping[str, Any], where: str) -> Mechanics:
             kwargs[k] = value
         else:
             kwargs[k] = _number(value, at, minimum=0.0)
+            if k == "full_eval_margin" and kwargs[k] > 1.0:
+                raise ProfileError(f"{at}: {_one_line(repr(value))} must be <= 1")
     return Mechanics(**kwargs)
 
 
@@ -598,6 +608,8 @@ def _model_profile(
         checkpoint_s=e.checkpoint_s or 0.0,
         contended=contended,
         contended_heldout_eval_s=e.contended_heldout_eval_s,
+        full_eval_s=e.full_eval_s or 0.0,
+        contended_full_eval_s=e.contended_full_eval_s,
     )
 
 

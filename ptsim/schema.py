@@ -368,6 +368,7 @@ RANGES: dict[str, dict[str, Range]] = {
         "reconfig_s": _SECONDS,
         "reconfig_per_level_s": _SECONDS,
         "cold_start_scale": Range(gt=0.0, le=1e6),
+        "full_eval_margin": Range(ge=0.0, le=1.0),
     },
     "profile.cold_start": {
         "container_s": _SECONDS,

@@ -71,6 +71,12 @@ def test_profile_writes_a_directory_ptsim_loads(profile_dir: Path) -> None:
 def test_profile_measures_what_ptsim_charges(profile_dir: Path) -> None:
     m = load_profiles(str(profile_dir)).model("tiny-gpt2")
     assert m.heldout_eval_s > 0 and m.checkpoint_s > 0 and m.eval_s > 0 and m.cold_start_s > 0
+    # the full evaluation after a screen near the target: more examples than the screen
+    assert m.full_eval_s > 0
+    import pandas as pd
+
+    loads = pd.read_csv(profile_dir / "loads.csv")
+    assert {"heldout_eval", "full_eval"} <= set(loads.what)
     mech = json.loads((profile_dir / "mechanics.json").read_text())
     assert mech["handover_s"] > 0 and mech["reconfig_s"] > 0
     assert mech["per_model"]["tiny-gpt2"]["worker_boot_s"] > 0

@@ -544,6 +544,7 @@ def test_a_contention_profile_times_steps_alone_and_beside_a_busy_worker(
     assert ps.contention and m.contended is not None
     assert m.contended.gpu_counts == (1,)  # on 2 workers only a 1-worker job has a neighbour
     assert m.contended_heldout_eval_s is not None and m.contended_heldout_eval_s > 0
+    assert m.full_eval_s > 0 and m.contended_full_eval_s is not None
     steps = pd.read_csv(d / "steps.csv")
     assert sorted(set(steps.contended)) == [False, True]
     assert (steps[steps.contended].workers == 1).all()
@@ -556,7 +557,14 @@ def test_contention_variants_charge_every_step_idle_or_every_step_busy() -> None
 
     base = linear_profiles(("m",))  # 1 it/s per GPU, linear to 8
     slow = ThroughputTable((16,), (1,), np.array([[0.5]]))
-    m = replace(base.models["m"], heldout_eval_s=1.0, contended=slow, contended_heldout_eval_s=3.0)
+    m = replace(
+        base.models["m"],
+        heldout_eval_s=1.0,
+        contended=slow,
+        contended_heldout_eval_s=3.0,
+        full_eval_s=1.5,
+        contended_full_eval_s=4.0,
+    )
     prof = replace(base, models={"m": m})
     assert contention_variants(base) == {}
     v = contention_variants(prof)
@@ -565,3 +573,5 @@ def test_contention_variants_charge_every_step_idle_or_every_step_busy() -> None
     assert v["busy"].train_step_time("m", 1, 16) == pytest.approx(2.0)  # measured contended
     assert v["busy"].train_step_time("m", 2, 16) == pytest.approx(0.5)  # no neighbour measured
     assert v["busy"].model("m").heldout_eval_s == 3.0 and v["idle"].model("m").heldout_eval_s == 1.0
+    assert v["busy"].model("m").full_eval_s == 4.0 and v["idle"].model("m").full_eval_s == 1.5
+    assert v["idle"].model("m").contended_full_eval_s is None

@@ -345,9 +345,9 @@ def test_models_csv_round_trip(tmp_path: Path) -> None:
     ]
     path = tmp_path / "models.csv"
     write_models(path, entries)
-    # the overhead and contention columns (heldout_eval_s, checkpoint_s, contended_*) are
-    # written only when set
-    assert path.read_text().splitlines()[0] == ",".join(MODEL_COLUMNS[:-4])
+    # the overhead, contention and full-evaluation columns (heldout_eval_s, checkpoint_s,
+    # contended_*, full_eval_s) are written only when set
+    assert path.read_text().splitlines()[0] == ",".join(MODEL_COLUMNS[:-6])
     back = read_models(path)
     assert back[0] == entries[0]
     assert back[1] == ModelEntry(
@@ -362,6 +362,14 @@ def test_models_csv_round_trip(tmp_path: Path) -> None:
         path.read_text().splitlines()[0].endswith("contended_throughput,contended_heldout_eval_s")
     )
     assert read_models(path) == [busy]
+    screened = ModelEntry(
+        "d", 1e6, 0.1, "d.csv", cold_start_s=1.0, reload_s=1.0, heldout_eval_s=0.2,
+        contended_throughput="d_contended.csv", contended_heldout_eval_s=0.3,
+        full_eval_s=0.25, contended_full_eval_s=0.4,
+    )  # fmt: skip
+    write_models(path, [screened, busy])
+    assert path.read_text().splitlines()[0].endswith("full_eval_s,contended_full_eval_s")
+    assert read_models(path) == [screened, busy]  # empty cells read back as None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -99,6 +99,12 @@ class ModelProfile:
     table measured while every other worker of the node trains a job of its own, and
     ``contended_heldout_eval_s`` the evaluation then; ``throughput`` and ``heldout_eval_s`` are
     then measured with the other workers idle. ``None``: no contention (GPUs).
+
+    Screened evaluations: ``heldout_eval_s`` is an evaluation on a screening subset of the
+    held-out data; ``full_eval_s`` the full held-out evaluation that follows a screen within
+    ``Mechanics.full_eval_margin`` of the target (and always the one that meets it), and
+    ``contended_full_eval_s`` that while every other worker of the node trains. 0 / ``None``:
+    not charged (every evaluation is its screen).
     """
 
     name: str
@@ -111,13 +117,24 @@ class ModelProfile:
     checkpoint_s: float = 0.0
     contended: ThroughputTable | None = None
     contended_heldout_eval_s: float | None = None
+    full_eval_s: float = 0.0
+    contended_full_eval_s: float | None = None
 
     def __post_init__(self) -> None:
-        for f in ("cold_start_s", "reload_s", "eval_s", "heldout_eval_s", "checkpoint_s"):
+        for f in (
+            "cold_start_s",
+            "reload_s",
+            "eval_s",
+            "heldout_eval_s",
+            "checkpoint_s",
+            "full_eval_s",
+        ):
             if getattr(self, f) < 0:
                 raise ValueError(f"model {self.name}: {f} must be >= 0")
-        if self.contended_heldout_eval_s is not None and self.contended_heldout_eval_s < 0:
-            raise ValueError(f"model {self.name}: contended_heldout_eval_s must be >= 0")
+        for f in ("contended_heldout_eval_s", "contended_full_eval_s"):
+            value = getattr(self, f)
+            if value is not None and value < 0:
+                raise ValueError(f"model {self.name}: {f} must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -134,6 +151,11 @@ class Mechanics:
       once before its first step, each costing its model's ``heldout_eval_s``; 0: not modelled.
     - ``checkpoint_every``: a running job writes a checkpoint every this many steps, each
       costing its model's ``checkpoint_s``; 0: not modelled.
+    - ``full_eval_margin``: screened evaluations (a model with ``full_eval_s`` > 0, and
+      ``eval_every`` > 0): an evaluation whose accuracy reading (the fraction of the way from
+      the job's initial held-out accuracy to its target, ``ClusterState``'s readings) is at
+      least ``1 - full_eval_margin`` also runs the full evaluation (``full_eval_s``), as does
+      the evaluation that meets the target; 0: only that last one.
 
     Evaluations and checkpoints are charged as a per-step overhead (``ProfileSet.step_overhead``,
     their cost spread evenly over the steps between them), the evaluation before the first step
@@ -147,10 +169,13 @@ class Mechanics:
     start_partial: bool = True
     eval_every: int = 0
     checkpoint_every: int = 0
+    full_eval_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.eval_every < 0 or self.checkpoint_every < 0:
             raise ValueError("mechanics eval_every and checkpoint_every must be >= 0")
+        if not 0.0 <= self.full_eval_margin <= 1.0:
+            raise ValueError("mechanics full_eval_margin must be in [0, 1]")
 
     def reconfig_pause(self, gpus: int) -> float:
         """Pause of a running job whose GPU set changes to ``gpus`` GPUs."""
@@ -208,6 +233,18 @@ class ProfileSet:
         ev = m.heldout_eval_s
         if busy_share > 0.0 and m.contended_heldout_eval_s is not None:
             ev += busy_share * (m.contended_heldout_eval_s - ev)
+        return ev
+
+    def full_eval_time(self, model: str, busy_share: float = 0.0) -> float:
+        """Seconds of the full held-out evaluation after a screen near the target, contended
+        like a step (``train_step_time``); 0 when evaluations are not modelled
+        (``Mechanics.eval_every`` 0) or the model has no ``full_eval_s``."""
+        m = self.model(model)
+        if self.mechanics.eval_every <= 0 or m.full_eval_s <= 0.0:
+            return 0.0
+        ev = m.full_eval_s
+        if busy_share > 0.0 and m.contended_full_eval_s is not None:
+            ev += busy_share * (m.contended_full_eval_s - ev)
         return ev
 
     def start_overhead(self, model: str) -> float:

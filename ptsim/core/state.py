@@ -12,6 +12,7 @@ released, whether loading, busy or warm-idle.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -66,6 +67,17 @@ def exact_prior(spec: JobSpec, init: InitChoice) -> IterPrior:
     return IterPrior(expected_iterations(spec, init), 0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class FullEvals:
+    """The full held-out evaluations ahead of a job's running stretch (screened evaluations,
+    ``Mechanics.full_eval_margin``): after each of ``steps`` the job spends ``seconds`` more;
+    between them it steps at ``rate`` iterations per second."""
+
+    steps: tuple[float, ...]
+    seconds: float
+    rate: float
+
+
 class _Gpu:
     __slots__ = ("gid", "job", "model", "node", "since", "state", "token")
 
@@ -99,6 +111,7 @@ class JobRecord:
     progress_at: float = 0.0
     rate: float = 0.0  # iterations per second while RUNNING
     busy_share: float = 0.0  # contention the rate was set for (ProfileSet.train_step_time)
+    full_evals: FullEvals | None = None  # full evaluations in the running stretch (``rate``)
     epoch: int = 0  # bumped on every reconfiguration
     running_gpus: int = 0  # GPU count of the last resume
     active: tuple[int, ...] = ()  # the GPUs of the last Reconfigure issued
@@ -203,9 +216,24 @@ class ClusterState:
         return self.jobs[job_id]
 
     def progress(self, rec: JobRecord, now: float) -> float:
-        """Iterations done by ``now`` (extrapolated while running)."""
+        """Iterations done by ``now`` (extrapolated while running; a stretch with full
+        evaluations ahead steps at their ``rate`` and stands still during each)."""
         if rec.state is JobState.RUNNING:
-            return rec.iters_done + rec.rate * (now - rec.progress_at)
+            full = rec.full_evals
+            if full is None:
+                return rec.iters_done + rec.rate * (now - rec.progress_at)
+            pos, left = rec.iters_done, now - rec.progress_at
+            for step in full.steps:
+                if step <= pos:
+                    continue
+                reach = (step - pos) / full.rate
+                if left <= reach:
+                    return pos + left * full.rate
+                pos, left = step, left - reach
+                if left <= full.seconds:
+                    return pos
+                left -= full.seconds
+            return pos + left * full.rate
         return rec.iters_done
 
     def _sorted_of(self, key: str | None, members: set[int]) -> tuple[int, ...]:
@@ -456,13 +484,43 @@ class ClusterState:
         rec.state = JobState.RUNNING
         rec.progress_at = now
         rec.busy_share = self._busy_share(rec) if self._contention else 0.0
-        rec.rate = self.profiles.iters_per_second(
-            rec.spec.model, n, rec.spec.batch_size, rec.busy_share
-        )
+        rec.rate = self._stretch_rate(rec, n, rec.busy_share)
         self._touch(rec)
         if self._contention:
             self._recontend(now, rec)
         return max(0.0, rec.iters_needed - rec.iters_done) / rec.rate
+
+    def _stretch_rate(self, rec: JobRecord, gpus: int, share: float) -> float:
+        """The job's rate for the running stretch starting at its recorded progress: the
+        profile's, or, with full held-out evaluations ahead (``rec.full_evals``, set here),
+        the stretch's average, so that it reaches its target when the last one ends."""
+        spec = rec.spec
+        rate = self.profiles.iters_per_second(spec.model, gpus, spec.batch_size, share)
+        rec.full_evals = None
+        full = self.profiles.full_eval_time(spec.model, share)
+        left = rec.iters_needed - rec.iters_done
+        if full <= 0.0 or left <= 0.0:
+            return rate
+        steps = self._full_eval_steps(rec)
+        rec.full_evals = FullEvals(steps, full, rate)
+        return left / (left / rate + full * len(steps))
+
+    def _full_eval_steps(self, rec: JobRecord) -> tuple[float, ...]:
+        """The steps after the job's progress (up to its target) whose held-out evaluation
+        also runs the full evaluation: those whose accuracy reading is within
+        ``Mechanics.full_eval_margin`` of the target, and the last (it meets the target)."""
+        every, done, total = self.mech.eval_every, rec.iters_done, rec.iters_needed
+        near: list[float] = []
+        if self.mech.full_eval_margin > 0.0 and rec.readings is not None:
+            threshold = 1.0 - self.mech.full_eval_margin
+            k = math.floor(done / every) + 1
+            while k * every < total:
+                got = rec.readings(float(k * every))
+                if got is not None and got[0] >= threshold:
+                    near.append(float(k * every))
+                k += 1
+        near.append(total)
+        return tuple(near)
 
     # ------------------------------------------------------------------ contention
 
@@ -490,9 +548,7 @@ class ClusterState:
                 continue
             self._settle(rec, now)
             rec.busy_share = share
-            rec.rate = self.profiles.iters_per_second(
-                rec.spec.model, rec.running_gpus, rec.spec.batch_size, share
-            )
+            rec.rate = self._stretch_rate(rec, rec.running_gpus, share)
             self._touch(rec)
             self.retimed.append((rec.spec.job_id, rec.epoch))
 
