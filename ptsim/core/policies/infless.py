@@ -398,15 +398,26 @@ class Infless:
         """``GpuPool.start_queued`` with one deployment per configuration: each job sees only
         the idle instances of its own deployment among its model's warm GPUs. A job that
         cannot start while idle GPUs of its model's other deployments would make up what it
-        lacks gets them released (``evict``): they are free for it at the next decision."""
+        lacks gets them released (``evict``): they are free for it at the next decision.
+
+        What happens to a job depends only on its deployment and the pool, and a job that
+        waits without releasing anything leaves the pool as it was: later jobs of that
+        deployment wait too until the pool changes, so they are not tried again."""
         cfg = self.cfg
         started: list[tuple[JobView, tuple[int, ...]]] = []
         waiting = False
         evict: list[int] = []
+        waits: set[Deployment] = set()  # deployments that waited since the pool last changed
+        known = self.config
         for job in order:
-            model = job.spec.model
-            n = configured(job)
-            dep = self.deployment(model, n)
+            spec = job.spec
+            model = spec.model
+            n = known.get(spec.job_id)
+            if n is None:
+                n = configured(job)
+            dep = (model, n)  # self.deployment(model, n) with one deployment per configuration
+            if dep in waits:
+                continue
             aside = [
                 g
                 for g in (*pool.warm(model), *pool.prewarming(model))
@@ -416,7 +427,9 @@ class Infless:
             got, wait = pool.start_queued(
                 [job], configured, lambda j, _: configured(j), cfg.allow_reload
             )
-            started.extend(got)
+            if got:
+                started.extend(got)
+                waits.clear()
             if wait:
                 waiting = True
                 short = n - pool.available(model, cfg.allow_reload)
@@ -425,6 +438,9 @@ class Infless:
                     evict.extend(idle[:short])
                     gone = set(idle[:short])
                     aside = [g for g in aside if g not in gone]
+                    waits.clear()
+                else:
+                    waits.add(dep)
             pool.give_back(aside)
         return started, waiting, evict
 
