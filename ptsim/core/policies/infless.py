@@ -83,6 +83,7 @@ Deployment = tuple[str, int]
 
 _ARRIVAL_ORDER = attrgetter("spec.arrival", "spec.job_id")
 _DEADLINE_ORDER = attrgetter("spec.deadline", "spec.job_id")
+_JOB_ID = attrgetter("spec.job_id")
 
 
 @dataclass(frozen=True)
@@ -402,14 +403,22 @@ class Infless:
 
         What happens to a job depends only on its deployment and the pool, and a job that
         waits without releasing anything leaves the pool as it was: later jobs of that
-        deployment wait too until the pool changes, so they are not tried again."""
+        deployment wait too until the pool changes, so they are not tried again. Once the pool
+        is empty every job left waits (each needs a GPU and none is idle to release)."""
         cfg = self.cfg
         started: list[tuple[JobView, tuple[int, ...]]] = []
         waiting = False
         evict: list[int] = []
         waits: set[Deployment] = set()  # deployments that waited since the pool last changed
         known = self.config
-        for job in order:
+        empty = pool.size() == 0
+        for pos, job in enumerate(order):
+            if empty:
+                rest = order[pos:]
+                if not all(map(known.__contains__, map(_JOB_ID, rest))):
+                    for j in rest:  # configured as the loop would (not in a normal run)
+                        configured(j)
+                return started, True, evict
             spec = job.spec
             model = spec.model
             n = known.get(spec.job_id)
@@ -427,9 +436,8 @@ class Infless:
             got, wait = pool.start_queued(
                 [job], configured, lambda j, _: configured(j), cfg.allow_reload
             )
-            if got:
-                started.extend(got)
-                waits.clear()
+            changed = bool(got)
+            started.extend(got)
             if wait:
                 waiting = True
                 short = n - pool.available(model, cfg.allow_reload)
@@ -438,10 +446,13 @@ class Infless:
                     evict.extend(idle[:short])
                     gone = set(idle[:short])
                     aside = [g for g in aside if g not in gone]
-                    waits.clear()
+                    changed = True
                 else:
                     waits.add(dep)
             pool.give_back(aside)
+            if changed:
+                waits.clear()
+                empty = pool.size() == 0
         return started, waiting, evict
 
     def _keep_alive(
