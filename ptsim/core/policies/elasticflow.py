@@ -295,8 +295,8 @@ class _Planner:
             fits = lv.fit_table.take(free.arr[:k_max], mode="clip")
             last = it.deadline - self.now - (k_max - 1) * self.slot
             got = None
-            if k_max >= _RUNS_MIN_SLOTS and not self.by_period:
-                got = self._plan_runs(lv, fits, need, last, k_max)
+            if k_max >= _RUNS_MIN_SLOTS:
+                got = self._plan_runs(lv, fits, need, last, k_max, free.arr)
             if got is None:
                 got = self._plan_slots(lv, fits, need, last, k_max, free.arr)
             if got is not _NO_LEVEL:
@@ -347,12 +347,12 @@ class _Planner:
         return out
 
     def _plan_runs(
-        self, lv: _Levels, fits: IntArray, need: float, last: float, k_max: int
+        self, lv: _Levels, fits: IntArray, need: float, last: float, k_max: int, free: IntArray
     ) -> IntArray | None:
         """``_plan_slots``'s result computed on the runs of slots with the same fitting level
         instead of slot by slot, or None when the runs are many or a sum comes too close to
         ``need`` to be sure that the slot-by-slot floating-point sums compare with it the same
-        way.
+        way (``free``: the free GPUs per slot, for ``switch_at=free_change``).
 
         Every decision of ``_plan_slots`` compares a sum of non-negative gains (its slots'
         floating-point values) with ``need``; any order of summing ``n`` such terms is within
@@ -398,6 +398,13 @@ class _Planner:
         if behind is None:
             return None
         point = k_max - 1 - behind
+        if self.by_period and point > 0:
+            # back to where the free GPUs last changed: a change of fitting level is one, so
+            # it is in the run holding ``point`` (or the deadline's slot) or at its start
+            i = bisect.bisect_right(starts, min(point, k_max - 2)) - 1
+            s0 = starts[i] if i >= 0 else 0
+            changed = (free[s0 + 1 : point + 1] != free[s0:point]).nonzero()[0]
+            point = s0 + int(changed[-1]) + 1 if changed.size else s0
         # forward: level q - 1 before that slot, q from it; the slot where the job is done
         steps: list[int] = []
         spans: list[int] = []
