@@ -727,3 +727,39 @@ def test_plans_on_runs_equal_plans_slot_by_slot(mode: str) -> None:
             moved += slot_plan.tolist() != want.tolist()
     assert answered > 0.6 * cases
     assert mode == "slot" or moved > 100  # the step point moved back in many plans
+
+
+@pytest.mark.parametrize("switch_at", ["slot", "free_change"])
+def test_admission_test_reuse_equals_replanning_every_later_job(
+    switch_at: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``admission=each`` reuses the plan without the newcomer (``_Trial``); the tables equal
+    those of re-planning every job after each newcomer from scratch, also with
+    ``switch_at=free_change`` (where a plan depends on where the free GPUs change)."""
+    from ptsim.core.policies import elasticflow as ef
+
+    def from_scratch(self: Any, items: Any, start: int, tops: Any) -> bool:
+        trial = ef._Free.of(self.total, self.final.arr.copy())
+        for it in items[start:]:
+            got = self.planner.plan(it, trial)
+            if not got[0] and self.rest[it.job_id][0]:
+                return False
+            self.plan[it.job_id] = got
+        self.final = trial
+        return True
+
+    knobs = {"switch_at": switch_at, "admission": "each"}
+    for seed in (2, 11, 12):
+        rng = np.random.default_rng(seed)
+        jobs, t = [], 0.0
+        for i in range(60):
+            t += float(rng.exponential(20.0))
+            it = int(rng.integers(100, 3000))
+            mx = int(rng.choice([2, 4, 8]))
+            jobs.append(job(f"j{i:02d}", t, it, t + it / float(rng.uniform(0.5, 3)), max_gpus=mx))
+        reused = run_policy(jobs, "elasticflow", knobs, linear_profiles(), ClusterSpec(2, 4))
+        with monkeypatch.context() as m:
+            m.setattr(ef._Trial, "run", from_scratch)
+            scratch = run_policy(jobs, "elasticflow", knobs, linear_profiles(), ClusterSpec(2, 4))
+        assert reused.jobs.equals(scratch.jobs)
+        assert reused.summary["decisions"] == scratch.summary["decisions"]
