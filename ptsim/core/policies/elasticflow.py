@@ -295,8 +295,8 @@ class _Planner:
             fits = lv.fit_table.take(free.arr[:k_max], mode="clip")
             last = it.deadline - self.now - (k_max - 1) * self.slot
             got = None
-            if k_max >= _RUNS_MIN_SLOTS and not self.by_period:
-                got = self._plan_runs(lv, fits, need, last, k_max)
+            if k_max >= _RUNS_MIN_SLOTS:
+                got = self._plan_runs(lv, fits, need, last, k_max, free.arr)
             if got is None:
                 got = self._plan_slots(lv, fits, need, last, k_max, free.arr)
             if got is not _NO_LEVEL:
@@ -347,12 +347,12 @@ class _Planner:
         return out
 
     def _plan_runs(
-        self, lv: _Levels, fits: IntArray, need: float, last: float, k_max: int
+        self, lv: _Levels, fits: IntArray, need: float, last: float, k_max: int, free: IntArray
     ) -> IntArray | None:
         """``_plan_slots``'s result computed on the runs of slots with the same fitting level
         instead of slot by slot, or None when the runs are many or a sum comes too close to
         ``need`` to be sure that the slot-by-slot floating-point sums compare with it the same
-        way.
+        way (``free``: the free GPUs per slot, for ``switch_at=free_change``).
 
         Every decision of ``_plan_slots`` compares a sum of non-negative gains (its slots'
         floating-point values) with ``need``; any order of summing ``n`` such terms is within
@@ -398,6 +398,13 @@ class _Planner:
         if behind is None:
             return None
         point = k_max - 1 - behind
+        if self.by_period and point > 0:
+            # back to where the free GPUs last changed: a change of fitting level is one, so
+            # it is in the run holding ``point`` (or the deadline's slot) or at its start
+            i = bisect.bisect_right(starts, min(point, k_max - 2)) - 1
+            s0 = starts[i] if i >= 0 else 0
+            changed = (free[s0 + 1 : point + 1] != free[s0:point]).nonzero()[0]
+            point = s0 + int(changed[-1]) + 1 if changed.size else s0
         # forward: level q - 1 before that slot, q from it; the slot where the job is done
         steps: list[int] = []
         spans: list[int] = []
@@ -494,8 +501,12 @@ class _Trial:
     job whose fitting levels do not change in the slots where ``diff`` is not zero keeps its
     plan without being re-planned, and ``diff`` stays as it is; a job whose levels change is
     re-planned and ``diff`` updated. Once every remaining job's largest count fits in both
-    versions of every slot where ``diff`` is not zero, all the rest keep their plans. The
-    result is the same plan as re-planning every job after the newcomer."""
+    versions of every slot where ``diff`` is not zero, all the rest keep their plans. With
+    ``switch_at=free_change`` a plan that meets its deadline also depends on where the free GPUs
+    change in its slots: a job is re-planned too when the newcomer makes or removes such a
+    change there (possible only where ``diff`` itself changes), and the rest keep their plans
+    only once ``diff`` is zero. The result is the same plan as re-planning every job after the
+    newcomer."""
 
     def __init__(
         self,
@@ -546,14 +557,19 @@ class _Trial:
         floor: IntArray | None = None
         nz_all: IntArray = self.diff
         nz_list: list[int] = []
+        steps: IntArray = self.diff
+        steps_list: list[int] = []
         for i in range(start, len(items)):
             if floor is None:
                 nz_all = self.diff.nonzero()[0]  # slots where the newcomer changes the free GPUs
                 nz_list = nz_all.tolist()
                 floor = self._floor(nz_all)
+                if planner.by_period:  # slots where a change of the free GPUs may come or go
+                    steps = (self.diff[1:] != self.diff[:-1]).nonzero()[0] + 1
+                    steps_list = steps.tolist()
                 check = True
             if check:
-                if tops[i] <= floor[-1]:  # no job left can see a change
+                if tops[i] <= floor[-1] and not steps_list:  # no job left can see a change
                     for it in items[i:]:
                         out[it.job_id] = rest[it.job_id]
                     fin = self._pad(self.rest_free.arr, len(self.diff))
@@ -573,26 +589,40 @@ class _Trial:
             cut = 0
             if it.levels.top > floor[min(span, len(floor) - 1)]:
                 cut = bisect.bisect_left(nz_list, span)  # where diff is not 0 before ``span``
+            replan = False
             if cut:
                 nz = nz_all[:cut]
                 before = self.cur[nz]
                 table = it.levels.fit_table
-                if (
-                    table.take(before, mode="clip")
-                    != table.take(before + self.diff[nz], mode="clip")
-                ).any():
-                    trial = _Free.of(self.total, self.cur + self.diff)
-                    got = planner.plan(it, trial)
-                    self._grow(len(trial.arr))
-                    # with the newcomer the job now reserves got[1] instead of row
-                    self.cur[: len(row)] -= row
-                    self.diff[: len(row)] += row
-                    self.diff[: len(got[1])] -= got[1]
-                    floor = None
-                    if not got[0] and was[0]:
-                        return False  # it would make a job that meets its deadline miss it
-                    out[it.job_id] = got
-                    continue
+                replan = bool(
+                    (
+                        table.take(before, mode="clip")
+                        != table.take(before + self.diff[nz], mode="clip")
+                    ).any()
+                )
+            if not replan and steps_list and was[0]:
+                # a plan that meets its deadline steps up where the free GPUs last change in
+                # its first ``k_max`` slots: re-plan if the newcomer moves such a change
+                c = bisect.bisect_left(steps_list, k_max)
+                if c:
+                    at = steps[:c]
+                    cur, diff = self.cur, self.diff
+                    was_change = cur[at] != cur[at - 1]
+                    now_change = cur[at] + diff[at] != cur[at - 1] + diff[at - 1]
+                    replan = bool((was_change != now_change).any())
+            if replan:
+                trial = _Free.of(self.total, self.cur + self.diff)
+                got = planner.plan(it, trial)
+                self._grow(len(trial.arr))
+                # with the newcomer the job now reserves got[1] instead of row
+                self.cur[: len(row)] -= row
+                self.diff[: len(row)] += row
+                self.diff[: len(got[1])] -= got[1]
+                floor = None
+                if not got[0] and was[0]:
+                    return False  # it would make a job that meets its deadline miss it
+                out[it.job_id] = got
+                continue
             out[it.job_id] = got
             self.cur[: len(row)] -= row
             if tops[i + 1] < tops[i]:
