@@ -8,9 +8,10 @@ is its own. Not a test: run it with `./dev bench` or `python benchmarks/sim_benc
 Targets (issue 2): 100k jobs over 24 h on 1,024 GPUs in under 60 s on one core, under 2 GB.
 
 ``--target`` runs the issue-15 case per policy instead: exactly what ``ptsim cluster=a100_1024
-workload.duration_s=86400 scheduler=P`` runs (the default workload at its default load, about
-173k jobs, and the default Prompt Bank, which only ``prompttuner`` uses), each policy in a fresh
-subprocess, and writes one JSON record per policy (``--json FILE``) with ``policy, jobs, gpus,
+workload.duration_s=86400 scheduler=P`` runs (the default workload at its default load: 48,464
+jobs with issue 16's generator, ``-o workload.load=1.03`` for the issue's ~100k; the default
+Prompt Bank, which only ``prompttuner`` uses), each policy in a fresh subprocess, and writes
+one JSON record per policy (``--json FILE``) with ``policy, jobs, gpus,
 wall_s, cpu_s, events, events_per_s, peak_rss_mb`` (``wall_s``/``cpu_s``: the simulation only,
 ``run_plan``; ``plan_s``: building the trace before it; ``cpu_s`` is user + system time from
 ``resource.getrusage``, which a busy shared machine inflates less than wall time).
