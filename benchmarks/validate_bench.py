@@ -103,60 +103,42 @@ def markdown(report: dict[str, Any]) -> str:
             f"{s['exec_met']} / {s['sim_met']} | {s['exec_rescales']} / {s['sim_rescales']} | "
             f"{res} | {lb[0]:.1f} -> {la[0]:.1f} |"
         )
-    alts = {
-        n: s["without_contention"]
-        for n, s in report["policies"].items()
-        if s.get("without_contention")
-    }
-    if alts:
-        lines += [
-            "",
+
+    def errors(c: dict[str, Any] | None, eval_residual: bool = False) -> str:
+        """One replay's median / max abs JCT error and same met/missed (and eval residual)."""
+        if c is None:
+            return "n/a"
+        out = (
+            f"{pct(c['median_abs_jct_error'])} / {pct(c['max_abs_jct_error'])} / "
+            f"{pct(c['same_outcome'])}"
+        )
+        return out + (f"; {c['mean_residual_s']['eval']:+.2f} s" if eval_residual else "")
+
+    variants = (
+        (
+            "without_contention",
             "The same executor runs replayed in ptsim with the contention mechanism and without "
             "it (median / max abs JCT error, same met/missed):",
-            "",
-            "| policy | contention (idle or busy step by neighbours) | idle steps only | busy "
-            "steps only |",
-            "|---|---|---|---|",
-        ]
-        for name, alt in alts.items():
-            s = report["policies"][name]
-            cells = [s, alt.get("idle"), alt.get("busy")]
-            lines.append(
-                f"| {name} | "
-                + " | ".join(
-                    "n/a"
-                    if c is None
-                    else f"{pct(c['median_abs_jct_error'])} / {pct(c['max_abs_jct_error'])} / "
-                    f"{pct(c['same_outcome'])}"
-                    for c in cells
-                )
-                + " |"
-            )
-    screens = {
-        n: s["without_full_evals"]
-        for n, s in report["policies"].items()
-        if s.get("without_full_evals")
-    }
-    if screens:
-        lines += [
-            "",
+            ("contention (idle or busy step by neighbours)", "idle steps only", "busy steps only"),
+            lambda s, alt: [errors(s), errors(alt.get("idle")), errors(alt.get("busy"))],
+        ),
+        (
+            "without_full_evals",
             "The same executor runs replayed with and without the screened-evaluation mechanic "
             "(median / max abs JCT error, same met/missed; mean eval residual):",
-            "",
-            "| policy | full evaluations charged near the target | every evaluation its screen |",
-            "|---|---|---|",
-        ]
-        for name, alt in screens.items():
-            s = report["policies"][name]
-            lines.append(
-                f"| {name} | "
-                + " | ".join(
-                    f"{pct(c['median_abs_jct_error'])} / {pct(c['max_abs_jct_error'])} / "
-                    f"{pct(c['same_outcome'])}; {c['mean_residual_s']['eval']:+.2f} s"
-                    for c in (s, alt)
-                )
-                + " |"
-            )
+            ("full evaluations charged near the target", "every evaluation its screen"),
+            lambda s, alt: [errors(s, True), errors(alt, True)],
+        ),
+    )
+    for key, caption, heads, cells in variants:
+        alts = {n: s[key] for n, s in report["policies"].items() if s.get(key)}
+        if not alts:
+            continue
+        lines += ["", caption, "", "| policy | " + " | ".join(heads) + " |"]
+        lines.append("|---" * (len(heads) + 1) + "|")
+        for name, alt in alts.items():
+            row = cells(report["policies"][name], alt)
+            lines.append(f"| {name} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
