@@ -95,21 +95,21 @@ class IndexTask:
     convergence: str = "fitted"
 
 
-def convergence_for(space: str, task: IndexTask | None = None) -> ConvergenceModel:
-    """The run's convergence model (``bank.convergence``) in a named task space (``paper12`` =
-    its own 12 tasks; ``generic`` = many task families, same saving curve)."""
-    model = load_convergence(task.convergence if task is not None else None).model
-    if space == "paper12":
+def convergence_for(task: IndexTask) -> ConvergenceModel:
+    """The run's convergence model (``bank.convergence``) in the task's space (``paper12`` =
+    the model's own 12 tasks; ``generic`` = many task families, same saving curve)."""
+    model = load_convergence(task.convergence).model
+    if task.space == "paper12":
         return model
-    if space == "generic" and task is not None:
-        space_ = TaskSpace.generic(task.generic_tasks, task.generic_families, seed=task.seed)
-        return replace(model, space=space_)
-    raise SweepError(f"unknown task space {space!r}; known: paper12, generic")
+    if task.space == "generic":
+        space = TaskSpace.generic(task.generic_tasks, task.generic_families, seed=task.seed)
+        return replace(model, space=space)
+    raise SweepError(f"unknown task space {task.space!r}; known: paper12, generic")
 
 
 def index_task(task: IndexTask) -> list[dict[str, Any]]:
     """Build one bank, look up the same targets with every layout; one row per layout."""
-    conv = convergence_for(task.space, task)
+    conv = convergence_for(task)
     rng = np.random.default_rng([task.seed, task.n])
     entries = synthetic_bank(["m"], conv, task.n, rng)
     index = PromptBankIndex(BankConfig(seed=task.seed), entries)

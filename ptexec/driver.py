@@ -37,11 +37,12 @@ the driver takes its GPU away from the job that held it and releases it through 
 job resumes from its last checkpoint (or from the state it had when it was last moved) on
 whatever workers the policy gives it next: at most ``checkpoint_every`` steps are lost.
 
-Pauses: the state charges modelled pauses (``pause_s``: hand-over, reconfiguration, bank lookup)
-for the policies' predictions; the executor does not sleep them, it measures what the real
-moves took (``exec_pause_s``). A bank lookup is planned in the policy's ``decide`` (which
-returns at once) and runs at the job's first start on its first worker, as an exchange like
-the others (``ptexec.prompt_bank``): it never holds up another job or the loop.
+Pauses: the state charges modelled pauses (``pause_s``: hand-over, reconfiguration, bank lookup,
+a policy's ``Decision.pause``) for the policies' predictions; the executor does not sleep them,
+it measures what the real moves took (``exec_pause_s``). A bank lookup is planned in the
+policy's ``decide`` (which returns at once) and runs at the job's first start on its first
+worker, as an exchange like the others (``ptexec.prompt_bank``): it never holds up another job
+or the loop.
 """
 
 from __future__ import annotations
