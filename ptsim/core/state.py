@@ -524,26 +524,39 @@ class ClusterState:
 
     # ------------------------------------------------------------------ contention
 
-    def _busy_share(self, rec: JobRecord) -> float:
-        """The fraction of the other GPUs on the job's nodes that train another job."""
-        mine = set(rec.active)
-        nodes = {self._gpus[g].node for g in mine}
-        others = [g.gid for g in self._gpus if g.node in nodes and g.gid not in mine]
-        if not others:
-            return 0.0
+    def _busy_gpus(self) -> set[int]:
+        """The GPUs running jobs train on."""
         busy: set[int] = set()
         for other in self._live.values():
-            if other is not rec and other.state is JobState.RUNNING:
+            if other.state is JobState.RUNNING:
                 busy.update(other.active)
+        return busy
+
+    def _busy_share(self, rec: JobRecord, busy: set[int] | None = None) -> float:
+        """The fraction of the other GPUs on the job's nodes that train another job (``busy``:
+        :meth:`_busy_gpus`, when the caller has it)."""
+        mine = set(rec.active)
+        gpn = self.gpus_per_node
+        others = [
+            gid
+            for node in sorted({g // gpn for g in mine})
+            for gid in range(node * gpn, (node + 1) * gpn)
+            if gid not in mine
+        ]
+        if not others:
+            return 0.0
+        if busy is None:
+            busy = self._busy_gpus()
         return sum(g in busy for g in others) / len(others)
 
     def _recontend(self, now: float, skip: JobRecord | None = None) -> None:
         """A job started or stopped training: re-rate every other running job whose share of
         busy neighbours changed (progress folded in at the old rate)."""
+        busy = self._busy_gpus()  # re-rating changes rates, not which jobs train
         for rec in list(self._live.values()):
             if rec is skip or rec.state is not JobState.RUNNING:
                 continue
-            share = self._busy_share(rec)
+            share = self._busy_share(rec, busy)
             if share == rec.busy_share:
                 continue
             self._settle(rec, now)
