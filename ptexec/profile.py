@@ -46,6 +46,7 @@ the numbers were measured by ``ptexec profile``, when, on what machine, with whi
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -67,7 +68,8 @@ from ptexec.jobs import TaskCatalog, model_id
 from ptexec.models import ModelKind, load_model
 from ptexec.train import TuningConfig, TuningJob
 from ptexec.workers import JobSetup, WorkerPool
-from ptsim.core.profiles import Mechanics, ProfileSet, ThroughputTable
+from ptsim.core.profiles import Mechanics, ModelProfile, ProfileSet, ThroughputTable
+from ptsim.core.types import JobSpec
 from ptsim.profiles_io import ModelEntry, load_profiles, write_models, write_throughput
 
 MECHANICS_FILE = "mechanics.json"
@@ -101,8 +103,12 @@ class ProfileSettings:
     eval_every: int = 5
     num_virtual_tokens: int = 8
     lr: float = 0.01
+    loop_steps: int = 40
+    loop_rounds: int = 2
 
     def __post_init__(self) -> None:
+        if self.loop_steps < 0 or self.loop_rounds < 1:
+            raise ValueError("profile loop_steps must be >= 0 and loop_rounds >= 1")
         if not self.batches or any(b < 1 for b in self.batches):
             raise ValueError("profile batches must be >= 1")
         if self.steps < 1 or self.warmup < 0:
@@ -126,6 +132,8 @@ QUICK = ProfileSettings(
     similarities=(0.75,),
     seeds=(0,),
     max_steps=100,
+    loop_steps=10,
+    loop_rounds=1,
 )
 """A profile in seconds (tests, the executor's start-up measurement): fewer points, one
 similarity and seed."""
@@ -154,6 +162,10 @@ class ModelMeasurement:
     full_eval_s: list[float] = field(default_factory=list)
     contended_full_eval_s: list[float] = field(default_factory=list)
     checkpoint_s: list[float] = field(default_factory=list)
+    loop_interval_s: list[float] = field(default_factory=list)
+    loop_step_s: list[float] = field(default_factory=list)
+    contended_loop_interval_s: list[float] = field(default_factory=list)
+    contended_loop_step_s: list[float] = field(default_factory=list)
     convergence: list[dict[str, Any]] = field(default_factory=list)
     curves: list[dict[str, Any]] = field(default_factory=list)
 
@@ -162,6 +174,19 @@ class ModelMeasurement:
         return 1.0 / statistics.median(
             (self.contended_step_s if contended else self.step_s)[(batch, gpus)]
         )
+
+    def loop_overhead(self, contended: bool = False) -> float | None:
+        """Seconds the executor's loop adds to every training step: the median interval
+        between consecutive steps of a job run through the loop minus the median back-to-back
+        step at the same batch, never below 0 (``None``: not measured)."""
+        through, alone = (
+            (self.contended_loop_interval_s, self.contended_loop_step_s)
+            if contended
+            else (self.loop_interval_s, self.loop_step_s)
+        )
+        if not through or not alone:
+            return None
+        return max(0.0, _median(through) - _median(alone))
 
 
 def _median(xs: Sequence[float]) -> float:
@@ -279,6 +304,17 @@ def measure_model(
             meas.reconfig_s.append(time.perf_counter() - t0)
             pool.train_step([0])
     pool[0].detach()
+    if st.loop_steps > 0:
+        say(f"{mid}: per-step overhead of the executor's loop")
+        for _ in range(st.loop_rounds):  # rounds interleave the two timings (machine drift)
+            for contended in (False, True) if st.contention and n > 1 else (st.busy and n > 1,):
+                through, alone = measure_loop(pool, meas, (model, kind), task, st, cat, contended)
+                if contended:
+                    meas.contended_loop_interval_s += through
+                    meas.contended_loop_step_s += alone
+                else:
+                    meas.loop_interval_s += through
+                    meas.loop_step_s += alone
     for w in wids:
         pool[w].release()
 
@@ -313,6 +349,69 @@ def _time_steps(
         busy.poke()
     busy.stop()
     return samples
+
+
+def measure_loop(
+    pool: WorkerPool,
+    meas: ModelMeasurement,
+    model: tuple[str, ModelKind | None],
+    task: Any,
+    st: ProfileSettings,
+    tasks: TaskCatalog,
+    contended: bool = False,
+) -> tuple[list[float], list[float]]:
+    """The executor loop's per-step cost, calibrated on ``pool``: (intervals between
+    consecutive training steps of a job run through the executor's own driver and loop,
+    back-to-back step times of the same job outside it), both at the largest of ``st.batches``
+    on worker 0, ``st.loop_steps`` of each after ``st.warmup``. With ``contended`` worker 1
+    trains all along: beside the back-to-back steps a queued job of its own (``_Busy``, as
+    the contended table is timed), beside the run a second calibration job through the same
+    loop (its intervals are those while both train). The intervals' median minus the steps'
+    is ``ModelMeasurement.loop_overhead``: the job coroutine's round trip, progress reports,
+    the loop's turns and time series, which ptsim charges per step (``loop_overhead_s``)."""
+    import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
+    from ptexec.driver import Executor
+    from ptexec.jobs import ExecJob
+
+    name, kind = model
+    batch = st.batches[-1]
+    total = st.warmup + st.loop_steps
+    cfg = TuningConfig(
+        num_virtual_tokens=st.num_virtual_tokens,
+        lr=st.lr,
+        batch_size=batch,
+        target_accuracy=None,
+        max_steps=total,
+        eval_every=total,  # evaluations at step 0 and after the last step only
+    )
+    pool.attach([0], JobSetup("profile-loop-alone", name, task, cfg, kind))
+    others = [1] if contended else []
+    alone = _time_steps(
+        pool, [0], others, replace(st, steps=st.loop_steps), (name, task, cfg, batch, kind)
+    )
+    pool[0].detach()
+    mid = meas.model_id
+    rate = ThroughputTable((batch,), (1,), np.array([[1.0 / _median(alone)]]))
+    plan = ProfileSet({mid: ModelProfile(mid, 1.0, rate, 0.0, 0.0, 0.0)})
+    jobs = [
+        ExecJob(
+            JobSpec(f"loop-{w}", 0.0, mid, st.task, 1e6, batch, total, 1, 1, 1),
+            name,
+            kind,
+            st.task,
+            cfg,
+        )
+        for w in range(2 if contended else 1)
+    ]
+    with tempfile.TemporaryDirectory(prefix="ptexec-profile-loop-") as tmp:
+        ex = Executor(jobs, "fifo", pool, plan, Path(tmp), tasks=tasks, release_at_start=False)
+        out = ex.run()
+    curves = [[t for step, t, _, _ in out.runs[j.job_id].curve if step > st.warmup] for j in jobs]
+    lo = max(c[0] for c in curves)
+    hi = min(c[-1] for c in curves)
+    times = [t for t in curves[0] if lo <= t <= hi]
+    through = [b - a for a, b in itertools.pairwise(times)]
+    return through, alone
 
 
 class _Busy:
@@ -563,6 +662,8 @@ def write_profile(
                 contended_heldout_eval_s=_round_or_none(m.contended_heldout_eval_s),
                 full_eval_s=_round_or_none(m.full_eval_s),
                 contended_full_eval_s=_round_or_none(m.contended_full_eval_s),
+                loop_overhead_s=_round_opt(m.loop_overhead()),
+                contended_loop_overhead_s=_round_opt(m.loop_overhead(contended=True)),
             )
         )
         mech[name] = {
@@ -603,6 +704,10 @@ def write_profile(
                 ("full_eval_contended", m.contended_full_eval_s),
                 ("checkpoint", m.checkpoint_s),
                 ("assessment", m.eval_s),
+                ("loop_interval", m.loop_interval_s),
+                ("loop_back_to_back", m.loop_step_s),
+                ("loop_interval_contended", m.contended_loop_interval_s),
+                ("loop_back_to_back_contended", m.contended_loop_step_s),
             )
             for i, v in enumerate(xs)
         ],
@@ -632,6 +737,10 @@ def _round_or_none(xs: Sequence[float]) -> float | None:
     return round(_median(xs), 6) if xs else None
 
 
+def _round_opt(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
+
+
 def _write_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     import pandas as pd
 
@@ -640,6 +749,14 @@ def _write_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 def _fmt(x: float, digits: int = 4) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}g}"
+
+
+def _fmt_ms(x: float | None) -> str:
+    return "" if x is None else _fmt(1000.0 * x, 3)
+
+
+def _paren(text: str) -> str:
+    return f" ({text})" if text else ""
 
 
 def _readme(
@@ -696,6 +813,11 @@ def _readme(
         "`contended_full_eval_s` |",
         "| score assessment per Prompt Bank candidate | `RealScorer.score` in the driver "
         "process | `models.csv` `eval_s` |",
+        "| the executor's loop, per training step (with `--contention` also while the other "
+        "worker trains) | median interval between consecutive steps of a calibration job run "
+        "through the executor's own driver and loop, minus the median back-to-back step of "
+        "the same job timed right before it (at least 0) | `models.csv` `loop_overhead_s`, "
+        "`contended_loop_overhead_s` |",
         "",
         "Files: `models.csv` and one throughput table per model (ElasticFlow's layout: rows ="
         " global batch, columns = worker count, cells = iterations per second, the median of "
@@ -720,6 +842,14 @@ def _readme(
         "`eval_examples` and `eval_batch_size`); checkpoint: one `checkpoint` write on rank 0. "
         "ptsim charges them only with `profile.mechanics.eval_every` / `checkpoint_every` > 0 "
         "(the executor's `tuning.eval_every` and `checkpoint_every`).",
+        f"- loop overhead: {st.loop_rounds} round(s), each {st.loop_steps} back-to-back steps "
+        f"then {st.loop_steps} steps through the executor (`measure_loop`), at batch "
+        f"{st.batches[-1]} on worker 0 after {st.warmup} warm-up steps; with contention a "
+        "second calibration job trains on worker 1 through the same loop (its back-to-back "
+        "reference beside a queued job, as the contended table). The job coroutine's round "
+        "trip, progress reports, the loop's turns and wake-ups: what a step costs in a run "
+        "beyond the step itself. ptsim charges it on every training step "
+        "(`ModelProfile.loop_overhead_s`); raw samples in `loads.csv` (`loop_*`).",
         "- To use the pauses in ptsim pass e.g. "
         f"`profile.mechanics.handover_s={_fmt(mechanics['handover_s'])}` "
         + (
@@ -734,8 +864,8 @@ def _readme(
         "",
         "| model | params | hidden | boot [s] | cold start [s] | reload [s] | assessment [s] | "
         "first start [s] | resume [s] | resize [s] | held-out eval (screen) [s] | "
-        "full eval [s] | checkpoint [s] |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "full eval [s] | checkpoint [s] | loop per step [ms] (contended) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in measurements:
         name = rename.get(m.model_id, m.model_id)
@@ -746,7 +876,8 @@ def _readme(
             f"{_fmt(_median(m.eval_s))} | {_fmt(_median(m.start_s))} | "
             f"{_fmt(_median(m.handover_s))} | {_fmt(_median(m.reconfig_s))} | "
             f"{_fmt(_median(m.heldout_eval_s))} | {_fmt(_median(m.full_eval_s))} | "
-            f"{_fmt(_median(m.checkpoint_s))} |"
+            f"{_fmt(_median(m.checkpoint_s))} | {_fmt_ms(m.loop_overhead())}"
+            f"{_paren(_fmt_ms(m.loop_overhead(contended=True)))} |"
         )
     for m in measurements:
         name = rename.get(m.model_id, m.model_id)

@@ -30,7 +30,11 @@ deadline outcomes, and the JCT difference (executor minus ptsim) split by mechan
 - ``eval``, ``checkpoint``: held-out evaluations and checkpoint writes (executor: measured;
   ptsim: ``heldout_eval_s`` x evaluations plus ``full_eval_s`` after each screen near the
   target (``screen_margin``), ``checkpoint_s`` x steps / ``checkpoint_every``);
-- ``step``: time in training steps (executor: measured per step; ptsim: the throughput table);
+- ``step``: time in training steps (executor: measured per step, from sending a step's
+  requests to resuming the job with their replies, so it holds the loop's per-step cost;
+  ptsim: the throughput table plus the profile's ``loop_overhead_s`` per step, which the
+  ``sim_loop_s`` column shows on its own: without worker-side time stamps the executor's
+  loop time cannot be told apart from its step time, so the two share one residual);
 - ``queue``: the rest: waiting for GPUs, the driver's own latency, overlaps of the above.
 """
 
@@ -85,11 +89,14 @@ COLUMNS = (
     "sim_cold_starts",
     "exec_gpu_seconds",
     "sim_gpu_seconds",
+    "sim_loop_s",
     *(f"residual_{m}_s" for m in MECHANISMS),
 )
 """``validate.csv``'s columns: ``jct_error`` = (ptsim - executor) / executor JCT; ``run_error``
 the same for the time from first start to finish (the job's own run, without its wait);
-``residual_<mechanism>_s`` = executor minus ptsim seconds, summing to the JCT difference."""
+``sim_loop_s`` the part of ptsim's step time that is the driver loop's per-step cost
+(``loop_overhead_s``, 0 without it); ``residual_<mechanism>_s`` = executor minus ptsim
+seconds, summing to the JCT difference."""
 
 
 class ReplayBank:
@@ -108,13 +115,14 @@ class _Trace:
     running_s: float = 0.0
     train_s: float = 0.0
     eval_s: float = 0.0
+    loop_s: float = 0.0
 
 
 class TracingState(ClusterState):
     """ptsim's cluster state, also adding up each job's training time (the throughput table's
-    part of its running time, without the evaluation and checkpoint overheads) and its
-    held-out evaluation time (screens and full evaluations), each at the contention it ran
-    under."""
+    part of its running time plus the loop's per-step cost, without the evaluation and
+    checkpoint overheads), the loop's part of it, and its held-out evaluation time (screens
+    and full evaluations), each at the contention it ran under."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -133,7 +141,9 @@ class TracingState(ClusterState):
                 iters = min(self.progress(rec, now) - rec.iters_done, left)
                 t.eval_s += max(0.0, dt - iters / full.rate)
             t.running_s += dt
-            t.train_s += iters * self.profiles.train_step_time(
+            loop = iters * self.profiles.loop_overhead_time(s.model, rec.busy_share)
+            t.loop_s += loop
+            t.train_s += loop + iters * self.profiles.train_step_time(
                 s.model, rec.running_gpus, s.batch_size, rec.busy_share
             )
             every = self.mech.eval_every
@@ -163,7 +173,11 @@ def contention_variants(profiles: ProfileSet) -> dict[str, ProfileSet]:
     idle, busy = {}, {}
     for name, m in profiles.models.items():
         idle[name] = replace(
-            m, contended=None, contended_heldout_eval_s=None, contended_full_eval_s=None
+            m,
+            contended=None,
+            contended_heldout_eval_s=None,
+            contended_full_eval_s=None,
+            contended_loop_overhead_s=None,
         )
         if m.contended is None:
             busy[name] = idle[name]
@@ -187,6 +201,9 @@ def contention_variants(profiles: ProfileSet) -> dict[str, ProfileSet]:
             full_eval_s=m.contended_full_eval_s
             if m.contended_full_eval_s is not None
             else m.full_eval_s,
+            loop_overhead_s=m.contended_loop_overhead_s
+            if m.contended_loop_overhead_s is not None
+            else m.loop_overhead_s,
         )
     return {
         "idle": replace(profiles, models=idle, name=f"{profiles.name} (idle)"),
@@ -203,6 +220,17 @@ def without_full_evals(profiles: ProfileSet) -> ProfileSet:
         for name, m in profiles.models.items()
     }
     return replace(profiles, models=models, name=f"{profiles.name} (screens only)")
+
+
+def without_loop_overhead(profiles: ProfileSet) -> ProfileSet:
+    """``profiles`` without the driver loop's per-step cost (no model has
+    ``loop_overhead_s``), as before the mechanic. ``validate_bench.py`` replays each executor
+    run with it too, to show what the mechanic changes."""
+    models = {
+        name: replace(m, loop_overhead_s=0.0, contended_loop_overhead_s=None)
+        for name, m in profiles.models.items()
+    }
+    return replace(profiles, models=models, name=f"{profiles.name} (no loop overhead)")
 
 
 def screen_margin(outcome: ExecOutcome) -> float:
@@ -362,6 +390,7 @@ def compare(executor: RunResult, outcome: ExecOutcome, sim: Simulated) -> pd.Dat
             ),
             "step": trace.train_s if trace is not None else 0.0,
         }
+        row["sim_loop_s"] = trace.loop_s if trace is not None else 0.0
         total = ej - sj
         parts = {k: e[k] - s[k] for k in e}
         row["residual_queue_s"] = total - sum(parts.values())
@@ -397,6 +426,7 @@ def summary_of(table: pd.DataFrame) -> dict[str, Any]:
         "same_outcome": same,
         "mean_abs_diff_jct_s": float(np.mean(np.abs(table.exec_jct_s - table.sim_jct_s))),
         "mean_residual_s": {m: float(table[f"residual_{m}_s"].mean()) for m in MECHANISMS},
+        "mean_sim_loop_s": float(table.sim_loop_s.mean()) if len(table) else 0.0,
         "mean_abs_residual_s": {
             m: float(table[f"residual_{m}_s"].abs().mean()) for m in MECHANISMS
         },

@@ -78,6 +78,8 @@ MODEL_COLUMNS: tuple[str, ...] = (
     "contended_heldout_eval_s",
     "full_eval_s",
     "contended_full_eval_s",
+    "loop_overhead_s",
+    "contended_loop_overhead_s",
 )
 """Columns ``models.csv`` may have, in the order ``write_models`` writes them."""
 
@@ -88,6 +90,8 @@ _WRITTEN_WHEN_SET = (
     "contended_heldout_eval_s",
     "full_eval_s",
     "contended_full_eval_s",
+    "loop_overhead_s",
+    "contended_loop_overhead_s",
 )
 """Optional columns ``write_models`` leaves out when no entry has a value (files written before
 they existed stay the same)."""
@@ -112,6 +116,8 @@ class ModelEntry:
     other worker of the node trains (``ModelProfile.contended``); None: no contention.
     ``full_eval_s`` / ``contended_full_eval_s``: the full held-out evaluation after a screen
     near the target (``ModelProfile.full_eval_s``); None: not charged.
+    ``loop_overhead_s`` / ``contended_loop_overhead_s``: what the driver's loop adds to every
+    training step (``ModelProfile.loop_overhead_s``); None: not charged.
     """
 
     model: str
@@ -131,6 +137,8 @@ class ModelEntry:
     contended_heldout_eval_s: float | None = None
     full_eval_s: float | None = None
     contended_full_eval_s: float | None = None
+    loop_overhead_s: float | None = None
+    contended_loop_overhead_s: float | None = None
 
     def throughput_file(self) -> str:
         """The throughput file name, relative to the profile directory."""
@@ -610,6 +618,8 @@ def _model_profile(
         contended_heldout_eval_s=e.contended_heldout_eval_s,
         full_eval_s=e.full_eval_s or 0.0,
         contended_full_eval_s=e.contended_full_eval_s,
+        loop_overhead_s=e.loop_overhead_s or 0.0,
+        contended_loop_overhead_s=e.contended_loop_overhead_s,
     )
 
 

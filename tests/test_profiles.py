@@ -345,9 +345,9 @@ def test_models_csv_round_trip(tmp_path: Path) -> None:
     ]
     path = tmp_path / "models.csv"
     write_models(path, entries)
-    # the overhead, contention and full-evaluation columns (heldout_eval_s, checkpoint_s,
-    # contended_*, full_eval_s) are written only when set
-    assert path.read_text().splitlines()[0] == ",".join(MODEL_COLUMNS[:-6])
+    # the overhead, contention, full-evaluation and loop columns (heldout_eval_s,
+    # checkpoint_s, contended_*, full_eval_s, loop_overhead_s) are written only when set
+    assert path.read_text().splitlines()[0] == ",".join(MODEL_COLUMNS[:-8])
     back = read_models(path)
     assert back[0] == entries[0]
     assert back[1] == ModelEntry(

@@ -105,6 +105,11 @@ class ModelProfile:
     ``Mechanics.full_eval_margin`` of the target (and always the one that meets it), and
     ``contended_full_eval_s`` that while every other worker of the node trains. 0 / ``None``:
     not charged (every evaluation is its screen).
+
+    Driver loop: ``loop_overhead_s`` is what a driver's own work adds to every training step
+    of a job (``ptexec profile`` measures the executor's loop: the median interval between
+    consecutive steps through it minus the back-to-back step); ``contended_loop_overhead_s``
+    that while every other worker of the node trains. 0 / ``None``: not charged.
     """
 
     name: str
@@ -119,6 +124,8 @@ class ModelProfile:
     contended_heldout_eval_s: float | None = None
     full_eval_s: float = 0.0
     contended_full_eval_s: float | None = None
+    loop_overhead_s: float = 0.0
+    contended_loop_overhead_s: float | None = None
 
     def __post_init__(self) -> None:
         for f in (
@@ -128,10 +135,11 @@ class ModelProfile:
             "heldout_eval_s",
             "checkpoint_s",
             "full_eval_s",
+            "loop_overhead_s",
         ):
             if getattr(self, f) < 0:
                 raise ValueError(f"model {self.name}: {f} must be >= 0")
-        for f in ("contended_heldout_eval_s", "contended_full_eval_s"):
+        for f in ("contended_heldout_eval_s", "contended_full_eval_s", "contended_loop_overhead_s"):
             value = getattr(self, f)
             if value is not None and value < 0:
                 raise ValueError(f"model {self.name}: {f} must be >= 0")
@@ -159,7 +167,8 @@ class Mechanics:
 
     Evaluations and checkpoints are charged as a per-step overhead (``ProfileSet.step_overhead``,
     their cost spread evenly over the steps between them), the evaluation before the first step
-    as part of the first start's pause (``ProfileSet.start_overhead``).
+    as part of the first start's pause (``ProfileSet.start_overhead``); so is a model's
+    ``loop_overhead_s`` (every step, whatever the cadences).
     """
 
     handover_s: float = 0.5
@@ -217,14 +226,24 @@ class ProfileSet:
 
     def step_overhead(self, model: str, busy_share: float = 0.0) -> float:
         """Seconds added to every step for held-out evaluations and checkpoints (their cost
-        spread over the steps between them; 0 when the mechanics model neither); the
-        evaluation is contended like a step (``train_step_time``)."""
+        spread over the steps between them; 0 when the mechanics model neither) and for the
+        driver's loop (``loop_overhead_time``); the evaluation and the loop are contended like
+        a step (``train_step_time``)."""
         m, mech = self.model(model), self.mechanics
-        over = 0.0
+        over = self.loop_overhead_time(model, busy_share)
         if mech.eval_every > 0:
             over += self.heldout_eval_time(model, busy_share) / mech.eval_every
         if mech.checkpoint_every > 0:
             over += m.checkpoint_s / mech.checkpoint_every
+        return over
+
+    def loop_overhead_time(self, model: str, busy_share: float = 0.0) -> float:
+        """Seconds the driver's loop adds to every training step (``loop_overhead_s``, 0 when
+        the profile has none), contended like a step (``train_step_time``)."""
+        m = self.model(model)
+        over = m.loop_overhead_s
+        if busy_share > 0.0 and m.contended_loop_overhead_s is not None:
+            over += busy_share * (m.contended_loop_overhead_s - over)
         return over
 
     def heldout_eval_time(self, model: str, busy_share: float = 0.0) -> float:
