@@ -5,6 +5,7 @@ from a dead worker. CPU, tiny model, one thread per worker."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 from collections.abc import Iterator
@@ -549,6 +550,39 @@ def test_a_contention_profile_times_steps_alone_and_beside_a_busy_worker(
     assert sorted(set(steps.contended)) == [False, True]
     assert (steps[steps.contended].workers == 1).all()
     assert "while the other workers train" in (d / "README.md").read_text()
+    # the executor loop's per-step cost, calibrated alone and beside a training neighbour
+    for over in (m.loop_overhead_s, m.contended_loop_overhead_s):
+        assert over is not None and over >= 0.0 and math.isfinite(over)
+    loads = pd.read_csv(d / "loads.csv")
+    assert {"loop_interval", "loop_back_to_back", "loop_interval_contended"} <= set(loads.what)
+
+
+def test_loop_calibration_runs_jobs_through_the_executor(pool: WorkerPool, tmp_path: Path) -> None:
+    from ptexec.profile import ModelMeasurement, measure_loop, write_profile
+
+    st = replace(QUICK, batches=(8,), warmup=1, loop_steps=6, convergence=False)
+    cat = TaskCatalog()
+    meas = ModelMeasurement("tiny-gpt2", "tiny-gpt2", "causal_lm", 1, 2)
+    for contended in (False, True):
+        through, alone = measure_loop(
+            pool, meas, ("tiny-gpt2", None), cat.get(st.task), st, cat, contended
+        )
+        assert len(alone) == st.loop_steps and 1 <= len(through) <= st.loop_steps - 1
+        assert all(x > 0 and math.isfinite(x) for x in through + alone)
+        if contended:
+            meas.contended_loop_interval_s, meas.contended_loop_step_s = through, alone
+        else:
+            meas.loop_interval_s, meas.loop_step_s = through, alone
+    for contended in (False, True):
+        over = meas.loop_overhead(contended=contended)
+        assert over is not None and over >= 0.0 and math.isfinite(over)
+    meas.step_s[(8, 1)] = [0.01]  # what write_profile needs besides the loop
+    meas.eval_s, meas.cold_loads = [0.1], [0.5]
+    d = write_profile(tmp_path / "p", [meas], st)
+    m = load_profiles(str(d)).model("tiny-gpt2")
+    assert m.loop_overhead_s == round(meas.loop_overhead() or 0.0, 6)
+    assert m.contended_loop_overhead_s == round(meas.loop_overhead(contended=True) or 0.0, 6)
+    assert "loop_overhead_s" in (d / "README.md").read_text()
 
 
 def test_contention_variants_charge_every_step_idle_or_every_step_busy() -> None:
