@@ -38,14 +38,31 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 MODELS = (("tiny-gpt2", None), ("tiny-gpt2", "seq_cls"))
+REPLAY_KEYS = (
+    "median_abs_jct_error",
+    "max_abs_jct_error",
+    "jobs_above_15pct",
+    "same_outcome",
+    "mean_residual_s",
+)
+"""What ``summary.json`` keeps of each replay without a mechanism."""
 
 
 def make_jobs(
-    n: int, seed: int = 0, *, mean_gap_s: float = 4.0, est_steps: int = 40, step_s: float = 0.15
+    n: int,
+    seed: int = 0,
+    *,
+    mean_gap_s: float = 5.0,
+    est_steps: int = 250,
+    step_s: float = 0.015,
+    lr: float = 0.002,
 ) -> list[dict[str, Any]]:
     """``n`` jobs (job-file rows): arrivals about ``mean_gap_s`` apart, alternating models,
     every third job a 75% variant of an earlier task, deadlines tight (1.5 x the planned run
-    time on one worker) or loose (5 x), batch 16 or 32, 1..2 workers (every fourth asks for 2)."""
+    time on one worker, ``est_steps`` x ``step_s``) or loose (5 x), batch 16 or 32, 1..2
+    workers (every fourth asks for 2). Learning rate ``lr`` (0.002: about 100-360 steps to
+    90% held-out accuracy, several seconds per job, so that the executor's fixed offsets and
+    jitter weigh little against a job's time), evaluations every 20 steps, a budget of 800."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -66,12 +83,13 @@ def make_jobs(
             "slo_s": round(planned * (1.5 if tight else 5.0), 3),
             "batch_size": batch,
             "target_accuracy": 0.9,
-            "max_steps": 120,
+            "lr": lr,
+            "max_steps": 800,
             "iterations": est_steps,
             "num_gpus": 2 if i % 4 == 3 else 1,
             "min_gpus": 1,
             "max_gpus": 2,
-            "eval_every": 5,
+            "eval_every": 20,
         }
         if kind:
             row["kind"] = kind
@@ -104,15 +122,22 @@ def markdown(report: dict[str, Any]) -> str:
             f"{res} | {lb[0]:.1f} -> {la[0]:.1f} |"
         )
 
-    def errors(c: dict[str, Any] | None, eval_residual: bool = False) -> str:
-        """One replay's median / max abs JCT error and same met/missed (and eval residual)."""
+    def errors(
+        c: dict[str, Any] | None, eval_residual: bool = False, step_residual: bool = False
+    ) -> str:
+        """One replay's median / max abs JCT error and same met/missed (and eval or step
+        residual)."""
         if c is None:
             return "n/a"
         out = (
             f"{pct(c['median_abs_jct_error'])} / {pct(c['max_abs_jct_error'])} / "
             f"{pct(c['same_outcome'])}"
         )
-        return out + (f"; {c['mean_residual_s']['eval']:+.2f} s" if eval_residual else "")
+        if eval_residual:
+            out += f"; {c['mean_residual_s']['eval']:+.2f} s"
+        if step_residual:
+            out += f"; {c['mean_residual_s']['step']:+.2f} s"
+        return out
 
     variants = (
         (
@@ -129,6 +154,13 @@ def markdown(report: dict[str, Any]) -> str:
             ("full evaluations charged near the target", "every evaluation its screen"),
             lambda s, alt: [errors(s, True), errors(alt, True)],
         ),
+        (
+            "without_loop_overhead",
+            "The same executor runs replayed with and without the loop-overhead mechanic "
+            "(median / max abs JCT error, same met/missed; mean step residual):",
+            ("loop overhead charged per step", "no loop overhead"),
+            lambda s, alt: [errors(s, step_residual=True), errors(alt, step_residual=True)],
+        ),
     )
     for key, caption, heads, cells in variants:
         alts = {n: s[key] for n, s in report["policies"].items() if s.get(key)}
@@ -140,6 +172,24 @@ def markdown(report: dict[str, Any]) -> str:
             row = cells(report["policies"][name], alt)
             lines.append(f"| {name} | " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def _replay(
+    result: Any,
+    outcome: Any,
+    policy: str,
+    params: Any,
+    workers: int,
+    price: float,
+    profiles: Any,
+) -> dict[str, Any]:
+    """An executor run replayed in ptsim with other ``profiles`` (a mechanism left out): what
+    ``summary.json`` keeps of it (``REPLAY_KEYS``)."""
+    from ptexec.validate import compare, simulate_like, summary_of
+
+    sim = simulate_like(outcome, policy, params, workers, price, profiles)
+    alt = summary_of(compare(result, outcome, sim))
+    return {k: alt[k] for k in REPLAY_KEYS}
 
 
 def _loadavg() -> list[float]:
@@ -156,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--policies", default="prompttuner,infless,edf")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--gap", type=float, default=4.0, help="mean seconds between arrivals")
+    ap.add_argument("--gap", type=float, default=5.0, help="mean seconds between arrivals")
     ap.add_argument("--steps", type=int, default=15, help="timed steps per profile cell")
     ap.add_argument(
         "--profile-mode",
@@ -184,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         format_table,
         save_validation,
         simulate_like,
-        summary_of,
         without_full_evals,
+        without_loop_overhead,
     )
     from ptexec.workers import WorkerPool
 
@@ -270,55 +320,19 @@ def main(argv: list[str] | None = None) -> int:
             summary["sim_rescales"] = int(table.sim_rescales.sum())
             summary["exec_met"] = int(table.exec_met_deadline.sum())
             summary["sim_met"] = int(table.sim_met_deadline.sum())
-            # the same executor run replayed without the contention mechanism: every step at
-            # the idle time, or every step at the contended time (the old --busy profile)
-            summary["without_contention"] = {}
-            for variant, ps in contention_variants(outcome.state.profiles).items():
-                alt = summary_of(
-                    compare(
-                        result,
-                        outcome,
-                        simulate_like(
-                            outcome, name, params, args.workers, settings.price_per_gpu_hour, ps
-                        ),
-                    )
-                )
-                summary["without_contention"][variant] = {
-                    k: alt[k]
-                    for k in (
-                        "median_abs_jct_error",
-                        "max_abs_jct_error",
-                        "jobs_above_15pct",
-                        "same_outcome",
-                        "mean_residual_s",
-                    )
-                }
-            # and without the screened-evaluation mechanic (every evaluation charged its screen)
-            if any(m.full_eval_s > 0 for m in outcome.state.profiles.models.values()):
-                alt = summary_of(
-                    compare(
-                        result,
-                        outcome,
-                        simulate_like(
-                            outcome,
-                            name,
-                            params,
-                            args.workers,
-                            settings.price_per_gpu_hour,
-                            without_full_evals(outcome.state.profiles),
-                        ),
-                    )
-                )
-                summary["without_full_evals"] = {
-                    k: alt[k]
-                    for k in (
-                        "median_abs_jct_error",
-                        "max_abs_jct_error",
-                        "jobs_above_15pct",
-                        "same_outcome",
-                        "mean_residual_s",
-                    )
-                }
+            # the same executor run replayed without each mechanism: contention (every step at
+            # the idle time, or every step at the contended time, the old --busy profile), the
+            # screened evaluations (every evaluation charged its screen), the loop overhead
+            ps0 = outcome.state.profiles
+            price = settings.price_per_gpu_hour
+            alts = (result, outcome, name, params, args.workers, price)
+            summary["without_contention"] = {
+                variant: _replay(*alts, ps) for variant, ps in contention_variants(ps0).items()
+            }
+            if any(m.full_eval_s > 0 for m in ps0.models.values()):
+                summary["without_full_evals"] = _replay(*alts, without_full_evals(ps0))
+            if any(m.loop_overhead_s or m.contended_loop_overhead_s for m in ps0.models.values()):
+                summary["without_loop_overhead"] = _replay(*alts, without_loop_overhead(ps0))
             (run_dir / "validate.json").write_text(json.dumps(summary, indent=2) + "\n")
             report["policies"][name] = summary
             print(f"== {name} ({wall:.1f} s on the executor)")
