@@ -96,6 +96,15 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--max-steps", dest="max_steps", type=int, help="convergence step budget")
     pr.add_argument("--no-convergence", dest="convergence", action="store_false")
     pr.add_argument(
+        "--loop-steps",
+        dest="loop_steps",
+        type=int,
+        help="steps of each timing of the executor loop's per-step cost (0: not measured) [40]",
+    )
+    pr.add_argument(
+        "--loop-rounds", dest="loop_rounds", type=int, help="rounds of that calibration [2]"
+    )
+    pr.add_argument(
         "--busy",
         action="store_true",
         help="time steps and evaluations while the other workers train (CPU slots sharing cores)",
@@ -405,6 +414,8 @@ def _profile(args: argparse.Namespace) -> int:
         "similarities": _floats(args.similarities),
         "seeds": _ints(args.seeds),
         "max_steps": args.max_steps,
+        "loop_steps": args.loop_steps,
+        "loop_rounds": args.loop_rounds,
     }
     st = replace(st, **{k: v for k, v in changes.items() if v is not None})
     if not args.convergence:
