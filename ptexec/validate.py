@@ -497,5 +497,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             f"same deadline outcome {pct(same)} (target >= 95%: {verdict('same_outcome')})",
             f"median |run error| (first start to finish) {pct(summary['median_abs_run_error'])}",
             f"mean residual per job [s, executor - ptsim]: {res}",
+            f"ptsim's loop overhead per job (in its step time) "
+            f"{summary.get('mean_sim_loop_s', 0.0):.3f} s",
         ]
     )
