@@ -738,7 +738,7 @@ def test_admission_test_reuse_equals_replanning_every_later_job(
     ``switch_at=free_change`` (where a plan depends on where the free GPUs change)."""
     from ptsim.core.policies import elasticflow as ef
 
-    def from_scratch(self: Any, items: Any, start: int, tops: Any) -> bool:
+    def from_scratch(self: Any, items: Any, start: int, tails: Any) -> bool:
         trial = ef._Free.of(self.total, self.final.arr.copy())
         for it in items[start:]:
             got = self.planner.plan(it, trial)

@@ -481,13 +481,27 @@ def _remaining(view: JobView, now: float) -> float:
     return view.remaining_sd_at(now)[0] if view.uncertain else view.remaining_at(now)
 
 
-def _suffix_tops(items: Sequence[_Item]) -> list[int]:
-    """``out[i]``: the largest GPU count any of ``items[i:]`` may hold (0 past the end)."""
-    out = [0] * (len(items) + 1)
-    for i in range(len(items) - 1, -1, -1):
-        counts = items[i].levels.counts
-        out[i] = max(out[i + 1], int(counts[-1]) if len(counts) else 0)
-    return out
+_EMPTY: IntArray = np.zeros(0, dtype=np.int64)
+_INT_MAX = int(np.iinfo(np.int64).max)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tails:
+    """Per admitted job (deadline order) at one decision, for the admission tests: ``tops[i]``,
+    the largest GPU count any of ``items[i:]`` may hold (0 past the end), and ``kmax[i]``, the
+    number of slots up to ``items[i]``'s deadline (``_Planner.plan``'s ``k_max``)."""
+
+    tops: list[int]
+    kmax: list[int]
+
+    @staticmethod
+    def of(items: Sequence[_Item], planner: _Planner) -> _Tails:
+        tops = [0] * (len(items) + 1)
+        for i in range(len(items) - 1, -1, -1):
+            tops[i] = max(tops[i + 1], items[i].levels.top)
+        now, slot = planner.now, planner.slot
+        kmax = [math.ceil((it.deadline - now) / slot - _TOL) for it in items]
+        return _Tails(tops, kmax)
 
 
 class _Trial:
@@ -523,6 +537,7 @@ class _Trial:
         size = max(len(running.arr), len(trial.arr), len(rest_free.arr))
         self.cur = self._pad(running.arr, size)  # free GPUs before the job, plan without
         self.diff = self._pad(trial.arr, size) - self.cur  # with the newcomer minus without
+        self.after = self._pad(rest_free.arr, size)  # free GPUs after every job, plan without
         self.plan: dict[str, tuple[bool, IntArray]] = {}
         self.final = trial
 
@@ -535,102 +550,98 @@ class _Trial:
         if size > len(self.cur):
             size = max(size, 2 * len(self.cur))
             self.cur = self._pad(self.cur, size)
+            self.after = self._pad(self.after, size)
             self.diff = np.concatenate([self.diff, np.zeros(size - len(self.diff), dtype=np.int64)])
 
-    def _floor(self, nz: IntArray) -> IntArray:
-        """``out[k]``: a lower bound on the free GPUs, with and without the newcomer, in every
-        slot below ``k`` where they differ, for every job still to plan (the free GPUs the plan
-        without the newcomer leaves after all of them, plus ``diff`` where it is negative); a
-        job whose largest count is at most ``out[k]`` sees no change in its first ``k`` slots,
-        and none at all when it is at most ``out[-1]``; ``nz``: where ``diff`` is not 0."""
-        rf = self._pad(self.rest_free.arr, len(self.diff))[: len(self.diff)]
-        low = np.full(len(self.diff) + 1, np.iinfo(np.int64).max, dtype=np.int64)
-        low[nz + 1] = rf[nz] + np.minimum(self.diff[nz], 0)
-        out: IntArray = np.minimum.accumulate(low)
-        return out
-
-    def run(self, items: Sequence[_Item], start: int, tops: Sequence[int]) -> bool:
+    def run(self, items: Sequence[_Item], start: int, tails: _Tails) -> bool:
         """Plan ``items[start:]`` with the newcomer in ``trial``; False as soon as a job that
-        meets its deadline without the newcomer would miss it with it."""
+        meets its deadline without the newcomer would miss it with it.
+
+        Where ``diff`` is not zero (``nz``), every job still to plan sees, with and without the
+        newcomer, at least the free GPUs the plan without the newcomer leaves after all of them
+        plus ``diff`` where it is negative: ``floor``, their minimum over ``nz``. A job whose
+        largest count is at most ``floor`` sees no change of fitting level anywhere."""
         rest, planner, out = self.rest, self.planner, self.plan
+        tops, kmax = tails.tops, tails.kmax
+        by_period = planner.by_period
+        cur, diff = self.cur, self.diff
+        fresh = False  # nz, dnz, floor and steps describe ``diff`` as it is
         check = True
-        floor: IntArray | None = None
-        nz_all: IntArray = self.diff
-        nz_list: list[int] = []
-        steps: IntArray = self.diff
-        steps_list: list[int] = []
+        nz: IntArray = _EMPTY
+        dnz: IntArray = _EMPTY
+        steps: IntArray = _EMPTY
+        floor = 0
         for i in range(start, len(items)):
-            if floor is None:
-                nz_all = self.diff.nonzero()[0]  # slots where the newcomer changes the free GPUs
-                nz_list = nz_all.tolist()
-                floor = self._floor(nz_all)
-                if planner.by_period:  # slots where a change of the free GPUs may come or go
-                    steps = (self.diff[1:] != self.diff[:-1]).nonzero()[0] + 1
-                    steps_list = steps.tolist()
-                check = True
+            if not fresh:
+                nz = diff.nonzero()[0]  # slots where the newcomer changes the free GPUs
+                if len(nz):
+                    dnz = diff[nz]
+                    floor = int((self.after[nz] + np.minimum(dnz, 0)).min())
+                else:
+                    floor = _INT_MAX
+                if by_period:  # slots where a change of the free GPUs may come or go
+                    steps = (diff[1:] != diff[:-1]).nonzero()[0] + 1
+                fresh = check = True
             if check:
-                if tops[i] <= floor[-1] and not steps_list:  # no job left can see a change
+                if tops[i] <= floor and not len(steps):  # no job left can see a change
                     for it in items[i:]:
                         out[it.job_id] = rest[it.job_id]
-                    fin = self._pad(self.rest_free.arr, len(self.diff))
-                    fin[: len(self.diff)] += self.diff
-                    self.final = _Free(self.total)
-                    self.final.arr = fin
+                    fin = self._pad(self.rest_free.arr, len(diff))
+                    fin[: len(diff)] += diff
+                    self.final = _Free.of(self.total, fin)
                     return True
                 check = False
             it = items[i]
             was = rest[it.job_id]
             row = was[1]
-            k_max = math.ceil((it.deadline - planner.now) / planner.slot - _TOL)
+            k_max = kmax[i]
             span = max(k_max, 0) if was[0] else max(k_max, len(row))
-            if max(span, len(row)) > len(self.cur):
+            if max(span, len(row)) > len(cur):
                 self._grow(max(span, len(row)))
-            got = was
-            cut = 0
-            if it.levels.top > floor[min(span, len(floor) - 1)]:
-                cut = bisect.bisect_left(nz_list, span)  # where diff is not 0 before ``span``
+                cur, diff = self.cur, self.diff
             replan = False
-            if cut:
-                nz = nz_all[:cut]
-                before = self.cur[nz]
-                table = it.levels.fit_table
-                replan = bool(
-                    (
-                        table.take(before, mode="clip")
-                        != table.take(before + self.diff[nz], mode="clip")
-                    ).any()
-                )
-            if not replan and steps_list and was[0]:
+            if it.levels.top > floor:
+                cut = int(nz.searchsorted(span))  # where diff is not 0 before ``span``
+                if cut:
+                    before = cur[nz[:cut]]
+                    table = it.levels.fit_table
+                    replan = bool(
+                        (
+                            table.take(before, mode="clip")
+                            != table.take(before + dnz[:cut], mode="clip")
+                        ).any()
+                    )
+            if not replan and len(steps) and was[0]:
                 # a plan that meets its deadline steps up where the free GPUs last change in
                 # its first ``k_max`` slots: re-plan if the newcomer moves such a change
-                c = bisect.bisect_left(steps_list, k_max)
+                c = int(steps.searchsorted(k_max))
                 if c:
                     at = steps[:c]
-                    cur, diff = self.cur, self.diff
                     was_change = cur[at] != cur[at - 1]
                     now_change = cur[at] + diff[at] != cur[at - 1] + diff[at - 1]
                     replan = bool((was_change != now_change).any())
             if replan:
-                trial = _Free.of(self.total, self.cur + self.diff)
+                trial = _Free.of(self.total, cur + diff)
                 got = planner.plan(it, trial)
                 self._grow(len(trial.arr))
+                cur, diff = self.cur, self.diff
                 # with the newcomer the job now reserves got[1] instead of row
-                self.cur[: len(row)] -= row
-                self.diff[: len(row)] += row
-                self.diff[: len(got[1])] -= got[1]
-                floor = None
+                cur[: len(row)] -= row
+                diff[: len(row)] += row
+                diff[: len(got[1])] -= got[1]
+                fresh = False
                 if not got[0] and was[0]:
                     return False  # it would make a job that meets its deadline miss it
                 out[it.job_id] = got
                 continue
-            out[it.job_id] = got
-            self.cur[: len(row)] -= row
+            out[it.job_id] = was
+            cur[: len(row)] -= row
             if tops[i + 1] < tops[i]:
                 check = True
-        fin_len = max(len(self.cur), len(self.rest_free.arr))
+        fin_len = max(len(cur), len(self.rest_free.arr))
         self.final = _Free(self.total)
         self.final.arr = self._pad(self.rest_free.arr, fin_len)
-        self.final.arr[: len(self.diff)] += self.diff
+        self.final.arr[: len(diff)] += diff
         return True
 
 
@@ -1125,7 +1136,7 @@ class ElasticFlow:
         # test reuses it (``_Trial``) instead of re-planning those jobs from scratch
         rest_free = running.copy()
         rest = planner.plan_all(admitted, rest_free)
-        tops = _suffix_tops(admitted)
+        tails = _Tails.of(admitted, planner)
         pos = 0
         for cand in newcomers:
             while pos < len(admitted) and admitted[pos].order < cand.order:
@@ -1139,7 +1150,7 @@ class ElasticFlow:
             ok, row = planner.plan(cand, trial)
             if ok:
                 test = _Trial(planner, running, trial, rest, rest_free)
-                ok = test.run(admitted, pos, tops)
+                ok = test.run(admitted, pos, tails)
             if ok:
                 accepted.append(cand)
                 plan[cand.job_id] = (True, row)
