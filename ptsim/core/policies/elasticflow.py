@@ -280,6 +280,16 @@ class _Planner:
         self.now = now
         self.slot = slot_s
         self.by_period = switch_at == "free_change"
+        # id(levels) -> (levels, gain of a whole slot per level); holding the levels keeps
+        # their id from being reused while the planner lives
+        self._gain: dict[int, tuple[_Levels, list[float]]] = {}
+
+    def _slot_gain(self, lv: _Levels) -> list[float]:
+        """Iterations of one whole slot at each level of ``lv`` (``thr_ext * slot``)."""
+        hit = self._gain.get(id(lv))
+        if hit is None:
+            hit = self._gain[id(lv)] = (lv, (lv.thr_ext * self.slot).tolist())
+        return hit[1]
 
     def plan(self, it: _Item, free: _Free) -> tuple[bool, IntArray]:
         """Reserve ``it``'s minimum satisfactory share in ``free``; return whether it meets its
@@ -367,14 +377,24 @@ class _Planner:
         vals = body[starts].tolist()
         lens = [b - a for a, b in zip(starts, [*starts[1:], k_max - 1], strict=True)]
         f_last = int(fits[-1])
-        thr = lv.thr_ext.tolist()
-        e = (lv.thr_ext * self.slot).tolist()  # the gain of a whole slot at each level
+        thr = lv.thr_t
+        e = self._slot_gain(lv)  # the gain of a whole slot at each level
         runs = list(zip(vals, lens, strict=True))
+        # slots per fitting level (the deadline's slot apart): a level's total is a sum over
+        # the levels that fit, not over the runs (fewer roundings, same bound below)
+        per = [0] * (top + 1)
+        for v, n in runs:
+            per[v] += n
+        held = [(v, n) for v, n in enumerate(per) if n]
+        whole = sum(n * e[v] for v, n in held) + thr[f_last] * last
         tol = (k_max + len(starts) + 64) * 2.3e-16
-        tol *= max(need, sum(n * e[v] for v, n in runs) + thr[f_last] * last)
+        tol *= max(need, whole)
 
         def reaches(level: int) -> bool | None:
-            total = sum(n * e[min(v, level)] for v, n in runs) + thr[min(f_last, level)] * last
+            if level >= top:
+                total = whole
+            else:
+                total = sum(n * e[min(v, level)] for v, n in held) + thr[min(f_last, level)] * last
             return None if abs(total - need) <= tol else total >= need
 
         q = -1
@@ -420,10 +440,11 @@ class _Planner:
         ahead = _crossing([(e[x], n) for x, n in zip(steps, spans, strict=True)], need, tol)
         if ahead is None:
             return None
-        out: IntArray = np.repeat(lv.counts_ext[steps], spans)
-        if ahead >= k_max - 1:
-            return np.append(out, lv.counts_ext[min(f_last, q)])
-        return out[: ahead + 1]
+        if ahead >= k_max - 1:  # done in the deadline's slot
+            steps.append(min(f_last, q))
+            spans.append(1)
+        out: IntArray = lv.counts_ext[steps].repeat(spans)
+        return out if ahead >= k_max - 1 else out[: ahead + 1]
 
     def _best_effort(self, it: _Item, free: _Free, need: float) -> IntArray:
         """A job that cannot meet its deadline takes the most it can get (up to its cap) in
