@@ -283,6 +283,18 @@ class _Planner:
         # id(levels) -> (levels, gain of a whole slot per level); holding the levels keeps
         # their id from being reused while the planner lives
         self._gain: dict[int, tuple[_Levels, list[float]]] = {}
+        self._upto: dict[tuple[int, int], tuple[_Levels, IntArray]] = {}
+        self.level = 0
+        """The level index (into ``counts_ext``) at which the last ``plan`` met its deadline
+        (its reservation is ``min(level, what fits)`` from its step point on, one level less
+        before it); 0 when it did not, or had nothing left to do."""
+
+    def fit_upto(self, lv: _Levels, q: int) -> IntArray:
+        """``min(lv.fit_table, q)``: the fitting level of each free-GPU count, capped at ``q``."""
+        hit = self._upto.get((id(lv), q))
+        if hit is None:
+            hit = self._upto[(id(lv), q)] = (lv, np.minimum(lv.fit_table, q))
+        return hit[1]
 
     def _slot_gain(self, lv: _Levels) -> list[float]:
         """Iterations of one whole slot at each level of ``lv`` (``thr_ext * slot``)."""
@@ -294,6 +306,7 @@ class _Planner:
     def plan(self, it: _Item, free: _Free) -> tuple[bool, IntArray]:
         """Reserve ``it``'s minimum satisfactory share in ``free``; return whether it meets its
         deadline and its GPUs per slot from now until it is done."""
+        self.level = 0
         if it.remaining <= 0:
             return True, np.zeros(0, dtype=np.int64)
         need = it.remaining * (1.0 - 1e-12)
@@ -354,6 +367,7 @@ class _Planner:
                 gain[:point] = 0.0
         end = min(int(gain.cumsum().searchsorted(need)), k_max - 1)
         out: IntArray = lv.counts_ext[row[: end + 1]]
+        self.level = q
         return out
 
     def _plan_runs(
@@ -444,6 +458,7 @@ class _Planner:
             steps.append(min(f_last, q))
             spans.append(1)
         out: IntArray = lv.counts_ext[steps].repeat(spans)
+        self.level = q
         return out if ahead >= k_max - 1 else out[: ahead + 1]
 
     def _best_effort(self, it: _Item, free: _Free, need: float) -> IntArray:
@@ -471,9 +486,18 @@ class _Planner:
             start = stop
             chunk = max(chunk * 2, math.ceil(left / (thr_cap * self.slot)) + 1)
 
-    def plan_all(self, items: Sequence[_Item], free: _Free) -> dict[str, tuple[bool, IntArray]]:
-        """Plan ``items`` (already in deadline order) one after another."""
-        return {it.job_id: self.plan(it, free) for it in items}
+    def plan_all(
+        self, items: Sequence[_Item], free: _Free, levels: dict[str, int] | None = None
+    ) -> dict[str, tuple[bool, IntArray]]:
+        """Plan ``items`` (already in deadline order) one after another; ``levels`` gets each
+        job's ``level``."""
+        if levels is None:
+            return {it.job_id: self.plan(it, free) for it in items}
+        out: dict[str, tuple[bool, IntArray]] = {}
+        for it in items:
+            out[it.job_id] = self.plan(it, free)
+            levels[it.job_id] = self.level
+        return out
 
 
 _NO_LEVEL: IntArray = np.zeros(0, dtype=np.int64)
@@ -504,6 +528,7 @@ def _remaining(view: JobView, now: float) -> float:
 
 _EMPTY: IntArray = np.zeros(0, dtype=np.int64)
 _INT_MAX = int(np.iinfo(np.int64).max)
+_any = np.logical_or.reduce  # ``ndarray.any`` without its Python-level wrapper
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,9 +575,12 @@ class _Trial:
         trial: _Free,
         rest: Mapping[str, tuple[bool, IntArray]],
         rest_free: _Free,
+        rest_levels: Mapping[str, int],
     ) -> None:
         self.planner = planner
         self.rest = rest
+        self.rest_levels = rest_levels
+        self.levels: dict[str, int] = {}  # ``_Planner.level`` of the jobs re-planned
         self.rest_free = rest_free
         self.total = running.total
         size = max(len(running.arr), len(trial.arr), len(rest_free.arr))
@@ -625,12 +653,15 @@ class _Trial:
                 cut = int(nz.searchsorted(span))  # where diff is not 0 before ``span``
                 if cut:
                     before = cur[nz[:cut]]
-                    table = it.levels.fit_table
+                    # a plan that meets its deadline at level q reads the fitting levels only
+                    # up to q (``_Planner.level``): changes above it leave it as it is
+                    q = self.rest_levels.get(it.job_id, 0) if was[0] else 0
+                    table = planner.fit_upto(it.levels, q) if q > 0 else it.levels.fit_table
                     replan = bool(
-                        (
+                        _any(
                             table.take(before, mode="clip")
                             != table.take(before + dnz[:cut], mode="clip")
-                        ).any()
+                        )
                     )
             if not replan and len(steps) and was[0]:
                 # a plan that meets its deadline steps up where the free GPUs last change in
@@ -640,10 +671,11 @@ class _Trial:
                     at = steps[:c]
                     was_change = cur[at] != cur[at - 1]
                     now_change = cur[at] + diff[at] != cur[at - 1] + diff[at - 1]
-                    replan = bool((was_change != now_change).any())
+                    replan = bool(_any(was_change != now_change))
             if replan:
                 trial = _Free.of(self.total, cur + diff)
                 got = planner.plan(it, trial)
+                self.levels[it.job_id] = planner.level
                 self._grow(len(trial.arr))
                 cur, diff = self.cur, self.diff
                 # with the newcomer the job now reserves got[1] instead of row
@@ -1156,7 +1188,8 @@ class ElasticFlow:
         # newcomers admitted so far included), and the free GPUs it leaves: each newcomer's
         # test reuses it (``_Trial``) instead of re-planning those jobs from scratch
         rest_free = running.copy()
-        rest = planner.plan_all(admitted, rest_free)
+        rest_levels: dict[str, int] = {}
+        rest = planner.plan_all(admitted, rest_free, rest_levels)
         tails = _Tails.of(admitted, planner)
         pos = 0
         for cand in newcomers:
@@ -1170,7 +1203,7 @@ class ElasticFlow:
             trial = running.copy()
             ok, row = planner.plan(cand, trial)
             if ok:
-                test = _Trial(planner, running, trial, rest, rest_free)
+                test = _Trial(planner, running, trial, rest, rest_free, rest_levels)
                 ok = test.run(admitted, pos, tails)
             if ok:
                 accepted.append(cand)
@@ -1178,6 +1211,7 @@ class ElasticFlow:
                 running.ensure(len(row))
                 running.arr[: len(row)] -= row
                 rest, rest_free = test.plan, test.final
+                rest_levels.update(test.levels)
             else:
                 rejected.append(cand.job_id)
         plan.update((it.job_id, rest[it.job_id]) for it in admitted[pos:])
