@@ -874,6 +874,14 @@ class _Placer:
         elif size <= self.gpn:
             mine = self._masks(own)
             best = None
+            if len(own) == size and len(mine) == 1:
+                # it keeps an aligned block of one node that nobody claimed: ``_best_in`` on
+                # its node picks that block (the only one it overlaps fully, evicting nobody)
+                ((n, m),) = mine.items()
+                off = (m & -m).bit_length() - 1
+                if off % size == 0 and m == ((1 << size) - 1) << off and not self.claimed[n] & m:
+                    self.claim(own)
+                    return tuple(sorted(own))
             if own:  # keep, shrink inside or grow around what it holds, evicting nobody
                 best = self._best_in(sorted(mine), size, mine)
                 if best is not None and not (best[0][0] == 0 and best[0][1] < 0):
