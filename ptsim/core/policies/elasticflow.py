@@ -284,10 +284,9 @@ class _Planner:
         # their id from being reused while the planner lives
         self._gain: dict[int, tuple[_Levels, list[float]]] = {}
         self._upto: dict[tuple[int, int], tuple[_Levels, IntArray]] = {}
-        self.level = 0
-        """The level index (into ``counts_ext``) at which the last ``plan`` met its deadline
-        (its reservation is ``min(level, what fits)`` from its step point on, one level less
-        before it); 0 when it did not, or had nothing left to do."""
+        self.shape: _Shape = _NO_SHAPE
+        """What the last ``plan`` that met its deadline read of the free GPUs (``_Shape``);
+        ``_NO_SHAPE`` when it did not, or had nothing left to do."""
 
     def fit_upto(self, lv: _Levels, q: int) -> IntArray:
         """``min(lv.fit_table, q)``: the fitting level of each free-GPU count, capped at ``q``."""
@@ -306,7 +305,7 @@ class _Planner:
     def plan(self, it: _Item, free: _Free) -> tuple[bool, IntArray]:
         """Reserve ``it``'s minimum satisfactory share in ``free``; return whether it meets its
         deadline and its GPUs per slot from now until it is done."""
-        self.level = 0
+        self.shape = _NO_SHAPE
         if it.remaining <= 0:
             return True, np.zeros(0, dtype=np.int64)
         need = it.remaining * (1.0 - 1e-12)
@@ -353,7 +352,15 @@ class _Planner:
         if cur is None or q <= 0:
             return _NO_LEVEL
         # the latest slot from which level q alone finishes the job in time
-        point = k_max - 1 - int(cur[::-1].cumsum().searchsorted(need))
+        back = cur[::-1].cumsum()
+        behind = int(back.searchsorted(need))
+        point = k_max - 1 - behind
+        # the exact sum of level q's gains from that slot to the deadline is at least the
+        # running sum there less its rounding (``behind + 1`` non-negative terms)
+        slack = -math.inf
+        if behind < k_max and not self.by_period:
+            slack = float(back[behind]) * (1.0 - (behind + 2) * 2.3e-16) - need
+        self.shape = (q, point, slack)
         if self.by_period and point > 0:  # back to where the free GPUs last changed
             changed = np.flatnonzero(free[1 : point + 1] != free[:point])
             point = int(changed[-1]) + 1 if changed.size else 0
@@ -367,7 +374,6 @@ class _Planner:
                 gain[:point] = 0.0
         end = min(int(gain.cumsum().searchsorted(need)), k_max - 1)
         out: IntArray = lv.counts_ext[row[: end + 1]]
-        self.level = q
         return out
 
     def _plan_runs(
@@ -432,6 +438,10 @@ class _Planner:
         if behind is None:
             return None
         point = k_max - 1 - behind
+        # ``_crossing`` answered: level q's running sum there is at least need + tol, and with
+        # rates that grow with the level it is within tol / 2 of its exact value
+        slack = 0.5 * tol if lv.monotone and point >= 0 and not self.by_period else -math.inf
+        shape = (q, point, slack)
         if self.by_period and point > 0:
             # back to where the free GPUs last changed: a change of fitting level is one, so
             # it is in the run holding ``point`` (or the deadline's slot) or at its start
@@ -458,7 +468,7 @@ class _Planner:
             steps.append(min(f_last, q))
             spans.append(1)
         out: IntArray = lv.counts_ext[steps].repeat(spans)
-        self.level = q
+        self.shape = shape
         return out if ahead >= k_max - 1 else out[: ahead + 1]
 
     def _best_effort(self, it: _Item, free: _Free, need: float) -> IntArray:
@@ -487,18 +497,26 @@ class _Planner:
             chunk = max(chunk * 2, math.ceil(left / (thr_cap * self.slot)) + 1)
 
     def plan_all(
-        self, items: Sequence[_Item], free: _Free, levels: dict[str, int] | None = None
+        self, items: Sequence[_Item], free: _Free, shapes: dict[str, _Shape] | None = None
     ) -> dict[str, tuple[bool, IntArray]]:
-        """Plan ``items`` (already in deadline order) one after another; ``levels`` gets each
-        job's ``level``."""
-        if levels is None:
+        """Plan ``items`` (already in deadline order) one after another; ``shapes`` gets each
+        job's ``shape``."""
+        if shapes is None:
             return {it.job_id: self.plan(it, free) for it in items}
         out: dict[str, tuple[bool, IntArray]] = {}
         for it in items:
             out[it.job_id] = self.plan(it, free)
-            levels[it.job_id] = self.level
+            shapes[it.job_id] = self.shape
         return out
 
+
+_Shape = tuple[int, int, float]
+"""Of a plan that meets its deadline: its level q (an index into ``counts_ext``: it reserves
+``min(q, what fits)`` from its step point on, one level less before), its step point before
+``switch_at=free_change`` moves it (the latest slot from which level q alone finishes in time),
+and a lower bound on how far the exact sum of level q's gains from that point to the deadline
+exceeds the work needed (``-inf``: unknown)."""
+_NO_SHAPE: _Shape = (0, 0, -math.inf)
 
 _NO_LEVEL: IntArray = np.zeros(0, dtype=np.int64)
 """``_plan_slots``' answer when no level meets the deadline (compared by identity)."""
@@ -575,12 +593,12 @@ class _Trial:
         trial: _Free,
         rest: Mapping[str, tuple[bool, IntArray]],
         rest_free: _Free,
-        rest_levels: Mapping[str, int],
+        rest_shapes: Mapping[str, _Shape],
     ) -> None:
         self.planner = planner
         self.rest = rest
-        self.rest_levels = rest_levels
-        self.levels: dict[str, int] = {}  # ``_Planner.level`` of the jobs re-planned
+        self.rest_shapes = rest_shapes
+        self.shapes: dict[str, _Shape] = {}  # ``_Planner.shape`` of the jobs re-planned
         self.rest_free = rest_free
         self.total = running.total
         size = max(len(running.arr), len(trial.arr), len(rest_free.arr))
@@ -601,6 +619,29 @@ class _Trial:
             self.cur = self._pad(self.cur, size)
             self.after = self._pad(self.after, size)
             self.diff = np.concatenate([self.diff, np.zeros(size - len(self.diff), dtype=np.int64)])
+
+    def _moves(
+        self, lv: _Levels, shape: _Shape, at: IntArray, before: IntArray, after: IntArray
+    ) -> bool:
+        """Whether a plan that meets its deadline (``shape``: level q, step point p, slack)
+        can change when the free GPUs in slots ``at`` go from ``before`` to ``after``, given
+        that ``min(fitting level, q)`` changes in some of them. It cannot if that happens only
+        before p and ``min(fitting level, q - 1)`` changes nowhere: the levels below q are
+        summed as before, the sum of level q from p to the deadline (which sets p) is as before
+        and, the slack being larger than the rounding of any sum of the job's slots, level q's
+        sum over all its slots still reaches the work needed; the reservation (level q - 1
+        before p, q from p) is the same. The caller checks the slack against the job's slots."""
+        q, point = shape[0], shape[1]
+        late = int(at.searchsorted(point))  # ``at`` ascending: slots at or after p from here
+        table = self.planner.fit_upto(lv, q)
+        if _any(table.take(before[late:], mode="clip") != table.take(after[late:], mode="clip")):
+            return True
+        if q <= 1 or late == 0:
+            return False
+        table = self.planner.fit_upto(lv, q - 1)
+        return bool(
+            _any(table.take(before[:late], mode="clip") != table.take(after[:late], mode="clip"))
+        )
 
     def run(self, items: Sequence[_Item], start: int, tails: _Tails) -> bool:
         """Plan ``items[start:]`` with the newcomer in ``trial``; False as soon as a job that
@@ -653,16 +694,17 @@ class _Trial:
                 cut = int(nz.searchsorted(span))  # where diff is not 0 before ``span``
                 if cut:
                     before = cur[nz[:cut]]
+                    after = before + dnz[:cut]
                     # a plan that meets its deadline at level q reads the fitting levels only
-                    # up to q (``_Planner.level``): changes above it leave it as it is
-                    q = self.rest_levels.get(it.job_id, 0) if was[0] else 0
+                    # up to q (``_Planner.shape``): changes above it leave it as it is
+                    shape = self.rest_shapes.get(it.job_id, _NO_SHAPE) if was[0] else _NO_SHAPE
+                    q = shape[0]
                     table = planner.fit_upto(it.levels, q) if q > 0 else it.levels.fit_table
                     replan = bool(
-                        _any(
-                            table.take(before, mode="clip")
-                            != table.take(before + dnz[:cut], mode="clip")
-                        )
+                        _any(table.take(before, mode="clip") != table.take(after, mode="clip"))
                     )
+                    if replan and shape[2] > (k_max + 8) * 4.6e-16 * it.remaining:
+                        replan = self._moves(it.levels, shape, nz[:cut], before, after)
             if not replan and len(steps) and was[0]:
                 # a plan that meets its deadline steps up where the free GPUs last change in
                 # its first ``k_max`` slots: re-plan if the newcomer moves such a change
@@ -675,7 +717,7 @@ class _Trial:
             if replan:
                 trial = _Free.of(self.total, cur + diff)
                 got = planner.plan(it, trial)
-                self.levels[it.job_id] = planner.level
+                self.shapes[it.job_id] = planner.shape
                 self._grow(len(trial.arr))
                 cur, diff = self.cur, self.diff
                 # with the newcomer the job now reserves got[1] instead of row
@@ -1196,8 +1238,8 @@ class ElasticFlow:
         # newcomers admitted so far included), and the free GPUs it leaves: each newcomer's
         # test reuses it (``_Trial``) instead of re-planning those jobs from scratch
         rest_free = running.copy()
-        rest_levels: dict[str, int] = {}
-        rest = planner.plan_all(admitted, rest_free, rest_levels)
+        rest_shapes: dict[str, _Shape] = {}
+        rest = planner.plan_all(admitted, rest_free, rest_shapes)
         tails = _Tails.of(admitted, planner)
         pos = 0
         for cand in newcomers:
@@ -1211,7 +1253,7 @@ class ElasticFlow:
             trial = running.copy()
             ok, row = planner.plan(cand, trial)
             if ok:
-                test = _Trial(planner, running, trial, rest, rest_free, rest_levels)
+                test = _Trial(planner, running, trial, rest, rest_free, rest_shapes)
                 ok = test.run(admitted, pos, tails)
             if ok:
                 accepted.append(cand)
@@ -1219,7 +1261,7 @@ class ElasticFlow:
                 running.ensure(len(row))
                 running.arr[: len(row)] -= row
                 rest, rest_free = test.plan, test.final
-                rest_levels.update(test.levels)
+                rest_shapes.update(test.shapes)
             else:
                 rejected.append(cand.job_id)
         plan.update((it.job_id, rest[it.job_id]) for it in admitted[pos:])
