@@ -661,9 +661,11 @@ class _Trial:
         dnz: IntArray = _EMPTY
         steps: IntArray = _EMPTY
         floor = 0
+        nz_last = -1
         for i in range(start, len(items)):
             if not fresh:
                 nz = diff.nonzero()[0]  # slots where the newcomer changes the free GPUs
+                nz_last = int(nz[-1]) if len(nz) else -1
                 if len(nz):
                     dnz = diff[nz]
                     floor = int((self.after[nz] + np.minimum(dnz, 0)).min())
@@ -691,10 +693,14 @@ class _Trial:
                 cur, diff = self.cur, self.diff
             replan = False
             if it.levels.top > floor:
-                cut = int(nz.searchsorted(span))  # where diff is not 0 before ``span``
+                if span > nz_last:  # every slot where diff is not 0 is before ``span``
+                    at, cut = nz, len(nz)
+                else:
+                    cut = int(nz.searchsorted(span))
+                    at = nz[:cut]
                 if cut:
-                    before = cur[nz[:cut]]
-                    after = before + dnz[:cut]
+                    before = cur[at]
+                    after = before + (dnz if cut == len(nz) else dnz[:cut])
                     # a plan that meets its deadline at level q reads the fitting levels only
                     # up to q (``_Planner.shape``): changes above it leave it as it is
                     shape = self.rest_shapes.get(it.job_id, _NO_SHAPE) if was[0] else _NO_SHAPE
@@ -704,7 +710,7 @@ class _Trial:
                         _any(table.take(before, mode="clip") != table.take(after, mode="clip"))
                     )
                     if replan and shape[2] > (k_max + 8) * 4.6e-16 * it.remaining:
-                        replan = self._moves(it.levels, shape, nz[:cut], before, after)
+                        replan = self._moves(it.levels, shape, at, before, after)
             if not replan and len(steps) and was[0]:
                 # a plan that meets its deadline steps up where the free GPUs last change in
                 # its first ``k_max`` slots: re-plan if the newcomer moves such a change
