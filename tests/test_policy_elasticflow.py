@@ -738,7 +738,7 @@ def test_admission_test_reuse_equals_replanning_every_later_job(
     ``switch_at=free_change`` (where a plan depends on where the free GPUs change)."""
     from ptsim.core.policies import elasticflow as ef
 
-    def from_scratch(self: Any, items: Any, start: int, tops: Any) -> bool:
+    def from_scratch(self: Any, items: Any, start: int, tails: Any) -> bool:
         trial = ef._Free.of(self.total, self.final.arr.copy())
         for it in items[start:]:
             got = self.planner.plan(it, trial)
@@ -763,3 +763,51 @@ def test_admission_test_reuse_equals_replanning_every_later_job(
             scratch = run_policy(jobs, "elasticflow", knobs, linear_profiles(), ClusterSpec(2, 4))
         assert reused.jobs.equals(scratch.jobs)
         assert reused.summary["decisions"] == scratch.summary["decisions"]
+
+
+def test_admission_test_shortcuts_equal_replanning_on_a_busy_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a cluster that cannot hold its jobs (bursts of long jobs, plans of over 64 slots),
+    the admission test's shortcuts (a plan kept when the newcomer changes its fitting levels
+    only above its level, or only between its level and the one below before its step point:
+    ``_Trial._moves``) give the tables of re-planning every later job from scratch, and the
+    second shortcut is taken."""
+    from ptsim.core.policies import elasticflow as ef
+
+    def from_scratch(self: Any, items: Any, start: int, tails: Any) -> bool:
+        trial = ef._Free.of(self.total, self.final.arr.copy())
+        for it in items[start:]:
+            got = self.planner.plan(it, trial)
+            if not got[0] and self.rest[it.job_id][0]:
+                return False
+            self.plan[it.job_id] = got
+        self.final = trial
+        return True
+
+    kept = 0
+    moves = ef._Trial._moves
+
+    def spy(self: Any, *args: Any) -> bool:
+        nonlocal kept
+        out = moves(self, *args)
+        kept += not out
+        return out
+
+    monkeypatch.setattr(ef._Trial, "_moves", spy)
+    for seed in (3, 5):
+        rng = np.random.default_rng(seed)
+        jobs = []
+        bursts = np.sort(rng.uniform(0.0, 1800.0, 8))
+        for i in range(140):
+            t = float(rng.choice(bursts)) + float(rng.uniform(0.0, 5.0))
+            it = int(rng.integers(3000, 40000))
+            mx = int(rng.choice([2, 4, 8]))
+            jobs.append(job(f"j{i:03d}", t, it, t + it / float(rng.uniform(0.6, 4.0)), max_gpus=mx))
+        reused = run_policy(jobs, "elasticflow", {}, linear_profiles(), ClusterSpec(2, 8))
+        with monkeypatch.context() as m:
+            m.setattr(ef._Trial, "run", from_scratch)
+            scratch = run_policy(jobs, "elasticflow", {}, linear_profiles(), ClusterSpec(2, 8))
+        assert reused.jobs.equals(scratch.jobs)
+        assert reused.summary["decisions"] == scratch.summary["decisions"]
+    assert kept > 0

@@ -280,10 +280,32 @@ class _Planner:
         self.now = now
         self.slot = slot_s
         self.by_period = switch_at == "free_change"
+        # id(levels) -> (levels, gain of a whole slot per level); holding the levels keeps
+        # their id from being reused while the planner lives
+        self._gain: dict[int, tuple[_Levels, list[float]]] = {}
+        self._upto: dict[tuple[int, int], tuple[_Levels, IntArray]] = {}
+        self.shape: _Shape = _NO_SHAPE
+        """What the last ``plan`` that met its deadline read of the free GPUs (``_Shape``);
+        ``_NO_SHAPE`` when it did not, or had nothing left to do."""
+
+    def fit_upto(self, lv: _Levels, q: int) -> IntArray:
+        """``min(lv.fit_table, q)``: the fitting level of each free-GPU count, capped at ``q``."""
+        hit = self._upto.get((id(lv), q))
+        if hit is None:
+            hit = self._upto[(id(lv), q)] = (lv, np.minimum(lv.fit_table, q))
+        return hit[1]
+
+    def _slot_gain(self, lv: _Levels) -> list[float]:
+        """Iterations of one whole slot at each level of ``lv`` (``thr_ext * slot``)."""
+        hit = self._gain.get(id(lv))
+        if hit is None:
+            hit = self._gain[id(lv)] = (lv, (lv.thr_ext * self.slot).tolist())
+        return hit[1]
 
     def plan(self, it: _Item, free: _Free) -> tuple[bool, IntArray]:
         """Reserve ``it``'s minimum satisfactory share in ``free``; return whether it meets its
         deadline and its GPUs per slot from now until it is done."""
+        self.shape = _NO_SHAPE
         if it.remaining <= 0:
             return True, np.zeros(0, dtype=np.int64)
         need = it.remaining * (1.0 - 1e-12)
@@ -330,7 +352,15 @@ class _Planner:
         if cur is None or q <= 0:
             return _NO_LEVEL
         # the latest slot from which level q alone finishes the job in time
-        point = k_max - 1 - int(cur[::-1].cumsum().searchsorted(need))
+        back = cur[::-1].cumsum()
+        behind = int(back.searchsorted(need))
+        point = k_max - 1 - behind
+        # the exact sum of level q's gains from that slot to the deadline is at least the
+        # running sum there less its rounding (``behind + 1`` non-negative terms)
+        slack = -math.inf
+        if behind < k_max and not self.by_period:
+            slack = float(back[behind]) * (1.0 - (behind + 2) * 2.3e-16) - need
+        self.shape = (q, point, slack)
         if self.by_period and point > 0:  # back to where the free GPUs last changed
             changed = np.flatnonzero(free[1 : point + 1] != free[:point])
             point = int(changed[-1]) + 1 if changed.size else 0
@@ -367,14 +397,24 @@ class _Planner:
         vals = body[starts].tolist()
         lens = [b - a for a, b in zip(starts, [*starts[1:], k_max - 1], strict=True)]
         f_last = int(fits[-1])
-        thr = lv.thr_ext.tolist()
-        e = (lv.thr_ext * self.slot).tolist()  # the gain of a whole slot at each level
+        thr = lv.thr_t
+        e = self._slot_gain(lv)  # the gain of a whole slot at each level
         runs = list(zip(vals, lens, strict=True))
+        # slots per fitting level (the deadline's slot apart): a level's total is a sum over
+        # the levels that fit, not over the runs (fewer roundings, same bound below)
+        per = [0] * (top + 1)
+        for v, n in runs:
+            per[v] += n
+        held = [(v, n) for v, n in enumerate(per) if n]
+        whole = sum(n * e[v] for v, n in held) + thr[f_last] * last
         tol = (k_max + len(starts) + 64) * 2.3e-16
-        tol *= max(need, sum(n * e[v] for v, n in runs) + thr[f_last] * last)
+        tol *= max(need, whole)
 
         def reaches(level: int) -> bool | None:
-            total = sum(n * e[min(v, level)] for v, n in runs) + thr[min(f_last, level)] * last
+            if level >= top:
+                total = whole
+            else:
+                total = sum(n * e[min(v, level)] for v, n in held) + thr[min(f_last, level)] * last
             return None if abs(total - need) <= tol else total >= need
 
         q = -1
@@ -398,6 +438,10 @@ class _Planner:
         if behind is None:
             return None
         point = k_max - 1 - behind
+        # ``_crossing`` answered: level q's running sum there is at least need + tol, and with
+        # rates that grow with the level it is within tol / 2 of its exact value
+        slack = 0.5 * tol if lv.monotone and point >= 0 and not self.by_period else -math.inf
+        shape = (q, point, slack)
         if self.by_period and point > 0:
             # back to where the free GPUs last changed: a change of fitting level is one, so
             # it is in the run holding ``point`` (or the deadline's slot) or at its start
@@ -420,10 +464,12 @@ class _Planner:
         ahead = _crossing([(e[x], n) for x, n in zip(steps, spans, strict=True)], need, tol)
         if ahead is None:
             return None
-        out: IntArray = np.repeat(lv.counts_ext[steps], spans)
-        if ahead >= k_max - 1:
-            return np.append(out, lv.counts_ext[min(f_last, q)])
-        return out[: ahead + 1]
+        if ahead >= k_max - 1:  # done in the deadline's slot
+            steps.append(min(f_last, q))
+            spans.append(1)
+        out: IntArray = lv.counts_ext[steps].repeat(spans)
+        self.shape = shape
+        return out if ahead >= k_max - 1 else out[: ahead + 1]
 
     def _best_effort(self, it: _Item, free: _Free, need: float) -> IntArray:
         """A job that cannot meet its deadline takes the most it can get (up to its cap) in
@@ -450,10 +496,27 @@ class _Planner:
             start = stop
             chunk = max(chunk * 2, math.ceil(left / (thr_cap * self.slot)) + 1)
 
-    def plan_all(self, items: Sequence[_Item], free: _Free) -> dict[str, tuple[bool, IntArray]]:
-        """Plan ``items`` (already in deadline order) one after another."""
-        return {it.job_id: self.plan(it, free) for it in items}
+    def plan_all(
+        self, items: Sequence[_Item], free: _Free, shapes: dict[str, _Shape] | None = None
+    ) -> dict[str, tuple[bool, IntArray]]:
+        """Plan ``items`` (already in deadline order) one after another; ``shapes`` gets each
+        job's ``shape``."""
+        if shapes is None:
+            return {it.job_id: self.plan(it, free) for it in items}
+        out: dict[str, tuple[bool, IntArray]] = {}
+        for it in items:
+            out[it.job_id] = self.plan(it, free)
+            shapes[it.job_id] = self.shape
+        return out
 
+
+_Shape = tuple[int, int, float]
+"""Of a plan that meets its deadline: its level q (an index into ``counts_ext``: it reserves
+``min(q, what fits)`` from its step point on, one level less before), its step point before
+``switch_at=free_change`` moves it (the latest slot from which level q alone finishes in time),
+and a lower bound on how far the exact sum of level q's gains from that point to the deadline
+exceeds the work needed (``-inf``: unknown)."""
+_NO_SHAPE: _Shape = (0, 0, -math.inf)
 
 _NO_LEVEL: IntArray = np.zeros(0, dtype=np.int64)
 """``_plan_slots``' answer when no level meets the deadline (compared by identity)."""
@@ -481,13 +544,28 @@ def _remaining(view: JobView, now: float) -> float:
     return view.remaining_sd_at(now)[0] if view.uncertain else view.remaining_at(now)
 
 
-def _suffix_tops(items: Sequence[_Item]) -> list[int]:
-    """``out[i]``: the largest GPU count any of ``items[i:]`` may hold (0 past the end)."""
-    out = [0] * (len(items) + 1)
-    for i in range(len(items) - 1, -1, -1):
-        counts = items[i].levels.counts
-        out[i] = max(out[i + 1], int(counts[-1]) if len(counts) else 0)
-    return out
+_EMPTY: IntArray = np.zeros(0, dtype=np.int64)
+_INT_MAX = int(np.iinfo(np.int64).max)
+_any = np.logical_or.reduce  # ``ndarray.any`` without its Python-level wrapper
+
+
+@dataclass(frozen=True, slots=True)
+class _Tails:
+    """Per admitted job (deadline order) at one decision, for the admission tests: ``tops[i]``,
+    the largest GPU count any of ``items[i:]`` may hold (0 past the end), and ``kmax[i]``, the
+    number of slots up to ``items[i]``'s deadline (``_Planner.plan``'s ``k_max``)."""
+
+    tops: list[int]
+    kmax: list[int]
+
+    @staticmethod
+    def of(items: Sequence[_Item], planner: _Planner) -> _Tails:
+        tops = [0] * (len(items) + 1)
+        for i in range(len(items) - 1, -1, -1):
+            tops[i] = max(tops[i + 1], items[i].levels.top)
+        now, slot = planner.now, planner.slot
+        kmax = [math.ceil((it.deadline - now) / slot - _TOL) for it in items]
+        return _Tails(tops, kmax)
 
 
 class _Trial:
@@ -515,14 +593,18 @@ class _Trial:
         trial: _Free,
         rest: Mapping[str, tuple[bool, IntArray]],
         rest_free: _Free,
+        rest_shapes: Mapping[str, _Shape],
     ) -> None:
         self.planner = planner
         self.rest = rest
+        self.rest_shapes = rest_shapes
+        self.shapes: dict[str, _Shape] = {}  # ``_Planner.shape`` of the jobs re-planned
         self.rest_free = rest_free
         self.total = running.total
         size = max(len(running.arr), len(trial.arr), len(rest_free.arr))
         self.cur = self._pad(running.arr, size)  # free GPUs before the job, plan without
         self.diff = self._pad(trial.arr, size) - self.cur  # with the newcomer minus without
+        self.after = self._pad(rest_free.arr, size)  # free GPUs after every job, plan without
         self.plan: dict[str, tuple[bool, IntArray]] = {}
         self.final = trial
 
@@ -535,102 +617,132 @@ class _Trial:
         if size > len(self.cur):
             size = max(size, 2 * len(self.cur))
             self.cur = self._pad(self.cur, size)
+            self.after = self._pad(self.after, size)
             self.diff = np.concatenate([self.diff, np.zeros(size - len(self.diff), dtype=np.int64)])
 
-    def _floor(self, nz: IntArray) -> IntArray:
-        """``out[k]``: a lower bound on the free GPUs, with and without the newcomer, in every
-        slot below ``k`` where they differ, for every job still to plan (the free GPUs the plan
-        without the newcomer leaves after all of them, plus ``diff`` where it is negative); a
-        job whose largest count is at most ``out[k]`` sees no change in its first ``k`` slots,
-        and none at all when it is at most ``out[-1]``; ``nz``: where ``diff`` is not 0."""
-        rf = self._pad(self.rest_free.arr, len(self.diff))[: len(self.diff)]
-        low = np.full(len(self.diff) + 1, np.iinfo(np.int64).max, dtype=np.int64)
-        low[nz + 1] = rf[nz] + np.minimum(self.diff[nz], 0)
-        out: IntArray = np.minimum.accumulate(low)
-        return out
+    def _moves(
+        self, lv: _Levels, shape: _Shape, at: IntArray, before: IntArray, after: IntArray
+    ) -> bool:
+        """Whether a plan that meets its deadline (``shape``: level q, step point p, slack)
+        can change when the free GPUs in slots ``at`` go from ``before`` to ``after``, given
+        that ``min(fitting level, q)`` changes in some of them. It cannot if that happens only
+        before p and ``min(fitting level, q - 1)`` changes nowhere: the levels below q are
+        summed as before, the sum of level q from p to the deadline (which sets p) is as before
+        and, the slack being larger than the rounding of any sum of the job's slots, level q's
+        sum over all its slots still reaches the work needed; the reservation (level q - 1
+        before p, q from p) is the same. The caller checks the slack against the job's slots."""
+        q, point = shape[0], shape[1]
+        late = int(at.searchsorted(point))  # ``at`` ascending: slots at or after p from here
+        table = self.planner.fit_upto(lv, q)
+        if _any(table.take(before[late:], mode="clip") != table.take(after[late:], mode="clip")):
+            return True
+        if q <= 1 or late == 0:
+            return False
+        table = self.planner.fit_upto(lv, q - 1)
+        return bool(
+            _any(table.take(before[:late], mode="clip") != table.take(after[:late], mode="clip"))
+        )
 
-    def run(self, items: Sequence[_Item], start: int, tops: Sequence[int]) -> bool:
+    def run(self, items: Sequence[_Item], start: int, tails: _Tails) -> bool:
         """Plan ``items[start:]`` with the newcomer in ``trial``; False as soon as a job that
-        meets its deadline without the newcomer would miss it with it."""
+        meets its deadline without the newcomer would miss it with it.
+
+        Where ``diff`` is not zero (``nz``), every job still to plan sees, with and without the
+        newcomer, at least the free GPUs the plan without the newcomer leaves after all of them
+        plus ``diff`` where it is negative: ``floor``, their minimum over ``nz``. A job whose
+        largest count is at most ``floor`` sees no change of fitting level anywhere."""
         rest, planner, out = self.rest, self.planner, self.plan
+        tops, kmax = tails.tops, tails.kmax
+        by_period = planner.by_period
+        cur, diff = self.cur, self.diff
+        fresh = False  # nz, dnz, floor and steps describe ``diff`` as it is
         check = True
-        floor: IntArray | None = None
-        nz_all: IntArray = self.diff
-        nz_list: list[int] = []
-        steps: IntArray = self.diff
-        steps_list: list[int] = []
+        nz: IntArray = _EMPTY
+        dnz: IntArray = _EMPTY
+        steps: IntArray = _EMPTY
+        floor = 0
+        nz_last = -1
         for i in range(start, len(items)):
-            if floor is None:
-                nz_all = self.diff.nonzero()[0]  # slots where the newcomer changes the free GPUs
-                nz_list = nz_all.tolist()
-                floor = self._floor(nz_all)
-                if planner.by_period:  # slots where a change of the free GPUs may come or go
-                    steps = (self.diff[1:] != self.diff[:-1]).nonzero()[0] + 1
-                    steps_list = steps.tolist()
-                check = True
+            if not fresh:
+                nz = diff.nonzero()[0]  # slots where the newcomer changes the free GPUs
+                nz_last = int(nz[-1]) if len(nz) else -1
+                if len(nz):
+                    dnz = diff[nz]
+                    floor = int((self.after[nz] + np.minimum(dnz, 0)).min())
+                else:
+                    floor = _INT_MAX
+                if by_period:  # slots where a change of the free GPUs may come or go
+                    steps = (diff[1:] != diff[:-1]).nonzero()[0] + 1
+                fresh = check = True
             if check:
-                if tops[i] <= floor[-1] and not steps_list:  # no job left can see a change
+                if tops[i] <= floor and not len(steps):  # no job left can see a change
                     for it in items[i:]:
                         out[it.job_id] = rest[it.job_id]
-                    fin = self._pad(self.rest_free.arr, len(self.diff))
-                    fin[: len(self.diff)] += self.diff
-                    self.final = _Free(self.total)
-                    self.final.arr = fin
+                    fin = self._pad(self.rest_free.arr, len(diff))
+                    fin[: len(diff)] += diff
+                    self.final = _Free.of(self.total, fin)
                     return True
                 check = False
             it = items[i]
             was = rest[it.job_id]
             row = was[1]
-            k_max = math.ceil((it.deadline - planner.now) / planner.slot - _TOL)
+            k_max = kmax[i]
             span = max(k_max, 0) if was[0] else max(k_max, len(row))
-            if max(span, len(row)) > len(self.cur):
+            if max(span, len(row)) > len(cur):
                 self._grow(max(span, len(row)))
-            got = was
-            cut = 0
-            if it.levels.top > floor[min(span, len(floor) - 1)]:
-                cut = bisect.bisect_left(nz_list, span)  # where diff is not 0 before ``span``
+                cur, diff = self.cur, self.diff
             replan = False
-            if cut:
-                nz = nz_all[:cut]
-                before = self.cur[nz]
-                table = it.levels.fit_table
-                replan = bool(
-                    (
-                        table.take(before, mode="clip")
-                        != table.take(before + self.diff[nz], mode="clip")
-                    ).any()
-                )
-            if not replan and steps_list and was[0]:
+            if it.levels.top > floor:
+                if span > nz_last:  # every slot where diff is not 0 is before ``span``
+                    at, cut = nz, len(nz)
+                else:
+                    cut = int(nz.searchsorted(span))
+                    at = nz[:cut]
+                if cut:
+                    before = cur[at]
+                    after = before + (dnz if cut == len(nz) else dnz[:cut])
+                    # a plan that meets its deadline at level q reads the fitting levels only
+                    # up to q (``_Planner.shape``): changes above it leave it as it is
+                    shape = self.rest_shapes.get(it.job_id, _NO_SHAPE) if was[0] else _NO_SHAPE
+                    q = shape[0]
+                    table = planner.fit_upto(it.levels, q) if q > 0 else it.levels.fit_table
+                    replan = bool(
+                        _any(table.take(before, mode="clip") != table.take(after, mode="clip"))
+                    )
+                    if replan and shape[2] > (k_max + 8) * 4.6e-16 * it.remaining:
+                        replan = self._moves(it.levels, shape, at, before, after)
+            if not replan and len(steps) and was[0]:
                 # a plan that meets its deadline steps up where the free GPUs last change in
                 # its first ``k_max`` slots: re-plan if the newcomer moves such a change
-                c = bisect.bisect_left(steps_list, k_max)
+                c = int(steps.searchsorted(k_max))
                 if c:
                     at = steps[:c]
-                    cur, diff = self.cur, self.diff
                     was_change = cur[at] != cur[at - 1]
                     now_change = cur[at] + diff[at] != cur[at - 1] + diff[at - 1]
-                    replan = bool((was_change != now_change).any())
+                    replan = bool(_any(was_change != now_change))
             if replan:
-                trial = _Free.of(self.total, self.cur + self.diff)
+                trial = _Free.of(self.total, cur + diff)
                 got = planner.plan(it, trial)
+                self.shapes[it.job_id] = planner.shape
                 self._grow(len(trial.arr))
+                cur, diff = self.cur, self.diff
                 # with the newcomer the job now reserves got[1] instead of row
-                self.cur[: len(row)] -= row
-                self.diff[: len(row)] += row
-                self.diff[: len(got[1])] -= got[1]
-                floor = None
+                cur[: len(row)] -= row
+                diff[: len(row)] += row
+                diff[: len(got[1])] -= got[1]
+                fresh = False
                 if not got[0] and was[0]:
                     return False  # it would make a job that meets its deadline miss it
                 out[it.job_id] = got
                 continue
-            out[it.job_id] = got
-            self.cur[: len(row)] -= row
+            out[it.job_id] = was
+            cur[: len(row)] -= row
             if tops[i + 1] < tops[i]:
                 check = True
-        fin_len = max(len(self.cur), len(self.rest_free.arr))
+        fin_len = max(len(cur), len(self.rest_free.arr))
         self.final = _Free(self.total)
         self.final.arr = self._pad(self.rest_free.arr, fin_len)
-        self.final.arr[: len(self.diff)] += self.diff
+        self.final.arr[: len(diff)] += diff
         return True
 
 
@@ -810,6 +922,14 @@ class _Placer:
         elif size <= self.gpn:
             mine = self._masks(own)
             best = None
+            if len(own) == size and len(mine) == 1:
+                # it keeps an aligned block of one node that nobody claimed: ``_best_in`` on
+                # its node picks that block (the only one it overlaps fully, evicting nobody)
+                ((n, m),) = mine.items()
+                off = (m & -m).bit_length() - 1
+                if off % size == 0 and m == ((1 << size) - 1) << off and not self.claimed[n] & m:
+                    self.claim(own)
+                    return tuple(sorted(own))
             if own:  # keep, shrink inside or grow around what it holds, evicting nobody
                 best = self._best_in(sorted(mine), size, mine)
                 if best is not None and not (best[0][0] == 0 and best[0][1] < 0):
@@ -1124,8 +1244,9 @@ class ElasticFlow:
         # newcomers admitted so far included), and the free GPUs it leaves: each newcomer's
         # test reuses it (``_Trial``) instead of re-planning those jobs from scratch
         rest_free = running.copy()
-        rest = planner.plan_all(admitted, rest_free)
-        tops = _suffix_tops(admitted)
+        rest_shapes: dict[str, _Shape] = {}
+        rest = planner.plan_all(admitted, rest_free, rest_shapes)
+        tails = _Tails.of(admitted, planner)
         pos = 0
         for cand in newcomers:
             while pos < len(admitted) and admitted[pos].order < cand.order:
@@ -1138,14 +1259,15 @@ class ElasticFlow:
             trial = running.copy()
             ok, row = planner.plan(cand, trial)
             if ok:
-                test = _Trial(planner, running, trial, rest, rest_free)
-                ok = test.run(admitted, pos, tops)
+                test = _Trial(planner, running, trial, rest, rest_free, rest_shapes)
+                ok = test.run(admitted, pos, tails)
             if ok:
                 accepted.append(cand)
                 plan[cand.job_id] = (True, row)
                 running.ensure(len(row))
                 running.arr[: len(row)] -= row
                 rest, rest_free = test.plan, test.final
+                rest_shapes.update(test.shapes)
             else:
                 rejected.append(cand.job_id)
         plan.update((it.job_id, rest[it.job_id]) for it in admitted[pos:])
