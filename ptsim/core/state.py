@@ -128,6 +128,9 @@ class JobRecord:
     lookup_paid: bool = False
     started_once: bool = False
     view: JobView | None = None  # cached, cleared on change
+    # the last estimated total and what it was estimated from (prior, readings, iterations
+    # done, reading): a view rebuilt without a change of these reuses it
+    estimate_memo: tuple[IterPrior, object, float, float | None, float] | None = None
 
 
 @dataclass
@@ -303,12 +306,25 @@ class ClusterState:
 
     def _estimate_total(self, rec: JobRecord) -> float:
         """The estimated total iterations at the job's recorded progress."""
-        if rec.prior is None or rec.prior.sigma == 0.0:
+        prior = rec.prior
+        if prior is None or prior.sigma == 0.0:
             return max(rec.iters_estimate, rec.iters_done)
+        memo = rec.estimate_memo
+        if (
+            memo is not None
+            and memo[0] is prior
+            and memo[1] is rec.readings
+            and memo[2] == rec.iters_done
+            and memo[3] == rec.progress_fraction
+        ):
+            return memo[4]
         got = rec.readings(rec.iters_done) if rec.readings is not None else None
         if got is not None:
-            return estimate(rec.prior, rec.iters_done, got[0], self.estimator, got[1]).total
-        return estimate(rec.prior, rec.iters_done, rec.progress_fraction, self.estimator).total
+            total = estimate(prior, rec.iters_done, got[0], self.estimator, got[1]).total
+        else:
+            total = estimate(prior, rec.iters_done, rec.progress_fraction, self.estimator).total
+        rec.estimate_memo = (prior, rec.readings, rec.iters_done, rec.progress_fraction, total)
+        return total
 
     def _touch(self, rec: JobRecord) -> None:
         """Refresh the job's cached view in the live and queued indexes."""
