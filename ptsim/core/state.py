@@ -13,6 +13,7 @@ released, whether loading, busy or warm-idle.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -179,7 +180,9 @@ class ClusterState:
         self._free: set[int] = set(range(len(self._gpus)))
         self._warm_idle: dict[str, set[int]] = {}
         self._prewarming: set[int] = set()
-        # sorted tuples of the indexes above, rebuilt only when their set changed
+        # the indexes above as ascending lists, kept in step with the sets (a sorted insert or
+        # delete per change), and as tuples, rebuilt from the lists only when a set changed
+        self._ordered: dict[str | None, list[int]] = {None: sorted(self._free)}
         self._sorted: dict[str | None, tuple[int, ...]] = {}
         self._live_views: dict[str, JobView] = {}
         self._queued_views: dict[str, JobView] = {}
@@ -239,15 +242,15 @@ class ClusterState:
             return pos + left * full.rate
         return rec.iters_done
 
-    def _sorted_of(self, key: str | None, members: set[int]) -> tuple[int, ...]:
+    def _sorted_of(self, key: str | None) -> tuple[int, ...]:
         hit = self._sorted.get(key)
         if hit is None:
-            hit = self._sorted[key] = tuple(sorted(members))
+            hit = self._sorted[key] = tuple(self._ordered.get(key, ()))
         return hit
 
     def snapshot(self, now: float) -> Snapshot:
         """An immutable picture of the cluster for a policy."""
-        warm = {m: self._sorted_of(m, s) for m, s in sorted(self._warm_idle.items()) if s}
+        warm = {m: self._sorted_of(m) for m, s in sorted(self._warm_idle.items()) if s}
         gpus = self._gpu_tuple
         if gpus is None:
             gpus = self._gpu_tuple = tuple(self._views)
@@ -273,10 +276,10 @@ class ClusterState:
             gpus=gpus,
             jobs=jobs,
             gpus_per_node=self.gpus_per_node,
-            free=self._sorted_of(None, self._free),
+            free=self._sorted_of(None),
             warm_idle=warm,
             queued=queued,
-            prewarming=self._sorted_of("\0prewarming", self._prewarming),
+            prewarming=self._sorted_of("\0prewarming"),
             seq=self._snapshots - 1,
             changed=tuple(changed),
             left=tuple(left),
@@ -375,10 +378,16 @@ class ClusterState:
             key, members = "\0prewarming", self._prewarming
         else:
             return
+        ordered = self._ordered.get(key)
+        if ordered is None:
+            ordered = self._ordered[key] = []
         if add:
-            members.add(g.gid)
-        else:
+            if g.gid not in members:
+                members.add(g.gid)
+                insort(ordered, g.gid)
+        elif g.gid in members:
             members.discard(g.gid)
+            del ordered[bisect_left(ordered, g.gid)]
         self._sorted.pop(key, None)
 
     def _start_load(self, g: _Gpu, model: str, job: str | None, now: float) -> LoadModel:
