@@ -8,7 +8,7 @@ and writes config, trace, tables and summary into its run directory.
     ptsim report RUN_DIR...                 # one table + aggregate + figure over run folders
     ptsim plot RUN_DIR                      # timeline, Gantt and JCT CDF of a saved run
 
-Every multirun ends with the report of its sweep folder (``ptsim.report.ReportCallback``).
+Every multirun ends with the report of its sweep folder (``ptsim.app.ReportCallback``).
 """
 
 from __future__ import annotations
@@ -20,16 +20,34 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import pandas as pd
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ptsim.paths import conf_root
-from ptsim.report import write_overrides
 from ptsim.run import label_scheduler, run_config
-from ptsim.runfolder import default_name, unique_suffix
+from ptsim.runfolder import default_name, unique_suffix, write_overrides
 from ptsim.schema import group_choice_error, hydra_one_line, override_syntax_error
+
+
+class ReportCallback(Callback):
+    """Hydra callback (``hydra.callbacks.report`` in ``conf/config.yaml``): at the end of every
+    multirun, write the report of the sweep folder into it and print its headline table.
+    (Here, not in ``ptsim.report``: hydra builds it for every run, and a single run need not
+    import the report's pandas.)"""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        from ptsim.report import ReportError, print_report, write_report
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            files = write_report([sweep_dir], sweep_dir)
+        except ReportError as exc:
+            print(f"ptsim report: {exc}")
+            return
+        print()
+        print_report(files)
 
 
 def _main(cfg: DictConfig) -> None:
@@ -51,6 +69,8 @@ def _main(cfg: DictConfig) -> None:
         _remove_if_empty(run_dir)
         raise
     if len(results) > 1:
+        import pandas as pd
+
         from ptsim.report import queue_note
         from ptsim.run import comparison_table
 
@@ -188,15 +208,20 @@ def run_cli(argv: Sequence[str]) -> int:
         return plot_main(args[1:])
     words = [a for a in args if not a.startswith("-")]
     choice = override_syntax_error(words) or group_choice_error(words)
-    problem = f"ptsim: {choice}" if choice else check_overrides(words)
+    plain_run = words == args and not any(a.lstrip("+~").startswith("hydra.mode") for a in args)
+    # a plain run checks its overrides only if hydra cannot compose them (``_run_once``)
+    problem = f"ptsim: {choice}" if choice else None if plain_run else check_overrides(words)
     if problem:
         print(problem, file=sys.stderr)
         return 2
     OmegaConf.register_new_resolver("run_suffix", unique_suffix, replace=True)
-    args = _fixed_sweep_dir(args)
     saved = sys.argv
-    sys.argv = [saved[0] if saved else "ptsim", *args]
     try:
+        if plain_run:
+            code = _run_once(args)
+            if code is not None:
+                return code
+        sys.argv = [saved[0] if saved else "ptsim", *_fixed_sweep_dir(args)]
         hydra.main(version_base="1.3", config_path=str(conf_root()), config_name="config")(_main)()
     except KeyboardInterrupt:
         print("ptsim: interrupted", file=sys.stderr)
@@ -206,6 +231,63 @@ def run_cli(argv: Sequence[str]) -> int:
     finally:
         sys.argv = saved
     return 0
+
+
+def _run_once(overrides: list[str]) -> int | None:
+    """One run (no flags, no sweep) the way ``hydra.main`` runs it, composing the config once
+    (``hydra.main`` composes it twice, to learn the run mode and to run, and the override check
+    a third time; each composition costs about 0.1 s of start-up). An override that does not
+    compose gets ``check_overrides``'s one-line error (exit 2); None when that finds nothing
+    wrong, for the caller to run ``hydra.main`` and report as hydra does. A failure inside
+    the run is reported as ``hydra.main`` reports it."""
+    from hydra import version
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import (
+        create_automatic_config_search_path,
+        detect_calling_file_or_module_from_task_function,
+        detect_task_name,
+        run_and_report,
+    )
+    from hydra.core.global_hydra import GlobalHydra
+
+    version.setbase("1.3")
+    calling_file, calling_module = detect_calling_file_or_module_from_task_function(_main)
+    search_path = create_automatic_config_search_path(
+        calling_file, calling_module, str(conf_root())
+    )
+    started = False
+    failed: list[Exception] = []
+
+    def task(cfg: DictConfig) -> None:
+        nonlocal started
+        started = True
+        _main(cfg)
+
+    def attempt() -> None:
+        app = Hydra.create_main_hydra2(
+            task_name=detect_task_name(calling_file, calling_module),
+            config_search_path=search_path,
+        )
+        try:
+            app.run(
+                config_name="config", task_function=task, overrides=[*overrides, "hydra.mode=RUN"]
+            )
+        except Exception as exc:
+            if started:
+                raise
+            failed.append(exc)  # the config did not compose
+
+    try:
+        run_and_report(attempt)
+    finally:
+        GlobalHydra.instance().clear()
+    if not failed:
+        return 0
+    problem = check_overrides(overrides)
+    if problem is None:
+        return None
+    print(problem, file=sys.stderr)
+    return 2
 
 
 def main() -> None:

@@ -1,19 +1,23 @@
 """Result tables of a run: the per-job table, the cluster time series and the summary.
 
-Every metric is defined, with its formula, in docs/metrics.md.
+Every metric is defined, with its formula, in docs/metrics.md. A run builds its tables as
+:class:`~ptsim.outcome.Table` rows (``job_rows``, ``series_rows``) and sums them up without
+pandas; ``jobs_table`` and ``series_table`` give the same tables as DataFrames.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ptsim.core.state import SERIES_COLUMNS
 from ptsim.core.types import GpuState, JobState
-from ptsim.outcome import RunOutcome
+from ptsim.outcome import RunOutcome, Table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 JOB_COLUMNS = (
     "job_id",
@@ -54,6 +58,11 @@ DEFAULT_PRICE_PER_GPU_HOUR = 4.10
 
 def jobs_table(out: RunOutcome) -> pd.DataFrame:
     """One row per submitted job (see docs/metrics.md for each column)."""
+    return job_rows(out).to_frame()
+
+
+def job_rows(out: RunOutcome) -> Table:
+    """:func:`jobs_table` as :class:`~ptsim.outcome.Table` rows."""
     rows: list[tuple[Any, ...]] = []
     profiles = out.state.profiles
     for rec in out.state.jobs.values():
@@ -101,21 +110,59 @@ def jobs_table(out: RunOutcome) -> pd.DataFrame:
                 0.0 if init is None else init.expected_saving,
             )
         )
-    return pd.DataFrame(rows, columns=list(JOB_COLUMNS))
+    return Table(JOB_COLUMNS, rows)
 
 
 def series_table(out: RunOutcome) -> pd.DataFrame:
     """GPUs per state (and live/queued jobs) over time, one row per change."""
-    return pd.DataFrame(out.series, columns=list(SERIES_COLUMNS))
+    return series_rows(out).to_frame()
 
 
-def _saving(jobs: pd.DataFrame) -> float:
+def series_rows(out: RunOutcome) -> Table:
+    """:func:`series_table` as :class:`~ptsim.outcome.Table` rows."""
+    return Table(SERIES_COLUMNS, out.series)
+
+
+def _values(jobs: pd.DataFrame | Table, name: str) -> np.ndarray:
+    """One column of the per-job table as an array of the dtype pandas gives it."""
+    if isinstance(jobs, Table):
+        return np.asarray(jobs.column(name))
+    return jobs[name].to_numpy()
+
+
+def _floats(jobs: pd.DataFrame | Table, name: str) -> np.ndarray:
+    return np.asarray(_values(jobs, name), dtype=float)
+
+
+def _status_is(jobs: pd.DataFrame | Table, status: str) -> np.ndarray:
+    col = jobs.column("status") if isinstance(jobs, Table) else jobs["status"].tolist()
+    return np.array([v == status for v in col], dtype=bool)
+
+
+def _mean(x: np.ndarray) -> float:
+    """``pd.Series(x).mean()``: NaN skipped (filled with 0 in the sum), NaN when empty."""
+    if x.size == 0:
+        return math.nan
+    if x.dtype.kind in "biu":
+        return float(x.sum(dtype=np.float64) / np.float64(x.size))
+    x = np.asarray(x, dtype=np.float64)
+    mask = np.isnan(x)
+    if mask.any():
+        x = x.copy()
+        np.putmask(x, mask, 0.0)
+    count = np.float64(x.size - int(mask.sum()))
+    return float(x.sum() / count) if count > 0 else math.nan
+
+
+def _saving(jobs: pd.DataFrame | Table) -> float:
     """Mean fraction of iterations saved against the default initial prompt (the same job's
     count from it, so a job's own run-to-run spread cancels), over jobs not rejected."""
-    chosen = jobs[jobs.status != "rejected"]
-    if chosen.empty:
+    chosen = ~_status_is(jobs, "rejected")
+    if not chosen.any():
         return 0.0
-    return float((1.0 - chosen.iterations_needed / chosen.iterations_default).mean())
+    needed = _floats(jobs, "iterations_needed")[chosen]
+    default = _floats(jobs, "iterations_default")[chosen]
+    return _mean(1.0 - needed / default)
 
 
 REJECTED_JCT = ("censor_at_end", "censor_at_deadline", "exclude")
@@ -123,7 +170,9 @@ REJECTED_JCT = ("censor_at_end", "censor_at_deadline", "exclude")
 docs/metrics.md, "JCT of rejected and unfinished jobs")."""
 
 
-def jct_sample(jobs: pd.DataFrame, end_s: float, rejected_jct: str) -> tuple[np.ndarray, int]:
+def jct_sample(
+    jobs: pd.DataFrame | Table, end_s: float, rejected_jct: str
+) -> tuple[np.ndarray, int]:
     """The JCTs the statistics are taken over and how many of them are censored.
     ``censor_at_end``: a job that did not finish counts ``end_s`` - arrival; ``censor_at_deadline``:
     a rejected job counts its deadline - arrival, an unfinished one ``end_s`` - arrival;
@@ -132,14 +181,14 @@ def jct_sample(jobs: pd.DataFrame, end_s: float, rejected_jct: str) -> tuple[np.
         raise ValueError(
             f"sim.rejected_jct must be one of {', '.join(REJECTED_JCT)}, got {rejected_jct!r}"
         )
-    done = (jobs.status == "done").to_numpy()
+    done = _status_is(jobs, "done")
     if rejected_jct == "exclude":
-        return jobs.jct_s.to_numpy(dtype=float)[done], 0
-    arrival = jobs.arrival_s.to_numpy(dtype=float)
-    jct = np.where(done, jobs.jct_s.to_numpy(dtype=float), end_s - arrival)
+        return _floats(jobs, "jct_s")[done], 0
+    arrival = _floats(jobs, "arrival_s")
+    jct = np.where(done, _floats(jobs, "jct_s"), end_s - arrival)
     if rejected_jct == "censor_at_deadline":
-        rejected = (jobs.status == "rejected").to_numpy()
-        jct = np.where(rejected, jobs.deadline_s.to_numpy(dtype=float) - arrival, jct)
+        rejected = _status_is(jobs, "rejected")
+        jct = np.where(rejected, _floats(jobs, "deadline_s") - arrival, jct)
     return jct, int((~done).sum())
 
 
@@ -151,19 +200,20 @@ def _max_queued(out: RunOutcome) -> int:
 
 def summarize(
     out: RunOutcome,
-    jobs: pd.DataFrame,
+    jobs: pd.DataFrame | Table,
     price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR,
     rejected_jct: str = "censor_at_end",
 ) -> dict[str, Any]:
-    """The run's headline numbers (docs/metrics.md defines each)."""
+    """The run's headline numbers (docs/metrics.md defines each); ``jobs`` is the per-job
+    table, as a DataFrame or as rows."""
     t = out.state.totals
     n = len(jobs)
-    done = jobs[jobs.status == "done"]
-    violations = int((~jobs.met_deadline).sum())
+    done = int(_status_is(jobs, "done").sum())
+    violations = int((~np.asarray(_values(jobs, "met_deadline"), dtype=bool)).sum())
     provisioned = sum(t.gpu_seconds.values())
     busy = t.gpu_seconds[GpuState.BUSY]
     jct, censored = jct_sample(jobs, out.stats.end_s, rejected_jct)
-    job_loads = int(jobs.cold_starts.sum()) if n else 0
+    job_loads = int(_values(jobs, "cold_starts").sum()) if n else 0
     hits_possible = t.warm_hits + job_loads
 
     def _f(x: float) -> float | None:
@@ -172,9 +222,9 @@ def summarize(
     return {
         "policy": out.policy,
         "jobs": n,
-        "done": len(done),
-        "rejected": int((jobs.status == "rejected").sum()),
-        "unfinished": int((jobs.status == "unfinished").sum()),
+        "done": done,
+        "rejected": int(_status_is(jobs, "rejected").sum()),
+        "unfinished": int(_status_is(jobs, "unfinished").sum()),
         "slo_violations": violations,
         "slo_violation_rate": violations / n if n else 0.0,
         "cost_gpu_hours": provisioned / 3600.0,
@@ -190,7 +240,7 @@ def summarize(
         "rejected_jct": rejected_jct,
         "jct_censored": censored,
         "jct_excluded": n - len(jct),
-        "mean_queue_delay_s": _f(float(jobs.queue_delay_s.mean())) if n else None,
+        "mean_queue_delay_s": _f(_mean(_floats(jobs, "queue_delay_s"))) if n else None,
         "max_queued_jobs": _max_queued(out),
         "cold_starts": t.cold_starts,
         "reloads": t.reloads,
@@ -201,8 +251,8 @@ def summarize(
         "releases": t.releases,
         "rescales": t.rescales,
         "invalid_requests": t.invalid,
-        "bank_assessments_mean": float(jobs.bank_assessments.mean()) if n else 0.0,
-        "bank_lookup_s_mean": float(jobs.bank_lookup_s.mean()) if n else 0.0,
+        "bank_assessments_mean": _mean(_values(jobs, "bank_assessments")) if n else 0.0,
+        "bank_lookup_s_mean": _mean(_values(jobs, "bank_lookup_s")) if n else 0.0,
         "bank_saving_mean": _saving(jobs),
         "events": out.stats.events,
         "decisions": out.stats.decisions,
@@ -216,7 +266,7 @@ def summarize(
 
 def run_summary(
     out: RunOutcome,
-    jobs: pd.DataFrame,
+    jobs: pd.DataFrame | Table,
     policy: str,
     gpus: int,
     price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR,

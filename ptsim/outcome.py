@@ -8,15 +8,21 @@ summary; a :class:`RunResult` holds those, and :func:`save_result` writes them
 (``jobs.csv``, ``timeseries.csv``, then ``summary.json``). Every file goes through
 :func:`atomic_write`: a reader never sees a partial file.
 
-Nothing here knows which driver ran: this module imports neither simpy nor hydra nor torch.
+Nothing here knows which driver ran: this module imports neither simpy nor hydra nor torch,
+and not pandas either: a run's tables are :class:`Table` rows, written as the CSV pandas would
+write (``Table.csv_text``) and turned into DataFrames only when read (``RunResult.jobs``), so a
+run that only writes its tables never imports pandas (start-up time).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,15 +59,118 @@ class RunOutcome:
     policy: str
 
 
-@dataclass
-class RunResult:
-    """One policy's run: its summary, per-job table and cluster time series."""
+class Table:
+    """A result table as rows of plain values under named columns (what a ``pd.DataFrame`` of
+    these rows holds, without importing pandas)."""
 
-    policy: str
-    summary: dict[str, Any]
-    jobs: pd.DataFrame
-    series: pd.DataFrame
-    run_dir: Path | None = None
+    def __init__(self, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        self.columns = tuple(columns)
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def column(self, name: str) -> list[Any]:
+        """The values of one column, in row order."""
+        i = self.columns.index(name)
+        return [r[i] for r in self.rows]
+
+    def to_frame(self) -> pd.DataFrame:
+        """The table as a DataFrame (``pd.DataFrame(rows, columns=...)``)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=list(self.columns))
+
+    def csv_text(self, lineterminator: str = os.linesep) -> str:
+        """The table as CSV, byte for byte what ``self.to_frame().to_csv(index=False)``
+        writes: each column formatted by the dtype pandas infers for it (bool, int64, float64:
+        the shortest repr, NaN empty; anything else as text, None and NaN empty)."""
+        fmts = [_csv_format([r[i] for r in self.rows]) for i in range(len(self.columns))]
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator=lineterminator)
+        w.writerow(self.columns)
+        if fmts:
+            w.writerows([tuple(f(v) for f, v in zip(fmts, r, strict=True)) for r in self.rows])
+        return buf.getvalue()
+
+    def write_csv(self, path: Path, lineterminator: str = os.linesep) -> None:
+        """Write :meth:`csv_text` to ``path`` (UTF-8, line ends as given)."""
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(self.csv_text(lineterminator))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
+
+
+def _is_float(v: Any) -> bool:
+    return isinstance(v, float | np.floating)
+
+
+def _csv_float(v: Any) -> str:
+    x = float(v)
+    return "" if math.isnan(x) else repr(x)
+
+
+def _csv_text(v: Any) -> str:
+    if v is None or (_is_float(v) and math.isnan(v)):
+        return ""
+    return str(v)
+
+
+def _csv_format(values: list[Any]) -> Callable[[Any], str]:
+    """How pandas writes a column of these values: by the dtype it infers for them."""
+    if values and all(isinstance(v, bool | np.bool_) for v in values):
+        return str
+    if values and all(_is_int(v) for v in values):
+        return lambda v: str(int(v))
+    if values and all(_is_int(v) or _is_float(v) for v in values):
+        return _csv_float
+    return _csv_text
+
+
+def _frame(table: pd.DataFrame | Table) -> pd.DataFrame:
+    return table.to_frame() if isinstance(table, Table) else table
+
+
+class RunResult:
+    """One policy's run: its summary, per-job table and cluster time series (DataFrames,
+    built on first read when given as :class:`Table` rows)."""
+
+    def __init__(
+        self,
+        policy: str,
+        summary: dict[str, Any],
+        jobs: pd.DataFrame | Table,
+        series: pd.DataFrame | Table,
+        run_dir: Path | None = None,
+    ) -> None:
+        self.policy = policy
+        self.summary = summary
+        self._jobs = jobs
+        self._series = series
+        self.run_dir = run_dir
+
+    @property
+    def jobs(self) -> pd.DataFrame:
+        self._jobs = _frame(self._jobs)
+        return self._jobs
+
+    @jobs.setter
+    def jobs(self, value: pd.DataFrame | Table) -> None:
+        self._jobs = value
+
+    @property
+    def series(self) -> pd.DataFrame:
+        self._series = _frame(self._series)
+        return self._series
+
+    @series.setter
+    def series(self, value: pd.DataFrame | Table) -> None:
+        self._series = value
+
+    def __repr__(self) -> str:
+        return f"RunResult(policy={self.policy!r}, jobs={len(self._jobs)}, run_dir={self.run_dir})"
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -77,9 +186,12 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def write_csv(df: pd.DataFrame, path: Path) -> None:
+def write_csv(df: pd.DataFrame | Table, path: Path) -> None:
     """``df`` as CSV at ``path`` (no index), atomically."""
-    atomic_write(path, lambda p: df.to_csv(p, index=False))
+    if isinstance(df, Table):
+        atomic_write(path, df.write_csv)
+    else:
+        atomic_write(path, lambda p: df.to_csv(p, index=False))
 
 
 def write_json(obj: Any, path: Path) -> None:
@@ -99,8 +211,8 @@ def _json_default(x: Any) -> Any:
 
 def save_result(result: RunResult, run_dir: Path) -> RunResult:
     """Write ``jobs.csv``, ``timeseries.csv`` and, last, ``summary.json`` into ``run_dir``."""
-    write_csv(result.jobs, run_dir / "jobs.csv")
-    write_csv(result.series, run_dir / "timeseries.csv")
+    write_csv(result._jobs, run_dir / "jobs.csv")
+    write_csv(result._series, run_dir / "timeseries.csv")
     write_json(result.summary, run_dir / "summary.json")
     result.run_dir = run_dir
     return result

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from hydra.experimental.callback import Callback
+
+from ptsim.runfolder import OVERRIDES_FILE, write_overrides  # noqa: F401  (its home before)
 
 MIN_SEEDS = 3
 """Fewest seeds (rows) a group needs for an interval; fewer: the interval is left out."""
@@ -272,18 +273,6 @@ def _natural(p: Path) -> list[Any]:
     return [int(x) if x.isdigit() else x for x in p.parts]
 
 
-OVERRIDES_FILE = "overrides.yaml"
-"""The file the ``ptsim`` app writes into a run folder: the run's command-line overrides."""
-
-
-def write_overrides(run_dir: Path, overrides: Sequence[str]) -> None:
-    """Save a run's hydra overrides in its folder (``overrides.yaml``), for reports."""
-    from ptsim.outcome import atomic_write
-
-    data = [str(o) for o in overrides]
-    atomic_write(run_dir / OVERRIDES_FILE, lambda p: p.write_text(yaml.safe_dump(data)))
-
-
 def run_overrides(run_dir: Path) -> list[str]:
     """The hydra overrides of the run in ``run_dir`` (or of its comparison folder, one level
     up), from the ``overrides.yaml`` the app writes (or hydra's ``.hydra/overrides.yaml``);
@@ -434,21 +423,6 @@ def print_report(files: Mapping[str, Path], by: Sequence[str] | None = None) -> 
         print(note)
     for f in files.values():
         print(f)
-
-
-class ReportCallback(Callback):  # type: ignore[misc]
-    """Hydra callback (``hydra.callbacks.report`` in ``conf/config.yaml``): at the end of every
-    multirun, write the report of the sweep folder into it and print its headline table."""
-
-    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        try:
-            files = write_report([sweep_dir], sweep_dir)
-        except ReportError as exc:
-            print(f"ptsim report: {exc}")
-            return
-        print()
-        print_report(files)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,10 +14,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
@@ -26,7 +25,7 @@ from ptsim.core.policy import POLICIES, Policy, PolicyContext
 from ptsim.core.profiles import ProfileSet
 from ptsim.core.state import ClusterState
 from ptsim.core.types import InitChoice, JobSpec
-from ptsim.metrics import REJECTED_JCT, jobs_table, run_summary, series_table
+from ptsim.metrics import REJECTED_JCT, job_rows, run_summary, series_rows
 from ptsim.outcome import RunOutcome, RunResult, atomic_write, save_result, write_csv
 from ptsim.paths import conf_root
 from ptsim.profiles_io import load_profiles
@@ -37,6 +36,9 @@ from ptsim.specs import BankSpec, ClusterSpec, bank_from, cluster_from, workload
 from ptsim.trace import generate_workload, load_trace, write_trace
 from ptsim.trace.loader import TraceWarning
 from ptsim.trace.replay import REPLAY_KEYS, ReplaySpec, replay_window
+
+if TYPE_CHECKING:  # pandas only for the comparison table: a single run never imports it
+    import pandas as pd
 
 COMPARISON_COLUMNS = (
     "policy",
@@ -89,11 +91,11 @@ def run_policy(
         on_progress=on_progress,
     )
     out = sim.run()
-    table = jobs_table(out)
+    table = job_rows(out)
     summary = run_summary(
         out, table, policy, cluster.num_gpus, cluster.price_per_gpu_hour, rejected_jct
     )
-    return RunResult(policy, summary, table, series_table(out))
+    return RunResult(policy, summary, table, series_rows(out))
 
 
 def simulate_jobs(
@@ -340,6 +342,8 @@ def run_config(
 
 def comparison_table(results: Sequence[RunResult]) -> pd.DataFrame:
     """One row per policy with the headline metrics."""
+    import pandas as pd
+
     rows = [{c: r.summary.get(c) for c in COMPARISON_COLUMNS} for r in results]
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
 

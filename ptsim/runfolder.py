@@ -28,6 +28,8 @@ from typing import Any
 from ptsim.outcome import write_json
 
 LOCK = ".lock"
+OVERRIDES_FILE = "overrides.yaml"
+"""The file the ``ptsim`` app writes into a run folder: the run's command-line overrides."""
 COMPLETE = "COMPLETE"
 FAILED = "FAILED"
 INTERRUPTED = "INTERRUPTED"
@@ -252,3 +254,13 @@ __all__ = [
     "read_marker",
     "unique_suffix",
 ]
+
+
+def write_overrides(run_dir: Path, overrides: Sequence[str]) -> None:
+    """Save a run's hydra overrides in its folder (``overrides.yaml``), for reports."""
+    import yaml
+
+    from ptsim.outcome import atomic_write
+
+    data = [str(o) for o in overrides]
+    atomic_write(run_dir / OVERRIDES_FILE, lambda p: p.write_text(yaml.safe_dump(data)))

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from ptsim.core.types import JobSpec
+from ptsim.outcome import Table
 from ptsim.trace import TraceError, load_trace, write_trace
+from ptsim.trace.loader import sort_jobs
 
 HEADER = "job_id,arrival_s,model,task,deadline_s,batch_size,iterations,num_gpus,min_gpus,max_gpus"
 ROWS = (
@@ -174,15 +176,26 @@ def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     target = tmp_path / "t.csv"
     target.write_text("old contents\n")
 
-    def broken(self: pd.DataFrame, path: Path, **kw: object) -> None:
+    def broken(self: Table, path: Path, **kw: object) -> None:
         Path(path).write_text("partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(pd.DataFrame, "to_csv", broken)
+    monkeypatch.setattr(Table, "write_csv", broken)
     with pytest.raises(OSError, match="disk full"):
         write_trace(AWKWARD, target)
     assert target.read_text() == "old contents\n"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["t.csv"]
+
+
+def test_write_csv_is_what_pandas_writes(tmp_path: Path) -> None:
+    """The CSV writer (no pandas) writes the bytes the typed DataFrame's ``to_csv`` did."""
+    from ptsim.trace.loader import _DTYPE
+    from ptsim.trace.schema import COLUMN_NAMES, COLUMNS, job_to_row
+
+    p = write_trace(AWKWARD, tmp_path / "t.csv")
+    df = pd.DataFrame([job_to_row(j) for j in sort_jobs(AWKWARD)], columns=list(COLUMN_NAMES))
+    df = df.astype({c.name: _DTYPE[c.kind] for c in COLUMNS})
+    assert p.read_bytes() == df.to_csv(index=False, lineterminator="\n").encode()
 
 
 def test_write_refuses_bad_input(tmp_path: Path) -> None:

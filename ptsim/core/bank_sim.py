@@ -19,6 +19,7 @@ from ptsim.core.bank import BankEntry, FloatArray, LookupResult, PromptBankIndex
 from ptsim.core.convergence import ConvergenceModel
 from ptsim.core.estimator import DEFAULT_ESTIMATOR, READING_CAP, EstimatorSettings, IterPrior
 from ptsim.core.profiles import UnknownName
+from ptsim.core.seeding import Reseeder
 from ptsim.core.types import InitChoice, JobSpec
 
 DEFAULT_SCORE_SIGMA = 0.02
@@ -185,7 +186,9 @@ class SimPromptBank:
     chosen prompt, noise drawn from a generator seeded by the run seed and the job id, so a job
     gets the same draw under every policy that picks the same source); ``add_finished`` adds a
     finished job's tuned prompt to the bank (online growth; its feature is its task's point
-    mapped like the synthetic history's, plus noise); ``prior`` what the policies may know
+    mapped like the synthetic history's, plus noise; the additions wait until the index is
+    next read, through ``index``, so a run whose policy never looks the bank up never pays for
+    them, and one that does sees the same bank); ``prior`` what the policies may know
     of the iterations before the job trains, and ``estimator`` the estimator's settings that go
     with the convergence model.
     """
@@ -206,7 +209,8 @@ class SimPromptBank:
         estimator: EstimatorSettings = DEFAULT_ESTIMATOR,
         evals_per_job: int = 0,
     ) -> None:
-        self.index = index
+        self._index = index
+        self._pending: list[JobSpec] = []  # finished jobs not added yet (``add_finished``)
         self.against_default = against_default
         self.estimator = estimator
         self.evals_per_job = evals_per_job
@@ -225,9 +229,22 @@ class SimPromptBank:
             convergence, feature_map(convergence, feature_dim, np.random.default_rng([seed, 3]))
         )
         self._added = 0
+        self._reseed = Reseeder()  # default_rng(entropy) for per-job draws, seeded cheaply
+
+    @property
+    def index(self) -> PromptBankIndex:
+        """The bank's index, every finished job handed to ``add_finished`` added."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            for spec in pending:
+                self._added += 1
+                rng = self._reseed.rng([self.seed, 5, self._added])
+                self._add(spec.model, spec.task, f"job-{spec.job_id}", rng)
+        return self._index
 
     def seed_synthetic(self, models: Sequence[str], n_entries: int) -> None:
         """Pre-populate with ``n_entries`` synthetic tuned prompts (see ``synthetic_bank``)."""
+        self.index  # noqa: B018  (pending additions first)
         rng = np.random.default_rng([self.seed, 4])
         picks = rng.integers(len(self.convergence.space.names), size=n_entries)
         for i, t in enumerate(picks):
@@ -237,6 +254,7 @@ class SimPromptBank:
     def seed_history(self, history: Sequence[tuple[str, str, str]]) -> None:
         """Pre-populate with given (entry id, model, source task) triples, e.g. a real bank
         store's; features come from the task space, like every other entry's."""
+        self.index  # noqa: B018  (pending additions first)
         rng = np.random.default_rng([self.seed, 6])
         for entry_id, model, task in history:
             self._add(model, task, entry_id, rng)
@@ -244,7 +262,7 @@ class SimPromptBank:
     def _add(self, model: str, task: str, entry_id: str, rng: np.random.Generator) -> None:
         row = self._features[self.convergence.space.index(task)]
         feat = row + rng.normal(0.0, self.feature_noise, size=row.shape)
-        self.index.add(BankEntry(entry_id, model, task, feat, metadata={"synthetic": True}))
+        self._index.add(BankEntry(entry_id, model, task, feat, metadata={"synthetic": True}))
 
     def choose(self, spec: JobSpec) -> InitChoice:
         if spec.model not in self.eval_s:
@@ -267,7 +285,7 @@ class SimPromptBank:
         return self.convergence.job_prior(spec, init)
 
     def iterations(self, spec: JobSpec, init: InitChoice) -> float:
-        rng = np.random.default_rng([self.seed, zlib.crc32(spec.job_id.encode())])
+        rng = self._reseed.rng([self.seed, zlib.crc32(spec.job_id.encode())])
         return self.convergence.realized_iterations(
             float(spec.iterations), init.source_task, spec.task, rng
         )
@@ -294,7 +312,7 @@ class SimPromptBank:
             return hit[1]
         e = self._readings.get(key)
         if e is None:
-            g = np.random.default_rng([self.seed, 7, zlib.crc32(spec.job_id.encode()), k])
+            g = self._reseed.rng([self.seed, 7, zlib.crc32(spec.job_id.encode()), k])
             e = self._readings[key] = float(g.normal(0.0, self.estimator.obs_sigma))
         p = self.estimator.curve_power
         got = min(READING_CAP, (at / total) ** p * math.exp(p * e)), at
@@ -311,8 +329,8 @@ class SimPromptBank:
         return (math.floor(done / every) + 1) * every * (1.0 - 1e-12)
 
     def add_finished(self, spec: JobSpec) -> None:
-        if not self.online:
-            return
-        self._added += 1
-        rng = np.random.default_rng([self.seed, 5, self._added])
-        self._add(spec.model, spec.task, f"job-{spec.job_id}", rng)
+        """Add a finished job's tuned prompt to the bank (online growth), at the next read of
+        ``index``: the additions, each with its own seeded noise, happen in the same order and
+        before the same lookups as if they were made now."""
+        if self.online:
+            self._pending.append(spec)

@@ -13,6 +13,7 @@ released, whether loading, busy or warm-idle.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -128,6 +129,9 @@ class JobRecord:
     lookup_paid: bool = False
     started_once: bool = False
     view: JobView | None = None  # cached, cleared on change
+    # the last estimated total and what it was estimated from (prior, readings, iterations
+    # done, reading): a view rebuilt without a change of these reuses it
+    estimate_memo: tuple[IterPrior, object, float, float | None, float] | None = None
 
 
 @dataclass
@@ -176,7 +180,9 @@ class ClusterState:
         self._free: set[int] = set(range(len(self._gpus)))
         self._warm_idle: dict[str, set[int]] = {}
         self._prewarming: set[int] = set()
-        # sorted tuples of the indexes above, rebuilt only when their set changed
+        # the indexes above as ascending lists, kept in step with the sets (a sorted insert or
+        # delete per change), and as tuples, rebuilt from the lists only when a set changed
+        self._ordered: dict[str | None, list[int]] = {None: sorted(self._free)}
         self._sorted: dict[str | None, tuple[int, ...]] = {}
         self._live_views: dict[str, JobView] = {}
         self._queued_views: dict[str, JobView] = {}
@@ -236,15 +242,15 @@ class ClusterState:
             return pos + left * full.rate
         return rec.iters_done
 
-    def _sorted_of(self, key: str | None, members: set[int]) -> tuple[int, ...]:
+    def _sorted_of(self, key: str | None) -> tuple[int, ...]:
         hit = self._sorted.get(key)
         if hit is None:
-            hit = self._sorted[key] = tuple(sorted(members))
+            hit = self._sorted[key] = tuple(self._ordered.get(key, ()))
         return hit
 
     def snapshot(self, now: float) -> Snapshot:
         """An immutable picture of the cluster for a policy."""
-        warm = {m: self._sorted_of(m, s) for m, s in sorted(self._warm_idle.items()) if s}
+        warm = {m: self._sorted_of(m) for m, s in sorted(self._warm_idle.items()) if s}
         gpus = self._gpu_tuple
         if gpus is None:
             gpus = self._gpu_tuple = tuple(self._views)
@@ -270,10 +276,10 @@ class ClusterState:
             gpus=gpus,
             jobs=jobs,
             gpus_per_node=self.gpus_per_node,
-            free=self._sorted_of(None, self._free),
+            free=self._sorted_of(None),
             warm_idle=warm,
             queued=queued,
-            prewarming=self._sorted_of("\0prewarming", self._prewarming),
+            prewarming=self._sorted_of("\0prewarming"),
             seq=self._snapshots - 1,
             changed=tuple(changed),
             left=tuple(left),
@@ -303,12 +309,25 @@ class ClusterState:
 
     def _estimate_total(self, rec: JobRecord) -> float:
         """The estimated total iterations at the job's recorded progress."""
-        if rec.prior is None or rec.prior.sigma == 0.0:
+        prior = rec.prior
+        if prior is None or prior.sigma == 0.0:
             return max(rec.iters_estimate, rec.iters_done)
+        memo = rec.estimate_memo
+        if (
+            memo is not None
+            and memo[0] is prior
+            and memo[1] is rec.readings
+            and memo[2] == rec.iters_done
+            and memo[3] == rec.progress_fraction
+        ):
+            return memo[4]
         got = rec.readings(rec.iters_done) if rec.readings is not None else None
         if got is not None:
-            return estimate(rec.prior, rec.iters_done, got[0], self.estimator, got[1]).total
-        return estimate(rec.prior, rec.iters_done, rec.progress_fraction, self.estimator).total
+            total = estimate(prior, rec.iters_done, got[0], self.estimator, got[1]).total
+        else:
+            total = estimate(prior, rec.iters_done, rec.progress_fraction, self.estimator).total
+        rec.estimate_memo = (prior, rec.readings, rec.iters_done, rec.progress_fraction, total)
+        return total
 
     def _touch(self, rec: JobRecord) -> None:
         """Refresh the job's cached view in the live and queued indexes."""
@@ -359,10 +378,16 @@ class ClusterState:
             key, members = "\0prewarming", self._prewarming
         else:
             return
+        ordered = self._ordered.get(key)
+        if ordered is None:
+            ordered = self._ordered[key] = []
         if add:
-            members.add(g.gid)
-        else:
+            if g.gid not in members:
+                members.add(g.gid)
+                insort(ordered, g.gid)
+        elif g.gid in members:
             members.discard(g.gid)
+            del ordered[bisect_left(ordered, g.gid)]
         self._sorted.pop(key, None)
 
     def _start_load(self, g: _Gpu, model: str, job: str | None, now: float) -> LoadModel:

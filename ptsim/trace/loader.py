@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ptsim.core.types import JobSpec
+from ptsim.outcome import Table
 from ptsim.trace.cells import INT_LIMIT, PARSERS, CellError
 from ptsim.trace.schema import COLUMN_NAMES, COLUMNS, SLO_COLUMN, job_to_row
 
@@ -277,6 +278,9 @@ def load_trace(
 
 
 _DTYPE = MappingProxyType({"str": "object", "float": "float64", "int": "int64"})
+_CAST: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
+    {"str": lambda v: v, "float": float, "int": int}
+)
 
 
 def write_trace(jobs: Iterable[JobSpec], path: str | os.PathLike[str]) -> Path:
@@ -295,16 +299,21 @@ def write_trace(jobs: Iterable[JobSpec], path: str | os.PathLike[str]) -> Path:
                 raise TraceError(p, f"{value} is out of range (below 2^63)", row=i, column=c.name)
             if c.kind == "float" and not math.isfinite(value):
                 raise TraceError(p, f"{value!r} is not a finite number", row=i, column=c.name)
-    import pandas as pd
-
-    df = pd.DataFrame([job_to_row(j) for j in ordered], columns=list(COLUMN_NAMES))
-    df = df.astype({c.name: _DTYPE[c.kind] for c in COLUMNS})
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        if ext == ".csv":
-            df.to_csv(tmp, index=False, lineterminator="\n")
+        if ext == ".csv":  # as pandas writes the typed table below, without importing it
+            cast = [_CAST[c.kind] for c in COLUMNS]
+            rows = [
+                tuple(f(getattr(j, c.field)) for f, c in zip(cast, COLUMNS, strict=True))
+                for j in ordered
+            ]
+            Table(COLUMN_NAMES, rows).write_csv(tmp, lineterminator="\n")
         else:
+            import pandas as pd
+
+            df = pd.DataFrame([job_to_row(j) for j in ordered], columns=list(COLUMN_NAMES))
+            df = df.astype({c.name: _DTYPE[c.kind] for c in COLUMNS})
             df.to_parquet(tmp, index=False)
         os.replace(tmp, p)
     finally:
