@@ -31,6 +31,16 @@ The fitted model's noise is measured (``ptsim.convergence_io``, docs/convergence
 """
 
 
+def _normal(entropy: tuple[int, ...], sigma: float) -> float:
+    """``float(np.random.default_rng(list(entropy)).normal(0.0, sigma))``, cheaper: words that
+    fit in 32 bits seed a ``SeedSequence`` as they are (one word each, as a list of such ints
+    does), and ``normal(0, s)`` is ``0 + s * standard_normal()``."""
+    if all(0 <= w < 1 << 32 for w in entropy):
+        seq = np.random.SeedSequence(np.array(entropy, dtype=np.uint32))
+        return sigma * float(np.random.Generator(np.random.PCG64(seq)).standard_normal())
+    return float(np.random.default_rng(list(entropy)).normal(0.0, sigma))
+
+
 class SimScorer:
     """Scorer for simulation: expected saving of the entry's source task for the target under
     ``convergence``, plus N(0, sigma^2) drawn from the scorer's own ``rng`` (so a run's lookups
@@ -294,8 +304,9 @@ class SimPromptBank:
             return hit[1]
         e = self._readings.get(key)
         if e is None:
-            g = np.random.default_rng([self.seed, 7, zlib.crc32(spec.job_id.encode()), k])
-            e = self._readings[key] = float(g.normal(0.0, self.estimator.obs_sigma))
+            e = self._readings[key] = _normal(
+                (self.seed, 7, zlib.crc32(spec.job_id.encode()), k), self.estimator.obs_sigma
+            )
         p = self.estimator.curve_power
         got = min(READING_CAP, (at / total) ** p * math.exp(p * e)), at
         self._reading_of[key] = (total, got)
