@@ -229,6 +229,21 @@ def planned_at(moments: tuple[float, float, float, float], done: float, z: float
     return (max(mean, done) - done) + z * math.sqrt(max(second - mean * mean, 0.0))
 
 
+def moments_at(
+    moments: tuple[float, float, float, float], done: float
+) -> tuple[float, float, float, float] | None:
+    """The :func:`posterior_moments` at ``done`` of the same posterior (same prior and reading,
+    ``done`` past the reading's count) from those at another count: what
+    ``posterior_moments`` would return there, without re-deriving the posterior."""
+    mu, sigma, _, _ = moments
+    if not done > 0.0:
+        return None
+    _, tail, mean, second = _tail_moments(mu, sigma, done)
+    if not tail >= 1e-10:
+        return None
+    return mu, sigma, mean, second
+
+
 def planned_bounds(
     moments: tuple[float, float, float, float], d0: float, d1: float, z: float
 ) -> tuple[float, float] | None:

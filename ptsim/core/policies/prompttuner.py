@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -67,6 +67,7 @@ from ptsim.core.policies.common import GpuPool
 from ptsim.core.policies.planning import (
     COUNT_MODES,
     ArrivalTracker,
+    PlannedWindow,
     Predictor,
     counts_for,
     lookup_due,
@@ -239,6 +240,8 @@ class PromptTuner:
         # running jobs at risk throughout their window, with a lower bound on the remaining
         self._risky: dict[str, tuple[JobView, float]] = {}
         self._top_rates: dict[tuple[str, int, int, int], float] = {}
+        # running job -> (its view, the estimator's posterior at its last evaluation)
+        self._seg: dict[str, tuple[JobView, PlannedWindow]] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -403,11 +406,14 @@ class PromptTuner:
         running = JobState.RUNNING
         grow = 1.0 + margin
         windows, check, risky, expiry = self._windows, self._check, self._risky, self._expiry
+        segs = self._seg
+        z = cfg.uncertainty_z
 
         def forget(job_id: str) -> None:
             windows.pop(job_id, None)
             check.pop(job_id, None)
             risky.pop(job_id, None)
+            segs.pop(job_id, None)
 
         def eligible(job: JobView) -> bool:  # not queued, not in the middle of a change
             return job.state is running and job.ready_gpus == len(job.gpus) and job.rate > 0
@@ -424,6 +430,7 @@ class PromptTuner:
             check.clear()
             risky.clear()
             expiry.clear()
+            segs.clear()
             for job in snap.jobs:
                 if eligible(job):
                     check[job.spec.job_id] = job
@@ -432,7 +439,8 @@ class PromptTuner:
             job_id = heapq.heappop(expiry)[1]
             w = windows.get(job_id)
             if w is not None and w[2] < now:
-                forget(job_id)
+                del windows[job_id]  # (the job is not in ``check`` or ``risky`` any more)
+                risky.pop(job_id, None)
                 check[job_id] = w[0]
         carried = list(risky.values())  # (not those classified below: they are evaluated)
         at_risk: list[tuple[JobView, float | None, float]] = []
@@ -445,11 +453,22 @@ class PromptTuner:
             new_window = job_id not in windows
             got = None
             if job.uncertain:
-                if new_window:  # the same planned remaining, and what bounds it later
-                    got = planned_window(job, now, cfg.uncertainty_z)
-                planned = (
-                    got[0] if got is not None else planned_remaining(job, now, cfg.uncertainty_z)
-                )
+                # the same planned remaining as ``planned_remaining``: from the posterior of the
+                # job's last evaluation while its accuracy reading is the same, else afresh
+                seg = segs.get(job_id)
+                if seg is not None and seg[0] is job:
+                    if new_window:
+                        got = seg[1].moved(now)
+                    else:
+                        planned = seg[1].at(now)
+                if new_window:
+                    if got is None:  # and what bounds it later
+                        got = planned_window(job, now, z)
+                    if got is not None:
+                        segs[job_id] = (job, got)
+                        planned = got.planned
+                if planned is None:
+                    planned = planned_remaining(job, now, z)
                 finish = now + planned / job.rate
             else:
                 finish = job.progress_at + (job.iters_estimate - job.iters_done) / job.rate
@@ -503,7 +522,7 @@ class PromptTuner:
         now: float,
         run_s: float,
         cap: int,
-        planned: tuple[float, float, Callable[[float], tuple[float, float] | None]] | None,
+        planned: PlannedWindow | None,
     ) -> _Window:
         """What the running ``job``, predicted to finish ``run_s`` seconds from ``now``, is from
         now until some later time, for ``_running`` (``planned``: its ``planning.planned_window``
@@ -536,8 +555,8 @@ class PromptTuner:
             if job.uncertain:
                 if planned is None:
                     break
-                until = min(now + span, planned[1])
-                got = planned[2](until)
+                until = min(now + span, planned.end)
+                got = planned.bounds(until)
                 if got is None:
                     break
                 low_rem, high = got
