@@ -41,7 +41,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ptsim.core.estimator import moments_at, planned_at, planned_bounds, posterior_moments
+from ptsim.core.estimator import (
+    moments_at,
+    planned_at,
+    planned_bounds,
+    planned_exact,
+    posterior_moments,
+    tail_exps,
+)
 from ptsim.core.policies.common import GpuPool
 from ptsim.core.profiles import ProfileSet
 from ptsim.core.types import InitChoice, JobSpec, JobView, Snapshot, expected_iterations
@@ -313,7 +320,19 @@ class PlannedWindow:
     (:meth:`bounds`), the exact value (:meth:`at`) and the same for a later start
     (:meth:`moved`). Built by :func:`planned_window`."""
 
-    __slots__ = ("_at", "_d0", "_done0", "_m", "_rate", "_t0", "_until", "_z", "end", "planned")
+    __slots__ = (
+        "_at",
+        "_d0",
+        "_done0",
+        "_exps",
+        "_m",
+        "_rate",
+        "_t0",
+        "_until",
+        "_z",
+        "end",
+        "planned",
+    )
 
     def __init__(
         self,
@@ -328,6 +347,7 @@ class PlannedWindow:
         self._t0, self._d0 = t0, d0
         self._done0, self._at, self._rate = job.iters_done, job.progress_at, job.rate
         self._until, self.end, self._z, self._m = until, end, z, moments
+        self._exps = tail_exps(moments[0], moments[1])
         self.planned = planned_at(moments, d0, z)
 
     def bounds(self, t1: float) -> tuple[float, float] | None:
@@ -341,8 +361,11 @@ class PlannedWindow:
     def at(self, t: float) -> float | None:
         """``planned_remaining(job, t, z)`` for ``t0 <= t`` before the next reading, the same
         floating-point value (None: not cheaply: past the reading, or the far tail)."""
-        got = self.moved(t)
-        return None if got is None else got.planned
+        d = self._done0 + self._rate * (t - self._at)
+        if d >= self._until or d < self._d0:
+            return None
+        m = self._m
+        return planned_exact(m[0], m[1], self._exps, d, self._z)
 
     def moved(self, t: float) -> PlannedWindow | None:
         """What :func:`planned_window` returns at ``t``, ``t0 <= t`` before the next reading,
@@ -357,6 +380,7 @@ class PlannedWindow:
         got._t0, got._d0 = t, d
         got._done0, got._at, got._rate = self._done0, self._at, self._rate
         got._until, got.end, got._z, got._m = self._until, self.end, self._z, moments
+        got._exps = self._exps
         got.planned = planned_at(moments, d, self._z)
         return got
 

@@ -457,6 +457,7 @@ class PromptTuner:
                 check[job_id] = w[0]
         carried = list(risky.values())  # (not those classified below: they are evaluated)
         at_risk: list[tuple[JobView, float | None, float]] = []
+        cap = snap.num_gpus
         for job_id in sorted(check, key=self._pos.__getitem__):
             job = check[job_id]
             spec = job.spec
@@ -465,7 +466,8 @@ class PromptTuner:
             planned: float | None = None
             new_window = job_id not in windows
             got = None
-            if job.uncertain:
+            prior = job.prior
+            if prior is not None and prior.sigma > 0.0:  # ``job.uncertain``
                 # the same planned remaining as ``planned_remaining``: from the posterior of the
                 # job's last evaluation while its accuracy reading is the same, else afresh
                 seg = segs.get(job_id)
@@ -486,7 +488,7 @@ class PromptTuner:
             else:
                 finish = job.progress_at + (job.iters_estimate - job.iters_done) / job.rate
             if new_window:
-                w = windows[job_id] = self._window(job, now, finish - now, snap.num_gpus, got)
+                w = windows[job_id] = self._window(job, now, finish - now, cap, got)
                 heapq.heappush(expiry, (w[2], job_id))
                 if w[3] == _QUIET:  # from now on: nothing to do now either
                     del check[job_id]
@@ -508,12 +510,12 @@ class PromptTuner:
                 continue
             run_c = finish - now
             rem = run_c * job.rate
-            least_pause, top_rate = self._below_bound(spec, c, snap.num_gpus)
+            least_pause, top_rate = self._below_bound(spec, c, cap)
             if top_rate <= 0 or not meets(
                 now, now + least_pause + rem / top_rate, spec.deadline, ahead_margin
             ):
                 continue  # no smaller count can be well ahead: skip the per-count check
-            for m in counts_for(spec, cfg.counts, snap.num_gpus):
+            for m in counts_for(spec, cfg.counts, cap):
                 if m >= c:
                     break
                 pause = mech.reconfig_pause(m)
