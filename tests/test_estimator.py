@@ -208,3 +208,43 @@ def test_planned_bounds_hold_over_the_window_and_planned_at_is_exact(
 
 
 DEFAULT = EstimatorSettings()
+
+
+@pytest.mark.parametrize("sigma", [0.2, 0.8])
+def test_planned_window_later_times_match_planned_remaining_bit_for_bit(sigma: float) -> None:
+    """``PlannedWindow.at`` / ``moved`` (what prompttuner uses instead of re-reading the job's
+    accuracy and re-deriving the posterior) give exactly ``planned_remaining`` at later times
+    with the same reading, and nothing once the reading changes."""
+    from ptsim.core.policies.planning import planned_remaining, planned_window
+    from ptsim.core.types import JobState, JobView
+
+    every = 250.0
+
+    def readings(done: float) -> tuple[float, float] | None:
+        k = math.floor(done / every)
+        return None if k < 1 else (min(0.999, 0.1 + 0.13 * k), k * every)
+
+    def until(done: float) -> float:
+        return (math.floor(done / every) + 1) * every * (1.0 - 1e-12)
+
+    view = JobView(
+        job("a", 0.0, 2000, 1e6), JobState.RUNNING, (0, 1), 2, 180.0, 40.0, 3.7, 2000.0,
+        None, 10.0, 0, IterPrior(1500.0, sigma), readings=readings, readings_until=until,
+    )  # fmt: skip
+    z, checked = 1.0, 0
+    for t0 in (40.0, 55.5, 101.0, 300.0):
+        win = planned_window(view, t0, z)
+        assert win is not None and win.planned == planned_remaining(view, t0, z)
+        for t in np.linspace(t0, t0 + 80.0, 33):
+            t = float(t)
+            got, moved = win.at(t), win.moved(t)
+            if t > win.end:
+                assert got is None and moved is None
+                continue
+            checked += 1
+            assert got == planned_remaining(view, t, z)
+            fresh = planned_window(view, t, z)
+            assert moved is not None and fresh is not None
+            assert (moved.planned, moved.end) == (fresh.planned, fresh.end)
+            assert moved.bounds(min(t + 5.0, fresh.end)) == fresh.bounds(min(t + 5.0, fresh.end))
+    assert checked > 20

@@ -19,7 +19,7 @@ from ptsim.core.bank import BankEntry, FloatArray, LookupResult, PromptBankIndex
 from ptsim.core.convergence import ConvergenceModel
 from ptsim.core.estimator import DEFAULT_ESTIMATOR, READING_CAP, EstimatorSettings, IterPrior
 from ptsim.core.profiles import UnknownName
-from ptsim.core.seeding import Reseeder
+from ptsim.core.seeding import seeded_rng
 from ptsim.core.types import InitChoice, JobSpec
 
 DEFAULT_SCORE_SIGMA = 0.02
@@ -229,7 +229,6 @@ class SimPromptBank:
             convergence, feature_map(convergence, feature_dim, np.random.default_rng([seed, 3]))
         )
         self._added = 0
-        self._reseed = Reseeder()  # default_rng(entropy) for per-job draws, seeded cheaply
 
     @property
     def index(self) -> PromptBankIndex:
@@ -238,7 +237,7 @@ class SimPromptBank:
             pending, self._pending = self._pending, []
             for spec in pending:
                 self._added += 1
-                rng = self._reseed.rng([self.seed, 5, self._added])
+                rng = seeded_rng([self.seed, 5, self._added])
                 self._add(spec.model, spec.task, f"job-{spec.job_id}", rng)
         return self._index
 
@@ -285,7 +284,7 @@ class SimPromptBank:
         return self.convergence.job_prior(spec, init)
 
     def iterations(self, spec: JobSpec, init: InitChoice) -> float:
-        rng = self._reseed.rng([self.seed, zlib.crc32(spec.job_id.encode())])
+        rng = seeded_rng([self.seed, zlib.crc32(spec.job_id.encode())])
         return self.convergence.realized_iterations(
             float(spec.iterations), init.source_task, spec.task, rng
         )
@@ -312,7 +311,7 @@ class SimPromptBank:
             return hit[1]
         e = self._readings.get(key)
         if e is None:
-            g = self._reseed.rng([self.seed, 7, zlib.crc32(spec.job_id.encode()), k])
+            g = seeded_rng([self.seed, 7, zlib.crc32(spec.job_id.encode()), k])
             e = self._readings[key] = float(g.normal(0.0, self.estimator.obs_sigma))
         p = self.estimator.curve_power
         got = min(READING_CAP, (at / total) ** p * math.exp(p * e)), at

@@ -132,12 +132,36 @@ def _tail_moments(mu: float, sigma: float, done: float) -> tuple[float, float, f
     """(z, P(T > done), E[T | T > done], E[T^2 | T > done]) of T ~ LogNormal(mu, sigma), with
     ``done > 0`` and ``sigma > 0`` (the moments are NaN when the tail is below 1e-12)."""
     z = (math.log(done) - mu) / sigma
-    tail = _phi(-z)
+    erfc = math.erfc  # ``_phi`` inlined (the same operations): this runs per job and decision
+    tail = 0.5 * erfc(z / _SQRT2)  # _phi(-z): -(-z) is z
     if tail < 1e-12:
         return z, tail, math.nan, math.nan
-    mean = math.exp(mu + 0.5 * sigma**2) * _phi(sigma - z) / tail
-    second = math.exp(2 * mu + 2 * sigma**2) * _phi(2 * sigma - z) / tail
+    mean = math.exp(mu + 0.5 * sigma**2) * (0.5 * erfc(-(sigma - z) / _SQRT2)) / tail
+    second = math.exp(2 * mu + 2 * sigma**2) * (0.5 * erfc(-(2 * sigma - z) / _SQRT2)) / tail
     return z, tail, mean, second
+
+
+def tail_exps(mu: float, sigma: float) -> tuple[float, float]:
+    """The two factors of :func:`_tail_moments` that depend only on the posterior, for
+    :func:`planned_exact`."""
+    return math.exp(mu + 0.5 * sigma**2), math.exp(2 * mu + 2 * sigma**2)
+
+
+def planned_exact(
+    mu: float, sigma: float, exps: tuple[float, float], done: float, z: float
+) -> float | None:
+    """``planned_at(moments_at(moments, done), done, z)`` for a posterior (mu, sigma) with its
+    :func:`tail_exps`: the same floating-point value, or None where ``moments_at`` is None."""
+    if not done > 0.0:
+        return None
+    zd = (math.log(done) - mu) / sigma
+    erfc = math.erfc
+    tail = 0.5 * erfc(zd / _SQRT2)
+    if not tail >= 1e-10:
+        return None
+    mean = exps[0] * (0.5 * erfc(-(sigma - zd) / _SQRT2)) / tail
+    second = exps[1] * (0.5 * erfc(-(2 * sigma - zd) / _SQRT2)) / tail
+    return (max(mean, done) - done) + z * math.sqrt(max(second - mean * mean, 0.0))
 
 
 def _truncated_lognormal(
@@ -227,6 +251,21 @@ def planned_at(moments: tuple[float, float, float, float], done: float, z: float
     :func:`posterior_moments` (the same floating-point operations)."""
     _, _, mean, second = moments
     return (max(mean, done) - done) + z * math.sqrt(max(second - mean * mean, 0.0))
+
+
+def moments_at(
+    moments: tuple[float, float, float, float], done: float
+) -> tuple[float, float, float, float] | None:
+    """The :func:`posterior_moments` at ``done`` of the same posterior (same prior and reading,
+    ``done`` past the reading's count) from those at another count: what
+    ``posterior_moments`` would return there, without re-deriving the posterior."""
+    mu, sigma, _, _ = moments
+    if not done > 0.0:
+        return None
+    _, tail, mean, second = _tail_moments(mu, sigma, done)
+    if not tail >= 1e-10:
+        return None
+    return mu, sigma, mean, second
 
 
 def planned_bounds(

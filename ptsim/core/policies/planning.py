@@ -41,7 +41,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ptsim.core.estimator import planned_at, planned_bounds, posterior_moments
+from ptsim.core.estimator import (
+    moments_at,
+    planned_at,
+    planned_bounds,
+    planned_exact,
+    posterior_moments,
+    tail_exps,
+)
 from ptsim.core.policies.common import GpuPool
 from ptsim.core.profiles import ProfileSet
 from ptsim.core.types import InitChoice, JobSpec, JobView, Snapshot, expected_iterations
@@ -306,13 +313,80 @@ def planned_remaining(job: JobView, now: float, z: float = 0.0) -> float:
     return remaining + z * sd
 
 
-def planned_window(
-    job: JobView, t0: float, z: float
-) -> tuple[float, float, Callable[[float], tuple[float, float] | None]] | None:
-    """``planned_remaining(job, t0, z)`` with a way to bound it later: (planned, end, bounds),
-    where ``end`` is the last time before the job's next accuracy reading (inf: none) and
-    ``bounds(t1)``, for ``t0 <= t1 <= end``, gives bounds (low, high) on
-    ``planned_remaining(job, t, z)`` for every ``t`` in ``[t0, t1]`` (None: no cheap bound).
+class PlannedWindow:
+    """``planned_remaining(job, t0, z)`` of a job whose accuracy reading stays the same until
+    ``end`` (the last time before its next reading; inf: none), with what the estimator's
+    posterior at ``t0`` gives cheaply for later times up to ``end``: bounds over a window
+    (:meth:`bounds`), the exact value (:meth:`at`) and the same for a later start
+    (:meth:`moved`). Built by :func:`planned_window`."""
+
+    __slots__ = (
+        "_at",
+        "_d0",
+        "_done0",
+        "_exps",
+        "_m",
+        "_rate",
+        "_t0",
+        "_until",
+        "_z",
+        "end",
+        "planned",
+    )
+
+    def __init__(
+        self,
+        t0: float,
+        d0: float,
+        job: JobView,
+        until: float,
+        end: float,
+        z: float,
+        moments: tuple[float, float, float, float],
+    ) -> None:
+        self._t0, self._d0 = t0, d0
+        self._done0, self._at, self._rate = job.iters_done, job.progress_at, job.rate
+        self._until, self.end, self._z, self._m = until, end, z, moments
+        self._exps = tail_exps(moments[0], moments[1])
+        self.planned = planned_at(moments, d0, z)
+
+    def bounds(self, t1: float) -> tuple[float, float] | None:
+        """Bounds (low, high) on ``planned_remaining(job, t, z)`` for every ``t`` in
+        ``[t0, t1]``, ``t1 <= end`` (None: no cheap bound)."""
+        d1 = self._done0 + self._rate * (t1 - self._at)
+        if d1 >= self._until or t1 < self._t0:
+            return None
+        return planned_bounds(self._m, self._d0, d1, self._z)
+
+    def at(self, t: float) -> float | None:
+        """``planned_remaining(job, t, z)`` for ``t0 <= t`` before the next reading, the same
+        floating-point value (None: not cheaply: past the reading, or the far tail)."""
+        d = self._done0 + self._rate * (t - self._at)
+        if d >= self._until or d < self._d0:
+            return None
+        m = self._m
+        return planned_exact(m[0], m[1], self._exps, d, self._z)
+
+    def moved(self, t: float) -> PlannedWindow | None:
+        """What :func:`planned_window` returns at ``t``, ``t0 <= t`` before the next reading,
+        without reading the accuracy or deriving the posterior again (None: not cheaply)."""
+        d = self._done0 + self._rate * (t - self._at)
+        if d >= self._until or d < self._d0:
+            return None
+        moments = moments_at(self._m, d)
+        if moments is None:
+            return None
+        got = PlannedWindow.__new__(PlannedWindow)
+        got._t0, got._d0 = t, d
+        got._done0, got._at, got._rate = self._done0, self._at, self._rate
+        got._until, got.end, got._z, got._m = self._until, self.end, self._z, moments
+        got._exps = self._exps
+        got.planned = planned_at(moments, d, self._z)
+        return got
+
+
+def planned_window(job: JobView, t0: float, z: float) -> PlannedWindow | None:
+    """``planned_remaining(job, t0, z)`` with a way to bound it later (``PlannedWindow``).
     None when the job's iterations are not uncertain, it does not train, its readings do not
     say when they change, or the estimator's bounds do not apply
     (``estimator.posterior_moments``)."""
@@ -339,14 +413,7 @@ def planned_window(
     moments = posterior_moments(prior, d0, frac, job.estimator, frac_at)
     if moments is None:
         return None
-
-    def bounds(t1: float) -> tuple[float, float] | None:
-        d1 = done0 + rate * (t1 - at)
-        if d1 >= until or t1 < t0:
-            return None
-        return planned_bounds(moments, d0, d1, z)
-
-    return planned_at(moments, d0, z), end, bounds
+    return PlannedWindow(t0, d0, job, until, end, z, moments)
 
 
 def lookup_due(job: JobView, init: InitChoice | None = None) -> float:

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -67,6 +67,7 @@ from ptsim.core.policies.common import GpuPool
 from ptsim.core.policies.planning import (
     COUNT_MODES,
     ArrivalTracker,
+    PlannedWindow,
     Predictor,
     counts_for,
     lookup_due,
@@ -239,6 +240,18 @@ class PromptTuner:
         # running jobs at risk throughout their window, with a lower bound on the remaining
         self._risky: dict[str, tuple[JobView, float]] = {}
         self._top_rates: dict[tuple[str, int, int, int], float] = {}
+        # running job -> (its view, the estimator's posterior at its last evaluation)
+        self._seg: dict[str, tuple[JobView, PlannedWindow]] = {}
+        # the queue in order, kept across decisions (``_track_queue``, ``_place_queued``):
+        # queued job -> its view; those whose order entry is to be (re)computed; job -> (entry
+        # version, when it becomes hopeless, order key); heaps of (key, version, job) of jobs
+        # not hopeless when last looked at, and of hopeless jobs (stale versions are skipped)
+        self._qview: dict[str, JobView] = {}
+        self._qdirty: dict[str, None] = {}
+        self._qent: dict[str, tuple[int, float, tuple[float, float, str]]] = {}
+        self._qnorm: list[tuple[tuple[float, float, str], int, str]] = []
+        self._qhope: list[tuple[tuple[float, float, str], int, str]] = []
+        self._qver = 0
 
     # ------------------------------------------------------------------ helpers
 
@@ -348,13 +361,16 @@ class PromptTuner:
             if not job.gpus:
                 self._queue_entry(job, now, cap, choice)
 
+        incremental = snap.seq >= 0 and snap.seq == self._seq + 1
+        self._seq = snap.seq
+        self._track_queue(snap, incremental)
         pool = GpuPool(snap)
         alloc: dict[str, tuple[int, ...]] = {}
         at_risk: list[tuple[JobView, float | None, float]] = []
         risky: list[tuple[JobView, float]] = []
         freed: set[int] = set()
         if cfg.elasticity:
-            at_risk, risky = self._running(snap, pool, alloc, freed)
+            at_risk, risky = self._running(snap, pool, alloc, freed, incremental)
         waiting = self._place_queued(snap, pool, alloc, inits, set(reject))
         if (at_risk or risky) and pool.size() > 0:
             at_risk.extend((job, None, low) for job, low in risky)
@@ -380,6 +396,7 @@ class PromptTuner:
         pool: GpuPool,
         alloc: dict[str, tuple[int, ...]],
         freed: set[int],
+        incremental: bool,
     ) -> tuple[list[tuple[JobView, float | None, float]], list[tuple[JobView, float]]]:
         """Shrink running jobs well ahead of schedule (the GPUs they give up go back to
         ``pool`` as warm GPUs of their model, and into ``freed``); return the running jobs at
@@ -403,16 +420,19 @@ class PromptTuner:
         running = JobState.RUNNING
         grow = 1.0 + margin
         windows, check, risky, expiry = self._windows, self._check, self._risky, self._expiry
+        segs = self._seg
+        z = cfg.uncertainty_z
 
         def forget(job_id: str) -> None:
             windows.pop(job_id, None)
             check.pop(job_id, None)
             risky.pop(job_id, None)
+            segs.pop(job_id, None)
 
         def eligible(job: JobView) -> bool:  # not queued, not in the middle of a change
             return job.state is running and job.ready_gpus == len(job.gpus) and job.rate > 0
 
-        if snap.seq >= 0 and snap.seq == self._seq + 1:
+        if incremental:
             for job_id in snap.left:
                 forget(job_id)
             for job in snap.changed:
@@ -424,18 +444,20 @@ class PromptTuner:
             check.clear()
             risky.clear()
             expiry.clear()
+            segs.clear()
             for job in snap.jobs:
                 if eligible(job):
                     check[job.spec.job_id] = job
-        self._seq = snap.seq
         while expiry and expiry[0][0] < now:
             job_id = heapq.heappop(expiry)[1]
             w = windows.get(job_id)
             if w is not None and w[2] < now:
-                forget(job_id)
+                del windows[job_id]  # (the job is not in ``check`` or ``risky`` any more)
+                risky.pop(job_id, None)
                 check[job_id] = w[0]
         carried = list(risky.values())  # (not those classified below: they are evaluated)
         at_risk: list[tuple[JobView, float | None, float]] = []
+        cap = snap.num_gpus
         for job_id in sorted(check, key=self._pos.__getitem__):
             job = check[job_id]
             spec = job.spec
@@ -444,17 +466,29 @@ class PromptTuner:
             planned: float | None = None
             new_window = job_id not in windows
             got = None
-            if job.uncertain:
-                if new_window:  # the same planned remaining, and what bounds it later
-                    got = planned_window(job, now, cfg.uncertainty_z)
-                planned = (
-                    got[0] if got is not None else planned_remaining(job, now, cfg.uncertainty_z)
-                )
+            prior = job.prior
+            if prior is not None and prior.sigma > 0.0:  # ``job.uncertain``
+                # the same planned remaining as ``planned_remaining``: from the posterior of the
+                # job's last evaluation while its accuracy reading is the same, else afresh
+                seg = segs.get(job_id)
+                if seg is not None and seg[0] is job:
+                    if new_window:
+                        got = seg[1].moved(now)
+                    else:
+                        planned = seg[1].at(now)
+                if new_window:
+                    if got is None:  # and what bounds it later
+                        got = planned_window(job, now, z)
+                    if got is not None:
+                        segs[job_id] = (job, got)
+                        planned = got.planned
+                if planned is None:
+                    planned = planned_remaining(job, now, z)
                 finish = now + planned / job.rate
             else:
                 finish = job.progress_at + (job.iters_estimate - job.iters_done) / job.rate
             if new_window:
-                w = windows[job_id] = self._window(job, now, finish - now, snap.num_gpus, got)
+                w = windows[job_id] = self._window(job, now, finish - now, cap, got)
                 heapq.heappush(expiry, (w[2], job_id))
                 if w[3] == _QUIET:  # from now on: nothing to do now either
                     del check[job_id]
@@ -476,12 +510,12 @@ class PromptTuner:
                 continue
             run_c = finish - now
             rem = run_c * job.rate
-            least_pause, top_rate = self._below_bound(spec, c, snap.num_gpus)
+            least_pause, top_rate = self._below_bound(spec, c, cap)
             if top_rate <= 0 or not meets(
                 now, now + least_pause + rem / top_rate, spec.deadline, ahead_margin
             ):
                 continue  # no smaller count can be well ahead: skip the per-count check
-            for m in counts_for(spec, cfg.counts, snap.num_gpus):
+            for m in counts_for(spec, cfg.counts, cap):
                 if m >= c:
                     break
                 pause = mech.reconfig_pause(m)
@@ -503,7 +537,7 @@ class PromptTuner:
         now: float,
         run_s: float,
         cap: int,
-        planned: tuple[float, float, Callable[[float], tuple[float, float] | None]] | None,
+        planned: PlannedWindow | None,
     ) -> _Window:
         """What the running ``job``, predicted to finish ``run_s`` seconds from ``now``, is from
         now until some later time, for ``_running`` (``planned``: its ``planning.planned_window``
@@ -536,8 +570,8 @@ class PromptTuner:
             if job.uncertain:
                 if planned is None:
                     break
-                until = min(now + span, planned[1])
-                got = planned[2](until)
+                until = min(now + span, planned.end)
+                got = planned.bounds(until)
                 if got is None:
                     break
                 low_rem, high = got
@@ -603,6 +637,33 @@ class PromptTuner:
             > spec.deadline - now + 1e-9 + 2 * _TOL_S
         )
 
+    def _track_queue(self, snap: Snapshot, incremental: bool) -> None:
+        """Keep the queued jobs' views (``_qview``) from what changed since the previous
+        snapshot; jobs that joined the queue or whose view changed get their order entry
+        recomputed at the next placement (``_qdirty``)."""
+        qview, dirty, qent = self._qview, self._qdirty, self._qent
+        if incremental:
+            for job_id in snap.left:
+                if qview.pop(job_id, None) is not None:
+                    dirty.pop(job_id, None)
+                    qent.pop(job_id, None)
+            for job in snap.changed:
+                job_id = job.spec.job_id
+                if job.gpus:
+                    if qview.pop(job_id, None) is not None:
+                        dirty.pop(job_id, None)
+                        qent.pop(job_id, None)
+                else:
+                    qview[job_id] = job
+                    dirty[job_id] = None
+                    qent.pop(job_id, None)
+        if not incremental or len(qview) != len(snap.queued):  # start from the snapshot
+            self._qview = {j.spec.job_id: j for j in snap.queued}
+            self._qdirty = dict.fromkeys(self._qview)
+            qent.clear()
+            self._qnorm.clear()
+            self._qhope.clear()
+
     def _place_queued(
         self,
         snap: Snapshot,
@@ -622,16 +683,49 @@ class PromptTuner:
             return False
         if pool.size() == 0:
             return True
-        if rejected:
-            queued = tuple(j for j in queued if j.job_id not in rejected)
         entry = self._queue_entry
-        # a heap, not a sort: a decision usually places a few jobs out of many waiting
-        keyed = [entry(j, now, cap, inits.get(j.job_id)) for j in queued]
-        heapq.heapify(keyed)  # (hopeless, key, job): keys end with the unique job id
+        qview, qent, norm, hope = self._qview, self._qent, self._qnorm, self._qhope
+        push, pop = heapq.heappush, heapq.heappop
+        # entries of jobs whose view changed since they were last computed (the others'
+        # would be ``_queue_entry``'s cache hits); a job rejected now is not placed
+        dirty = self._qdirty
+        for job_id in [j for j in dirty if j not in rejected]:
+            del dirty[job_id]
+            _, key, _ = entry(qview[job_id], now, cap, inits.get(job_id))
+            at = self._queue_keys[job_id][2]
+            self._qver += 1
+            qent[job_id] = (self._qver, at, key)
+            push(norm, (key, self._qver, job_id))
+        if len(norm) + len(hope) > 2 * len(qent) + 64:  # drop stale entries
+            norm[:] = sorted((key, ver, job_id) for job_id, (ver, _, key) in qent.items())
+            hope.clear()
+        popped: list[tuple[bool, tuple[tuple[float, float, str], int, str]]] = []
 
         def in_order() -> Iterator[JobView]:
-            while keyed:
-                yield heapq.heappop(keyed)[2]
+            """The queue by (hopeless now, key), as a heap of every queued job would give it:
+            jobs not hopeless by key (those found hopeless move to the other heap: a job's
+            hopeless time is fixed until its entry changes), then the hopeless by key."""
+            while norm:
+                item = pop(norm)
+                job_id = item[2]
+                ent = qent.get(job_id)
+                if ent is None or ent[0] != item[1]:
+                    continue  # stale
+                if now > ent[1] + 1e-9:
+                    push(hope, item)
+                    continue
+                popped.append((False, item))
+                if job_id not in rejected:
+                    yield qview[job_id]
+            while hope:
+                item = pop(hope)
+                job_id = item[2]
+                ent = qent.get(job_id)
+                if ent is None or ent[0] != item[1]:
+                    continue
+                popped.append((True, item))
+                if job_id not in rejected:
+                    yield qview[job_id]
 
         def fewest(job: JobView) -> int:
             counts = counts_for(job.spec, cfg.counts, cap)
@@ -663,6 +757,8 @@ class PromptTuner:
             return got.fastest if cfg.hopeless == "fastest" else counts[0]
 
         started, waiting = pool.start_queued(in_order(), fewest, count, cfg.allow_reload)
+        for hopeless, item in popped:  # (the started jobs leave with their next view)
+            push(hope if hopeless else norm, item)
         for job, gids in started:
             alloc[job.job_id] = gids
             self._changed[job.job_id] = now
