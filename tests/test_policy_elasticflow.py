@@ -729,6 +729,20 @@ def test_plans_on_runs_equal_plans_slot_by_slot(mode: str) -> None:
     assert mode == "slot" or moved > 100  # the step point moved back in many plans
 
 
+def _trial_from_scratch(self: Any, items: Any, start: int, tails: Any) -> bool:
+    """``_Trial.run`` without reuse: every job after the newcomer re-planned from scratch."""
+    from ptsim.core.policies import elasticflow as ef
+
+    trial = ef._Free.of(self.total, self.final.arr.copy())
+    for it in items[start:]:
+        got = self.planner.plan(it, trial)
+        if not got[0] and self.rest[it.job_id][0]:
+            return False
+        self.plan[it.job_id] = got
+    self.final = trial
+    return True
+
+
 @pytest.mark.parametrize("switch_at", ["slot", "free_change"])
 def test_admission_test_reuse_equals_replanning_every_later_job(
     switch_at: str, monkeypatch: pytest.MonkeyPatch
@@ -737,16 +751,6 @@ def test_admission_test_reuse_equals_replanning_every_later_job(
     those of re-planning every job after each newcomer from scratch, also with
     ``switch_at=free_change`` (where a plan depends on where the free GPUs change)."""
     from ptsim.core.policies import elasticflow as ef
-
-    def from_scratch(self: Any, items: Any, start: int, tails: Any) -> bool:
-        trial = ef._Free.of(self.total, self.final.arr.copy())
-        for it in items[start:]:
-            got = self.planner.plan(it, trial)
-            if not got[0] and self.rest[it.job_id][0]:
-                return False
-            self.plan[it.job_id] = got
-        self.final = trial
-        return True
 
     knobs = {"switch_at": switch_at, "admission": "each"}
     for seed in (2, 11, 12):
@@ -759,7 +763,7 @@ def test_admission_test_reuse_equals_replanning_every_later_job(
             jobs.append(job(f"j{i:02d}", t, it, t + it / float(rng.uniform(0.5, 3)), max_gpus=mx))
         reused = run_policy(jobs, "elasticflow", knobs, linear_profiles(), ClusterSpec(2, 4))
         with monkeypatch.context() as m:
-            m.setattr(ef._Trial, "run", from_scratch)
+            m.setattr(ef._Trial, "run", _trial_from_scratch)
             scratch = run_policy(jobs, "elasticflow", knobs, linear_profiles(), ClusterSpec(2, 4))
         assert reused.jobs.equals(scratch.jobs)
         assert reused.summary["decisions"] == scratch.summary["decisions"]
@@ -774,16 +778,6 @@ def test_admission_test_shortcuts_equal_replanning_on_a_busy_cluster(
     ``_Trial._moves``) give the tables of re-planning every later job from scratch, and the
     second shortcut is taken."""
     from ptsim.core.policies import elasticflow as ef
-
-    def from_scratch(self: Any, items: Any, start: int, tails: Any) -> bool:
-        trial = ef._Free.of(self.total, self.final.arr.copy())
-        for it in items[start:]:
-            got = self.planner.plan(it, trial)
-            if not got[0] and self.rest[it.job_id][0]:
-                return False
-            self.plan[it.job_id] = got
-        self.final = trial
-        return True
 
     kept = 0
     moves = ef._Trial._moves
@@ -806,7 +800,7 @@ def test_admission_test_shortcuts_equal_replanning_on_a_busy_cluster(
             jobs.append(job(f"j{i:03d}", t, it, t + it / float(rng.uniform(0.6, 4.0)), max_gpus=mx))
         reused = run_policy(jobs, "elasticflow", {}, linear_profiles(), ClusterSpec(2, 8))
         with monkeypatch.context() as m:
-            m.setattr(ef._Trial, "run", from_scratch)
+            m.setattr(ef._Trial, "run", _trial_from_scratch)
             scratch = run_policy(jobs, "elasticflow", {}, linear_profiles(), ClusterSpec(2, 8))
         assert reused.jobs.equals(scratch.jobs)
         assert reused.summary["decisions"] == scratch.summary["decisions"]
