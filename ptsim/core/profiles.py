@@ -193,6 +193,14 @@ class Mechanics:
         return self.reconfig_s + self.reconfig_per_level_s * (math.log2(gpus) + 1.0)
 
 
+def _between(idle: float, contended: float | None, busy_share: float) -> float:
+    """A duration a ``busy_share`` of the way from its idle to its contended value (the idle
+    value when there is no contended one); the same arithmetic as ``train_step_time``'s."""
+    if busy_share > 0.0 and contended is not None:
+        idle += busy_share * (contended - idle)
+    return idle
+
+
 @dataclass(frozen=True)
 class ProfileSet:
     """The models a run knows, by name, plus the mechanics."""
@@ -241,18 +249,12 @@ class ProfileSet:
         """Seconds the driver's loop adds to every training step (``loop_overhead_s``, 0 when
         the profile has none), contended like a step (``train_step_time``)."""
         m = self.model(model)
-        over = m.loop_overhead_s
-        if busy_share > 0.0 and m.contended_loop_overhead_s is not None:
-            over += busy_share * (m.contended_loop_overhead_s - over)
-        return over
+        return _between(m.loop_overhead_s, m.contended_loop_overhead_s, busy_share)
 
     def heldout_eval_time(self, model: str, busy_share: float = 0.0) -> float:
         """Seconds of one held-out evaluation, contended like a step (``train_step_time``)."""
         m = self.model(model)
-        ev = m.heldout_eval_s
-        if busy_share > 0.0 and m.contended_heldout_eval_s is not None:
-            ev += busy_share * (m.contended_heldout_eval_s - ev)
-        return ev
+        return _between(m.heldout_eval_s, m.contended_heldout_eval_s, busy_share)
 
     def full_eval_time(self, model: str, busy_share: float = 0.0) -> float:
         """Seconds of the full held-out evaluation after a screen near the target, contended
@@ -261,10 +263,7 @@ class ProfileSet:
         m = self.model(model)
         if self.mechanics.eval_every <= 0 or m.full_eval_s <= 0.0:
             return 0.0
-        ev = m.full_eval_s
-        if busy_share > 0.0 and m.contended_full_eval_s is not None:
-            ev += busy_share * (m.contended_full_eval_s - ev)
-        return ev
+        return _between(m.full_eval_s, m.contended_full_eval_s, busy_share)
 
     def start_overhead(self, model: str) -> float:
         """Seconds a job spends before its first step besides the hand-over: the held-out
