@@ -83,18 +83,10 @@ MODEL_COLUMNS: tuple[str, ...] = (
 )
 """Columns ``models.csv`` may have, in the order ``write_models`` writes them."""
 
-_WRITTEN_WHEN_SET = (
-    "heldout_eval_s",
-    "checkpoint_s",
-    "contended_throughput",
-    "contended_heldout_eval_s",
-    "full_eval_s",
-    "contended_full_eval_s",
-    "loop_overhead_s",
-    "contended_loop_overhead_s",
-)
+_WRITTEN_WHEN_SET = MODEL_COLUMNS[MODEL_COLUMNS.index("heldout_eval_s") :]
 """Optional columns ``write_models`` leaves out when no entry has a value (files written before
-they existed stay the same)."""
+they existed stay the same): every column from ``heldout_eval_s`` on (a new optional column
+goes at the end of ``MODEL_COLUMNS``)."""
 
 _REQUIRED_MODEL_COLUMNS = ("model", "params", "eval_s")
 _PART_KEYS = ("container_s", "bandwidth_gb_s", "init_s", "bytes_per_param")
