@@ -14,13 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ptsim.core.policies.elasticflow import ElasticFlow, ElasticFlowConfig
+from ptsim.core.policies.elasticflow import ElasticFlow, ElasticFlowConfig, _Placer
 from ptsim.core.policy import POLICIES, PolicyContext
 from ptsim.core.profiles import Mechanics, ModelProfile, ProfileSet, ThroughputTable
 from ptsim.core.types import (
     Action,
     Decision,
     GpuState,
+    GpuView,
     InitChoice,
     JobSpec,
     Reconfigure,
@@ -805,3 +806,42 @@ def test_admission_test_shortcuts_equal_replanning_on_a_busy_cluster(
         assert reused.jobs.equals(scratch.jobs)
         assert reused.summary["decisions"] == scratch.summary["decisions"]
     assert kept > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    nodes=st.integers(2, 6),
+    kept=st.integers(1, 3),
+    data=st.data(),
+)
+def test_multi_node_job_keeping_its_nodes_is_placed_as_the_node_scan_places_it(
+    nodes: int, kept: int, data: Any
+) -> None:
+    """``_Placer.place``'s shortcut for a job that keeps whole nodes (no scan) gives what the
+    scan over every node (``_whole_nodes``) gives, whatever else is claimed or protected."""
+    from ptsim.core.policies.elasticflow import _Placer
+
+    gpn = 4
+    kept = min(kept, nodes)
+    gpus = tuple(GpuView(g, g // gpn, GpuState.BUSY) for g in range(nodes * gpn))
+    free = tuple(data.draw(st.sets(st.integers(0, nodes * gpn - 1))))
+    snap = Snapshot(now=0.0, gpus=gpus, jobs=(), gpus_per_node=gpn, free=tuple(sorted(free)))
+    mine = sorted(data.draw(st.sets(st.integers(0, nodes - 1), min_size=kept, max_size=kept)))
+    own = tuple(g for n in mine for g in range(n * gpn, (n + 1) * gpn))
+    others = [g for g in range(nodes * gpn) if g not in own]
+    claimed = data.draw(st.sets(st.sampled_from(others))) if others else set()
+    protected = data.draw(st.sets(st.sampled_from(others))) if others else set()
+
+    def placer() -> _Placer:
+        p = _Placer(snap)
+        p.claim(sorted(claimed))
+        p.protect(sorted(protected))
+        p.protect(own)
+        return p
+
+    fast = placer().place(len(own), own)
+    scan = placer()
+    picked = scan._whole_nodes(len(mine), scan._masks(own))
+    assert picked is not None
+    assert fast == tuple(sorted(g for n in picked for g in scan.nodes[n]))
+    assert fast == own

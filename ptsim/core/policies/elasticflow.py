@@ -753,6 +753,46 @@ class _Trial:
 _NOTHING: Mapping[int, int] = {}
 
 
+@dataclass(frozen=True, slots=True)
+class _Topology:
+    """The cluster's nodes as the placer sees them: each node's GPUs (ascending gid), where
+    each GPU sits (node, bit) and each node's full mask. The same for every decision of a
+    run, so the policy builds it once (``matches`` checks a snapshot against it)."""
+
+    gpn: int
+    gids: tuple[int, ...]  # every GPU's gid, in the snapshot's order
+    node_of: tuple[int, ...]  # and its node
+    nodes: dict[int, list[int]]
+    where: dict[int, tuple[int, int]]
+    full: dict[int, int]
+    width: int
+
+    @staticmethod
+    def of(snap: Snapshot) -> _Topology:
+        gids = tuple(g.gid for g in snap.gpus)
+        node_of = tuple(g.node for g in snap.gpus)
+        by_node: dict[int, list[int]] = {}
+        for gid, n in zip(gids, node_of, strict=True):
+            by_node.setdefault(n, []).append(gid)
+        nodes = {n: sorted(members) for n, members in sorted(by_node.items())}
+        where: dict[int, tuple[int, int]] = {}
+        for n, members in nodes.items():
+            for bit, gid in enumerate(members):
+                where[gid] = (n, 1 << bit)
+        full = {n: (1 << len(members)) - 1 for n, members in nodes.items()}
+        width = max(len(members) for members in nodes.values())
+        return _Topology(snap.gpus_per_node, gids, node_of, nodes, where, full, width)
+
+    def matches(self, snap: Snapshot) -> bool:
+        gpus = snap.gpus
+        if snap.gpus_per_node != self.gpn or len(gpus) != len(self.gids):
+            return False
+        return all(
+            g.gid == gid and g.node == n
+            for g, gid, n in zip(gpus, self.gids, self.node_of, strict=True)
+        )
+
+
 class _Placer:
     """Buddy placement on nodes of ``gpn`` GPUs: fewer than ``gpn`` GPUs take an aligned block
     of one node, more take whole nodes. Sticky: a job keeps, shrinks inside, or grows into the
@@ -762,18 +802,15 @@ class _Placer:
     Each node's GPUs are bits of an int (bit i = the node's i-th GPU, ascending gid), so a block
     test is one AND."""
 
-    def __init__(self, snap: Snapshot) -> None:
-        self.gpn = snap.gpus_per_node
-        nodes: dict[int, list[int]] = {}
-        for g in snap.gpus:
-            nodes.setdefault(g.node, []).append(g.gid)
-        self.nodes = {n: sorted(gids) for n, gids in sorted(nodes.items())}
-        self.where: dict[int, tuple[int, int]] = {}
-        for n, gids in self.nodes.items():
-            for bit, gid in enumerate(gids):
-                self.where[gid] = (n, 1 << bit)
-        self.full = {n: (1 << len(gids)) - 1 for n, gids in self.nodes.items()}
-        self.width = max(len(gids) for gids in self.nodes.values())
+    def __init__(self, snap: Snapshot, topo: _Topology | None = None) -> None:
+        if topo is None or not topo.matches(snap):
+            topo = _Topology.of(snap)
+        self.topo = topo
+        self.gpn = topo.gpn
+        self.nodes = topo.nodes
+        self.where = topo.where
+        self.full = topo.full
+        self.width = topo.width
         self.claimed = dict.fromkeys(self.nodes, 0)
         self.protected = dict.fromkeys(self.nodes, 0)  # GPUs of jobs that keep holding GPUs
         self.free = dict.fromkeys(self.nodes, 0)
@@ -915,6 +952,19 @@ class _Placer:
             return mine
         return found
 
+    def _whole_nodes(self, count: int, own: Mapping[int, int]) -> list[int] | None:
+        """The ``count`` unclaimed whole nodes for a job holding ``own`` (node -> mask): fewest
+        evictions, then most of its own GPUs, then fewest GPUs still to free, then the lowest
+        node; None if fewer are left."""
+        scored = []
+        for n, gids in self.nodes.items():
+            if len(gids) == self.gpn and not self.claimed[n]:
+                evict, overlap, _, later = self._score(n, self.full[n], own.get(n, 0))
+                scored.append((evict, overlap, later, n))
+        if len(scored) < count:
+            return None
+        return [n for *_, n in sorted(scored)[:count]]
+
     def place(self, size: int, own: tuple[int, ...]) -> tuple[int, ...] | None:
         """``size`` GPUs for a job that holds ``own`` now; None if no block is left."""
         if size == 0:
@@ -946,14 +996,18 @@ class _Placer:
             if size % self.gpn:
                 return None
             mine = self._masks(own)
-            scored = []
-            for n, gids in self.nodes.items():
-                if len(gids) == self.gpn and not self.claimed[n]:
-                    evict, overlap, _, later = self._score(n, self.full[n], mine.get(n, 0))
-                    scored.append((evict, overlap, later, n))
-            if len(scored) < size // self.gpn:
+            if len(own) == size and all(
+                m == self.full[n] and len(self.nodes[n]) == self.gpn and not self.claimed[n]
+                for n, m in mine.items()
+            ):
+                # it keeps whole nodes that nobody claimed: they score first (no eviction,
+                # the largest overlap), so ``_whole_nodes`` would pick exactly them
+                self.claim(own)
+                return tuple(sorted(own))
+            nodes = self._whole_nodes(size // self.gpn, mine)
+            if nodes is None:
                 return None
-            chosen = [g for *_, n in sorted(scored)[: size // self.gpn] for g in self.nodes[n]]
+            chosen = [g for n in nodes for g in self.nodes[n]]
         self.claim(chosen)
         # what the job gives up is no longer protected: taking it evicts nobody
         keep = set(chosen)
@@ -981,6 +1035,7 @@ class ElasticFlow:
         self._planned: dict[str, int] | None = None  # GPUs per job in the last plan
         self._next_change: float | None = None  # when a planned allocation steps up
         self._last_plan = -math.inf  # time of the last re-plan (timing=artifact)
+        self._topology: _Topology | None = None  # the placer's view of the nodes
 
     # ------------------------------------------------------------------ helpers
 
@@ -1322,7 +1377,8 @@ class ElasticFlow:
         grows onto free GPUs) and a second step ``_PHASE_GAP_S`` later (grows onto GPUs
         released now)."""
         jobs = snap.jobs_by_id
-        placer = _Placer(snap)
+        placer = _Placer(snap, self._topology)
+        self._topology = placer.topo
         for it in finishing:
             placer.claim(jobs[it.job_id].gpus)
         for it in items:
