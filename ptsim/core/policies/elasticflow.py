@@ -332,25 +332,24 @@ class _Planner:
         """``plan``'s reservation slot by slot: the GPUs per slot, or ``_NO_LEVEL`` (``free``:
         the free GPUs per slot, for ``switch_at=free_change``)."""
         top = len(lv.counts)
-
-        def gains(level: int) -> FloatArray:
-            """Iterations per slot at ``min(level, what fits)`` (the deadline's slot counts
-            only up to the deadline)."""
-            out: FloatArray = lv.thr_ext[np.minimum(fits, level)] * self.slot
-            out[-1] = lv.thr_ext[min(int(fits[-1]), level)] * last
-            return out
-
-        # the first level whose slots suffice, levels tried one at a time; with rates that
-        # grow with the level, none does if the top one does not (sums are monotone)
-        q, prev, cur = -1, None, None
-        if not lv.monotone or gains(top).sum() >= need:
-            for level in range(1, top + 1):
-                prev, cur = cur, gains(level)
-                if cur.sum() >= need:
-                    q = level
-                    break
-        if cur is None or q <= 0:
+        if top == 0:
             return _NO_LEVEL
+        # iterations per slot at ``min(level, what fits)`` for each level (row ``level - 1``;
+        # the deadline's slot counts only up to the deadline)
+        levels = np.arange(1, top + 1)
+        table: FloatArray = lv.thr_ext[np.minimum(fits, levels[:, None])] * self.slot
+        table[:, -1] = lv.thr_ext[np.minimum(int(fits[-1]), levels)] * last
+        sums = table.sum(axis=1)  # each row summed as a 1-d array would be
+        # the first level whose slots suffice; with rates that grow with the level, none does
+        # if the top one does not (sums are monotone)
+        if lv.monotone and not sums[-1] >= need:
+            return _NO_LEVEL
+        reached = sums >= need
+        if not reached.any():
+            return _NO_LEVEL
+        q = int(reached.argmax()) + 1
+        prev = table[q - 2] if q > 1 else None
+        cur = table[q - 1]
         # the latest slot from which level q alone finishes the job in time
         back = cur[::-1].cumsum()
         behind = int(back.searchsorted(need))
