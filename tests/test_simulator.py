@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ptsim.core.policies.planning import OrderedQueue
 from ptsim.core.policy import POLICIES, PolicyContext
 from ptsim.core.types import Decision, GpuState, JobSpec, Snapshot
 from ptsim.metrics import jobs_table, series_table, summarize
@@ -191,9 +192,9 @@ def test_ordered_queue_kept_from_changes_equals_sorting_the_snapshots_queue(
 
         def decide(self, snap: Snapshot) -> Decision:
             if self.fresh:  # forget the kept queue: rebuilt from ``snap.queued``
-                self.inner._seq = -2
+                self.inner.queue = OrderedQueue(self.inner.sort_key)
             d = self.inner.decide(snap)
-            order = [str(k[-1]) for k in self.inner._keys]
+            order = self.inner.queue.ids()
             assert order == [j.job_id for j in sorted(snap.queued, key=self.inner.order)]
             checked.append(len(order))
             return d

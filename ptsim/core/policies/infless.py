@@ -51,9 +51,10 @@ Our adaptation, each a knob of ``InflessConfig``:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from operator import attrgetter
@@ -62,6 +63,7 @@ from ptsim.core.policies.common import GpuPool
 from ptsim.core.policies.planning import (
     COUNT_MODES,
     ArrivalTracker,
+    OrderedQueue,
     Predictor,
     counts_for,
     lookup_due,
@@ -83,7 +85,6 @@ Deployment = tuple[str, int]
 
 _ARRIVAL_ORDER = attrgetter("spec.arrival", "spec.job_id")
 _DEADLINE_ORDER = attrgetter("spec.deadline", "spec.job_id")
-_JOB_ID = attrgetter("spec.job_id")
 
 
 @dataclass(frozen=True)
@@ -265,8 +266,8 @@ class Infless:
         self._last_arrival: dict[Deployment, float] = {}
         self._last_count: dict[Deployment, int] = {}
         self._owner: dict[int, Deployment] = {}  # per_config: GPU -> the deployment it serves
-        self._queue_src: tuple[JobView, ...] | None = None
-        self._queue_sorted: list[JobView] = []
+        self.queue = OrderedQueue(_ARRIVAL_ORDER if cfg.order == "fifo" else _DEADLINE_ORDER)
+        self._unknown: set[str] = set()  # queued jobs that may have no configuration yet
 
     def deployment(self, model: str, n: int) -> Deployment:
         """The deployment a job of ``model`` configured to ``n`` GPUs belongs to."""
@@ -356,12 +357,15 @@ class Infless:
         alloc: dict[str, tuple[int, ...]] = {}
         waiting = False
         evict: list[int] = []
+        queue = self.queue
+        queue.update(snap)
+        known = self.config
+        if self._unknown or any(j not in known for j in queue.joined):
+            self._unknown = {
+                j for j in (*self._unknown, *queue.joined) if j not in known and j in queue
+            }
         if snap.queued:
-            if snap.queued is not self._queue_src:  # the same tuple until the queue changes
-                self._queue_src = snap.queued
-                key = _ARRIVAL_ORDER if cfg.order == "fifo" else _DEADLINE_ORDER
-                self._queue_sorted = sorted(snap.queued, key=key)
-            order = self._queue_sorted
+            order = queue
 
             def configured(job: JobView) -> int:
                 known = self.config.get(job.job_id)
@@ -392,7 +396,7 @@ class Infless:
     def _start_per_config(
         self,
         snap: Snapshot,
-        order: list[JobView],
+        order: Iterable[JobView],
         pool: GpuPool,
         configured: Callable[[JobView], int],
     ) -> tuple[list[tuple[JobView, tuple[int, ...]]], bool, list[int]]:
@@ -412,12 +416,13 @@ class Infless:
         waits: set[Deployment] = set()  # deployments that waited since the pool last changed
         known = self.config
         empty = pool.size() == 0
-        for pos, job in enumerate(order):
+        jobs = iter(order)
+        for job in jobs:
             if empty:
-                rest = order[pos:]
-                if not all(map(known.__contains__, map(_JOB_ID, rest))):
-                    for j in rest:  # configured as the loop would (not in a normal run)
-                        configured(j)
+                if any(j not in known for j in self._unknown):
+                    for j in itertools.chain([job], jobs):  # not in a normal run
+                        if j.spec.job_id not in known:
+                            configured(j)  # as the loop would
                 return started, True, evict
             spec = job.spec
             model = spec.model

@@ -31,12 +31,14 @@ API (small on purpose; other policies may import it):
 - ``remaining_iters`` / ``lookup_due``: a job's remaining work and pending lookup time, counting
   an initial prompt chosen in the decision being built (``types.expected_iterations``).
 - ``ArrivalTracker``: which jobs of a snapshot are new; pruning per-job state of jobs gone.
+- ``OrderedQueue``: a snapshot's queued jobs in a fixed order, kept from what changed.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from bisect import bisect_left, insort
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -459,3 +461,63 @@ class ArrivalTracker:
             live = snap.jobs_by_id
             for jid in [k for k in per_job if k not in live]:
                 del per_job[jid]
+
+
+class OrderedQueue:
+    """A snapshot's queued jobs (``Snapshot.queued``) in the order of ``key``, which must be
+    unique per job and end with its job id (e.g. deadline, arrival, id). Kept from each
+    snapshot's ``changed``/``left`` when the snapshots follow each other (``Snapshot.seq``),
+    rebuilt from ``queued`` otherwise: O(changes x log queue) per snapshot instead of sorting
+    the whole queue."""
+
+    def __init__(self, key: Callable[[JobView], tuple[Any, ...]]) -> None:
+        self.key = key
+        self._seq = -2  # the snapshot the queue was last brought up to date with
+        self._keys: list[tuple[Any, ...]] = []  # queued jobs' keys, ascending
+        self._views: dict[str, JobView] = {}  # queued jobs' latest views
+        self.joined: list[str] = []
+        """Ids of the jobs that joined the queue at the last ``update`` (every job on a
+        rebuild), in the order they were seen."""
+
+    def update(self, snap: Snapshot) -> None:
+        """Bring the queue up to date with ``snap``."""
+        keys, views, key = self._keys, self._views, self.key
+        joined: list[str] = []
+        incremental = snap.seq >= 0 and snap.seq == self._seq + 1
+        if incremental:
+            for job_id in snap.left:
+                view = views.pop(job_id, None)
+                if view is not None:
+                    del keys[bisect_left(keys, key(view))]
+            for view in snap.changed:
+                job_id = view.spec.job_id
+                if view.gpus:
+                    old = views.pop(job_id, None)
+                    if old is not None:
+                        del keys[bisect_left(keys, key(old))]
+                else:
+                    if job_id not in views:
+                        insort(keys, key(view))
+                        joined.append(job_id)
+                    views[job_id] = view
+        self._seq = snap.seq
+        if not incremental or len(views) != len(snap.queued):
+            self._views = {j.spec.job_id: j for j in snap.queued}
+            self._keys = sorted(key(j) for j in snap.queued)
+            joined = list(self._views)
+        self.joined = joined
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._views
+
+    def __iter__(self) -> Iterator[JobView]:
+        """The queued jobs in order (do not update the queue while iterating)."""
+        views = self._views
+        return (views[k[-1]] for k in self._keys)
+
+    def ids(self) -> list[str]:
+        """The queued jobs' ids in order."""
+        return [k[-1] for k in self._keys]

@@ -8,11 +8,11 @@ control, no Prompt Bank.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
 from dataclasses import dataclass
 from operator import attrgetter
 
 from ptsim.core.policies.common import GpuPool, keep_alive_release
+from ptsim.core.policies.planning import OrderedQueue
 from ptsim.core.policy import POLICIES, PolicyContext
 from ptsim.core.types import Decision, JobView, Snapshot
 
@@ -41,51 +41,21 @@ class _Ordered:
 
     def __init__(self, ctx: PolicyContext, cfg: SimpleConfig) -> None:
         self.cfg = cfg
-        self._seq = -2  # the snapshot the queue below was last brought up to date with
-        self._keys: list[tuple[object, ...]] = []  # queued jobs' sort keys, ascending
-        self._views: dict[str, JobView] = {}  # queued jobs' latest views
+        self.queue = OrderedQueue(self.sort_key)
 
     def order(self, job: JobView) -> tuple[float, float, str]:
         raise NotImplementedError
 
     def sort_key(self, job: JobView) -> tuple[object, ...]:
-        """A key that sorts jobs as ``order`` does, unique per job (subclasses give a cheaper
-        one)."""
+        """A key that sorts jobs as ``order`` does, unique per job and ending with its id
+        (subclasses give a cheaper one)."""
         return self.order(job)
-
-    def _track_queue(self, snap: Snapshot) -> None:
-        """Bring the ordered queue up to date: from what changed since the previous snapshot
-        when the snapshots follow each other (``Snapshot.changed``/``left``), else from
-        ``snap.queued``."""
-        keys, views = self._keys, self._views
-        incremental = snap.seq >= 0 and snap.seq == self._seq + 1
-        if incremental:
-            for job_id in snap.left:
-                view = views.pop(job_id, None)
-                if view is not None:
-                    del keys[bisect_left(keys, self.sort_key(view))]
-            for view in snap.changed:
-                job_id = view.spec.job_id
-                if view.gpus:
-                    old = views.pop(job_id, None)
-                    if old is not None:
-                        del keys[bisect_left(keys, self.sort_key(old))]
-                else:
-                    if job_id not in views:
-                        insort(keys, self.sort_key(view))
-                    views[job_id] = view
-        self._seq = snap.seq
-        if not incremental or len(views) != len(snap.queued):
-            self._views = {j.spec.job_id: j for j in snap.queued}
-            self._keys = sorted(self.sort_key(j) for j in snap.queued)
 
     def decide(self, snap: Snapshot) -> Decision:
         pool = GpuPool(snap)
         alloc: dict[str, tuple[int, ...]] = {}
-        self._track_queue(snap)
-        views = self._views
-        for key in self._keys:
-            job = views[str(key[-1])]
+        self.queue.update(snap)
+        for job in self.queue:
             need = job.spec.num_gpus
             if pool.available(job.spec.model) < need:
                 if self.cfg.backfill:
