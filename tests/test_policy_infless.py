@@ -5,11 +5,13 @@ Unless a test says otherwise: cold start 4 s; hand-over 0.5 s; reconfiguration p
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from ptsim.core.policies.infless import Histogram, InflessConfig, Lsth
-from ptsim.core.types import InitChoice
+from ptsim.core.types import Decision, InitChoice, Snapshot
 from tests._policy_kit import (
     FakeBank,
     Recorder,
@@ -251,3 +253,55 @@ def test_invariants_under_random_traces(case: tuple) -> None:  # type: ignore[ty
         check_run(out)
         for j in jobs:
             assert len(rec.allocations(j.job_id)) == 1
+
+
+def test_walk_stops_once_every_deployment_left_waits_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The per-configuration walk over the queue stops once every deployment with jobs left
+    to visit waits, and not before: one node of 4 GPUs; a (2 GPUs: its best throughput per
+    GPU) and b (1 GPU) start at t=0, one GPU stays free; a2 (2 GPUs) arrives at 1 s and waits
+    (the walk stops: nothing behind it); b2 (1 GPU) arrives at 2 s behind a2: a2 waits, b2
+    starts on the free GPU. Every run is the one of a walk over every job (the stop turned
+    off by a stand-in job that never gets a configuration)."""
+    import ptsim.core.policies.infless as infless_mod
+    from ptsim.core.policy import POLICIES, PolicyContext
+    from ptsim.metrics import jobs_table, series_table
+    from ptsim.simulator import Simulation
+
+    stops: list[bool] = []
+    all_wait = infless_mod._all_wait
+
+    def counted(left: Any, waits: Any) -> bool:
+        got = all_wait(left, waits)
+        stops.append(got)
+        return got
+
+    monkeypatch.setattr(infless_mod, "_all_wait", counted)
+    profiles = curve_profiles({"a": [10.0, 25.0, 30.0, 32.0], "b": [10.0]})
+    jobs = [
+        spec("a1", 0.0, 2000, 1e4, model="a"),
+        spec("b1", 0.0, 1000, 1e4, model="b"),
+        spec("a2", 1.0, 1000, 1e4, model="a"),
+        spec("b2", 2.0, 100, 1e4, model="b"),
+    ]
+
+    class Walker:
+        def __init__(self, full: bool) -> None:
+            self.inner = POLICIES.build("infless", PolicyContext(profiles), {})
+            self.name = self.inner.name
+            self.full = full
+
+        def decide(self, snap: Snapshot) -> Decision:
+            if self.full:
+                self.inner._unknown.add("never-configured")
+            return self.inner.decide(snap)
+
+    stopped = Simulation(jobs, Walker(False), profiles, num_nodes=1, gpus_per_node=4).run()
+    assert True in stops and False in stops  # it stopped at 1 s and walked on at 2 s
+    table = jobs_table(stopped).set_index("job_id")
+    assert table.loc["b2", "first_start_s"] < table.loc["a2", "first_start_s"]
+    assert table.loc["b2", "first_start_s"] < 10.0  # at once, on the free GPU
+    full = Simulation(jobs, Walker(True), profiles, num_nodes=1, gpus_per_node=4).run()
+    assert jobs_table(stopped).equals(jobs_table(full))
+    assert series_table(stopped).equals(series_table(full))

@@ -54,7 +54,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from operator import attrgetter
@@ -268,6 +268,9 @@ class Infless:
         self._owner: dict[int, Deployment] = {}  # per_config: GPU -> the deployment it serves
         self.queue = OrderedQueue(_ARRIVAL_ORDER if cfg.order == "fifo" else _DEADLINE_ORDER)
         self._unknown: set[str] = set()  # queued jobs that may have no configuration yet
+        # queued jobs with a configuration: each one's deployment, and how many per deployment
+        self._qdep: dict[str, Deployment] = {}
+        self._qcount: dict[Deployment, int] = {}
 
     def deployment(self, model: str, n: int) -> Deployment:
         """The deployment a job of ``model`` configured to ``n`` GPUs belongs to."""
@@ -359,11 +362,7 @@ class Infless:
         evict: list[int] = []
         queue = self.queue
         queue.update(snap)
-        known = self.config
-        if self._unknown or any(j not in known for j in queue.joined):
-            self._unknown = {
-                j for j in (*self._unknown, *queue.joined) if j not in known and j in queue
-            }
+        self._track_deployments(queue)
         if snap.queued:
             order = queue
 
@@ -393,6 +392,30 @@ class Infless:
             allocations=alloc, init=inits, prewarm=prewarm, release=release, wake_at=due
         )
 
+    def _track_deployments(self, queue: OrderedQueue) -> None:
+        """Follow the queue's changes: the deployment of each queued job with a configuration
+        (``_qdep``, ``_qcount``) and the queued jobs that may have none (``_unknown``)."""
+        known, qdep, qcount = self.config, self._qdep, self._qcount
+        if queue.rebuilt:
+            qdep.clear()
+            qcount.clear()
+            self._unknown = set()
+        for job_id in queue.departed:
+            dep = qdep.pop(job_id, None)
+            if dep is not None:
+                qcount[dep] -= 1
+        fresh = list(queue.joined)
+        if self._unknown:
+            fresh.extend(j for j in sorted(self._unknown) if j in queue and j not in qdep)
+            self._unknown = set()
+        for job_id in fresh:
+            n = known.get(job_id)
+            if n is None:
+                self._unknown.add(job_id)
+                continue
+            dep = qdep[job_id] = self.deployment(queue.view(job_id).spec.model, n)
+            qcount[dep] = qcount.get(dep, 0) + 1
+
     def _start_per_config(
         self,
         snap: Snapshot,
@@ -416,6 +439,11 @@ class Infless:
         waits: set[Deployment] = set()  # deployments that waited since the pool last changed
         known = self.config
         empty = pool.size() == 0
+        # jobs not visited yet per deployment, when every queued job's is known: once each
+        # deployment with jobs left waits, so does every job left (the walk can stop)
+        left: dict[Deployment, int] | None = None
+        if not self._unknown and sum(self._qcount.values()) == len(self.queue):
+            left = dict(self._qcount)
         jobs = iter(order)
         for job in jobs:
             if empty:
@@ -430,7 +458,11 @@ class Infless:
             if n is None:
                 n = configured(job)
             dep = (model, n)  # self.deployment(model, n) with one deployment per configuration
+            if left is not None:
+                left[dep] -= 1
             if dep in waits:
+                if left is not None and not left[dep] and _all_wait(left, waits):
+                    break
                 continue
             aside = [
                 g
@@ -454,6 +486,9 @@ class Infless:
                     changed = True
                 else:
                     waits.add(dep)
+                    if left is not None and _all_wait(left, waits):
+                        pool.give_back(aside)
+                        break
             pool.give_back(aside)
             if changed:
                 waits.clear()
@@ -521,6 +556,11 @@ class Infless:
                     if cfg.instances == "per_config":
                         self._owner[gid] = dep
         return prewarm, tuple(sorted(release)), due
+
+
+def _all_wait(left: Mapping[Deployment, int], waits: set[Deployment]) -> bool:
+    """Whether every deployment with jobs left to visit waits."""
+    return all(d in waits for d, c in left.items() if c)
 
 
 @POLICIES.register("infless", InflessConfig, "INFless-style: fixed config per job, LSTH keep-alive")

@@ -478,40 +478,52 @@ class OrderedQueue:
         self.joined: list[str] = []
         """Ids of the jobs that joined the queue at the last ``update`` (every job on a
         rebuild), in the order they were seen."""
+        self.departed: list[str] = []
+        """Ids of the jobs that left the queue at the last ``update`` (none on a rebuild)."""
+        self.rebuilt = True
+        """Whether the last ``update`` rebuilt the queue from ``Snapshot.queued``."""
 
     def update(self, snap: Snapshot) -> None:
         """Bring the queue up to date with ``snap``."""
         keys, views, key = self._keys, self._views, self.key
         joined: list[str] = []
+        departed: list[str] = []
         incremental = snap.seq >= 0 and snap.seq == self._seq + 1
         if incremental:
             for job_id in snap.left:
                 view = views.pop(job_id, None)
                 if view is not None:
                     del keys[bisect_left(keys, key(view))]
+                    departed.append(job_id)
             for view in snap.changed:
                 job_id = view.spec.job_id
                 if view.gpus:
                     old = views.pop(job_id, None)
                     if old is not None:
                         del keys[bisect_left(keys, key(old))]
+                        departed.append(job_id)
                 else:
                     if job_id not in views:
                         insort(keys, key(view))
                         joined.append(job_id)
                     views[job_id] = view
         self._seq = snap.seq
-        if not incremental or len(views) != len(snap.queued):
+        self.rebuilt = not incremental or len(views) != len(snap.queued)
+        if self.rebuilt:
             self._views = {j.spec.job_id: j for j in snap.queued}
             self._keys = sorted(key(j) for j in snap.queued)
-            joined = list(self._views)
-        self.joined = joined
+            joined, departed = list(self._views), []
+        self.joined, self.departed = joined, departed
 
     def __len__(self) -> int:
         return len(self._keys)
 
     def __contains__(self, job_id: object) -> bool:
         return job_id in self._views
+
+    def view(self, job_id: str) -> JobView:
+        """The latest view of a queued job."""
+        return self._views[job_id]
 
     def __iter__(self) -> Iterator[JobView]:
         """The queued jobs in order (do not update the queue while iterating)."""
