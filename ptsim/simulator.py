@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import simpy
 
@@ -163,34 +163,33 @@ class Simulation:
     # ------------------------------------------------------------------ mechanics
 
     def _carry_out(self, actions: list[Action]) -> None:
+        env, profiles = self.env, self.profiles
         for act in actions:
-            if isinstance(act, LoadModel):
-                delay = (
-                    self.profiles.reload(act.model)
-                    if act.reload
-                    else self.profiles.cold_start(act.model)
-                )
-                ev = self.env.timeout(delay)
-                ev.callbacks.append(self._ready_callback(act.gid, act.token))
-            elif isinstance(act, Reconfigure):
+            kind = type(act)
+            if kind is LoadModel:
+                assert isinstance(act, LoadModel)
+                delay = profiles.reload(act.model) if act.reload else profiles.cold_start(act.model)
+                # the load's GPU and token ride on the timeout (``_loaded``)
+                env.timeout(delay, (act.gid, act.token)).callbacks.append(self._loaded)
+            elif kind is Reconfigure:
+                assert isinstance(act, Reconfigure)
                 proc = self._procs.pop(act.job, None)
                 if proc is not None and proc.is_alive:
                     proc.interrupt()
                 if act.gpus:
-                    self._procs[act.job] = self.env.process(
-                        self._train(act.job, act.epoch, act.pause_s)
-                    )
-            elif isinstance(act, InvalidRequest) and len(self.stats.invalid) < 100:
-                self.stats.invalid.append(f"t={self.env.now:.3f}: {act.what}")
+                    self._procs[act.job] = env.process(self._train(act.job, act.epoch, act.pause_s))
+            elif kind is InvalidRequest and len(self.stats.invalid) < 100:
+                assert isinstance(act, InvalidRequest)
+                self.stats.invalid.append(f"t={env.now:.3f}: {act.what}")
             # ReleaseGpu and RejectJob need no simulated work: the state already applied them
 
-    def _ready_callback(self, gid: int, token: int) -> Callable[[simpy.Event], None]:
-        return lambda _event: self._gpu_ready(gid, token)
-
-    def _gpu_ready(self, gid: int, token: int) -> None:
+    def _loaded(self, event: simpy.Event) -> None:
+        """A model load finished: ``event.value`` is its (GPU, token)."""
+        gid, token = cast(tuple[int, int], event.value)
         self.stats.events += 1
         actions = self.state.gpu_ready(gid, token, float(self.env.now))
-        self._carry_out(actions)
+        if actions:
+            self._carry_out(actions)
         self._retime()
         self._request_decision()
 
@@ -223,6 +222,8 @@ class Simulation:
     def _retime(self) -> None:
         """Contention: jobs whose rate changed (a neighbour started or stopped training) finish
         at their new rate (``ClusterState.retimed``)."""
+        if not self.state.retimed:
+            return
         for job_id, epoch in dict.fromkeys(self.state.take_retimed()):
             rec = self.state.job(job_id)
             if rec.epoch != epoch or rec.state is not JobState.RUNNING:
