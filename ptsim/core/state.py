@@ -17,6 +17,7 @@ from bisect import bisect_left, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import cast
 
 from ptsim.core.estimator import DEFAULT_ESTIMATOR, EstimatorSettings, IterPrior, estimate
 from ptsim.core.profiles import ProfileSet
@@ -204,11 +205,12 @@ class ClusterState:
         self._views: list[GpuView] = [GpuView(g.gid, g.node, g.state) for g in self._gpus]
         self._stale_views: dict[int, None] = {}  # GPUs changed since their view was built
         self.jobs: dict[str, JobRecord] = {}  # every job ever added, arrival order
-        self._live: dict[str, JobRecord] = {}  # arrival order: the order of the snapshot's jobs
+        self._live: dict[str, JobRecord] = {}
         self._queued: dict[str, None] = {}
-        # the queued jobs in the snapshot's order (a job keeps its place while it stays queued;
-        # follows ``_queued`` when a job's view is refreshed)
-        self._queued_recs: dict[str, JobRecord] = {}
+        # the views of the live and of the queued jobs in the snapshot's order; None for a job
+        # touched since the last snapshot (which builds it)
+        self._live_views: dict[str, JobView | None] = {}
+        self._queued_views: dict[str, JobView | None] = {}
         # the GPU indexes (a sorted insert or delete per change of a GPU's state)
         self._free = _Index(list(range(len(self._gpus))))
         self._warm_idle: dict[str, _Index] = {}
@@ -290,28 +292,30 @@ class ClusterState:
             if self._stale_views:
                 self._refresh_gpu_views()
             gpus = self._gpu_tuple = tuple(self._views)
-        view = self._view
-        jobs = self._jobs_tuple
-        if jobs is None:
-            jobs = self._jobs_tuple = tuple(
-                [r.view if r.view is not None else view(r) for r in self._live.values()]
-            )
-        queued = self._queued_tuple
-        if queued is None:
-            queued = self._queued_tuple = tuple(
-                [r.view if r.view is not None else view(r) for r in self._queued_recs.values()]
-            )
         changed: list[JobView] = []
         left: list[str] = []
-        if self._touched:
-            live = self._live
+        if self._touched:  # build the views of the jobs touched since the last snapshot
+            live, live_views, queued_views = self._live, self._live_views, self._queued_views
             for job_id in dict.fromkeys(self._touched):
                 rec = live.get(job_id)
                 if rec is None:
                     left.append(job_id)
-                else:
-                    changed.append(view(rec))
+                    continue
+                view = self._view(rec)
+                live_views[job_id] = view
+                if job_id in queued_views:
+                    queued_views[job_id] = view
+                changed.append(view)
             self._touched.clear()
+        # (every view is built now: a view is None only for a job touched since the last one)
+        jobs = self._jobs_tuple
+        if jobs is None:
+            jobs = self._jobs_tuple = cast(tuple[JobView, ...], tuple(self._live_views.values()))
+        queued = self._queued_tuple
+        if queued is None:
+            queued = self._queued_tuple = cast(
+                tuple[JobView, ...], tuple(self._queued_views.values())
+            )
         self._snapshots += 1
         return Snapshot(
             now=now,
@@ -372,23 +376,25 @@ class ClusterState:
         return total
 
     def _touch(self, rec: JobRecord) -> None:
-        """The job's view changed: drop the cached one (the next snapshot builds it from the
-        record as it stands then; every change of what a view shows is followed by a touch)
-        and refresh the queued index."""
+        """The job's view changed: drop the cached one in the live and queued indexes (the
+        next snapshot builds it from the record as it stands then; every change of what a view
+        shows is followed by a touch)."""
         rec.view = None
         self._jobs_tuple = None
         job_id = rec.spec.job_id
         self._touched.append(job_id)
-        queued = self._queued_recs
-        if job_id in self._queued:
-            self._queued_tuple = None
-            if job_id in self._live:
-                queued[job_id] = rec
+        queued = self._queued_views
+        if job_id in self._queued or job_id in queued:
+            self._queued_tuple = None  # (a job leaving the queue is still in its views)
+        if job_id in self._live:
+            self._live_views[job_id] = None
+            if job_id in self._queued:
+                queued[job_id] = None
             else:
                 queued.pop(job_id, None)
-        elif job_id in queued:
-            self._queued_tuple = None  # (a job leaving the queue is still in its index)
-            del queued[job_id]
+        else:
+            self._live_views.pop(job_id, None)
+            queued.pop(job_id, None)
 
     # ------------------------------------------------------------------ GPU transitions
 
@@ -731,19 +737,24 @@ class ClusterState:
         whole, then GPUs taken from jobs, then given to jobs, then the jobs whose GPU set
         changed reconfigured), pauses, releases, pre-warms."""
         out: list[Action] = []
-        self._apply_inits(d, out)
-        self._apply_rejects(d, now, out)
-        plans = self._check_allocations(d, out)
-        changed = self._take_from_jobs(plans, now)
-        self._give_to_jobs(plans, now, out, changed)
-        for rec in changed.values():
-            act = self._reconfigure(rec, now)
-            if act:
-                out.append(act)
+        if d.init:
+            self._apply_inits(d, out)
+        if d.reject:
+            self._apply_rejects(d, now, out)
+        if d.allocations:
+            plans = self._check_allocations(d, out)
+            changed = self._take_from_jobs(plans, now)
+            self._give_to_jobs(plans, now, out, changed)
+            for rec in changed.values():
+                act = self._reconfigure(rec, now)
+                if act:
+                    out.append(act)
         if d.pause:
             self._apply_pauses(d, now, out)
-        self._apply_releases(d, now, out)
-        self._apply_prewarms(d, now, out)
+        if d.release:
+            self._apply_releases(d, now, out)
+        if d.prewarm:
+            self._apply_prewarms(d, now, out)
         return out
 
     def _refuse(self, out: list[Action], what: str) -> None:
@@ -975,7 +986,6 @@ class ClusterState:
         ), "a GPU left in an index it does not belong to"
         for ix in indexed:
             assert ix.gids == sorted(set(ix.gids)), "an index out of order"
-        assert list(self._queued_recs) == list(self._queued)
         assert sum(self.counts.values()) == len(self._gpus)
 
 
