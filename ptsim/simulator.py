@@ -1,11 +1,11 @@
 """The SimPy driver: replays a trace on a simulated cluster under one policy.
 
 The driver owns a ``ClusterState`` (the core's bookkeeping) and turns the actions it returns into
-SimPy delays: model loads are timeouts, a job trains in a SimPy process that a reconfiguration
-interrupts (the state keeps the remaining work). The policy is asked at arrivals, completions,
-GPU-ready events and its own wake-up times; events at the same instant are coalesced into one
-decision. Runs drain: no arrivals after the trace, and the run ends when every job is done or
-rejected, or at the hard horizon (reported).
+SimPy delays: model loads are timeouts, a job trains in a stretch of SimPy callbacks that a
+reconfiguration stops (``_Stretch``; the state keeps the remaining work). The policy is asked at
+arrivals, completions, GPU-ready events and its own wake-up times; events at the same instant are
+coalesced into one decision. Runs drain: no arrivals after the trace, and the run ends when every
+job is done or rejected, or at the hard horizon (reported).
 """
 
 from __future__ import annotations
