@@ -85,22 +85,19 @@ class Table:
         """The table as CSV, byte for byte what ``self.to_frame().to_csv(index=False)``
         writes: each column formatted by the dtype pandas infers for it (bool, int64, float64:
         the shortest repr, NaN empty; anything else as text, None and NaN empty)."""
-        fmts = [_csv_format([r[i] for r in self.rows]) for i in range(len(self.columns))]
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator=lineterminator)
         w.writerow(self.columns)
-        if fmts:
-            w.writerows([tuple(f(v) for f, v in zip(fmts, r, strict=True)) for r in self.rows])
+        if self.columns and self.rows:
+            cols = list(zip(*self.rows, strict=True))
+            assert len(cols) == len(self.columns), "a row's length differs from the columns'"
+            w.writerows(zip(*[_csv_column(list(c)) for c in cols], strict=True))
         return buf.getvalue()
 
     def write_csv(self, path: Path, lineterminator: str = os.linesep) -> None:
         """Write :meth:`csv_text` to ``path`` (UTF-8, line ends as given)."""
         with open(path, "w", encoding="utf-8", newline="") as f:
             f.write(self.csv_text(lineterminator))
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
 
 
 def _is_float(v: Any) -> bool:
@@ -118,15 +115,34 @@ def _csv_text(v: Any) -> str:
     return str(v)
 
 
+def _csv_column(values: list[Any]) -> list[str]:
+    """A column's values as pandas writes them (``_csv_format``), with the common columns of
+    plain ints and plain floats formatted without a call per value."""
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        return list(map(str, values))
+    if kinds == {float}:
+        return [repr(x) if x == x else "" for x in values]  # NaN: empty
+    fmt = _csv_format(values)
+    if fmt is _csv_text and kinds <= {type(None), str, int, float}:
+        return ["" if v is None or (type(v) is float and v != v) else str(v) for v in values]
+    return list(map(fmt, values))
+
+
 def _csv_format(values: list[Any]) -> Callable[[Any], str]:
     """How pandas writes a column of these values: by the dtype it infers for them."""
-    if values and all(isinstance(v, bool | np.bool_) for v in values):
+    kinds = set(map(type, values))  # (each test below holds for a value iff for its type)
+    if values and all(issubclass(k, bool | np.bool_) for k in kinds):
         return str
-    if values and all(_is_int(v) for v in values):
+    if values and all(_int_kind(k) for k in kinds):
         return lambda v: str(int(v))
-    if values and all(_is_int(v) or _is_float(v) for v in values):
+    if values and all(_int_kind(k) or issubclass(k, float | np.floating) for k in kinds):
         return _csv_float
     return _csv_text
+
+
+def _int_kind(k: type) -> bool:
+    return issubclass(k, int | np.integer) and not issubclass(k, bool | np.bool_)
 
 
 def _frame(table: pd.DataFrame | Table) -> pd.DataFrame:

@@ -1,20 +1,21 @@
 """The SimPy driver: replays a trace on a simulated cluster under one policy.
 
 The driver owns a ``ClusterState`` (the core's bookkeeping) and turns the actions it returns into
-SimPy delays: model loads are timeouts, a job trains in a SimPy process that a reconfiguration
-interrupts (the state keeps the remaining work). The policy is asked at arrivals, completions,
-GPU-ready events and its own wake-up times; events at the same instant are coalesced into one
-decision. Runs drain: no arrivals after the trace, and the run ends when every job is done or
-rejected, or at the hard horizon (reported).
+SimPy delays: model loads are timeouts, a job trains in a stretch of SimPy callbacks that a
+reconfiguration stops (``_Stretch``; the state keeps the remaining work). The policy is asked at
+arrivals, completions, GPU-ready events and its own wake-up times; events at the same instant are
+coalesced into one decision. Runs drain: no arrivals after the trace, and the run ends when every
+job is done or rejected, or at the hard horizon (reported).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import simpy
+from simpy.events import URGENT
 
 from ptsim.core.estimator import EstimatorSettings
 from ptsim.core.policy import Policy
@@ -93,7 +94,7 @@ class Simulation:
         self.series = SeriesRecorder(series_interval_s)
         self._decision_pending = False
         self._wakes: set[float] = set()
-        self._procs: dict[str, simpy.Process] = {}
+        self._procs: dict[str, _Stretch] = {}  # each job's stretch of training
         self._arrived = 0
         self._finished = 0
         self._all_done = self.env.event()
@@ -163,50 +164,40 @@ class Simulation:
     # ------------------------------------------------------------------ mechanics
 
     def _carry_out(self, actions: list[Action]) -> None:
+        env, profiles = self.env, self.profiles
         for act in actions:
-            if isinstance(act, LoadModel):
-                delay = (
-                    self.profiles.reload(act.model)
-                    if act.reload
-                    else self.profiles.cold_start(act.model)
-                )
-                ev = self.env.timeout(delay)
-                ev.callbacks.append(self._ready_callback(act.gid, act.token))
-            elif isinstance(act, Reconfigure):
+            kind = type(act)
+            if kind is LoadModel:
+                assert isinstance(act, LoadModel)
+                delay = profiles.reload(act.model) if act.reload else profiles.cold_start(act.model)
+                # the load's GPU and token ride on the timeout (``_loaded``)
+                env.timeout(delay, (act.gid, act.token)).callbacks.append(self._loaded)
+            elif kind is Reconfigure:
+                assert isinstance(act, Reconfigure)
                 proc = self._procs.pop(act.job, None)
                 if proc is not None and proc.is_alive:
                     proc.interrupt()
                 if act.gpus:
-                    self._procs[act.job] = self.env.process(
-                        self._train(act.job, act.epoch, act.pause_s)
-                    )
-            elif isinstance(act, InvalidRequest) and len(self.stats.invalid) < 100:
-                self.stats.invalid.append(f"t={self.env.now:.3f}: {act.what}")
+                    self._procs[act.job] = self._train(act.job, act.epoch, act.pause_s)
+            elif kind is InvalidRequest and len(self.stats.invalid) < 100:
+                assert isinstance(act, InvalidRequest)
+                self.stats.invalid.append(f"t={env.now:.3f}: {act.what}")
             # ReleaseGpu and RejectJob need no simulated work: the state already applied them
 
-    def _ready_callback(self, gid: int, token: int) -> Callable[[simpy.Event], None]:
-        return lambda _event: self._gpu_ready(gid, token)
-
-    def _gpu_ready(self, gid: int, token: int) -> None:
+    def _loaded(self, event: simpy.Event) -> None:
+        """A model load finished: ``event.value`` is its (GPU, token)."""
+        gid, token = cast(tuple[int, int], event.value)
         self.stats.events += 1
         actions = self.state.gpu_ready(gid, token, float(self.env.now))
-        self._carry_out(actions)
+        if actions:
+            self._carry_out(actions)
         self._retime()
         self._request_decision()
 
-    def _train(self, job_id: str, epoch: int, pause_s: float) -> Any:
-        env = self.env
-        try:
-            if pause_s > 0:
-                yield env.timeout(pause_s)
-            left = self.state.job_resumed(job_id, epoch, float(env.now))
-            if left is None:
-                return
-            self._retime()
-            yield env.timeout(left)
-            self._finish(job_id, epoch)
-        except simpy.Interrupt:
-            return
+    def _train(self, job_id: str, epoch: int, pause_s: float) -> _Stretch:
+        """Start a stretch of training: after ``pause_s`` the job resumes (``job_resumed``) and
+        finishes when its work is done, unless stopped first."""
+        return _Stretch(self, job_id, epoch, pause_s, None)
 
     def _finish(self, job_id: str, epoch: int) -> None:
         if self.state.job_finished(job_id, epoch, float(self.env.now)):
@@ -223,6 +214,8 @@ class Simulation:
     def _retime(self) -> None:
         """Contention: jobs whose rate changed (a neighbour started or stopped training) finish
         at their new rate (``ClusterState.retimed``)."""
+        if not self.state.retimed:
+            return
         for job_id, epoch in dict.fromkeys(self.state.take_retimed()):
             rec = self.state.job(job_id)
             if rec.epoch != epoch or rec.state is not JobState.RUNNING:
@@ -231,11 +224,74 @@ class Simulation:
             if proc is not None and proc.is_alive:
                 proc.interrupt()
             left = max(0.0, rec.iters_needed - rec.iters_done) / rec.rate
-            self._procs[job_id] = self.env.process(self._rest(job_id, epoch, left))
+            self._procs[job_id] = _Stretch(self, job_id, epoch, 0.0, left)
 
-    def _rest(self, job_id: str, epoch: int, left: float) -> Any:
-        try:
-            yield self.env.timeout(left)
-            self._finish(job_id, epoch)
-        except simpy.Interrupt:
+
+class _Start(simpy.Event):
+    """An event at the current instant that runs ``callback`` before any event of normal
+    priority at this instant: what SimPy schedules to start a process (``Initialize``)."""
+
+    def __init__(self, env: simpy.Environment, callback: Callable[[simpy.Event], None]) -> None:
+        self.env = env
+        self.callbacks = [callback]
+        self._value = None
+        self._ok = True
+        env.schedule(self, URGENT)
+
+
+class _Stretch:
+    """A job's stretch of training on one GPU set, as SimPy callbacks.
+
+    It runs what a SimPy process would (``_train``: a pause, ``job_resumed``, the work, then
+    ``_finish``; or, re-timed under contention, only the rest of the work), scheduling the same
+    events at the same points (a start event of urgent priority, then its timeouts), without a
+    generator per stretch and the interruption and termination events of a process. ``stop``
+    ends it at once; SimPy's interruption of a process, an urgent event at the current instant,
+    takes effect before any of the process's timeouts could fire, so nothing else changes.
+    """
+
+    __slots__ = ("alive", "epoch", "job", "left", "pause_s", "sim")
+
+    def __init__(
+        self, sim: Simulation, job: str, epoch: int, pause_s: float, left: float | None
+    ) -> None:
+        self.sim, self.job, self.epoch = sim, job, epoch
+        self.pause_s, self.left = pause_s, left
+        self.alive = True
+        _Start(sim.env, self._start)
+
+    @property
+    def is_alive(self) -> bool:
+        return self.alive
+
+    def interrupt(self) -> None:
+        """Stop the stretch (a reconfiguration or a re-timing replaced it)."""
+        self.alive = False
+
+    def _start(self, _event: simpy.Event) -> None:
+        if not self.alive:
             return
+        env = self.sim.env
+        if self.left is not None:  # re-timed: only the rest of the work
+            env.timeout(self.left).callbacks.append(self._done)
+        elif self.pause_s > 0:
+            env.timeout(self.pause_s).callbacks.append(self._resume)
+        else:
+            self._resume(_event)
+
+    def _resume(self, _event: simpy.Event) -> None:
+        if not self.alive:
+            return
+        sim = self.sim
+        left = sim.state.job_resumed(self.job, self.epoch, float(sim.env.now))
+        if left is None:
+            self.alive = False
+            return
+        sim._retime()
+        sim.env.timeout(left).callbacks.append(self._done)
+
+    def _done(self, _event: simpy.Event) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        self.sim._finish(self.job, self.epoch)

@@ -310,3 +310,27 @@ def test_snapshots_say_which_jobs_changed_and_left_since_the_previous_one() -> N
     s.job_finished("a", rc.epoch, 110.5)
     last = s.snapshot(110.5)
     assert last.seq == 3 and not last.changed and last.left == ("a",)
+
+
+def test_views_show_the_last_of_several_changes_and_unchanged_ones_are_reused() -> None:
+    s = state()
+    s.add_job(job("a", 0, 100, 500), 0.0)
+    s.add_job(job("b", 0, 100, 500), 0.0)
+    first = s.snapshot(0.0)
+    acts = s.apply(Decision(allocations={"a": (0, 1)}), 0.0)
+    token = {a.gid: a.token for a in acts if isinstance(a, LoadModel)}
+    s.gpu_ready(0, token[0], 5.0)  # GPU 0 and job a change twice before the next snapshot
+    snap = s.snapshot(5.0)
+    g0 = snap.gpus[0]
+    assert (g0.state, g0.job, g0.since) == (GpuState.BUSY, "a", 5.0)
+    assert snap.gpus[1].state is GpuState.LOADING and snap.gpus[1].since == 0.0
+    assert snap.gpus[2] is first.gpus[2]  # an unchanged GPU keeps its view
+    a = snap.jobs_by_id["a"]
+    assert a.gpus == (0, 1) and a.ready_gpus == 1 and a.state is JobState.STARTING
+    assert snap.jobs_by_id["b"] is first.jobs_by_id["b"]  # so does an unchanged job
+    assert [j.spec.job_id for j in snap.queued] == ["b"] and snap.free == (2, 3)
+    assert [j.spec.job_id for j in snap.changed] == ["a"]
+    again = s.snapshot(5.0)  # nothing changed in between: the same tuples
+    assert again.gpus is snap.gpus and again.jobs is snap.jobs and again.queued is snap.queued
+    assert s.gpu(0) is g0
+    s.check_invariants()

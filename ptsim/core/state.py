@@ -17,6 +17,7 @@ from bisect import bisect_left, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import cast
 
 from ptsim.core.estimator import DEFAULT_ESTIMATOR, EstimatorSettings, IterPrior, estimate
 from ptsim.core.profiles import ProfileSet
@@ -38,6 +39,8 @@ from ptsim.core.types import (
     Snapshot,
     expected_iterations,
 )
+
+_FREE, _LOADING, _WARM = GpuState.FREE, GpuState.LOADING, GpuState.WARM
 
 IterationsFn = Callable[[JobSpec, InitChoice], float]
 """Realised iterations to target of a job started from an initial prompt (the driver's model);
@@ -80,7 +83,7 @@ class FullEvals:
 
 
 class _Gpu:
-    __slots__ = ("gid", "job", "model", "node", "since", "state", "token")
+    __slots__ = ("gid", "index", "job", "model", "node", "since", "state", "token")
 
     def __init__(self, gid: int, node: int) -> None:
         self.gid = gid
@@ -90,6 +93,32 @@ class _Gpu:
         self.job: str | None = None
         self.since = 0.0
         self.token = 0  # bumped on every load start/cancel so stale load completions are ignored
+        self.index: _Index | None = None  # the index it is in (``ClusterState._set_gpu``)
+
+
+class _Index:
+    """The GPUs of one index (free, warm-idle with one model, pre-warming) as an ascending
+    list, and as a tuple built from it only when a snapshot asks after a change."""
+
+    __slots__ = ("frozen", "gids")
+
+    def __init__(self, gids: list[int]) -> None:
+        self.gids = gids
+        self.frozen: tuple[int, ...] | None = None
+
+    def add(self, gid: int) -> None:
+        insort(self.gids, gid)
+        self.frozen = None
+
+    def remove(self, gid: int) -> None:
+        del self.gids[bisect_left(self.gids, gid)]
+        self.frozen = None
+
+    def as_tuple(self) -> tuple[int, ...]:
+        got = self.frozen
+        if got is None:
+            got = self.frozen = tuple(self.gids)
+        return got
 
 
 @dataclass(slots=True)
@@ -174,19 +203,22 @@ class ClusterState:
         self._readings_until = readings_until
         self._gpus = [_Gpu(g, g // gpus_per_node) for g in range(num_nodes * gpus_per_node)]
         self._views: list[GpuView] = [GpuView(g.gid, g.node, g.state) for g in self._gpus]
+        self._stale_views: dict[int, None] = {}  # GPUs changed since their view was built
         self.jobs: dict[str, JobRecord] = {}  # every job ever added, arrival order
         self._live: dict[str, JobRecord] = {}
         self._queued: dict[str, None] = {}
-        self._free: set[int] = set(range(len(self._gpus)))
-        self._warm_idle: dict[str, set[int]] = {}
-        self._prewarming: set[int] = set()
-        # the indexes above as ascending lists, kept in step with the sets (a sorted insert or
-        # delete per change), and as tuples, rebuilt from the lists only when a set changed
-        self._ordered: dict[str | None, list[int]] = {None: sorted(self._free)}
-        self._sorted: dict[str | None, tuple[int, ...]] = {}
-        self._live_views: dict[str, JobView] = {}
-        self._queued_views: dict[str, JobView] = {}
-        # the snapshot's tuples, kept until a GPU (job) view changes
+        # the views of the live and of the queued jobs in the snapshot's order; None for a job
+        # touched since the last snapshot (which builds it)
+        self._live_views: dict[str, JobView | None] = {}
+        self._queued_views: dict[str, JobView | None] = {}
+        # the GPU indexes (a sorted insert or delete per change of a GPU's state)
+        self._free = _Index(list(range(len(self._gpus))))
+        self._warm_idle: dict[str, _Index] = {}
+        self._prewarming = _Index([])
+        for g in self._gpus:
+            g.index = self._free
+        # the snapshot's tuples, kept until a GPU (job) view changes; job views are built when
+        # a snapshot needs them, from the record as it stood at its last ``_touch``
         self._gpu_tuple: tuple[GpuView, ...] | None = None
         self._jobs_tuple: tuple[JobView, ...] | None = None
         self._queued_tuple: tuple[JobView, ...] | None = None
@@ -216,7 +248,17 @@ class ClusterState:
         return len(self._queued)
 
     def gpu(self, gid: int) -> GpuView:
+        if self._stale_views:
+            self._refresh_gpu_views()
         return self._views[gid]
+
+    def _refresh_gpu_views(self) -> None:
+        """Rebuild the views of the GPUs changed since they were last built."""
+        views, gpus = self._views, self._gpus
+        for gid in self._stale_views:
+            g = gpus[gid]
+            views[gid] = GpuView(gid, g.node, g.state, g.model, g.job, g.since)
+        self._stale_views.clear()
 
     def job(self, job_id: str) -> JobRecord:
         return self.jobs[job_id]
@@ -242,44 +284,48 @@ class ClusterState:
             return pos + left * full.rate
         return rec.iters_done
 
-    def _sorted_of(self, key: str | None) -> tuple[int, ...]:
-        hit = self._sorted.get(key)
-        if hit is None:
-            hit = self._sorted[key] = tuple(self._ordered.get(key, ()))
-        return hit
-
     def snapshot(self, now: float) -> Snapshot:
         """An immutable picture of the cluster for a policy."""
-        warm = {m: self._sorted_of(m) for m, s in sorted(self._warm_idle.items()) if s}
+        warm = {m: ix.as_tuple() for m, ix in sorted(self._warm_idle.items()) if ix.gids}
         gpus = self._gpu_tuple
         if gpus is None:
+            if self._stale_views:
+                self._refresh_gpu_views()
             gpus = self._gpu_tuple = tuple(self._views)
-        jobs = self._jobs_tuple
-        if jobs is None:
-            jobs = self._jobs_tuple = tuple(self._live_views.values())
-        queued = self._queued_tuple
-        if queued is None:
-            queued = self._queued_tuple = tuple(self._queued_views.values())
         changed: list[JobView] = []
         left: list[str] = []
-        if self._touched:
+        if self._touched:  # build the views of the jobs touched since the last snapshot
+            live, live_views, queued_views = self._live, self._live_views, self._queued_views
             for job_id in dict.fromkeys(self._touched):
-                view = self._live_views.get(job_id)
-                if view is None:
+                rec = live.get(job_id)
+                if rec is None:
                     left.append(job_id)
-                else:
-                    changed.append(view)
+                    continue
+                view = self._view(rec)
+                live_views[job_id] = view
+                if job_id in queued_views:
+                    queued_views[job_id] = view
+                changed.append(view)
             self._touched.clear()
+        # (every view is built now: a view is None only for a job touched since the last one)
+        jobs = self._jobs_tuple
+        if jobs is None:
+            jobs = self._jobs_tuple = cast(tuple[JobView, ...], tuple(self._live_views.values()))
+        queued = self._queued_tuple
+        if queued is None:
+            queued = self._queued_tuple = cast(
+                tuple[JobView, ...], tuple(self._queued_views.values())
+            )
         self._snapshots += 1
         return Snapshot(
             now=now,
             gpus=gpus,
             jobs=jobs,
             gpus_per_node=self.gpus_per_node,
-            free=self._sorted_of(None),
+            free=self._free.as_tuple(),
             warm_idle=warm,
             queued=queued,
-            prewarming=self._sorted_of("\0prewarming"),
+            prewarming=self._prewarming.as_tuple(),
             seq=self._snapshots - 1,
             changed=tuple(changed),
             left=tuple(left),
@@ -330,23 +376,25 @@ class ClusterState:
         return total
 
     def _touch(self, rec: JobRecord) -> None:
-        """Refresh the job's cached view in the live and queued indexes."""
+        """The job's view changed: drop the cached one in the live and queued indexes (the
+        next snapshot builds it from the record as it stands then; every change of what a view
+        shows is followed by a touch)."""
         rec.view = None
         self._jobs_tuple = None
         job_id = rec.spec.job_id
         self._touched.append(job_id)
-        if job_id in self._queued or job_id in self._queued_views:
+        queued = self._queued_views
+        if job_id in self._queued or job_id in queued:
             self._queued_tuple = None  # (a job leaving the queue is still in its views)
         if job_id in self._live:
-            view = self._view(rec)
-            self._live_views[job_id] = view
+            self._live_views[job_id] = None
             if job_id in self._queued:
-                self._queued_views[job_id] = view
+                queued[job_id] = None
             else:
-                self._queued_views.pop(job_id, None)
+                queued.pop(job_id, None)
         else:
             self._live_views.pop(job_id, None)
-            self._queued_views.pop(job_id, None)
+            queued.pop(job_id, None)
 
     # ------------------------------------------------------------------ GPU transitions
 
@@ -354,41 +402,54 @@ class ClusterState:
         self, g: _Gpu, state: GpuState, model: str | None, job: str | None, now: float
     ) -> None:
         """Move a GPU to a new state, charging the time spent in the old one."""
-        if g.state is not GpuState.FREE:
+        old = g.state
+        gid = g.gid
+        counts = self.counts
+        if old is not _FREE:
             dt = now - g.since
-            self.totals.gpu_seconds[g.state] += dt
+            self.totals.gpu_seconds[old] += dt
             if g.job is not None:
                 self.jobs[g.job].gpu_seconds += dt
-        self._index(g, add=False)
-        self.counts[g.state] -= 1
+        index = g.index
+        if index is not None:
+            del index.gids[bisect_left(index.gids, gid)]
+            index.frozen = None
+        counts[old] -= 1
         g.state, g.model, g.job, g.since = state, model, job, now
-        self.counts[state] += 1
-        self._index(g, add=True)
-        self._views[g.gid] = GpuView(g.gid, g.node, state, model, job, now)
+        counts[state] += 1
+        if state is _FREE:
+            index = self._free
+        elif state is _WARM and model is not None:
+            index = self._warm_idle.get(model)
+            if index is None:
+                index = self._warm_idle[model] = _Index([])
+        elif state is _LOADING and job is None:
+            index = self._prewarming
+        else:
+            index = None
+        g.index = index
+        if index is not None:
+            insort(index.gids, gid)
+            index.frozen = None
+        self._stale_views[gid] = None
         self._gpu_tuple = None
 
-    def _index(self, g: _Gpu, add: bool) -> None:
-        """Add the GPU to (or remove it from) the free / warm-idle / pre-warming index."""
-        if g.state is GpuState.FREE:
-            key: str | None = None
-            members = self._free
-        elif g.state is GpuState.WARM and g.model is not None:
-            key, members = g.model, self._warm_idle.setdefault(g.model, set())
-        elif g.state is GpuState.LOADING and g.job is None:
-            key, members = "\0prewarming", self._prewarming
-        else:
-            return
-        ordered = self._ordered.get(key)
-        if ordered is None:
-            ordered = self._ordered[key] = []
-        if add:
-            if g.gid not in members:
-                members.add(g.gid)
-                insort(ordered, g.gid)
-        elif g.gid in members:
-            members.discard(g.gid)
-            del ordered[bisect_left(ordered, g.gid)]
-        self._sorted.pop(key, None)
+    def _index(self, g: _Gpu) -> _Index | None:
+        """The free / warm-idle / pre-warming index the GPU belongs in, if any (``_set_gpu``
+        keeps it in ``g.index``)."""
+        state = g.state
+        if state is GpuState.FREE:
+            return self._free
+        if state is GpuState.WARM:
+            if g.model is None:
+                return None
+            index = self._warm_idle.get(g.model)
+            if index is None:
+                index = self._warm_idle[g.model] = _Index([])
+            return index
+        if state is GpuState.LOADING and g.job is None:
+            return self._prewarming
+        return None
 
     def _start_load(self, g: _Gpu, model: str, job: str | None, now: float) -> LoadModel:
         reload = g.state is not GpuState.FREE
@@ -439,8 +500,13 @@ class ClusterState:
     def _reconfigure(self, rec: JobRecord, now: float) -> Reconfigure | None:
         """The job's GPUs changed: if the set it trains on changes, stop it and say on which
         GPUs it trains next (None when that set is unchanged)."""
-        ready = tuple(g for g in rec.gpus if g in rec.ready)
-        if len(ready) < len(rec.gpus) and not self.mech.start_partial:
+        # (``rec.ready`` is a subset of ``rec.gpus``)
+        ready: tuple[int, ...]
+        if len(rec.ready) == len(rec.gpus):
+            ready = tuple(rec.gpus)
+        elif self.mech.start_partial:
+            ready = tuple(g for g in rec.gpus if g in rec.ready)
+        else:
             ready = ()
         if not rec.gpus:
             self._queued[rec.spec.job_id] = None
@@ -464,6 +530,9 @@ class ClusterState:
             if rec.first_ready is None:
                 rec.first_ready = now
             if rec.init is None:
+                # the policies see the job as it stood before the default prompt is chosen
+                # (until its next change): its view is built now
+                self._view(rec)
                 self._choose_init(rec, DEFAULT_INIT)
             assert rec.init is not None
             base = self.mech.handover_s + (0.0 if rec.lookup_paid else rec.init.lookup_s)
@@ -668,19 +737,24 @@ class ClusterState:
         whole, then GPUs taken from jobs, then given to jobs, then the jobs whose GPU set
         changed reconfigured), pauses, releases, pre-warms."""
         out: list[Action] = []
-        self._apply_inits(d, out)
-        self._apply_rejects(d, now, out)
-        plans = self._check_allocations(d, out)
-        changed = self._take_from_jobs(plans, now)
-        self._give_to_jobs(plans, now, out, changed)
-        for rec in changed.values():
-            act = self._reconfigure(rec, now)
-            if act:
-                out.append(act)
+        if d.init:
+            self._apply_inits(d, out)
+        if d.reject:
+            self._apply_rejects(d, now, out)
+        if d.allocations:
+            plans = self._check_allocations(d, out)
+            changed = self._take_from_jobs(plans, now)
+            self._give_to_jobs(plans, now, out, changed)
+            for rec in changed.values():
+                act = self._reconfigure(rec, now)
+                if act:
+                    out.append(act)
         if d.pause:
             self._apply_pauses(d, now, out)
-        self._apply_releases(d, now, out)
-        self._apply_prewarms(d, now, out)
+        if d.release:
+            self._apply_releases(d, now, out)
+        if d.prewarm:
+            self._apply_prewarms(d, now, out)
         return out
 
     def _refuse(self, out: list[Action], what: str) -> None:
@@ -878,6 +952,7 @@ class ClusterState:
 
     def close(self, now: float) -> None:
         """Charge every provisioned GPU up to ``now`` (the end of the run)."""
+        self._refresh_gpu_views()
         for g in self._gpus:
             if g.state is not GpuState.FREE:
                 dt = now - g.since
@@ -901,7 +976,16 @@ class ClusterState:
         for g in self._gpus:
             if g.job is not None:
                 assert holders.get(g.gid) == g.job, f"GPU {g.gid} points to a non-holder"
-            assert (g.state is GpuState.FREE) == (g.gid in self._free)
+            assert (g.state is GpuState.FREE) == (g.gid in self._free.gids)
+            index = self._index(g)
+            assert g.index is index, f"GPU {g.gid} in the wrong index"
+            assert index is None or g.gid in index.gids, f"GPU {g.gid} missing from its index"
+        indexed = [self._free, self._prewarming, *self._warm_idle.values()]
+        assert sum(len(ix.gids) for ix in indexed) == sum(
+            self._index(g) is not None for g in self._gpus
+        ), "a GPU left in an index it does not belong to"
+        for ix in indexed:
+            assert ix.gids == sorted(set(ix.gids)), "an index out of order"
         assert sum(self.counts.values()) == len(self._gpus)
 
 
