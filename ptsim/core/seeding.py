@@ -37,7 +37,7 @@ class _SeedSequence(np.random.SeedSequence):
 
 def seeded_rng(entropy: Sequence[int]) -> np.random.Generator:
     """A generator in the state ``np.random.default_rng(list(entropy))`` starts in."""
-    if all(0 <= w <= _M32 for w in entropy):
+    if entropy and min(entropy) >= 0 and max(entropy) <= _M32:
         seq = _SeedSequence(np.array(entropy, dtype=np.uint32))
         return np.random.Generator(np.random.PCG64(seq))
     return np.random.default_rng(list(entropy))

@@ -583,8 +583,9 @@ class PromptTuner:
         spans: tuple[float, ...] = (length, length / 4.0)
         if planned is not None and planned.end - now > length:
             spans = (planned.end - now, length, length / 4.0)
+        uncertain = job.uncertain
         for span in spans:
-            if job.uncertain:
+            if uncertain:
                 if planned is None:
                     break
                 until = min(now + span, planned.end)
