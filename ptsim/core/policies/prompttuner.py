@@ -830,6 +830,10 @@ class PromptTuner:
                     > spec.deadline - now + 1e-9 + _TOL_S
                 ):
                     continue
+            if planned is None:  # at risk throughout its window: from its last posterior
+                seg = self._seg.get(job.job_id)
+                if seg is not None and seg[0] is job:
+                    planned = seg[1].at(now)  # ``planned_remaining``'s value, or None
             rem = planned if planned is not None else planned_remaining(job, now, cfg.uncertainty_z)
             beat = now + rem / job.rate  # staying put
             if rem > 0:
