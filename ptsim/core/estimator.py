@@ -321,36 +321,20 @@ def planned_bounds(
     (``E[T | T > d] - d``) and its variance; the bounds are widened by far more than the
     rounding error of one evaluation. ``exps``: the posterior's :func:`tail_exps`, when
     known."""
-    if exps is None:
-        exps = tail_exps(moments[0], moments[1])
-    got = window_bounds(moments, exps, d0, d1, z)
-    return None if got is None else (got[0], got[1])
-
-
-def window_bounds(
-    moments: tuple[float, float, float, float],
-    exps: tuple[float, float],
-    d0: float,
-    d1: float,
-    z: float,
-) -> tuple[float, float, bool] | None:
-    """:func:`planned_bounds` (low, high), and whether the expected total at ``d0`` (at least
-    ``d0``) exceeds ``d1``: then the lower bound's remaining part is ``max(E[T | T > d0], d0)
-    - d1`` itself, not 0 (what a caller needs to add the time the job trains from ``d0`` to
-    ``d1`` to it)."""
     if not d0 <= d1 or z < 0.0:
         return None
     mu, sigma, mean0, second0 = moments
+    if exps is None:
+        exps = tail_exps(mu, sigma)
     tail1, mean1, second1 = _tail_moments_x(mu, sigma, exps, d1)
     if not tail1 >= 1e-10:  # the far-tail rule of ``_truncated_lognormal`` may apply inside
         return None
-    ahead = max(mean0, d0) - d1
-    rem_lo = max(ahead, 0.0)
+    rem_lo = max(max(mean0, d0) - d1, 0.0)
     rem_hi = max(mean1, d1) - d0
     sd_lo = math.sqrt(max(second0 - mean1 * mean1, 0.0))
     sd_hi = math.sqrt(max(second1 - mean0 * mean0, 0.0))
     slack = (1e-9 * (mean1 + d1) + 1e-7 * math.sqrt(second1)) * (1.0 + z)
-    return rem_lo + z * sd_lo - slack, rem_hi + z * sd_hi + slack, ahead > 0.0
+    return rem_lo + z * sd_lo - slack, rem_hi + z * sd_hi + slack
 
 
 def _posterior(

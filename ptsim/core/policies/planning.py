@@ -44,9 +44,9 @@ from typing import Any
 from ptsim.core.estimator import (
     moments_at,
     planned_at,
+    planned_bounds,
     planned_exact,
     posterior_moments_exps,
-    window_bounds,
 )
 from ptsim.core.policies.common import GpuPool
 from ptsim.core.profiles import ProfileSet
@@ -350,14 +350,13 @@ class PlannedWindow:
         self._exps = exps  # ``estimator.tail_exps`` of the posterior
         self.planned = planned_at(moments, d0, z)
 
-    def bounds(self, t1: float) -> tuple[float, float, bool] | None:
+    def bounds(self, t1: float) -> tuple[float, float] | None:
         """Bounds (low, high) on ``planned_remaining(job, t, z)`` for every ``t`` in
-        ``[t0, t1]``, ``t1 <= end``, and whether the expected total at ``t0`` exceeds the
-        count done by ``t1`` (``estimator.window_bounds``; None: no cheap bound)."""
+        ``[t0, t1]``, ``t1 <= end`` (None: no cheap bound)."""
         d1 = self._done0 + self._rate * (t1 - self._at)
         if d1 >= self._until or t1 < self._t0:
             return None
-        return window_bounds(self._m, self._exps, self._d0, d1, self._z)
+        return planned_bounds(self._m, self._d0, d1, self._z, self._exps)
 
     def at(self, t: float) -> float | None:
         """``planned_remaining(job, t, z)`` for ``t0 <= t`` before the next reading, the same

@@ -555,11 +555,7 @@ class PromptTuner:
         t - now + (M(d) - d) g / rate = (M(d) g - d (g - 1) - d0) / rate <= (M(d1) - d0) g /
         rate for g >= 1, so now + high / rate x g bounds the test's left side throughout (the
         time that passes is paid for by the work done in it; in the certain case the finish is
-        fixed and t + (finish - t) g falls as t grows). Likewise from below: the same is at
-        least ((M(d0) - d1) g + d1 - d0) / rate, so when M(d0) > d1 (``window_bounds``'
-        flag; the bound's remaining part is then M(d0) - d1, not 0) the left side is at least
-        until + low / rate x g. The shrink filter's t + (pause + p(t) / top) x a', with a =
-        a' rate / top >= 1, is bounded from below the same way (a in place of g)."""
+        fixed and t + (finish - t) g falls as t grows)."""
         cfg = self.cfg
         spec = job.spec
         rate = job.rate
@@ -592,15 +588,12 @@ class PromptTuner:
                 got = planned.bounds(until)
                 if got is None:
                     break
-                low_rem, high, past = got
+                low_rem, high = got
                 low, high = low_rem / rate, high / rate
             else:  # the finish is fixed: the time to it falls as time passes
-                until, low_rem, past = now + span, 0.0, True
+                until, low_rem = now + span, 0.0
                 low, high = run_s - span, run_s
-            # lower bounds on the tests' left sides hold from the window's end when the
-            # remaining work reaches past it (see the doc above), else from now
-            lo_at = until if past else now
-            if lo_at + low * grow > deadline + _TOL_S and low > _TOL_S:
+            if now + low * grow > deadline + _TOL_S and low > _TOL_S:
                 if low_rem > 0 and self._never_grown(job, now, low_rem, cap):
                     return (job, now, until, _QUIET, low_rem)
                 return (job, now, until, _AT_RISK, low_rem)
@@ -608,9 +601,7 @@ class PromptTuner:
             # now + high * grow, as the job trains while time passes (see the doc above)
             if now + high * grow < deadline - _TOL_S and (
                 top_rate <= 0
-                or (lo_at if ahead * rate >= top_rate else now)
-                + (least_pause + low * rate / top_rate) * ahead
-                > deadline + _TOL_S
+                or now + (least_pause + low * rate / top_rate) * ahead > deadline + _TOL_S
                 or until - changed < cfg.min_rescale_interval_s - _TOL_S
                 or self._never_shrunk(job, now, low * rate, high * rate, cap)
             ):
