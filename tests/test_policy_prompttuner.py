@@ -319,3 +319,41 @@ def test_a_job_whose_accuracy_runs_ahead_is_shrunk() -> None:
     read = run(reads)
     assert plain.rescales == 0
     assert read.rescales >= 1 and read.gpu_seconds < plain.gpu_seconds
+
+
+def test_windows_decide_as_evaluating_every_running_job_at_every_decision(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``_running`` classifies a running job for a window of time from bounds on its estimate
+    (``_window``) instead of evaluating it at every decision: the per-job table of a run with
+    the default workload (uncertain iterations, simulated accuracy readings, the Prompt Bank)
+    is the same as when every window lasts no time (every running job evaluated exactly at
+    every decision)."""
+    from hydra import compose, initialize_config_dir
+
+    from ptsim.core.policies import prompttuner as pt
+    from ptsim.paths import conf_root
+    from ptsim.run import simulate_config
+
+    def jobs() -> object:
+        overrides = [
+            "cluster=a100_256",
+            "workload.duration_s=1200",
+            "seed=2",
+            "scheduler=prompttuner",
+        ]
+        with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3"):
+            cfg = compose("config", overrides=[*overrides, "progress=false"])
+        (res,) = simulate_config(cfg)
+        wall = [c for c in ("sim_wall_s", "decide_wall_s") if c in res.jobs.columns]
+        return res.jobs.drop(columns=wall)
+
+    windowed = jobs()
+
+    def no_window(self: pt.PromptTuner, job, now, run_s, cap, planned):  # type: ignore[no-untyped-def]
+        return (job, now, now, pt._CHECK, 0.0)
+
+    monkeypatch.setattr(pt.PromptTuner, "_window", no_window)
+    exhaustive = jobs()
+    assert len(windowed) > 100  # type: ignore[arg-type]
+    assert windowed.equals(exhaustive)  # type: ignore[attr-defined]

@@ -143,8 +143,24 @@ def _tail_moments(mu: float, sigma: float, done: float) -> tuple[float, float, f
 
 def tail_exps(mu: float, sigma: float) -> tuple[float, float]:
     """The two factors of :func:`_tail_moments` that depend only on the posterior, for
-    :func:`planned_exact`."""
+    :func:`planned_exact` and the ``exps`` arguments below."""
     return math.exp(mu + 0.5 * sigma**2), math.exp(2 * mu + 2 * sigma**2)
+
+
+def _tail_moments_x(
+    mu: float, sigma: float, exps: tuple[float, float], done: float
+) -> tuple[float, float, float]:
+    """(P(T > done), E[T | T > done], E[T^2 | T > done]) of :func:`_tail_moments` given the
+    posterior's :func:`tail_exps` (the same floating-point operations, less the two
+    exponentials)."""
+    z = (math.log(done) - mu) / sigma
+    erfc = math.erfc
+    tail = 0.5 * erfc(z / _SQRT2)
+    if tail < 1e-12:
+        return tail, math.nan, math.nan
+    mean = exps[0] * (0.5 * erfc(-(sigma - z) / _SQRT2)) / tail
+    second = exps[1] * (0.5 * erfc(-(2 * sigma - z) / _SQRT2)) / tail
+    return tail, mean, second
 
 
 def planned_exact(
@@ -235,15 +251,29 @@ def posterior_moments(
     iterations with this reading, taken at ``fraction_at <= done``, for :func:`planned_at` and
     :func:`planned_bounds`; None where those do not apply (an exact prior, ``done <= 0``, the
     far tail)."""
+    got = posterior_moments_exps(prior, done, progress_fraction, settings, fraction_at)
+    return None if got is None else got[0]
+
+
+def posterior_moments_exps(
+    prior: IterPrior,
+    done: float,
+    progress_fraction: float | None,
+    settings: EstimatorSettings,
+    fraction_at: float,
+) -> tuple[tuple[float, float, float, float], tuple[float, float]] | None:
+    """:func:`posterior_moments` with the posterior's :func:`tail_exps` (computed once for
+    both)."""
     if not done > 0.0 or fraction_at > done:
         return None
     mu, sigma = _posterior(prior, done, progress_fraction, settings, fraction_at)
     if sigma <= 0.0:
         return None
-    _, tail, mean, second = _tail_moments(mu, sigma, done)
+    exps = (math.exp(mu + 0.5 * sigma**2), math.exp(2 * mu + 2 * sigma**2))  # ``tail_exps``
+    tail, mean, second = _tail_moments_x(mu, sigma, exps, done)
     if not tail >= 1e-10:  # near the far-tail rule of ``_truncated_lognormal``
         return None
-    return mu, sigma, mean, second
+    return (mu, sigma, mean, second), exps
 
 
 def planned_at(moments: tuple[float, float, float, float], done: float, z: float) -> float:
@@ -254,22 +284,31 @@ def planned_at(moments: tuple[float, float, float, float], done: float, z: float
 
 
 def moments_at(
-    moments: tuple[float, float, float, float], done: float
+    moments: tuple[float, float, float, float],
+    done: float,
+    exps: tuple[float, float] | None = None,
 ) -> tuple[float, float, float, float] | None:
     """The :func:`posterior_moments` at ``done`` of the same posterior (same prior and reading,
     ``done`` past the reading's count) from those at another count: what
-    ``posterior_moments`` would return there, without re-deriving the posterior."""
+    ``posterior_moments`` would return there, without re-deriving the posterior (``exps``:
+    the posterior's :func:`tail_exps`, when known)."""
     mu, sigma, _, _ = moments
     if not done > 0.0:
         return None
-    _, tail, mean, second = _tail_moments(mu, sigma, done)
+    if exps is None:
+        exps = tail_exps(mu, sigma)
+    tail, mean, second = _tail_moments_x(mu, sigma, exps, done)
     if not tail >= 1e-10:
         return None
     return mu, sigma, mean, second
 
 
 def planned_bounds(
-    moments: tuple[float, float, float, float], d0: float, d1: float, z: float
+    moments: tuple[float, float, float, float],
+    d0: float,
+    d1: float,
+    z: float,
+    exps: tuple[float, float] | None = None,
 ) -> tuple[float, float] | None:
     """Bounds (low, high) on ``remaining + z * remaining_sd`` of :func:`remaining_mean_sd` for
     every ``done`` in ``[d0, d1]`` with the same reading, as floating point computes it, from
@@ -280,11 +319,14 @@ def planned_bounds(
     Exact arithmetic: ``E[T | T > d]`` and ``E[T^2 | T > d]`` never decrease with ``d``, so the
     moments at ``d0`` and ``d1`` bound those in between, and with them the remaining
     (``E[T | T > d] - d``) and its variance; the bounds are widened by far more than the
-    rounding error of one evaluation."""
+    rounding error of one evaluation. ``exps``: the posterior's :func:`tail_exps`, when
+    known."""
     if not d0 <= d1 or z < 0.0:
         return None
     mu, sigma, mean0, second0 = moments
-    _, tail1, mean1, second1 = _tail_moments(mu, sigma, d1)
+    if exps is None:
+        exps = tail_exps(mu, sigma)
+    tail1, mean1, second1 = _tail_moments_x(mu, sigma, exps, d1)
     if not tail1 >= 1e-10:  # the far-tail rule of ``_truncated_lognormal`` may apply inside
         return None
     rem_lo = max(max(mean0, d0) - d1, 0.0)

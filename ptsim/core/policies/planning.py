@@ -48,8 +48,7 @@ from ptsim.core.estimator import (
     planned_at,
     planned_bounds,
     planned_exact,
-    posterior_moments,
-    tail_exps,
+    posterior_moments_exps,
 )
 from ptsim.core.policies.common import GpuPool
 from ptsim.core.profiles import ProfileSet
@@ -345,11 +344,12 @@ class PlannedWindow:
         end: float,
         z: float,
         moments: tuple[float, float, float, float],
+        exps: tuple[float, float],
     ) -> None:
         self._t0, self._d0 = t0, d0
         self._done0, self._at, self._rate = job.iters_done, job.progress_at, job.rate
         self._until, self.end, self._z, self._m = until, end, z, moments
-        self._exps = tail_exps(moments[0], moments[1])
+        self._exps = exps  # ``estimator.tail_exps`` of the posterior
         self.planned = planned_at(moments, d0, z)
 
     def bounds(self, t1: float) -> tuple[float, float] | None:
@@ -358,7 +358,7 @@ class PlannedWindow:
         d1 = self._done0 + self._rate * (t1 - self._at)
         if d1 >= self._until or t1 < self._t0:
             return None
-        return planned_bounds(self._m, self._d0, d1, self._z)
+        return planned_bounds(self._m, self._d0, d1, self._z, self._exps)
 
     def at(self, t: float) -> float | None:
         """``planned_remaining(job, t, z)`` for ``t0 <= t`` before the next reading, the same
@@ -375,7 +375,7 @@ class PlannedWindow:
         d = self._done0 + self._rate * (t - self._at)
         if d >= self._until or d < self._d0:
             return None
-        moments = moments_at(self._m, d)
+        moments = moments_at(self._m, d, self._exps)
         if moments is None:
             return None
         got = PlannedWindow.__new__(PlannedWindow)
@@ -412,10 +412,10 @@ def planned_window(job: JobView, t0: float, z: float) -> PlannedWindow | None:
         got = readings(d0)
         if got is not None:
             frac, frac_at = got
-    moments = posterior_moments(prior, d0, frac, job.estimator, frac_at)
-    if moments is None:
+    post = posterior_moments_exps(prior, d0, frac, job.estimator, frac_at)
+    if post is None:
         return None
-    return PlannedWindow(t0, d0, job, until, end, z, moments)
+    return PlannedWindow(t0, d0, job, until, end, z, post[0], post[1])
 
 
 def lookup_due(job: JobView, init: InitChoice | None = None) -> float:

@@ -545,7 +545,17 @@ class PromptTuner:
         show that it is not at risk and cannot shrink (no smaller count can be well ahead, or it
         changed too recently) at any time in the window, ``_AT_RISK`` if they show it at risk
         throughout, else ``_CHECK``. The window is longer the farther the job is from its
-        tests' thresholds (a fraction of that distance in seconds)."""
+        tests' thresholds (a fraction of that distance in seconds), or up to the job's next
+        accuracy reading when the bounds settle that.
+
+        The at-risk test at a time t of the window compares t + p(t) / rate x g with the
+        deadline (g = 1 + margin), p(t) the planned remaining at the count done by t, d(t) =
+        d0 + rate (t - now). With M(d) = max(E[T | T > d], d), never decreasing in d, and
+        ``high`` the upper bound on p from M at the window's end (``estimator.planned_bounds``):
+        t - now + (M(d) - d) g / rate = (M(d) g - d (g - 1) - d0) / rate <= (M(d1) - d0) g /
+        rate for g >= 1, so now + high / rate x g bounds the test's left side throughout (the
+        time that passes is paid for by the work done in it; in the certain case the finish is
+        fixed and t + (finish - t) g falls as t grows)."""
         cfg = self.cfg
         spec = job.spec
         rate = job.rate
@@ -566,8 +576,12 @@ class PromptTuner:
         length = min(gap / 1.5, _MAX_WINDOW_S)
         if length < 0.5:
             return (job, now, now + 1.0, _CHECK, 0.0)  # near a threshold: look again soon
-        for span in (length, length / 4.0):
-            if job.uncertain:
+        spans: tuple[float, ...] = (length, length / 4.0)
+        if planned is not None and planned.end - now > length:
+            spans = (planned.end - now, length, length / 4.0)
+        uncertain = job.uncertain
+        for span in spans:
+            if uncertain:
                 if planned is None:
                     break
                 until = min(now + span, planned.end)
@@ -583,7 +597,9 @@ class PromptTuner:
                 if low_rem > 0 and self._never_grown(job, now, low_rem, cap):
                     return (job, now, until, _QUIET, low_rem)
                 return (job, now, until, _AT_RISK, low_rem)
-            if until + high * grow < deadline - _TOL_S and (
+            # not at risk at any t in the window: t + planned(t) / rate * grow stays below
+            # now + high * grow, as the job trains while time passes (see the doc above)
+            if now + high * grow < deadline - _TOL_S and (
                 top_rate <= 0
                 or now + (least_pause + low * rate / top_rate) * ahead > deadline + _TOL_S
                 or until - changed < cfg.min_rescale_interval_s - _TOL_S
@@ -778,7 +794,14 @@ class PromptTuner:
         now = snap.now
         pred = self.pred
         avail_of: dict[str, int] = {}  # model -> pool.available, until the next take
-        for job, planned, low_rem in sorted(at_risk, key=lambda jp: self._key(jp[0], now)):
+        if cfg.order == "edf":  # ``_key`` without the call per job
+            ordered = sorted(
+                at_risk,
+                key=lambda jp: (jp[0].spec.deadline, jp[0].spec.arrival, jp[0].spec.job_id),
+            )
+        else:
+            ordered = sorted(at_risk, key=lambda jp: self._key(jp[0], now))
+        for job, planned, low_rem in ordered:
             spec = job.spec
             c = len(job.gpus)
             counts = counts_for(spec, cfg.counts, snap.num_gpus)
@@ -798,6 +821,10 @@ class PromptTuner:
                     > spec.deadline - now + 1e-9 + _TOL_S
                 ):
                     continue
+            if planned is None:  # at risk throughout its window: from its last posterior
+                seg = self._seg.get(job.job_id)
+                if seg is not None and seg[0] is job:
+                    planned = seg[1].at(now)  # ``planned_remaining``'s value, or None
             rem = planned if planned is not None else planned_remaining(job, now, cfg.uncertainty_z)
             beat = now + rem / job.rate  # staying put
             if rem > 0:
@@ -863,8 +890,12 @@ class PromptTuner:
                 want[m] = target - have
             elif have > target and idle:
                 # idle longest first; pre-warming GPUs are never the excess
-                ranked = sorted(idle, key=lambda g: (idle_since(g), g))
-                excess[m] = ranked[: min(len(idle), have - target)]
+                if freed:
+                    ranked = [(now if g in freed else gpus[g].since, g) for g in idle]
+                else:
+                    ranked = [(gpus[g].since, g) for g in idle]
+                ranked.sort()  # (by ``idle_since``, then id)
+                excess[m] = [g for _, g in ranked[: min(len(idle), have - target)]]
         prewarm: dict[int, str] = {}
         if want and not waiting:
             donors = [g for m in sorted(excess) for g in excess[m]] if cfg.allow_reload else []
