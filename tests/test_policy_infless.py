@@ -272,8 +272,8 @@ def test_walk_stops_once_every_deployment_left_waits_with_the_same_result(
     stops: list[bool] = []
     all_wait = infless_mod._all_wait
 
-    def counted(left: Any, waits: Any) -> bool:
-        got = all_wait(left, waits)
+    def counted(left: Any, waits: Any, size: int) -> bool:
+        got = all_wait(left, waits, size)
         stops.append(got)
         return got
 

@@ -440,7 +440,8 @@ class Infless:
         known = self.config
         empty = pool.size() == 0
         # jobs not visited yet per deployment, when every queued job's is known: once each
-        # deployment with jobs left waits, so does every job left (the walk can stop)
+        # deployment with jobs left waits (``_all_wait``), so does every job left (the walk
+        # can stop)
         left: dict[Deployment, int] | None = None
         if not self._unknown and sum(self._qcount.values()) == len(self.queue):
             left = dict(self._qcount)
@@ -461,7 +462,7 @@ class Infless:
             if left is not None:
                 left[dep] -= 1
             if dep in waits:
-                if left is not None and not left[dep] and _all_wait(left, waits):
+                if left is not None and not left[dep] and _all_wait(left, waits, pool.size()):
                     break
                 continue
             aside = [
@@ -486,10 +487,9 @@ class Infless:
                     changed = True
                 else:
                     waits.add(dep)
-                    if left is not None and _all_wait(left, waits):
-                        pool.give_back(aside)
-                        break
             pool.give_back(aside)
+            if wait and not changed and left is not None and _all_wait(left, waits, pool.size()):
+                break
             if changed:
                 waits.clear()
                 empty = pool.size() == 0
@@ -558,9 +558,11 @@ class Infless:
         return prewarm, tuple(sorted(release)), due
 
 
-def _all_wait(left: Mapping[Deployment, int], waits: set[Deployment]) -> bool:
-    """Whether every deployment with jobs left to visit waits."""
-    return all(d in waits for d, c in left.items() if c)
+def _all_wait(left: Mapping[Deployment, int], waits: set[Deployment], size: int) -> bool:
+    """Whether every deployment with jobs left to visit waits: it waited since the pool last
+    changed, or its jobs need more GPUs than the pool still holds (``size``, which only falls
+    during a walk), so they wait too without releasing anything."""
+    return all(d in waits or d[1] > size for d, c in left.items() if c)
 
 
 @POLICIES.register("infless", InflessConfig, "INFless-style: fixed config per job, LSTH keep-alive")
