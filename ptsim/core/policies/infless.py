@@ -431,7 +431,9 @@ class Infless:
         What happens to a job depends only on its deployment and the pool, and a job that
         waits without releasing anything leaves the pool as it was: later jobs of that
         deployment wait too until the pool changes, so they are not tried again. Once the pool
-        is empty every job left waits (each needs a GPU and none is idle to release)."""
+        is empty every job left waits (each needs a GPU and none is idle to release), and once
+        every deployment with jobs left has waited or needs more GPUs than the pool still holds,
+        so does every job left: the walk stops there (``_all_wait``)."""
         cfg = self.cfg
         started: list[tuple[JobView, tuple[int, ...]]] = []
         waiting = False
