@@ -19,7 +19,7 @@ from ptsim.core.bank import BankEntry, FloatArray, LookupResult, PromptBankIndex
 from ptsim.core.convergence import ConvergenceModel
 from ptsim.core.estimator import DEFAULT_ESTIMATOR, READING_CAP, EstimatorSettings, IterPrior
 from ptsim.core.profiles import UnknownName
-from ptsim.core.seeding import seeded_rng
+from ptsim.core.seeding import first_normals, seeded_rng
 from ptsim.core.types import InitChoice, JobSpec
 
 DEFAULT_SCORE_SIGMA = 0.02
@@ -30,6 +30,8 @@ second-best source of the same family in the default space, so a lookup usually,
 ranks same-family sources right; cross-family sources (saving 0) are never confused with them.
 The fitted model's noise is measured (``ptsim.convergence_io``, docs/convergence.md).
 """
+
+_NOISE_BATCH = 64  # at most this many of a job's simulated evaluations drawn together
 
 
 class SimScorer:
@@ -214,9 +216,10 @@ class SimPromptBank:
         self.against_default = against_default
         self.estimator = estimator
         self.evals_per_job = evals_per_job
-        self._readings: dict[tuple[str, int], float] = {}
-        # (job, evaluation) -> (total it was read for, the reading): re-read at every re-plan
-        self._reading_of: dict[tuple[str, int], tuple[float, tuple[float, float]]] = {}
+        # job -> (first evaluation k, the noise e of evaluation k, k + 1, ...): drawn together
+        self._noise: dict[str, tuple[int, list[float]]] = {}
+        # job -> (evaluation, total it was read for, the reading): re-read at every re-plan
+        self._last: dict[str, tuple[int, float, tuple[float, float]]] = {}
         self.convergence = convergence
         self.eval_s = dict(eval_s)
         self.seed = seed
@@ -305,18 +308,29 @@ class SimPromptBank:
         at = k * every
         if k < 1 or at >= total:
             return None
-        key = (spec.job_id, k)
-        hit = self._reading_of.get(key)
-        if hit is not None and hit[0] == total:
-            return hit[1]
-        e = self._readings.get(key)
-        if e is None:
-            g = seeded_rng([self.seed, 7, zlib.crc32(spec.job_id.encode()), k])
-            e = self._readings[key] = float(g.normal(0.0, self.estimator.obs_sigma))
+        job_id = spec.job_id
+        hit = self._last.get(job_id)
+        if hit is not None and hit[0] == k and hit[1] == total:
+            return hit[2]
+        e = self._noise_of(spec, k, math.ceil(total / every) - 1)
         p = self.estimator.curve_power
         got = min(READING_CAP, (at / total) ** p * math.exp(p * e)), at
-        self._reading_of[key] = (total, got)
+        self._last[job_id] = (k, total, got)
         return got
+
+    def _noise_of(self, spec: JobSpec, k: int, last: int) -> float:
+        """The noise e of the job's evaluation ``k``: the first ``normal(0, obs_sigma)`` draw of
+        the generator seeded by (run seed, 7, crc32 of the job id, k). Drawn for ``k`` and the
+        job's later evaluations up to ``last`` together (at most ``_NOISE_BATCH``): a job asks
+        for its evaluations in order, and a draw does not depend on which others are made."""
+        got = self._noise.get(spec.job_id)
+        if got is not None and 0 <= k - got[0] < len(got[1]):
+            return got[1][k - got[0]]
+        ks = list(range(k, max(k, min(last, k + _NOISE_BATCH - 1)) + 1))
+        crc = zlib.crc32(spec.job_id.encode())
+        noise = first_normals([self.seed, 7, crc], ks, self.estimator.obs_sigma)
+        self._noise[spec.job_id] = (k, noise)
+        return noise[0]
 
     def readings_until(self, spec: JobSpec, done: float) -> float:
         """A count of iterations up to which (exclusive) ``readings`` of ``spec`` answers as
@@ -331,5 +345,8 @@ class SimPromptBank:
         """Add a finished job's tuned prompt to the bank (online growth), at the next read of
         ``index``: the additions, each with its own seeded noise, happen in the same order and
         before the same lookups as if they were made now."""
+        # a finished job reads no more accuracies (were it asked, the same draws would be made)
+        self._noise.pop(spec.job_id, None)
+        self._last.pop(spec.job_id, None)
         if self.online:
             self._pending.append(spec)
