@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -417,3 +419,38 @@ def test_tiny_banks(n: int, identical: bool, probe: int, lay: str) -> None:
 class ConstScorer:
     def score(self, entry: BankEntry, target_task: str) -> float:
         return 1.0
+
+
+def test_kmedoids_cluster_is_the_packages_fasterpam() -> None:
+    import kmedoids
+    from scipy.spatial.distance import pdist, squareform
+
+    from ptsim.core.bank import kmedoids_cluster
+
+    gen = np.random.default_rng(5)
+    for n, k in ((30, 4), (200, 14), (500, 3), (64, 63)):
+        pts = gen.normal(size=(n, 6))
+        seed_rng = np.random.default_rng([n, k])
+        meds, labels = kmedoids_cluster(pts, k, np.random.default_rng([n, k]), 100)
+        want = kmedoids.fasterpam(
+            squareform(pdist(pts)),
+            k,
+            max_iter=100,
+            init="random",
+            random_state=int(seed_rng.integers(2**31 - 1)),
+            n_cpu=1,
+        )
+        assert meds.tolist() == np.asarray(want.medoids).tolist()
+        assert labels.tolist() == np.asarray(want.labels).tolist()
+
+
+def test_clustering_does_not_import_scikit_learn() -> None:
+    code = (
+        "import sys, numpy as np; from ptsim.core.bank import kmedoids_cluster;"
+        "m, l = kmedoids_cluster(np.random.default_rng(0).normal(size=(50, 4)), 5,"
+        " np.random.default_rng(1), 100);"
+        "assert len(m) == 5 and len(l) == 50;"
+        "print(sorted(k for k in sys.modules if k.split('.')[0] in ('sklearn', 'kmedoids')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

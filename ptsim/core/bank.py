@@ -20,11 +20,13 @@ The caller turns assessments into seconds (assessments x the model's evaluation 
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol, cast, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -205,22 +207,50 @@ def kmedoids_cluster(
     if k >= n:
         idx = np.arange(n, dtype=np.intp)
         return idx, idx.copy()
-    # imported here: ``kmedoids`` pulls in scikit-learn (seconds), which a run without a
-    # clustered lookup never needs
-    import kmedoids
     from scipy.spatial.distance import pdist, squareform
 
     diss = squareform(pdist(points))
+    seed = int(rng.integers(2**31 - 1))
+    fasterpam = _rand_fasterpam_f64()
+    if fasterpam is None:  # another release of the package: its public function
+        import kmedoids
 
-    res = kmedoids.fasterpam(
-        diss,
-        k,
-        max_iter=max_iter,
-        init="random",
-        random_state=int(rng.integers(2**31 - 1)),
-        n_cpu=1,
-    )
-    return np.asarray(res.medoids, dtype=np.intp), np.asarray(res.labels, dtype=np.intp)
+        res = kmedoids.fasterpam(
+            diss, k, max_iter=max_iter, init="random", random_state=seed, n_cpu=1
+        )
+        return np.asarray(res.medoids, dtype=np.intp), np.asarray(res.labels, dtype=np.intp)
+    # what ``kmedoids.fasterpam(diss, k, max_iter, init="random", random_state=seed,
+    # n_cpu=1)`` does: k distinct random rows from a ``RandomState(seed)``, then FasterPAM
+    # with the rows' processing order shuffled by ``seed``
+    start = np.random.RandomState(seed).choice(n, k, False).astype(np.uintp)
+    _loss, labels, medoids = fasterpam(diss, start, max_iter, seed)[:3]
+    return np.asarray(medoids, dtype=np.intp), np.asarray(labels, dtype=np.intp)
+
+
+@functools.cache
+def _rand_fasterpam_f64() -> Callable[..., tuple[Any, ...]] | None:
+    """The ``kmedoids`` package's compiled FasterPAM (float64, random order, one thread),
+    loaded without running the package's ``__init__``, which imports scikit-learn when it is
+    installed (2-5 s, for an estimator class this module does not use); None when the
+    package's compiled module does not have it (then ``kmedoids.fasterpam`` is used)."""
+    import importlib.machinery
+    import importlib.util
+
+    mod = sys.modules.get("kmedoids.kmedoids")
+    if mod is None:
+        pkg = importlib.util.find_spec("kmedoids")  # finds the package without importing it
+        if pkg is None or not pkg.submodule_search_locations:
+            return None
+        finder = importlib.machinery.FileFinder(
+            pkg.submodule_search_locations[0],
+            (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
+        )
+        spec = finder.find_spec("kmedoids.kmedoids")
+        if spec is None or spec.loader is None:
+            return None
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    return cast("Callable[..., tuple[Any, ...]] | None", getattr(mod, "_rand_fasterpam_f64", None))
 
 
 @dataclass
