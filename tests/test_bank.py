@@ -128,6 +128,34 @@ def test_assessment_cap_keeps_the_members_nearest_their_medoid() -> None:
         BankConfig(max_assessments=-1)
 
 
+def test_capped_lookups_stay_exact_as_clusters_gain_members() -> None:
+    """The nearest-member order a capped lookup keeps per cluster follows the members a
+    frozen clustering gains: each lookup scores what a fresh copy of the index scores."""
+    sizes = [12, 18, 25, 30]
+    values = {f"c{i}": v for i, v in enumerate([3.0, 1.0, 6.0, 2.0])}
+    cfg = BankConfig(k=len(sizes), probe=2, max_assessments=12, online=False)
+    idx = PromptBankIndex(cfg, planted(sizes, seed=3))
+    # later entries sit nearer their cluster's centre than any earlier one (noise 0.001, not
+    # 0.1): a capped lookup must prefer them
+    gen = np.random.default_rng(4)
+    later = []
+    for j in range(40):
+        c = j % len(sizes)
+        centre = np.zeros(8)
+        centre[c] = 10.0
+        feat = centre + gen.normal(0, 0.001, size=8)
+        later.append(BankEntry(f"m-near{j}", "m", f"c{c}", feat, metadata={"bonus": 0.0}))
+    capped = 0
+    for e in later:
+        res = lookup(idx, PlantedScorer(values), "two_layer")
+        fresh = lookup(idx.copy(), PlantedScorer(values), "two_layer")
+        assert res.scored == fresh.scored and res.entry == fresh.entry
+        capped += res.assessments == 12
+        idx.add(e)
+    assert capped == len(later)
+    assert any(i.startswith("m-near") for i in res.scored)
+
+
 def test_flat_scores_everything_and_finds_global_best() -> None:
     entries = planted([7, 11, 13])
     scorer = PlantedScorer({"c0": 0.0, "c1": 0.5, "c2": 0.2})

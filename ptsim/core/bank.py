@@ -263,6 +263,9 @@ class _Clusters:
     members: list[list[int]]
     groups: list[list[int]]
     built_n: int
+    # cluster -> (its member count when computed, positions in ``members[c][1:]`` by distance
+    # to the medoid, nearest first, ties by position): ``_nearest_members``' order
+    near: dict[int, tuple[int, list[int]]] = field(default_factory=dict)
 
 
 class _ModelBank:
@@ -486,11 +489,21 @@ class PromptBankIndex:
                 if left <= 0:
                     break
                 if len(members) > left:  # keep the members nearest their medoid
-                    medoid = mb.feats[cl.members[clusters[i]][0]]
-                    dist = np.linalg.norm(mb.feats[members] - medoid, axis=1)
-                    members = [members[j] for j in sorted(np.argsort(dist, kind="stable")[:left])]
+                    order = self._nearest_members(mb, cl, clusters[i])
+                    members = [members[j] for j in sorted(order[:left])]
                 run.score_rows(members)
         return run.result(lay, self.config.min_score)
+
+    @staticmethod
+    def _nearest_members(mb: _ModelBank, cl: _Clusters, c: int) -> list[int]:
+        """Positions in ``cl.members[c][1:]`` ordered by distance to the cluster's medoid,
+        nearest first, ties by position (kept until the cluster gains a member)."""
+        rows = cl.members[c]
+        hit = cl.near.get(c)
+        if hit is None or hit[0] != len(rows):
+            dist = np.linalg.norm(mb.feats[rows[1:]] - mb.feats[rows[0]], axis=1)
+            hit = cl.near[c] = (len(rows), np.argsort(dist, kind="stable").tolist())
+        return hit[1]
 
     def _is_batch(self, scorer: Scorer) -> bool:
         """``isinstance(scorer, BatchScorer)``, decided once per scorer class (a runtime
