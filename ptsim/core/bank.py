@@ -20,6 +20,7 @@ The caller turns assessments into seconds (assessments x the model's evaluation 
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 import sys
@@ -263,9 +264,9 @@ class _Clusters:
     members: list[list[int]]
     groups: list[list[int]]
     built_n: int
-    # cluster -> (its member count when computed, positions in ``members[c][1:]`` by distance
-    # to the medoid, nearest first, ties by position): ``_nearest_members``' order
-    near: dict[int, tuple[int, list[int]]] = field(default_factory=dict)
+    # cluster -> (its member count when computed, the members' distances to the medoid in
+    # ascending order, their positions in ``members[c][1:]`` in that order, ties by position)
+    near: dict[int, tuple[int, list[float], list[int]]] = field(default_factory=dict)
 
 
 class _ModelBank:
@@ -497,13 +498,27 @@ class PromptBankIndex:
     @staticmethod
     def _nearest_members(mb: _ModelBank, cl: _Clusters, c: int) -> list[int]:
         """Positions in ``cl.members[c][1:]`` ordered by distance to the cluster's medoid,
-        nearest first, ties by position (kept until the cluster gains a member)."""
+        nearest first, ties by position. Kept between lookups; members that joined since
+        (appended, so after every earlier position) are merged in by their distances, each
+        computed as the whole cluster's would be (a row's norm does not depend on the rows
+        around it)."""
         rows = cl.members[c]
         hit = cl.near.get(c)
-        if hit is None or hit[0] != len(rows):
-            dist = np.linalg.norm(mb.feats[rows[1:]] - mb.feats[rows[0]], axis=1)
-            hit = cl.near[c] = (len(rows), np.argsort(dist, kind="stable").tolist())
-        return hit[1]
+        if hit is not None and hit[0] == len(rows):
+            return hit[2]
+        start = 1 if hit is None else hit[0]
+        new = np.linalg.norm(mb.feats[rows[start:]] - mb.feats[rows[0]], axis=1).tolist()
+        if hit is None:
+            order = sorted(range(len(new)), key=new.__getitem__)  # stable: ties by position
+            dists = [new[j] for j in order]
+        else:
+            dists, order = list(hit[1]), list(hit[2])
+            for j, d in enumerate(new, start - 1):
+                at = bisect.bisect_right(dists, d)  # after equal distances: a later position
+                dists.insert(at, d)
+                order.insert(at, j)
+        cl.near[c] = (len(rows), dists, order)
+        return order
 
     def _is_batch(self, scorer: Scorer) -> bool:
         """``isinstance(scorer, BatchScorer)``, decided once per scorer class (a runtime
