@@ -54,7 +54,8 @@ def _long_lived_gc() -> Iterator[None]:
     records, bank entries) keeps growing, and each full collection walks all of it: in
     prompttuner's 6 h of the day benchmark the collector took ~2.8 s of ~35 s of CPU with the
     default settings and ~0.6 s with these. Collection only frees unreachable objects, so the
-    results are the same."""
+    results are the same (the settings are the process's: runs in threads of one process share
+    them, which can change their speed, never their results)."""
     before = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(max(before[0], _GC_GEN0), max(before[1], 10), max(before[2], 10))
