@@ -140,8 +140,11 @@ def first_normals(prefix: Sequence[int], ks: Sequence[int], sigma: float) -> lis
     # little-endian pairs of 32-bit words -> the four 64-bit words PCG64 is seeded with
     seeds = np.ascontiguousarray(words.T).astype("<u4").view("<u8").astype(np.uint64)
     out = []
+    given = _Given(None)
+    pcg64, generator = np.random.PCG64, np.random.Generator
     for row in seeds:
-        # PCG64 takes any ``ISeedSequence`` (its stubs name only ``SeedSequence``)
-        g = np.random.Generator(np.random.PCG64(cast(Any, _Given(row))))
-        out.append(float(g.normal(0.0, sigma)))
+        given.words = row
+        # PCG64 takes any ``ISeedSequence`` (its stubs name only ``SeedSequence``); numpy's
+        # ``normal(loc, scale)`` is ``loc + scale * standard_normal()`` on the same draw
+        out.append(0.0 + sigma * float(generator(pcg64(cast(Any, given))).standard_normal()))
     return out
