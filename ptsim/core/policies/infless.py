@@ -239,7 +239,9 @@ class Lsth:
             self._cache = None
 
     def windows(self, now: float) -> Windows | None:
-        self._expire(now)
+        recent = self._recent
+        if recent and recent[0][0] < now - self.short_window_s:
+            self._expire(now)
         if self._cache is not None:
             return self._cache[1]
         out: Windows | None = None
@@ -268,6 +270,10 @@ class Infless:
         self._last_arrival: dict[Deployment, float] = {}
         self._last_count: dict[Deployment, int] = {}
         self._owner: dict[int, Deployment] = {}  # per_config: GPU -> the deployment it serves
+        self._deps: list[Deployment] = []  # the keys of ``_last_arrival``, sorted
+        self._dep_models: set[str] = set()  # and their models
+        self._leads: dict[str, float] = {}  # model -> how long before a window a pre-warm starts
+        self._fixed = Windows(0.0, cfg.keep_alive_s)  # while a history is too short
         self.queue = OrderedQueue(_ARRIVAL_ORDER if cfg.order == "fifo" else _DEADLINE_ORDER)
         self._unknown: set[str] = set()  # queued jobs that may have no configuration yet
         # queued jobs with a configuration: each one's deployment and queue key, and per
@@ -304,7 +310,7 @@ class Infless:
         """The deployment's LSTH windows, or the fixed keep-alive while its history is too
         short."""
         w = self.lsth(dep).windows(now)
-        return w if w is not None else Windows(0.0, self.cfg.keep_alive_s)
+        return w if w is not None else self._fixed
 
     def configure(
         self, job: JobView, snap: Snapshot, pool: GpuPool, init: InitChoice | None
@@ -569,20 +575,31 @@ class Infless:
             if t > now and (due is None or t < due):
                 due = t
 
+        arrived = self._last_arrival
+        if len(self._deps) != len(arrived):  # a deployment saw its first arrival
+            self._deps = sorted(arrived)
+            self._dep_models = {d[0] for d in arrived}
         deps: dict[Deployment, tuple[list[int], list[int]]] = {}  # idle warm, pre-warming
-        for m in sorted(set(pool.warm_models()) | {d[0] for d in self._last_arrival}):
+        for m in sorted(set(pool.warm_models()) | self._dep_models):
             for g in pool.warm(m):
                 deps.setdefault(self.deployment_of(g, m), ([], []))[0].append(g)
             for g in pool.prewarming(m):
                 deps.setdefault(self.deployment_of(g, m), ([], []))[1].append(g)
-        for dep in self._last_arrival:
-            deps.setdefault(dep, ([], []))
-        for dep in sorted(deps):
+        # every deployment that has seen an arrival or holds a GPU, in order
+        order = self._deps
+        if any(d not in arrived for d in deps):
+            order = sorted({*order, *deps})
+        hist, leads = self._hist, self._leads
+        none: tuple[list[int], list[int]] = ([], [])
+        for dep in order:
             m = dep[0]
-            warm, warming = deps[dep]
-            w = self.windows(dep, now)
-            last = self._last_arrival.get(dep)
-            lead = self.profiles.cold_start(m) if cfg.prewarm_lead else 0.0
+            warm, warming = deps.get(dep, none)
+            h = hist.get(dep)
+            w = (h if h is not None else self.lsth(dep)).windows(now) or self._fixed
+            last = arrived.get(dep)
+            lead = leads.get(m)
+            if lead is None:
+                lead = leads[m] = self.profiles.cold_start(m) if cfg.prewarm_lead else 0.0
             unload_until = -math.inf
             if w.prewarm_s > lead and last is not None:
                 unload_until = last + w.prewarm_s - lead
