@@ -132,9 +132,9 @@ class JobViews(Sequence[JobView]):
 
     __slots__ = ("_flat", "_len", "_parts")
 
-    def __init__(self, parts: tuple[tuple[JobView, ...], ...]) -> None:
+    def __init__(self, parts: tuple[tuple[JobView, ...], ...], n: int) -> None:
         self._parts = parts
-        self._len = sum(map(len, parts))
+        self._len = n  # sum(map(len, parts))
         self._flat: tuple[JobView, ...] | None = None
 
     def __len__(self) -> int:
@@ -172,24 +172,30 @@ class JobViews(Sequence[JobView]):
 
 
 class _Chunk:
-    __slots__ = ("frozen", "views")
+    __slots__ = ("at", "frozen", "views")
 
     def __init__(self) -> None:
         self.views: dict[str, JobView | None] = {}
         self.frozen: tuple[JobView, ...] | None = None
+        self.at = 0  # its place among the chunks at the last ``freeze``
 
 
 class _Views:
     """Job id -> view (None: to be built) in insertion order, like a dict, kept in chunks of
     at most ``size`` views, each with its tuple kept until it changes: ``freeze`` costs
-    O(chunks + views of the chunks changed since the last one), not O(views)."""
+    O(chunks) C-level copying plus the views of the chunks changed since the last one, not
+    O(views)."""
 
-    __slots__ = ("_chunks", "_size", "_where")
+    __slots__ = ("_chunks", "_dirty", "_parts", "_size", "_where")
 
     def __init__(self, size: int = _CHUNK) -> None:
         self._size = size
         self._chunks: list[_Chunk] = []
         self._where: dict[str, _Chunk] = {}
+        # the chunks' tuples at the last ``freeze`` (None: chunks came or went since), and the
+        # chunks changed since
+        self._parts: list[tuple[JobView, ...]] | None = []
+        self._dirty: dict[_Chunk, None] = {}
 
     def __contains__(self, job_id: str) -> bool:
         return job_id in self._where
@@ -204,9 +210,11 @@ class _Views:
             chunks = self._chunks
             if not chunks or len(chunks[-1].views) >= self._size:
                 chunks.append(_Chunk())
+                self._parts = None
             chunk = self._where[job_id] = chunks[-1]
         chunk.views[job_id] = view
         chunk.frozen = None
+        self._dirty[chunk] = None
 
     def pop(self, job_id: str) -> None:
         """Drop a job's view, if it has one."""
@@ -215,8 +223,10 @@ class _Views:
             return
         del chunk.views[job_id]
         chunk.frozen = None
+        self._dirty[chunk] = None
         if not chunk.views:
             self._chunks.remove(chunk)
+            self._parts = None
         elif len(self._chunks) > 2 * len(self._where) // self._size + 8:
             self._compact()
 
@@ -226,16 +236,25 @@ class _Views:
         self._chunks, self._where = [], {}
         for job_id, view in views:
             self.set(job_id, view)
+        self._parts = None
 
     def freeze(self) -> JobViews:
         """The views in order (each must be built)."""
-        parts = []
-        for chunk in self._chunks:
-            got = chunk.frozen
-            if got is None:
+        parts = self._parts
+        if parts is None:
+            parts = self._parts = []
+            for at, chunk in enumerate(self._chunks):
+                chunk.at = at
+                got = chunk.frozen
+                if got is None:
+                    got = chunk.frozen = cast(tuple[JobView, ...], tuple(chunk.views.values()))
+                parts.append(got)
+        else:
+            for chunk in self._dirty:
                 got = chunk.frozen = cast(tuple[JobView, ...], tuple(chunk.views.values()))
-            parts.append(got)
-        return JobViews(tuple(parts))
+                parts[chunk.at] = got
+        self._dirty.clear()
+        return JobViews(tuple(parts), len(self._where))
 
 
 @dataclass(slots=True)
