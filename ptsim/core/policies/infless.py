@@ -431,7 +431,13 @@ class Infless:
             dep = self.deployment(view.spec.model, n)
             k = key(view)
             qdep[job_id] = (dep, k)
-            insort(sub.setdefault(dep, []), k)
+            if queue.rebuilt:
+                sub.setdefault(dep, []).append(k)
+            else:
+                insort(sub.setdefault(dep, []), k)
+        if queue.rebuilt:  # sorted once, not one insert at a time
+            for keys in sub.values():
+                keys.sort()
 
     def _start_per_config(
         self,
