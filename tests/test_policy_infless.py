@@ -5,13 +5,26 @@ Unless a test says otherwise: cold start 4 s; hand-over 0.5 s; reconfiguration p
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from ptsim.core.policies.common import GpuPool
 from ptsim.core.policies.infless import Histogram, InflessConfig, Lsth
-from ptsim.core.types import Decision, InitChoice, Snapshot
+from ptsim.core.policy import POLICIES, PolicyContext
+from ptsim.core.types import (
+    Decision,
+    GpuState,
+    GpuView,
+    InitChoice,
+    JobSpec,
+    JobState,
+    JobView,
+    Snapshot,
+)
 from tests._policy_kit import (
     FakeBank,
     Recorder,
@@ -255,29 +268,174 @@ def test_invariants_under_random_traces(case: tuple) -> None:  # type: ignore[ty
             assert len(rec.allocations(j.job_id)) == 1
 
 
-def test_walk_stops_once_every_deployment_left_waits_with_the_same_result(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The per-configuration walk over the queue stops once every deployment with jobs left
-    to visit waits, and not before: one node of 4 GPUs; a (2 GPUs: its best throughput per
-    GPU) and b (1 GPU) start at t=0, one GPU stays free; a2 (2 GPUs) arrives at 1 s and waits
-    (the walk stops: nothing behind it); b2 (1 GPU) arrives at 2 s behind a2: a2 waits, b2
-    starts on the free GPU. Every run is the one of a walk over every job (the stop turned
-    off by a stand-in job that never gets a configuration)."""
+def reference_walk(
+    snap: Snapshot, policy: Any, pool: GpuPool, order: Any, allow_reload: bool = True
+) -> tuple[list[tuple[str, tuple[int, ...]]], bool, list[int]]:
+    """The per-configuration walk done the plain way: every queued job in ``order``, one at a
+    time, with the idle GPUs of its model's other deployments set aside; a job that waits gets
+    those of them that are warm released when they make up what it lacks."""
+    started: list[tuple[str, tuple[int, ...]]] = []
+    waiting = False
+    evict: list[int] = []
+    for job in sorted(snap.queued, key=order):
+        model, n = job.spec.model, policy.config[job.job_id]
+        aside = [
+            g
+            for g in (*pool.warm(model), *pool.prewarming(model))
+            if policy.deployment_of(g, model) != (model, n)
+        ]
+        pool.set_aside(model, aside)
+        got, wait = pool.start_queued([job], lambda _j, n=n: n, lambda _j, _a, n=n: n, allow_reload)
+        started.extend((j.job_id, gids) for j, gids in got)
+        if wait:
+            waiting = True
+            short = n - pool.available(model, allow_reload)
+            idle = [g for g in aside if snap.gpus[g].state is GpuState.WARM]
+            if 0 < short <= len(idle):
+                evict.extend(idle[:short])
+                aside = [g for g in aside if g not in idle[:short]]
+        pool.give_back(aside)
+    return started, waiting, evict
+
+
+def random_snapshot(
+    rng: np.random.Generator, seq: int, jobs: list[JobView], changed: list[JobView], left: list[str]
+) -> Snapshot:
+    """A cluster of random GPU states (free, warm, pre-warming, busy; few idle) with ``jobs``
+    queued."""
+    per_node = int(rng.integers(2, 9))
+    gpus = []
+    for gid in range(per_node * int(rng.integers(1, 4))):
+        state = rng.choice(["free", "warm", "loading", "busy"], p=[0.1, 0.15, 0.05, 0.7])
+        model = str(rng.choice(MODELS))
+        if state == "free":
+            gpus.append(GpuView(gid, gid // per_node, GpuState.FREE))
+        elif state == "busy":
+            gpus.append(GpuView(gid, gid // per_node, GpuState.BUSY, model, "running"))
+        else:
+            s = GpuState.WARM if state == "warm" else GpuState.LOADING
+            gpus.append(GpuView(gid, gid // per_node, s, model, None, float(rng.integers(0, 9))))
+    warm: dict[str, list[int]] = {}
+    for g in gpus:
+        if g.state is GpuState.WARM and g.model is not None:
+            warm.setdefault(g.model, []).append(g.gid)
+    return Snapshot(
+        now=100.0,
+        gpus=tuple(gpus),
+        jobs=tuple(jobs),
+        gpus_per_node=per_node,
+        free=tuple(g.gid for g in gpus if g.state is GpuState.FREE),
+        warm_idle={m: tuple(v) for m, v in warm.items()},
+        queued=tuple(jobs),
+        prewarming=tuple(g.gid for g in gpus if g.state is GpuState.LOADING),
+        seq=seq,
+        changed=tuple(changed),
+        left=tuple(left),
+    )
+
+
+MODELS = ("a", "b", "c")
+
+
+@pytest.mark.parametrize("order", ["fifo", "edf"])
+@pytest.mark.parametrize("allow_reload", [True, False])
+def test_merged_walk_equals_trying_every_job(order: str, allow_reload: bool) -> None:
+    """Random queues and pools, followed over decisions (jobs join and leave the queue, now
+    and then a missed snapshot): the walk over the deployments' merged sub-queues starts,
+    waits and releases exactly what trying every queued job in turn does, in the same order."""
+    profiles = curve_profiles({m: [10.0 * (k + 1) for k in range(8)] for m in MODELS})
+    outcomes = {"started": 0, "waiting": 0, "evict": 0}
+    for seed in range(150):
+        rng = np.random.default_rng(seed)
+        policy: Any = POLICIES.build(
+            "infless", PolicyContext(profiles), {"order": order, "allow_reload": allow_reload}
+        )
+        key = attrgetter("spec.arrival", "spec.job_id")
+        if order == "edf":
+            key = attrgetter("spec.deadline", "spec.job_id")
+        queued: list[JobView] = []
+        seq, made = 0, 0
+        for _ in range(6):
+            left = [j.job_id for j in queued if rng.random() < 0.3]
+            queued = [j for j in queued if j.job_id not in left]
+            changed = []
+            for _ in range(int(rng.integers(0, 25))):
+                made += 1
+                arrival = float(rng.integers(0, 50))  # ties broken by job id
+                s = spec(f"j{made}", arrival, 100, float(rng.integers(0, 50)), model="a")
+                s = JobSpec(s.job_id, s.arrival, str(rng.choice(MODELS)), "t", s.deadline, 16, 100)
+                view = JobView(s, JobState.QUEUED, (), 0, 0.0, arrival, 0.0, 100.0, None, None, 0)
+                policy.config[s.job_id] = int(rng.choice([1, 1, 2, 2, 3, 4, 6, 8]))
+                changed.append(view)
+            queued = sorted(queued + changed, key=attrgetter("spec.arrival", "spec.job_id"))
+            seq += 1 if rng.random() < 0.9 else 2  # a missed snapshot: the queue is rebuilt
+            snap = random_snapshot(rng, seq, queued, changed, left)
+            for g in [*snap.prewarming, *(g for v in snap.warm_idle.values() for g in v)]:
+                model = snap.gpus[g].model if rng.random() < 0.8 else "a"
+                policy._owner[g] = (model, int(rng.choice([1, 2, 3, 4])))
+            policy.queue.update(snap)
+            policy._track_deployments(policy.queue)
+            assert not policy._unknown  # the merged walk, not the plain one
+            got, waiting, evict = policy._start_per_config(
+                snap, policy.queue, GpuPool(snap), lambda j, c=policy.config: c[j.job_id]
+            )
+            want = reference_walk(snap, policy, GpuPool(snap), key, allow_reload)
+            assert ([(j.job_id, g) for j, g in got], waiting, evict) == want
+            outcomes["started"] += bool(got)
+            outcomes["waiting"] += waiting
+            outcomes["evict"] += bool(evict)
+    assert min(outcomes.values()) > 20  # the cases cover starts, waits and releases
+
+
+@settings(
+    max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(scenarios())
+def test_runs_equal_the_plain_walk(case: tuple) -> None:  # type: ignore[type-arg]
+    """Random traces through the real driver: the same per-job table and time series as a run
+    whose walk tries every queued job in turn (``reference_walk``)."""
     import ptsim.core.policies.infless as infless_mod
-    from ptsim.core.policy import POLICIES, PolicyContext
+    from ptsim.metrics import jobs_table, series_table
+
+    jobs, profiles, nodes, per_node = case
+    for params in ({"min_samples": 1}, {"order": "edf", "allow_reload": False}):
+        merged, _ = simulate(jobs, "infless", params, profiles, nodes=nodes, gpus_per_node=per_node)
+        key = attrgetter("spec.arrival", "spec.job_id")
+        if params.get("order") == "edf":
+            key = attrgetter("spec.deadline", "spec.job_id")
+
+        reload = params.get("allow_reload", True)
+
+        def plain(
+            self: Any,
+            snap: Snapshot,
+            _o: Any,
+            pool: GpuPool,
+            _c: Any,
+            k: Any = key,
+            r: Any = reload,
+        ) -> Any:
+            started, waiting, evict = reference_walk(snap, self, pool, k, r)
+            views = {j.job_id: j for j in snap.queued}
+            return [(views[j], g) for j, g in started], waiting, evict
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(infless_mod.Infless, "_start_per_config", plain)
+            ref, _ = simulate(
+                jobs, "infless", params, profiles, nodes=nodes, gpus_per_node=per_node
+            )
+        assert jobs_table(merged).equals(jobs_table(ref))
+        assert series_table(merged).equals(series_table(ref))
+
+
+def test_walk_tries_only_jobs_that_can_change_something() -> None:
+    """One node of 4 GPUs; a (2 GPUs: its best throughput per GPU) and b (1 GPU) start at
+    t=0, one GPU stays free; a2 (2 GPUs) arrives at 1 s and waits; b2 (1 GPU) arrives at 2 s
+    behind a2 and starts on the free GPU. Same run as one that tries every job in turn (a
+    stand-in job that never gets a configuration turns the merged walk off)."""
     from ptsim.metrics import jobs_table, series_table
     from ptsim.simulator import Simulation
 
-    stops: list[bool] = []
-    all_wait = infless_mod._all_wait
-
-    def counted(left: Any, waits: Any, size: int) -> bool:
-        got = all_wait(left, waits, size)
-        stops.append(got)
-        return got
-
-    monkeypatch.setattr(infless_mod, "_all_wait", counted)
     profiles = curve_profiles({"a": [10.0, 25.0, 30.0, 32.0], "b": [10.0]})
     jobs = [
         spec("a1", 0.0, 2000, 1e4, model="a"),
@@ -297,11 +455,10 @@ def test_walk_stops_once_every_deployment_left_waits_with_the_same_result(
                 self.inner._unknown.add("never-configured")
             return self.inner.decide(snap)
 
-    stopped = Simulation(jobs, Walker(False), profiles, num_nodes=1, gpus_per_node=4).run()
-    assert True in stops and False in stops  # it stopped at 1 s and walked on at 2 s
-    table = jobs_table(stopped).set_index("job_id")
+    merged = Simulation(jobs, Walker(False), profiles, num_nodes=1, gpus_per_node=4).run()
+    table = jobs_table(merged).set_index("job_id")
     assert table.loc["b2", "first_start_s"] < table.loc["a2", "first_start_s"]
     assert table.loc["b2", "first_start_s"] < 10.0  # at once, on the free GPU
     full = Simulation(jobs, Walker(True), profiles, num_nodes=1, gpus_per_node=4).run()
-    assert jobs_table(stopped).equals(jobs_table(full))
-    assert series_table(stopped).equals(series_table(full))
+    assert jobs_table(merged).equals(jobs_table(full))
+    assert series_table(merged).equals(series_table(full))

@@ -4,7 +4,7 @@ mechanical actions."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ptsim.core.profiles import Mechanics, UnknownName
@@ -15,6 +15,7 @@ from ptsim.core.types import (
     InitChoice,
     InvalidRequest,
     JobState,
+    JobView,
     LoadModel,
     Reconfigure,
     RejectJob,
@@ -334,3 +335,46 @@ def test_views_show_the_last_of_several_changes_and_unchanged_ones_are_reused() 
     assert again.gpus is snap.gpus and again.jobs is snap.jobs and again.queued is snap.queued
     assert s.gpu(0) is g0
     s.check_invariants()
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.integers(1, 6), st.lists(st.tuples(st.booleans(), st.integers(0, 120)), max_size=600))
+@example(
+    4,
+    [(True, i) for i in range(100)]
+    + [(False, i) for i in range(100) if i % 4]
+    + [(True, 1), (True, 200 % 121)],
+)
+def test_chunked_views_follow_a_dict(size: int, ops: list[tuple[bool, int]]) -> None:
+    """The state's chunked job views (``_Views``, chunks of ``size``) set in place or at the
+    end and pop as an insertion-ordered dict does, through chunk compactions; each ``freeze``
+    is the dict's values in order (iterated forwards, backwards, indexed, compared) and
+    shares the tuples of the chunks that did not change."""
+    from ptsim.core.state import JobViews, _Views
+
+    views = [
+        JobView(
+            job(f"j{i}", 0.0, 10, 100.0), JobState.QUEUED, (), 0, 0.0, 0.0, 0.0, 1.0, None, None, 0
+        )
+        for i in range(121)
+    ]
+    chunked, plain = _Views(size), dict[str, JobView]()
+    before = chunked.freeze()
+    for k, (add, i) in enumerate(ops):
+        jid = f"j{i}"
+        if add:
+            chunked.set(jid, views[i])
+            plain[jid] = views[i]
+        else:
+            chunked.pop(jid)
+            plain.pop(jid, None)
+        if k % 97 == 0 or k == len(ops) - 1:
+            got, want = chunked.freeze(), tuple(plain.values())
+            assert isinstance(got, JobViews) and len(got) == len(want) and got == want
+            assert list(got) == list(want) and list(reversed(got)) == list(reversed(want))
+            assert all(got[n] is want[n] for n in range(0, len(want), 37))
+            assert len(chunked._chunks) <= 2 * len(want) // size + 9
+            again = chunked.freeze()
+            assert all(a is b for a, b in zip(got._parts, again._parts, strict=True))
+            before = got
+    assert before == tuple(plain.values())

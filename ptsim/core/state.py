@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import cast
+from itertools import chain
+from typing import cast, overload
 
 from ptsim.core.estimator import DEFAULT_ESTIMATOR, EstimatorSettings, IterPrior, estimate
 from ptsim.core.profiles import ProfileSet
@@ -121,6 +122,141 @@ class _Index:
         return got
 
 
+_CHUNK = 256
+"""Most views per chunk of ``_Views``."""
+
+
+class JobViews(Sequence[JobView]):
+    """An immutable sequence of job views made of tuples (``Snapshot.jobs``, ``queued``):
+    the state shares the tuples of the parts that did not change between snapshots."""
+
+    __slots__ = ("_flat", "_len", "_parts")
+
+    def __init__(self, parts: tuple[tuple[JobView, ...], ...], n: int) -> None:
+        self._parts = parts
+        self._len = n  # sum(map(len, parts))
+        self._flat: tuple[JobView, ...] | None = None
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[JobView]:
+        return chain.from_iterable(self._parts)
+
+    def __reversed__(self) -> Iterator[JobView]:
+        return chain.from_iterable(map(reversed, reversed(self._parts)))
+
+    def _tuple(self) -> tuple[JobView, ...]:
+        flat = self._flat
+        if flat is None:
+            flat = self._flat = tuple(chain.from_iterable(self._parts))
+        return flat
+
+    @overload
+    def __getitem__(self, i: int) -> JobView: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[JobView, ...]: ...
+    def __getitem__(self, i: int | slice) -> JobView | tuple[JobView, ...]:
+        return self._tuple()[i]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, JobViews | tuple | list):
+            return self._tuple() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._tuple())
+
+    def __repr__(self) -> str:
+        return f"JobViews({self._tuple()!r})"
+
+
+class _Chunk:
+    __slots__ = ("at", "frozen", "views")
+
+    def __init__(self) -> None:
+        self.views: dict[str, JobView | None] = {}
+        self.frozen: tuple[JobView, ...] | None = None
+        self.at = 0  # its place among the chunks at the last ``freeze``
+
+
+class _Views:
+    """Job id -> view (None: to be built) in insertion order, like a dict, kept in chunks of
+    at most ``size`` views, each with its tuple kept until it changes: ``freeze`` costs
+    O(chunks) C-level copying plus the views of the chunks changed since the last one, not
+    O(views)."""
+
+    __slots__ = ("_chunks", "_dirty", "_parts", "_size", "_where")
+
+    def __init__(self, size: int = _CHUNK) -> None:
+        self._size = size
+        self._chunks: list[_Chunk] = []
+        self._where: dict[str, _Chunk] = {}
+        # the chunks' tuples at the last ``freeze`` (None: chunks came or went since), and the
+        # chunks changed since
+        self._parts: list[tuple[JobView, ...]] | None = []
+        self._dirty: dict[_Chunk, None] = {}
+
+    def __contains__(self, job_id: str) -> bool:
+        return job_id in self._where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def set(self, job_id: str, view: JobView | None) -> None:
+        """Set a job's view: in place if it has one, else at the end."""
+        chunk = self._where.get(job_id)
+        if chunk is None:
+            chunks = self._chunks
+            if not chunks or len(chunks[-1].views) >= self._size:
+                chunks.append(_Chunk())
+                self._parts = None
+            chunk = self._where[job_id] = chunks[-1]
+        chunk.views[job_id] = view
+        chunk.frozen = None
+        self._dirty[chunk] = None
+
+    def pop(self, job_id: str) -> None:
+        """Drop a job's view, if it has one."""
+        chunk = self._where.pop(job_id, None)
+        if chunk is None:
+            return
+        del chunk.views[job_id]
+        chunk.frozen = None
+        self._dirty[chunk] = None
+        if not chunk.views:
+            self._chunks.remove(chunk)
+            self._parts = None
+        elif len(self._chunks) > 2 * len(self._where) // self._size + 8:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Refill the chunks in order (amortised: sparse chunks outnumber full ones 2 to 1)."""
+        views = [(j, v) for c in self._chunks for j, v in c.views.items()]
+        self._chunks, self._where = [], {}
+        for job_id, view in views:
+            self.set(job_id, view)
+        self._parts = None
+
+    def freeze(self) -> JobViews:
+        """The views in order (each must be built)."""
+        parts = self._parts
+        if parts is None:
+            parts = self._parts = []
+            for at, chunk in enumerate(self._chunks):
+                chunk.at = at
+                got = chunk.frozen
+                if got is None:
+                    got = chunk.frozen = cast(tuple[JobView, ...], tuple(chunk.views.values()))
+                parts.append(got)
+        else:
+            for chunk in self._dirty:
+                got = chunk.frozen = cast(tuple[JobView, ...], tuple(chunk.views.values()))
+                parts[chunk.at] = got
+        self._dirty.clear()
+        return JobViews(tuple(parts), len(self._where))
+
+
 @dataclass(slots=True)
 class JobRecord:
     """Everything the state tracks for one job; the per-job metrics are read from here."""
@@ -209,8 +345,8 @@ class ClusterState:
         self._queued: dict[str, None] = {}
         # the views of the live and of the queued jobs in the snapshot's order; None for a job
         # touched since the last snapshot (which builds it)
-        self._live_views: dict[str, JobView | None] = {}
-        self._queued_views: dict[str, JobView | None] = {}
+        self._live_views = _Views()
+        self._queued_views = _Views()
         # the GPU indexes (a sorted insert or delete per change of a GPU's state)
         self._free = _Index(list(range(len(self._gpus))))
         self._warm_idle: dict[str, _Index] = {}
@@ -220,8 +356,8 @@ class ClusterState:
         # the snapshot's tuples, kept until a GPU (job) view changes; job views are built when
         # a snapshot needs them, from the record as it stood at its last ``_touch``
         self._gpu_tuple: tuple[GpuView, ...] | None = None
-        self._jobs_tuple: tuple[JobView, ...] | None = None
-        self._queued_tuple: tuple[JobView, ...] | None = None
+        self._jobs_tuple: JobViews | None = None
+        self._queued_tuple: JobViews | None = None
         self._touched: list[str] = []  # jobs whose view changed since the last snapshot
         self._snapshots = 0
         self.counts: dict[GpuState, int] = dict.fromkeys(GpuState, 0)
@@ -302,20 +438,18 @@ class ClusterState:
                     left.append(job_id)
                     continue
                 view = self._view(rec)
-                live_views[job_id] = view
+                live_views.set(job_id, view)
                 if job_id in queued_views:
-                    queued_views[job_id] = view
+                    queued_views.set(job_id, view)
                 changed.append(view)
             self._touched.clear()
         # (every view is built now: a view is None only for a job touched since the last one)
         jobs = self._jobs_tuple
         if jobs is None:
-            jobs = self._jobs_tuple = cast(tuple[JobView, ...], tuple(self._live_views.values()))
+            jobs = self._jobs_tuple = self._live_views.freeze()
         queued = self._queued_tuple
         if queued is None:
-            queued = self._queued_tuple = cast(
-                tuple[JobView, ...], tuple(self._queued_views.values())
-            )
+            queued = self._queued_tuple = self._queued_views.freeze()
         self._snapshots += 1
         return Snapshot(
             now=now,
@@ -387,14 +521,14 @@ class ClusterState:
         if job_id in self._queued or job_id in queued:
             self._queued_tuple = None  # (a job leaving the queue is still in its views)
         if job_id in self._live:
-            self._live_views[job_id] = None
+            self._live_views.set(job_id, None)
             if job_id in self._queued:
-                queued[job_id] = None
+                queued.set(job_id, None)
             else:
-                queued.pop(job_id, None)
+                queued.pop(job_id)
         else:
-            self._live_views.pop(job_id, None)
-            queued.pop(job_id, None)
+            self._live_views.pop(job_id)
+            queued.pop(job_id)
 
     # ------------------------------------------------------------------ GPU transitions
 

@@ -6,7 +6,7 @@ ptsim, seconds since the run started in ptexec). Ids are plain strings (jobs) an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -210,11 +210,11 @@ class Snapshot:
 
     now: float
     gpus: tuple[GpuView, ...]
-    jobs: tuple[JobView, ...]
+    jobs: Sequence[JobView]
     gpus_per_node: int
     free: tuple[int, ...]
     warm_idle: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: EMPTY_MAP)
-    queued: tuple[JobView, ...] = ()
+    queued: Sequence[JobView] = ()
     prewarming: tuple[int, ...] = ()
     # for policies that work incrementally: ``seq`` numbers the state's snapshots (-1: not
     # numbered), ``changed`` holds the views of the live jobs whose view changed (or that

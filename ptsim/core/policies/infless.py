@@ -51,13 +51,15 @@ Our adaptation, each a knob of ``InflessConfig``:
 
 from __future__ import annotations
 
-import itertools
+import heapq
 import math
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from operator import attrgetter
+from typing import Any
 
 from ptsim.core.policies.common import GpuPool
 from ptsim.core.policies.planning import (
@@ -237,7 +239,9 @@ class Lsth:
             self._cache = None
 
     def windows(self, now: float) -> Windows | None:
-        self._expire(now)
+        recent = self._recent
+        if recent and recent[0][0] < now - self.short_window_s:
+            self._expire(now)
         if self._cache is not None:
             return self._cache[1]
         out: Windows | None = None
@@ -266,11 +270,16 @@ class Infless:
         self._last_arrival: dict[Deployment, float] = {}
         self._last_count: dict[Deployment, int] = {}
         self._owner: dict[int, Deployment] = {}  # per_config: GPU -> the deployment it serves
+        self._deps: list[Deployment] = []  # the keys of ``_last_arrival``, sorted
+        self._dep_models: set[str] = set()  # and their models
+        self._leads: dict[str, float] = {}  # model -> how long before a window a pre-warm starts
+        self._fixed = Windows(0.0, cfg.keep_alive_s)  # while a history is too short
         self.queue = OrderedQueue(_ARRIVAL_ORDER if cfg.order == "fifo" else _DEADLINE_ORDER)
         self._unknown: set[str] = set()  # queued jobs that may have no configuration yet
-        # queued jobs with a configuration: each one's deployment, and how many per deployment
-        self._qdep: dict[str, Deployment] = {}
-        self._qcount: dict[Deployment, int] = {}
+        # queued jobs with a configuration: each one's deployment and queue key, and per
+        # deployment its queued jobs' keys in queue order (a sub-queue)
+        self._qdep: dict[str, tuple[Deployment, tuple[Any, ...]]] = {}
+        self._sub: dict[Deployment, list[tuple[Any, ...]]] = {}
 
     def deployment(self, model: str, n: int) -> Deployment:
         """The deployment a job of ``model`` configured to ``n`` GPUs belongs to."""
@@ -301,7 +310,7 @@ class Infless:
         """The deployment's LSTH windows, or the fixed keep-alive while its history is too
         short."""
         w = self.lsth(dep).windows(now)
-        return w if w is not None else Windows(0.0, self.cfg.keep_alive_s)
+        return w if w is not None else self._fixed
 
     def configure(
         self, job: JobView, snap: Snapshot, pool: GpuPool, init: InitChoice | None
@@ -393,28 +402,42 @@ class Infless:
         )
 
     def _track_deployments(self, queue: OrderedQueue) -> None:
-        """Follow the queue's changes: the deployment of each queued job with a configuration
-        (``_qdep``, ``_qcount``) and the queued jobs that may have none (``_unknown``)."""
-        known, qdep, qcount = self.config, self._qdep, self._qcount
+        """Follow the queue's changes: the deployment and key of each queued job with a
+        configuration (``_qdep``), each deployment's sub-queue (``_sub``) and the queued jobs
+        that may have none (``_unknown``)."""
+        known, qdep, sub = self.config, self._qdep, self._sub
         if queue.rebuilt:
             qdep.clear()
-            qcount.clear()
+            sub.clear()
             self._unknown = set()
         for job_id in queue.departed:
-            dep = qdep.pop(job_id, None)
-            if dep is not None:
-                qcount[dep] -= 1
+            got = qdep.pop(job_id, None)
+            if got is not None:
+                keys = sub[got[0]]
+                del keys[bisect_left(keys, got[1])]
+                if not keys:
+                    del sub[got[0]]
         fresh = list(queue.joined)
         if self._unknown:
             fresh.extend(j for j in sorted(self._unknown) if j in queue and j not in qdep)
             self._unknown = set()
+        key = queue.key
         for job_id in fresh:
             n = known.get(job_id)
             if n is None:
                 self._unknown.add(job_id)
                 continue
-            dep = qdep[job_id] = self.deployment(queue.view(job_id).spec.model, n)
-            qcount[dep] = qcount.get(dep, 0) + 1
+            view = queue.view(job_id)
+            dep = self.deployment(view.spec.model, n)
+            k = key(view)
+            qdep[job_id] = (dep, k)
+            if queue.rebuilt:
+                sub.setdefault(dep, []).append(k)
+            else:
+                insort(sub.setdefault(dep, []), k)
+        if queue.rebuilt:  # sorted once, not one insert at a time
+            for keys in sub.values():
+                keys.sort()
 
     def _start_per_config(
         self,
@@ -428,74 +451,119 @@ class Infless:
         cannot start while idle GPUs of its model's other deployments would make up what it
         lacks gets them released (``evict``): they are free for it at the next decision.
 
-        What happens to a job depends only on its deployment and the pool, and a job that
-        waits without releasing anything leaves the pool as it was: later jobs of that
-        deployment wait too until the pool changes, so they are not tried again. Once the pool
-        is empty every job left waits (each needs a GPU and none is idle to release), and once
-        every deployment with jobs left has waited or needs more GPUs than the pool still holds,
-        so does every job left: the walk stops there (``_all_wait``)."""
-        cfg = self.cfg
+        Returns what trying every job of ``order`` in turn (``_visit``) returns: the started
+        jobs with their GPUs in start order, whether a job waited, and the GPUs released, in
+        order. When every queued job has a configuration (a normal run) only the jobs that can
+        change something are tried (``_start_merged``); otherwise every job is, in order."""
+        if self._unknown or sum(map(len, self._sub.values())) != len(self.queue):
+            return self._start_each(snap, order, pool, configured)  # not in a normal run
+        return self._start_merged(snap, pool, configured)
+
+    def _start_each(
+        self,
+        snap: Snapshot,
+        order: Iterable[JobView],
+        pool: GpuPool,
+        configured: Callable[[JobView], int],
+    ) -> tuple[list[tuple[JobView, tuple[int, ...]]], bool, list[int]]:
+        """``_start_per_config`` by trying every job of ``order`` in turn."""
         started: list[tuple[JobView, tuple[int, ...]]] = []
         waiting = False
         evict: list[int] = []
-        waits: set[Deployment] = set()  # deployments that waited since the pool last changed
-        known = self.config
-        empty = pool.size() == 0
-        # jobs not visited yet per deployment, when every queued job's is known: once each
-        # deployment with jobs left waits (``_all_wait``), so does every job left (the walk
-        # can stop)
-        left: dict[Deployment, int] | None = None
-        if not self._unknown and sum(self._qcount.values()) == len(self.queue):
-            left = dict(self._qcount)
-        jobs = iter(order)
-        for job in jobs:
-            if empty:
-                if any(j not in known for j in self._unknown):
-                    for j in itertools.chain([job], jobs):  # not in a normal run
-                        if j.spec.job_id not in known:
-                            configured(j)  # as the loop would
-                return started, True, evict
-            spec = job.spec
-            model = spec.model
-            n = known.get(spec.job_id)
-            if n is None:
-                n = configured(job)
-            dep = (model, n)  # self.deployment(model, n) with one deployment per configuration
-            if left is not None:
-                left[dep] -= 1
-            if dep in waits:
-                if left is not None and not left[dep] and _all_wait(left, waits, pool.size()):
-                    break
-                continue
-            aside = [
-                g
-                for g in (*pool.warm(model), *pool.prewarming(model))
-                if self.deployment_of(g, model) != dep
-            ]
-            pool.set_aside(model, aside)
-            got, wait = pool.start_queued(
-                [job], configured, lambda j, _: configured(j), cfg.allow_reload
-            )
-            changed = bool(got)
+        for job in order:
+            got, wait, gone = self._visit(snap, job, configured(job), pool, configured)
             started.extend(got)
-            if wait:
-                waiting = True
-                short = n - pool.available(model, cfg.allow_reload)
-                idle = [g for g in aside if snap.gpus[g].state is GpuState.WARM]
-                if 0 < short <= len(idle):
-                    evict.extend(idle[:short])
-                    gone = set(idle[:short])
-                    aside = [g for g in aside if g not in gone]
-                    changed = True
-                else:
-                    waits.add(dep)
-            pool.give_back(aside)
-            if wait and not changed and left is not None and _all_wait(left, waits, pool.size()):
-                break
-            if changed:
-                waits.clear()
-                empty = pool.size() == 0
+            waiting = waiting or wait
+            evict.extend(gone)
         return started, waiting, evict
+
+    def _start_merged(
+        self, snap: Snapshot, pool: GpuPool, configured: Callable[[JobView], int]
+    ) -> tuple[list[tuple[JobView, tuple[int, ...]]], bool, list[int]]:
+        """``_start_per_config`` over the deployments' sub-queues merged in queue order, each
+        walked only while its jobs can change something.
+
+        What happens to a job depends only on its deployment and the pool, and a job that
+        waits without releasing anything leaves the pool as it was: later jobs of that
+        deployment wait too, with no effect, until the pool changes. So do the jobs of a
+        deployment whose GPU count exceeds what the pool holds (the pool only shrinks during
+        a walk). The walk tries the next job of each other deployment, lowest key first; a
+        deployment whose job waited leaves the merge, and when a job starts or releases GPUs,
+        every deployment that fits the pool rejoins at its first job past that one."""
+        started: list[tuple[JobView, tuple[int, ...]]] = []
+        evict: list[int] = []
+        sub, view = self._sub, self.queue.view
+        waiting = False
+        after: tuple[Any, ...] | None = None  # key of the last job tried
+
+        def merge(size: int) -> list[tuple[tuple[Any, ...], int, Deployment]]:
+            """Each deployment that fits ``size`` GPUs at its first job past ``after``; notes
+            a wait if one that does not fit has a job there."""
+            nonlocal waiting
+            heads: list[tuple[tuple[Any, ...], int, Deployment]] = []
+            for dep, keys in sub.items():
+                i = 0 if after is None else bisect_right(keys, after)
+                if i == len(keys):
+                    continue
+                if dep[1] > size:
+                    waiting = True
+                else:
+                    heads.append((keys[i], i, dep))
+            heapq.heapify(heads)
+            return heads
+
+        heads = merge(pool.size())
+        while heads:
+            key, i, dep = heads[0]
+            got, wait, gone = self._visit(snap, view(key[-1]), dep[1], pool, configured)
+            after = key
+            waiting = waiting or wait
+            if got or gone:
+                started.extend(got)
+                evict.extend(gone)
+                heads = merge(pool.size())
+            elif wait:  # its deployment waits until the pool changes
+                heapq.heappop(heads)
+            else:  # skipped: the next job of its deployment
+                keys = sub[dep]
+                if i + 1 < len(keys):
+                    heapq.heapreplace(heads, (keys[i + 1], i + 1, dep))
+                else:
+                    heapq.heappop(heads)
+        return started, waiting, evict
+
+    def _visit(
+        self,
+        snap: Snapshot,
+        job: JobView,
+        n: int,
+        pool: GpuPool,
+        configured: Callable[[JobView], int],
+    ) -> tuple[list[tuple[JobView, tuple[int, ...]]], bool, list[int]]:
+        """Try to start ``job`` (configured to ``n`` GPUs) on the pool without the idle GPUs
+        of its model's other deployments: whether it started (and on what), whether it waits,
+        and those idle GPUs released for it when they would make up what it lacks."""
+        cfg = self.cfg
+        model = job.spec.model
+        dep = (model, n)  # self.deployment(model, n) with one deployment per configuration
+        aside = [
+            g
+            for g in (*pool.warm(model), *pool.prewarming(model))
+            if self.deployment_of(g, model) != dep
+        ]
+        pool.set_aside(model, aside)
+        got, wait = pool.start_queued(
+            [job], configured, lambda j, _: configured(j), cfg.allow_reload
+        )
+        gone: list[int] = []
+        if wait:
+            short = n - pool.available(model, cfg.allow_reload)
+            idle = [g for g in aside if snap.gpus[g].state is GpuState.WARM]
+            if 0 < short <= len(idle):
+                gone = idle[:short]
+                aside = [g for g in aside if g not in gone]
+        pool.give_back(aside)
+        return got, wait, gone
 
     def _keep_alive(
         self, snap: Snapshot, pool: GpuPool, waiting: bool
@@ -513,20 +581,31 @@ class Infless:
             if t > now and (due is None or t < due):
                 due = t
 
+        arrived = self._last_arrival
+        if len(self._deps) != len(arrived):  # a deployment saw its first arrival
+            self._deps = sorted(arrived)
+            self._dep_models = {d[0] for d in arrived}
         deps: dict[Deployment, tuple[list[int], list[int]]] = {}  # idle warm, pre-warming
-        for m in sorted(set(pool.warm_models()) | {d[0] for d in self._last_arrival}):
+        for m in sorted(set(pool.warm_models()) | self._dep_models):
             for g in pool.warm(m):
                 deps.setdefault(self.deployment_of(g, m), ([], []))[0].append(g)
             for g in pool.prewarming(m):
                 deps.setdefault(self.deployment_of(g, m), ([], []))[1].append(g)
-        for dep in self._last_arrival:
-            deps.setdefault(dep, ([], []))
-        for dep in sorted(deps):
+        # every deployment that has seen an arrival or holds a GPU, in order
+        order = self._deps
+        if any(d not in arrived for d in deps):
+            order = sorted({*order, *deps})
+        hist, leads = self._hist, self._leads
+        none: tuple[list[int], list[int]] = ([], [])
+        for dep in order:
             m = dep[0]
-            warm, warming = deps[dep]
-            w = self.windows(dep, now)
-            last = self._last_arrival.get(dep)
-            lead = self.profiles.cold_start(m) if cfg.prewarm_lead else 0.0
+            warm, warming = deps.get(dep, none)
+            h = hist.get(dep)
+            w = (h if h is not None else self.lsth(dep)).windows(now) or self._fixed
+            last = arrived.get(dep)
+            lead = leads.get(m)
+            if lead is None:
+                lead = leads[m] = self.profiles.cold_start(m) if cfg.prewarm_lead else 0.0
             unload_until = -math.inf
             if w.prewarm_s > lead and last is not None:
                 unload_until = last + w.prewarm_s - lead
@@ -558,13 +637,6 @@ class Infless:
                     if cfg.instances == "per_config":
                         self._owner[gid] = dep
         return prewarm, tuple(sorted(release)), due
-
-
-def _all_wait(left: Mapping[Deployment, int], waits: set[Deployment], size: int) -> bool:
-    """Whether every deployment with jobs left to visit waits: it waited since the pool last
-    changed, or its jobs need more GPUs than the pool still holds (``size``, which only falls
-    during a walk), so they wait too without releasing anything."""
-    return all(d in waits or d[1] > size for d, c in left.items() if c)
 
 
 @POLICIES.register("infless", InflessConfig, "INFless-style: fixed config per job, LSTH keep-alive")
