@@ -551,7 +551,7 @@ class _Run:
         rows = list(rows)
         new = [r for r in rows if r not in self.seen] if self.seen else rows
         if new:
-            entries = [self.mb.entries[r] for r in new]
+            entries = list(map(self.mb.entries.__getitem__, new))
             if self.batch:
                 batch = cast(BatchScorer, self.scorer)
                 vals = np.asarray(batch.score_many(entries, self.target), dtype=np.float64)

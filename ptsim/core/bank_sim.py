@@ -9,6 +9,7 @@ noise standing for the imprecision of a short evaluation.
 from __future__ import annotations
 
 import math
+import operator
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -32,6 +33,7 @@ The fitted model's noise is measured (``ptsim.convergence_io``, docs/convergence
 """
 
 _NOISE_BATCH = 64  # at most this many of a job's simulated evaluations drawn together
+_SOURCE_TASK = operator.attrgetter("source_task")
 
 
 class SimScorer:
@@ -62,7 +64,8 @@ class SimScorer:
     def _means(self, entries: Sequence[BankEntry], target_task: str) -> FloatArray:
         table = self._table(target_task)
         try:
-            return np.fromiter((table[e.source_task] for e in entries), np.float64, len(entries))
+            tasks = map(_SOURCE_TASK, entries)
+            return np.fromiter(map(table.__getitem__, tasks), np.float64, len(entries))
         except KeyError:
             for e in entries:  # name the offending task
                 self.convergence.space.index(e.source_task)
