@@ -68,6 +68,8 @@ _A = _hash_consts(16, _INIT_A, _MULT_A)  # pool of 4: 4 words in, then 4 x 3 cro
 _B = _hash_consts(8, _INIT_B, _MULT_B)  # 8 output words (4 uint64 for PCG64)
 _B_XOR = np.array([[a] for a, _ in _B], dtype=np.uint32)
 _B_MUL = np.array([[m] for _, m in _B], dtype=np.uint32)
+_LAST_XOR = np.array([[a] for a, _ in _A[13:16]], dtype=np.uint32)  # the last word into the others
+_LAST_MUL = np.array([[m] for _, m in _A[13:16]], dtype=np.uint32)
 
 
 def _hashmix(v: int, c: tuple[int, int]) -> int:
@@ -130,11 +132,10 @@ def first_normals(prefix: Sequence[int], ks: Sequence[int], sigma: float) -> lis
     m3 = _hashmix_arr(np.asarray(ks, dtype=np.uint32), np.uint32(_A[3][0]), np.uint32(_A[3][1]))
     for h in into3:
         m3 = _mix_arr(m3, np.uint32((_MIX_R * h) & _M32))
-    xor = np.array([[c[0]] for c in _A[13:16]], dtype=np.uint32)
-    mul = np.array([[c[1]] for c in _A[13:16]], dtype=np.uint32)
     first = np.array([[m0], [m1], [m2]], dtype=np.uint32)
     pool = np.empty((4, len(ks)), dtype=np.uint32)
-    pool[:3] = _mix_arr(first, np.uint32(_MIX_R) * _hashmix_arr(m3[None, :], xor, mul))
+    into = _hashmix_arr(m3[None, :], _LAST_XOR, _LAST_MUL)
+    pool[:3] = _mix_arr(first, np.uint32(_MIX_R) * into)
     pool[3] = m3
     words = _hashmix_arr(pool[[0, 1, 2, 3, 0, 1, 2, 3]], _B_XOR, _B_MUL)
     # little-endian pairs of 32-bit words -> the four 64-bit words PCG64 is seeded with
