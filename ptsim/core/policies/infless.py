@@ -595,13 +595,12 @@ class Infless:
         order = self._deps
         if any(d not in arrived for d in deps):
             order = sorted({*order, *deps})
-        hist, leads = self._hist, self._leads
+        leads = self._leads
         none: tuple[list[int], list[int]] = ([], [])
         for dep in order:
             m = dep[0]
             warm, warming = deps.get(dep, none)
-            h = hist.get(dep)
-            w = (h if h is not None else self.lsth(dep)).windows(now) or self._fixed
+            w = self.windows(dep, now)
             last = arrived.get(dep)
             lead = leads.get(m)
             if lead is None:
