@@ -794,14 +794,7 @@ class PromptTuner:
         now = snap.now
         pred = self.pred
         avail_of: dict[str, int] = {}  # model -> pool.available, until the next take
-        if cfg.order == "edf":  # ``_key`` without the call per job
-            ordered = sorted(
-                at_risk,
-                key=lambda jp: (jp[0].spec.deadline, jp[0].spec.arrival, jp[0].spec.job_id),
-            )
-        else:
-            ordered = sorted(at_risk, key=lambda jp: self._key(jp[0], now))
-        for job, planned, low_rem in ordered:
+        for job, planned, low_rem in sorted(at_risk, key=lambda jp: self._key(jp[0], now)):
             spec = job.spec
             c = len(job.gpus)
             counts = counts_for(spec, cfg.counts, snap.num_gpus)
