@@ -41,8 +41,6 @@ from ptsim.core.types import (
     expected_iterations,
 )
 
-_FREE, _LOADING, _WARM = GpuState.FREE, GpuState.LOADING, GpuState.WARM
-
 IterationsFn = Callable[[JobSpec, InitChoice], float]
 """Realised iterations to target of a job started from an initial prompt (the driver's model);
 deterministic in its arguments (a job's default-prompt count is asked for as well, to measure
@@ -539,32 +537,19 @@ class ClusterState:
         old = g.state
         gid = g.gid
         counts = self.counts
-        if old is not _FREE:
+        if old is not GpuState.FREE:
             dt = now - g.since
             self.totals.gpu_seconds[old] += dt
             if g.job is not None:
                 self.jobs[g.job].gpu_seconds += dt
-        index = g.index
-        if index is not None:
-            del index.gids[bisect_left(index.gids, gid)]
-            index.frozen = None
+        if g.index is not None:
+            g.index.remove(gid)
         counts[old] -= 1
         g.state, g.model, g.job, g.since = state, model, job, now
         counts[state] += 1
-        if state is _FREE:
-            index = self._free
-        elif state is _WARM and model is not None:
-            index = self._warm_idle.get(model)
-            if index is None:
-                index = self._warm_idle[model] = _Index([])
-        elif state is _LOADING and job is None:
-            index = self._prewarming
-        else:
-            index = None
-        g.index = index
+        index = g.index = self._index(g)
         if index is not None:
-            insort(index.gids, gid)
-            index.frozen = None
+            index.add(gid)
         self._stale_views[gid] = None
         self._gpu_tuple = None
 
