@@ -131,14 +131,7 @@ def _ppf(p: float) -> float:
 def _tail_moments(mu: float, sigma: float, done: float) -> tuple[float, float, float, float]:
     """(z, P(T > done), E[T | T > done], E[T^2 | T > done]) of T ~ LogNormal(mu, sigma), with
     ``done > 0`` and ``sigma > 0`` (the moments are NaN when the tail is below 1e-12)."""
-    z = (math.log(done) - mu) / sigma
-    erfc = math.erfc  # ``_phi`` inlined (the same operations): this runs per job and decision
-    tail = 0.5 * erfc(z / _SQRT2)  # _phi(-z): -(-z) is z
-    if tail < 1e-12:
-        return z, tail, math.nan, math.nan
-    mean = math.exp(mu + 0.5 * sigma**2) * (0.5 * erfc(-(sigma - z) / _SQRT2)) / tail
-    second = math.exp(2 * mu + 2 * sigma**2) * (0.5 * erfc(-(2 * sigma - z) / _SQRT2)) / tail
-    return z, tail, mean, second
+    return ((math.log(done) - mu) / sigma, *_tail_moments_x(mu, sigma, tail_exps(mu, sigma), done))
 
 
 def tail_exps(mu: float, sigma: float) -> tuple[float, float]:
@@ -154,8 +147,8 @@ def _tail_moments_x(
     posterior's :func:`tail_exps` (the same floating-point operations, less the two
     exponentials)."""
     z = (math.log(done) - mu) / sigma
-    erfc = math.erfc
-    tail = 0.5 * erfc(z / _SQRT2)
+    erfc = math.erfc  # ``_phi`` inlined (the same operations): this runs per job and decision
+    tail = 0.5 * erfc(z / _SQRT2)  # _phi(-z): -(-z) is z
     if tail < 1e-12:
         return tail, math.nan, math.nan
     mean = exps[0] * (0.5 * erfc(-(sigma - z) / _SQRT2)) / tail
@@ -269,7 +262,7 @@ def posterior_moments_exps(
     mu, sigma = _posterior(prior, done, progress_fraction, settings, fraction_at)
     if sigma <= 0.0:
         return None
-    exps = (math.exp(mu + 0.5 * sigma**2), math.exp(2 * mu + 2 * sigma**2))  # ``tail_exps``
+    exps = tail_exps(mu, sigma)
     tail, mean, second = _tail_moments_x(mu, sigma, exps, done)
     if not tail >= 1e-10:  # near the far-tail rule of ``_truncated_lognormal``
         return None
