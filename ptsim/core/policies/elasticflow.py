@@ -105,6 +105,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from mypy_extensions import mypyc_attr
 
 from ptsim.core.policy import POLICIES, InitChooser, PolicyContext
 from ptsim.core.profiles import ProfileSet
@@ -253,9 +254,9 @@ class _Free:
 
     __slots__ = ("arr", "total")
 
-    def __init__(self, total: int, length: int = 0) -> None:
+    def __init__(self, total: int, length: int = 0, arr: IntArray | None = None) -> None:
         self.total = total
-        self.arr: IntArray = np.full(max(length, 1), total, dtype=np.int64)
+        self.arr: IntArray = np.full(max(length, 1), total, dtype=np.int64) if arr is None else arr
 
     def ensure(self, length: int) -> None:
         if length > len(self.arr):
@@ -265,9 +266,7 @@ class _Free:
     @staticmethod
     def of(total: int, arr: IntArray) -> _Free:
         """A step function of ``total`` GPUs whose first slots are ``arr`` (not copied)."""
-        out = _Free.__new__(_Free)
-        out.total, out.arr = total, arr
-        return out
+        return _Free(total, arr=arr)
 
     def copy(self) -> _Free:
         return _Free.of(self.total, self.arr.copy())
@@ -432,7 +431,9 @@ class _Planner:
             return _NO_LEVEL
         # backward from the deadline's slot at level q: the latest start
         back = [(thr[min(f_last, q)] * last, 1)]
-        back.extend((e[min(v, q)], n) for v, n in reversed(runs))
+        for i in range(len(runs) - 1, -1, -1):  # (not a generator over ``reversed``: mypyc)
+            v, n = runs[i]
+            back.append((e[min(v, q)], n))
         behind = _crossing(back, need, tol)
         if behind is None:
             return None
@@ -1018,6 +1019,7 @@ class _Placer:
 # the policy
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ElasticFlow:
     """ElasticFlow-style slotted admission control with elastic, power-of-two allocations."""
 

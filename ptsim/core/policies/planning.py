@@ -319,7 +319,9 @@ class PlannedWindow:
     ``end`` (the last time before its next reading; inf: none), with what the estimator's
     posterior at ``t0`` gives cheaply for later times up to ``end``: bounds over a window
     (:meth:`bounds`), the exact value (:meth:`at`) and the same for a later start
-    (:meth:`moved`). Built by :func:`planned_window`."""
+    (:meth:`moved`). Built by :func:`planned_window` from the job's iterations done
+    (``done0``, counted at ``at``) and rate, its iterations done at ``t0`` (``d0``), the count
+    at which its reading changes (``until``), and the posterior's moments and tail exponents."""
 
     __slots__ = (
         "_at",
@@ -339,7 +341,9 @@ class PlannedWindow:
         self,
         t0: float,
         d0: float,
-        job: JobView,
+        done0: float,
+        at: float,
+        rate: float,
         until: float,
         end: float,
         z: float,
@@ -347,7 +351,7 @@ class PlannedWindow:
         exps: tuple[float, float],
     ) -> None:
         self._t0, self._d0 = t0, d0
-        self._done0, self._at, self._rate = job.iters_done, job.progress_at, job.rate
+        self._done0, self._at, self._rate = done0, at, rate
         self._until, self.end, self._z, self._m = until, end, z, moments
         self._exps = exps  # ``estimator.tail_exps`` of the posterior
         self.planned = planned_at(moments, d0, z)
@@ -378,13 +382,18 @@ class PlannedWindow:
         moments = moments_at(self._m, d, self._exps)
         if moments is None:
             return None
-        got = PlannedWindow.__new__(PlannedWindow)
-        got._t0, got._d0 = t, d
-        got._done0, got._at, got._rate = self._done0, self._at, self._rate
-        got._until, got.end, got._z, got._m = self._until, self.end, self._z, moments
-        got._exps = self._exps
-        got.planned = planned_at(moments, d, self._z)
-        return got
+        return PlannedWindow(
+            t,
+            d,
+            self._done0,
+            self._at,
+            self._rate,
+            self._until,
+            self.end,
+            self._z,
+            moments,
+            self._exps,
+        )
 
 
 def planned_window(job: JobView, t0: float, z: float) -> PlannedWindow | None:
@@ -415,7 +424,7 @@ def planned_window(job: JobView, t0: float, z: float) -> PlannedWindow | None:
     post = posterior_moments_exps(prior, d0, frac, job.estimator, frac_at)
     if post is None:
         return None
-    return PlannedWindow(t0, d0, job, until, end, z, post[0], post[1])
+    return PlannedWindow(t0, d0, done0, at, rate, until, end, z, post[0], post[1])
 
 
 def lookup_due(job: JobView, init: InitChoice | None = None) -> float:
