@@ -159,6 +159,15 @@ def median_row(rows: list[Row]) -> Row:
     )
 
 
+def _build() -> str:
+    """Whether the policies run compiled (``python -m ptsim.tools.native build``)."""
+    import ptsim.core.policies.elasticflow  # noqa: F401  (loaded before asking)
+    from ptsim import native
+
+    n = len(native.active())
+    return f"compiled ({n} modules)" if n else "pure Python"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 10000])
@@ -176,7 +185,8 @@ def main() -> None:
     profiles = load_profiles({"name": args.profile, "dir": args.profile})
     print(
         f"# {dt.date.today().isoformat()}  {platform.processor() or platform.machine()}  "
-        f"{os.cpu_count()} cores  python {platform.python_version()}  clock {args.clock}"
+        f"{os.cpu_count()} cores  python {platform.python_version()}  clock {args.clock}  "
+        f"{_build()}"
     )
     print(
         f"{'policy':>12} {'live jobs':>9} {'GPUs':>5} {'decisions':>9} "

@@ -71,6 +71,14 @@ def one(jobs: int, gpus: int, load: float | None, duration: float | None) -> dic
 BANK_KEYS = ("bank_saving_mean", "bank_assessments_mean", "bank_lookup_s_mean")
 
 
+def _native_modules() -> int:
+    """How many of the compiled build's modules this process ran compiled (0: pure Python;
+    ``python -m ptsim.tools.native build``)."""
+    from ptsim import native
+
+    return len(native.active())
+
+
 def target_one(policy: str, hours: float, overrides: list[str], profile: str | None) -> dict:
     """One policy on the target case, in this process (the parent starts a fresh one)."""
     from hydra import compose, initialize_config_dir
@@ -117,6 +125,7 @@ def target_one(policy: str, hours: float, overrides: list[str], profile: str | N
         "slo_violation_rate": round(s["slo_violation_rate"], 4),
         "cost_gpu_hours": round(s["cost_gpu_hours"], 2),
         "profiled": bool(profile),
+        "native": _native_modules(),
         **{k: round(s[k], 4) for k in BANK_KEYS if s.get(k) is not None},
     }
 

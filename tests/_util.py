@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+from importlib.machinery import EXTENSION_SUFFIXES
+
 import numpy as np
+import pytest
 
 from ptsim.core.profiles import Mechanics, ModelProfile, ProfileSet, ThroughputTable
 from ptsim.core.types import JobSpec
@@ -33,3 +37,19 @@ def job(
     max_gpus: int = 8,
 ) -> JobSpec:
     return JobSpec(job_id, arrival, model, task, deadline, 16, iters, gpus, 1, max_gpus)
+
+
+def patches(*modules: str) -> pytest.MarkDecorator:
+    """Mark a test that replaces functions or methods of ``modules`` to observe them: compiled
+    code (``python -m ptsim.tools.native build``) calls its own functions directly, so such a
+    test runs only where those modules are pure Python (as in CI)."""
+    compiled = [
+        m
+        for m in modules
+        if str(getattr(importlib.import_module(m), "__file__", "")).endswith(
+            tuple(EXTENSION_SUFFIXES)
+        )
+    ]
+    return pytest.mark.skipif(
+        bool(compiled), reason=f"patches compiled {', '.join(compiled)} (pure Python only)"
+    )

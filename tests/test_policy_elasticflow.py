@@ -31,7 +31,7 @@ from ptsim.metrics import REJECTED_JCT, jobs_table, series_table, summarize
 from ptsim.run import run_policy
 from ptsim.simulator import Simulation
 from ptsim.specs import ClusterSpec
-from tests._util import job, linear_profiles
+from tests._util import job, linear_profiles, patches
 
 
 class Recorder:
@@ -314,6 +314,7 @@ def test_work_conserving_a_lone_job_takes_every_useful_gpu() -> None:
     assert len(window) and (window.busy == 8).all()
 
 
+@patches("ptsim.core.policies.elasticflow")
 def test_no_idle_gpu_while_a_running_job_could_grow() -> None:
     """After every hand-out, the GPUs left over are fewer than any job below its cap would need
     for its next power-of-two level (ElasticFlow's work conservation)."""
@@ -482,6 +483,7 @@ def _elasticflow_profile(tmp: Path) -> ProfileSet:
     return prof
 
 
+@patches("ptsim.core.state")
 def test_elasticflow_mode_charges_elasticflows_overhead_model(tmp_path: Path) -> None:
     """With the replay config every cold start is 2 s, a first start adds 2 s, and a change of
     GPU set to n GPUs pauses 2 (log2 n + 1) s (a job waits for all its GPUs)."""
@@ -770,6 +772,7 @@ def test_admission_test_reuse_equals_replanning_every_later_job(
         assert reused.summary["decisions"] == scratch.summary["decisions"]
 
 
+@patches("ptsim.core.policies.elasticflow")
 def test_admission_test_shortcuts_equal_replanning_on_a_busy_cluster(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -20,6 +20,8 @@ from functools import partial
 from itertools import chain
 from typing import cast, overload
 
+from mypy_extensions import mypyc_attr
+
 from ptsim.core.estimator import DEFAULT_ESTIMATOR, EstimatorSettings, IterPrior, estimate
 from ptsim.core.profiles import ProfileSet
 from ptsim.core.types import (
@@ -311,6 +313,7 @@ class Totals:
     rescales: int = 0
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ClusterState:
     """GPUs on nodes, live and finished jobs, and the rules that keep them consistent."""
 

@@ -8,11 +8,14 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
 
+from mypy_extensions import mypyc_attr
+
 from ptsim.core.types import GpuState, JobView, Snapshot
 
 _NODE = attrgetter("node")
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class GpuPool:
     """The GPUs a policy may hand out in one decision: idle warm GPUs per model, GPUs
     pre-warming a model for no job, and free GPUs. Taking removes them from the pool.

@@ -61,6 +61,8 @@ from functools import partial
 from operator import attrgetter
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from ptsim.core.policies.common import GpuPool
 from ptsim.core.policies.planning import (
     COUNT_MODES,
@@ -254,6 +256,7 @@ class Lsth:
         return out
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Infless:
     """The INFless-style policy (see the module docstring)."""
 

@@ -63,6 +63,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 
+from mypy_extensions import mypyc_attr
+
 from ptsim.core.policies.common import GpuPool
 from ptsim.core.policies.planning import (
     COUNT_MODES,
@@ -212,6 +214,7 @@ class Demand:
         return sorted(self._level)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class PromptTuner:
     """The PromptTuner policy (see the module docstring)."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from operator import attrgetter
 
+from mypy_extensions import mypyc_attr
+
 from ptsim.core.policies.common import GpuPool, keep_alive_release
 from ptsim.core.policies.planning import OrderedQueue
 from ptsim.core.policy import POLICIES, PolicyContext
@@ -34,6 +36,7 @@ class SimpleConfig:
             raise ValueError("keep_alive_s must be >= 0")
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class _Ordered:
     """Start queued jobs in a fixed order at their requested GPU count."""
 
@@ -66,6 +69,7 @@ class _Ordered:
         return Decision(allocations=alloc, release=release, wake_at=next_due)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Fifo(_Ordered):
     name = "fifo"
     sort_key = attrgetter("spec.arrival", "spec.job_id")  # type: ignore[assignment]
@@ -74,6 +78,7 @@ class Fifo(_Ordered):
         return (job.spec.arrival, 0.0, job.job_id)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Edf(_Ordered):
     name = "edf"
     sort_key = attrgetter("spec.deadline", "spec.arrival", "spec.job_id")  # type: ignore[assignment]

@@ -1,0 +1,145 @@
+"""The optional compiled build of the simulator's hot modules (mypyc), and the check that it
+matches its sources.
+
+``python -m ptsim.tools.native build`` compiles :data:`MODULES` in place with mypyc (a C
+compiler and the Python headers are needed; nothing else changes): the same code, the same
+floating-point operations in the same order, so a run gives the same tables, only faster
+(benchmarks/README.md, "Speed at scale"). Python loads a compiled module in preference to its
+source, so a compiled module whose source was edited afterwards would run the old code: the
+build records a hash of every compiled source in :data:`STAMP`, and importing ``ptsim`` refuses
+to import a compiled module when they differ (:func:`guard`). ``python -m ptsim.tools.native
+clean`` goes back to the pure-Python modules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import json
+import sys
+from collections.abc import Sequence
+from importlib.machinery import EXTENSION_SUFFIXES, ModuleSpec
+from pathlib import Path
+from types import ModuleType
+
+PACKAGE = Path(__file__).resolve().parent
+
+MODULES: tuple[str, ...] = (
+    "ptsim.core.types",
+    "ptsim.core.state",
+    "ptsim.core.estimator",
+    "ptsim.core.convergence",
+    "ptsim.core.bank_sim",
+    "ptsim.core.policies",
+    "ptsim.core.policies.common",
+    "ptsim.core.policies.planning",
+    "ptsim.core.policies.simple",
+    "ptsim.core.policies.prompttuner",
+    "ptsim.core.policies.infless",
+    "ptsim.core.policies.elasticflow",
+    "ptsim.simulator",
+)
+"""The modules the compiled build compiles: the simulation loop, the cluster state, the
+policies and the estimator's arithmetic. Left as Python: modules that declare runtime-checkable
+protocols (``policy``, ``bank``: mypyc cannot compile those), ``seeding`` (subclasses numpy's
+``SeedSequence``) and everything that runs once per run (configs, I/O, reports)."""
+
+STAMP = PACKAGE / "_native.json"
+"""Written by the build: the hash of each compiled module's source when it was compiled."""
+
+
+class StaleNativeBuild(ImportError):
+    """A compiled module no longer matches its source."""
+
+
+def source_of(module: str, package: Path = PACKAGE) -> Path:
+    """The source file of one of :data:`MODULES` in ``package``."""
+    rel = Path(*module.split(".")[1:])
+    pkg = package / rel / "__init__.py"
+    return pkg if pkg.exists() else package / rel.with_suffix(".py")
+
+
+def source_hash(path: Path) -> str:
+    """The hash the stamp records for one source file."""
+    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+
+
+GROUP = "ptsim._native"
+"""The build's group name: mypyc's shared runtime library is ``ptsim/_native__mypyc*.so``."""
+
+
+def compiled_files(package: Path = PACKAGE) -> list[Path]:
+    """The compiled extension modules of :data:`MODULES` (and the build's shared library) that
+    exist in ``package``."""
+    out = []
+    for name in (*MODULES, f"{GROUP}__mypyc"):
+        rel = Path(*name.split(".")[1:])
+        stems = [package / rel / "__init__", package / rel]
+        out += [
+            p for stem in stems for suf in EXTENSION_SUFFIXES if (p := _with(stem, suf)).exists()
+        ]
+    return out
+
+
+def _with(stem: Path, suffix: str) -> Path:
+    return stem.parent / (stem.name + suffix)
+
+
+def check(stamp: Path = STAMP) -> None:
+    """Raise :class:`StaleNativeBuild` when a compiled build is present and a compiled module's
+    source changed after it was built, or the build left no stamp; do nothing for the
+    pure-Python package."""
+    if not stamp.exists():
+        if compiled_files(stamp.parent):
+            raise StaleNativeBuild(
+                f"{stamp.parent}: compiled modules without {stamp.name}; run "
+                "`python -m ptsim.tools.native build` (or `clean`)"
+            )
+        return
+    try:
+        recorded = json.loads(stamp.read_text())["sources"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StaleNativeBuild(f"{stamp}: unreadable ({exc}); rebuild or clean") from exc
+    base = stamp.parent
+    for rel, digest in recorded.items():
+        path = base / rel
+        if not path.exists() or source_hash(path) != digest:
+            raise StaleNativeBuild(
+                f"{path}: changed since the compiled build; run "
+                "`python -m ptsim.tools.native build` (or `clean` for pure Python)"
+            )
+
+
+def active() -> list[str]:
+    """Which of :data:`MODULES` this process runs compiled (loaded ones only)."""
+    out = []
+    for name in MODULES:
+        mod = sys.modules.get(name)
+        path = getattr(mod, "__file__", None) or ""
+        if path.endswith(tuple(EXTENSION_SUFFIXES)):
+            out.append(name)
+    return out
+
+
+class _Refuse(importlib.abc.MetaPathFinder):
+    """Refuses to import the compiled modules of a stale build (with the reason)."""
+
+    def __init__(self, error: StaleNativeBuild) -> None:
+        self.error = error
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname in MODULES:
+            raise StaleNativeBuild(str(self.error))
+        return None
+
+
+def guard() -> None:
+    """Run by ``import ptsim``: when a compiled build no longer matches its sources
+    (:func:`check`), importing any of :data:`MODULES` raises :class:`StaleNativeBuild` saying
+    why (``ptsim.native`` and ``ptsim.tools.native`` still import, to rebuild or clean)."""
+    try:
+        check()
+    except StaleNativeBuild as exc:
+        sys.meta_path.insert(0, _Refuse(exc))
