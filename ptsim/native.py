@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib.abc
 import json
+import os
 import sys
 from collections.abc import Sequence
 from importlib.machinery import EXTENSION_SUFFIXES, ModuleSpec
@@ -69,20 +70,20 @@ GROUP = "ptsim._native"
 
 
 def compiled_files(package: Path = PACKAGE) -> list[Path]:
-    """The compiled extension modules of :data:`MODULES` (and the build's shared library) that
-    exist in ``package``."""
+    """The compiled extension modules in ``package``'s folders that hold :data:`MODULES`
+    (those of the build and any left by an earlier build with other modules)."""
+    folders = {Path(*m.split(".")[1:-1]) for m in MODULES} | {
+        Path(*m.split(".")[1:]) for m in MODULES if (package / Path(*m.split(".")[1:])).is_dir()
+    }
+    suffixes = tuple(EXTENSION_SUFFIXES)
     out = []
-    for name in (*MODULES, f"{GROUP}__mypyc"):
-        rel = Path(*name.split(".")[1:])
-        stems = [package / rel / "__init__", package / rel]
-        out += [
-            p for stem in stems for suf in EXTENSION_SUFFIXES if (p := _with(stem, suf)).exists()
-        ]
+    for folder in sorted(folders):
+        try:
+            names = os.listdir(package / folder)
+        except OSError:
+            continue
+        out += [package / folder / n for n in sorted(names) if n.endswith(suffixes)]
     return out
-
-
-def _with(stem: Path, suffix: str) -> Path:
-    return stem.parent / (stem.name + suffix)
 
 
 def check(stamp: Path = STAMP) -> None:
@@ -101,6 +102,16 @@ def check(stamp: Path = STAMP) -> None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StaleNativeBuild(f"{stamp}: unreadable ({exc}); rebuild or clean") from exc
     base = stamp.parent
+    built = {str(Path(rel).with_suffix("")) for rel in recorded} | {
+        GROUP.split(".")[-1] + "__mypyc"
+    }
+    for path in compiled_files(base):
+        rel = str(path.relative_to(base)).split(".")[0]
+        if rel not in built:
+            raise StaleNativeBuild(
+                f"{path}: not part of the compiled build; run "
+                "`python -m ptsim.tools.native clean` (then `build`)"
+            )
     for rel, digest in recorded.items():
         path = base / rel
         if not path.exists() or source_hash(path) != digest:

@@ -124,7 +124,8 @@ def _can_compile() -> str | None:
 
 @pytest.mark.skipif(_can_compile() is not None, reason=str(_can_compile()))
 def test_the_compiled_build_gives_the_golden_tables(tmp_path: Path) -> None:
-    """The build of this checkout's sources (in a copy), loaded instead of the sources, runs
+    """The build of this checkout's sources (in a copy), loaded instead of the sources, keeps
+    the policies' config field types (the config checks use them) and runs
     tests/test_golden.py: every policy on every golden scenario."""
     copy = tmp_path / "repo"
     copy.mkdir()
@@ -155,6 +156,10 @@ def test_the_compiled_build_gives_the_golden_tables(tmp_path: Path) -> None:
         "import ptsim.core.policies.elasticflow, ptsim.core.policies.infless\n"
         "import ptsim.core.policies.prompttuner, ptsim.core.bank_sim, ptsim.core.convergence\n"
         "from ptsim import native\n"
+        "from ptsim.core.policy import POLICIES\n"
+        "from ptsim.schema import fields_of\n"
+        "for name in POLICIES.names():  # config types survive compilation (schema checks)\n"
+        "    fields_of(POLICIES.config_class(name))\n"
         "print('package', ptsim.__file__)\n"
         "print('active', ','.join(native.active()))\n"
         "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'tests/test_golden.py']))\n"
@@ -167,3 +172,12 @@ def test_the_compiled_build_gives_the_golden_tables(tmp_path: Path) -> None:
     assert lines["package"].startswith(str(copy))
     assert lines["active"].split(",") == list(native.MODULES)
     assert " passed" in out.stdout and "skipped" not in out.stdout and "failed" not in out.stdout
+
+
+def test_a_compiled_module_outside_the_build_is_refused(tmp_path: Path) -> None:
+    """One left by an earlier build of other modules would still be imported."""
+    pkg = _package(tmp_path)
+    stamp = _stamp(pkg)
+    (pkg / "core" / ("bank" + EXTENSION_SUFFIXES[0])).write_bytes(b"")
+    with pytest.raises(native.StaleNativeBuild, match=r"bank\..*: not part of the compiled build"):
+        native.check(stamp)

@@ -12,6 +12,7 @@ from ptsim.paths import conf_root
 from ptsim.schema import (
     ConfigError,
     check_ptsim_config,
+    fields_of,
     group_choice_error,
     override_syntax_error,
     resolved,
@@ -140,3 +141,17 @@ def test_ctrl_c_is_one_line_and_exit_130(
     rc = ptsim.app.run_cli(["scheduler=edf", "progress=false", f"hydra.run.dir={tmp_path}/r"])
     assert rc == 130
     assert capsys.readouterr().err.strip() == "ptsim: interrupted"
+
+
+def test_a_config_class_whose_field_types_were_lost_is_named() -> None:
+    """What a dataclass compiled by mypyc looks like to ``typing`` (a union becomes ``type``):
+    the config checks refuse it with the class and field named, instead of rejecting values."""
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Knobs:
+        k: int = 0
+        cap: type = type  # as ``int | None`` reads once compiled
+
+    with pytest.raises(TypeError, match=r"Knobs: field types lost \(cap\)"):
+        fields_of(Knobs)

@@ -535,9 +535,12 @@ class OrderedQueue:
         return self._views[job_id]
 
     def __iter__(self) -> Iterator[JobView]:
-        """The queued jobs in order (do not update the queue while iterating)."""
+        """The queued jobs in order (do not update the queue while iterating); lazily: a
+        caller that stops early pays for the jobs it saw (a generator function, not a generator
+        expression, which mypyc would build as a whole list)."""
         views = self._views
-        return (views[k[-1]] for k in self._keys)
+        for k in self._keys:
+            yield views[k[-1]]
 
     def ids(self) -> list[str]:
         """The queued jobs' ids in order."""
