@@ -191,15 +191,15 @@ def fields_of(cls: type[Any], exclude: Sequence[str] = ()) -> dict[str, Any]:
     """A dataclass's field names and resolved types.
 
     A dataclass that mypyc compiled (``ptsim.native``) keeps only the runtime class of each
-    field, and a union such as ``int | None`` becomes ``type``: checking against that would
-    reject every value, so it fails here, naming the class and field."""
+    field, and a union such as ``int | None`` or a ``Literal`` becomes ``type``: checking
+    against that would reject every value, so it fails here, naming the class and field."""
     hints = typing.get_type_hints(cls)
     out = {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in exclude}
     lost = [name for name, tp in out.items() if tp is type]
     if lost:
         raise TypeError(
             f"{cls.__module__}.{cls.__qualname__}: field types lost ({', '.join(lost)}): a "
-            "config dataclass with union-typed fields cannot be in a module that "
+            "config dataclass with union or Literal fields cannot be in a module that "
             "ptsim.native compiles"
         )
     return out
