@@ -1069,7 +1069,7 @@ class ElasticFlow:
             monotone=all(b >= a for a, b in itertools.pairwise(thr)),
             top=counts[-1] if counts else 0,
             counts_t=tuple(counts),
-            thr_t=(0.0, *(float(t) for t in thr)),
+            thr_t=(0.0, *[float(t) for t in thr]),
             fit_table=np.searchsorted(counts, np.arange(total + 1), side="right"),
         )
         self._levels[key] = lv

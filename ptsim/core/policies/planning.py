@@ -69,7 +69,7 @@ def candidate_counts(lo: int, hi: int, mode: str, cap: int) -> tuple[int, ...]:
         return ()
     if mode == "any":
         return tuple(range(lo, top + 1))
-    pows = tuple(n for n in (1 << k for k in range(top.bit_length())) if lo <= n <= top)
+    pows = tuple([n for n in [1 << k for k in range(top.bit_length())] if lo <= n <= top])
     return pows or (lo,)
 
 
