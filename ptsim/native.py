@@ -72,17 +72,15 @@ GROUP = "ptsim._native"
 def compiled_files(package: Path = PACKAGE) -> list[Path]:
     """The compiled extension modules in ``package``'s folders that hold :data:`MODULES`
     (those of the build and any left by an earlier build with other modules)."""
-    folders = {Path(*m.split(".")[1:-1]) for m in MODULES} | {
-        Path(*m.split(".")[1:]) for m in MODULES if (package / Path(*m.split(".")[1:])).is_dir()
-    }
+    folders = {source_of(m, package).parent for m in MODULES}
     suffixes = tuple(EXTENSION_SUFFIXES)
     out = []
     for folder in sorted(folders):
         try:
-            names = os.listdir(package / folder)
+            names = os.listdir(folder)
         except OSError:
             continue
-        out += [package / folder / n for n in sorted(names) if n.endswith(suffixes)]
+        out += [folder / n for n in sorted(names) if n.endswith(suffixes)]
     return out
 
 
