@@ -47,6 +47,11 @@ def build(package: Path = native.PACKAGE) -> list[Path]:
     clean(package, quiet=True)
     root = package.parent
     sources = [native.source_of(m, package) for m in native.MODULES]
+    # hashed before compiling: a source edited during the build reads as stale afterwards
+    stamp = {
+        "modules": list(native.MODULES),
+        "sources": {str(s.relative_to(package)): native.source_hash(s) for s in sources},
+    }
     with tempfile.TemporaryDirectory(prefix="ptsim-native-") as tmp, _cwd(root):
         exts = mypycify(
             [str(s.relative_to(root)) for s in sources],
@@ -60,10 +65,6 @@ def build(package: Path = native.PACKAGE) -> list[Path]:
             script_args=["-q", "build_ext", "--inplace", "--build-temp", str(Path(tmp) / "o")],
         )
     made = native.compiled_files(package)
-    stamp = {
-        "modules": list(native.MODULES),
-        "sources": {str(s.relative_to(package)): native.source_hash(s) for s in sources},
-    }
     (package / native.STAMP.name).write_text(json.dumps(stamp, indent=1) + "\n")
     return made
 
