@@ -41,8 +41,10 @@ MODULES: tuple[str, ...] = (
     "ptsim.simulator",
 )
 """The modules the compiled build compiles: the simulation loop, the cluster state, the
-policies and the estimator's arithmetic. Left as Python: modules that declare runtime-checkable
-protocols (``policy``, ``bank``: mypyc cannot compile those), ``seeding`` (subclasses numpy's
+policies, the estimator's arithmetic and the simulated bank. Left as Python: ``policy`` and
+``bank`` (runtime-checkable protocols, which mypyc cannot compile; ``bank``'s ``BankConfig``
+also has union fields, whose types compilation would lose for the config checks),
+``profiles`` (an exception derived from ``KeyError``), ``seeding`` (subclasses numpy's
 ``SeedSequence``) and everything that runs once per run (configs, I/O, reports)."""
 
 STAMP = PACKAGE / "_native.json"

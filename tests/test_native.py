@@ -25,7 +25,7 @@ def _package(tmp_path: Path) -> Path:
     pkg = tmp_path / "ptsim"
     for name in native.MODULES:
         rel = Path(*name.split(".")[1:])
-        if name == "ptsim.core.policies":
+        if any(m.startswith(name + ".") for m in native.MODULES):  # a package
             (pkg / rel).mkdir(parents=True, exist_ok=True)
             (pkg / rel / "__init__.py").write_text(f"# {name}\n")
         else:

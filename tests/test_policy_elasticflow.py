@@ -736,7 +736,7 @@ def _trial_from_scratch(self: Any, items: Any, start: int, tails: Any) -> bool:
     """``_Trial.run`` without reuse: every job after the newcomer re-planned from scratch."""
     from ptsim.core.policies import elasticflow as ef
 
-    trial = ef._Free.of(self.total, self.final.arr.copy())
+    trial = ef._Free(self.total, arr=self.final.arr.copy())
     for it in items[start:]:
         got = self.planner.plan(it, trial)
         if not got[0] and self.rest[it.job_id][0]:

@@ -250,7 +250,8 @@ class _Item:
 
 
 class _Free:
-    """Free GPUs per slot from the decision on: a growable step function (slot 0 starts now)."""
+    """Free GPUs per slot from the decision on: a growable step function (slot 0 starts now),
+    ``total`` in every slot, or ``arr`` in its first slots when given (not copied)."""
 
     __slots__ = ("arr", "total")
 
@@ -263,13 +264,8 @@ class _Free:
             grow = max(length, 2 * len(self.arr)) - len(self.arr)
             self.arr = np.concatenate([self.arr, np.full(grow, self.total, dtype=np.int64)])
 
-    @staticmethod
-    def of(total: int, arr: IntArray) -> _Free:
-        """A step function of ``total`` GPUs whose first slots are ``arr`` (not copied)."""
-        return _Free(total, arr=arr)
-
     def copy(self) -> _Free:
-        return _Free.of(self.total, self.arr.copy())
+        return _Free(self.total, arr=self.arr.copy())
 
 
 class _Planner:
@@ -680,7 +676,7 @@ class _Trial:
                         out[it.job_id] = rest[it.job_id]
                     fin = self._pad(self.rest_free.arr, len(diff))
                     fin[: len(diff)] += diff
-                    self.final = _Free.of(self.total, fin)
+                    self.final = _Free(self.total, arr=fin)
                     return True
                 check = False
             it = items[i]
@@ -721,7 +717,7 @@ class _Trial:
                     now_change = cur[at] + diff[at] != cur[at - 1] + diff[at - 1]
                     replan = bool(_any(was_change != now_change))
             if replan:
-                trial = _Free.of(self.total, cur + diff)
+                trial = _Free(self.total, arr=cur + diff)
                 got = planner.plan(it, trial)
                 self.shapes[it.job_id] = planner.shape
                 self._grow(len(trial.arr))
