@@ -2,6 +2,8 @@
 
 Run:  .venv/bin/python benchmarks/bank_bench.py            (N = 100, 1k, 10k, 100k)
       .venv/bin/python benchmarks/bank_bench.py --sizes 100 1000 --targets 24
+      .venv/bin/python benchmarks/bank_bench.py --max-clusters none --sample-limit 4000
+                                                  (the index's knobs; default: BankConfig's)
 
 - build: wall time of one ``PromptBankIndex.rebuild`` (K-medoids + assignment) at each N.
 - latency: wall time of one lookup with a trivial scorer (one vectorised random draw per batch
@@ -60,17 +62,24 @@ class Row:
     saving: float
     quality: float
     oracle: float
+    cap: int
 
 
 def bench_one(
-    space_name: str, conv: ConvergenceModel, n: int, n_targets: int, seed: int
+    space_name: str,
+    conv: ConvergenceModel,
+    n: int,
+    n_targets: int,
+    seed: int,
+    knobs: dict[str, int | None] | None = None,
 ) -> list[Row]:
     rng = np.random.default_rng(seed)
     entries = synthetic_bank(["m"], conv, n, rng)
     indexes: dict[int, PromptBankIndex] = {}
     build: dict[int, float] = {}
     for probe in sorted({p for _, p in VARIANTS}):
-        indexes[probe] = PromptBankIndex(BankConfig(seed=seed, probe=probe), entries)
+        cfg = BankConfig(seed=seed, probe=probe, **(knobs or {}))
+        indexes[probe] = PromptBankIndex(cfg, entries)
         t0 = time.perf_counter()
         indexes[probe].rebuild()
         build[probe] = time.perf_counter() - t0
@@ -111,6 +120,7 @@ def bench_one(
                 saving,
                 saving / flat_saving if flat_saving > 0 else math.nan,
                 oracle,
+                idx.config.assessment_cap(n),
             )
         )
     return rows
@@ -119,14 +129,14 @@ def bench_one(
 def table(rows: Sequence[Row]) -> str:
     head = (
         "| space | N | layout | build s | lookup ms (med / p95) | assessments mean / max "
-        "| 2sqrt(N)+10 | saving | vs flat | oracle |"
+        "| cap | saving | vs flat | oracle |"
     )
     out = [head, "|" + "---|" * 10]
     for r in rows:
         out.append(
             f"| {r.space} | {r.n:,} | {r.layout} | {r.build_s:.3f} | "
             f"{r.lat_med_ms:.3f} / {r.lat_p95_ms:.3f} | {r.ass_mean:.1f} / {r.ass_max} | "
-            f"{2 * math.sqrt(r.n) + 10:.0f} | {r.saving:.3f} | {r.quality:.3f} | {r.oracle:.3f} |"
+            f"{r.cap} | {r.saving:.3f} | {r.quality:.3f} | {r.oracle:.3f} |"
         )
     return "\n".join(out)
 
@@ -136,7 +146,19 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1_000, 10_000, 100_000])
     ap.add_argument("--targets", type=int, default=120, help="lookups per layout and size")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--max-clusters",
+        default=None,
+        help="bank.max_clusters (an int or none; default: the config's)",
+    )
+    ap.add_argument("--sample-limit", type=int, default=None, help="bank.sample_limit")
     args = ap.parse_args()
+    knobs: dict[str, int | None] = {}
+    if args.max_clusters is not None:
+        mc = args.max_clusters.lower()
+        knobs["max_clusters"] = None if mc in ("none", "null") else int(mc)
+    if args.sample_limit is not None:
+        knobs["sample_limit"] = args.sample_limit
     spaces = {
         "paper12": ConvergenceModel.default(),
         "generic": ConvergenceModel(TaskSpace.generic(600, 30, seed=args.seed)),
@@ -144,7 +166,7 @@ def main() -> None:
     rows: list[Row] = []
     for name, conv in spaces.items():
         for n in args.sizes:
-            rows.extend(bench_one(name, conv, n, args.targets, args.seed))
+            rows.extend(bench_one(name, conv, n, args.targets, args.seed, knobs))
             print("\n".join(table(rows).splitlines()[-len(VARIANTS) :]), flush=True)
     print()
     print(table(rows))

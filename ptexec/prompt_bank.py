@@ -130,16 +130,14 @@ def expected_assessments(n: int, config: BankConfig, layout: str | None = None) 
     if lay == "random":
         return 1
     c = config.probe
-    k = min(n, config.k if config.k is not None else math.ceil(math.sqrt(c * n)))
+    k = config.clusters_for(n)
     members = min(n - k, math.ceil(c * (n / k - 1)))
     if lay == "three_layer":
         top = min(k, config.top_k if config.top_k is not None else math.ceil(math.sqrt(c * k)))
         first = top + min(k - top, math.ceil(c * (k / top - 1)))
     else:
         first = k
-    cap = config.max_assessments
-    limit = math.floor(2 * math.sqrt(n)) + 10 if cap is None else (cap if cap > 0 else n)
-    return min(first + members, max(first, limit))
+    return min(first + members, max(first, config.assessment_cap(n)))
 
 
 class _NeedScores(Exception):

@@ -365,6 +365,7 @@ RANGES: dict[str, dict[str, Range]] = {
     "bank": {
         "probe": Range(ge=1, le=10**6),
         "k": Range(ge=1, le=10**6),
+        "max_clusters": Range(ge=1, le=10**6),
         "top_k": Range(ge=1, le=10**6),
         "rebuild_every": Range(ge=1),
         "sample_limit": Range(ge=2, le=10**7),

@@ -330,6 +330,41 @@ def test_large_online_index_reclusters_after_growing_by_a_fraction() -> None:
         BankConfig(rebuild_growth=-1.0)
 
 
+@pytest.mark.parametrize("probe", [1, 2, 3])
+def test_bounded_k_and_cap_match_the_sqrt_rule_below_the_bound_and_stop_above(probe: int) -> None:
+    bounded, unbounded = (
+        BankConfig(probe=probe, max_clusters=12),
+        BankConfig(max_clusters=None, probe=probe),
+    )
+    bound_n = 12**2 // probe
+    for n in (1, 5, 40, bound_n - 1, bound_n):
+        assert bounded.clusters_for(n) == min(n, math.ceil(math.sqrt(probe * n)))
+        assert bounded.assessment_cap(n) == math.floor(2 * math.sqrt(n)) + 10
+    for n in (bound_n + 1, 10 * bound_n, 10**6):
+        assert bounded.clusters_for(n) == 12
+        assert bounded.assessment_cap(n) == math.floor(2 * math.sqrt(bound_n)) + 10
+        assert unbounded.clusters_for(n) == math.ceil(math.sqrt(probe * n))
+        assert unbounded.assessment_cap(n) == math.floor(2 * math.sqrt(n)) + 10
+    assert BankConfig(k=50, max_clusters=12).clusters_for(1000) == 50  # an explicit k wins
+    assert BankConfig(max_assessments=7, max_clusters=12).assessment_cap(10**6) == 7
+    with pytest.raises(ValueError, match="max_clusters"):
+        BankConfig(max_clusters=0)
+
+
+def test_lookup_cost_stops_growing_with_the_bank_at_max_clusters() -> None:
+    cfg = BankConfig(max_clusters=8, sample_limit=200)
+    scorer = SimScorer(CONV, np.random.default_rng(1))
+    costs = {}
+    for n in (64, 400, 1600):
+        idx = PromptBankIndex(cfg, synthetic_bank(["m"], CONV, n, np.random.default_rng(n)))
+        assert len(idx.clusters("m")) == 8
+        rng = np.random.default_rng(2)
+        got = [idx.lookup("m", t, scorer, rng).assessments for t in CONV.space.names]
+        assert max(got) <= cfg.assessment_cap(n) == 2 * 8 + 10
+        costs[n] = got
+    assert max(costs[1600]) == max(costs[400]) == 26  # members of the probed cluster fill the cap
+
+
 def test_sampled_build_covers_every_entry_and_recovers_clusters() -> None:
     entries = planted([60] * 5)
     idx = PromptBankIndex(BankConfig(k=5, sample_limit=40), entries)

@@ -213,3 +213,6 @@ def test_expected_assessments_per_layout() -> None:
     assert expected_assessments(9, cfg, "random") == 1
     assert expected_assessments(9, cfg, "two_layer") == 3 + 2  # K = 3 medoids, 2 members
     assert expected_assessments(400, BankConfig(max_assessments=24), "two_layer") == 24
+    # K and the cap stop growing at max_clusters^2 entries: 32 medoids + 42 members
+    assert expected_assessments(10**5, cfg, "two_layer") == 74
+    assert expected_assessments(10**5, BankConfig(max_clusters=None), "two_layer") == 317 + 315

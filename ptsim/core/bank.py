@@ -105,7 +105,11 @@ class BankConfig:
     - ``layout``: the default layout of :meth:`PromptBankIndex.lookup` (:data:`LAYOUTS`).
     - ``probe`` (c): clusters (and, in ``three_layer``, top groups) whose members are scored.
       Default 1: with K = sqrt(N) this costs about 2 sqrt(N) assessments.
-    - ``k``: clusters; ``None`` = ceil(sqrt(probe x N)), which minimises K + probe x N / K.
+    - ``k``: clusters; ``None`` = ceil(sqrt(probe x N)), which minimises K + probe x N / K, up
+      to ``max_clusters``.
+    - ``max_clusters``: most clusters when ``k`` is ``None``; the default assessment cap stops
+      growing at the same bank size (N = max_clusters^2 / probe), so a lookup's cost is bounded
+      however large an online bank grows. ``None`` = no bound (K and the cap grow as sqrt(N)).
     - ``top_k``: ``three_layer`` top groups; ``None`` = ceil(sqrt(probe x K)).
     - ``online``: re-cluster as entries are added; ``False`` freezes the clustering after its
       first build (new entries still join their nearest medoid's cluster).
@@ -117,26 +121,27 @@ class BankConfig:
       ``rebuild_every`` additions always. The default (0.5) changes nothing below
       ``rebuild_every / rebuild_growth`` = 200 entries of a model.
     - ``sample_limit``: above this many entries (or 4K if larger), K-medoids runs on a seeded
-      sample of that size and every entry joins its nearest medoid (keeps a build of 100k
-      entries to about a second and its distance matrix to ~130 MB).
+      sample of that size and every entry joins its nearest medoid (with K <= ``max_clusters``
+      = 32, about 30 sampled entries per cluster; a build of 100k entries takes ~0.1 s).
     - ``max_iter``: FasterPAM iteration limit.
     - ``min_score``: if the best score is below it, the default prompt is used instead
       (``None``: always take the best entry).
     - ``max_assessments``: most score assessments a ``two_layer`` / ``three_layer`` lookup makes;
       members of a probed cluster beyond it are skipped, farthest from their medoid first.
-      ``None`` = floor(2 sqrt(N)) + 10 (the budget the benchmark checks; with balanced clusters a
-      lookup stays under it anyway); ``0`` = no cap.
+      ``None`` = floor(2 sqrt(N')) + 10 with N' = N up to max_clusters^2 / probe (the budget the
+      benchmark checks; with balanced clusters a lookup stays under it anyway); ``0`` = no cap.
     - ``seed``: seeds the sample and FasterPAM, so builds are reproducible.
     """
 
     layout: str = "two_layer"
     probe: int = 1
     k: int | None = None
+    max_clusters: int | None = 32
     top_k: int | None = None
     online: bool = True
     rebuild_every: int = 100
     rebuild_growth: float = 0.5
-    sample_limit: int = 4000
+    sample_limit: int = 1000
     max_iter: int = 100
     min_score: float | None = None
     max_assessments: int | None = None
@@ -150,10 +155,26 @@ class BankConfig:
             raise ValueError("bank rebuild_growth must be >= 0")
         if self.max_assessments is not None and self.max_assessments < 0:
             raise ValueError("bank max_assessments must be >= 0 (0: no cap)")
-        if (self.k is not None and self.k < 1) or (self.top_k is not None and self.top_k < 1):
-            raise ValueError("bank k and top_k must be >= 1 when given")
+        if any(v is not None and v < 1 for v in (self.k, self.top_k, self.max_clusters)):
+            raise ValueError("bank k, top_k and max_clusters must be >= 1 when given")
         if self.sample_limit < 2:
             raise ValueError("bank sample_limit must be >= 2")
+
+    def clusters_for(self, n: int) -> int:
+        """K, the number of clusters of a model's bank of ``n`` entries."""
+        if self.k is not None:
+            return min(n, self.k)
+        k = math.ceil(math.sqrt(self.probe * n))
+        return min(n, k if self.max_clusters is None else min(k, self.max_clusters))
+
+    def assessment_cap(self, n: int) -> int:
+        """The assessment budget of one clustered lookup in a bank of ``n`` entries."""
+        cap = self.max_assessments
+        if cap is not None:
+            return cap if cap > 0 else n
+        if self.max_clusters is not None:
+            n = min(n, self.max_clusters**2 // self.probe)
+        return math.floor(2 * math.sqrt(n)) + 10
 
 
 @dataclass(frozen=True)
@@ -433,7 +454,7 @@ class PromptBankIndex:
         n = mb.n
         feats = mb.feats
         rng = np.random.default_rng([cfg.seed, n])
-        k = min(n, cfg.k if cfg.k is not None else math.ceil(math.sqrt(cfg.probe * n)))
+        k = cfg.clusters_for(n)
         sample_size = max(cfg.sample_limit, 4 * k)
         if n > sample_size:
             sample = np.sort(rng.choice(n, size=sample_size, replace=False))
@@ -472,27 +493,31 @@ class PromptBankIndex:
             return LookupResult(None, 0, (), (), lay)
         run = _Run(mb, scorer, target_task, self._is_batch(scorer))
         if lay == "flat":
-            run.score_rows(range(mb.n))
+            run.score_rows(list(range(mb.n)))
         elif lay == "random":
             run.score_rows([int(rng.integers(mb.n))])
         else:
             cl = self._built(mb)
             probe = self.config.probe
-            clusters = list(range(len(cl.medoids)))
+            members = cl.members
+            clusters: Sequence[int]
             if lay == "three_layer":
-                top_scores = run.score_rows([int(cl.medoids[g[0]]) for g in cl.groups])
+                top_scores = run.score_rows([members[g[0]][0] for g in cl.groups])
                 clusters = [c for g in _top(top_scores, probe) for c in cl.groups[g]]
-            med_scores = run.score_rows([int(cl.medoids[c]) for c in clusters])
-            cap = self._cap(mb.n)
+                med_scores = run.score_rows([members[c][0] for c in clusters])
+            else:
+                clusters = range(len(members))
+                med_scores = run.score_rows([m[0] for m in members])
+            cap = self.config.assessment_cap(mb.n)
             for i in _top(med_scores, probe):
-                members = cl.members[clusters[i]][1:]
+                rows = members[clusters[i]][1:]
                 left = cap - len(run.rows)
                 if left <= 0:
                     break
-                if len(members) > left:  # keep the members nearest their medoid
+                if len(rows) > left:  # keep the members nearest their medoid
                     order = self._nearest_members(mb, cl, clusters[i])
-                    members = [members[j] for j in sorted(order[:left])]
-                run.score_rows(members)
+                    rows = [rows[j] for j in sorted(order[:left])]
+                run.score_rows(rows, want=False)
         return run.result(lay, self.config.min_score)
 
     @staticmethod
@@ -529,13 +554,6 @@ class PromptBankIndex:
             got = self._batch_types[cls] = isinstance(scorer, BatchScorer)
         return got
 
-    def _cap(self, n: int) -> int:
-        """The assessment budget of one clustered lookup in a bank of ``n`` entries."""
-        cap = self.config.max_assessments
-        if cap is None:
-            return math.floor(2 * math.sqrt(n)) + 10
-        return cap if cap > 0 else n
-
 
 class _Run:
     """The scoring of one lookup: scores each entry at most once and remembers the order."""
@@ -546,10 +564,11 @@ class _Run:
         self.values: list[float] = []
         self.seen: dict[int, float] = {}
 
-    def score_rows(self, rows: Iterable[int]) -> FloatArray:
-        """Score the rows not scored yet (in order); returns the scores of all ``rows``."""
-        rows = list(rows)
-        new = [r for r in rows if r not in self.seen] if self.seen else rows
+    def score_rows(self, rows: list[int], *, want: bool = True) -> FloatArray:
+        """Score the rows not scored yet (in order); returns the scores of all ``rows`` (an
+        empty array when ``want`` is false)."""
+        seen = self.seen
+        new = [r for r in rows if r not in seen] if seen else rows
         if new:
             entries = list(map(self.mb.entries.__getitem__, new))
             if self.batch:
@@ -561,12 +580,15 @@ class _Run:
                 vals = np.fromiter(
                     (self.scorer.score(e, self.target) for e in entries), np.float64, len(new)
                 )
+            got = vals.tolist()
             self.rows.extend(new)
-            self.values.extend(vals.tolist())
-            self.seen.update(zip(new, vals.tolist(), strict=True))
+            self.values.extend(got)
+            seen.update(zip(new, got, strict=True))
             if new is rows:
                 return vals
-        return np.array([self.seen[r] for r in rows], dtype=np.float64)
+        if not want:
+            return _NO_SCORES
+        return np.array([seen[r] for r in rows], dtype=np.float64)
 
     def result(self, layout: str, min_score: float | None) -> LookupResult:
         entry: BankEntry | None = None
@@ -574,10 +596,11 @@ class _Run:
             best = int(np.argmax(self.values))
             if min_score is None or self.values[best] >= min_score:
                 entry = self.mb.entries[self.rows[best]]
-        ids = self.mb.ids
-        return LookupResult(
-            entry, len(self.rows), tuple(ids[r] for r in self.rows), tuple(self.values), layout
-        )
+        scored = tuple(map(self.mb.ids.__getitem__, self.rows))
+        return LookupResult(entry, len(self.rows), scored, tuple(self.values), layout)
+
+
+_NO_SCORES: FloatArray = np.empty(0, dtype=np.float64)
 
 
 def _top(scores: FloatArray, c: int) -> list[int]:
