@@ -210,9 +210,14 @@ def init_choice(result: LookupResult, eval_s: float, expected_saving: float = 0.
     )
 
 
-def nearest(points: FloatArray, centres: FloatArray, chunk: int = 8192) -> IntArray:
-    """Index of the nearest centre (Euclidean) of every point, in chunks of rows."""
-    c_sq = np.einsum("ij,ij->i", centres, centres)
+def nearest(
+    points: FloatArray, centres: FloatArray, chunk: int = 8192, c_sq: FloatArray | None = None
+) -> IntArray:
+    """Index of the nearest centre (Euclidean) of every point, in chunks of rows. ``c_sq``:
+    the centres' squared norms as ``np.einsum("ij,ij->i", centres, centres)`` gives them
+    (computed when not given)."""
+    if c_sq is None:
+        c_sq = np.einsum("ij,ij->i", centres, centres)
     out = np.empty(len(points), dtype=np.intp)
     for s in range(0, len(points), chunk):
         d = c_sq[None, :] - 2.0 * (points[s : s + chunk] @ centres.T)
@@ -288,6 +293,10 @@ class _Clusters:
     # cluster -> (its member count when computed, the members' distances to the medoid in
     # ascending order, their positions in ``members[c][1:]`` in that order, ties by position)
     near: dict[int, tuple[int, list[float], list[int]]] = field(default_factory=dict)
+    medoid_sq: FloatArray = field(init=False, repr=False)  # for ``nearest``
+
+    def __post_init__(self) -> None:
+        self.medoid_sq = np.einsum("ij,ij->i", self.medoid_feats, self.medoid_feats)
 
 
 class _ModelBank:
@@ -323,7 +332,7 @@ class _ModelBank:
         self.ids.append(entry.entry_id)
         cl = self.clusters
         if cl is not None:
-            c = int(nearest(entry.feature[None, :], cl.medoid_feats)[0])
+            c = int(nearest(entry.feature[None, :], cl.medoid_feats, c_sq=cl.medoid_sq)[0])
             cl.members[c].append(n)
 
 
@@ -510,13 +519,15 @@ class PromptBankIndex:
                 med_scores = run.score_rows([m[0] for m in members])
             cap = self.config.assessment_cap(mb.n)
             for i in _top(med_scores, probe):
-                rows = members[clusters[i]][1:]
+                cluster = members[clusters[i]]
                 left = cap - len(run.rows)
                 if left <= 0:
                     break
-                if len(rows) > left:  # keep the members nearest their medoid
+                if len(cluster) - 1 > left:  # keep the members nearest their medoid
                     order = self._nearest_members(mb, cl, clusters[i])
-                    rows = [rows[j] for j in sorted(order[:left])]
+                    rows = [cluster[j + 1] for j in sorted(order[:left])]
+                else:
+                    rows = cluster[1:]
                 run.score_rows(rows, want=False)
         return run.result(lay, self.config.min_score)
 
