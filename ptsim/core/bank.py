@@ -52,7 +52,7 @@ def check_layout(layout: str) -> str:
     return layout
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BankEntry:
     """One stored prompt.
 
