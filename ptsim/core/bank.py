@@ -104,7 +104,8 @@ class BankConfig:
 
     - ``layout``: the default layout of :meth:`PromptBankIndex.lookup` (:data:`LAYOUTS`).
     - ``probe`` (c): clusters (and, in ``three_layer``, top groups) whose members are scored.
-      Default 1: with K = sqrt(N) this costs about 2 sqrt(N) assessments.
+      Default 1: with K = sqrt(N) this costs about 2 sqrt(N) assessments (up to the bound of
+      ``max_clusters``).
     - ``k``: clusters; ``None`` = ceil(sqrt(probe x N)), which minimises K + probe x N / K, up
       to ``max_clusters``.
     - ``max_clusters``: most clusters when ``k`` is ``None``; the default assessment cap stops
