@@ -133,7 +133,7 @@ def expected_assessments(n: int, config: BankConfig, layout: str | None = None) 
     k = config.clusters_for(n)
     members = min(n - k, math.ceil(c * (n / k - 1)))
     if lay == "three_layer":
-        top = min(k, config.top_k if config.top_k is not None else math.ceil(math.sqrt(c * k)))
+        top = config.groups_for(k)
         first = top + min(k - top, math.ceil(c * (k / top - 1)))
     else:
         first = k

@@ -168,6 +168,12 @@ class BankConfig:
         k = math.ceil(math.sqrt(self.probe * n))
         return min(n, k if self.max_clusters is None else min(k, self.max_clusters))
 
+    def groups_for(self, k: int) -> int:
+        """The three-layer top groups over ``k`` clusters."""
+        return min(
+            k, self.top_k if self.top_k is not None else math.ceil(math.sqrt(self.probe * k))
+        )
+
     def assessment_cap(self, n: int) -> int:
         """The assessment budget of one clustered lookup in a bank of ``n`` entries."""
         cap = self.max_assessments
@@ -477,7 +483,7 @@ class PromptBankIndex:
         labels[medoids] = np.arange(k)  # a medoid belongs to its own cluster, even on ties
         members = _split(labels, medoids)
         med_feats = feats[medoids].copy()
-        top = min(k, cfg.top_k if cfg.top_k is not None else math.ceil(math.sqrt(cfg.probe * k)))
+        top = cfg.groups_for(k)
         top_meds, top_labels = kmedoids_cluster(med_feats, top, rng, cfg.max_iter)
         top_labels[top_meds] = np.arange(len(top_meds))
         groups = _split(top_labels, top_meds)
