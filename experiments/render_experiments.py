@@ -556,6 +556,7 @@ QUANTITIES: dict[str, Callable[[Tables], str]] = {
         t, "fig4_cold_start", "infless", "cost_gpu_hours"
     ),
     "fig4.queue_ends": lambda t: _all_ends(t, "fig4_cold_start", "mean_queue_delay_s", 0),
+    "fig5.seeds": lambda t: str(len(t.sweep("fig5_bank")["seeds"])),
     "fig5.index_table": fig5_index_table,
     "fig5.eval_s": _eval_s,
     "fig5.two_layer_paper12_quality": lambda t: _quality_span(t, "paper12", "two_layer"),

@@ -121,9 +121,10 @@ class BankConfig:
       job re-clusters O(log N) times, not N / ``rebuild_every`` times. ``0`` = every
       ``rebuild_every`` additions always. The default (0.5) changes nothing below
       ``rebuild_every / rebuild_growth`` = 200 entries of a model.
-    - ``sample_limit``: above this many entries (or 4K if larger), K-medoids runs on a seeded
-      sample of that size and every entry joins its nearest medoid (with K <= ``max_clusters``
-      = 32, about 30 sampled entries per cluster; a build of 100k entries takes ~0.1 s).
+    - ``sample_limit``: above this many entries (or 4 x K, K the number of clusters, if
+      larger), K-medoids runs on a seeded sample of that size and every entry joins its
+      nearest medoid (with K <= ``max_clusters`` = 32, about 30 sampled entries per cluster; a
+      build of 100k entries takes ~0.1 s).
     - ``max_iter``: FasterPAM iteration limit.
     - ``min_score``: if the best score is below it, the default prompt is used instead
       (``None``: always take the best entry).
