@@ -112,7 +112,11 @@ def check_run(out: RunOutcome, *, all_done: bool = True) -> None:
     secs = st_.totals.gpu_seconds
     assert secs[GpuState.FREE] == 0.0
     provisioned = secs[GpuState.LOADING] + secs[GpuState.BUSY] + secs[GpuState.WARM]
-    assert sum(secs.values()) == pytest.approx(provisioned)
+    # the same GPU-seconds as the integral of the time series (every change is a row)
+    integral = 0.0
+    for (t0, _, lo, wa, bu, _, _), (t1, *_rest) in zip(out.series, out.series[1:], strict=False):
+        integral += (lo + wa + bu) * (t1 - t0)
+    assert provisioned == pytest.approx(integral, rel=1e-9, abs=1e-6)
     assert provisioned <= st_.num_gpus * out.stats.end_s + 1e-6
     per_job = sum(r.gpu_seconds for r in st_.jobs.values())
     assert per_job <= secs[GpuState.BUSY] + secs[GpuState.LOADING] + 1e-6

@@ -97,9 +97,28 @@ def test_validate_reports_every_column(profile_dir: Path, tmp_path: Path) -> Non
     t = pd.read_csv(out / "validate.csv")
     assert list(t.columns) == list(COLUMNS) and sorted(t.job_id) == ["x1", "x2"]
     assert (t.steps == pd.read_csv(out / "ptsim" / "jobs.csv").iterations_needed).all()
+    # by definition the residuals split the JCT difference (the queue's is what the others leave)
     parts = t[[f"residual_{m}_s" for m in MECHANISMS]].sum(axis=1)
     assert ((parts - (t.exec_jct_s - t.sim_jct_s)).abs() < 1e-6).all()
     assert ((t.sim_jct_s - t.exec_jct_s) / t.exec_jct_s - t.jct_error).abs().max() < 1e-9
+    # each row is read off the two runs' own per-job tables
+    ex = pd.read_csv(out / "executor" / "jobs.csv").set_index("job_id")
+    sim = pd.read_csv(out / "ptsim" / "jobs.csv").set_index("job_id")
+    row = t.set_index("job_id")
+    for col, side, src in (
+        ("exec_jct_s", ex, "jct_s"),
+        ("sim_jct_s", sim, "jct_s"),
+        ("exec_start_s", ex, "first_start_s"),
+        ("sim_start_s", sim, "first_start_s"),
+        ("exec_cold_starts", ex, "cold_starts"),
+        ("sim_cold_starts", sim, "cold_starts"),
+        ("exec_gpu_seconds", ex, "gpu_seconds"),
+        ("sim_gpu_seconds", sim, "gpu_seconds"),
+    ):
+        assert (row[col] - side.loc[row.index, src]).abs().max() < 1e-9, col
+    assert (row.exec_jct_s > 0).all() and (row.sim_jct_s > 0).all()
+    # no bank under edf: neither side charges a lookup, so that part of the difference is 0
+    assert (t.residual_lookup_s == 0).all()
     summary = json.loads((out / "validate.json").read_text())
     assert summary["policy"] == "edf" and summary["jobs"] == 2
     assert set(summary["met"]) == {"median_abs_jct_error", "max_abs_jct_error", "same_outcome"}

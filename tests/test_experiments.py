@@ -46,15 +46,6 @@ TINY = [
 """Smaller than --quick: 2-minute windows (a handful of jobs per run), in this process."""
 
 
-def available(*names: str) -> bool:
-    return all(runner.scheduler_available(n) is None for n in names)
-
-
-needs_paper = pytest.mark.skipif(
-    not available(*PAPER), reason="prompttuner/infless/elasticflow not all registered yet"
-)
-
-
 def script(name: str) -> ModuleType:
     return importlib.import_module(name)
 
@@ -183,7 +174,6 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
 # ------------------------------------------------------------------------------ every figure
 
 
-@needs_paper
 @pytest.mark.parametrize("name", FIGURES)
 def test_figure_writes_its_tables_and_png(name: str, tmp_path: Path) -> None:
     run_script(name, tmp_path)
@@ -198,7 +188,6 @@ def test_figure_writes_its_tables_and_png(name: str, tmp_path: Path) -> None:
     assert "sweep_wall_s" in meta and "quick: true" in meta
 
 
-@needs_paper
 def test_fig1_runs_the_three_policies_at_three_loads(tmp_path: Path) -> None:
     run_script("fig1_end_to_end", tmp_path)
     points = pd.read_csv(tmp_path / "points.csv")
@@ -233,7 +222,7 @@ def test_stand_in_policies_run_every_generic_figure(tmp_path: Path) -> None:
 
 
 def small_points(tables: bool) -> list[runner.Point]:
-    policies = list(PAPER) if available(*PAPER) else ["fifo", "edf"]
+    policies = list(PAPER)
     sweep = runner.load_sweep(
         "fig1_end_to_end",
         quick=True,

@@ -90,12 +90,10 @@ def test_fit_recovers_a_known_model(tmp_path: Path) -> None:
 SHIPPED = convergence_root() / DEFAULT_FITTED
 
 
-@pytest.mark.skipif(not (SHIPPED / "fit.json").is_file(), reason="no shipped fit yet")
 def test_shipped_fit_is_what_its_data_give() -> None:
     assert fc.main([str(SHIPPED), "--check"]) == 0
 
 
-@pytest.mark.skipif(not (SHIPPED / "fit.json").is_file(), reason="no shipped fit yet")
 def test_shipped_model_reproduces_the_measurements() -> None:
     fit = json.loads((SHIPPED / "fit.json").read_text())
     setup = load_convergence("fitted-pooled")
@@ -119,7 +117,6 @@ def test_shipped_model_reproduces_the_measurements() -> None:
     assert cv == pytest.approx(fit["summary"]["spread_cv"], rel=1e-3)
 
 
-@pytest.mark.skipif(not (SHIPPED / "fit.json").is_file(), reason="no shipped fit yet")
 def test_default_fitted_model_is_the_real_data_suite() -> None:
     fit = json.loads((SHIPPED / "fit.json").read_text())
     real = fit["curve_by_suite"]["minilm"]

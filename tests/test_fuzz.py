@@ -64,10 +64,13 @@ def test_300_malformed_traces_end_in_a_run_or_one_line(tmp_path: Path) -> None:
 
 def test_every_error_names_the_file(tmp_path: Path) -> None:
     rng = np.random.default_rng(13)
+    errors = 0
     for case, path in fuzz.malformed_traces(rng, 60, tmp_path):
         v = fuzz.check_trace(case, path)
         if v.outcome == "error":
+            errors += 1
             assert str(path) in v.message, v.message
+    assert errors > 40  # most malformed traces are refused (53 of these 60)
 
 
 def test_75_bad_ptsim_configs_end_in_a_run_or_one_line() -> None:

@@ -116,7 +116,9 @@ def test_columns_round_trip_through_models_csv(tmp_path: Path) -> None:
         load_profiles(str(tmp_path))
 
 
+@pytest.mark.exec
 def test_validate_replays_with_and_without_the_overhead() -> None:
+    pytest.importorskip("torch")  # ptexec.validate loads the executor
     from ptexec.validate import contention_variants, without_loop_overhead
 
     ps = _profiles(busy_loop=BUSY_LOOP)

@@ -4,6 +4,7 @@ from anywhere, finding its configs and profile tables inside the package."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -26,9 +27,28 @@ def test_package_list_matches_the_source_tree() -> None:
 
 
 def test_built_wheel_runs_outside_the_checkout(tmp_path: Path) -> None:
-    wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
+    # built from a copy of what the wheel is made of, with this environment's setuptools: an
+    # in-place build would write build/ and ptsim.egg-info/ into the checkout (and reuse a
+    # stale build/), and build isolation would fetch setuptools from an index
+    src, wheel_dir, site = tmp_path / "src", tmp_path / "wheel", tmp_path / "site"
+    skip = shutil.ignore_patterns("__pycache__", "*.so", "*.pyd", "_native.json")
+    for part in ("ptsim", "ptexec", "conf", "traces"):
+        shutil.copytree(ROOT / part, src / part, ignore=skip)
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / part, src / part)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheel_dir), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheel_dir),
+            str(src),
+        ],
         check=True,
         capture_output=True,
     )

@@ -34,6 +34,7 @@ from tests._policy_kit import (
     simulate,
     spec,
 )
+from tests._util import patches
 
 # 2 GPUs do more than twice the work of 1: throughput per GPU is 10, 12.5, 10, 8 on 1-4 GPUs
 SUPER = curve_profiles({"a": [10.0, 25.0, 30.0, 32.0]})
@@ -387,6 +388,7 @@ def test_merged_walk_equals_trying_every_job(order: str, allow_reload: bool) -> 
     assert min(outcomes.values()) > 20  # the cases cover starts, waits and releases
 
 
+@patches("ptsim.core.policies.infless")
 @settings(
     max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )

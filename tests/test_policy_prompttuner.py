@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from ptsim.core.policies.prompttuner import Demand, PromptTunerConfig, poisson_quantile
 from ptsim.core.types import GpuState, InitChoice, JobState
 from tests._policy_kit import FakeBank, check_run, curve_profiles, scenarios, simulate, spec
+from tests._util import patches
 
 CURVE = [10.0, 19.0, 27.0, 34.0]
 PROF = curve_profiles({"a": CURVE, "b": CURVE})
@@ -321,6 +322,7 @@ def test_a_job_whose_accuracy_runs_ahead_is_shrunk() -> None:
     assert read.rescales >= 1 and read.gpu_seconds < plain.gpu_seconds
 
 
+@patches("ptsim.core.policies.prompttuner")
 def test_windows_decide_as_evaluating_every_running_job_at_every_decision(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -82,7 +82,7 @@ def test_figure_scripts_choose_the_backend() -> None:
 
 def test_ray_sweep_equals_serial(ray: Any) -> None:
     runner = _runner()
-    from test_experiments import small_points
+    from tests.test_experiments import small_points
 
     points = small_points(tables=True)
     serial = runner.run_points(points, jobs=1, progress=False)

@@ -232,10 +232,10 @@ def test_report_and_plot_are_subcommands_of_ptsim(
     assert "ptsim plot:" in capsys.readouterr().err
 
 
-def test_a_scheduler_config_of_ones_own_is_labelled_by_its_name(tmp_path: Path) -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+def test_a_scheduler_config_of_ones_own_is_labelled_by_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "experiments"))
     import runner
 
     (tmp_path / "scheduler").mkdir()

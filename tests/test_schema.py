@@ -127,6 +127,7 @@ def test_ptexec_bad_values_are_one_line(override: str, message: str) -> None:
     with pytest.raises(ConfigError) as e:
         compose_config([override])
     assert str(e.value).startswith(message)
+    assert "\n" not in str(e.value)
 
 
 def test_ctrl_c_is_one_line_and_exit_130(

@@ -136,7 +136,9 @@ def test_profile_columns_load_and_margin_is_checked(tmp_path: Path) -> None:
         load_profiles({"dir": str(tmp_path), "mechanics": {"full_eval_margin": 1.5}})
 
 
+@pytest.mark.exec
 def test_validate_converts_the_screen_margin_to_a_fraction_of_the_way() -> None:
+    pytest.importorskip("torch")  # ptexec.validate loads the executor
     from types import SimpleNamespace
 
     from ptexec.tuning import TuningConfig
@@ -163,7 +165,9 @@ def test_validate_converts_the_screen_margin_to_a_fraction_of_the_way() -> None:
     assert with_screen_margin(plain, outcome) is plain  # type: ignore[arg-type]
 
 
+@pytest.mark.exec
 def test_without_full_evals_charges_screens_only() -> None:
+    pytest.importorskip("torch")  # ptexec.validate loads the executor
     from ptexec.validate import without_full_evals
 
     ps = without_full_evals(_profiles())

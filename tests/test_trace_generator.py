@@ -183,6 +183,16 @@ def test_short_workload_is_the_earlier_default() -> None:
     )
     jobs = generate_workload(cfg, toy_profiles(), 32, np.random.default_rng(0))
     assert all(200 <= j.iterations <= 1800 for j in jobs)
+    # the config file gives the same spec, so the same jobs
+    import yaml
+
+    from ptsim.paths import conf_root
+    from ptsim.specs import workload_from
+
+    shipped = yaml.safe_load((conf_root() / "workload" / "short.yaml").read_text())
+    assert workload_from(shipped) == cfg
+    again = generate_workload(workload_from(shipped), toy_profiles(), 32, np.random.default_rng(0))
+    assert again == jobs and len(jobs) > 10
 
 
 def test_default_lengths_are_capped_lognormal_run_times() -> None:
