@@ -16,16 +16,23 @@ timed (``time.perf_counter`` around ``decide``), at most ``--max-decisions`` of 
 snapshot is built by the driver before the clock starts. Each cell is run ``--repeats`` times
 (same trace, deterministic decisions) and the median of each statistic is reported, plus the
 lowest p99 of the runs, because a shared machine preempts a single decision now and then (a
-time slice of a few milliseconds) and that lands in the tail. No Prompt Bank (its
-lookup has a benchmark of its own, benchmarks/bank_bench.py).
+time slice of a few milliseconds) and that lands in the tail. ``--best-of R`` goes further for
+the tail: the run is made once more and each decision that took 1 ms or more in the first is
+re-run R - 1 times on copies of the policy and snapshot as they were just before it (pickled:
+the run itself goes on with the real decision); its time is the fastest of the R (the first
+run's and the copies'), so a tail decision's time is its own cost, not the machine's load at
+that moment. Decisions are deterministic, so the second run makes the same ones in the same
+order. No Prompt Bank (its lookup has a benchmark of its own, benchmarks/bank_bench.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import os
+import pickle
 import platform
 import time
 from dataclasses import dataclass
@@ -40,6 +47,7 @@ from ptsim.profiles_io import load_profiles
 from ptsim.simulator import Simulation
 
 WARMUP_S = 60.0
+RERUN_S = 1e-3  # ``--best-of`` re-runs the decisions that took at least this long
 MODELS = ("gpt2-base", "gpt2-large", "vicuna-7b")
 WEIGHTS = (0.45, 0.35, 0.20)
 
@@ -70,6 +78,41 @@ class Timed:
             self.live.append(len(snap.jobs))
             if len(self.samples) >= self.max_samples:
                 raise Enough
+        return d
+
+
+class Rerun(Timed):
+    """The second run of ``--best-of``: the timed decisions numbered in ``slow`` are also run
+    ``times`` times on copies of the policy and snapshot just before them; ``samples`` holds
+    the fastest copy's time of each of those (inf for the others)."""
+
+    def __init__(
+        self, inner: Policy, max_samples: int, clock: str, slow: set[int], times: int
+    ) -> None:
+        super().__init__(inner, max_samples, clock)
+        self.slow, self.times = slow, times
+
+    def decide(self, snap: Snapshot) -> Decision:
+        if snap.now < WARMUP_S:
+            return self.inner.decide(snap)
+        best = float("inf")
+        if len(self.samples) in self.slow:
+            state = pickle.dumps((self.inner, snap))
+            for _ in range(self.times):
+                try:
+                    policy, copy = pickle.loads(state)
+                except dataclasses.FrozenInstanceError as exc:
+                    raise SystemExit(
+                        "policy_bench: --best-of copies the policy by pickling, which the "
+                        f"compiled build's frozen classes refuse ({exc}); run it pure"
+                    ) from None
+                t0 = self.clock()
+                policy.decide(copy)
+                best = min(best, self.clock() - t0)
+        d = self.inner.decide(snap)
+        self.samples.append(best)
+        if len(self.samples) >= self.max_samples:
+            raise Enough
         return d
 
 
@@ -118,18 +161,40 @@ class Row:
 
 
 def bench(
-    policy: str, n: int, profiles: ProfileSet, seed: int, max_samples: int, clock: str = "wall"
+    policy: str,
+    n: int,
+    profiles: ProfileSet,
+    seed: int,
+    max_samples: int,
+    clock: str = "wall",
+    best_of: int = 1,
 ) -> Row:
-    rng = np.random.default_rng(seed)
-    jobs = make_trace(n, profiles, rng)
     nodes = max(1, n // 16)
+
+    def run(pol: Timed) -> None:
+        jobs = make_trace(n, profiles, np.random.default_rng(seed))
+        sim = Simulation(
+            jobs, pol, profiles, num_nodes=nodes, gpus_per_node=8, horizon_s=WARMUP_S + 240.0
+        )
+        with contextlib.suppress(Enough):
+            sim.run()
+
     pol = Timed(POLICIES.build(policy, PolicyContext(profiles), {}), max_samples, clock)
-    sim = Simulation(
-        jobs, pol, profiles, num_nodes=nodes, gpus_per_node=8, horizon_s=WARMUP_S + 240.0
-    )
-    with contextlib.suppress(Enough):
-        sim.run()
+    run(pol)
     s = np.asarray(pol.samples) * 1e3
+    if best_of > 1:
+        slow = {i for i, t in enumerate(pol.samples) if t >= RERUN_S}
+        again = Rerun(
+            POLICIES.build(policy, PolicyContext(profiles), {}),
+            max_samples,
+            clock,
+            slow,
+            best_of - 1,
+        )
+        run(again)
+        if len(again.samples) != len(s):
+            raise SystemExit(f"policy_bench: {policy} made other decisions the second time")
+        s = np.minimum(s, np.asarray(again.samples) * 1e3)
     if not len(s):
         return Row(policy, n, nodes * 8, 0, 0.0, float("nan"), float("nan"))
     return Row(
@@ -181,12 +246,20 @@ def main() -> None:
     ap.add_argument(
         "--clock", choices=["wall", "cpu"], default="wall", help="cpu: the thread's CPU time"
     )
+    ap.add_argument(
+        "--best-of",
+        type=int,
+        default=1,
+        help="time each decision of 1 ms or more as the fastest of this many runs (see the doc)",
+    )
     args = ap.parse_args()
+    if args.best_of < 1:
+        ap.error("--best-of must be >= 1")
     profiles = load_profiles({"name": args.profile, "dir": args.profile})
     print(
         f"# {dt.date.today().isoformat()}  {platform.processor() or platform.machine()}  "
         f"{os.cpu_count()} cores  python {platform.python_version()}  clock {args.clock}  "
-        f"{_build()}"
+        f"best of {args.best_of}  {_build()}"
     )
     print(
         f"{'policy':>12} {'live jobs':>9} {'GPUs':>5} {'decisions':>9} "
@@ -196,7 +269,9 @@ def main() -> None:
         for policy in args.policies:
             r = median_row(
                 [
-                    bench(policy, n, profiles, args.seed, args.max_decisions, args.clock)
+                    bench(
+                        policy, n, profiles, args.seed, args.max_decisions, args.clock, args.best_of
+                    )
                     for _ in range(args.repeats)
                 ]
             )
