@@ -215,6 +215,7 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
             raise FileNotFoundError(f"--{flag.replace('_', '-')} {value}: no such file")
 
     from ptexec import config as C
+    from ptsim.runfolder import INTERRUPTED, check_claim, claim
 
     flags = {
         "jobs": args.jobs,
@@ -225,6 +226,11 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
         "workers": args.workers,
         "remeasure": True if args.remeasure else None,
     }
+    resume = bool(getattr(args, "resume", False))
+    if resume and args.overwrite:
+        raise ValueError("--resume and --overwrite: pick one")
+    if resume and not args.out:
+        raise ValueError("--resume needs --out: the folder of the run to go on with")
     cfg = C.compose_config([*C.mapping_overrides(flags), *args.overrides])
     plan = C.plan_exec(cfg, "ptexec-validate" if validate else "ptexec")
     settings, name, jobs, run_dir = plan.settings, plan.policy, plan.jobs, plan.run_dir
@@ -232,23 +238,19 @@ def _run(args: argparse.Namespace, *, validate: bool) -> int:
     say = _say(quiet)
     for note in plan.notes:
         say(note)
+    allow = (INTERRUPTED,) if resume else ()  # see below
+    hint = "--overwrite (or --resume, for an interrupted run)"
     if args.check:
+        check_claim(run_dir, overwrite=args.overwrite, allow=allow, hint=hint)
         print(
             f"ptexec: config ok: {len(jobs)} jobs under {name} on "
             f"{len(settings.devices) if settings.devices else settings.workers} workers; "
             f"would write {run_dir}"
         )
         return 0
-    from ptsim.runfolder import INTERRUPTED, claim
-
     kind = "ptexec validation" if validate else "ptexec run"
-    resume = bool(getattr(args, "resume", False))
-    if resume and args.overwrite:
-        raise ValueError("--resume and --overwrite: pick one")
     # an unfinished run's folder is refused too (it keeps its checkpoints): --resume goes on
     # with an interrupted one, --overwrite starts over
-    allow = (INTERRUPTED,) if resume else ()
-    hint = "--overwrite (or --resume, for an interrupted run)"
     with claim(run_dir, kind, overwrite=args.overwrite, allow=allow, hint=hint) as folder:
         _check_unfinished(cfg, run_dir, resume, args.overwrite)  # ptexec/resume.py
         folder.start()

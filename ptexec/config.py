@@ -263,9 +263,21 @@ def settings_from(cfg: DictConfig) -> ExecSettings:
     """Pool, profile, checkpointing and run limits."""
     devices = cfg.get("devices")
     mech = {k: v for k, v in plain(cfg.get("mechanics")).items() if v is not None}
+    for k, dev in enumerate(devices or ()):
+        kind, _, index = str(dev).partition(":")
+        if kind not in ("cpu", "cuda") or (index and not (index.isdigit() and kind == "cuda")):
+            raise ConfigError(f"config devices[{k}] = {str(dev)!r}: expected cpu, cuda or cuda:N")
     prof = _path(cfg.get("profile_dir"))
     if prof is not None and not prof.is_dir():
         raise ConfigError(f"config profile_dir: {prof} is not a directory (run `ptexec profile`)")
+    if prof is not None:  # a bad profile fails here, before a run folder is touched
+        from ptsim.profiles_io import load_profiles
+
+        try:
+            load_profiles(str(prof))
+        except (ValueError, KeyError, FileNotFoundError) as exc:
+            text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            raise ConfigError(f"config profile_dir: {text}") from None
     ce = cfg.get("checkpoint_every")
     # a key left out takes the dataclass default (the one source)
     optional: dict[str, Any] = {}

@@ -179,6 +179,30 @@ def check_overrides(overrides: list[str]) -> str | None:
 
 
 SUBCOMMANDS = ("report", "plot")
+OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
+
+
+def output_dir_error(args: Sequence[str]) -> str | None:
+    """A one-line error for a run or sweep folder given on the command line that cannot be one:
+    empty (the run would write into the working directory), an existing file, or under one;
+    None when every such folder can be made. Interpolated values are left to hydra."""
+    for arg in args:
+        key, sep, value = arg.lstrip("+").partition("=")
+        if not sep or key not in OUTPUT_KEYS:
+            continue
+        value = value.strip().strip("'\"")
+        if not value:
+            return f"ptsim: {key} is empty; give the folder to write into"
+        if "${" in value:
+            continue
+        path = Path(value).expanduser()
+        for where in (path, *path.parents):
+            if where.exists():
+                if not where.is_dir():
+                    what = "exists and is not a folder" if where == path else f"{where} is a file"
+                    return f"ptsim: {key} = {value}: {what}"
+                break
+    return None
 
 
 def _fixed_sweep_dir(args: list[str]) -> list[str]:
@@ -207,6 +231,12 @@ def run_cli(argv: Sequence[str]) -> int:
 
         return plot_main(args[1:])
     words = [a for a in args if not a.startswith("-")]
+    where = output_dir_error(words)
+    if any(w.lstrip("+").startswith("scheduler.name=") for w in words):
+        where = "ptsim: scheduler.name comes with a scheduler's config; choose it: scheduler=NAME"
+    if where:
+        print(where, file=sys.stderr)
+        return 2
     choice = override_syntax_error(words) or group_choice_error(words)
     plain_run = words == args and not any(a.lstrip("+~").startswith("hydra.mode") for a in args)
     # a plain run checks its overrides only if hydra cannot compose them (``_run_once``)

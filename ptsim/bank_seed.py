@@ -39,6 +39,8 @@ def read_store_history(
     mapped to the simulation's; an unmapped unknown name is an error listing the known ones
     (:class:`~ptsim.store_format.StoreError`, one line naming the file)."""
     root = Path(store).expanduser()
+    if root.is_file():
+        raise StoreError(f"{root}: a file, not a bank store folder")
     if not root.is_dir():
         raise StoreError(f"{root}: no such bank store folder")
     out: list[StoredHistory] = []

@@ -161,7 +161,8 @@ def build_trace(
     if not jobs:
         raise ValueError(
             f"workload: no job arrived in duration_s={spec.duration_s:g} s at load "
-            f"{spec.load:g} on {cluster.num_gpus} GPUs (seed {cfg.seed}); raise either"
+            f"{spec.load:g} on {cluster.num_gpus} GPUs (seed {cfg.seed}); raise "
+            "workload.duration_s or workload.load"
         )
     return jobs
 
@@ -230,6 +231,8 @@ def plan_config(cfg: DictConfig) -> RunPlan:
     jobs = build_trace(cfg, profiles, cluster, warn=_log_warning)
     bank_cfg = cfg.get("bank")
     bank = None if bank_cfg is None else bank_from(plain(bank_cfg))
+    if bank is not None:
+        bank.check(profiles)
     policies = scheduler_configs(cfg)
     for name, params in policies:
         POLICIES.make_config(name, params)  # fail on a bad knob before any run

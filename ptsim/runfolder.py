@@ -120,6 +120,69 @@ def _lock(folder: Path) -> int:
     return fd
 
 
+def _held(folder: Path) -> bool:
+    """Whether another process holds ``folder``'s lock (tested without taking it for long)."""
+    try:
+        fd = os.open(folder / LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # (closing releases the lock)
+    return False
+
+
+def refusal(
+    path: Path,
+    prev: dict[str, Any] | None,
+    *,
+    allow: Sequence[str] = (FAILED, INTERRUPTED),
+    hint: str = "overwrite it",
+) -> str | None:
+    """Why ``claim`` would refuse ``path`` (whose marker is ``prev``) without ``overwrite``, or
+    None when it would take it as it is."""
+    if prev is not None and prev["status"] == COMPLETE:
+        return (
+            f"run folder {path} already holds a complete {prev.get('kind', 'run')} "
+            f"({prev.get('at', '?')}); pick another folder or {hint}"
+        )
+    if prev is not None and prev["status"] not in allow:
+        return (
+            f"run folder {path} holds a run that ended {prev['status']}; pick another "
+            f"folder or {hint}"
+        )
+    if prev is None and (path / "summary.json").exists():  # a run from before markers
+        return (
+            f"run folder {path} already holds a run (summary.json); pick another folder or {hint}"
+        )
+    return None
+
+
+def check_claim(
+    folder: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    allow: Sequence[str] = (FAILED, INTERRUPTED),
+    hint: str = "overwrite it",
+) -> None:
+    """Raise ``RunFolderError`` where ``claim`` would refuse ``folder``, touching nothing (a
+    dry run's check): a path that is a file, a folder another run holds, or one ``refusal``
+    names."""
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise RunFolderError(f"run folder {path}: exists and is not a folder")
+    if not path.is_dir():
+        return
+    if (path / LOCK).exists() and _held(path):
+        raise RunFolderError(f"run folder {path} is in use by another run; pick another folder")
+    refused = refusal(path, read_marker(path), allow=allow, hint=hint)
+    if refused and not overwrite:
+        raise RunFolderError(refused)
+
+
 @contextmanager
 def claim(
     folder: str | os.PathLike[str],
@@ -140,32 +203,23 @@ def claim(
     """
     path = Path(folder)
     created = not path.exists()
-    path.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise RunFolderError(f"run folder {path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise RunFolderError(f"run folder {path}: a folder above it is a file") from None
     fd = _lock(path)
     rf = RunFolder(path, kind, created, _fd=fd)
     try:
         prev = read_marker(path)
         rf.previous = prev
-        if prev is not None and prev["status"] == COMPLETE:
-            if not overwrite:
-                raise RunFolderError(
-                    f"run folder {path} already holds a complete {prev.get('kind', 'run')} "
-                    f"({prev.get('at', '?')}); pick another folder or {hint}"
-                )
+        refused = refusal(path, prev, allow=allow, hint=hint)
+        if refused and not overwrite:
+            raise RunFolderError(refused)
+        if refused and prev is not None and prev["status"] == COMPLETE:
             _clear(path, prev)
-        elif prev is not None and prev["status"] not in allow:
-            if not overwrite:
-                raise RunFolderError(
-                    f"run folder {path} holds a run that ended {prev['status']}; pick another "
-                    f"folder or {hint}"
-                )
-            _clear_all(path)
-        elif prev is None and (path / "summary.json").exists():  # a run from before markers
-            if not overwrite:
-                raise RunFolderError(
-                    f"run folder {path} already holds a run (summary.json); pick another "
-                    f"folder or {hint}"
-                )
+        elif refused:
             _clear_all(path)
     except BaseException:
         rf.release()

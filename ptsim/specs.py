@@ -61,6 +61,26 @@ class BankSpec:
         if self.seeding == "store" and not self.store:
             raise ValueError("bank.seeding=store needs bank.store=PATH (a ptexec bank store)")
 
+    def check(self, profiles: ProfileSet) -> None:
+        """Fail now, with the key named, where ``build`` would: an unknown convergence model or
+        an unreadable store (a run checks its bank before it writes anything)."""
+        try:
+            convergence = load_convergence(self.convergence).model
+        except (ValueError, KeyError, FileNotFoundError) as exc:
+            raise ValueError(f"bank.convergence = {self.convergence!r}: {_one_line(exc)}") from None
+        if self.seeding == "store":
+            assert self.store is not None
+            try:
+                read_store_history(
+                    self.store,
+                    known_models=list(profiles.models),
+                    known_tasks=convergence.space.names,
+                    model_map=self.model_map,
+                    task_map=self.task_map,
+                )
+            except (ValueError, KeyError, OSError) as exc:
+                raise ValueError(f"bank.store: {_one_line(exc)}") from None
+
     def build(self, profiles: ProfileSet, models: Sequence[str], seed: int) -> SimPromptBank:
         """A fresh bank (each run gets its own: online growth mutates it)."""
         setup = load_convergence(self.convergence)
@@ -93,6 +113,12 @@ class BankSpec:
             )
             bank.seed_history([(h.entry_id, h.model, h.source_task) for h in history])
         return bank
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message without the quotes ``KeyError`` adds."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(text.split())
 
 
 SHARED_BANK_KEYS = frozenset({"against_default", "convergence"})

@@ -228,3 +228,52 @@ def test_a_multirun_folder_is_named_once_in_the_parent() -> None:
     assert _fixed_sweep_dir(["seed=0"]) == ["seed=0"]
     mine = ["-m", "seed=0,1", "hydra.sweep.dir=out/x"]
     assert _fixed_sweep_dir(mine) == mine
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("bank.convergence=bogus", "bank.convergence = 'bogus': unknown convergence model"),
+        ("bank.seeding=store bank.store=/no/such/store", "bank.store: /no/such/store: no such"),
+        ("bank.seeding=store bank.store=FILE", "a file, not a bank store folder"),
+    ],
+)
+def test_bank_errors_come_before_the_run_folder_is_touched(
+    override: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad bank setting fails before the run folder is claimed: nothing is written, and a
+    file the user keeps there is left as it was."""
+    from ptsim.app import run_cli
+
+    kept = tmp_path / "mine" / "trace.csv"
+    kept.parent.mkdir()
+    kept.write_text("mine\n")
+    words = override.replace("FILE", str(kept)).split()
+    rc = run_cli(["scheduler=edf", *SMALL, *words, f"hydra.run.dir={kept.parent}"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and message in err, err
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["trace.csv"]
+    assert kept.read_text() == "mine\n"
+
+
+def test_run_folders_that_cannot_be_folders_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ptsim.app import run_cli
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    cases = [
+        (f"hydra.run.dir={afile}", "exists and is not a folder"),
+        (f"hydra.run.dir={afile}/sub", f"{afile} is a file"),
+        ("hydra.run.dir=", "hydra.run.dir is empty"),
+    ]
+    for arg, message in cases:
+        assert run_cli(["scheduler=edf", *SMALL, arg]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and message in err, err
+    assert run_cli(["-m", "scheduler=edf", *SMALL, f"hydra.sweep.dir={afile}"]) == 2
+    assert "hydra.sweep.dir" in capsys.readouterr().err
+    assert run_cli(["scheduler=edf", "scheduler.name=prompttuner", *SMALL]) == 2
+    assert "scheduler=NAME" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

@@ -320,3 +320,50 @@ def test_after_column_reads_and_round_trips(tmp_path: Path) -> None:
     f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     with pytest.raises(JobFileError, match="line 2, column after: 'zz' is not a job"):
         load_jobs(f)
+
+
+def test_check_refuses_what_the_run_would_refuse_before_any_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run --check`` fails where the run would (a device that is not one, a bad profile, a
+    folder that holds a complete run or is a file), with one line, and the run itself fails
+    the same way before it makes its folder; ``--resume`` needs ``--out``."""
+    import shutil
+
+    from ptsim.paths import profiles_root
+    from ptsim.runfolder import claim
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join(json.dumps(j) for j in JOBS) + "\n")
+    bad = tmp_path / "bad_profile"
+    shutil.copytree(profiles_root() / "a100", bad)
+    models = bad / "models.csv"
+    models.write_text(models.read_text().replace(",0.282673,", ",-1,", 1))
+    done = tmp_path / "done"
+    with claim(done, "ptexec run") as rf:
+        rf.start()
+        rf.complete([])
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    base = ["run", "--jobs", str(jobs), "--quiet"]
+    cases = [
+        (["--out", str(tmp_path / "o1"), "devices=[tpu]"], "devices[0] = 'tpu': expected cpu"),
+        (["--out", str(tmp_path / "o2"), "--profile", str(bad)], "'eval_s'): '-1' must be >= 0"),
+        (["--out", str(done)], "already holds a complete ptexec run"),
+        (["--out", str(afile)], "exists and is not a folder"),
+    ]
+    for extra, message in cases:
+        for check in (["--check"], []):
+            if not check and "done" in extra[-1]:
+                continue  # (the run refuses it too: tests/test_runfolder.py)
+            assert main([*base, *check, *extra]) == 2, (check, extra)
+            err = capsys.readouterr().err.strip()
+            assert "\n" not in err and message in err, err
+    assert main([*base, "--resume"]) == 2
+    assert "--resume needs --out" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "afile",
+        "bad_profile",
+        "done",
+        "jobs.jsonl",
+    ]

@@ -12,6 +12,7 @@ from ptsim.runfolder import (
     FAILED,
     INTERRUPTED,
     RunFolderError,
+    check_claim,
     claim,
     default_name,
     read_marker,
@@ -89,3 +90,29 @@ def test_default_names_differ_between_processes() -> None:
     }
     assert len(names) == 2
     assert default_name().rsplit("_", 1)[-1] == default_name().rsplit("_", 1)[-1]
+
+
+def test_a_dry_run_check_refuses_what_claim_refuses_and_touches_nothing(tmp_path: Path) -> None:
+    check_claim(tmp_path / "new")  # a folder to be made: fine, and not made
+    assert not (tmp_path / "new").exists()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(RunFolderError, match="exists and is not a folder"):
+        check_claim(afile)
+    with pytest.raises(RunFolderError, match="a folder above it is a file"), claim(afile / "r"):
+        pass
+    folder = tmp_path / "r"
+    with claim(folder, "ptsim") as rf:
+        rf.start()
+        with pytest.raises(RunFolderError, match="in use by another run"):
+            check_claim(folder)
+        rf.complete([])
+    with pytest.raises(RunFolderError, match="already holds a complete ptsim"):
+        check_claim(folder)
+    check_claim(folder, overwrite=True)
+    assert read_marker(folder)["status"] == COMPLETE  # type: ignore[index]
+    (folder / COMPLETE).unlink()
+    (folder / FAILED).write_text(json.dumps({"status": FAILED}))
+    check_claim(folder)  # a failed run's folder may be reused by default...
+    with pytest.raises(RunFolderError, match="ended FAILED"):
+        check_claim(folder, allow=(INTERRUPTED,))  # ... but not where only INTERRUPTED is
