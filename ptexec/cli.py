@@ -371,22 +371,40 @@ def _execute(
         print(format_summary(summary))
 
 
-def _ints(text: str | None) -> tuple[int, ...] | None:
+def _ints(
+    text: str | None, flag: str = "", lo: int = 0, hi: int | None = None
+) -> tuple[int, ...] | None:
+    """Comma-separated whole numbers in [lo, hi] (``flag`` names them in the error)."""
     if text is None:
         return None
     try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
+        out = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise ValueError(f"{text!r}: expected comma-separated whole numbers") from None
+        raise ValueError(f"{flag} {text!r}: expected comma-separated whole numbers") from None
+    bad = [v for v in out if v < lo or (hi is not None and v > hi)]
+    if bad or not out:
+        top = "" if hi is None else f", at most {hi}"
+        raise ValueError(f"{flag} {text!r}: expected whole numbers >= {lo}{top}")
+    return out
 
 
-def _floats(text: str | None) -> tuple[float, ...] | None:
+def _floats(text: str | None, flag: str = "") -> tuple[float, ...] | None:
+    """Comma-separated numbers in [0, 1] (``flag`` names them in the error)."""
     if text is None:
         return None
     try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
+        out = tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise ValueError(f"{text!r}: expected comma-separated numbers") from None
+        raise ValueError(f"{flag} {text!r}: expected comma-separated numbers") from None
+    if not out or not all(0.0 <= v <= 1.0 for v in out):
+        raise ValueError(f"{flag} {text!r}: expected numbers in [0, 1]")
+    return out
+
+
+def _at_least(flag: str, value: int | None, lo: int) -> int | None:
+    if value is not None and value < lo:
+        raise ValueError(f"{flag} {value}: expected a whole number >= {lo}")
+    return value
 
 
 def _profile(args: argparse.Namespace) -> int:
@@ -409,15 +427,19 @@ def _profile(args: argparse.Namespace) -> int:
             raise ValueError(f"--as {item!r}: expected MODEL=NAME")
         names[model_id(src, args.kind)] = dst
     st = QUICK if args.quick else ProfileSettings()
+    # every flag is checked here, before a worker starts or anything is measured
+    counts = _ints(args.gpu_counts, "--gpu-counts", 1, args.workers)
+    if counts is not None and counts[0] != 1:
+        raise ValueError(f"--gpu-counts {args.gpu_counts!r}: must start with 1")
     changes: dict[str, Any] = {
-        "batches": _ints(args.batches),
-        "gpu_counts": _ints(args.gpu_counts),
-        "steps": args.steps,
-        "similarities": _floats(args.similarities),
-        "seeds": _ints(args.seeds),
-        "max_steps": args.max_steps,
-        "loop_steps": args.loop_steps,
-        "loop_rounds": args.loop_rounds,
+        "batches": _ints(args.batches, "--batches", 1),
+        "gpu_counts": counts,
+        "steps": _at_least("--steps", args.steps, 1),
+        "similarities": _floats(args.similarities, "--similarities"),
+        "seeds": _ints(args.seeds, "--seeds", 0),
+        "max_steps": _at_least("--max-steps", args.max_steps, 1),
+        "loop_steps": _at_least("--loop-steps", args.loop_steps, 0),
+        "loop_rounds": _at_least("--loop-rounds", args.loop_rounds, 1),
     }
     st = replace(st, **{k: v for k, v in changes.items() if v is not None})
     if not args.convergence:

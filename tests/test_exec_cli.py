@@ -367,3 +367,24 @@ def test_check_refuses_what_the_run_would_refuse_before_any_folder(
         "done",
         "jobs.jsonl",
     ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--similarities", "2"], "--similarities '2': expected numbers in [0, 1]"),
+        (["--seeds", "-1"], "--seeds '-1': expected whole numbers >= 0"),
+        (["--max-steps", "0"], "--max-steps 0: expected a whole number >= 1"),
+        (["--gpu-counts", "1,99"], "--gpu-counts '1,99': expected whole numbers >= 1, at most 1"),
+        (["--gpu-counts", "2"], "--gpu-counts '2'"),
+        (["--batches", "0"], "--batches '0': expected whole numbers >= 1"),
+    ],
+)
+def test_profile_flags_are_checked_before_anything_is_measured(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "p"
+    assert main(["profile", "--out", str(out), "--workers", "1", "--quiet", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err, err
+    assert not out.exists()
