@@ -127,7 +127,8 @@ def check_overrides(overrides: list[str]) -> str | None:
     groups = {p.name for p in conf_root().iterdir() if p.is_dir()}
     plain = [o for o in overrides if "=" in o and not o.startswith(("+", "~", "-"))]
     keys = [o.split("=", 1)[0] for o in plain]
-    choices = [o for o, k in zip(plain, keys, strict=True) if k in groups and "," not in o]
+    # a swept group (scheduler=edf,fifo) is checked with its first option
+    choices = [o.split(",")[0] for o, k in zip(plain, keys, strict=True) if k in groups]
     # every composition error (a list merged into a mapping...) as one line
     single = [
         o
@@ -217,6 +218,52 @@ def _fixed_sweep_dir(args: list[str]) -> list[str]:
     return [*args, f"hydra.sweep.dir=runs/multirun/{default_name()}"]
 
 
+def sweep_error(words: Sequence[str]) -> str | None:
+    """A multirun's bad value, found before any point runs: each value of each swept key is
+    composed (with every other swept key at its first value) and checked as a run checks its
+    config (``ptsim.schema.check_ptsim_config``); the first error as one line, or None. Group
+    choices and ``hydra.*`` keys are left to hydra."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from ptsim.schema import ConfigError, check_ptsim_config, resolved
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(words))
+    except Exception:
+        return None  # hydra reports a syntax error itself
+    groups = {p.name for p in conf_root().iterdir() if p.is_dir()}
+    fixed: list[str] = []
+    swept: list[tuple[str, list[str]]] = []
+    for word, o in zip(words, parsed, strict=True):
+        key = o.get_key_element()
+        if key.startswith("hydra"):
+            continue
+        if not o.is_sweep_override():
+            fixed.append(word)
+            continue
+        values = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        if key in groups:  # a group's options: the first stands for them all
+            fixed.extend(values[:1])
+        elif values:
+            swept.append((key, values))
+    if not swept:
+        return None
+    first = [vals[0] for _, vals in swept]
+    with initialize_config_dir(config_dir=str(conf_root()), version_base="1.3"):
+        for k, (key, vals) in enumerate(swept):
+            for val in vals[1:] if k else vals:  # (the first point was checked with k = 0)
+                point = [*fixed, *first[:k], val, *first[k + 1 :]]
+                try:
+                    check_ptsim_config(resolved(compose("config", overrides=point)))
+                except (ConfigError, ValueError, KeyError) as exc:
+                    text = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
+                    return f"ptsim: {text}" if key in text else f"ptsim: {val}: {text}"
+                except Exception:
+                    return None  # a composition problem: hydra reports it
+    return None
+
+
 def run_cli(argv: Sequence[str]) -> int:
     """Run ``ptsim`` with command-line arguments ``argv``; returns the exit status (0 ok,
     2 bad input, 130 interrupted). ``report ...`` and ``plot ...`` are subcommands (plain
@@ -241,6 +288,8 @@ def run_cli(argv: Sequence[str]) -> int:
     plain_run = words == args and not any(a.lstrip("+~").startswith("hydra.mode") for a in args)
     # a plain run checks its overrides only if hydra cannot compose them (``_run_once``)
     problem = f"ptsim: {choice}" if choice else None if plain_run else check_overrides(words)
+    if problem is None and any(a in ("-m", "--multirun") for a in args):
+        problem = sweep_error(words)
     if problem:
         print(problem, file=sys.stderr)
         return 2

@@ -277,3 +277,22 @@ def test_run_folders_that_cannot_be_folders_are_refused(
     assert run_cli(["scheduler=edf", "scheduler.name=prompttuner", *SMALL]) == 2
     assert "scheduler=NAME" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_a_sweep_checks_every_value_before_any_point_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ptsim.app import run_cli
+
+    sweep = tmp_path / "sweep"
+    args = ["-m", "scheduler=edf", "seed=0,1", *SMALL, f"hydra.sweep.dir={sweep}"]
+    assert run_cli([*args, "workload.load=0.5,-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "workload.load = -1" in err, err
+    assert not sweep.exists()  # no point ran
+    # a knob of a swept scheduler group is checked against the group's first option
+    assert check_overrides(["scheduler=prompttuner,infless", "scheduler.bank=true,false"]) is None
+    from ptsim.app import sweep_error
+
+    bad = ["scheduler=prompttuner,infless", "scheduler.bank=true,bogus"]
+    assert "scheduler.bank = 'bogus'" in str(sweep_error(bad))
