@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +198,64 @@ def test_philly_errors(tmp_path: Path) -> None:
     p.write_text('[{"jobid": "a", "submitted_time": null, "attempts": []}]')
     with pytest.raises(TraceError, match=r"log\.json: no usable jobs$"):
         convert_philly(p, WorkloadSpec(), toy_profiles(), rng())
+
+
+# --- every converter: what it makes loads; byte-order marks -----------------------------------
+
+
+def test_a_converted_job_the_loader_would_refuse_is_an_error(tmp_path: Path) -> None:
+    ef = tmp_path / "ef.csv"
+    ef.write_text(
+        "job_id,submission_time,num_iteration,model_name,deadline,batch_size,num_gpu\n"
+        "a,0,100,gpt2,50,16,1\nb,5,100,gpt2,5,16,1\n"
+    )
+    with pytest.raises(TraceError) as e:
+        convert_elasticflow(ef, WorkloadSpec(), rng())
+    assert str(e.value) == (
+        f"{ef} row 2: the converted job 'b' would not load (column deadline_s: 5.0 equals "
+        "arrival_s (no job can meet it))"
+    )
+    log = tmp_path / "log.csv"
+    log.write_text("job_id,submit_time,num_gpus,duration\na,0,1,60\nb,10,70000,60\n")
+    with pytest.raises(TraceError) as e:
+        convert_generic(log, WorkloadSpec(), toy_profiles(), rng(), model="gpt2-base")
+    assert str(e.value) == (
+        f"{log} row 2: the converted job 'b' would not load (column num_gpus: 70000 is above the "
+        "limit 65536)"
+    )
+    job = {
+        "jobid": "big",
+        "submitted_time": "2017-10-03 02:52:00",
+        "attempts": [
+            {
+                "start_time": "2017-10-03 02:52:10",
+                "end_time": "2017-10-03 02:57:10",
+                "detail": [{"ip": "m1", "gpus": [f"gpu{i}" for i in range(70000)]}],
+            }
+        ],
+    }
+    ph = tmp_path / "log.json"
+    ph.write_text(json.dumps([job]))
+    with pytest.raises(TraceError) as e:
+        convert_philly(ph, WorkloadSpec(), toy_profiles(), rng(), model="gpt2-base")
+    assert str(e.value) == (
+        f"{ph} job 1: the converted job 'big' would not load (column num_gpus: 70000 is above "
+        "the limit 65536)"
+    )
+
+
+def test_sources_with_a_byte_order_mark_convert_alike(tmp_path: Path) -> None:
+    def bom(src: Path) -> Path:
+        out = tmp_path / src.name
+        out.write_bytes(b"\xef\xbb\xbf" + src.read_bytes())
+        return out
+
+    cfg, profiles = WorkloadSpec(), toy_profiles()
+    ef = DATA / "trace_elasticflow.csv"
+    assert convert_elasticflow(bom(ef), cfg, rng()) == convert_elasticflow(ef, cfg, rng())
+    he = DATA / "trace_helios.csv"
+    assert convert_generic(bom(he), cfg, profiles, rng()) == convert_generic(
+        he, cfg, profiles, rng()
+    )
+    ph = DATA / "trace_philly.json"
+    assert convert_philly(bom(ph), cfg, profiles, rng()) == convert_philly(ph, cfg, profiles, rng())

@@ -250,3 +250,25 @@ def test_fields_that_do_not_apply_are_refused() -> None:
         WorkloadSpec.short(rate_sigma=0.5)
     with pytest.raises(ValueError, match="arrivals must be one of modulated, shape"):
         WorkloadSpec(arrivals="poisson")
+
+
+def test_a_workload_too_large_to_hold_is_refused_before_drawing() -> None:
+    cfg = WorkloadSpec(load=100.0, duration_s=1e7)
+    with pytest.raises(ValueError) as e:
+        generate_workload(cfg, toy_profiles(), 262144, np.random.default_rng(0))
+    what = str(e.value)
+    assert what.startswith("about 2.") and what.endswith(
+        "e+11 jobs would arrive (load 100 on 262144 GPUs over 1e+07 s); at most 10,000,000 are "
+        "generated"
+    )
+
+
+def test_read_shape_skips_a_byte_order_mark(tmp_path: Path) -> None:
+    p = tmp_path / "s.csv"
+    write_shape(synthesize_shape(ShapeSpec(minutes=30)), p)
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())
+    np.testing.assert_array_equal(read_shape(bom), read_shape(p))
+    (tmp_path / "adir.csv").mkdir()
+    with pytest.raises(TraceError, match=r"adir\.csv: is a folder, not a file$"):
+        read_shape(tmp_path / "adir.csv")

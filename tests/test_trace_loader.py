@@ -264,3 +264,25 @@ def test_writer_refuses_what_the_loader_would(tmp_path: Path) -> None:
     with pytest.raises(TraceError, match=r"row 1, column iterations: .* out of range"):
         write_trace([big], tmp_path / "t.csv")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_byte_order_mark_is_skipped(tmp_path: Path) -> None:
+    p = write_csv(tmp_path)
+    excel = tmp_path / "excel.csv"  # what Excel writes: a BOM and CRLF line ends
+    excel.write_bytes(b"\xef\xbb\xbf" + p.read_bytes().replace(b"\n", b"\r\n"))
+    assert load_trace(excel) == load_trace(p)
+    # a byte that is not UTF-8 is counted from the start of the file, BOM included
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"\xef\xbb\xbf" + HEADER.encode() + b"\nj\xe9,")
+    with pytest.raises(TraceError) as e:
+        load_trace(bad)
+    at = len(HEADER) + 5
+    assert str(e.value) == f"{bad}: not UTF-8 text (invalid continuation byte at byte {at})"
+
+
+def test_a_folder_is_named_as_one(tmp_path: Path) -> None:
+    for name in ("adir.csv", "adir.parquet"):
+        (tmp_path / name).mkdir()
+        with pytest.raises(TraceError) as e:
+            load_trace(tmp_path / name)
+        assert str(e.value) == f"{tmp_path / name}: is a folder, not a file"

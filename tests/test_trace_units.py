@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ptsim.trace import WorkloadSpec, cli
+from ptsim.trace import TraceError, WorkloadSpec, cli
 from ptsim.trace.converters import convert_elasticflow, convert_generic
 from tests.test_trace_cli import toy_profiles
 
@@ -91,9 +91,20 @@ def test_submission_minutes_read_as_seconds_draw_one_warning_line(
 
 
 def test_span_beyond_a_year_is_implausible(tmp_path: Path) -> None:
-    log = generic_log(tmp_path / "ms.csv", 3, 2e10, 600.0)  # milliseconds read as seconds
+    log = generic_log(tmp_path / "ms.csv", 3, 2e8, 600.0)  # milliseconds read as seconds
     res = convert(log)
-    assert "implausible trace (3 jobs over 4e+10 s" in (res.implausible(log, 32) or "")  # type: ignore[attr-defined]
+    assert "implausible trace (3 jobs over 4e+08 s" in (res.implausible(log, 32) or "")  # type: ignore[attr-defined]
+
+
+def test_arrivals_beyond_the_loaders_limit_are_refused(tmp_path: Path) -> None:
+    log = generic_log(tmp_path / "ms.csv", 3, 2e10, 600.0)  # 31+ years: the loader refuses it
+    with pytest.raises(TraceError) as e:
+        convert(log)
+    assert str(e.value) == (
+        f"{log} row 2: the converted job 'g1' would not load (column arrival_s: 20000000000.0 "
+        "is above the limit 1e+09 s; are the source's times in another unit? --time-unit: "
+        "s|min|ms)"
+    )
 
 
 def test_time_units_are_refused_for_philly(

@@ -9,6 +9,7 @@ gives its statistics. ``shape_from_arrivals`` turns a real trace into a shape in
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Sequence
@@ -18,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from ptsim.outcome import atomic_write
 from ptsim.trace.cells import CellError, to_float, to_int
-from ptsim.trace.loader import TraceError
+from ptsim.trace.loader import TraceError, read_text
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -153,27 +155,26 @@ def write_shape(
         f"cv={st['cv']:.3f} peak_to_mean={st['peak_to_mean']:.2f} "
         f"count_cv_at_10_per_min={st['count_cv']:.3f} (Poisson: {st['poisson_cv']:.3f})",
     ]
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    try:
+
+    def write(tmp: Path) -> None:
         with tmp.open("w", newline="", encoding="utf-8") as f:
             f.write("".join(f"# {line}\n" for line in lines))
             w = csv.writer(f, lineterminator="\n")
             w.writerow(["minute", "intensity"])
             w.writerows((i, repr(float(x))) for i, x in enumerate(intensity))
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(p, write)
     return p
 
 
 def read_shape(path: str | os.PathLike[str]) -> FloatArray:
     """Read a ``minute,intensity`` CSV (``#`` lines are comments); returned with mean 1."""
     p = Path(path)
-    if not p.is_file():
-        raise TraceError(p, "no such file")
-    with p.open(newline="", encoding="utf-8") as f:
-        lines = [r for r in csv.reader(f) if r and not r[0].lstrip().startswith("#")]
+    try:
+        rows = csv.reader(io.StringIO(read_text(p), newline=""))
+        lines = [r for r in rows if r and not r[0].lstrip().startswith("#")]
+    except csv.Error as e:
+        raise TraceError(p, f"malformed CSV: {e}") from None
     if not lines or [h.strip() for h in lines[0]] != ["minute", "intensity"]:
         raise TraceError(p, "header must be exactly: minute,intensity")
     values = []

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,11 +29,85 @@ from ptsim.trace.converters import (
     convert_philly,
 )
 from ptsim.trace.generator import WorkloadSpec, generate_workload, offered_load
-from ptsim.trace.loader import TraceWarning, load_trace, write_trace
+from ptsim.trace.loader import EXTENSIONS, TraceWarning, load_trace, write_trace
+
+SHAPE_EXTENSIONS = (".csv",)
+"""What ``shape`` writes: a CSV with comment lines (``read_shape`` reads only that)."""
+MAX_SHAPE_MINUTES = 1_000_000
+"""Longest shape ``shape`` writes (about 694 days; 27 MB); ptsim's longest window,
+``workload.duration_s`` = 1e7 s, is 166,667 minutes."""
 
 
 class CliError(Exception):
     """A problem reported to the user as one line, exit status 2."""
+
+
+def _flag_ranges() -> dict[str, tuple[Any, Any]]:
+    """Each numeric flag's type and range (``ptsim.schema.Range``): those of the ptsim config
+    key it stands for, so ``ptsim-trace`` accepts what ``ptsim`` does."""
+    from ptsim.schema import RANGES, Range
+
+    work, cluster = RANGES["workload"], RANGES["cluster"]
+    largest_cluster = int((cluster["nodes"].le or 1) * (cluster["gpus_per_node"].le or 1))
+    return {
+        "--seed": (int, RANGES[""]["seed"]),
+        "--gpus": (int, Range(ge=1, le=largest_cluster)),
+        "--max-gpus": (int, work["max_gpus"]),
+        "--ratios": (tuple[float, ...], work["deadline_ratios"]),
+        "--load": (float, work["load"]),
+        "--duration": (float, work["duration_s"]),
+        "--offset": (int, work["shape_offset_min"]),
+        "--minutes": (int, Range(ge=1, le=MAX_SHAPE_MINUTES)),
+    }
+
+
+def _check_flags(a: argparse.Namespace, *flags: str) -> None:
+    """Each of ``flags`` that was given within its range, or one line naming the flag, its
+    value and what it takes, e.g. ``--load nan: expected a finite number in (0, 100]``."""
+    from ptsim.schema import ConfigError, check_value, describe
+
+    ranges = _flag_ranges()
+    for flag in flags:
+        value = getattr(a, flag[2:].replace("-", "_"))
+        if value is None:
+            continue
+        tp, rng = ranges[flag]
+        try:
+            check_value(flag, value, tp, rng)
+        except ConfigError:
+            items = value if isinstance(value, tuple) else (value,)
+            shown = ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in items)
+            raise CliError(f"{flag} {shown}: expected {describe(tp, rng)}") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (also through links)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return a.resolve() == b.resolve()
+
+
+def _check_output(out: str, extensions: Sequence[str], inputs: Mapping[str, str | None]) -> None:
+    """The checks every command makes of its output before it reads or writes anything: a
+    known extension, not one of the ``inputs`` (by what they are called: ``the input file``,
+    ``the --shape file``...), not a folder, and no existing file where a folder must be."""
+    p = Path(out)
+    if p.suffix.lower() not in extensions:
+        expected = " or ".join(extensions)
+        raise CliError(
+            f"OUT {out}: unknown extension {p.suffix or '(none)'!r}; expected {expected}"
+        )
+    for what, src in inputs.items():
+        if src is not None and _same_file(p, Path(src)):
+            raise CliError(f"OUT {out} is {what}; choose another output")
+    if p.is_dir():
+        raise CliError(f"OUT {out}: is a folder; give a file name")
+    for where in p.parents:
+        if where.exists():
+            if not where.is_dir():
+                raise CliError(f"OUT {out}: {where} exists and is not a folder")
+            break
 
 
 def _load_profiles(name: str) -> ProfileSet:
@@ -43,6 +120,14 @@ def _load_profiles(name: str) -> ProfileSet:
         raise CliError(f"cannot load profiles {name!r}: ptsim.profiles_io is missing") from None
     profiles: ProfileSet = load_profiles(name)
     return profiles
+
+
+def _check_model(profiles: ProfileSet, set_name: str, given: str, name: str) -> None:
+    """A model the user named (``given``: the flag and its value) is in the profile set."""
+    try:
+        profiles.model(name)
+    except UnknownName as e:
+        raise CliError(f"{given}: {e} (profile set {set_name}, --profiles)") from None
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -73,13 +158,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("out", metavar="OUT", help="canonical trace to write (.csv or .parquet)")
     c.add_argument("--profile-model", help="give every job this model (and use its profile)")
     c.add_argument("--model-map", type=_model_map, help="elasticflow: NAME=MODEL,... renaming")
-    c.add_argument("--profiles", default="a100", help="profile set (generic, philly)")
+    c.add_argument(
+        "--profiles",
+        default="a100",
+        help="profile set: step times (generic, philly), and the models --profile-model and "
+        "--model-map may name",
+    )
     c.add_argument("--ratios", type=_floats, help="deadline ratios, e.g. 0.5,1.0,1.5")
     c.add_argument(
         "--deadline",
         choices=("absolute", "relative"),
-        default="absolute",
-        help="elasticflow: how its deadline column is read",
+        help="elasticflow: how its deadline column is read (default absolute)",
     )
     c.add_argument("--seed", type=int, default=0)
     c.add_argument(
@@ -138,17 +227,37 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("shape", help="write the per-minute arrival shape")
     s.add_argument("out", metavar="OUT")
     s.add_argument("--from-trace", help="take the shape from this canonical trace instead")
-    s.add_argument("--seed", type=int, default=ShapeSpec.seed)
-    s.add_argument("--minutes", type=int, default=ShapeSpec.minutes)
+    s.add_argument("--seed", type=int, help=f"synthetic shape: seed (default {ShapeSpec.seed})")
+    s.add_argument(
+        "--minutes", type=int, help=f"synthetic shape: length (default {ShapeSpec.minutes})"
+    )
     return ap
 
 
 def _convert(a: argparse.Namespace) -> str:
-    cfg = WorkloadSpec(max_gpus=a.max_gpus)
+    _check_flags(a, "--seed", "--gpus", "--max-gpus", "--ratios")
+    if a.fmt == "philly" and (a.time_unit is not None or a.duration_unit is not None):
+        raise CliError("--time-unit/--duration-unit do not apply to philly: it has clock times")
+    if a.fmt == "elasticflow" and a.ratios:
+        raise CliError("--ratios does not apply to elasticflow: its trace has deadlines")
+    if a.fmt != "elasticflow" and a.model_map:
+        raise CliError(f"--model-map applies to elasticflow only: a {a.fmt} log names no models")
+    if a.fmt != "elasticflow" and a.deadline:
+        raise CliError(f"--deadline applies to elasticflow only: a {a.fmt} log has no deadlines")
+    _check_output(a.out, EXTENSIONS, {"the input file": a.src})
+    # converters take each job's GPU count from the source: no multi-GPU counts to draw
+    cfg = WorkloadSpec(max_gpus=a.max_gpus, multi_gpu_counts=())
     if a.ratios:
-        cfg = WorkloadSpec(deadline_ratios=a.ratios, max_gpus=a.max_gpus)
-    if a.gpus < 1:
-        raise CliError(f"--gpus must be >= 1, got {a.gpus}")
+        cfg = WorkloadSpec(deadline_ratios=a.ratios, max_gpus=a.max_gpus, multi_gpu_counts=())
+    named = [(f"--profile-model {a.profile_model}", a.profile_model)] if a.profile_model else []
+    named += [(f"--model-map {k}={m}", m) for k, m in (a.model_map or {}).items()]
+    if a.fmt != "elasticflow" and not a.profile_model:
+        named += [("the default model mix (or give --profile-model)", m) for m in cfg.models]
+    profiles = None
+    if a.fmt != "elasticflow" or named:  # elasticflow keeps its own model names otherwise
+        profiles = _load_profiles(a.profiles)
+        for given, name in named:
+            _check_model(profiles, a.profiles, given, name)
     rng = np.random.default_rng(a.seed)
     unit: TimeUnit = "s" if a.time_unit is None else a.time_unit
     dur_unit: TimeUnit = "s" if a.duration_unit is None else a.duration_unit
@@ -158,12 +267,12 @@ def _convert(a: argparse.Namespace) -> str:
             cfg,
             rng,
             model=a.profile_model or a.model_map,
-            deadline=a.deadline,
+            deadline=a.deadline or "absolute",
             time_unit=unit,
             duration_unit=dur_unit,
         )
     elif a.fmt == "generic":
-        profiles = _load_profiles(a.profiles)
+        assert profiles is not None
         res = convert_generic(
             a.src,
             cfg,
@@ -174,9 +283,8 @@ def _convert(a: argparse.Namespace) -> str:
             duration_unit=dur_unit,
         )
     else:
-        if a.time_unit is not None or a.duration_unit is not None:
-            raise CliError("--time-unit/--duration-unit do not apply to philly: it has clock times")
-        res = convert_philly(a.src, cfg, _load_profiles(a.profiles), rng, model=a.profile_model)
+        assert profiles is not None
+        res = convert_philly(a.src, cfg, profiles, rng, model=a.profile_model)
     warning = res.implausible(a.src, a.gpus)
     if warning:
         print(f"ptsim-trace: warning: {warning}", file=sys.stderr)
@@ -191,10 +299,9 @@ def _names(text: str) -> list[str]:
 def _validate(a: argparse.Namespace) -> str:
     from ptsim.core.convergence import ConvergenceModel
 
+    _check_flags(a, "--gpus")
     known = _names(a.models) if a.models else list(_load_profiles(a.profiles).models)
     tasks = _names(a.tasks) if a.tasks else ConvergenceModel.default().space.names
-    if a.gpus is not None and a.gpus < 1:
-        raise CliError(f"--gpus {a.gpus}: expected an integer >= 1")
     found: list[TraceWarning] = []
     jobs = load_trace(
         a.path, known_models=known, known_tasks=tasks, num_gpus=a.gpus, warn=found.append
@@ -214,6 +321,11 @@ def _validate(a: argparse.Namespace) -> str:
 
 
 def _generate(a: argparse.Namespace) -> str:
+    _check_flags(a, "--load", "--duration", "--seed", "--gpus", "--offset")
+    if a.workload != "short" and (a.shape is not None or a.offset is not None):
+        flag = "--shape" if a.shape is not None else "--offset"
+        raise CliError(f"{flag} applies to --workload short only: the default has no fixed shape")
+    _check_output(a.out, EXTENSIONS, {"the --shape file": a.shape})
     make = WorkloadSpec.short if a.workload == "short" else WorkloadSpec
     changes = {"duration_s": a.duration, "shape_path": a.shape, "shape_offset_min": a.offset}
     cfg = make(load=a.load, **{k: v for k, v in changes.items() if v is not None})
@@ -227,11 +339,20 @@ def _generate(a: argparse.Namespace) -> str:
 
 
 def _shape(a: argparse.Namespace) -> str:
-    if a.from_trace:
+    _check_flags(a, "--seed", "--minutes")
+    if a.from_trace is not None and (a.seed is not None or a.minutes is not None):
+        flag = "--seed" if a.seed is not None else "--minutes"
+        raise CliError(f"{flag} applies to the synthetic shape only, not with --from-trace")
+    _check_output(a.out, SHAPE_EXTENSIONS, {"the --from-trace file": a.from_trace})
+    if a.from_trace is not None:
         intensity = shape_from_arrivals([j.arrival for j in load_trace(a.from_trace)])
         write_shape(intensity, a.out, [f"Per-minute arrival counts of {a.from_trace}."])
     else:
-        spec = ShapeSpec(minutes=a.minutes, seed=a.seed)
+        defaults = ShapeSpec()
+        spec = ShapeSpec(
+            minutes=defaults.minutes if a.minutes is None else a.minutes,
+            seed=defaults.seed if a.seed is None else a.seed,
+        )
         intensity = synthesize_shape(spec)
         write_shape(intensity, a.out, synthetic_provenance(spec, a.out))
     st = shape_stats(intensity)
@@ -249,6 +370,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(run[a.cmd](a))
     except (CliError, ValueError, UnknownName) as e:
         print(f"ptsim-trace: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file that cannot be read or written (permissions, disk full...)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"ptsim-trace: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ptsim-trace: interrupted", file=sys.stderr)

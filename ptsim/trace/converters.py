@@ -30,7 +30,15 @@ from ptsim.core.profiles import ProfileSet
 from ptsim.core.types import JobSpec
 from ptsim.trace.cells import CellError, is_empty, to_float, to_int, to_str
 from ptsim.trace.generator import WorkloadSpec, model_probs
-from ptsim.trace.loader import TraceError, check_unique_ids, read_table, sort_jobs
+from ptsim.trace.loader import (
+    TraceError,
+    check_job,
+    check_unique_ids,
+    read_table,
+    read_text,
+    sort_jobs,
+)
+from ptsim.trace.schema import job_from_row
 
 ModelChoice = str | Mapping[str, str] | None
 TimeUnit = Literal["s", "min", "ms"]
@@ -139,6 +147,31 @@ def _submit_seconds(path: Path, row: int, column: str, value: Any) -> tuple[floa
         return secs, True
 
 
+UNIT_HINT = "are the source's times in another unit? --time-unit: s|min|ms"
+"""Said after a converted time above the loader's limit, where the source's unit may be wrong."""
+
+
+def _job(
+    path: Path,
+    row: int,
+    values: dict[str, Any],
+    row_word: str = "row",
+    notes: Mapping[str, str] | None = None,
+) -> JobSpec:
+    """The job of a converted source row, checked as the loader checks a trace's rows
+    (``loader.check_job``), so a converter never makes a trace the loader refuses. The error
+    names the source file and row, the converted job and its column, and adds ``notes`` of
+    that column (how its value was made)."""
+    try:
+        check_job(path, row, values)
+    except TraceError as e:
+        note = (notes or {}).get(e.column or "")
+        what = f"column {e.column}: {e.what}" + (f"; {note}" if note else "")
+        what = f"the converted job {values['job_id']!r} would not load ({what})"
+        raise TraceError(path, what, row, row_word=row_word) from None
+    return job_from_row(values)
+
+
 def _map_model(path: Path, row: int, column: str, name: str, model: ModelChoice) -> str:
     if model is None:
         return name
@@ -224,19 +257,24 @@ def convert_elasticflow(
     parsed.sort(key=lambda x: (x[2], x[1]))
     tasks = rng.integers(0, len(cfg.tasks), size=len(parsed))
     jobs = [
-        JobSpec(
-            job_id=jid,
-            arrival=sub - t0,
-            model=m,
-            task=cfg.tasks[tasks[k]],
-            deadline=ddl - t0,
-            batch_size=batch,
-            iterations=its,
-            num_gpus=g,
-            min_gpus=min(cfg.min_gpus, g),
-            max_gpus=max(cfg.max_gpus, g),
+        _job(
+            p,
+            i,
+            {
+                "job_id": jid,
+                "arrival_s": sub - t0,
+                "model": m,
+                "task": cfg.tasks[tasks[k]],
+                "deadline_s": ddl - t0,
+                "batch_size": batch,
+                "iterations": its,
+                "num_gpus": g,
+                "min_gpus": min(cfg.min_gpus, g),
+                "max_gpus": max(cfg.max_gpus, g),
+            },
+            notes={"arrival_s": UNIT_HINT},
         )
-        for k, (_, jid, sub, m, ddl, batch, its, g) in enumerate(parsed)
+        for k, (i, jid, sub, m, ddl, batch, its, g) in enumerate(parsed)
     ]
     return Converted(sort_jobs(jobs), dict(skipped), demand)
 
@@ -259,6 +297,8 @@ def _synthesize(
     profiles: ProfileSet,
     rng: np.random.Generator,
     model: str | None,
+    row_word: str = "row",
+    unit_hint: str = UNIT_HINT,
 ) -> list[JobSpec]:
     """Canonical jobs from cluster-log records (see the module docstring)."""
     if not records:
@@ -278,21 +318,26 @@ def _synthesize(
         batch = cfg.per_gpu_batch * r.gpus
         step = profiles.step_time(m, r.gpus, batch)
         iters = max(1, round(r.duration / step))
-        arrival = r.submit - t0
-        jobs.append(
-            JobSpec(
-                job_id=r.job_id,
-                arrival=arrival,
-                model=m,
-                task=cfg.tasks[task_idx[k]],
-                deadline=arrival + float(ratios[k]) * iters * step,
-                batch_size=batch,
-                iterations=iters,
-                num_gpus=r.gpus,
-                min_gpus=min(cfg.min_gpus, r.gpus),
-                max_gpus=max(cfg.max_gpus, r.gpus),
-            )
-        )
+        arrival, ratio = r.submit - t0, float(ratios[k])
+        values = {
+            "job_id": r.job_id,
+            "arrival_s": arrival,
+            "model": m,
+            "task": cfg.tasks[task_idx[k]],
+            "deadline_s": arrival + ratio * iters * step,
+            "batch_size": batch,
+            "iterations": iters,
+            "num_gpus": r.gpus,
+            "min_gpus": min(cfg.min_gpus, r.gpus),
+            "max_gpus": max(cfg.max_gpus, r.gpus),
+        }
+        notes = {
+            "arrival_s": unit_hint,
+            "deadline_s": f"arrival {arrival:g} s + deadline ratio {ratio:g} (--ratios) x ideal "
+            f"run time {iters * step:g} s",
+            "iterations": f"run time {r.duration:g} s / step time {step:g} s",
+        }
+        jobs.append(_job(path, r.row, values, row_word, notes))
     return sort_jobs(jobs)
 
 
@@ -387,11 +432,9 @@ def convert_philly(
     the list (from 1) and the field.
     """
     p = Path(path)
-    if not p.is_file():
-        raise TraceError(p, "no such file")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = json.loads(read_text(p))
+    except json.JSONDecodeError as e:
         raise TraceError(p, f"not valid JSON: {e}") from None
     if not isinstance(data, list) or not data:
         raise TraceError(p, "expected a non-empty JSON list of jobs")
@@ -449,5 +492,5 @@ def convert_philly(
             else:
                 records.append(_Record(i, jid, submit, gpus, duration))
     check_unique_ids(p, ((r.row, r.job_id) for r in records), "jobid", rows_word="jobs")
-    jobs = _synthesize(p, records, cfg, profiles, rng, model)
+    jobs = _synthesize(p, records, cfg, profiles, rng, model, "job", unit_hint="")
     return Converted(jobs, dict(skipped), _demand(records))

@@ -46,6 +46,9 @@ DEFAULT_TASKS = (
     "trec",
 )
 DEFAULT_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5)
+MAX_JOBS = 10_000_000
+"""Most jobs a workload may be expected to have (rate x duration): 100 times the largest day
+the benchmarks run; more would exhaust memory before a run could start."""
 ARRIVALS = ("modulated", "shape")
 LENGTHS = ("lognormal", "iterations")
 _UNUSED_BY_ARRIVALS = {
@@ -242,13 +245,20 @@ def generate_workload(
     """Jobs arriving over ``cfg.duration_s`` seconds at offered load ``cfg.load`` on
     ``num_gpus`` GPUs, sorted by arrival, with ids ``j000000``, ``j000001``, ...
 
-    All randomness comes from ``rng``: the same seed gives the same jobs.
+    All randomness comes from ``rng``: the same seed gives the same jobs. More than
+    ``MAX_JOBS`` expected jobs is a ``ValueError``, raised before anything is drawn.
     """
     if num_gpus < 1:
         raise ValueError("num_gpus must be >= 1")
     for m in cfg.models:
         profiles.model(m)  # unknown models fail here, naming the known ones
     rate = cfg.load * num_gpus / mean_demand(cfg, profiles)  # jobs per second
+    expected = rate * cfg.duration_s
+    if not expected <= MAX_JOBS:
+        raise ValueError(
+            f"about {expected:.3g} jobs would arrive (load {cfg.load:g} on {num_gpus} GPUs over "
+            f"{cfg.duration_s:g} s); at most {MAX_JOBS:,} are generated"
+        )
     minutes = math.ceil(cfg.duration_s / 60.0)
     starts = 60.0 * np.arange(minutes)
     lengths = np.minimum(starts + 60.0, cfg.duration_s) - starts

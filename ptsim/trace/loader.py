@@ -6,7 +6,9 @@ Rows are counted from 1 at the first data row: row 1 is the line right after the
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import math
 import os
 import uuid
@@ -19,7 +21,7 @@ from typing import Any
 from ptsim.core.types import JobSpec
 from ptsim.outcome import Table
 from ptsim.trace.cells import INT_LIMIT, PARSERS, CellError
-from ptsim.trace.schema import COLUMN_NAMES, COLUMNS, SLO_COLUMN, job_to_row
+from ptsim.trace.schema import COLUMN_NAMES, COLUMNS, SLO_COLUMN, job_from_row, job_to_row
 
 EXTENSIONS = (".csv", ".parquet")
 
@@ -56,11 +58,31 @@ def _extension(path: Path) -> str:
     return ext
 
 
-def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """Header and data rows of a CSV or Parquet file, each row a dict by column name."""
-    ext = _extension(path)
+def require_file(path: Path) -> None:
+    """A ``TraceError`` unless ``path`` is an existing file (a folder is named as one)."""
+    if path.is_dir():
+        raise TraceError(path, "is a folder, not a file")
     if not path.is_file():
         raise TraceError(path, "no such file")
+
+
+def read_text(path: Path) -> str:
+    """The text of a UTF-8 file (CSV, JSON), a byte-order mark at its start (as spreadsheets
+    such as Excel write) skipped; a ``TraceError`` names the first byte that is not UTF-8."""
+    require_file(path)
+    data = path.read_bytes()
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[skip:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TraceError(path, f"not UTF-8 text ({e.reason} at byte {skip + e.start})") from None
+
+
+def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """Header and data rows of a CSV or Parquet file, each row a dict by column name. A CSV
+    file is UTF-8 text; a byte-order mark at its start is skipped."""
+    ext = _extension(path)
+    require_file(path)
     if ext == ".parquet":
         try:
             import pandas as pd
@@ -71,10 +93,7 @@ def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
         records = [{str(k): v for k, v in r.items()} for r in df.to_dict("records")]
         return [str(c) for c in df.columns], records
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            lines = list(csv.reader(f))
-    except UnicodeDecodeError as e:
-        raise TraceError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+        lines = list(csv.reader(io.StringIO(read_text(path), newline="")))
     except csv.Error as e:
         raise TraceError(path, f"malformed CSV: {e}") from None
     if not lines:
@@ -167,26 +186,27 @@ def _known(kind: str, value: str, known: Collection[str]) -> str:
     return f"unknown {kind} {value!r}; known: {shown}"
 
 
-def _row_to_job(
+def check_job(
     path: Path,
-    i: int,
-    row: Mapping[str, Any],
-    slo: bool,
-    checks: TraceChecks,
+    row: int,
+    v: Mapping[str, Any],
+    checks: TraceChecks | None = None,
     warn: Callable[[TraceWarning], Any] | None = None,
-) -> JobSpec:
-    cols = [SLO_COLUMN if (slo and c.name == "deadline_s") else c for c in COLUMNS]
-    v: dict[str, Any] = {}
-    for c in cols:
-        try:
-            v[c.name] = PARSERS[c.kind](row[c.name])
-        except CellError as e:
-            raise TraceError(path, str(e), row=i, column=c.name) from None
+    *,
+    deadline_column: str = "deadline_s",
+) -> None:
+    """The loader's checks of one job's values ``v``, by canonical column (``deadline_s``
+    absolute; cells already parsed): times within their limits and the deadline after the
+    arrival, counts within theirs, a consistent GPU range, and ``checks``. Raises
+    ``TraceError`` naming ``path``, ``row`` and the column; ``deadline_column`` is the column
+    the deadline came from (``slo_s`` for a relative one). The converters run it on every job
+    they make, so they never produce a trace the loader refuses."""
+    checks = checks or TraceChecks()
 
     def bad(column: str, what: str) -> TraceError:
-        return TraceError(path, what, row=i, column=column)
+        return TraceError(path, what, row=row, column=column)
 
-    arrival = v["arrival_s"]
+    arrival, deadline = v["arrival_s"], v["deadline_s"]
     if arrival < 0:
         raise bad("arrival_s", f"{arrival!r} is negative")
     if arrival > MAX_TIME_S:
@@ -195,20 +215,16 @@ def _row_to_job(
         raise bad("model", _known("model", v["model"], checks.known_models))
     if checks.known_tasks is not None and v["task"] not in checks.known_tasks:
         raise bad("task", _known("task", v["task"], checks.known_tasks))
-    if slo:
-        if v["slo_s"] <= 0:
-            raise bad("slo_s", f"{v['slo_s']!r} is not positive (no job can meet it)")
-        deadline = arrival + v["slo_s"]
-        deadline_col = "slo_s"
-    else:
-        deadline = v["deadline_s"]
-        deadline_col = "deadline_s"
+    if deadline_column == "deadline_s":
         if deadline < arrival:
             raise bad("deadline_s", f"{deadline!r} is before arrival_s {arrival!r}")
         if deadline == arrival:
             raise bad("deadline_s", f"{deadline!r} equals arrival_s (no job can meet it)")
+    elif deadline <= arrival:
+        what = f"deadline {deadline!r} is not after arrival_s {arrival!r} (no job can meet it)"
+        raise bad(deadline_column, what)
     if deadline > MAX_TIME_S:
-        raise bad(deadline_col, f"deadline {deadline!r} is above the limit {MAX_TIME_S:g} s")
+        raise bad(deadline_column, f"deadline {deadline!r} is above the limit {MAX_TIME_S:g} s")
     for name in ("batch_size", "iterations", "num_gpus", "min_gpus", "max_gpus"):
         if v[name] < 1:
             raise bad(name, f"{v[name]} is below 1")
@@ -225,19 +241,31 @@ def _row_to_job(
             raise bad("num_gpus", f"the job asks for {n} GPUs; the cluster has {size}")
         if hi > size and warn is not None:
             what = f"{hi} is above the cluster's {size} GPUs; the job gets at most {size}"
-            warn(TraceWarning("max-gpus-above-cluster", str(path), i, "max_gpus", what))
-    return JobSpec(
-        job_id=v["job_id"],
-        arrival=arrival,
-        model=v["model"],
-        task=v["task"],
-        deadline=deadline,
-        batch_size=v["batch_size"],
-        iterations=v["iterations"],
-        num_gpus=n,
-        min_gpus=lo,
-        max_gpus=hi,
-    )
+            warn(TraceWarning("max-gpus-above-cluster", str(path), row, "max_gpus", what))
+
+
+def _row_to_job(
+    path: Path,
+    i: int,
+    row: Mapping[str, Any],
+    slo: bool,
+    checks: TraceChecks,
+    warn: Callable[[TraceWarning], Any] | None = None,
+) -> JobSpec:
+    cols = [SLO_COLUMN if (slo and c.name == "deadline_s") else c for c in COLUMNS]
+    v: dict[str, Any] = {}
+    for c in cols:
+        try:
+            v[c.name] = PARSERS[c.kind](row[c.name])
+        except CellError as e:
+            raise TraceError(path, str(e), row=i, column=c.name) from None
+    if slo:
+        if v["slo_s"] <= 0:
+            what = f"{v['slo_s']!r} is not positive (no job can meet it)"
+            raise TraceError(path, what, row=i, column="slo_s")
+        v["deadline_s"] = v["arrival_s"] + v.pop("slo_s")
+    check_job(path, i, v, checks, warn, deadline_column="slo_s" if slo else "deadline_s")
+    return job_from_row(v)
 
 
 def sort_jobs(jobs: Iterable[JobSpec]) -> list[JobSpec]:
@@ -325,8 +353,11 @@ __all__ = [
     "TraceChecks",
     "TraceError",
     "TraceWarning",
+    "check_job",
     "load_trace",
     "read_table",
+    "read_text",
+    "require_file",
     "sort_jobs",
     "write_trace",
 ]

@@ -7,8 +7,9 @@ See docs/traces.md for the full description.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ptsim.core.types import JobSpec
 
@@ -49,3 +50,8 @@ COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 def job_to_row(job: JobSpec) -> dict[str, str | float | int]:
     """The canonical row of one job."""
     return {c.name: getattr(job, c.field) for c in COLUMNS}
+
+
+def job_from_row(row: Mapping[str, Any]) -> JobSpec:
+    """The job of a canonical row (values by column name, ``deadline_s`` absolute)."""
+    return JobSpec(**{c.field: row[c.name] for c in COLUMNS})
