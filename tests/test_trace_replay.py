@@ -80,7 +80,9 @@ def test_a_higher_load_compresses_arrivals_and_keeps_relative_deadlines() -> Non
 
 def test_bad_windows_and_loads_fail_with_one_line() -> None:
     with pytest.raises(
-        ValueError, match=r"workload.window_s: no job of the trace arrives \[5000, 5100\) s"
+        ValueError,
+        match=r"workload.window_start_s / workload.window_s: no job of the trace arrives "
+        r"\[5000, 5100\) s",
     ):
         replay(trace(100), window_start_s=5000.0, window_s=100.0)
     with pytest.raises(ValueError, match=r"workload\.window_s must be > 0"):

@@ -139,7 +139,10 @@ class WorkloadSpec:
         if not 0 <= self.multi_gpu_fraction <= 1:
             raise ValueError("multi_gpu_fraction must be in [0, 1]")
         if not 1 <= self.min_gpus <= self.max_gpus or self.per_gpu_batch < 1:
-            raise ValueError("need 1 <= min_gpus <= max_gpus and per_gpu_batch >= 1")
+            raise ValueError(
+                f"need 1 <= min_gpus <= max_gpus and per_gpu_batch >= 1; got min_gpus "
+                f"{self.min_gpus}, max_gpus {self.max_gpus}, per_gpu_batch {self.per_gpu_batch}"
+            )
         if self.shape_offset_min is not None and self.shape_offset_min < 0:
             raise ValueError("shape_offset_min must be >= 0")
         if self.arrivals not in ARRIVALS or self.lengths not in LENGTHS:

@@ -70,7 +70,10 @@ def replay_window(
     ]
     if not kept:
         what = f"[{start:g}, {end:g}) s" if spec.window_s is not None else f"from {start:g} s"
-        raise ValueError(f"workload.window_s: no job of {source} arrives {what}")
+        keys = "workload.window_start_s" + (
+            " / workload.window_s" if spec.window_s is not None else ""
+        )
+        raise ValueError(f"{keys}: no job of {source} arrives {what}")
     if spec.load is None:
         return kept
     span = spec.window_s if spec.window_s is not None else kept[-1].arrival
