@@ -7,7 +7,9 @@ figure scripts (``experiments/plotting.py`` adds the figure-only ones), and:
 - :func:`plot_run` (``ptsim plot RUN_DIR``): a run's timeline (GPUs busy / warm-idle /
   loading, and queued jobs), per-job Gantt chart (waiting split into queueing, cold start and
   hand-over + bank lookup, then training coloured by outcome) and JCT CDF per policy, from the
-  run's ``jobs.csv``, ``timeseries.csv`` and ``summary.json`` alone.
+  run's ``jobs.csv``, ``timeseries.csv`` and ``summary.json`` alone. Every table is checked
+  (:func:`load_run`) and every figure drawn before any file is written; a bad table is a
+  :class:`PlotError` (one line naming the file, row and column) and nothing is written.
 
 Conventions every figure keeps: one legend per figure, units on every axis, integer ticks for
 counts of jobs and GPUs, log axes only for positive values, and a note instead of error bars
@@ -16,13 +18,24 @@ when a group has too few seeds for an interval (``ptsim.report.MIN_SEEDS``).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+import csv
+import io
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ptsim.report import (
+    ReportError,
+    check_out_folder,
+    complete_runs,
+    read_summary,
+    read_text,
+    stderr_warning,
+    write_files,
+)
 
 PALETTE = (
     "#4C72B0",
@@ -72,6 +85,16 @@ def save(fig: Any, png: Path) -> Path:
     atomic_write(png, lambda p: fig.savefig(p, format="png", dpi=130, bbox_inches="tight"))
     pyplot().close(fig)
     return png
+
+
+def png_bytes(fig: Any) -> bytes:
+    """``fig`` as PNG bytes (as :func:`save` writes it); the figure is closed."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
+    finally:
+        pyplot().close(fig)
+    return buf.getvalue()
 
 
 def colors(names: Sequence[Any]) -> dict[Any, str]:
@@ -269,6 +292,11 @@ def _positive(agg: pd.DataFrame, metric: str) -> bool:
 
 
 def plot_report(agg: pd.DataFrame, by: Sequence[str], png: Path) -> Path:
+    """:func:`report_figure` saved as ``png``."""
+    return save(report_figure(agg, by), png)
+
+
+def report_figure(agg: pd.DataFrame, by: Sequence[str]) -> Any:
     """The headline metrics (``ptsim.report.HEADLINE``) of an aggregated report, one panel
     each: bars per label, grouped by the other grouping columns' values; one legend."""
     from ptsim.report import HEADLINE
@@ -298,7 +326,7 @@ def plot_report(agg: pd.DataFrame, by: Sequence[str], png: Path) -> Path:
             ax.set_xticks([])
     figure_legend(fig, axes[:1])
     fig.suptitle(f"Per run {hue}: {interval_caption(df)}", fontsize=10)
-    return save(fig, png)
+    return fig
 
 
 def _short(v: Any) -> str:
@@ -320,15 +348,175 @@ def run_folders(run_dir: Path) -> list[Path]:
     return [run_dir / n for n in names]
 
 
+class PlotError(ReportError):
+    """A run that cannot be plotted (missing or malformed table): one line naming the file."""
+
+
+JOBS_COLUMNS = (
+    "job_id",
+    "model",
+    "status",
+    "met_deadline",
+    "arrival_s",
+    "deadline_s",
+    "first_start_s",
+    "finish_s",
+    "jct_s",
+)
+"""Columns of ``jobs.csv`` the run plots read (besides :data:`JOBS_WAIT_COLUMNS`)."""
+
+JOBS_WAIT_COLUMNS = (("first_gpu_s", "first_ready_s"), ("bank_lookup_s",))
+"""Either set splits a job's wait in the Gantt chart (the first; older tables: the second)."""
+
+JOBS_NUMBERS = ("arrival_s", "deadline_s")
+"""``jobs.csv`` columns that hold a number on every row."""
+
+JOBS_OPTIONAL_NUMBERS = (
+    "first_start_s",
+    "finish_s",
+    "jct_s",
+    "first_gpu_s",
+    "first_ready_s",
+    "bank_lookup_s",
+)
+"""``jobs.csv`` columns that hold a number or nothing."""
+
+JOB_STATUSES = ("done", "rejected", "unfinished")
+
+SERIES_USED = ("time_s", "free", "loading", "warm", "busy", "queued_jobs")
+"""Columns of ``timeseries.csv`` the run plots read, a number on every row."""
+
+
+def read_csv_table(
+    path: Path,
+    what: str,
+    columns: Sequence[str],
+    numbers: Sequence[str] = (),
+    optional_numbers: Sequence[str] = (),
+) -> pd.DataFrame:
+    """A saved run table, checked before anything is drawn: UTF-8 CSV text ending in a
+    newline (a file cut short does not), a header with ``columns``, each row as many fields
+    as the header, a finite number in every ``numbers`` cell and a finite number or nothing in
+    every ``optional_numbers`` cell. :class:`PlotError` naming the file (and row and column;
+    rows count from 1 at the first data row) otherwise."""
+    text = read_text(path)
+    if not text.strip():
+        raise PlotError(f"{path}: empty file (not a ptsim {what} table)")
+    try:
+        lines = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise PlotError(f"{path}: malformed CSV ({exc})") from None
+    header = lines[0]
+    for name in header:
+        if header.count(name) > 1:
+            raise PlotError(f"{path}: column {name} appears twice in the header")
+    missing = [name for name in columns if name not in header]
+    if missing:
+        s = "s" if len(missing) > 1 else ""
+        names = ", ".join(missing)
+        raise PlotError(f"{path}: missing column{s} {names} (not a ptsim {what} table)")
+    while len(lines) > 1 and not lines[-1]:
+        lines.pop()  # blank lines at the end
+    for i, fields in enumerate(lines[1:], start=1):
+        if len(fields) != len(header):
+            what_row = (
+                "empty line"
+                if not fields
+                else f"{len(fields)} fields, header has {len(header)}"
+                + (" (truncated?)" if i == len(lines) - 1 and len(fields) < len(header) else "")
+            )
+            raise PlotError(f"{path} row {i}: {what_row}")
+    if not text.endswith("\n"):
+        raise PlotError(f"{path}: ends mid-row, without a newline (truncated?)")
+    try:
+        df = pd.read_csv(io.StringIO(text))
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise PlotError(f"{path}: malformed CSV ({' '.join(str(exc).split())})") from None
+    for name in (*numbers, *optional_numbers):
+        if name not in df.columns:
+            continue
+        raw = df[name]
+        vals = pd.to_numeric(raw, errors="coerce")
+        bad = vals.isna() & raw.notna()
+        if name in numbers:
+            bad |= raw.isna()
+        bad |= np.isinf(vals.to_numpy(float))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            shown = _shown(raw.iloc[i])
+            raise PlotError(f"{path} row {i + 1}, column {name}: {shown}: expected a number")
+        df[name] = vals.astype(float)
+    return df
+
+
+def _shown(cell: Any) -> str:
+    """A table cell for a message: quoted and cut short, or ``no value`` when empty."""
+    if pd.isna(cell):
+        return "no value"
+    text = str(cell)
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def read_jobs(path: Path, summary: Mapping[str, Any]) -> pd.DataFrame:
+    """``jobs.csv`` of a run, checked (:func:`read_csv_table`; ``status`` one of
+    :data:`JOB_STATUSES`, ``met_deadline`` true or false, one row per job of ``summary``)."""
+    jobs = read_csv_table(path, "jobs", JOBS_COLUMNS, JOBS_NUMBERS, JOBS_OPTIONAL_NUMBERS)
+    if "first_ready_s" in jobs.columns and "first_gpu_s" not in jobs.columns:
+        raise PlotError(f"{path}: missing column first_gpu_s (first_ready_s needs it)")
+    if "first_ready_s" not in jobs.columns and "bank_lookup_s" not in jobs.columns:
+        raise PlotError(
+            f"{path}: missing column bank_lookup_s (or first_gpu_s and first_ready_s): not a "
+            "ptsim jobs table"
+        )
+    status = jobs.status.astype(str)
+    bad = ~status.isin(JOB_STATUSES)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise PlotError(
+            f"{path} row {i + 1}, column status: {_shown(jobs.status.iloc[i])}: expected "
+            f"{', '.join(JOB_STATUSES[:-1])} or {JOB_STATUSES[-1]}"
+        )
+    if not pd.api.types.is_bool_dtype(jobs.met_deadline):
+        text = jobs.met_deadline.astype(str).str.strip().str.lower()
+        bad = ~text.isin(("true", "false"))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise PlotError(
+                f"{path} row {i + 1}, column met_deadline: "
+                f"{_shown(jobs.met_deadline.iloc[i])}: expected True or False"
+            )
+        jobs["met_deadline"] = text == "true"
+    n = int(summary["jobs"])
+    if len(jobs) != n:
+        raise PlotError(
+            f"{path}: {len(jobs)} rows, but summary.json counts {n} jobs (truncated, or from "
+            "another run?)"
+        )
+    return jobs
+
+
+def read_series(path: Path, summary: Mapping[str, Any]) -> pd.DataFrame:
+    """``timeseries.csv`` of a run, checked (:func:`read_csv_table`; at least one row when
+    the run had jobs)."""
+    series = read_csv_table(path, "timeseries", SERIES_USED, SERIES_USED)
+    if series.empty and int(summary["jobs"]) > 0:
+        raise PlotError(f"{path}: no rows (truncated?)")
+    return series
+
+
 def load_run(run_dir: Path) -> dict[str, Any]:
-    """A run's saved tables: ``summary`` (dict), ``jobs`` and ``series`` (DataFrames)."""
+    """A run's saved tables, each checked (:func:`ptsim.report.read_summary`,
+    :func:`read_jobs`, :func:`read_series`): ``summary`` (dict), ``jobs`` and ``series``
+    (DataFrames). :class:`PlotError` (a :class:`ptsim.report.ReportError`) naming the file
+    when one is missing or malformed."""
     for name in ("summary.json", "jobs.csv", "timeseries.csv"):
         if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir / name}: missing (not a complete run folder)")
+            raise PlotError(f"{run_dir / name}: missing (not a complete run folder)")
+    summary = read_summary(run_dir)
     return {
-        "summary": json.loads((run_dir / "summary.json").read_text()),
-        "jobs": pd.read_csv(run_dir / "jobs.csv"),
-        "series": pd.read_csv(run_dir / "timeseries.csv"),
+        "summary": summary,
+        "jobs": read_jobs(run_dir / "jobs.csv", summary),
+        "series": read_series(run_dir / "timeseries.csv", summary),
     }
 
 
@@ -466,16 +654,28 @@ def draw_jct_cdf(ax: Any, jobs: pd.DataFrame, label: str, color: str, ls: str = 
     )
 
 
-def plot_run(run_dir: Path, out: Path | None = None) -> list[Path]:
+def plot_run(
+    run_dir: Path, out: Path | None = None, warn: Callable[[str], None] | None = None
+) -> list[Path]:
     """``ptsim plot RUN_DIR``: ``timeline.png``, ``gantt.png`` and ``jct_cdf.png`` of a run (a
     one-policy run or a comparison, one row / line per policy) in ``out`` (default
-    ``run_dir``), from its saved tables only."""
+    ``run_dir``), from its saved tables only. Every table is read and checked
+    (:func:`load_run`) and every figure drawn before any is written; incomplete policy runs
+    are left out and ``warn`` told (``ptsim.report.complete_runs``; default: stderr).
+    :class:`PlotError` / :class:`ptsim.report.ReportError` for bad input: nothing written."""
+    if not run_dir.exists():
+        raise PlotError(f"{run_dir}: no such folder")
+    if not run_dir.is_dir():
+        raise PlotError(f"{run_dir}: not a folder (give a run folder)")
     folders = run_folders(run_dir)
     if not folders:
-        raise FileNotFoundError(f"{run_dir}: no run (summary.json) in it or its subfolders")
-    runs = {p.name if p != run_dir else None: load_run(p) for p in folders}
-    named = {str(r["summary"].get("label") or r["summary"].get("policy")): r for r in runs.values()}
-    return plot_runs(named, out or run_dir)
+        raise PlotError(f"{run_dir}: no run (summary.json) in it or its subfolders")
+    folders = complete_runs(folders, warn or stderr_warning("ptsim plot"))
+    runs = [load_run(p) for p in folders]
+    named = {str(r["summary"].get("label") or r["summary"].get("policy")): r for r in runs}
+    target = out or run_dir
+    check_out_folder(target)
+    return plot_runs(named, target)
 
 
 RUN_FIGURES = ("timeline.png", "gantt.png", "jct_cdf.png")
@@ -485,8 +685,14 @@ def plot_runs(
     runs: Mapping[str, Mapping[str, Any]], out: Path, names: Sequence[str] = RUN_FIGURES
 ) -> list[Path]:
     """The three run figures for ``runs`` (name -> ``summary``/``jobs``/``series``): the
-    timeline, the Gantt chart and the JCT CDF, saved in ``out`` under ``names``."""
-    files = [out / n for n in names]
+    timeline, the Gantt chart and the JCT CDF, saved in ``out`` under ``names``, all three or
+    none (``ptsim.report.write_files``)."""
+    figs = run_figures(runs)
+    return write_files({out / n: png_bytes(f) for n, f in zip(names, figs, strict=True)})
+
+
+def run_figures(runs: Mapping[str, Mapping[str, Any]]) -> list[Any]:
+    """The timeline, Gantt chart and JCT CDF figures of ``runs`` (not saved)."""
     labels = list(runs)
     pal = colors(labels)
     n = len(labels)
@@ -507,7 +713,7 @@ def plot_runs(
     axes[-1].set_xlabel("time [s]")
     figure_legend(fig, axes[:2])
     fig.suptitle(f"GPUs by state and queued jobs over time, {context}", fontsize=10)
-    save(fig, files[0])
+    figs = [fig]
 
     fig = figure(10, max(3.0, 3.2 * n) + 0.6)
     gaxes = np.atleast_1d(fig.subplots(n, 1, sharex=True))
@@ -520,7 +726,7 @@ def plot_runs(
     order = [*WAIT_COLORS, *(f"training, {o}" for o in OUTCOME_COLORS), "rejected", "deadline"]
     figure_legend(fig, list(gaxes), ncol=5, order=order)
     fig.suptitle(f"Per-job timeline, {context}", fontsize=10)
-    save(fig, files[1])
+    figs.append(fig)
 
     fig = figure(6, 4)
     ax = fig.subplots()
@@ -540,8 +746,8 @@ def plot_runs(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(f"JCT CDF per policy, {context}", fontsize=10)
-    save(fig, files[2])
-    return files
+    figs.append(fig)
+    return figs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -559,7 +765,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = ap.parse_args(argv)
     try:
         files = plot_run(ns.run, ns.out)
-    except FileNotFoundError as exc:
+    except ReportError as exc:  # PlotError too
         print(f"ptsim plot: {exc}", file=sys.stderr)
         return 2
     for f in files:

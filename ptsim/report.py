@@ -2,8 +2,11 @@
 with confidence intervals, and a comparison figure (``ptsim report RUN_DIR...``).
 
 A *run* is a folder holding ``summary.json`` (a ``ptsim`` or ``ptexec`` run; a comparison run
-holds one such folder per policy). :func:`collect` finds every run under the given folders and
-makes one row per run: ``run_dir``, ``label``, ``policy``, ``seed``, the run's hydra overrides
+holds one such folder per policy). :func:`collect` finds every run under the given folders,
+leaves out (with a warning) the runs whose markers say they did not complete
+(:func:`incomplete`), checks every remaining summary and overrides file (:func:`read_summary`,
+:func:`run_overrides`: a bad one stops the report with one line naming the file) and makes
+one row per run: ``run_dir``, ``label``, ``policy``, ``seed``, the run's hydra overrides
 as columns (``key=value`` from ``.hydra/overrides.yaml``, when hydra wrote one), then every
 scalar of its summary. :func:`aggregate` groups rows (by default by ``label`` and every
 override but the seed) and gives each metric's mean over seeds with a 95% interval:
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ptsim.runfolder import OVERRIDES_FILE, write_overrides  # noqa: F401  (its home before)
+from ptsim.runfolder import (
+    COMPLETE,
+    LOCK,
+    MARKERS,
+    OVERRIDES_FILE,
+    write_overrides,  # noqa: F401  (its home before)
+)
 
 MIN_SEEDS = 3
 """Fewest seeds (rows) a group needs for an interval; fewer: the interval is left out."""
@@ -67,7 +76,18 @@ NOT_METRICS = frozenset(
 
 
 class ReportError(Exception):
-    """A report that cannot be made (no runs found, unreadable summary)."""
+    """A report (or run plot) that cannot be made: no runs found, an unreadable or malformed
+    input file, an output path that is not a folder. One line, naming the file."""
+
+
+def stderr_warning(prog: str) -> Callable[[str], None]:
+    """A ``warn`` callback that prints ``<prog>: warning: <message>`` on stderr."""
+    import sys
+
+    def warn(message: str) -> None:
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+
+    return warn
 
 
 # ------------------------------------------------------------------------------ intervals
@@ -253,6 +273,15 @@ def run_label(summary: Mapping[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------ run folders
 
+SUMMARY_NUMBERS = ("jobs", "slo_violation_rate", "cost_gpu_hours", "warm_hit_rate")
+"""Summary keys every run must have, each a number (not null)."""
+
+SUMMARY_NULLABLE = ("mean_jct_s",)
+"""Summary keys every run must have, each a number or null (no JCT sample)."""
+
+SUMMARY_TEXT = frozenset({"policy", "label", "rejected_jct"})
+"""Summary keys whose values are text; every other scalar must be a number, true/false or null."""
+
 
 def find_runs(paths: Sequence[Path]) -> list[Path]:
     """Every run folder (one holding ``summary.json``) at or under ``paths``, sorted, each
@@ -261,6 +290,8 @@ def find_runs(paths: Sequence[Path]) -> list[Path]:
     for p in paths:
         if not p.exists():
             raise ReportError(f"{p}: no such folder")
+        if not p.is_dir():
+            raise ReportError(f"{p}: not a folder (give run folders)")
         runs = sorted({s.parent for s in p.rglob("summary.json")}, key=_natural)
         if not runs:
             raise ReportError(f"{p}: no run folder (summary.json) in it")
@@ -273,36 +304,189 @@ def _natural(p: Path) -> list[Any]:
     return [int(x) if x.isdigit() else x for x in p.parts]
 
 
-def run_overrides(run_dir: Path) -> list[str]:
-    """The hydra overrides of the run in ``run_dir`` (or of its comparison folder, one level
-    up), from the ``overrides.yaml`` the app writes (or hydra's ``.hydra/overrides.yaml``);
-    empty when there is none."""
+def read_text(path: Path) -> str:
+    """The UTF-8 text of ``path``; :class:`ReportError` naming the file if it cannot be read
+    or is not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ReportError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _one_line(text: object, limit: int = 200) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+MARKER_LEVELS = 2
+"""How many folders above a run :func:`incomplete` looks for the marker of the run it is part
+of (a comparison's policy folder: 1; a ptexec validation's ``<policy>/executor``: 2)."""
+
+
+def incomplete(run_dir: Path) -> str | None:
+    """Why the run in ``run_dir`` is not complete, or None when it is, from the run markers
+    (``ptsim.runfolder``) of its folder or, when it has none, of the nearest of the
+    :data:`MARKER_LEVELS` folders above it that has a marker or a run lock (the run it is part
+    of: a comparison, a ptexec validation). ``COMPLETE`` there: complete; ``FAILED`` or
+    ``INTERRUPTED``: incomplete; a run lock without a marker: incomplete (a run killed, or
+    still going). No marker and no run lock (a run from before markers, or made by hand):
+    complete."""
+    folder = run_dir
+    for level in range(MARKER_LEVELS + 1):
+        # the marker's file name says how the run ended (COMPLETE first, as runfolder reads)
+        status = next((m for m in MARKERS if (folder / m).is_file()), None)
+        if status is not None:
+            if status == COMPLETE:
+                return None
+            return f"part of {folder}, which ended {status}" if level else f"ended {status}"
+        # a lock without a marker: a run folder claimed and never finished (above the run
+        # only a run folder's lock counts, one next to its config.yaml: other tools use .lock)
+        if (folder / LOCK).exists() and (level == 0 or (folder / "config.yaml").is_file()):
+            what = "no COMPLETE marker: stopped, or still running"
+            return f"part of {folder}, which has {what}" if level else what
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    return None
+
+
+def complete_runs(runs: Sequence[Path], warn: Callable[[str], None] | None) -> list[Path]:
+    """``runs`` without the incomplete ones (:func:`incomplete`), which ``warn`` is told about
+    in one line; :class:`ReportError` when none is complete."""
+    why = {r: incomplete(r) for r in runs}
+    bad = [f"{r} ({w})" for r, w in why.items() if w is not None]
+    good = [r for r, w in why.items() if w is None]
+    if bad and not good:
+        raise ReportError(f"no complete run: {'; '.join(bad)}")
+    if bad and warn is not None:
+        n = len(bad)
+        warn(f"skipped {n} incomplete run{'s' if n != 1 else ''}: {'; '.join(bad)}")
+    return good
+
+
+def overrides_file(run_dir: Path) -> Path | None:
+    """The file holding the run's hydra overrides: the ``overrides.yaml`` the app writes (or
+    hydra's ``.hydra/overrides.yaml``) in ``run_dir`` or, for a comparison's policy folder,
+    one level up; None when there is none."""
     for d in (run_dir, run_dir.parent):
         for path in (d / OVERRIDES_FILE, d / ".hydra" / "overrides.yaml"):
             if path.is_file():
-                data = yaml.safe_load(path.read_text()) or []
-                return [str(o) for o in data]
-    return []
+                return path
+    return None
+
+
+def run_overrides(run_dir: Path) -> list[str]:
+    """The hydra overrides of the run in ``run_dir`` (:func:`overrides_file`); empty when there
+    is none. :class:`ReportError` naming the file unless it is a YAML list of strings."""
+    path = overrides_file(run_dir)
+    if path is None:
+        return []
+    try:
+        data = yaml.safe_load(read_text(path))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc
+        raise ReportError(f"{path}: not valid YAML{where} ({_one_line(problem)})") from None
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ReportError(
+            f"{path}: expected a list of overrides (key=value strings), got {_yaml_kind(data)}"
+        )
+    for i, o in enumerate(data, start=1):
+        if not isinstance(o, str):
+            raise ReportError(
+                f"{path}: item {i} is {_yaml_kind(o)} ({_show(o)}): expected an override "
+                "string (key=value)"
+            )
+    return list(data)
+
+
+def _yaml_kind(value: Any) -> str:
+    """What a YAML / JSON value is, in words with its article."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    return "text" if isinstance(value, str) else f"a {type(value).__name__}"
+
+
+def _show(value: Any) -> str:
+    """A JSON value as it is written (text quoted), cut to one short line."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return _one_line(text, 60)
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
-    """``summary.json`` of a run folder; :class:`ReportError` naming the file if unreadable."""
+    """``summary.json`` of a run folder, checked: a JSON object with :data:`SUMMARY_NUMBERS`
+    (numbers), :data:`SUMMARY_NULLABLE` (numbers or null) and ``policy`` (text), every other
+    scalar a number, true/false or null except the :data:`SUMMARY_TEXT` keys (text or null).
+    :class:`ReportError` naming the file and the key otherwise."""
     path = run_dir / "summary.json"
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{path}: cannot read the summary ({exc})") from None
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise ReportError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
     if not isinstance(data, dict):
-        raise ReportError(f"{path}: not a JSON object")
+        raise ReportError(f"{path}: not a JSON object (not a ptsim summary)")
+    need = ("policy", *SUMMARY_NUMBERS, *SUMMARY_NULLABLE)
+    missing = [k for k in need if k not in data]
+    if missing:
+        keys = ", ".join(missing)
+        raise ReportError(
+            f"{path}: missing key{'s' if len(missing) > 1 else ''} {keys} (not a ptsim summary)"
+        )
+    if not isinstance(data["policy"], str) or not data["policy"]:
+        raise ReportError(f"{path}: policy = {_show(data['policy'])}: expected a name")
+    for key, value in data.items():
+        if key in SUMMARY_TEXT:
+            if value is not None and not isinstance(value, str):
+                raise ReportError(f"{path}: {key} = {_show(value)}: expected text")
+            continue
+        required = key in SUMMARY_NUMBERS
+        metric = required or key in SUMMARY_NULLABLE
+        if value is None:
+            if required:
+                raise ReportError(f"{path}: {key} is null: expected a number")
+            continue
+        if isinstance(value, list | dict) and not metric:
+            continue  # not a scalar: not in the report (e.g. invalid_examples)
+        if isinstance(value, bool) and not metric:
+            continue  # a flag (horizon_hit)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ReportError(
+                f"{path}: {key} = {_show(value)}: expected a number{'' if required else ' or null'}"
+            )
+        if math.isinf(value) or (required and math.isnan(value)):
+            raise ReportError(f"{path}: {key} = {value}: expected a finite number")
     return data
 
 
-def collect(paths: Sequence[Path]) -> pd.DataFrame:
-    """The tidy table over every run at or under ``paths``: :data:`ID_COLUMNS`, the override
-    columns (``seed`` and ``scheduler`` ones aside, which the id columns hold), then every
-    summary scalar; one row per run in folder order."""
+def collect(paths: Sequence[Path], warn: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """The tidy table over every complete run at or under ``paths``: :data:`ID_COLUMNS`, the
+    override columns (``seed`` and ``scheduler`` ones aside, which the id columns hold), then
+    every summary scalar; one row per run in folder order. Every run's summary and overrides
+    are checked before the table is made (:func:`read_summary`, :func:`run_overrides`);
+    incomplete runs are left out and ``warn`` told (:func:`complete_runs`; default: one line
+    on stderr)."""
     rows = []
-    for run_dir in find_runs(paths):
+    for run_dir in complete_runs(find_runs(paths), warn or stderr_warning("ptsim report")):
         summary = read_summary(run_dir)
         ovr = [o for o in run_overrides(run_dir) if o.split("=", 1)[0] not in ("seed",)]
         labels = {
@@ -351,27 +535,105 @@ def metric_columns(table: pd.DataFrame, by: Sequence[str]) -> list[str]:
 # ------------------------------------------------------------------------------ the report
 
 
+def check_out_folder(out: Path) -> None:
+    """Refuse (:class:`ReportError`) an output path that is, or lies under, something other
+    than a folder (checked with the inputs, before anything is written)."""
+    p = out
+    while True:
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                what = "exists and is not a folder" if p == out else f"{p} is a file"
+                raise ReportError(f"{out}: {what}")
+            return
+        if p.parent == p:
+            return
+        p = p.parent
+
+
+def write_files(files: Mapping[Path, bytes]) -> list[Path]:
+    """Write every file (path -> its bytes) or none: each goes to a temporary file in its
+    folder first, and only when all are written (and no target is a folder) are they renamed
+    into place, one after another. Temporary files and folders this call created are removed
+    again on failure; :class:`ReportError` names the file that failed."""
+    import contextlib
+    import errno
+    import os
+    import tempfile
+
+    made: list[Path] = []
+    temps: dict[Path, Path] = {}
+    current = next(iter(files), Path("."))
+    try:
+        for path in files:
+            current = path
+            new = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made += reversed(new)
+        for path, data in files.items():
+            current = path
+            fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temps[path] = Path(name)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        for path in temps:  # what would make a rename fail, before the first one
+            current = path
+            if path.is_dir() and not path.is_symlink():
+                raise IsADirectoryError(errno.EISDIR, "a folder is in the way")
+        for path, tmp in temps.items():
+            current = path
+            os.replace(tmp, path)
+    except OSError as exc:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+        for d in reversed(made):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise ReportError(f"{current}: cannot write ({exc.strerror or exc})") from None
+    return list(files)
+
+
+def csv_bytes(df: pd.DataFrame) -> bytes:
+    """``df`` as CSV (no index), as :func:`ptsim.outcome.write_csv` writes it."""
+    return df.to_csv(index=False).encode("utf-8")
+
+
 def write_report(
-    paths: Sequence[Path], out: Path, *, by: Sequence[str] | None = None
+    paths: Sequence[Path],
+    out: Path,
+    *,
+    by: Sequence[str] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Path]:
     """Collect the runs under ``paths`` and write into ``out``: ``report.csv`` (one row per
     run), ``report_agg.csv`` (per group: mean and interval of every metric) and
-    ``report.png`` (the headline metrics per group). Returns the files by name."""
-    from ptsim.outcome import write_csv
+    ``report.png`` (the headline metrics per group). Returns the files by name.
 
-    table = collect(paths)
+    Every input is read and checked, and the three files made in memory, before anything is
+    written; then all three are written or none (:func:`write_files`). Bad input (an output
+    path that is not a folder, a run folder, summary or overrides file that is missing or
+    malformed, a group column that does not exist) is a :class:`ReportError`; incomplete runs
+    are left out and ``warn`` told (:func:`collect`)."""
+    from ptsim.plots import png_bytes, report_figure
+
+    table = collect(paths, warn)
+    check_out_folder(out)
     groups = list(by) if by is not None else group_columns(table)
     missing = [c for c in groups if c not in table.columns]
     if missing:
         raise ReportError(f"no column {missing[0]!r} to group by; columns: {list(table.columns)}")
+    reserved = [c for c in groups if c in ("n", "interval")]
+    if reserved:
+        raise ReportError(f"cannot group by {reserved[0]!r}: the aggregate's own column")
     agg = aggregate(table, groups, metric_columns(table, groups))
-    out.mkdir(parents=True, exist_ok=True)
     files = {"table": out / "report.csv", "aggregate": out / "report_agg.csv"}
-    write_csv(table, files["table"])
-    write_csv(agg, files["aggregate"])
-    from ptsim.plots import plot_report
-
-    files["figure"] = plot_report(agg, groups, out / "report.png")
+    files["figure"] = out / "report.png"
+    write_files(
+        {
+            files["table"]: csv_bytes(table),
+            files["aggregate"]: csv_bytes(agg),
+            files["figure"]: png_bytes(report_figure(agg, groups)),
+        }
+    )
     return files
 
 

@@ -67,7 +67,7 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
                 data = json.loads(p.read_text())
             except (OSError, ValueError):
                 data = {}
-            return {"status": name, **(data if isinstance(data, dict) else {})}
+            return {**(data if isinstance(data, dict) else {}), "status": name}  # the file decides
     return None
 
 

@@ -32,7 +32,15 @@ def fake_run(root: Path, overrides: list[str], **summary: object) -> Path:
     root.mkdir(parents=True)
     (root / ".hydra").mkdir()
     (root / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    base = {"jobs": 10, "slo_violations": 2, "slo_violation_rate": 0.2, "cost_gpu_hours": 1.0}
+    base = {
+        "policy": "edf",
+        "jobs": 10,
+        "slo_violations": 2,
+        "slo_violation_rate": 0.2,
+        "cost_gpu_hours": 1.0,
+        "mean_jct_s": 100.0,
+        "warm_hit_rate": 0.5,
+    }
     base.update(summary)
     (root / "summary.json").write_text(json.dumps(base))
     return root
