@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ptsim.paths import conf_root
 from ptsim.run import label_scheduler, run_config
-from ptsim.runfolder import default_name, unique_suffix, write_overrides
+from ptsim.runfolder import default_name, not_a_folder, unique_suffix, write_overrides
 from ptsim.schema import group_choice_error, hydra_one_line, override_syntax_error
 
 
@@ -196,13 +196,9 @@ def output_dir_error(args: Sequence[str]) -> str | None:
             return f"ptsim: {key} is empty; give the folder to write into"
         if "${" in value:
             continue
-        path = Path(value).expanduser()
-        for where in (path, *path.parents):
-            if where.exists():
-                if not where.is_dir():
-                    what = "exists and is not a folder" if where == path else f"{where} is a file"
-                    return f"ptsim: {key} = {value}: {what}"
-                break
+        problem = not_a_folder(Path(value).expanduser())
+        if problem:
+            return f"ptsim: {key} = {value}: {problem}"
     return None
 
 

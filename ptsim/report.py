@@ -538,16 +538,11 @@ def metric_columns(table: pd.DataFrame, by: Sequence[str]) -> list[str]:
 def check_out_folder(out: Path) -> None:
     """Refuse (:class:`ReportError`) an output path that is, or lies under, something other
     than a folder (checked with the inputs, before anything is written)."""
-    p = out
-    while True:
-        if p.exists() or p.is_symlink():
-            if not p.is_dir():
-                what = "exists and is not a folder" if p == out else f"{p} is a file"
-                raise ReportError(f"{out}: {what}")
-            return
-        if p.parent == p:
-            return
-        p = p.parent
+    from ptsim.runfolder import not_a_folder
+
+    problem = not_a_folder(out)
+    if problem:
+        raise ReportError(f"{out}: {problem}")
 
 
 def write_files(files: Mapping[Path, bytes]) -> list[Path]:

@@ -58,6 +58,18 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def not_a_folder(path: Path) -> str | None:
+    """Why ``path`` cannot be a folder to write into: it "exists and is not a folder", or
+    "P is a file" for the first P above it that is one; None when it is a folder or can be
+    made as one. (The one check every command's output folder gets, before anything runs.)"""
+    for where in (path, *path.parents):
+        if where.exists() or where.is_symlink():
+            if where.is_dir():
+                return None
+            return "exists and is not a folder" if where == path else f"{where} is a file"
+    return None
+
+
 def read_marker(folder: Path) -> dict[str, Any] | None:
     """The marker of ``folder`` (COMPLETE first), or None when it has none."""
     for name in MARKERS:
@@ -172,8 +184,9 @@ def check_claim(
     dry run's check): a path that is a file, a folder another run holds, or one ``refusal``
     names."""
     path = Path(folder)
-    if path.exists() and not path.is_dir():
-        raise RunFolderError(f"run folder {path}: exists and is not a folder")
+    problem = not_a_folder(path)
+    if problem:
+        raise RunFolderError(f"run folder {path}: {problem}")
     if not path.is_dir():
         return
     if (path / LOCK).exists() and _held(path):
@@ -203,12 +216,10 @@ def claim(
     """
     path = Path(folder)
     created = not path.exists()
-    if path.exists() and not path.is_dir():
-        raise RunFolderError(f"run folder {path}: exists and is not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise RunFolderError(f"run folder {path}: a folder above it is a file") from None
+    problem = not_a_folder(path)
+    if problem:
+        raise RunFolderError(f"run folder {path}: {problem}")
+    path.mkdir(parents=True, exist_ok=True)
     fd = _lock(path)
     rf = RunFolder(path, kind, created, _fd=fd)
     try:

@@ -99,7 +99,7 @@ def test_a_dry_run_check_refuses_what_claim_refuses_and_touches_nothing(tmp_path
     afile.write_text("x")
     with pytest.raises(RunFolderError, match="exists and is not a folder"):
         check_claim(afile)
-    with pytest.raises(RunFolderError, match="a folder above it is a file"), claim(afile / "r"):
+    with pytest.raises(RunFolderError, match=f"{afile} is a file"), claim(afile / "r"):
         pass
     folder = tmp_path / "r"
     with claim(folder, "ptsim") as rf:

@@ -212,13 +212,16 @@ def test_an_output_under_a_file_or_that_is_a_folder_is_refused(
     (tmp_path / "adir.csv").mkdir()
     src = str(DATA / "trace_elasticflow.csv")
     before = snapshot(tmp_path)
-    for out in (afile / "x.csv", afile / "sub" / "x.csv"):
+    for out, why in (
+        (afile / "x.csv", f"{afile} exists and is not a folder"),
+        (afile / "sub" / "x.csv", f"{afile} is a file"),
+    ):
         for argv in (
             ["convert", "--from", "elasticflow", src, str(out), "--profile-model", "gpt2-base"],
             ["generate", str(out), "--duration", "600"],
             ["shape", str(out)],
         ):
-            assert error_line(capsys, argv) == f"OUT {out}: {afile} exists and is not a folder"
+            assert error_line(capsys, argv) == f"OUT {out}: {why}"
     out = tmp_path / "adir.csv"
     for argv in (["generate", str(out), "--duration", "600"], ["shape", str(out)]):
         assert error_line(capsys, argv) == f"OUT {out}: is a folder; give a file name"

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ptsim.core.profiles import ProfileSet, UnknownName
+from ptsim.runfolder import not_a_folder
 from ptsim.trace.arrival_shape import (
     ShapeSpec,
     shape_from_arrivals,
@@ -103,11 +104,10 @@ def _check_output(out: str, extensions: Sequence[str], inputs: Mapping[str, str 
             raise CliError(f"OUT {out} is {what}; choose another output")
     if p.is_dir():
         raise CliError(f"OUT {out}: is a folder; give a file name")
-    for where in p.parents:
-        if where.exists():
-            if not where.is_dir():
-                raise CliError(f"OUT {out}: {where} exists and is not a folder")
-            break
+    problem = not_a_folder(p.parent)
+    if problem:  # (the output's folder is in the way: name it)
+        where = f"{p.parent} {problem}" if problem.startswith("exists") else problem
+        raise CliError(f"OUT {out}: {where}")
 
 
 def _load_profiles(name: str) -> ProfileSet:
