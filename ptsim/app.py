@@ -214,6 +214,29 @@ def _fixed_sweep_dir(args: list[str]) -> list[str]:
     return [*args, f"hydra.sweep.dir=runs/multirun/{default_name()}"]
 
 
+def config_flag_error(args: Sequence[str]) -> str | None:
+    """A one-line error for ``--config-dir`` / ``-cd`` naming no folder, or ``--config-name`` /
+    ``-cn`` naming no config file there or among the shipped ones; None otherwise."""
+    given: dict[str, str] = {}
+    for i, arg in enumerate(args):
+        for flag, short in (("--config-dir", "-cd"), ("--config-name", "-cn")):
+            if arg in (flag, short) and i + 1 < len(args):
+                given[flag] = args[i + 1]
+            elif arg.startswith(f"{flag}="):
+                given[flag] = arg.split("=", 1)[1]
+    folder = given.get("--config-dir")
+    if folder is not None and not Path(folder).expanduser().is_dir():
+        return f"ptsim: --config-dir {folder}: no such folder"
+    name = given.get("--config-name")
+    if name is not None:
+        places = [conf_root(), *([Path(folder).expanduser()] if folder else [])]
+        stem = name[:-5] if name.endswith(".yaml") else name
+        if not any((p / f"{stem}.yaml").is_file() for p in places):
+            where = " or ".join(str(p) for p in places)
+            return f"ptsim: --config-name {name}: no {stem}.yaml in {where}"
+    return None
+
+
 def sweep_error(words: Sequence[str]) -> str | None:
     """A multirun's bad value, found before any point runs: each value of each swept key is
     composed (with every other swept key at its first value) and checked as a run checks its
@@ -274,7 +297,7 @@ def run_cli(argv: Sequence[str]) -> int:
 
         return plot_main(args[1:])
     words = [a for a in args if not a.startswith("-")]
-    where = output_dir_error(words)
+    where = output_dir_error(words) or config_flag_error(args)
     if any(w.lstrip("+").startswith("scheduler.name=") for w in words):
         where = "ptsim: scheduler.name comes with a scheduler's config; choose it: scheduler=NAME"
     if where:

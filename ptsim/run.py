@@ -298,6 +298,12 @@ def simulate_config(cfg: DictConfig) -> list[RunResult]:
     return [run_plan(plan, name, params) for name, params in plan.policies]
 
 
+RUN_FILES = frozenset(
+    {"config.yaml", "trace.csv", "jobs.csv", "timeseries.csv", "summary.json", "comparison.csv"}
+)
+"""The files ``run_config`` writes into a run folder (and a comparison's policy folders)."""
+
+
 def run_config(
     cfg: DictConfig, run_dir: Path, progress: bool = False, overwrite: bool | None = None
 ) -> list[RunResult]:
@@ -312,6 +318,14 @@ def run_config(
     ``FAILED`` or ``INTERRUPTED``.
     """
     plan = plan_config(cfg)
+    trace = (cfg.get("workload") or {}).get("trace")
+    if trace:  # a run replaying a file it is about to write would replace its own input
+        source = Path(str(trace)).expanduser().resolve()
+        if source.name in RUN_FILES and run_dir.resolve() in source.parents:
+            raise ValueError(
+                f"workload.trace: {trace} is one of the files this run writes; copy it out of "
+                "the run folder first"
+            )
     if overwrite is None:
         overwrite = bool(cfg.get("overwrite", False))
     many = len(plan.policies) > 1

@@ -296,3 +296,32 @@ def test_a_sweep_checks_every_value_before_any_point_runs(
 
     bad = ["scheduler=prompttuner,infless", "scheduler.bank=true,bogus"]
     assert "scheduler.bank = 'bogus'" in str(sweep_error(bad))
+
+
+def test_replaying_a_run_folders_own_trace_into_it_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With overwrite=true a run would replace the trace it replays (its own trace.csv)."""
+    from ptsim.app import run_cli
+
+    run = tmp_path / "run"
+    assert run_cli(["scheduler=edf", *SMALL, f"hydra.run.dir={run}"]) == 0
+    before = (run / "trace.csv").read_bytes()
+    capsys.readouterr()
+    again = ["scheduler=edf", "workload=replay", f"workload.trace={run / 'trace.csv'}"]
+    assert run_cli([*again, "progress=false", "overwrite=true", f"hydra.run.dir={run}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "is one of the files this run writes" in err, err
+    assert (run / "trace.csv").read_bytes() == before
+
+
+def test_config_dir_and_name_that_do_not_exist_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ptsim.app import run_cli
+
+    assert run_cli(["--config-dir", str(tmp_path / "nope"), "scheduler=edf"]) == 2
+    assert capsys.readouterr().err.strip().endswith("nope: no such folder")
+    assert run_cli(["--config-name", "nope", "scheduler=edf"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--config-name nope: no nope.yaml in" in err

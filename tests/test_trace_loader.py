@@ -286,3 +286,12 @@ def test_a_folder_is_named_as_one(tmp_path: Path) -> None:
         with pytest.raises(TraceError) as e:
             load_trace(tmp_path / name)
         assert str(e.value) == f"{tmp_path / name}: is a folder, not a file"
+
+
+@pytest.mark.parametrize("job_id", ['"a\nb"', "a\x00b", '"a\tb"'])
+def test_a_job_id_with_a_control_character_is_refused(tmp_path: Path, job_id: str) -> None:
+    """A newline, tab or NUL inside a (quoted) id would break every table the id goes into."""
+    row = ROWS[0].split(",", 1)[1]
+    path = write_csv(tmp_path, rows=(f"{job_id},{row}",))
+    with pytest.raises(TraceError, match=r"row 1, column job_id: job id .* control character"):
+        load_trace(path)

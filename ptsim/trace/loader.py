@@ -133,9 +133,18 @@ def check_header(
 def check_unique_ids(
     path: Path, ids: Iterable[tuple[int, str]], column: str = "job_id", rows_word: str = "rows"
 ) -> None:
-    """No id twice; the error names both rows."""
+    """Every id is text without control characters (a newline or NUL would break the tables
+    the id goes into), and none comes twice (the error names both rows)."""
     first: dict[str, int] = {}
     for row, jid in ids:
+        if not jid or any(ord(c) < 32 or ord(c) == 127 for c in jid):
+            raise TraceError(
+                path,
+                f"job id {jid!r} is empty or holds a control character",
+                row=str(row),
+                column=column,
+                row_word=rows_word.rstrip("s"),
+            )
         if jid in first:
             raise TraceError(
                 path,
