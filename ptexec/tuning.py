@@ -61,10 +61,16 @@ class TuningConfig:
             raise ValueError(f"init {self.init!r}: expected text, sample_vocab or random")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise ValueError(f"optimizer {self.optimizer!r}: expected adam, adamw or sgd")
-        if self.lr <= 0 or self.batch_size < 1 or self.max_steps < 0 or self.eval_every < 1:
-            raise ValueError("need lr > 0, batch_size >= 1, max_steps >= 0, eval_every >= 1")
-        if self.max_length < 2 or self.eval_batch_size < 1:
-            raise ValueError("need max_length >= 2 and eval_batch_size >= 1")
+        for name, value, low, strict in (
+            ("lr", self.lr, 0, True),
+            ("batch_size", self.batch_size, 1, False),
+            ("max_steps", self.max_steps, 0, False),
+            ("eval_every", self.eval_every, 1, False),
+            ("max_length", self.max_length, 2, False),
+            ("eval_batch_size", self.eval_batch_size, 1, False),
+        ):
+            if not (value > low if strict else value >= low):
+                raise ValueError(f"{name} {value!r}: must be {'>' if strict else '>='} {low}")
         if self.template is not None and "{text}" not in self.template:
             raise ValueError("template must contain {text}")
         if self.eval_screen is not None and self.eval_screen < 1:

@@ -193,6 +193,11 @@ def test_run_with_a_job_file_end_to_end(
             "a,0,tiny-gpt2,nonsense-task,10,32,0.9,100\n",
             "nonsense-task",
         ),
+        (
+            "job_id,arrival_s,model,task,slo_s,batch_size,target_accuracy,max_steps,lr\n"
+            "a,0,tiny-gpt2,synthetic:A,10,32,0.9,100,-1\n",
+            "row 1: lr -1.0: must be > 0",
+        ),
     ],
 )
 def test_bad_job_file_is_one_line_naming_file_row_and_column(
