@@ -5,21 +5,23 @@ its abstract reports (violations 4.0x / 7.9x lower, cost 1.6x / 4.5x lower).
     python experiments/fig1_end_to_end.py [--quick] [--plot-only] [--jobs N] [--out DIR]
                                           [--seeds K] [--policies a,b] [hydra overrides...]
 
-Config: ``conf/experiment/fig1_end_to_end.yaml`` (32 A100s, 20-minute default workload,
+Config: ``conf/experiment/fig1_end_to_end.yaml`` (32 A100s, 1-hour windows of the default workload,
 loads 0.3/0.5/0.7, policies prompttuner/infless/elasticflow, 20 seeds; the paper's ratios as
 reference values). Writes into ``--out`` (default ``results/fig1_end_to_end``):
 
 - ``points.csv``: one row per run (policy, load, seed, every summary metric);
 - ``reference.csv``: the paper's ratios with their source (copied from the config);
-- ``fig1_end_to_end.csv``: mean and 95% t-interval over seeds per policy and load (drawn);
+- ``fig1_end_to_end.csv``: per policy and load, violation rate pooled over seeds with a 95%
+  Wilson interval, other metrics' means with 95% t-intervals (docs/metrics.md; drawn);
 - ``ratios.csv``: baseline / target per load and over all loads, with 95% paired-bootstrap
   intervals over seeds, beside the paper's value;
 - ``jobs.csv``: every run's per-job table; ``by_model.csv``: violation rate per policy and
-  model (mean and 95% t-interval over runs, all loads pooled), drawn as the third panel;
+  model (all loads pooled, 95% bootstrap interval over runs), drawn as the third panel;
 - ``sensitivity_points.csv``: one row per run of the sensitivity sweep (``sweep.sensitivity``:
   each baseline under both values of its adaptation choice, at one load, same seeds);
-  ``sensitivity.csv``: mean and 95% t-interval per variant, with PromptTuner's runs at that load,
-  and baseline / PromptTuner ratios (paired bootstrap) for violations and cost (drawn);
+  ``sensitivity.csv``: per variant (Wilson intervals for rates, t otherwise), with
+  PromptTuner's runs at that load, and baseline / PromptTuner ratios (paired bootstrap) for
+  violations and cost (drawn);
 - ``fig1_end_to_end.png``: violation rate and cost bars with CIs, violations by model, the
   sensitivity panel and the ratio table.
 """

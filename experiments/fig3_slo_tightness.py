@@ -8,8 +8,8 @@ Config: ``conf/experiment/fig3_slo_tightness.yaml``: every point scales the work
 ratios (``workload.deadline_ratios``, deadline = ratio x the job's ideal run time) by one of
 ``sweep.deadline_scales`` (0.5x..2x); 32 A100s, load 0.5, 20 seeds. Writes into ``--out``
 (default ``results/fig3_slo_tightness``): ``points.csv`` (one row per run, with
-``deadline_scale``), ``fig3_slo_tightness.csv`` (mean and 95% t-interval per policy and scale,
-drawn) and ``fig3_slo_tightness.png``.
+``deadline_scale``), ``fig3_slo_tightness.csv`` (per policy and scale: 95% Wilson intervals
+for the rates, t-intervals otherwise; drawn) and ``fig3_slo_tightness.png``.
 """
 
 from __future__ import annotations

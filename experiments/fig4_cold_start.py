@@ -8,7 +8,8 @@ rests on cold starts, by scaling every model's load (cold-start and reload) time
 Config: ``conf/experiment/fig4_cold_start.yaml`` (grid over
 ``profile.mechanics.cold_start_scale``; 32 A100s, load 0.5, 20 seeds). Writes into ``--out``
 (default ``results/fig4_cold_start``): ``points.csv`` (one row per run),
-``fig4_cold_start.csv`` (mean and 95% t-interval per policy and scale, drawn) and
+``fig4_cold_start.csv`` (per policy and scale: 95% Wilson intervals for the rates, t-intervals
+otherwise; drawn) and
 ``fig4_cold_start.png``.
 """
 

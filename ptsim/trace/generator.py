@@ -66,7 +66,7 @@ class WorkloadSpec:
     """What the generator draws from. Defaults follow DESIGN.md section 5 (docs/traces.md).
 
     - ``duration_s``: length of the arrival window (default 6 h, the real windows' length;
-      ``short()``: 1200 s, the end-to-end figure's 20 minutes).
+      ``short()``: 1200 s, the end-to-end figure's window before it moved to 1 h).
     - ``load``: target offered load (see the module docstring), e.g. 0.3, 0.5, 0.7.
     - ``models``/``model_weights``: LLMs and their share of jobs (the weights are our
       assumption; the paper does not give a mix). ``tasks``: drawn uniformly.

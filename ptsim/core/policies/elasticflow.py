@@ -77,10 +77,11 @@ Where this module differs, on purpose (each documented in docs/elasticflow.md):
 - Placement is sticky: a job keeps its GPUs when its count does not change, shrinks inside its
   block and grows into the enclosing block when it can, because here every GPU a job gains pays
   a cold start and every change of GPU set a reconfiguration pause.
-- No warm pool and no sharing: a GPU a job gains is always a free GPU (a cold start), GPUs a
-  job gives up (shrink, finish) are released at once. When a grow needs GPUs another job gives
-  up at the same boundary, the policy releases them first and finishes the move
-  ``_PHASE_GAP_S`` later, once they are free.
+- No warm pool and no sharing: a GPU a job gains is always a free GPU (a cold start); with
+  ``replicas=released`` GPUs a job gives up (shrink, finish) are released at once, with the
+  default ``dedicated`` they stay provisioned (idle) until a job takes them. When a grow needs
+  GPUs another job gives up at the same boundary, the policy releases them first and finishes
+  the move ``_PHASE_GAP_S`` later, once they are free.
 
 - Re-planning happens at the boundaries that follow an event (``replan="events"``): an
   arrival, a completion, or a planned step-up of some job's allocation, as the artifact's event
