@@ -276,8 +276,7 @@ def settings_from(cfg: DictConfig) -> ExecSettings:
         try:
             load_profiles(str(prof))
         except (ValueError, KeyError, FileNotFoundError) as exc:
-            text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            raise ConfigError(f"config profile_dir: {text}") from None
+            raise ConfigError(f"config profile_dir: {exc}") from None
     ce = cfg.get("checkpoint_every")
     # a key left out takes the dataclass default (the one source)
     optional: dict[str, Any] = {}

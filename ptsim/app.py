@@ -118,13 +118,18 @@ def horizon_line(summary: Mapping[str, Any]) -> str | None:
     )
 
 
+def _config_groups() -> set[str]:
+    """The names of the config groups (``scheduler``, ``workload``...): ``conf/``'s folders."""
+    return {p.name for p in conf_root().iterdir() if p.is_dir()}
+
+
 def check_overrides(overrides: list[str]) -> str | None:
     """A one-line error for the first override that names a config key which does not exist
     (listing the keys that do at that level), or None. Group choices, ``+``/``~`` overrides
     and ``hydra.*`` keys are left to hydra."""
     from hydra import compose, initialize_config_dir
 
-    groups = {p.name for p in conf_root().iterdir() if p.is_dir()}
+    groups = _config_groups()
     plain = [o for o in overrides if "=" in o and not o.startswith(("+", "~", "-"))]
     keys = [o.split("=", 1)[0] for o in plain]
     # a swept group (scheduler=edf,fifo) is checked with its first option
@@ -251,7 +256,7 @@ def sweep_error(words: Sequence[str]) -> str | None:
         parsed = OverridesParser.create().parse_overrides(list(words))
     except Exception:
         return None  # hydra reports a syntax error itself
-    groups = {p.name for p in conf_root().iterdir() if p.is_dir()}
+    groups = _config_groups()
     fixed: list[str] = []
     swept: list[tuple[str, list[str]]] = []
     for word, o in zip(words, parsed, strict=True):
@@ -275,8 +280,8 @@ def sweep_error(words: Sequence[str]) -> str | None:
                 point = [*fixed, *first[:k], val, *first[k + 1 :]]
                 try:
                     check_ptsim_config(resolved(compose("config", overrides=point)))
-                except (ConfigError, ValueError, KeyError) as exc:
-                    text = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
+                except (ConfigError, ValueError, KeyError) as exc:  # (UnknownName: a KeyError)
+                    text = str(exc)
                     return f"ptsim: {text}" if key in text else f"ptsim: {val}: {text}"
                 except Exception:
                     return None  # a composition problem: hydra reports it

@@ -82,8 +82,8 @@ def save(fig: Any, png: Path) -> Path:
     """Save ``fig`` as ``png`` (folder created, written atomically) and close it."""
     from ptsim.outcome import atomic_write
 
-    atomic_write(png, lambda p: fig.savefig(p, format="png", dpi=130, bbox_inches="tight"))
-    pyplot().close(fig)
+    data = png_bytes(fig)
+    atomic_write(png, lambda p: p.write_bytes(data))
     return png
 
 

@@ -298,10 +298,12 @@ def simulate_config(cfg: DictConfig) -> list[RunResult]:
     return [run_plan(plan, name, params) for name, params in plan.policies]
 
 
-RUN_FILES = frozenset(
-    {"config.yaml", "trace.csv", "jobs.csv", "timeseries.csv", "summary.json", "comparison.csv"}
-)
-"""The files ``run_config`` writes into a run folder (and a comparison's policy folders)."""
+RUN_INPUTS = ("config.yaml", "trace.csv")
+RUN_TABLES = ("jobs.csv", "timeseries.csv", "summary.json")
+COMPARISON_FILES = ("comparison.csv", "comparison.png")
+RUN_FILES = frozenset({*RUN_INPUTS, *RUN_TABLES, *COMPARISON_FILES})
+"""The files ``run_config`` writes into a run folder (the tables also into a comparison's
+policy folders)."""
 
 
 def run_config(
@@ -334,13 +336,13 @@ def run_config(
         folder.start()
         atomic_write(run_dir / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=True))
         write_trace(plan.jobs, run_dir / "trace.csv")  # atomic itself
-        outputs = ["config.yaml", "trace.csv"]
+        outputs = list(RUN_INPUTS)
         results = []
         for name, params in plan.policies:
             res = run_plan(plan, name, params, progress)
             target = run_dir / name if many else run_dir
             results.append(save_result(res, target))
-            tables = ["jobs.csv", "timeseries.csv", "summary.json"]
+            tables = list(RUN_TABLES)
             if many:
                 mark_complete(target, "ptsim run", tables)
                 outputs.append(name)
@@ -352,7 +354,7 @@ def run_config(
             from ptsim.plots import plot_comparison
 
             plot_comparison(run_dir / "comparison.csv", run_dir / "comparison.png")
-            outputs += ["comparison.csv", "comparison.png"]
+            outputs += list(COMPARISON_FILES)
         folder.complete(outputs)
     return results
 

@@ -67,7 +67,7 @@ class BankSpec:
         try:
             convergence = load_convergence(self.convergence).model
         except (ValueError, KeyError, FileNotFoundError) as exc:
-            raise ValueError(f"bank.convergence = {self.convergence!r}: {_one_line(exc)}") from None
+            raise ValueError(f"bank.convergence = {self.convergence!r}: {exc}") from None
         if self.seeding == "store":
             assert self.store is not None
             try:
@@ -79,7 +79,7 @@ class BankSpec:
                     task_map=self.task_map,
                 )
             except (ValueError, KeyError, OSError) as exc:
-                raise ValueError(f"bank.store: {_one_line(exc)}") from None
+                raise ValueError(f"bank.store: {exc}") from None
 
     def build(self, profiles: ProfileSet, models: Sequence[str], seed: int) -> SimPromptBank:
         """A fresh bank (each run gets its own: online growth mutates it)."""
@@ -113,12 +113,6 @@ class BankSpec:
             )
             bank.seed_history([(h.entry_id, h.model, h.source_task) for h in history])
         return bank
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception's message without the quotes ``KeyError`` adds."""
-    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(text.split())
 
 
 SHARED_BANK_KEYS = frozenset({"against_default", "convergence"})
