@@ -229,8 +229,10 @@ def _build() -> str:
     import ptsim.core.policies.elasticflow  # noqa: F401  (loaded before asking)
     from ptsim import native
 
-    n = len(native.active())
-    return f"compiled ({n} modules)" if n else "pure Python"
+    active = native.active()
+    kernels = sum(name in native.KERNELS for name in active)
+    n = len(active) - kernels
+    return f"compiled ({n} modules, {kernels} kernels)" if active else "pure Python"
 
 
 def main() -> None:

@@ -72,8 +72,8 @@ BANK_KEYS = ("bank_saving_mean", "bank_assessments_mean", "bank_lookup_s_mean")
 
 
 def _native_modules() -> int:
-    """How many of the compiled build's modules this process ran compiled (0: pure Python;
-    ``python -m ptsim.tools.native build``)."""
+    """How many of the compiled build's modules and kernels this process ran compiled (0: pure
+    Python; ``python -m ptsim.tools.native build``)."""
     from ptsim import native
 
     return len(native.active())

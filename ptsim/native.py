@@ -31,7 +31,6 @@ MODULES: tuple[str, ...] = (
     "ptsim.core.estimator",
     "ptsim.core.convergence",
     "ptsim.core.bank_sim",
-    "ptsim.core.policies",
     "ptsim.core.policies.common",
     "ptsim.core.policies.planning",
     "ptsim.core.policies.simple",
@@ -45,7 +44,14 @@ policies, the estimator's arithmetic and the simulated bank. Left as Python: ``p
 ``bank`` (runtime-checkable protocols, which mypyc cannot compile; ``bank``'s ``BankConfig``
 also has union fields, whose types compilation would lose for the config checks),
 ``profiles`` (an exception derived from ``KeyError``), ``seeding`` (subclasses numpy's
-``SeedSequence``) and everything that runs once per run (configs, I/O, reports)."""
+``SeedSequence``), the ``ptsim.core.policies`` package itself (a compiled package's
+``__path__`` is wrong, and :data:`KERNELS` has a module in it) and everything that runs once
+per run (configs, I/O, reports)."""
+
+KERNELS: tuple[str, ...] = ("ptsim.core.policies._efkernel",)
+"""C extension modules the compiled build also makes, each from a ``.c`` file of the same name:
+plain-loop versions of functions whose Python definition stays the pure package's (the module
+using one falls back to its Python when the kernel is absent)."""
 
 STAMP = PACKAGE / "_native.json"
 """Written by the build: the hash of each compiled module's source when it was compiled."""
@@ -56,8 +62,10 @@ class StaleNativeBuild(ImportError):
 
 
 def source_of(module: str, package: Path = PACKAGE) -> Path:
-    """The source file of one of :data:`MODULES` in ``package``."""
+    """The source file of one of :data:`MODULES` or :data:`KERNELS` in ``package``."""
     rel = Path(*module.split(".")[1:])
+    if module in KERNELS:
+        return package / rel.with_suffix(".c")
     pkg = package / rel / "__init__.py"
     return pkg if pkg.exists() else package / rel.with_suffix(".py")
 
@@ -122,9 +130,10 @@ def check(stamp: Path = STAMP) -> None:
 
 
 def active() -> list[str]:
-    """Which of :data:`MODULES` this process runs compiled (loaded ones only)."""
+    """Which of :data:`MODULES` and :data:`KERNELS` this process runs compiled (loaded ones
+    only)."""
     out = []
-    for name in MODULES:
+    for name in (*MODULES, *KERNELS):
         mod = sys.modules.get(name)
         path = getattr(mod, "__file__", None) or ""
         if path.endswith(tuple(EXTENSION_SUFFIXES)):
@@ -141,7 +150,7 @@ class _Refuse(importlib.abc.MetaPathFinder):
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if fullname in MODULES:
+        if fullname in MODULES or fullname in KERNELS:
             raise StaleNativeBuild(str(self.error))
         return None
 

@@ -122,11 +122,17 @@ def _can_compile() -> str | None:
     return None
 
 
+COMPILED_TESTS = ("test_golden.py", "test_efkernel.py", "test_policy_elasticflow.py")
+"""Run against the compiled build: the golden tables, the kernels against their Python, and
+elasticflow's tests (its admission test's reuse against re-planning from scratch)."""
+
+
 @pytest.mark.skipif(_can_compile() is not None, reason=str(_can_compile()))
 def test_the_compiled_build_gives_the_golden_tables(tmp_path: Path) -> None:
     """The build of this checkout's sources (in a copy), loaded instead of the sources, keeps
-    the policies' config field types (the config checks use them) and runs
-    tests/test_golden.py: every policy on every golden scenario."""
+    the policies' config field types (the config checks use them) and passes
+    ``COMPILED_TESTS``: every policy on every golden scenario, the C kernels against their
+    Python definitions."""
     copy = tmp_path / "repo"
     copy.mkdir()
     shutil.copytree(
@@ -137,7 +143,8 @@ def test_the_compiled_build_gives_the_golden_tables(tmp_path: Path) -> None:
     (copy / "ptsim" / native.STAMP.name).unlink(missing_ok=True)
     shutil.copy(REPO / "pyproject.toml", copy / "pyproject.toml")
     (copy / "tests").mkdir()
-    shutil.copy(REPO / "tests" / "test_golden.py", copy / "tests" / "test_golden.py")
+    for name in (*COMPILED_TESTS, "_util.py"):
+        shutil.copy(REPO / "tests" / name, copy / "tests" / name)
     shutil.copytree(REPO / "tests" / "data" / "golden", copy / "tests" / "data" / "golden")
     for name in ("conf", "traces"):
         (copy / name).symlink_to(REPO / name)
@@ -150,7 +157,8 @@ def test_the_compiled_build_gives_the_golden_tables(tmp_path: Path) -> None:
         cwd=copy,
     )
     assert build.returncode == 0, build.stderr[-3000:]
-    # the compiled modules, imported from the copy, then the golden tests in the same process
+    # the compiled modules, imported from the copy, then the tests in the same process
+    tests = [f"tests/{name}" for name in COMPILED_TESTS]
     run = (
         "import sys, pytest, ptsim, ptsim.run, ptsim.simulator\n"
         "import ptsim.core.policies.elasticflow, ptsim.core.policies.infless\n"
@@ -162,7 +170,7 @@ def test_the_compiled_build_gives_the_golden_tables(tmp_path: Path) -> None:
         "    fields_of(POLICIES.config_class(name))\n"
         "print('package', ptsim.__file__)\n"
         "print('active', ','.join(native.active()))\n"
-        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'tests/test_golden.py']))\n"
+        f"sys.exit(pytest.main(['-q', '-rs', '-p', 'no:cacheprovider', *{tests!r}]))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", run], capture_output=True, text=True, env=env, cwd=copy
@@ -170,8 +178,12 @@ def test_the_compiled_build_gives_the_golden_tables(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines()[:2])
     assert lines["package"].startswith(str(copy))
-    assert lines["active"].split(",") == list(native.MODULES)
-    assert " passed" in out.stdout and "skipped" not in out.stdout and "failed" not in out.stdout
+    assert lines["active"].split(",") == [*native.MODULES, *native.KERNELS]
+    assert " passed" in out.stdout and "failed" not in out.stdout
+    # the only tests skipped are those that patch compiled code (``tests._util.patches``)
+    skips = [line for line in out.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert all("(pure Python only)" in line for line in skips), skips
+    assert "test_golden.py" not in " ".join(skips) and "test_efkernel.py" not in " ".join(skips)
 
 
 def test_a_compiled_module_outside_the_build_is_refused(tmp_path: Path) -> None:

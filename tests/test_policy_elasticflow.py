@@ -688,11 +688,38 @@ def _random_levels(rng: np.random.Generator, total: int) -> Any:
     )
 
 
+def plan_case(rng: np.random.Generator, k_top: int = 160, many_runs: float = 0.0) -> Any:
+    """Random inputs of one plan: ``(levels, k_max, free, fits, last, need)``. The free GPUs per
+    slot are runs of random values (free GPUs also change inside runs of equal fitting level),
+    with probability ``many_runs`` one value per slot; ``need`` is in 30% of the cases the
+    exact sum of some level's gains from some slot on (a tie), and may be 0."""
+    total = int(rng.choice([8, 16, 64]))
+    lv = _random_levels(rng, total)
+    k_max = int(rng.integers(2, k_top))
+    cuts = np.sort(rng.integers(1, k_max + 8, int(rng.integers(0, 12))))
+    values = rng.integers(0, total + 1, len(cuts) + 1)
+    free = np.repeat(values, np.diff([0, *cuts.tolist(), k_max + 8])).astype(np.int64)
+    if many_runs and rng.random() < many_runs:
+        free = rng.integers(0, total + 1, k_max + 8).astype(np.int64)
+    fits = lv.fit_table.take(free[:k_max], mode="clip")
+    last = float(rng.choice([60.0, float(rng.uniform(0.5, 60.0))]))
+    cap = float((lv.thr_ext[fits] * 60.0).sum())
+    if rng.random() < 0.3:  # the exact sum of some level from some slot on: a tie
+        level = int(rng.integers(1, len(lv.counts) + 1))
+        gains = lv.thr_ext[np.minimum(fits, level)] * 60.0
+        gains[-1] = lv.thr_ext[min(int(fits[-1]), level)] * last
+        need = float(gains[int(rng.integers(0, k_max)) :].sum())
+    else:
+        need = float(rng.uniform(0.0, 1.3)) * cap
+    return lv, k_max, free, fits, last, need
+
+
 @pytest.mark.parametrize("mode", ["slot", "free_change"])
 def test_plans_on_runs_equal_plans_slot_by_slot(mode: str) -> None:
-    """``_Planner._plan_runs`` (per run of equal fitting level) gives exactly ``_plan_slots``'
-    plan (slot by slot) or defers to it, on random free-GPU functions whose free GPUs also
-    change inside runs of equal fitting level, and on needs that tie a level's sum."""
+    """``_Planner._plan_runs_py`` (per run of equal fitting level) gives exactly
+    ``_plan_slots``' plan (slot by slot) or defers to it, on random free-GPU functions whose
+    free GPUs also change inside runs of equal fitting level, and on needs that tie a level's
+    sum."""
     from ptsim.core.policies.elasticflow import _NO_LEVEL, _Planner
 
     rng = np.random.default_rng(7)
@@ -700,26 +727,11 @@ def test_plans_on_runs_equal_plans_slot_by_slot(mode: str) -> None:
     answered = moved = 0
     cases = 4000
     for _ in range(cases):
-        total = int(rng.choice([8, 16, 64]))
-        lv = _random_levels(rng, total)
-        k_max = int(rng.integers(2, 160))
-        cuts = np.sort(rng.integers(1, k_max + 8, int(rng.integers(0, 12))))
-        values = rng.integers(0, total + 1, len(cuts) + 1)
-        free = np.repeat(values, np.diff([0, *cuts.tolist(), k_max + 8])).astype(np.int64)
-        fits = lv.fit_table.take(free[:k_max], mode="clip")
-        last = float(rng.choice([60.0, float(rng.uniform(0.5, 60.0))]))
-        cap = float((lv.thr_ext[fits] * 60.0).sum())
-        if rng.random() < 0.3:  # the exact sum of some level from some slot on: a tie
-            level = int(rng.integers(1, len(lv.counts) + 1))
-            gains = lv.thr_ext[np.minimum(fits, level)] * 60.0
-            gains[-1] = lv.thr_ext[min(int(fits[-1]), level)] * last
-            need = float(gains[int(rng.integers(0, k_max)) :].sum())
-        else:
-            need = float(rng.uniform(0.0, 1.3)) * cap
+        lv, k_max, free, fits, last, need = plan_case(rng)
         if need <= 0:
             continue
         want = planner._plan_slots(lv, fits, need, last, k_max, free)
-        got = planner._plan_runs(lv, fits, need, last, k_max, free)
+        got = planner._plan_runs_py(lv, need, last, k_max, free)
         if got is None:
             continue
         answered += 1
@@ -732,12 +744,12 @@ def test_plans_on_runs_equal_plans_slot_by_slot(mode: str) -> None:
     assert mode == "slot" or moved > 100  # the step point moved back in many plans
 
 
-def _trial_from_scratch(self: Any, items: Any, start: int, tails: Any) -> bool:
+def _trial_from_scratch(self: Any, lane: Any, start: int) -> bool:
     """``_Trial.run`` without reuse: every job after the newcomer re-planned from scratch."""
     from ptsim.core.policies import elasticflow as ef
 
     trial = ef._Free(self.total, arr=self.final.arr.copy())
-    for it in items[start:]:
+    for it in lane.items[start:]:
         got = self.planner.plan(it, trial)
         if not got[0] and self.rest[it.job_id][0]:
             return False

@@ -1,6 +1,6 @@
 """Build, remove or show the compiled build of the simulator's hot modules (``ptsim.native``).
 
-    python -m ptsim.tools.native build    # compile ptsim.native.MODULES in place (mypyc)
+    python -m ptsim.tools.native build    # compile MODULES (mypyc) and KERNELS (C) in place
     python -m ptsim.tools.native clean    # back to pure Python
     python -m ptsim.tools.native status   # which modules are compiled, and whether they match
 
@@ -32,10 +32,12 @@ def _fail(msg: str) -> None:
 
 
 def build(package: Path = native.PACKAGE) -> list[Path]:
-    """Compile :data:`ptsim.native.MODULES` of ``package`` in place; return the files made."""
+    """Compile :data:`ptsim.native.MODULES` and :data:`ptsim.native.KERNELS` of ``package`` in
+    place; return the files made."""
     try:
+        import numpy
         from mypyc.build import mypycify
-        from setuptools import setup
+        from setuptools import Extension, setup
     except ImportError as exc:
         _fail(f"the compiled build needs mypy and setuptools (pip install -e '.[native]'): {exc}")
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
@@ -46,7 +48,7 @@ def build(package: Path = native.PACKAGE) -> list[Path]:
         _fail(f"no Python headers: {include}/Python.h is missing (install python3-dev)")
     clean(package, quiet=True)
     root = package.parent
-    sources = [native.source_of(m, package) for m in native.MODULES]
+    sources = [native.source_of(m, package) for m in (*native.MODULES, *native.KERNELS)]
     # hashed before compiling: a source edited during the build reads as stale afterwards
     stamp = {
         "modules": list(native.MODULES),
@@ -54,14 +56,24 @@ def build(package: Path = native.PACKAGE) -> list[Path]:
     }
     with tempfile.TemporaryDirectory(prefix="ptsim-native-") as tmp, _cwd(root):
         exts = mypycify(
-            [str(s.relative_to(root)) for s in sources],
+            [str(native.source_of(m, package).relative_to(root)) for m in native.MODULES],
             opt_level="3",
             group_name=native.GROUP,
             target_dir=str(Path(tmp) / "c"),
         )
+        # the kernels' floating-point operations must be the Python's: no fused multiply-adds
+        kernels = [
+            Extension(
+                m,
+                [str(native.source_of(m, package).relative_to(root))],
+                include_dirs=[numpy.get_include()],
+                extra_compile_args=["-O2", "-ffp-contract=off", "-fno-fast-math"],
+            )
+            for m in native.KERNELS
+        ]
         setup(
             name="ptsim-native",
-            ext_modules=exts,
+            ext_modules=[*exts, *kernels],
             script_args=["-q", "build_ext", "--inplace", "--build-temp", str(Path(tmp) / "o")],
         )
     made = native.compiled_files(package)
@@ -102,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.action == "build":
         made = build()
         print(
-            f"compiled {len(native.MODULES)} modules ({len(made)} extension files) "
+            f"compiled {len(native.MODULES)} modules and {len(native.KERNELS)} kernels "
+            f"({len(made)} extension files) "
             f"in {native.PACKAGE}"
         )
     elif args.action == "clean":

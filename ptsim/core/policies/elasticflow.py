@@ -90,8 +90,11 @@ Where this module differs, on purpose (each documented in docs/elasticflow.md):
 Planning cost: a re-plan plans every admitted job once, in deadline order (per job, a pass over
 the runs of its slots with the same fitting level, or over its slots when those runs are many or
 a sum is too close to call); with ``admission="each"`` each newcomer adds one pass over the jobs
-with later deadlines, re-planning those it changes. Measured numbers: docs/elasticflow.md
-section 4 and benchmarks/README.md.
+with later deadlines, re-planning those it changes. The compiled build (``./dev native``) runs
+the innermost of these as C kernels (``_efkernel.c``: a plan on runs, the pass over the jobs
+that keep their plans, and three helpers), each the plain-loop version of a function below that
+stays its definition (``_Kernels``). Measured numbers: docs/elasticflow.md section 4 and
+benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -99,9 +102,10 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import heapq
+import importlib
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,6 +136,56 @@ _RUNS_MIN_SLOTS = 64
 level (``_Planner._plan_runs``)..."""
 _RUNS_MAX = 64
 """... unless the fitting level changes more often than this over the slots up to the deadline."""
+_LevelChange = Callable[[IntArray, IntArray, IntArray, IntArray, int, int], bool]
+"""``_level_change``'s signature: (table, cur, slots, delta, lo, hi)."""
+_Reserve = Callable[[IntArray, IntArray], None]
+_Summary = Callable[[IntArray, IntArray, bool], tuple[IntArray, IntArray, int, IntArray]]
+_PlanRuns = Callable[
+    [IntArray, IntArray, int, IntArray, FloatArray, float, float, float, bool, bool, int],
+    "tuple[IntArray, int, int, float] | bool | None",
+]
+
+_Scan = Callable[
+    [
+        "_Lane",
+        int,
+        IntArray,
+        IntArray,
+        IntArray,
+        IntArray,
+        IntArray,
+        int,
+        bool,
+        dict[str, tuple[bool, IntArray]],
+    ],
+    tuple[int, int],
+]
+"""``_scan``'s signature."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Kernels:
+    """The compiled build's kernels (``_efkernel.c``): the same answers as the Python
+    definitions below (``_level_change``, ``_Planner._plan_runs_py``, ``_reserve``,
+    ``_summary``, ``_scan``) from plain loops."""
+
+    level_change: _LevelChange
+    plan_runs: _PlanRuns
+    reserve: _Reserve
+    summary: _Summary
+    scan: _Scan
+
+
+def _load_kernels() -> _Kernels | None:
+    """The kernels when the compiled build made them, else None (pure Python)."""
+    try:
+        mod = importlib.import_module("ptsim.core.policies._efkernel")
+    except ImportError:
+        return None
+    return _Kernels(mod.level_change, mod.plan_runs, mod.reserve, mod.summary, mod.scan)
+
+
+_KERNELS = _load_kernels()
 _HANDOUT_ORDERS = ("artifact", "paper")
 _ADMISSION_MODES = ("each", "batch")
 _REPLAN_MODES = ("events", "every_slot", "jobs")
@@ -272,10 +326,24 @@ class _Free:
 class _Planner:
     """Minimum-satisfactory-share planning of jobs in deadline order at one decision."""
 
-    def __init__(self, now: float, slot_s: float, switch_at: str = "slot") -> None:
+    def __init__(
+        self,
+        now: float,
+        slot_s: float,
+        switch_at: str = "slot",
+        kernels: _Kernels | None = _KERNELS,
+    ) -> None:
         self.now = now
         self.slot = slot_s
         self.by_period = switch_at == "free_change"
+        self.kernels = kernels
+        # plans over at least this many slots try the runs of equal fitting level first
+        # (compiled, that costs less than the slot-by-slot numpy at any length)
+        self.runs_min = _RUNS_MIN_SLOTS if kernels is None else 2
+        self.level_change: _LevelChange = _level_change if kernels is None else kernels.level_change
+        self.scan: _Scan = _scan if kernels is None else kernels.scan
+        self.reserve: _Reserve = _reserve if kernels is None else kernels.reserve
+        self.summary: _Summary = _summary if kernels is None else kernels.summary
         # id(levels) -> (levels, gain of a whole slot per level); holding the levels keeps
         # their id from being reused while the planner lives
         self._gain: dict[int, tuple[_Levels, list[float]]] = {}
@@ -309,16 +377,16 @@ class _Planner:
         k_max = math.ceil((it.deadline - self.now) / self.slot - _TOL)
         if k_max > 0:
             free.ensure(k_max)
-            # index (into counts_ext) of the largest level that fits each slot's free GPUs
-            fits = lv.fit_table.take(free.arr[:k_max], mode="clip")
             last = it.deadline - self.now - (k_max - 1) * self.slot
             got = None
-            if k_max >= _RUNS_MIN_SLOTS:
-                got = self._plan_runs(lv, fits, need, last, k_max, free.arr)
+            if k_max >= self.runs_min:
+                got = self._plan_runs(lv, need, last, k_max, free.arr)
             if got is None:
+                # index (into counts_ext) of the largest level that fits each slot's free GPUs
+                fits = lv.fit_table.take(free.arr[:k_max], mode="clip")
                 got = self._plan_slots(lv, fits, need, last, k_max, free.arr)
             if got is not _NO_LEVEL:
-                free.arr[: len(got)] -= got
+                self.reserve(free.arr, got)
                 return True, got
         return False, self._best_effort(it, free, need)
 
@@ -372,21 +440,50 @@ class _Planner:
         return out
 
     def _plan_runs(
-        self, lv: _Levels, fits: IntArray, need: float, last: float, k_max: int, free: IntArray
+        self, lv: _Levels, need: float, last: float, k_max: int, free: IntArray
+    ) -> IntArray | None:
+        """``_plan_runs_py``, by the compiled kernel when there is one."""
+        if self.kernels is None:
+            return self._plan_runs_py(lv, need, last, k_max, free)
+        got = self.kernels.plan_runs(
+            lv.fit_table,
+            free,
+            k_max,
+            lv.counts_ext,
+            lv.thr_ext,
+            self.slot,
+            need,
+            last,
+            lv.monotone,
+            self.by_period,
+            _RUNS_MAX,
+        )
+        if got is None:
+            return None
+        if not isinstance(got, tuple):
+            return _NO_LEVEL
+        self.shape = (got[1], got[2], got[3])
+        return got[0]
+
+    def _plan_runs_py(
+        self, lv: _Levels, need: float, last: float, k_max: int, free: IntArray
     ) -> IntArray | None:
         """``_plan_slots``'s result computed on the runs of slots with the same fitting level
-        instead of slot by slot, or None when the runs are many or a sum comes too close to
-        ``need`` to be sure that the slot-by-slot floating-point sums compare with it the same
-        way (``free``: the free GPUs per slot, for ``switch_at=free_change``).
+        instead of slot by slot (``k_max`` >= 2), or None when the runs are many or a sum
+        comes too close to ``need`` to be sure that the slot-by-slot floating-point sums
+        compare with it the same way (``free``: the free GPUs per slot).
 
         Every decision of ``_plan_slots`` compares a sum of non-negative gains (its slots'
         floating-point values) with ``need``; any order of summing ``n`` such terms is within
         ``n`` units in the last place of the exact sum, so a sum computed per run that is
         further than that from ``need`` (with a margin) compares the same way."""
         top = len(lv.counts)
+        if top == 0:
+            return None
+        fits = lv.fit_table.take(free[:k_max], mode="clip")
         body = fits[:-1]
         cuts = (body[1:] != body[:-1]).nonzero()[0]
-        if top == 0 or len(cuts) >= _RUNS_MAX:
+        if len(cuts) >= _RUNS_MAX:
             return None
         starts = [0, *(cuts + 1).tolist()]
         vals = body[starts].tolist()
@@ -535,6 +632,22 @@ def _crossing(runs: Sequence[tuple[float, int]], need: float, tol: float) -> int
     return count if acc < need - tol else None
 
 
+def _level_change(
+    table: IntArray, cur: IntArray, slots: IntArray, delta: IntArray, lo: int, hi: int
+) -> bool:
+    """Whether ``table`` (indexed by free GPUs, clipped to its ends) differs between ``cur[s]``
+    and ``cur[s] + delta[j]`` at some ``s = slots[j]`` (``slots`` ascending) with ``lo <= s <
+    hi``."""
+    n = len(slots)
+    a = int(slots.searchsorted(lo)) if lo > 0 else 0
+    b = n if n and hi > slots[n - 1] else int(slots.searchsorted(hi))
+    if b <= a:
+        return False
+    at, by = (slots, delta) if b - a == n else (slots[a:b], delta[a:b])
+    before = cur[at]
+    return bool(_any(table.take(before, mode="clip") != table.take(before + by, mode="clip")))
+
+
 def _remaining(view: JobView, now: float) -> float:
     """``view.remaining_at(now)``: for a job whose iterations are uncertain, the estimate's
     remaining computed without its 90th percentile (the same arithmetic, one quantile less)."""
@@ -546,23 +659,139 @@ _INT_MAX = int(np.iinfo(np.int64).max)
 _any = np.logical_or.reduce  # ``ndarray.any`` without its Python-level wrapper
 
 
-@dataclass(frozen=True, slots=True)
-class _Tails:
-    """Per admitted job (deadline order) at one decision, for the admission tests: ``tops[i]``,
-    the largest GPU count any of ``items[i:]`` may hold (0 past the end), and ``kmax[i]``, the
-    number of slots up to ``items[i]``'s deadline (``_Planner.plan``'s ``k_max``)."""
+class _Lane:
+    """The admitted jobs (deadline order) at one decision as the admission tests read them, by
+    position ``i``: ``ids[i]``; ``plans[i]``, its plan without the current newcomer (as in
+    ``rest``); ``tables[i]``, the fitting-level table a test of that plan reads (capped at the
+    plan's level q where it meets its deadline: ``_Planner.shape``); ``top[i]``, its largest
+    GPU count; ``tops[i]``, the largest count of it and every later job (0 past the end);
+    ``kmax[i]``, its slots up to the deadline (``_Planner.plan``'s ``k_max``); and
+    ``movable[i]``, whether its plan's slack allows ``_Trial._moves``."""
 
-    tops: list[int]
-    kmax: list[int]
-
-    @staticmethod
-    def of(items: Sequence[_Item], planner: _Planner) -> _Tails:
-        tops = [0] * (len(items) + 1)
-        for i in range(len(items) - 1, -1, -1):
-            tops[i] = max(tops[i + 1], items[i].levels.top)
+    def __init__(
+        self,
+        items: Sequence[_Item],
+        planner: _Planner,
+        rest: Mapping[str, tuple[bool, IntArray]],
+        shapes: Mapping[str, _Shape],
+    ) -> None:
+        n = len(items)
+        self.items = items
+        self.planner = planner
+        self.ids = [it.job_id for it in items]
+        self.index = {job_id: i for i, job_id in enumerate(self.ids)}
+        self.top = [it.levels.top for it in items]
+        self.tops = [0] * (n + 1)
+        for i in range(n - 1, -1, -1):
+            self.tops[i] = max(self.tops[i + 1], self.top[i])
         now, slot = planner.now, planner.slot
-        kmax = [math.ceil((it.deadline - now) / slot - _TOL) for it in items]
-        return _Tails(tops, kmax)
+        self.kmax = [math.ceil((it.deadline - now) / slot - _TOL) for it in items]
+        self.plans: list[tuple[bool, IntArray]] = [rest[job_id] for job_id in self.ids]
+        self.tables: list[IntArray] = [_EMPTY] * n
+        self.movable = [False] * n
+        for i in range(n):
+            self._set(i, shapes)
+
+    def _set(self, i: int, shapes: Mapping[str, _Shape]) -> None:
+        it = self.items[i]
+        ok = self.plans[i][0]
+        shape = shapes.get(it.job_id, _NO_SHAPE) if ok else _NO_SHAPE
+        q = shape[0]
+        self.tables[i] = self.planner.fit_upto(it.levels, q) if q > 0 else it.levels.fit_table
+        self.movable[i] = shape[2] > (self.kmax[i] + 8) * 4.6e-16 * it.remaining
+
+    def update(
+        self,
+        job_ids: Iterable[str],
+        rest: Mapping[str, tuple[bool, IntArray]],
+        shapes: Mapping[str, _Shape],
+    ) -> None:
+        """Take the new plans of ``job_ids`` from ``rest`` (and their shapes)."""
+        for job_id in job_ids:
+            i = self.index[job_id]
+            self.plans[i] = rest[job_id]
+            self._set(i, shapes)
+
+
+_SCAN_END, _SCAN_ALL_KEPT, _SCAN_GROW, _SCAN_CHANGE, _SCAN_STEPS = 0, 1, 2, 3, 4
+
+
+def _scan(
+    lane: _Lane,
+    start: int,
+    cur: IntArray,
+    diff: IntArray,
+    nz: IntArray,
+    dnz: IntArray,
+    steps: IntArray,
+    floor: int,
+    check: bool,
+    out: dict[str, tuple[bool, IntArray]],
+) -> tuple[int, int]:
+    """``_Trial.run``'s pass over the jobs from ``start`` while each keeps its plan for a
+    reason seen without re-planning it: it sees no change of fitting level where the newcomer
+    changes the free GPUs (``diff`` at ``nz``, ``dnz = diff[nz]``; none at all when its largest
+    count is at most ``floor``) and, meeting its deadline, no change of where the free GPUs
+    change (``steps``). Each kept job's plan goes to ``out`` and is taken from ``cur``.
+    Returns ``(i, how)`` for the job where it stops: ``_SCAN_END`` past the last job,
+    ``_SCAN_ALL_KEPT`` where no job from ``i`` on can see a change (``check``: test that
+    first), ``_SCAN_GROW`` where ``cur`` is too short for the job, ``_SCAN_CHANGE`` where its
+    fitting levels change, ``_SCAN_STEPS`` where a change of the free GPUs moves."""
+    plans, kmax, top, tops, tables = lane.plans, lane.kmax, lane.top, lane.tops, lane.tables
+    n_steps = len(steps)
+    for i in range(start, len(plans)):
+        if check:
+            if tops[i] <= floor and not n_steps:
+                return i, _SCAN_ALL_KEPT
+            check = False
+        was = plans[i]
+        ok, row = was
+        k_max = kmax[i]
+        span = max(k_max, 0) if ok else max(k_max, len(row))
+        if max(span, len(row)) > len(cur):
+            return i, _SCAN_GROW
+        if top[i] > floor and _level_change(tables[i], cur, nz, dnz, 0, span):
+            return i, _SCAN_CHANGE
+        if n_steps and ok and _moves_a_change(cur, diff, steps, k_max):
+            return i, _SCAN_STEPS
+        out[lane.ids[i]] = was
+        cur[: len(row)] -= row  # ``_reserve``
+        if tops[i + 1] < tops[i]:
+            check = True
+    return len(plans), _SCAN_END
+
+
+def _reserve(arr: IntArray, row: IntArray) -> None:
+    """``arr[: len(row)] -= row``: take a plan's GPUs from free GPUs (``row`` no longer)."""
+    arr[: len(row)] -= row
+
+
+def _summary(
+    diff: IntArray, after: IntArray, by_period: bool
+) -> tuple[IntArray, IntArray, int, IntArray]:
+    """Of a trial's ``diff``: the slots where it is not zero (``nz``), its values there, the
+    least of ``after + min(diff, 0)`` there (``_INT_MAX`` when nowhere) and, with
+    ``by_period``, the slots where it differs from the slot before (else none)."""
+    nz = diff.nonzero()[0]
+    if len(nz):
+        dnz = diff[nz]
+        floor = int((after[nz] + np.minimum(dnz, 0)).min())
+    else:
+        dnz, floor = _EMPTY, _INT_MAX
+    steps = (diff[1:] != diff[:-1]).nonzero()[0] + 1 if by_period else _EMPTY
+    return nz, dnz, floor, steps
+
+
+def _moves_a_change(cur: IntArray, diff: IntArray, steps: IntArray, k_max: int) -> bool:
+    """Whether adding ``diff`` to ``cur`` makes or removes a change of the free GPUs (from the
+    slot before) at one of the slots ``steps`` (ascending) before ``k_max``."""
+    c = int(steps.searchsorted(k_max))
+    if not c:
+        return False
+    at = steps[:c]
+    was_change = cur[at] != cur[at - 1]
+    now_change = cur[at] + diff[at] != cur[at - 1] + diff[at - 1]
+    return bool(_any(was_change != now_change))
 
 
 class _Trial:
@@ -602,6 +831,8 @@ class _Trial:
         self.cur = self._pad(running.arr, size)  # free GPUs before the job, plan without
         self.diff = self._pad(trial.arr, size) - self.cur  # with the newcomer minus without
         self.after = self._pad(rest_free.arr, size)  # free GPUs after every job, plan without
+        self.nz: IntArray = _EMPTY  # the slots where ``diff`` is not zero (``run``) ...
+        self.dnz: IntArray = _EMPTY  # ... and ``diff`` there
         self.plan: dict[str, tuple[bool, IntArray]] = {}
         self.final = trial
 
@@ -617,106 +848,83 @@ class _Trial:
             self.after = self._pad(self.after, size)
             self.diff = np.concatenate([self.diff, np.zeros(size - len(self.diff), dtype=np.int64)])
 
-    def _moves(
-        self, lv: _Levels, shape: _Shape, at: IntArray, before: IntArray, after: IntArray
-    ) -> bool:
+    def _moves(self, lv: _Levels, shape: _Shape, span: int) -> bool:
         """Whether a plan that meets its deadline (``shape``: level q, step point p, slack)
-        can change when the free GPUs in slots ``at`` go from ``before`` to ``after``, given
-        that ``min(fitting level, q)`` changes in some of them. It cannot if that happens only
+        can change when the free GPUs in its slots (those before ``span``) go from ``cur`` to
+        ``cur + diff``, given that ``min(fitting level, q)`` changes in some of them (where
+        ``diff`` is not zero: ``nz``). It cannot if that happens only
         before p and ``min(fitting level, q - 1)`` changes nowhere: the levels below q are
         summed as before, the sum of level q from p to the deadline (which sets p) is as before
         and, the slack being larger than the rounding of any sum of the job's slots, level q's
         sum over all its slots still reaches the work needed; the reservation (level q - 1
         before p, q from p) is the same. The caller checks the slack against the job's slots."""
         q, point = shape[0], shape[1]
-        late = int(at.searchsorted(point))  # ``at`` ascending: slots at or after p from here
-        table = self.planner.fit_upto(lv, q)
-        if _any(table.take(before[late:], mode="clip") != table.take(after[late:], mode="clip")):
+        change, planner = self.planner.level_change, self.planner
+        if change(planner.fit_upto(lv, q), self.cur, self.nz, self.dnz, point, span):
             return True
-        if q <= 1 or late == 0:
+        if q <= 1:
             return False
-        table = self.planner.fit_upto(lv, q - 1)
-        return bool(
-            _any(table.take(before[:late], mode="clip") != table.take(after[:late], mode="clip"))
-        )
+        return change(planner.fit_upto(lv, q - 1), self.cur, self.nz, self.dnz, 0, min(point, span))
 
-    def run(self, items: Sequence[_Item], start: int, tails: _Tails) -> bool:
-        """Plan ``items[start:]`` with the newcomer in ``trial``; False as soon as a job that
-        meets its deadline without the newcomer would miss it with it.
+    def run(self, lane: _Lane, start: int) -> bool:
+        """Plan ``lane``'s jobs from ``start`` with the newcomer in ``trial``; False as soon as a
+        job that meets its deadline without the newcomer would miss it with it.
 
         Where ``diff`` is not zero (``nz``), every job still to plan sees, with and without the
         newcomer, at least the free GPUs the plan without the newcomer leaves after all of them
         plus ``diff`` where it is negative: ``floor``, their minimum over ``nz``. A job whose
-        largest count is at most ``floor`` sees no change of fitting level anywhere."""
-        rest, planner, out = self.rest, self.planner, self.plan
-        tops, kmax = tails.tops, tails.kmax
+        largest count is at most ``floor`` sees no change of fitting level anywhere. ``_scan``
+        passes over the jobs that keep their plans for such reasons; the others get a closer
+        look here."""
+        planner, out = self.planner, self.plan
+        scan = planner.scan
+        items, plans, tops = lane.items, lane.plans, lane.tops
         by_period = planner.by_period
-        cur, diff = self.cur, self.diff
         fresh = False  # nz, dnz, floor and steps describe ``diff`` as it is
         check = True
-        nz: IntArray = _EMPTY
         dnz: IntArray = _EMPTY
         steps: IntArray = _EMPTY
         floor = 0
-        nz_last = -1
-        for i in range(start, len(items)):
+        i = start
+        while i < len(items):
             if not fresh:
-                nz = diff.nonzero()[0]  # slots where the newcomer changes the free GPUs
-                nz_last = int(nz[-1]) if len(nz) else -1
-                if len(nz):
-                    dnz = diff[nz]
-                    floor = int((self.after[nz] + np.minimum(dnz, 0)).min())
-                else:
-                    floor = _INT_MAX
-                if by_period:  # slots where a change of the free GPUs may come or go
-                    steps = (diff[1:] != diff[:-1]).nonzero()[0] + 1
+                # the slots where the newcomer changes the free GPUs and (``switch_at``
+                # free_change) where a change of the free GPUs may come or go
+                self.nz, dnz, floor, steps = planner.summary(self.diff, self.after, by_period)
+                self.dnz = dnz
                 fresh = check = True
-            if check:
-                if tops[i] <= floor and not len(steps):  # no job left can see a change
-                    for it in items[i:]:
-                        out[it.job_id] = rest[it.job_id]
-                    fin = self._pad(self.rest_free.arr, len(diff))
-                    fin[: len(diff)] += diff
-                    self.final = _Free(self.total, arr=fin)
-                    return True
-                check = False
+            i, how = scan(lane, i, self.cur, self.diff, self.nz, dnz, steps, floor, check, out)
+            if how == _SCAN_END:
+                break
+            if how == _SCAN_ALL_KEPT:  # no job left can see a change
+                for job_id in lane.ids[i:]:
+                    out[job_id] = self.rest[job_id]
+                fin = self._pad(self.rest_free.arr, len(self.diff))
+                fin[: len(self.diff)] += self.diff
+                self.final = _Free(self.total, arr=fin)
+                return True
+            # a closer look at job i (``_scan`` has tested ``check`` for it)
+            check = False
             it = items[i]
-            was = rest[it.job_id]
+            was = plans[i]
             row = was[1]
-            k_max = kmax[i]
+            k_max = lane.kmax[i]
             span = max(k_max, 0) if was[0] else max(k_max, len(row))
-            if max(span, len(row)) > len(cur):
+            if how == _SCAN_GROW:
                 self._grow(max(span, len(row)))
-                cur, diff = self.cur, self.diff
-            replan = False
-            if it.levels.top > floor:
-                if span > nz_last:  # every slot where diff is not 0 is before ``span``
-                    at, cut = nz, len(nz)
-                else:
-                    cut = int(nz.searchsorted(span))
-                    at = nz[:cut]
-                if cut:
-                    before = cur[at]
-                    after = before + (dnz if cut == len(nz) else dnz[:cut])
-                    # a plan that meets its deadline at level q reads the fitting levels only
-                    # up to q (``_Planner.shape``): changes above it leave it as it is
-                    shape = self.rest_shapes.get(it.job_id, _NO_SHAPE) if was[0] else _NO_SHAPE
-                    q = shape[0]
-                    table = planner.fit_upto(it.levels, q) if q > 0 else it.levels.fit_table
-                    replan = bool(
-                        _any(table.take(before, mode="clip") != table.take(after, mode="clip"))
-                    )
-                    if replan and shape[2] > (k_max + 8) * 4.6e-16 * it.remaining:
-                        replan = self._moves(it.levels, shape, at, before, after)
-            if not replan and len(steps) and was[0]:
+            cur, diff = self.cur, self.diff
+            replan = how == _SCAN_STEPS
+            if how == _SCAN_CHANGE or (how == _SCAN_GROW and lane.top[i] > floor):
+                replan = how == _SCAN_CHANGE or planner.level_change(
+                    lane.tables[i], cur, self.nz, dnz, 0, span
+                )
+                if replan and lane.movable[i]:
+                    replan = self._moves(it.levels, self.rest_shapes[it.job_id], span)
+            if not replan and how != _SCAN_STEPS and len(steps) and was[0]:
                 # a plan that meets its deadline steps up where the free GPUs last change in
                 # its first ``k_max`` slots: re-plan if the newcomer moves such a change
-                c = int(steps.searchsorted(k_max))
-                if c:
-                    at = steps[:c]
-                    was_change = cur[at] != cur[at - 1]
-                    now_change = cur[at] + diff[at] != cur[at - 1] + diff[at - 1]
-                    replan = bool(_any(was_change != now_change))
+                replan = _moves_a_change(cur, diff, steps, k_max)
+            i += 1
             if replan:
                 trial = _Free(self.total, arr=cur + diff)
                 got = planner.plan(it, trial)
@@ -724,22 +932,22 @@ class _Trial:
                 self._grow(len(trial.arr))
                 cur, diff = self.cur, self.diff
                 # with the newcomer the job now reserves got[1] instead of row
-                cur[: len(row)] -= row
+                planner.reserve(cur, row)
                 diff[: len(row)] += row
-                diff[: len(got[1])] -= got[1]
+                planner.reserve(diff, got[1])
                 fresh = False
                 if not got[0] and was[0]:
                     return False  # it would make a job that meets its deadline miss it
                 out[it.job_id] = got
                 continue
             out[it.job_id] = was
-            cur[: len(row)] -= row
-            if tops[i + 1] < tops[i]:
+            planner.reserve(cur, row)
+            if tops[i] < tops[i - 1]:
                 check = True
-        fin_len = max(len(cur), len(self.rest_free.arr))
+        fin_len = max(len(self.cur), len(self.rest_free.arr))
         self.final = _Free(self.total)
         self.final.arr = self._pad(self.rest_free.arr, fin_len)
-        self.final.arr[: len(diff)] += diff
+        self.final.arr[: len(self.diff)] += self.diff
         return True
 
 
@@ -1299,7 +1507,7 @@ class ElasticFlow:
         rest_free = running.copy()
         rest_shapes: dict[str, _Shape] = {}
         rest = planner.plan_all(admitted, rest_free, rest_shapes)
-        tails = _Tails.of(admitted, planner)
+        lane = _Lane(admitted, planner, rest, rest_shapes)
         pos = 0
         for cand in newcomers:
             while pos < len(admitted) and admitted[pos].order < cand.order:
@@ -1307,20 +1515,21 @@ class ElasticFlow:
                 got = plan[admitted[pos].job_id] = rest[admitted[pos].job_id]
                 row = got[1]
                 running.ensure(len(row))
-                running.arr[: len(row)] -= row
+                planner.reserve(running.arr, row)
                 pos += 1
             trial = running.copy()
             ok, row = planner.plan(cand, trial)
             if ok:
                 test = _Trial(planner, running, trial, rest, rest_free, rest_shapes)
-                ok = test.run(admitted, pos, tails)
+                ok = test.run(lane, pos)
             if ok:
                 accepted.append(cand)
                 plan[cand.job_id] = (True, row)
                 running.ensure(len(row))
-                running.arr[: len(row)] -= row
+                planner.reserve(running.arr, row)
                 rest, rest_free = test.plan, test.final
                 rest_shapes.update(test.shapes)
+                lane.update(test.shapes, rest, rest_shapes)
             else:
                 rejected.append(cand.job_id)
         plan.update((it.job_id, rest[it.job_id]) for it in admitted[pos:])
