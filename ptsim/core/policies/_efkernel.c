@@ -379,11 +379,17 @@ summary(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "summary: after shorter than diff");
         return NULL;
     }
+    /* diff is zero past its last non-zero slot (most of a long horizon): stop there */
+    Py_ssize_t end = nd;
+    while (end > 0 && diff[end - 1] == 0)
+        end--;
+    Py_ssize_t stop = end < nd ? end + 1 : nd; /* the slot after the last non-zero may change */
     Py_ssize_t count = 0, changes = 0;
-    for (Py_ssize_t s = 0; s < nd; s++) {
+    for (Py_ssize_t s = 0; s < end; s++)
         count += diff[s] != 0;
-        changes += s > 0 && diff[s] != diff[s - 1];
-    }
+    if (by_period)
+        for (Py_ssize_t s = 1; s < stop; s++)
+            changes += diff[s] != diff[s - 1];
     int64_t *nz, *dnz, *steps;
     PyObject *o_nz = new_i64(count, &nz);
     PyObject *o_dnz = o_nz ? new_i64(count, &dnz) : NULL;
@@ -395,7 +401,7 @@ summary(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     long long floor = INT64_MAX;
     Py_ssize_t j = 0, c = 0;
-    for (Py_ssize_t s = 0; s < nd; s++) {
+    for (Py_ssize_t s = 0; s < stop; s++) {
         int64_t d = diff[s];
         if (d != 0) {
             nz[j] = s;
