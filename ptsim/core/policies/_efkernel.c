@@ -1,8 +1,8 @@
 /* ElasticFlow planner kernels for the compiled build (ptsim.native.KERNELS).
  *
- * Three functions of ptsim/core/policies/elasticflow.py written as plain loops over the arrays,
- * for the compiled build; the Python in elasticflow.py is their definition and what the
- * pure-Python package runs:
+ * Functions of ptsim/core/policies/elasticflow.py written as plain loops over the arrays; the
+ * Python in elasticflow.py is their definition and what the pure-Python package runs
+ * (elasticflow._Kernels pairs them):
  *
  *   level_change(table, cur, slots, delta, lo, hi) -> bool
  *       elasticflow._level_change: whether table[clip(cur[s])] != table[clip(cur[s] + delta[j])]
@@ -10,15 +10,18 @@
  *   plan_runs(fit_table, free, k_max, counts_ext, thr_ext, slot, need, last, monotone,
  *             by_period, max_cuts) -> None | False | (plan, q, point, slack)
  *       _Planner._plan_runs_py: None where it returns None, False where it returns _NO_LEVEL,
- *       else the plan and its shape.
+ *       else the plan and its shape. Every floating-point operation is the Python's, in the
+ *       same order (no contraction into fused multiply-adds: the build passes
+ *       -ffp-contract=off), so the answers are the same numbers.
+ *   reserve(arr, row) -> None
+ *       elasticflow._reserve: arr[:len(row)] -= row.
+ *   summary(diff, after, by_period) -> (nz, dnz, floor, steps)
+ *       elasticflow._summary: where a trial's difference is not zero, its values there, the
+ *       least of after + min(diff, 0) there, and the slots where it changes.
  *   scan(lane, start, cur, diff, nz, dnz, steps, floor, check, out) -> (i, how)
  *       elasticflow._scan: the admission test's pass over the jobs that keep their plans.
  *
- *       Every floating-point operation of plan_runs is the one the Python
- *       does, in the same order (no contraction into fused multiply-adds: the build passes
- *       -ffp-contract=off), so the answers are the same numbers.
- *
- * tests/test_efkernel.py compares both with the Python on random inputs. */
+ * tests/test_efkernel.py compares each with its Python on random inputs. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #define NPY_NO_DEPRECATED_API NPY_2_0_API_VERSION
