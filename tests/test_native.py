@@ -31,13 +31,17 @@ def _package(tmp_path: Path) -> Path:
         else:
             (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
             (pkg / rel).with_suffix(".py").write_text(f"# {name}\n")
+    for name in native.KERNELS:
+        source = native.source_of(name, pkg)
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text(f"/* {name} */\n")
     return pkg
 
 
 def _stamp(pkg: Path) -> Path:
     sources = {
         str(native.source_of(m, pkg).relative_to(pkg)): native.source_hash(native.source_of(m, pkg))
-        for m in native.MODULES
+        for m in (*native.MODULES, *native.KERNELS)
     }
     stamp = pkg / native.STAMP.name
     stamp.write_text(json.dumps({"modules": list(native.MODULES), "sources": sources}))
@@ -67,6 +71,20 @@ def test_a_source_edited_after_the_build_is_named(tmp_path: Path) -> None:
     edited.write_text(edited.read_text() + "x = 1\n")
     with pytest.raises(native.StaleNativeBuild, match=r"elasticflow\.py: changed since"):
         native.check(stamp)
+
+
+def test_a_kernel_source_edited_after_the_build_is_named(tmp_path: Path) -> None:
+    pkg = _package(tmp_path)
+    stamp = _stamp(pkg)
+    kernel = native.source_of(native.KERNELS[0], pkg)
+    (kernel.with_name(kernel.stem + EXTENSION_SUFFIXES[0])).write_bytes(b"")
+    native.check(stamp)  # as built: the kernel's extension module is part of the build
+    kernel.write_text(kernel.read_text() + "/* edited */\n")
+    with pytest.raises(native.StaleNativeBuild, match=rf"{kernel.name}: changed since"):
+        native.check(stamp)
+    refuse = native._Refuse(native.StaleNativeBuild("changed since the compiled build"))
+    with pytest.raises(native.StaleNativeBuild):
+        refuse.find_spec(native.KERNELS[0], None)
 
 
 def test_an_unreadable_stamp_is_refused(tmp_path: Path) -> None:
