@@ -1,14 +1,15 @@
-"""The optional compiled build of the simulator's hot modules (mypyc), and the check that it
-matches its sources.
+"""The optional compiled build of the simulator's hot modules (mypyc) and C kernels, and the
+check that it matches its sources.
 
-``python -m ptsim.tools.native build`` compiles :data:`MODULES` in place with mypyc (a C
-compiler and the Python headers are needed; nothing else changes): the same code, the same
-floating-point operations in the same order, so a run gives the same tables, only faster
-(benchmarks/README.md, "Speed at scale"). Python loads a compiled module in preference to its
-source, so a compiled module whose source was edited afterwards would run the old code: the
-build records a hash of every compiled source in :data:`STAMP`, and importing ``ptsim`` refuses
-to import a compiled module when they differ (:func:`guard`). ``python -m ptsim.tools.native
-clean`` goes back to the pure-Python modules.
+``python -m ptsim.tools.native build`` compiles :data:`MODULES` in place with mypyc and the C
+kernels of :data:`KERNELS` beside them (a C compiler and the Python headers are needed; nothing
+else changes): the same code, or for a kernel the same answers as the Python function it
+replaces, with the same floating-point operations in the same order, so a run gives the same
+tables, only faster (benchmarks/README.md, "Speed at scale"). Python loads a compiled module
+in preference to its source, so a compiled module whose source was edited afterwards would run
+the old code: the build records a hash of every compiled source in :data:`STAMP`, and
+importing ``ptsim`` refuses to import a compiled module when they differ (:func:`guard`).
+``python -m ptsim.tools.native clean`` goes back to the pure-Python modules.
 """
 
 from __future__ import annotations
