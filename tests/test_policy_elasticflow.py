@@ -744,16 +744,17 @@ def test_plans_on_runs_equal_plans_slot_by_slot(mode: str) -> None:
     assert mode == "slot" or moved > 100  # the step point moved back in many plans
 
 
-def _trial_from_scratch(self: Any, lane: Any, start: int) -> bool:
+def _trial_from_scratch(self: Any, start: int) -> bool:
     """``_Trial.run`` without reuse: every job after the newcomer re-planned from scratch."""
     from ptsim.core.policies import elasticflow as ef
 
     trial = ef._Free(self.total, arr=self.final.arr.copy())
-    for it in lane.items[start:]:
+    for i, it in enumerate(self.lane.items[start:], start):
         got = self.planner.plan(it, trial)
-        if not got[0] and self.rest[it.job_id][0]:
+        if not got[0] and self.lane.plans[i][0]:
             return False
         self.plan[it.job_id] = got
+        self.shapes[it.job_id] = self.planner.shape  # re-planned: the lane takes its plan
     self.final = trial
     return True
 

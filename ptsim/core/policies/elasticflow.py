@@ -105,7 +105,7 @@ import heapq
 import importlib
 import itertools
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -660,19 +660,20 @@ _any = np.logical_or.reduce  # ``ndarray.any`` without its Python-level wrapper
 
 
 class _Lane:
-    """The admitted jobs (deadline order) at one decision as the admission tests read them, by
-    position ``i``: ``ids[i]``; ``plans[i]``, its plan without the current newcomer (as in
-    ``rest``); ``tables[i]``, the fitting-level table a test of that plan reads (capped at the
-    plan's level q where it meets its deadline: ``_Planner.shape``); ``top[i]``, its largest
-    GPU count; ``tops[i]``, the largest count of it and every later job (0 past the end);
-    ``kmax[i]``, its slots up to the deadline (``_Planner.plan``'s ``k_max``); and
-    ``movable[i]``, whether its plan's slack allows ``_Trial._moves``."""
+    """The admitted jobs (deadline order) at one decision and their plan without the current
+    newcomer (those admitted so far included), by position ``i``: ``ids[i]``; ``plans[i]`` and
+    ``shapes[i]`` (``_Planner.shape``; ``_NO_SHAPE`` for a plan that misses its deadline);
+    ``tables[i]``, the fitting-level table a test of that plan reads (capped at the plan's
+    level q where it meets its deadline); ``top[i]``, its largest GPU count; ``tops[i]``, the
+    largest count of it and every later job (0 past the end); ``kmax[i]``, its slots up to the
+    deadline (``_Planner.plan``'s ``k_max``); and ``movable[i]``, whether its plan's slack
+    allows ``_Trial._moves``. Built from ``plan_all``'s plans and shapes of ``items``."""
 
     def __init__(
         self,
         items: Sequence[_Item],
         planner: _Planner,
-        rest: Mapping[str, tuple[bool, IntArray]],
+        plans: Mapping[str, tuple[bool, IntArray]],
         shapes: Mapping[str, _Shape],
     ) -> None:
         n = len(items)
@@ -686,31 +687,30 @@ class _Lane:
             self.tops[i] = max(self.tops[i + 1], self.top[i])
         now, slot = planner.now, planner.slot
         self.kmax = [math.ceil((it.deadline - now) / slot - _TOL) for it in items]
-        self.plans: list[tuple[bool, IntArray]] = [rest[job_id] for job_id in self.ids]
+        self.plans: list[tuple[bool, IntArray]] = [plans[job_id] for job_id in self.ids]
+        self.shapes: list[_Shape] = [_NO_SHAPE] * n
         self.tables: list[IntArray] = [_EMPTY] * n
         self.movable = [False] * n
         for i in range(n):
-            self._set(i, shapes)
+            self._set(i, shapes.get(self.ids[i], _NO_SHAPE))
 
-    def _set(self, i: int, shapes: Mapping[str, _Shape]) -> None:
+    def _set(self, i: int, shape: _Shape) -> None:
         it = self.items[i]
-        ok = self.plans[i][0]
-        shape = shapes.get(it.job_id, _NO_SHAPE) if ok else _NO_SHAPE
+        shape = shape if self.plans[i][0] else _NO_SHAPE
         q = shape[0]
+        self.shapes[i] = shape
         self.tables[i] = self.planner.fit_upto(it.levels, q) if q > 0 else it.levels.fit_table
         self.movable[i] = shape[2] > (self.kmax[i] + 8) * 4.6e-16 * it.remaining
 
     def update(
-        self,
-        job_ids: Iterable[str],
-        rest: Mapping[str, tuple[bool, IntArray]],
-        shapes: Mapping[str, _Shape],
+        self, plans: Mapping[str, tuple[bool, IntArray]], shapes: Mapping[str, _Shape]
     ) -> None:
-        """Take the new plans of ``job_ids`` from ``rest`` (and their shapes)."""
-        for job_id in job_ids:
+        """Take the new plans of the jobs in ``shapes`` (those a newcomer's test re-planned)
+        from ``plans``."""
+        for job_id, shape in shapes.items():
             i = self.index[job_id]
-            self.plans[i] = rest[job_id]
-            self._set(i, shapes)
+            self.plans[i] = plans[job_id]
+            self._set(i, shape)
 
 
 _SCAN_END, _SCAN_ALL_KEPT, _SCAN_GROW, _SCAN_CHANGE, _SCAN_STEPS = 0, 1, 2, 3, 4
@@ -817,13 +817,11 @@ class _Trial:
         planner: _Planner,
         running: _Free,
         trial: _Free,
-        rest: Mapping[str, tuple[bool, IntArray]],
+        lane: _Lane,
         rest_free: _Free,
-        rest_shapes: Mapping[str, _Shape],
     ) -> None:
         self.planner = planner
-        self.rest = rest
-        self.rest_shapes = rest_shapes
+        self.lane = lane  # the plan without the newcomer
         self.shapes: dict[str, _Shape] = {}  # ``_Planner.shape`` of the jobs re-planned
         self.rest_free = rest_free
         self.total = running.total
@@ -866,8 +864,8 @@ class _Trial:
             return False
         return change(planner.fit_upto(lv, q - 1), self.cur, self.nz, self.dnz, 0, min(point, span))
 
-    def run(self, lane: _Lane, start: int) -> bool:
-        """Plan ``lane``'s jobs from ``start`` with the newcomer in ``trial``; False as soon as a
+    def run(self, start: int) -> bool:
+        """Plan the lane's jobs from ``start`` with the newcomer in ``trial``; False as soon as a
         job that meets its deadline without the newcomer would miss it with it.
 
         Where ``diff`` is not zero (``nz``), every job still to plan sees, with and without the
@@ -876,7 +874,7 @@ class _Trial:
         largest count is at most ``floor`` sees no change of fitting level anywhere. ``_scan``
         passes over the jobs that keep their plans for such reasons; the others get a closer
         look here."""
-        planner, out = self.planner, self.plan
+        planner, out, lane = self.planner, self.plan, self.lane
         scan = planner.scan
         items, plans, tops = lane.items, lane.plans, lane.tops
         by_period = planner.by_period
@@ -897,8 +895,8 @@ class _Trial:
             if how == _SCAN_END:
                 break
             if how == _SCAN_ALL_KEPT:  # no job left can see a change
-                for job_id in lane.ids[i:]:
-                    out[job_id] = self.rest[job_id]
+                for k in range(i, len(items)):
+                    out[lane.ids[k]] = plans[k]
                 fin = self._pad(self.rest_free.arr, len(self.diff))
                 fin[: len(self.diff)] += self.diff
                 self.final = _Free(self.total, arr=fin)
@@ -919,7 +917,7 @@ class _Trial:
                     lane.tables[i], cur, self.nz, dnz, 0, span
                 )
                 if replan and lane.movable[i]:
-                    replan = self._moves(it.levels, self.rest_shapes[it.job_id], span)
+                    replan = self._moves(it.levels, lane.shapes[i], span)
             if not replan and how != _SCAN_STEPS and len(steps) and was[0]:
                 # a plan that meets its deadline steps up where the free GPUs last change in
                 # its first ``k_max`` slots: re-plan if the newcomer moves such a change
@@ -1505,14 +1503,13 @@ class ElasticFlow:
         # newcomers admitted so far included), and the free GPUs it leaves: each newcomer's
         # test reuses it (``_Trial``) instead of re-planning those jobs from scratch
         rest_free = running.copy()
-        rest_shapes: dict[str, _Shape] = {}
-        rest = planner.plan_all(admitted, rest_free, rest_shapes)
-        lane = _Lane(admitted, planner, rest, rest_shapes)
+        shapes: dict[str, _Shape] = {}
+        lane = _Lane(admitted, planner, planner.plan_all(admitted, rest_free, shapes), shapes)
         pos = 0
         for cand in newcomers:
             while pos < len(admitted) and admitted[pos].order < cand.order:
-                # planned on exactly ``running`` as it is now when ``rest`` was made
-                got = plan[admitted[pos].job_id] = rest[admitted[pos].job_id]
+                # planned on exactly ``running`` as it is now when the lane's plan was made
+                got = plan[admitted[pos].job_id] = lane.plans[pos]
                 row = got[1]
                 running.ensure(len(row))
                 planner.reserve(running.arr, row)
@@ -1520,19 +1517,18 @@ class ElasticFlow:
             trial = running.copy()
             ok, row = planner.plan(cand, trial)
             if ok:
-                test = _Trial(planner, running, trial, rest, rest_free, rest_shapes)
-                ok = test.run(lane, pos)
+                test = _Trial(planner, running, trial, lane, rest_free)
+                ok = test.run(pos)
             if ok:
                 accepted.append(cand)
                 plan[cand.job_id] = (True, row)
                 running.ensure(len(row))
                 planner.reserve(running.arr, row)
-                rest, rest_free = test.plan, test.final
-                rest_shapes.update(test.shapes)
-                lane.update(test.shapes, rest, rest_shapes)
+                rest_free = test.final
+                lane.update(test.plan, test.shapes)
             else:
                 rejected.append(cand.job_id)
-        plan.update((it.job_id, rest[it.job_id]) for it in admitted[pos:])
+        plan.update(zip(lane.ids[pos:], lane.plans[pos:], strict=True))
         return accepted, rejected, plan, rest_free
 
     def _hand_out(self, items: Sequence[_Item], counts: dict[str, int], spare: int) -> None:
