@@ -18,7 +18,7 @@
  *   summary(diff, after, by_period) -> (nz, dnz, floor, steps)
  *       elasticflow._summary: where a trial's difference is not zero, its values there, the
  *       least of after + min(diff, 0) there, and the slots where it changes.
- *   scan(lane, start, cur, diff, nz, dnz, steps, floor, check, out) -> (i, how)
+ *   scan(lane, start, cur, diff, nz, dnz, steps, floor, check) -> (i, how)
  *       elasticflow._scan: the admission test's pass over the jobs that keep their plans.
  *
  * tests/test_efkernel.py compares each with its Python on random inputs. */
@@ -441,8 +441,8 @@ scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int64_t *cur, *diff, *nz, *dnz, *steps;
     Py_ssize_t ncur, ndiff, nnz, ndnz, nsteps;
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "scan: 10 arguments expected");
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "scan: 9 arguments expected");
         return NULL;
     }
     if (array_of(args[2], "cur", NPY_INT64, (void **)&cur, &ncur) < 0
@@ -464,13 +464,8 @@ scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     int check = PyObject_IsTrue(args[8]);
     if (PyErr_Occurred() || check < 0)
         return NULL;
-    PyObject *out = args[9];
-    if (!PyDict_Check(out)) {
-        PyErr_SetString(PyExc_TypeError, "scan: out: a dict expected");
-        return NULL;
-    }
     PyObject *k_plans = NULL, *k_kmax = NULL, *k_top = NULL, *k_tops = NULL, *k_tables = NULL,
-             *k_ids = NULL, *result = NULL;
+             *result = NULL;
     PyObject *plans = lane_list(args[0], "plans", -1, &k_plans);
     if (plans == NULL)
         goto done;
@@ -479,8 +474,7 @@ scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *top = kmax ? lane_list(args[0], "top", n, &k_top) : NULL;
     PyObject *tops = top ? lane_list(args[0], "tops", n + 1, &k_tops) : NULL;
     PyObject *tables = tops ? lane_list(args[0], "tables", n, &k_tables) : NULL;
-    PyObject *ids = tables ? lane_list(args[0], "ids", n, &k_ids) : NULL;
-    if (ids == NULL)
+    if (tables == NULL)
         goto done;
     if (start < 0 || start > n) {
         PyErr_SetString(PyExc_IndexError, "scan: start outside the lane");
@@ -560,8 +554,6 @@ scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 break;
             }
         }
-        if (PyDict_SetItem(out, PyList_GET_ITEM(ids, i), was) < 0)
-            goto done;
         for (Py_ssize_t r = 0; r < nrow; r++)
             cur[r] -= row[r];
         long long tops_next = PyLong_AsLongLong(PyList_GET_ITEM(tops, i + 1));
@@ -577,7 +569,6 @@ done:
     Py_XDECREF(k_top);
     Py_XDECREF(k_tops);
     Py_XDECREF(k_tables);
-    Py_XDECREF(k_ids);
     return result;
 }
 

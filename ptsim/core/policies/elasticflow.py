@@ -156,7 +156,6 @@ _Scan = Callable[
         IntArray,
         int,
         bool,
-        dict[str, tuple[bool, IntArray]],
     ],
     tuple[int, int],
 ]
@@ -726,13 +725,12 @@ def _scan(
     steps: IntArray,
     floor: int,
     check: bool,
-    out: dict[str, tuple[bool, IntArray]],
 ) -> tuple[int, int]:
     """``_Trial.run``'s pass over the jobs from ``start`` while each keeps its plan for a
     reason seen without re-planning it: it sees no change of fitting level where the newcomer
     changes the free GPUs (``diff`` at ``nz``, ``dnz = diff[nz]``; none at all when its largest
     count is at most ``floor``) and, meeting its deadline, no change of where the free GPUs
-    change (``steps``). Each kept job's plan goes to ``out`` and is taken from ``cur``.
+    change (``steps``). Each kept job's plan is taken from ``cur`` (the lane still holds it).
     Returns ``(i, how)`` for the job where it stops: ``_SCAN_END`` past the last job,
     ``_SCAN_ALL_KEPT`` where no job from ``i`` on can see a change (``check``: test that
     first), ``_SCAN_GROW`` where ``cur`` is too short for the job, ``_SCAN_CHANGE`` where its
@@ -744,8 +742,7 @@ def _scan(
             if tops[i] <= floor and not n_steps:
                 return i, _SCAN_ALL_KEPT
             check = False
-        was = plans[i]
-        ok, row = was
+        ok, row = plans[i]
         k_max = kmax[i]
         span = max(k_max, 0) if ok else max(k_max, len(row))
         if max(span, len(row)) > len(cur):
@@ -754,7 +751,6 @@ def _scan(
             return i, _SCAN_CHANGE
         if n_steps and ok and _moves_a_change(cur, diff, steps, k_max):
             return i, _SCAN_STEPS
-        out[lane.ids[i]] = was
         cur[: len(row)] -= row  # ``_reserve``
         if tops[i + 1] < tops[i]:
             check = True
@@ -831,7 +827,7 @@ class _Trial:
         self.after = self._pad(rest_free.arr, size)  # free GPUs after every job, plan without
         self.nz: IntArray = _EMPTY  # the slots where ``diff`` is not zero (``run``) ...
         self.dnz: IntArray = _EMPTY  # ... and ``diff`` there
-        self.plan: dict[str, tuple[bool, IntArray]] = {}
+        self.plan: dict[str, tuple[bool, IntArray]] = {}  # the new plans of the jobs re-planned
         self.final = trial
 
     def _pad(self, arr: IntArray, size: int) -> IntArray:
@@ -874,7 +870,7 @@ class _Trial:
         largest count is at most ``floor`` sees no change of fitting level anywhere. ``_scan``
         passes over the jobs that keep their plans for such reasons; the others get a closer
         look here."""
-        planner, out, lane = self.planner, self.plan, self.lane
+        planner, lane = self.planner, self.lane
         scan = planner.scan
         items, plans, tops = lane.items, lane.plans, lane.tops
         by_period = planner.by_period
@@ -891,12 +887,10 @@ class _Trial:
                 self.nz, dnz, floor, steps = planner.summary(self.diff, self.after, by_period)
                 self.dnz = dnz
                 fresh = check = True
-            i, how = scan(lane, i, self.cur, self.diff, self.nz, dnz, steps, floor, check, out)
+            i, how = scan(lane, i, self.cur, self.diff, self.nz, dnz, steps, floor, check)
             if how == _SCAN_END:
                 break
             if how == _SCAN_ALL_KEPT:  # no job left can see a change
-                for k in range(i, len(items)):
-                    out[lane.ids[k]] = plans[k]
                 fin = self._pad(self.rest_free.arr, len(self.diff))
                 fin[: len(self.diff)] += self.diff
                 self.final = _Free(self.total, arr=fin)
@@ -936,9 +930,8 @@ class _Trial:
                 fresh = False
                 if not got[0] and was[0]:
                     return False  # it would make a job that meets its deadline miss it
-                out[it.job_id] = got
+                self.plan[it.job_id] = got
                 continue
-            out[it.job_id] = was
             planner.reserve(cur, row)
             if tops[i] < tops[i - 1]:
                 check = True
