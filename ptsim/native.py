@@ -49,7 +49,7 @@ also has union fields, whose types compilation would lose for the config checks)
 ``__path__`` is wrong, and :data:`KERNELS` has a module in it) and everything that runs once
 per run (configs, I/O, reports)."""
 
-KERNELS: tuple[str, ...] = ("ptsim.core.policies._efkernel",)
+KERNELS: tuple[str, ...] = ("ptsim.core.policies._efkernel", "ptsim.core._seedkernel")
 """C extension modules the compiled build also makes, each from a ``.c`` file of the same name:
 plain-loop versions of functions whose Python definition stays the pure package's (the module
 using one falls back to its Python when the kernel is absent)."""

@@ -140,9 +140,15 @@ def _can_compile() -> str | None:
     return None
 
 
-COMPILED_TESTS = ("test_golden.py", "test_efkernel.py", "test_policy_elasticflow.py")
-"""Run against the compiled build: the golden tables, the kernels against their Python, and
-elasticflow's tests (its admission test's reuse against re-planning from scratch)."""
+COMPILED_TESTS = (
+    "test_golden.py",
+    "test_efkernel.py",
+    "test_policy_elasticflow.py",
+    "test_seeding.py",
+)
+"""Run against the compiled build: the golden tables, the kernels against their Python,
+elasticflow's tests (its admission test's reuse against re-planning from scratch) and the
+seeding's (its kernel's draws against numpy's)."""
 
 
 @pytest.mark.skipif(_can_compile() is not None, reason=str(_can_compile()))

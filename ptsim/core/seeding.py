@@ -11,18 +11,23 @@ seeding; its hashing is unsigned 32-bit C arithmetic, which never reaches numpy'
 handling, so the generator here calls the function inside the wrapper (the same words).
 ``first_normals`` makes the first normal draw of many generators whose seeds differ only in
 their last word (a job's simulated accuracy readings) with the seed hashing done as array
-arithmetic over them, about twice as fast per draw as a ``seeded_rng`` each.
-tests/test_seeding.py checks the draws against ``default_rng``.
+arithmetic over them, about twice as fast per draw as a ``seeded_rng`` each. The compiled
+build (``./dev native``) adds C kernels for both (``_seedkernel.c``: the seed hashing, and for
+``first_normals`` the generators and draws too), which give the same words and draws.
+tests/test_seeding.py checks the draws against ``default_rng``, with and without the kernels.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
 
 _M32 = 0xFFFFFFFF
+_MAX_KERNEL_ENTROPY = 64  # entropy words the seeding kernel takes (its MAX_ENTROPY)
 
 _generate_state: Callable[..., Any] = getattr(
     np.random.SeedSequence.generate_state, "__wrapped__", np.random.SeedSequence.generate_state
@@ -40,7 +45,16 @@ class _SeedSequence(np.random.SeedSequence):
 
 def seeded_rng(entropy: Sequence[int]) -> np.random.Generator:
     """A generator in the state ``np.random.default_rng(list(entropy))`` starts in."""
+    return _seeded_rng(entropy, _KERNEL)
+
+
+def _seeded_rng(entropy: Sequence[int], kernel: _Kernel | None) -> np.random.Generator:
+    """``seeded_rng`` with the kernels given (None: the Python definition)."""
     if entropy and min(entropy) >= 0 and max(entropy) <= _M32:
+        if kernel is not None and len(entropy) <= _MAX_KERNEL_ENTROPY:
+            # the words the seed sequence would give (its ``generate_state(4, np.uint64)``)
+            given = _Given(kernel.seed_words(_KERNEL_CONSTS, entropy))
+            return np.random.Generator(np.random.PCG64(cast(Any, given)))
         seq = _SeedSequence(np.array(entropy, dtype=np.uint32))
         return np.random.Generator(np.random.PCG64(seq))
     return np.random.default_rng(list(entropy))
@@ -105,34 +119,79 @@ class _Given(np.random.bit_generator.ISeedSequence):
         return self.words
 
 
+@dataclass(frozen=True)
+class _Kernel:
+    """The compiled build's seeding kernels (``_seedkernel.c``): ``seed_words(consts,
+    entropy)`` is ``SeedSequence(entropy).generate_state(4, np.uint64)`` and
+    ``first_normals(consts, prefix, ks, sigma)`` is ``_first_normals``'s Python, for words
+    below 2**32."""
+
+    seed_words: Callable[[Any, Sequence[int]], Any]
+    first_normals: Callable[[Any, Sequence[int], Sequence[int], float], list[float]]
+
+
+def _load_kernel() -> _Kernel | None:
+    """The seeding kernels when the compiled build made them, else None (a stale build's
+    refusal is raised, not taken for a pure package)."""
+    try:
+        mod = importlib.import_module("ptsim.core._seedkernel")
+    except ModuleNotFoundError:
+        return None
+    return _Kernel(mod.seed_words, mod.first_normals)
+
+
+# SeedSequence's constants, in the kernels' order
+_KERNEL_CONSTS = np.array([_INIT_A, _MULT_A, _INIT_B, _MULT_B, _MIX_L, _MIX_R], dtype=np.uint32)
+_KERNEL = _load_kernel()
+
+
 def first_normals(prefix: Sequence[int], ks: Sequence[int], sigma: float) -> list[float]:
     """``[float(np.random.default_rng([*prefix, k]).normal(0.0, sigma)) for k in ks]``: the
     same floats, with the seeding of all the generators done at once (three prefix words and
-    every word below 2**32; otherwise one ``seeded_rng`` each).
+    every word below 2**32; otherwise one ``seeded_rng`` each): by the compiled build's kernel
+    (``_seedkernel.c``) or, in the pure package, ``_first_normals``'s Python."""
+    return _first_normals(prefix, ks, sigma, _KERNEL)
+
+
+def _first_normals(
+    prefix: Sequence[int], ks: Sequence[int], sigma: float, kernel: _Kernel | None
+) -> list[float]:
+    """``first_normals`` with the kernels given (None: the Python definition).
 
     With four entropy words the pool's mixing before the last word is used depends on the
-    prefix only; it is done once in Python integers, the rest as uint32 array arithmetic over
-    ``ks`` (the same wrapping 32-bit operations numpy's C code does)."""
+    prefix only; the Python does it once in Python integers, the rest as uint32 array
+    arithmetic over ``ks`` (the same wrapping 32-bit operations numpy's C code does), then
+    seeds a generator per ``k`` from the words."""
     if not ks:
         return []
     if len(prefix) != 3 or min(*prefix, *ks) < 0 or max(*prefix, *ks) > _M32:
-        return [float(seeded_rng([*prefix, k]).normal(0.0, sigma)) for k in ks]
+        return [float(_seeded_rng([*prefix, k], kernel).normal(0.0, sigma)) for k in ks]
+    if kernel is not None:
+        return kernel.first_normals(_KERNEL_CONSTS, prefix, ks, sigma)
     m0, m1, m2 = (_hashmix(w, _A[i]) for i, w in enumerate(prefix))
     # cross mixes that read only the prefix's words (source 0, 1 and 2 into the others)
     m1 = _mix(m1, _hashmix(m0, _A[4]))
     m2 = _mix(m2, _hashmix(m0, _A[5]))
-    into3 = [_hashmix(m0, _A[6])]
+    h0 = _hashmix(m0, _A[6])
     m0 = _mix(m0, _hashmix(m1, _A[7]))
     m2 = _mix(m2, _hashmix(m1, _A[8]))
-    into3.append(_hashmix(m1, _A[9]))
+    h1 = _hashmix(m1, _A[9])
     m0 = _mix(m0, _hashmix(m2, _A[10]))
     m1 = _mix(m1, _hashmix(m2, _A[11]))
-    into3.append(_hashmix(m2, _A[12]))
+    h2 = _hashmix(m2, _A[12])
+    return _first_normals_py((m0, m1, m2), (h0, h1, h2), ks, sigma)
+
+
+def _first_normals_py(
+    first3: tuple[int, int, int], into3: tuple[int, int, int], ks: Sequence[int], sigma: float
+) -> list[float]:
+    """The draws for each ``k`` given the prefix's pool words after their cross mixes
+    (``first3``) and the hashes they mix into the last word (``into3``)."""
     # the last word (k), mixed with those, then mixed into the other three
     m3 = _hashmix_arr(np.asarray(ks, dtype=np.uint32), np.uint32(_A[3][0]), np.uint32(_A[3][1]))
     for h in into3:
         m3 = _mix_arr(m3, np.uint32((_MIX_R * h) & _M32))
-    first = np.array([[m0], [m1], [m2]], dtype=np.uint32)
+    first = np.array([[first3[0]], [first3[1]], [first3[2]]], dtype=np.uint32)
     pool = np.empty((4, len(ks)), dtype=np.uint32)
     into = _hashmix_arr(m3[None, :], _LAST_XOR, _LAST_MUL)
     pool[:3] = _mix_arr(first, np.uint32(_MIX_R) * into)

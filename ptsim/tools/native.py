@@ -46,6 +46,11 @@ def build(package: Path = native.PACKAGE) -> list[Path]:
     include = sysconfig.get_paths()["include"]
     if not (Path(include) / "Python.h").exists():
         _fail(f"no Python headers: {include}/Python.h is missing (install python3-dev)")
+    # numpy's static library of its random distributions (``numpy/random/lib``), which the
+    # seeding kernel draws its normals with
+    npyrandom = Path(numpy.__file__).parent / "random" / "lib"
+    if not any(npyrandom.glob("*npyrandom.*")):
+        _fail(f"numpy's npyrandom library is missing from {npyrandom} (numpy {numpy.__version__})")
     clean(package, quiet=True)
     root = package.parent
     sources = [native.source_of(m, package) for m in (*native.MODULES, *native.KERNELS)]
@@ -67,6 +72,8 @@ def build(package: Path = native.PACKAGE) -> list[Path]:
                 m,
                 [str(native.source_of(m, package).relative_to(root))],
                 include_dirs=[numpy.get_include()],
+                library_dirs=[str(npyrandom)],
+                libraries=["npyrandom", "m"],
                 extra_compile_args=["-O2", "-ffp-contract=off", "-fno-fast-math"],
             )
             for m in native.KERNELS
