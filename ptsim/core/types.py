@@ -122,6 +122,23 @@ class GpuView:
     job: str | None = None
     since: float = 0.0
 
+    # written out, not generated: the compiled build compiles it (DEVELOPERS.md)
+    def __init__(
+        self,
+        gid: int,
+        node: int,
+        state: GpuState,
+        model: str | None = None,
+        job: str | None = None,
+        since: float = 0.0,
+    ) -> None:
+        object.__setattr__(self, "gid", gid)
+        object.__setattr__(self, "node", node)
+        object.__setattr__(self, "state", state)
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "job", job)
+        object.__setattr__(self, "since", since)
+
 
 @dataclass(frozen=True, slots=True)
 class JobView:
@@ -150,6 +167,43 @@ class JobView:
     # where ``readings`` next changes: iterations done -> a count up to which (exclusive) it
     # answers as at that many done (None: unknown; a policy caching estimates must re-read)
     readings_until: Callable[[float], float] | None = None
+
+    # written out, not generated: the compiled build compiles it (DEVELOPERS.md)
+    def __init__(
+        self,
+        spec: JobSpec,
+        state: JobState,
+        gpus: tuple[int, ...],
+        ready_gpus: int,
+        iters_done: float,
+        progress_at: float,
+        rate: float,
+        iters_estimate: float,
+        init: InitChoice | None,
+        first_start: float | None,
+        rescales: int,
+        prior: IterPrior | None = None,
+        progress_fraction: float | None = None,
+        estimator: EstimatorSettings = DEFAULT_ESTIMATOR,
+        readings: Callable[[float], tuple[float, float] | None] | None = None,
+        readings_until: Callable[[float], float] | None = None,
+    ) -> None:
+        object.__setattr__(self, "spec", spec)
+        object.__setattr__(self, "state", state)
+        object.__setattr__(self, "gpus", gpus)
+        object.__setattr__(self, "ready_gpus", ready_gpus)
+        object.__setattr__(self, "iters_done", iters_done)
+        object.__setattr__(self, "progress_at", progress_at)
+        object.__setattr__(self, "rate", rate)
+        object.__setattr__(self, "iters_estimate", iters_estimate)
+        object.__setattr__(self, "init", init)
+        object.__setattr__(self, "first_start", first_start)
+        object.__setattr__(self, "rescales", rescales)
+        object.__setattr__(self, "prior", prior)
+        object.__setattr__(self, "progress_fraction", progress_fraction)
+        object.__setattr__(self, "estimator", estimator)
+        object.__setattr__(self, "readings", readings)
+        object.__setattr__(self, "readings_until", readings_until)
 
     @property
     def job_id(self) -> str:
@@ -223,6 +277,33 @@ class Snapshot:
     changed: tuple[JobView, ...] = ()
     left: tuple[str, ...] = ()
 
+    # written out, not generated: the compiled build compiles it (DEVELOPERS.md)
+    def __init__(
+        self,
+        now: float,
+        gpus: tuple[GpuView, ...],
+        jobs: Sequence[JobView],
+        gpus_per_node: int,
+        free: tuple[int, ...],
+        warm_idle: Mapping[str, tuple[int, ...]] = EMPTY_MAP,
+        queued: Sequence[JobView] = (),
+        prewarming: tuple[int, ...] = (),
+        seq: int = -1,
+        changed: tuple[JobView, ...] = (),
+        left: tuple[str, ...] = (),
+    ) -> None:
+        object.__setattr__(self, "now", now)
+        object.__setattr__(self, "gpus", gpus)
+        object.__setattr__(self, "jobs", jobs)
+        object.__setattr__(self, "gpus_per_node", gpus_per_node)
+        object.__setattr__(self, "free", free)
+        object.__setattr__(self, "warm_idle", warm_idle)
+        object.__setattr__(self, "queued", queued)
+        object.__setattr__(self, "prewarming", prewarming)
+        object.__setattr__(self, "seq", seq)
+        object.__setattr__(self, "changed", changed)
+        object.__setattr__(self, "left", left)
+
     @property
     def num_gpus(self) -> int:
         return len(self.gpus)
@@ -261,6 +342,25 @@ class Decision:
     wake_at: float | None = None
     pause: Mapping[str, float] = field(default_factory=dict)
 
+    # written out, not generated: the compiled build compiles it (DEVELOPERS.md)
+    def __init__(
+        self,
+        allocations: Mapping[str, tuple[int, ...]] | None = None,
+        reject: tuple[str, ...] = (),
+        init: Mapping[str, InitChoice] | None = None,
+        prewarm: Mapping[int, str] | None = None,
+        release: tuple[int, ...] = (),
+        wake_at: float | None = None,
+        pause: Mapping[str, float] | None = None,
+    ) -> None:
+        object.__setattr__(self, "allocations", {} if allocations is None else allocations)
+        object.__setattr__(self, "reject", reject)
+        object.__setattr__(self, "init", {} if init is None else init)
+        object.__setattr__(self, "prewarm", {} if prewarm is None else prewarm)
+        object.__setattr__(self, "release", release)
+        object.__setattr__(self, "wake_at", wake_at)
+        object.__setattr__(self, "pause", {} if pause is None else pause)
+
 
 NO_DECISION = Decision()
 
@@ -279,6 +379,21 @@ class LoadModel:
     job: str | None
     token: int
     reload: bool
+
+    # written out, not generated: the compiled build compiles it (DEVELOPERS.md)
+    def __init__(
+        self,
+        gid: int,
+        model: str,
+        job: str | None,
+        token: int,
+        reload: bool,
+    ) -> None:
+        object.__setattr__(self, "gid", gid)
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "job", job)
+        object.__setattr__(self, "token", token)
+        object.__setattr__(self, "reload", reload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +415,21 @@ class Reconfigure:
     epoch: int
     pause_s: float
     first: bool
+
+    # written out, not generated: the compiled build compiles it (DEVELOPERS.md)
+    def __init__(
+        self,
+        job: str,
+        gpus: tuple[int, ...],
+        epoch: int,
+        pause_s: float,
+        first: bool,
+    ) -> None:
+        object.__setattr__(self, "job", job)
+        object.__setattr__(self, "gpus", gpus)
+        object.__setattr__(self, "epoch", epoch)
+        object.__setattr__(self, "pause_s", pause_s)
+        object.__setattr__(self, "first", first)
 
 
 @dataclass(frozen=True, slots=True)

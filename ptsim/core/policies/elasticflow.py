@@ -302,6 +302,23 @@ class _Item:
     levels: _Levels
     held: int  # GPUs it holds now
 
+    # written out, not generated: the compiled build compiles it (DEVELOPERS.md)
+    def __init__(
+        self,
+        job_id: str,
+        order: tuple[float, float, str],
+        deadline: float,
+        remaining: float,
+        levels: _Levels,
+        held: int,
+    ) -> None:
+        self.job_id = job_id
+        self.order = order
+        self.deadline = deadline
+        self.remaining = remaining
+        self.levels = levels
+        self.held = held
+
 
 class _Free:
     """Free GPUs per slot from the decision on: a growable step function (slot 0 starts now),

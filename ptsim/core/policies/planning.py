@@ -93,6 +93,15 @@ class CountPick:
     meeting: int
     fastest: int
 
+    # written out, not generated: the compiled build compiles it (DEVELOPERS.md)
+    def __init__(
+        self,
+        meeting: int,
+        fastest: int,
+    ) -> None:
+        object.__setattr__(self, "meeting", meeting)
+        object.__setattr__(self, "fastest", fastest)
+
 
 def pick_count(
     counts: Sequence[int],
@@ -141,6 +150,15 @@ class Supply:
 
     ready: int
     late: tuple[float, ...]
+
+    # written out, not generated: the compiled build compiles it (DEVELOPERS.md)
+    def __init__(
+        self,
+        ready: int,
+        late: tuple[float, ...],
+    ) -> None:
+        object.__setattr__(self, "ready", ready)
+        object.__setattr__(self, "late", late)
 
     def split(self, n: int) -> tuple[int, float]:
         """For the first ``n`` GPUs: how many are ready now, and when the last other one is
