@@ -517,3 +517,16 @@ def test_clustering_does_not_import_scikit_learn() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_best_score_is_numpys_argmax_with_ties_and_nans() -> None:
+    """A lookup's best entry is the first highest score (numpy's argmax), also with ties and
+    NaN scores (a real scorer may return one)."""
+    from ptsim.core.bank import _argmax
+
+    rng = np.random.default_rng(2)
+    for _ in range(2000):
+        vals = rng.choice([0.1, 0.2, 0.3, -1.0, np.nan, np.inf], int(rng.integers(1, 12)))
+        if rng.random() < 0.5:
+            vals = vals[~np.isnan(vals)] if np.any(~np.isnan(vals)) else np.array([0.5])
+        assert _argmax(vals.tolist()) == int(np.argmax(vals)), vals

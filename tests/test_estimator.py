@@ -248,3 +248,20 @@ def test_planned_window_later_times_match_planned_remaining_bit_for_bit(sigma: f
             assert (moved.planned, moved.end) == (fresh.planned, fresh.end)
             assert moved.bounds(min(t + 5.0, fresh.end)) == fresh.bounds(min(t + 5.0, fresh.end))
     assert checked > 20
+
+
+def test_expected_total_is_the_estimates_total_bit_for_bit() -> None:
+    """``expected_total`` (what the cluster state puts in a job view) is ``estimate(...).total``
+    for exact and uncertain priors, before any step, with and without readings, and in the far
+    tail."""
+    from ptsim.core.estimator import expected_total
+
+    rng = np.random.default_rng(4)
+    for _ in range(3000):
+        sigma = float(rng.choice([0.0, 0.05, 0.3, 1.0, 2.0]))
+        prior = IterPrior(float(rng.uniform(10.0, 5000.0)), sigma)
+        done = float(rng.choice([0.0, rng.uniform(0.0, 3.0) * prior.median, 50.0 * prior.median]))
+        frac = None if rng.random() < 0.4 else float(rng.uniform(0.0, 1.2))
+        at = None if rng.random() < 0.5 else done * float(rng.uniform(0.0, 1.0))
+        want = estimate(prior, done, frac, DEFAULT, at).total
+        assert expected_total(prior, done, frac, DEFAULT, at) == want

@@ -74,7 +74,7 @@ class BankEntry:
         if not self.entry_id or not self.model or not self.source_task:
             raise ValueError("bank entry needs a non-empty entry_id, model and source_task")
         feat = np.array(self.feature, dtype=np.float64)
-        if feat.ndim != 1 or feat.size == 0 or not np.all(np.isfinite(feat)):
+        if feat.ndim != 1 or feat.size == 0 or not np.isfinite(feat).all():
             raise ValueError(f"bank entry {self.entry_id}: feature must be a finite 1-D vector")
         feat.setflags(write=False)
         object.__setattr__(self, "feature", feat)
@@ -612,7 +612,7 @@ class _Run:
     def result(self, layout: str, min_score: float | None) -> LookupResult:
         entry: BankEntry | None = None
         if self.values:
-            best = int(np.argmax(self.values))
+            best = _argmax(self.values)
             if min_score is None or self.values[best] >= min_score:
                 entry = self.mb.entries[self.rows[best]]
         scored = tuple(map(self.mb.ids.__getitem__, self.rows))
@@ -622,10 +622,17 @@ class _Run:
 _NO_SCORES: FloatArray = np.empty(0, dtype=np.float64)
 
 
+def _argmax(values: list[float]) -> int:
+    """``int(np.argmax(values))``: the first highest value's index, or the first NaN's."""
+    if any(map(math.isnan, values)):
+        return int(np.argmax(values))
+    return max(range(len(values)), key=values.__getitem__)
+
+
 def _top(scores: FloatArray, c: int) -> list[int]:
     """Indices of the ``c`` highest scores, best first; ties go to the lower index."""
     order = np.argsort(-scores, kind="stable")
-    return [int(i) for i in order[:c]]
+    return cast(list[int], order[:c].tolist())
 
 
 def _split(labels: IntArray, medoids: IntArray) -> list[list[int]]:

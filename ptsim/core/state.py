@@ -22,7 +22,7 @@ from typing import cast, overload
 
 from mypy_extensions import mypyc_attr
 
-from ptsim.core.estimator import DEFAULT_ESTIMATOR, EstimatorSettings, IterPrior, estimate
+from ptsim.core.estimator import DEFAULT_ESTIMATOR, EstimatorSettings, IterPrior, expected_total
 from ptsim.core.profiles import ProfileSet
 from ptsim.core.types import (
     DEFAULT_INIT,
@@ -504,9 +504,9 @@ class ClusterState:
             return memo[4]
         got = rec.readings(rec.iters_done) if rec.readings is not None else None
         if got is not None:
-            total = estimate(prior, rec.iters_done, got[0], self.estimator, got[1]).total
+            total = expected_total(prior, rec.iters_done, got[0], self.estimator, got[1])
         else:
-            total = estimate(prior, rec.iters_done, rec.progress_fraction, self.estimator).total
+            total = expected_total(prior, rec.iters_done, rec.progress_fraction, self.estimator)
         rec.estimate_memo = (prior, rec.readings, rec.iters_done, rec.progress_fraction, total)
         return total
 
