@@ -199,3 +199,26 @@ def test_a_prompt_worse_than_the_default_is_not_used() -> None:
         chosen[compare] = [bank.choose(s) for s in specs]
     assert all(c.source is not None for c in chosen[False])
     assert all(c.source is None and c.assessments == 5 for c in chosen[True])
+
+
+def test_a_jobs_default_prompt_iterations_are_the_same_asked_after_a_stored_prompts() -> None:
+    """The cluster state asks for a job's iterations from its stored prompt, then from the
+    default prompt (the saving's accounting): the second answer, kept from the first's draw, is
+    what a bank asked only for the default prompt gives, and the stored prompt's differs."""
+    from ptsim.core.types import DEFAULT_INIT, InitChoice
+
+    model = ConvergenceModel(TaskSpace.default(), SavingCurve())
+
+    def fresh() -> SimPromptBank:
+        return SimPromptBank(PromptBankIndex(), model, {"m": 0.25}, seed=3)
+
+    asked, alone = fresh(), fresh()
+    differ = 0
+    for i in range(200):
+        spec = JobSpec(f"j{i}", 0.0, "m", TASKS[i % 6], 100.0, 8, 1000 + i)
+        stored = InitChoice(f"e{i}", TASKS[(i + 1) % 6], "flat", 3, 0.5, 0.2)
+        with_stored = asked.iterations(spec, stored)
+        assert asked.iterations(spec, DEFAULT_INIT) == alone.iterations(spec, DEFAULT_INIT)
+        assert asked.iterations(spec, stored) == with_stored  # asked again: the same draw
+        differ += with_stored != alone.iterations(spec, DEFAULT_INIT)
+    assert differ > 150

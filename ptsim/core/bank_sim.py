@@ -223,6 +223,8 @@ class SimPromptBank:
         self._noise: dict[str, tuple[int, list[float]]] = {}
         # job -> (evaluation, total it was read for, the reading): re-read at every re-plan
         self._last: dict[str, tuple[int, float, tuple[float, float]]] = {}
+        # job -> its default prompt's iterations, drawn with a stored prompt's (``iterations``)
+        self._default_iters: dict[str, float] = {}
         self.convergence = convergence
         self.eval_s = dict(eval_s)
         self.seed = seed
@@ -290,10 +292,20 @@ class SimPromptBank:
         return self.convergence.job_prior(spec, init)
 
     def iterations(self, spec: JobSpec, init: InitChoice) -> float:
+        """The job's realised iterations from ``init`` (the cluster state asks for a stored
+        prompt's, then for the default prompt's of the same job draw: the second answer is kept
+        from the first's generator instead of seeding another)."""
+        if init.source_task is None:
+            kept = self._default_iters.pop(spec.job_id, None)
+            if kept is not None:
+                return kept
         rng = seeded_rng([self.seed, zlib.crc32(spec.job_id.encode())])
-        return self.convergence.realized_iterations(
+        iters, default = self.convergence.realized_iterations_and_default(
             float(spec.iterations), init.source_task, spec.task, rng
         )
+        if init.source_task is not None:
+            self._default_iters[spec.job_id] = default
+        return iters
 
     def readings(self, spec: JobSpec, total: float, done: float) -> tuple[float, float] | None:
         """The simulated accuracy reading of a job with ``total`` true iterations after
@@ -351,5 +363,6 @@ class SimPromptBank:
         # a finished job reads no more accuracies (were it asked, the same draws would be made)
         self._noise.pop(spec.job_id, None)
         self._last.pop(spec.job_id, None)
+        self._default_iters.pop(spec.job_id, None)
         if self.online:
             self._pending.append(spec)

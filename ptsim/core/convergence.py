@@ -323,13 +323,26 @@ class ConvergenceModel:
         from the default prompt: when ``spread_sigma > 0``, one draw of the run-to-run factor, then
         one draw of the saving (stored prompts only). The assumed model's default
         prompt returns ``base_iters`` unchanged and draws nothing."""
+        return self.realized_iterations_and_default(base_iters, source_task, target_task, rng)[0]
+
+    def realized_iterations_and_default(
+        self,
+        base_iters: float,
+        source_task: str | None,
+        target_task: str,
+        rng: np.random.Generator,
+    ) -> tuple[float, float]:
+        """(``realized_iterations(...)``, what it gives for the same job's default prompt): the
+        second is ``realized_iterations(base_iters, None, target_task, r)`` for a generator
+        ``r`` in ``rng``'s state (the same run-to-run draw, no saving drawn)."""
         if base_iters < 0:
             raise ValueError(f"base_iters must be >= 0, got {base_iters}")
         # the job's own difficulty first, so it is the same whichever prompt a policy picks
         spread = math.exp(float(rng.normal(0.0, self.spread_sigma))) if self.spread_sigma else 1.0
         saving = self.realized_saving(source_task, target_task, rng)
+        default = float(base_iters) * spread
         iters = float(base_iters) if source_task is None else float(base_iters) * (1.0 - saving)
-        return iters * spread
+        return iters * spread, default
 
     def prior(self, base_iters: float, expected_saving: float) -> IterPrior:
         """What a scheduler may know about a job's iterations before it trains: the median
