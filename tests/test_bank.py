@@ -530,3 +530,15 @@ def test_the_best_score_is_numpys_argmax_with_ties_and_nans() -> None:
         if rng.random() < 0.5:
             vals = vals[~np.isnan(vals)] if np.any(~np.isnan(vals)) else np.array([0.5])
         assert _argmax(vals.tolist()) == int(np.argmax(vals)), vals
+
+
+def test_nearest_centres_are_the_same_in_one_chunk_or_many() -> None:
+    from ptsim.core.bank import nearest
+
+    rng = np.random.default_rng(9)
+    for n in (1, 2, 7, 50):
+        points, centres = rng.normal(size=(n, 16)), rng.normal(size=(5, 16))
+        whole = nearest(points, centres)
+        assert whole.dtype == np.intp and whole.tolist() == nearest(points, centres, 3).tolist()
+        assert whole.tolist() == [int(np.argmin(((centres - p) ** 2).sum(axis=1))) for p in points]
+    assert nearest(np.empty((0, 16)), np.empty((0, 16))).tolist() == []

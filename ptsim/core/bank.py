@@ -226,6 +226,8 @@ def nearest(
     (computed when not given)."""
     if c_sq is None:
         c_sq = np.einsum("ij,ij->i", centres, centres)
+    if 0 < len(points) <= chunk:  # one chunk (an entry joining its cluster): no copy into ``out``
+        return cast(IntArray, np.argmin(c_sq[None, :] - 2.0 * (points @ centres.T), axis=1))
     out = np.empty(len(points), dtype=np.intp)
     for s in range(0, len(points), chunk):
         d = c_sq[None, :] - 2.0 * (points[s : s + chunk] @ centres.T)
