@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import ptsim.core
+from ptsim.native import active
 
 
 def _written_out() -> list[type]:
@@ -34,6 +35,12 @@ def _written_out() -> list[type]:
 
 
 WRITTEN_OUT = _written_out()
+# (after the walk above imported every module) a compiled ``__init__`` is a C slot without
+# Python code or signature to check
+pytestmark = pytest.mark.skipif(
+    any(m.startswith("ptsim.core.") for m in active()),
+    reason="reads the written-out __init__s' Python code (pure Python only)",
+)
 
 
 def test_the_hot_value_types_are_found() -> None:
