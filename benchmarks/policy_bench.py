@@ -238,7 +238,12 @@ def _build() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 10000])
-    ap.add_argument("--policies", nargs="+", default=list(POLICIES.names()))
+    ap.add_argument(
+        "--policies",
+        nargs="+",
+        default=list(POLICIES.names()),
+        help="policy names, space- or comma-separated (as sim_bench.py takes them)",
+    )
     ap.add_argument("--profile", default="a100")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-decisions", type=int, default=300)
@@ -257,6 +262,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.best_of < 1:
         ap.error("--best-of must be >= 1")
+    args.policies = [p for arg in args.policies for p in arg.split(",") if p]
+    unknown = sorted(set(args.policies) - set(POLICIES.names()))
+    if unknown:
+        ap.error(f"unknown policy {', '.join(unknown)}; known: {', '.join(POLICIES.names())}")
     profiles = load_profiles({"name": args.profile, "dir": args.profile})
     print(
         f"# {dt.date.today().isoformat()}  {platform.processor() or platform.machine()}  "
