@@ -82,6 +82,7 @@ def test_the_kernel_seeds_as_seed_sequence_does() -> None:
     kernel = seeding._KERNEL
     assert kernel is not None
     rng = np.random.default_rng(11)
+    assert kernel.max_entropy == 64
     for n in [*range(0, 12), 63, 64] * 40:
         entropy = [int(w) for w in rng.integers(0, 2**32, n)]
         if n and rng.random() < 0.3:
@@ -91,6 +92,10 @@ def test_the_kernel_seeds_as_seed_sequence_does() -> None:
         )
         got = kernel.seed_words(seeding._KERNEL_CONSTS, entropy)
         assert got.dtype == np.uint64 and got.tolist() == want.tolist(), entropy
+    # longer entropy than the kernel takes: numpy's seeding
+    long = [int(w) for w in rng.integers(0, 2**32, 70)]
+    want_state = np.random.default_rng(long).bit_generator.state
+    assert seeding._seeded_rng(long, kernel).bit_generator.state == want_state
 
 
 @needs_kernel

@@ -2,7 +2,8 @@
  *
  *   seed_words(consts, entropy) -> ndarray (4 uint64)
  *       SeedSequence(np.array(entropy, dtype=np.uint32)).generate_state(4, np.uint64): the
- *       words PCG64 seeds itself with, for entropy words below 2**32 (seeding.seeded_rng).
+ *       words PCG64 seeds itself with, for at most MAX_ENTROPY (a module constant) entropy
+ *       words below 2**32 (seeding.seeded_rng).
  *   first_normals(consts, prefix, ks, sigma) -> list[float]
  *       seeding._first_normals's Python: for each k of ks, the first normal(0, sigma) draw of
  *       np.random.default_rng([*prefix, k]) (every word below 2**32).
@@ -259,5 +260,10 @@ PyMODINIT_FUNC
 PyInit__seedkernel(void)
 {
     import_array();
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "MAX_ENTROPY", MAX_ENTROPY) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

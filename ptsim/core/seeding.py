@@ -27,7 +27,6 @@ from typing import Any, cast
 import numpy as np
 
 _M32 = 0xFFFFFFFF
-_MAX_KERNEL_ENTROPY = 64  # entropy words the seeding kernel takes (its MAX_ENTROPY)
 
 _generate_state: Callable[..., Any] = getattr(
     np.random.SeedSequence.generate_state, "__wrapped__", np.random.SeedSequence.generate_state
@@ -51,7 +50,7 @@ def seeded_rng(entropy: Sequence[int]) -> np.random.Generator:
 def _seeded_rng(entropy: Sequence[int], kernel: _Kernel | None) -> np.random.Generator:
     """``seeded_rng`` with the kernels given (None: the Python definition)."""
     if entropy and min(entropy) >= 0 and max(entropy) <= _M32:
-        if kernel is not None and len(entropy) <= _MAX_KERNEL_ENTROPY:
+        if kernel is not None and len(entropy) <= kernel.max_entropy:
             # the words the seed sequence would give (its ``generate_state(4, np.uint64)``)
             given = _Given(kernel.seed_words(_KERNEL_CONSTS, entropy))
             return np.random.Generator(np.random.PCG64(cast(Any, given)))
@@ -124,10 +123,11 @@ class _Kernel:
     """The compiled build's seeding kernels (``_seedkernel.c``): ``seed_words(consts,
     entropy)`` is ``SeedSequence(entropy).generate_state(4, np.uint64)`` and
     ``first_normals(consts, prefix, ks, sigma)`` is ``_first_normals``'s Python, for words
-    below 2**32."""
+    below 2**32, and at most ``max_entropy`` entropy words."""
 
     seed_words: Callable[[Any, Sequence[int]], Any]
     first_normals: Callable[[Any, Sequence[int], Sequence[int], float], list[float]]
+    max_entropy: int
 
 
 def _load_kernel() -> _Kernel | None:
@@ -137,7 +137,7 @@ def _load_kernel() -> _Kernel | None:
         mod = importlib.import_module("ptsim.core._seedkernel")
     except ModuleNotFoundError:
         return None
-    return _Kernel(mod.seed_words, mod.first_normals)
+    return _Kernel(mod.seed_words, mod.first_normals, mod.MAX_ENTROPY)
 
 
 # SeedSequence's constants, in the kernels' order
