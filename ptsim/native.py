@@ -7,8 +7,9 @@ else changes): the same code, or for a kernel the same answers as the Python fun
 replaces, with the same floating-point operations in the same order, so a run gives the same
 tables, only faster (benchmarks/README.md, "Speed at scale"). Python loads a compiled module
 in preference to its source, so a compiled module whose source was edited afterwards would run
-the old code: the build records a hash of every compiled source in :data:`STAMP`, and
-importing ``ptsim`` refuses to import a compiled module when they differ (:func:`guard`).
+the old code: the build records a hash of every compiled source in :data:`STAMP` (and the numpy
+version its kernels linked against), and importing ``ptsim`` refuses to import a compiled
+module when they differ (:func:`guard`).
 ``python -m ptsim.tools.native clean`` goes back to the pure-Python modules.
 """
 
@@ -107,9 +108,17 @@ def check(stamp: Path = STAMP) -> None:
             )
         return
     try:
-        recorded = json.loads(stamp.read_text())["sources"]
+        data = json.loads(stamp.read_text())
+        recorded = data["sources"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StaleNativeBuild(f"{stamp}: unreadable ({exc}); rebuild or clean") from exc
+    # the kernels link numpy's random sampler: a build must draw what the installed numpy draws
+    built_numpy, numpy_now = data.get("numpy"), numpy_version()
+    if built_numpy is not None and built_numpy != numpy_now:
+        raise StaleNativeBuild(
+            f"{stamp.parent}: compiled against numpy {built_numpy}, numpy {numpy_now} is "
+            "installed; run `python -m ptsim.tools.native build` (or `clean`)"
+        )
     base = stamp.parent
     built = {str(Path(rel).with_suffix("")) for rel in recorded} | {
         GROUP.split(".")[-1] + "__mypyc"
@@ -128,6 +137,17 @@ def check(stamp: Path = STAMP) -> None:
                 f"{path}: changed since the compiled build; run "
                 "`python -m ptsim.tools.native build` (or `clean` for pure Python)"
             )
+
+
+def numpy_version() -> str | None:
+    """The installed numpy's version (from its metadata: ``import ptsim`` does not import
+    numpy for this), or None when it is not installed."""
+    import importlib.metadata  # (only a compiled build's check asks: kept off the start-up)
+
+    try:
+        return importlib.metadata.version("numpy")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def active() -> list[str]:

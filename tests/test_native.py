@@ -87,6 +87,19 @@ def test_a_kernel_source_edited_after_the_build_is_named(tmp_path: Path) -> None
         refuse.find_spec(native.KERNELS[0], None)
 
 
+def test_a_build_against_another_numpy_is_refused(tmp_path: Path) -> None:
+    """The seeding kernel links numpy's normal sampler: after numpy is upgraded the build
+    would draw the old numpy's numbers, so it is refused until rebuilt."""
+    pkg = _package(tmp_path)
+    stamp = _stamp(pkg)
+    data = json.loads(stamp.read_text())
+    stamp.write_text(json.dumps({**data, "numpy": native.numpy_version()}))
+    native.check(stamp)  # built against the installed numpy
+    stamp.write_text(json.dumps({**data, "numpy": "0.0.1"}))
+    with pytest.raises(native.StaleNativeBuild, match=r"against numpy 0\.0\.1, numpy .* installed"):
+        native.check(stamp)
+
+
 def test_an_unreadable_stamp_is_refused(tmp_path: Path) -> None:
     pkg = _package(tmp_path)
     (pkg / native.STAMP.name).write_text("{not json")

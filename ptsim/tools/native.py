@@ -57,6 +57,7 @@ def build(package: Path = native.PACKAGE) -> list[Path]:
     # hashed before compiling: a source edited during the build reads as stale afterwards
     stamp = {
         "modules": list(native.MODULES),
+        "numpy": native.numpy_version(),
         "sources": {str(s.relative_to(package)): native.source_hash(s) for s in sources},
     }
     with tempfile.TemporaryDirectory(prefix="ptsim-native-") as tmp, _cwd(root):
