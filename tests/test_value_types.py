@@ -67,7 +67,7 @@ def test_a_written_out_init_takes_the_fields(cls: type) -> None:
     marks: dict[str, Any] = {f.name: object() for f in fields}
     obj = cls(**marks)
     assert all(getattr(obj, name) is mark for name, mark in marks.items())
-    required = {f.name: marks[f.name] for f in fields if p_required(f)}
+    required = {f.name: marks[f.name] for f in fields if _required(f)}
     bare = cls(**required)
     for f in fields:
         if f.default is not dataclasses.MISSING:
@@ -80,5 +80,5 @@ def test_a_written_out_init_takes_the_fields(cls: type) -> None:
     assert dataclasses.replace(obj) == obj
 
 
-def p_required(f: dataclasses.Field[Any]) -> bool:
+def _required(f: dataclasses.Field[Any]) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING

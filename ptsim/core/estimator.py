@@ -238,10 +238,7 @@ def expected_total(
 ) -> float:
     """``estimate(...).total``, without the 90th percentile (the same arithmetic, cheaper: the
     cluster state computes it for every job view it builds)."""
-    mu, sigma = _posterior(prior, done, progress_fraction, settings, fraction_at)
-    if sigma < 0.0:
-        return max(prior.median, done)
-    return _truncated_lognormal(mu, sigma, done, q90=False)[0]
+    return _total_sd(prior, done, progress_fraction, settings, fraction_at)[0]
 
 
 def remaining_mean_sd(
@@ -253,12 +250,23 @@ def remaining_mean_sd(
 ) -> tuple[float, float]:
     """``estimate(...)``'s (remaining, remaining_sd), without its 90th percentile (the same
     arithmetic, cheaper: a policy re-plans running jobs on these at every decision)."""
+    total, sd = _total_sd(prior, done, progress_fraction, settings, fraction_at)
+    return total - done, sd
+
+
+def _total_sd(
+    prior: IterPrior,
+    done: float,
+    progress_fraction: float | None,
+    settings: EstimatorSettings,
+    fraction_at: float | None,
+) -> tuple[float, float]:
+    """``estimate(...)``'s (total, remaining_sd), without its 90th percentile."""
     mu, sigma = _posterior(prior, done, progress_fraction, settings, fraction_at)
     if sigma < 0.0:
-        total = max(prior.median, done)
-        return total - done, 0.0
+        return max(prior.median, done), 0.0
     total, sd, _ = _truncated_lognormal(mu, sigma, done, q90=False)
-    return total - done, sd
+    return total, sd
 
 
 def posterior_moments(
