@@ -16,6 +16,7 @@ from ptsim.core.bank import (
     LAYOUTS,
     BankConfig,
     BankEntry,
+    KeyedScorer,
     LookupResult,
     PromptBankIndex,
     init_choice,
@@ -154,6 +155,23 @@ def test_capped_lookups_stay_exact_as_clusters_gain_members() -> None:
         idx.add(e)
     assert capped == len(later)
     assert any(i.startswith("m-near") for i in res.scored)
+
+
+def test_capped_lookups_stay_exact_with_tied_distances() -> None:
+    """Members at exactly the same distance from their medoid (copies of one feature) are
+    kept in the order they joined, whether the order was computed at once or merged as they
+    joined: each capped lookup scores what a fresh copy of the index scores."""
+    sizes = [15, 15]
+    values = {"c0": 5.0, "c1": 1.0}
+    cfg = BankConfig(k=len(sizes), probe=1, max_assessments=8, online=False)
+    base = planted(sizes, seed=5)
+    idx = PromptBankIndex(cfg, base)
+    for j in range(30):
+        twin = base[j % 5]  # one of five features of cluster 0, again and again
+        idx.add(BankEntry(f"m-twin{j}", "m", "c0", twin.feature, metadata={"bonus": 0.0}))
+        res = lookup(idx, PlantedScorer(values), "two_layer")
+        fresh = lookup(idx.copy(), PlantedScorer(values), "two_layer")
+        assert res.scored == fresh.scored and res.assessments == 8
 
 
 def test_flat_scores_everything_and_finds_global_best() -> None:
@@ -434,6 +452,71 @@ def test_sim_scorer_is_expected_saving_plus_seeded_noise() -> None:
         exact.score(bad, "rte")
 
 
+class _ManyOnly:
+    """A scorer that only offers ``score``/``score_many`` (not keys) around a SimScorer."""
+
+    def __init__(self, inner: SimScorer) -> None:
+        self.inner = inner
+
+    def score(self, entry: BankEntry, target_task: str) -> float:
+        return self.inner.score(entry, target_task)
+
+    def score_many(self, entries: Sequence[BankEntry], target_task: str) -> np.ndarray:
+        return self.inner.score_many(entries, target_task)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_keyed_scoring_is_score_many_of_the_entries(layout: str) -> None:
+    """A KeyedScorer scored by stored keys gives every lookup what scoring the entries gives:
+    the same entries scored in the same order, the same scores, the same choice, while the
+    bank grows between lookups (keys of later entries asked as they come)."""
+    entries = synthetic_bank(["m"], CONV, 700, np.random.default_rng(8))
+    cfg = BankConfig(max_clusters=8, rebuild_every=50)
+    keyed_idx, many_idx = PromptBankIndex(cfg, entries[:400]), PromptBankIndex(cfg, entries[:400])
+    keyed = SimScorer(CONV, np.random.default_rng(9))
+    many = _ManyOnly(SimScorer(CONV, np.random.default_rng(9)))
+    assert isinstance(keyed, KeyedScorer) and not isinstance(many, KeyedScorer)
+    rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(1)
+    for i, e in enumerate(entries[400:]):
+        target = CONV.space.names[i % len(CONV.space.names)]
+        a = keyed_idx.lookup("m", target, keyed, rng_a, layout=layout)
+        b = many_idx.lookup("m", target, many, rng_b, layout=layout)
+        assert (a.entry, a.scored, a.scores, a.assessments) == (
+            b.entry,
+            b.scored,
+            b.scores,
+            b.assessments,
+        )
+        assert len(set(a.scored)) == a.assessments  # no entry scored twice
+        keyed_idx.add(e)
+        many_idx.add(e)
+    # a scorer whose key of an entry is unknown fails on the entry's task, naming it
+    keyed_idx.add(BankEntry("odd", "m", "unknown-task", entries[0].feature))
+    with pytest.raises(UnknownName, match="unknown-task"):
+        keyed_idx.lookup(
+            "m", "rte", SimScorer(CONV, np.random.default_rng(0)), rng_a, layout="flat"
+        )
+
+
+def test_a_scorer_answering_the_wrong_number_of_scores_is_refused() -> None:
+    class Short:  # a keyed scorer one score short
+        def __init__(self) -> None:
+            self.inner = SimScorer(CONV, np.random.default_rng(0))
+
+        def score(self, entry: BankEntry, target_task: str) -> float:
+            return self.inner.score(entry, target_task)
+
+        def key(self, entry: BankEntry) -> int:
+            return self.inner.key(entry)
+
+        def score_keys(self, keys: np.ndarray, target_task: str) -> np.ndarray:
+            return self.inner.score_keys(keys, target_task)[:-1]
+
+    idx = PromptBankIndex(BankConfig(), synthetic_bank(["m"], CONV, 30, np.random.default_rng(0)))
+    with pytest.raises(ValueError, match="shape"):
+        idx.lookup("m", "rte", Short(), np.random.default_rng(0))
+
+
 def test_synthetic_features_cluster_by_family() -> None:
     entries = synthetic_bank(["m"], CONV, 600, np.random.default_rng(2))
     idx = PromptBankIndex(BankConfig(k=12), entries)
@@ -519,17 +602,22 @@ def test_clustering_does_not_import_scikit_learn() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_the_best_score_is_numpys_argmax_with_ties_and_nans() -> None:
-    """A lookup's best entry is the first highest score (numpy's argmax), also with ties and
-    NaN scores (a real scorer may return one)."""
-    from ptsim.core.bank import _argmax
+def test_the_best_clusters_are_a_stable_sort_with_ties_and_nans() -> None:
+    """The clusters a lookup probes are the first of a stable descending sort of the medoids'
+    scores (ties to the lower index, NaN last), also on the one-cluster fast path, with ties
+    and NaN scores (a real scorer may return one)."""
+    from ptsim.core.bank import _top
 
     rng = np.random.default_rng(2)
     for _ in range(2000):
-        vals = rng.choice([0.1, 0.2, 0.3, -1.0, np.nan, np.inf], int(rng.integers(1, 12)))
+        vals = rng.choice(
+            [0.1, 0.2, 0.3, -1.0, -0.0, 0.0, np.nan, np.inf], int(rng.integers(1, 12))
+        )
         if rng.random() < 0.5:
             vals = vals[~np.isnan(vals)] if np.any(~np.isnan(vals)) else np.array([0.5])
-        assert _argmax(vals.tolist()) == int(np.argmax(vals)), vals
+        for c in (1, 2, 3):
+            want = np.argsort(-vals, kind="stable")[:c].tolist()
+            assert _top(vals, c) == want, (vals, c)
 
 
 def test_nearest_centres_are_the_same_in_one_chunk_or_many() -> None:

@@ -13,14 +13,14 @@ a short real evaluation in ptexec). Layouts, by name (:data:`LAYOUTS`):
 - ``random``: one entry drawn at random (one assessment).
 - ``none``: the default initial prompt (no assessment).
 
-Every assessment is one call of the scorer on one entry; no entry is scored twice in a lookup.
-The caller turns assessments into seconds (assessments x the model's evaluation time), see
-:func:`init_choice`.
+Every assessment scores one entry (a call of the scorer's ``score``, or one element of its
+``score_many`` or ``score_keys``: :class:`Scorer`, :class:`BatchScorer`, :class:`KeyedScorer`);
+no entry is scored twice in a lookup. The caller turns assessments into seconds (assessments x
+the model's evaluation time), see :func:`init_choice`.
 """
 
 from __future__ import annotations
 
-import bisect
 import functools
 import math
 import sys
@@ -96,6 +96,19 @@ class BatchScorer(Scorer, Protocol):
     The index uses ``score_many`` when a scorer has it."""
 
     def score_many(self, entries: Sequence[BankEntry], target_task: str) -> FloatArray: ...
+
+
+@runtime_checkable
+class KeyedScorer(Scorer, Protocol):
+    """A scorer whose score of an entry depends on the entry only through an integer key (in
+    ptsim the entry's source task), and that scores keys in bulk: ``score_keys`` of the
+    entries' keys is what ``score_many`` of the entries would be (in order, one assessment
+    each). The index asks an entry's key once and keeps it with the entry's row, so a lookup
+    reads only the entries it returns. The index prefers ``score_keys`` when a scorer has it."""
+
+    def key(self, entry: BankEntry) -> int: ...
+
+    def score_keys(self, keys: IntArray, target_task: str) -> FloatArray: ...
 
 
 @dataclass(frozen=True)
@@ -290,19 +303,44 @@ def _rand_fasterpam_f64() -> Callable[..., tuple[Any, ...]] | None:
     return cast("Callable[..., tuple[Any, ...]] | None", getattr(mod, "_rand_fasterpam_f64", None))
 
 
+class _Rows:
+    """The rows of one cluster, the medoid first, then in the order they joined (``n`` of
+    ``buf``, which doubles when full: a member joins in constant time)."""
+
+    __slots__ = ("buf", "n")
+
+    def __init__(self, rows: IntArray) -> None:
+        self.buf = rows
+        self.n = len(rows)
+
+    def append(self, row: int) -> None:
+        n = self.n
+        if n == len(self.buf):
+            grown = np.empty(2 * n, dtype=np.intp)
+            grown[:n] = self.buf
+            self.buf = grown
+        self.buf[n] = row
+        self.n = n + 1
+
+    @property
+    def rows(self) -> IntArray:
+        return self.buf[: self.n]
+
+
 @dataclass
 class _Clusters:
-    """The clustered structure of one model's entries. ``members[c]`` starts with the medoid;
-    ``groups[g]`` (three-layer) lists cluster indices, starting with the top medoid's."""
+    """The clustered structure of one model's entries: ``members[c]`` the rows of cluster c,
+    the medoid first; ``groups[g]`` (three-layer) lists cluster indices, starting with the top
+    medoid's."""
 
     medoids: IntArray
     medoid_feats: FloatArray
-    members: list[list[int]]
+    members: list[_Rows]
     groups: list[list[int]]
     built_n: int
     # cluster -> (its member count when computed, the members' distances to the medoid in
     # ascending order, their positions in ``members[c][1:]`` in that order, ties by position)
-    near: dict[int, tuple[int, list[float], list[int]]] = field(default_factory=dict)
+    near: dict[int, tuple[int, FloatArray, IntArray]] = field(default_factory=dict)
     medoid_sq: FloatArray = field(init=False, repr=False)  # for ``nearest``
 
     def __post_init__(self) -> None:
@@ -318,6 +356,9 @@ class _ModelBank:
         self._feats = np.empty((16, dim), dtype=np.float64)
         self.clusters: _Clusters | None = None
         self.stale = False
+        self._keys = np.empty(16, dtype=np.intp)  # every entry's key under ``_keyed``
+        self._keyed: KeyedScorer | None = None
+        self._nkeys = 0  # rows whose key is in ``_keys``
 
     @property
     def dim(self) -> int:
@@ -345,6 +386,20 @@ class _ModelBank:
             c = int(nearest(entry.feature[None, :], cl.medoid_feats, c_sq=cl.medoid_sq)[0])
             cl.members[c].append(n)
 
+    def keys(self, scorer: KeyedScorer) -> IntArray:
+        """Every entry's key under ``scorer``, by row (each entry asked once per scorer)."""
+        if scorer is not self._keyed:
+            self._keyed, self._nkeys = scorer, 0
+        n, done = self.n, self._nkeys
+        if done < n:
+            if len(self._keys) < n:
+                grown = np.empty(max(n, 2 * len(self._keys)), dtype=np.intp)
+                grown[:done] = self._keys[:done]
+                self._keys = grown
+            self._keys[done:n] = [scorer.key(e) for e in self.entries[done:n]]
+            self._nkeys = n
+        return self._keys[:n]
+
 
 class PromptBankIndex:
     """Stored prompts keyed by base model, and the lookup over them (see the module doc).
@@ -360,7 +415,7 @@ class PromptBankIndex:
         self.config = config if config is not None else BankConfig()
         self._models: dict[str, _ModelBank] = {}
         self._ids: set[str] = set()
-        self._batch_types: dict[type, bool] = {}
+        self._kinds: dict[type, str] = {}
         for e in entries:
             self.add(e)
 
@@ -405,7 +460,7 @@ class PromptBankIndex:
                 c.clusters = _Clusters(
                     cl.medoids.copy(),
                     cl.medoid_feats.copy(),
-                    [list(m) for m in cl.members],
+                    [_Rows(m.rows.copy()) for m in cl.members],
                     [list(g) for g in cl.groups],
                     cl.built_n,
                 )
@@ -442,7 +497,7 @@ class PromptBankIndex:
         if mb is None or mb.n == 0:
             return ()
         cl = self._built(mb)
-        return tuple(tuple(mb.ids[i] for i in m) for m in cl.members)
+        return tuple(tuple(map(mb.ids.__getitem__, m.rows.tolist())) for m in cl.members)
 
     def groups(self, model: str) -> tuple[tuple[int, ...], ...]:
         """Cluster indices (into :meth:`clusters`) of every three-layer top group."""
@@ -484,12 +539,12 @@ class PromptBankIndex:
             medoids, labels = kmedoids_cluster(feats, k, rng, cfg.max_iter)
         k = len(medoids)
         labels[medoids] = np.arange(k)  # a medoid belongs to its own cluster, even on ties
-        members = _split(labels, medoids)
+        members = [_Rows(m) for m in _split(labels, medoids)]
         med_feats = feats[medoids].copy()
         top = cfg.groups_for(k)
         top_meds, top_labels = kmedoids_cluster(med_feats, top, rng, cfg.max_iter)
         top_labels[top_meds] = np.arange(len(top_meds))
-        groups = _split(top_labels, top_meds)
+        groups = [g.tolist() for g in _split(top_labels, top_meds)]
         return _Clusters(medoids, med_feats, members, groups, n)
 
     # -- lookup ----------------------------------------------------------------------------
@@ -510,139 +565,156 @@ class PromptBankIndex:
         mb = self._models.get(model)
         if lay == "none" or mb is None or mb.n == 0:
             return LookupResult(None, 0, (), (), lay)
-        run = _Run(mb, scorer, target_task, self._is_batch(scorer))
+        run = _Run(mb, scorer, target_task, self._kind(scorer))
         if lay == "flat":
-            run.score_rows(list(range(mb.n)))
+            run.score(np.arange(mb.n, dtype=np.intp))
         elif lay == "random":
-            run.score_rows([int(rng.integers(mb.n))])
+            run.score(np.array([int(rng.integers(mb.n))], dtype=np.intp))
         else:
             cl = self._built(mb)
             probe = self.config.probe
             members = cl.members
             clusters: Sequence[int]
             if lay == "three_layer":
-                top_scores = run.score_rows([members[g[0]][0] for g in cl.groups])
+                top_scores = run.score(cl.medoids[[g[0] for g in cl.groups]])
                 clusters = [c for g in _top(top_scores, probe) for c in cl.groups[g]]
-                med_scores = run.score_rows([members[c][0] for c in clusters])
+                med_scores = run.score(cl.medoids[clusters], fresh=False)  # (the top ones again)
             else:
                 clusters = range(len(members))
-                med_scores = run.score_rows([m[0] for m in members])
+                med_scores = run.score(cl.medoids)
             cap = self.config.assessment_cap(mb.n)
             for i in _top(med_scores, probe):
                 cluster = members[clusters[i]]
-                left = cap - len(run.rows)
+                left = cap - run.n
                 if left <= 0:
                     break
-                if len(cluster) - 1 > left:  # keep the members nearest their medoid
+                if cluster.n - 1 > left:  # keep the members nearest their medoid
                     order = self._nearest_members(mb, cl, clusters[i])
-                    rows = [cluster[j + 1] for j in sorted(order[:left])]
+                    rows = cluster.buf[np.sort(order[:left]) + 1]
                 else:
-                    rows = cluster[1:]
-                run.score_rows(rows, want=False)
+                    rows = cluster.buf[1 : cluster.n]
+                run.score(rows, want=False)  # (no medoid: none scored yet)
         return run.result(lay, self.config.min_score)
 
     @staticmethod
-    def _nearest_members(mb: _ModelBank, cl: _Clusters, c: int) -> list[int]:
+    def _nearest_members(mb: _ModelBank, cl: _Clusters, c: int) -> IntArray:
         """Positions in ``cl.members[c][1:]`` ordered by distance to the cluster's medoid,
         nearest first, ties by position. Kept between lookups; members that joined since
         (appended, so after every earlier position) are merged in by their distances, each
         computed as the whole cluster's would be (a row's norm does not depend on the rows
         around it)."""
-        rows = cl.members[c]
+        rows = cl.members[c].rows
         hit = cl.near.get(c)
         if hit is not None and hit[0] == len(rows):
             return hit[2]
         start = 1 if hit is None else hit[0]
-        new = np.linalg.norm(mb.feats[rows[start:]] - mb.feats[rows[0]], axis=1).tolist()
+        new = np.linalg.norm(mb.feats[rows[start:]] - mb.feats[rows[0]], axis=1)
         if hit is None:
-            order = sorted(range(len(new)), key=new.__getitem__)  # stable: ties by position
-            dists = [new[j] for j in order]
-        else:
-            dists, order = list(hit[1]), list(hit[2])
-            for j, d in enumerate(new, start - 1):
-                at = bisect.bisect_right(dists, d)  # after equal distances: a later position
-                dists.insert(at, d)
-                order.insert(at, j)
+            order = np.argsort(new, kind="stable")  # ties by position
+            dists = new[order]
+        else:  # the new positions come after the earlier ones: a stable sort keeps ties so
+            keys = np.concatenate((hit[1], new))
+            by_key = np.argsort(keys, kind="stable")
+            dists = keys[by_key]
+            order = np.concatenate((hit[2], np.arange(start - 1, len(rows) - 1)))[by_key]
         cl.near[c] = (len(rows), dists, order)
         return order
 
-    def _is_batch(self, scorer: Scorer) -> bool:
-        """``isinstance(scorer, BatchScorer)``, decided once per scorer class (a runtime
-        protocol check inspects the class's attributes on every call)."""
+    def _kind(self, scorer: Scorer) -> str:
+        """How ``scorer`` is called: "keys" (a :class:`KeyedScorer`), "many" (a
+        :class:`BatchScorer`) or "one"; decided once per scorer class (a runtime protocol check
+        inspects the class's attributes on every call)."""
         cls = type(scorer)
-        got = self._batch_types.get(cls)
+        got = self._kinds.get(cls)
         if got is None:
-            got = self._batch_types[cls] = isinstance(scorer, BatchScorer)
+            batch = isinstance(scorer, BatchScorer)
+            got = "keys" if isinstance(scorer, KeyedScorer) else "many" if batch else "one"
+            self._kinds[cls] = got
         return got
 
 
 class _Run:
     """The scoring of one lookup: scores each entry at most once and remembers the order."""
 
-    def __init__(self, mb: _ModelBank, scorer: Scorer, target: str, batch: bool) -> None:
-        self.mb, self.scorer, self.target, self.batch = mb, scorer, target, batch
-        self.rows: list[int] = []
-        self.values: list[float] = []
-        self.seen: dict[int, float] = {}
+    def __init__(self, mb: _ModelBank, scorer: Scorer, target: str, kind: str) -> None:
+        self.mb, self.scorer, self.target, self.kind = mb, scorer, target, kind
+        self.rows: list[IntArray] = []  # the rows scored, by call
+        self.values: list[FloatArray] = []  # their scores
+        self.n = 0
 
-    def score_rows(self, rows: list[int], *, want: bool = True) -> FloatArray:
-        """Score the rows not scored yet (in order); returns the scores of all ``rows`` (an
-        empty array when ``want`` is false)."""
-        seen = self.seen
-        new = [r for r in rows if r not in seen] if seen else rows
-        if new:
-            entries = list(map(self.mb.entries.__getitem__, new))
-            if self.batch:
-                batch = cast(BatchScorer, self.scorer)
-                vals = np.asarray(batch.score_many(entries, self.target), dtype=np.float64)
-                if vals.shape != (len(entries),):
-                    raise ValueError(f"score_many returned shape {vals.shape}, not ({len(new)},)")
+    def score(self, rows: IntArray, *, want: bool = True, fresh: bool = True) -> FloatArray:
+        """Score ``rows`` (none scored yet unless ``fresh`` is false: then those not scored
+        yet, in order); returns the scores of all ``rows`` (an empty array when ``want`` is
+        false)."""
+        seen: dict[int, float] | None = None
+        new = rows
+        if not fresh and self.n:
+            rows_so_far, vals_so_far = _joined(self.rows).tolist(), _joined(self.values).tolist()
+            seen = dict(zip(rows_so_far, vals_so_far, strict=True))
+            new = rows[np.array([r not in seen for r in rows.tolist()], dtype=bool)]
+        vals = _NO_SCORES
+        if len(new):
+            kind = self.kind
+            if kind == "keys":
+                keyed = cast(KeyedScorer, self.scorer)
+                got = keyed.score_keys(self.mb.keys(keyed)[new], self.target)
+            elif kind == "many":
+                entries = list(map(self.mb.entries.__getitem__, new.tolist()))
+                got = cast(BatchScorer, self.scorer).score_many(entries, self.target)
             else:
-                vals = np.fromiter(
-                    (self.scorer.score(e, self.target) for e in entries), np.float64, len(new)
-                )
-            got = vals.tolist()
-            self.rows.extend(new)
-            self.values.extend(got)
-            seen.update(zip(new, got, strict=True))
-            if new is rows:
-                return vals
+                entries = list(map(self.mb.entries.__getitem__, new.tolist()))
+                score = self.scorer.score
+                got = np.fromiter((score(e, self.target) for e in entries), np.float64)
+            vals = np.asarray(got, dtype=np.float64)
+            if vals.shape != (len(new),):
+                raise ValueError(f"scorer returned shape {vals.shape}, not ({len(new)},)")
+            self.rows.append(new)
+            self.values.append(vals)
+            self.n += len(new)
+            if seen is not None:
+                seen.update(zip(new.tolist(), vals.tolist(), strict=True))
         if not want:
             return _NO_SCORES
-        return np.array([seen[r] for r in rows], dtype=np.float64)
+        if seen is None:
+            return vals
+        return np.array([seen[r] for r in rows.tolist()], dtype=np.float64)
 
     def result(self, layout: str, min_score: float | None) -> LookupResult:
+        if not self.n:
+            return LookupResult(None, 0, (), (), layout)
+        rows, values = _joined(self.rows), _joined(self.values)
+        best = int(np.argmax(values))  # the first highest (or the first NaN)
         entry: BankEntry | None = None
-        if self.values:
-            best = _argmax(self.values)
-            if min_score is None or self.values[best] >= min_score:
-                entry = self.mb.entries[self.rows[best]]
-        scored = tuple(map(self.mb.ids.__getitem__, self.rows))
-        return LookupResult(entry, len(self.rows), scored, tuple(self.values), layout)
+        if min_score is None or values[best] >= min_score:
+            entry = self.mb.entries[rows[best]]
+        scored = tuple(map(self.mb.ids.__getitem__, rows.tolist()))
+        return LookupResult(entry, self.n, scored, tuple(values.tolist()), layout)
 
 
 _NO_SCORES: FloatArray = np.empty(0, dtype=np.float64)
 
 
-def _argmax(values: list[float]) -> int:
-    """``int(np.argmax(values))``: the first highest value's index, or the first NaN's."""
-    if any(map(math.isnan, values)):
-        return int(np.argmax(values))
-    return max(range(len(values)), key=values.__getitem__)
+def _joined(parts: list[Any]) -> Any:
+    """The arrays of ``parts`` end to end (the one array itself when there is one)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _top(scores: FloatArray, c: int) -> list[int]:
     """Indices of the ``c`` highest scores, best first; ties go to the lower index."""
+    if c == 1 and len(scores):
+        best = int(np.argmax(scores))  # the first highest, or the first NaN if there is one
+        if not math.isnan(scores[best]):
+            return [best]
     order = np.argsort(-scores, kind="stable")
     return cast(list[int], order[:c].tolist())
 
 
-def _split(labels: IntArray, medoids: IntArray) -> list[list[int]]:
+def _split(labels: IntArray, medoids: IntArray) -> list[IntArray]:
     """Rows of every label, the medoid first, then ascending."""
-    order = np.argsort(labels, kind="stable")
+    order = np.argsort(labels, kind="stable").astype(np.intp, copy=False)
     counts = np.bincount(labels, minlength=len(medoids))
-    out: list[list[int]] = []
-    for c, rows in enumerate(np.split(order, np.cumsum(counts)[:-1])):
-        med = int(medoids[c])
-        out.append([med, *(int(r) for r in rows if r != med)])
-    return out
+    meds = medoids.astype(np.intp, copy=False)
+    return [
+        np.concatenate((meds[c : c + 1], rows[rows != meds[c]]))
+        for c, rows in enumerate(np.split(order, np.cumsum(counts)[:-1]))
+    ]

@@ -9,14 +9,19 @@ noise standing for the imprecision of a short evaluation.
 from __future__ import annotations
 
 import math
-import operator
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 import numpy as np
 
-from ptsim.core.bank import BankEntry, FloatArray, LookupResult, PromptBankIndex, init_choice
+from ptsim.core.bank import (
+    BankEntry,
+    FloatArray,
+    IntArray,
+    LookupResult,
+    PromptBankIndex,
+    init_choice,
+)
 from ptsim.core.convergence import ConvergenceModel
 from ptsim.core.estimator import DEFAULT_ESTIMATOR, READING_CAP, EstimatorSettings, IterPrior
 from ptsim.core.profiles import UnknownName
@@ -33,13 +38,13 @@ The fitted model's noise is measured (``ptsim.convergence_io``, docs/convergence
 """
 
 _NOISE_BATCH = 64  # at most this many of a job's simulated evaluations drawn together
-_SOURCE_TASK = operator.attrgetter("source_task")
 
 
 class SimScorer:
     """Scorer for simulation: expected saving of the entry's source task for the target under
     ``convergence``, plus N(0, sigma^2) drawn from the scorer's own ``rng`` (so a run's lookups
-    are reproducible from one seed). Entries whose source task is unknown raise
+    are reproducible from one seed). An entry's key (:class:`~ptsim.core.bank.KeyedScorer`) is
+    its source task's index in the task space; entries whose source task is unknown raise
     :class:`~ptsim.core.profiles.UnknownName`."""
 
     def __init__(
@@ -53,32 +58,28 @@ class SimScorer:
         self.convergence = convergence
         self.rng = rng
         self.sigma = sigma
-        self._tables: dict[str, Mapping[str, float]] = {}
+        self._savings: dict[str, FloatArray] = {}  # target -> expected saving by source key
 
-    def _table(self, target_task: str) -> Mapping[str, float]:
-        table = self._tables.get(target_task)
-        if table is None:
-            table = self._tables[target_task] = self.convergence.expected_savings_to(target_task)
-        return table
+    def key(self, entry: BankEntry) -> int:
+        return self.convergence.space.index(entry.source_task)
 
-    def _means(self, entries: Sequence[BankEntry], target_task: str) -> FloatArray:
-        table = self._table(target_task)
-        try:
-            tasks = map(_SOURCE_TASK, entries)
-            return np.fromiter(map(table.__getitem__, tasks), np.float64, len(entries))
-        except KeyError:
-            for e in entries:  # name the offending task
-                self.convergence.space.index(e.source_task)
-            raise
+    def score_keys(self, keys: IntArray, target_task: str) -> FloatArray:
+        savings = self._savings.get(target_task)
+        if savings is None:
+            table = self.convergence.expected_savings_to(target_task)
+            names = self.convergence.space.names
+            savings = self._savings[target_task] = np.array([table[n] for n in names])
+        means = savings[keys]
+        if self.sigma == 0:
+            return means
+        return means + self.rng.normal(0.0, self.sigma, size=len(keys))
 
     def score(self, entry: BankEntry, target_task: str) -> float:
         return float(self.score_many([entry], target_task)[0])
 
     def score_many(self, entries: Sequence[BankEntry], target_task: str) -> FloatArray:
-        means = self._means(entries, target_task)
-        if self.sigma == 0:
-            return means
-        return means + self.rng.normal(0.0, self.sigma, size=len(entries))
+        keys = np.fromiter(map(self.key, entries), np.intp, len(entries))
+        return self.score_keys(keys, target_task)
 
     def score_default(self, target_task: str) -> float:
         """One assessment of the default initial prompt for ``target_task``: its expected
@@ -95,7 +96,8 @@ def keep_if_beats_default(result: LookupResult, default_score: float) -> LookupR
         and result.best_score is not None
         and result.best_score > default_score
     )
-    return replace(result, entry=result.entry if keep else None, assessments=result.assessments + 1)
+    entry = result.entry if keep else None
+    return LookupResult(entry, result.assessments + 1, result.scored, result.scores, result.layout)
 
 
 def choose_init(
