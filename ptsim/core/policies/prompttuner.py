@@ -58,6 +58,7 @@ The rest is ours, each choice a knob of ``PromptTunerConfig``:
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -370,12 +371,13 @@ class PromptTuner:
         pool = GpuPool(snap)
         alloc: dict[str, tuple[int, ...]] = {}
         at_risk: list[tuple[JobView, float | None, float]] = []
-        risky: list[tuple[JobView, float]] = []
+        carried = 0
         freed: set[int] = set()
         if cfg.elasticity:
-            at_risk, risky = self._running(snap, pool, alloc, freed, incremental)
+            at_risk, carried = self._running(snap, pool, alloc, freed, incremental)
         waiting = self._place_queued(snap, pool, alloc, inits, set(reject))
-        if (at_risk or risky) and pool.size() > 0:
+        if (at_risk or carried) and pool.size() > 0:
+            risky = itertools.islice(self._risky.values(), carried)
             at_risk.extend((job, None, low) for job, low in risky)
             self._grow(snap, pool, alloc, at_risk)
         prewarm, release, due = self._warm_pool(snap, pool, waiting, freed)
@@ -400,12 +402,16 @@ class PromptTuner:
         alloc: dict[str, tuple[int, ...]],
         freed: set[int],
         incremental: bool,
-    ) -> tuple[list[tuple[JobView, float | None, float]], list[tuple[JobView, float]]]:
+    ) -> tuple[list[tuple[JobView, float | None, float]], int]:
         """Shrink running jobs well ahead of schedule (the GPUs they give up go back to
         ``pool`` as warm GPUs of their model, and into ``freed``); return the running jobs at
-        risk: those evaluated now, each with its ``planned_remaining`` when it was computed
-        (uncertain jobs) and a lower bound on it (0 when unknown), and those at risk throughout
-        their window, each with a lower bound on its planned remaining.
+        risk evaluated now, each with its ``planned_remaining`` when it was computed (uncertain
+        jobs) and a lower bound on it (0 when unknown), and how many of those at risk
+        throughout their window are carried over from earlier decisions: the first that many
+        of ``_risky`` (job view, a lower bound on its planned remaining), which adds the jobs
+        this decision classifies at risk after them (they are among those evaluated now). The
+        carried ones are not copied out: most decisions do not read them (no GPU to grow
+        with), and an overloaded cluster has hundreds.
 
         Incremental: a job's tests depend on its estimate, which moves as it trains, but a job
         whose tests are settled over a window of time by bounds on its remaining (``_window``)
@@ -458,7 +464,7 @@ class PromptTuner:
                 del windows[job_id]  # (the job is not in ``check`` or ``risky`` any more)
                 risky.pop(job_id, None)
                 check[job_id] = w[0]
-        carried = list(risky.values())  # (not those classified below: they are evaluated)
+        carried = len(risky)  # (those classified below go after them: they are evaluated)
         at_risk: list[tuple[JobView, float | None, float]] = []
         cap = snap.num_gpus
         for job_id in sorted(check, key=self._pos.__getitem__):
