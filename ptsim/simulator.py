@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import simpy
 from simpy.events import URGENT
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from ptsim.core.estimator import EstimatorSettings
 from ptsim.core.policy import Policy
@@ -64,6 +65,22 @@ def _long_lived_gc() -> Iterator[None]:
     finally:
         gc.set_threshold(*before)
         gc.unfreeze()
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Run a simulation with numpy's BLAS on one thread; the library's setting is restored
+    afterwards.
+
+    Why: the simulator is single-threaded, but OpenBLAS keeps a thread per core, and after a
+    call it splits between them (a Prompt Bank re-clustering's nearest-medoid product over
+    every entry) those threads spin, waiting for the next one: in the overloaded prompttuner
+    day (6 h window, compiled) they took 8% of the process's CPU samples (perf, cpu-clock) on
+    a 2-core machine, CPU time the run is charged for and that a sweep's other runs could
+    use. OpenBLAS splits a product's rows and columns between threads, not its sums, so the
+    numbers are the same on one thread (the golden tables and byte comparisons check it)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 class Simulation:
@@ -133,7 +150,7 @@ class Simulation:
         t0 = time.perf_counter()
         self.env.process(self._arrivals())
         horizon = self.env.timeout(self.horizon_s)
-        with _long_lived_gc():
+        with _long_lived_gc(), _one_blas_thread():
             self.env.run(until=self._all_done | horizon)
         now = float(self.env.now)
         self.stats.horizon_hit = not self._all_done.triggered

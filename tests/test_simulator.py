@@ -205,3 +205,31 @@ def test_ordered_queue_kept_from_changes_equals_sorting_the_snapshots_queue(
     assert max(checked) >= 5  # the queue did build up
     assert jobs_table(kept).equals(jobs_table(fresh))
     assert series_table(kept).equals(series_table(fresh))
+
+
+def test_a_run_uses_one_blas_thread_and_gives_the_setting_back() -> None:
+    """numpy's BLAS runs on one thread while the policy decides (the simulator is
+    single-threaded; OpenBLAS's idle threads would spin beside it), and the library's own
+    setting is back once the run is over."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    inner = POLICIES.build("fifo", PolicyContext(linear_profiles()), {})
+    seen: list[list[int]] = []
+
+    class Watching:
+        name = "fifo-watching"
+
+        def decide(self, snap: Snapshot) -> Decision:
+            seen.append(blas_threads())
+            return inner.decide(snap)
+
+    with threadpool_limits(limits=2, user_api="blas"):  # a known setting to give back
+        before = blas_threads()
+        jobs = [job("a", 0, 100, 200), job("b", 5, 50, 60)]
+        Simulation(jobs, Watching(), linear_profiles(), num_nodes=1, gpus_per_node=2).run()
+        assert blas_threads() == before
+    assert before and all(n == 2 for n in before)  # numpy's BLAS is there and was set
+    assert seen and all(counts == [1] * len(before) for counts in seen)
