@@ -612,7 +612,7 @@ class PromptBankIndex:
         if hit is None:
             order = np.argsort(new, kind="stable")  # ties by position
             dists = new[order]
-        else:  # the new positions come after the earlier ones: a stable sort keeps ties so
+        else:  # new positions follow the earlier ones: a stable sort keeps ties by position
             keys = np.concatenate((hit[1], new))
             by_key = np.argsort(keys, kind="stable")
             dists = keys[by_key]
