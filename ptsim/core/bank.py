@@ -658,13 +658,13 @@ class _Run:
             if kind == "keys":
                 keyed = cast(KeyedScorer, self.scorer)
                 got = keyed.score_keys(self.mb.keys(keyed)[new], self.target)
-            elif kind == "many":
-                entries = list(map(self.mb.entries.__getitem__, new.tolist()))
-                got = cast(BatchScorer, self.scorer).score_many(entries, self.target)
             else:
                 entries = list(map(self.mb.entries.__getitem__, new.tolist()))
-                score = self.scorer.score
-                got = np.fromiter((score(e, self.target) for e in entries), np.float64)
+                if kind == "many":
+                    got = cast(BatchScorer, self.scorer).score_many(entries, self.target)
+                else:
+                    score = self.scorer.score
+                    got = np.fromiter((score(e, self.target) for e in entries), np.float64)
             vals = np.asarray(got, dtype=np.float64)
             if vals.shape != (len(new),):
                 raise ValueError(f"scorer returned shape {vals.shape}, not ({len(new)},)")
