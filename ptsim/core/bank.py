@@ -339,7 +339,7 @@ class _Clusters:
     groups: list[list[int]]
     built_n: int
     # cluster -> (its member count when computed, the members' distances to the medoid in
-    # ascending order, their positions in ``members[c][1:]`` in that order, ties by position)
+    # ascending order, their positions in ``members[c].rows[1:]`` in that order, ties by position)
     near: dict[int, tuple[int, FloatArray, IntArray]] = field(default_factory=dict)
     medoid_sq: FloatArray = field(init=False, repr=False)  # for ``nearest``
 
@@ -598,7 +598,7 @@ class PromptBankIndex:
 
     @staticmethod
     def _nearest_members(mb: _ModelBank, cl: _Clusters, c: int) -> IntArray:
-        """Positions in ``cl.members[c][1:]`` ordered by distance to the cluster's medoid,
+        """Positions in ``cl.members[c].rows[1:]`` ordered by distance to the cluster's medoid,
         nearest first, ties by position. Kept between lookups; members that joined since
         (appended, so after every earlier position) are merged in by their distances, each
         computed as the whole cluster's would be (a row's norm does not depend on the rows
