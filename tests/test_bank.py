@@ -620,6 +620,32 @@ def test_the_best_clusters_are_a_stable_sort_with_ties_and_nans() -> None:
             assert _top(vals, c) == want, (vals, c)
 
 
+def test_a_lookups_best_is_the_first_highest_score_or_the_first_nan() -> None:
+    """A lookup chooses the first highest score in the order scored (numpy's argmax), also
+    with ties and NaN scores (a real scorer may return one)."""
+
+    class Listed:
+        def __init__(self, values: np.ndarray) -> None:
+            self.values = values
+
+        def score_many(self, entries: Sequence[BankEntry], target_task: str) -> np.ndarray:
+            return self.values[: len(entries)].copy()
+
+        def score(self, entry: BankEntry, target_task: str) -> float:
+            raise AssertionError("score_many is used")
+
+    entries = planted([6, 6])
+    idx = PromptBankIndex(BankConfig(layout="flat"), entries)
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        vals = rng.choice([0.1, 0.2, 0.3, -1.0, np.nan, np.inf], len(entries))
+        res = idx.lookup("m", "t", Listed(vals), rng, layout="flat")
+        listed = vals.tolist()
+        nans = [i for i, v in enumerate(listed) if math.isnan(v)]
+        want = nans[0] if nans else listed.index(max(listed))  # first NaN, else first highest
+        assert res.entry is not None and res.entry.entry_id == res.scored[want]
+
+
 def test_nearest_centres_are_the_same_in_one_chunk_or_many() -> None:
     from ptsim.core.bank import nearest
 
