@@ -122,8 +122,14 @@ class _Index:
         return got
 
 
-_CHUNK = 256
-"""Most views per chunk of ``_Views``."""
+_CHUNK = 64
+"""Most views per chunk of ``_Views``. A snapshot copies one reference per chunk and rebuilds
+the tuples of the chunks changed since the last one (each a reference per view, and the old
+tuple's release), so the chunk trades the one against the other; it is also memory traffic: a
+rebuilt chunk touches every view in it, most of them cold. Measured side by side on the
+overloaded day (``benchmarks/ab_bench.py``, compiled): 64 against 256 takes 5.7% off
+prompttuner, 6.6% off infless and 11% off edf; 32 is no better than 64 (benchmarks/README.md,
+thirteenth pass)."""
 
 
 class JobViews(Sequence[JobView]):
