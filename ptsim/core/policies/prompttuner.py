@@ -106,6 +106,11 @@ throughout): kind ``_QUIET`` (not at risk, no shrink: nothing to do), ``_AT_RISK
 throughout) or ``_CHECK`` (re-evaluate the job at every decision until then)."""
 
 
+def _eligible(job: JobView) -> bool:
+    """Whether ``_running`` evaluates a running job: not queued, not in the middle of a change."""
+    return job.state is JobState.RUNNING and job.ready_gpus == len(job.gpus) and job.rate > 0
+
+
 @dataclass(frozen=True)
 class PromptTunerConfig:
     """Knobs of the ``prompttuner`` policy (module docstring: what each design choice is).
@@ -426,28 +431,27 @@ class PromptTuner:
         margin = cfg.safety_margin
         ahead_margin = margin + cfg.shrink_hysteresis
         idle_cost = cfg.keep_alive_s if cfg.warm_pool else 0.0
-        running = JobState.RUNNING
         grow = 1.0 + margin
         windows, check, risky, expiry = self._windows, self._check, self._risky, self._expiry
         segs = self._seg
         z = cfg.uncertainty_z
 
-        def forget(job_id: str) -> None:
-            windows.pop(job_id, None)
-            check.pop(job_id, None)
-            risky.pop(job_id, None)
-            segs.pop(job_id, None)
-
-        def eligible(job: JobView) -> bool:  # not queued, not in the middle of a change
-            return job.state is running and job.ready_gpus == len(job.gpus) and job.rate > 0
-
+        # (no nested functions here: compiled, each call's closures would be a reference
+        # cycle, ~3 objects a decision left for the cyclic collector)
         if incremental:
             for job_id in snap.left:
-                forget(job_id)
+                windows.pop(job_id, None)
+                check.pop(job_id, None)
+                risky.pop(job_id, None)
+                segs.pop(job_id, None)
             for job in snap.changed:
-                forget(job.spec.job_id)
-                if eligible(job):
-                    check[job.spec.job_id] = job
+                job_id = job.spec.job_id
+                windows.pop(job_id, None)
+                check.pop(job_id, None)
+                risky.pop(job_id, None)
+                segs.pop(job_id, None)
+                if _eligible(job):
+                    check[job_id] = job
         else:  # not the next snapshot of the same state: start from scratch
             windows.clear()
             check.clear()
@@ -455,7 +459,7 @@ class PromptTuner:
             expiry.clear()
             segs.clear()
             for job in snap.jobs:
-                if eligible(job):
+                if _eligible(job):
                     check[job.spec.job_id] = job
         while expiry and expiry[0][0] < now:
             job_id = heapq.heappop(expiry)[1]
