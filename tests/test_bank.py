@@ -656,3 +656,24 @@ def test_nearest_centres_are_the_same_in_one_chunk_or_many() -> None:
         assert whole.dtype == np.intp and whole.tolist() == nearest(points, centres, 3).tolist()
         assert whole.tolist() == [int(np.argmin(((centres - p) ** 2).sum(axis=1))) for p in points]
     assert nearest(np.empty((0, 16)), np.empty((0, 16))).tolist() == []
+
+
+@pytest.mark.parametrize("layout", [lay for lay in LAYOUTS if lay != "none"])  # (none scores none)
+def test_scored_ids_are_those_scored_at_the_lookup_and_act_as_their_tuple(layout: str) -> None:
+    # a lookup's ``scored`` is read from the index lazily: it must still name the entries that
+    # lookup scored after the bank grew, re-clustered and merged new members into its clusters
+    entries = planted([12] * 6, seed=3)
+    idx = PromptBankIndex(BankConfig(rebuild_every=5), entries[:30])
+    scorer = PlantedScorer({f"c{i}": float(i % 3) for i in range(6)})
+    res = lookup(idx, scorer, layout)
+    calls = tuple(scorer.calls)
+    for e in entries[30:]:
+        idx.add(e)
+        lookup(idx, PlantedScorer(scorer.values), layout)  # rebuilds, merges members
+    assert len(res.scored) == len(calls) == res.assessments
+    assert res.scored == calls and calls == res.scored and list(res.scored) == list(calls)
+    assert res.scored[1:4] == calls[1:4] and res.scored[-1] == calls[-1]
+    assert hash(res.scored) == hash(calls) and repr(res.scored) == repr(calls)
+    plain = LookupResult(res.entry, res.assessments, calls, res.scores, res.layout)
+    assert plain == res and hash(plain) == hash(res)
+    assert res.scored != calls[:-1]

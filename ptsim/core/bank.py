@@ -24,10 +24,10 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, Protocol, cast, overload, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -198,14 +198,61 @@ class BankConfig:
         return math.floor(2 * math.sqrt(n)) + 10
 
 
+class ScoredIds(Sequence[str]):
+    """The ids of a lookup's scored entries in the order scored (``LookupResult.scored``), an
+    immutable sequence equal to the tuple of those ids. The index reads them from its rows only
+    when they are first asked for: the simulator reads a lookup's chosen entry alone, and
+    building the tuple touches every scored entry's id (benchmarks/README.md, thirteenth
+    pass)."""
+
+    __slots__ = ("_got", "_ids", "_rows")
+
+    def __init__(self, ids: Sequence[str], rows: IntArray) -> None:
+        """``ids``: the index's ids by row (only ever appended to); ``rows``: those scored."""
+        self._ids = ids
+        self._rows = rows
+        self._got: tuple[str, ...] | None = None
+
+    def _tuple(self) -> tuple[str, ...]:
+        got = self._got
+        if got is None:
+            got = self._got = tuple(map(self._ids.__getitem__, self._rows.tolist()))
+        return got
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tuple())
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, i: int | slice) -> str | tuple[str, ...]:
+        return self._tuple()[i]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ScoredIds | tuple):
+            return self._tuple() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._tuple())
+
+    def __repr__(self) -> str:
+        return repr(self._tuple())
+
+
 @dataclass(frozen=True)
 class LookupResult:
     """What a lookup did: the chosen entry (``None`` = default prompt), the number of score
-    assessments, the scored entry ids in the order scored with their scores, and the layout."""
+    assessments, the scored entry ids in the order scored (a tuple, or a :class:`ScoredIds`
+    equal to one) with their scores, and the layout."""
 
     entry: BankEntry | None
     assessments: int
-    scored: tuple[str, ...]
+    scored: tuple[str, ...] | ScoredIds
     scores: tuple[float, ...]
     layout: str
 
@@ -687,7 +734,7 @@ class _Run:
         entry: BankEntry | None = None
         if min_score is None or values[best] >= min_score:
             entry = self.mb.entries[rows[best]]
-        scored = tuple(map(self.mb.ids.__getitem__, rows.tolist()))
+        scored = ScoredIds(self.mb.ids, rows.copy())  # (``rows`` may view a buffer that changes)
         return LookupResult(entry, self.n, scored, tuple(values.tolist()), layout)
 
 
