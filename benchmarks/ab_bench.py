@@ -15,11 +15,15 @@ twelfth passes), so two runs one after the other cannot resolve a 10% change; tw
 same minutes see the same host. Two processes share the caches and memory bandwidth, so each
 takes longer than it does alone: compare the ratio, not the times, with runs made alone.
 
+``--before-override`` / ``--after-override`` add overrides to one side only (the same tree on
+both sides then compares two settings, e.g. ``scheduler.bank=false`` against the default).
+
 Reported per round: each side's CPU time (user + system of the simulation, as ``sim_bench``
 measures it) and the ratio AFTER / BEFORE; then the median ratio and its range over the
 rounds. "same results" compares each run's events, decisions, SLO violation rate and GPU-hours
-(and the bank's mean saving where there is one) with the first BEFORE run's; the script exits
-with status 1 when any differs. Not a test.
+(and the bank's mean saving where there is one) with the first BEFORE run's, or with its own
+side's first run when the sides' overrides differ; the script exits with status 1 when any
+differs. Not a test.
 """
 
 from __future__ import annotations
@@ -63,8 +67,8 @@ def check_tree(tree: Path) -> str:
     return str(where)
 
 
-def one_round(trees: list[Path], case: list[str]) -> list[dict[str, Any]]:
-    """Both trees' runs of the case, started together; their records in ``trees``' order."""
+def one_round(trees: list[Path], cases: list[list[str]]) -> list[dict[str, Any]]:
+    """Each tree's run of its case, started together; their records in ``trees``' order."""
     procs = [
         subprocess.Popen(
             [sys.executable, str(t / "benchmarks" / "sim_bench.py"), "--target-one", *case],
@@ -74,7 +78,7 @@ def one_round(trees: list[Path], case: list[str]) -> list[dict[str, Any]]:
             stderr=subprocess.PIPE,
             text=True,
         )
-        for t in trees
+        for t, case in zip(trees, cases, strict=True)
     ]
     records = []
     for tree, proc in zip(trees, procs, strict=True):
@@ -95,6 +99,12 @@ def main() -> None:
     ap.add_argument("--policy", required=True)
     ap.add_argument("--hours", type=float, default=24.0, help="window of the day (default 24)")
     ap.add_argument("-o", "--override", action="append", default=[], help="a ptsim override")
+    ap.add_argument(
+        "--before-override", action="append", default=[], help="an override of BEFORE's run only"
+    )
+    ap.add_argument(
+        "--after-override", action="append", default=[], help="an override of AFTER's run only"
+    )
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--json", type=Path, help="write every run's record (one per line) here")
     args = ap.parse_args()
@@ -104,14 +114,18 @@ def main() -> None:
         ap.error("--hours must be positive")
     trees = [args.before.resolve(), args.after.resolve()]
     where = [check_tree(t) for t in trees]
-    case = [args.policy, f"{args.hours:g}", *(f"-o={o}" for o in args.override)]
+    sides = [args.override + args.before_override, args.override + args.after_override]
+    cases = [[args.policy, f"{args.hours:g}", *(f"-o={o}" for o in ov)] for ov in sides]
+    apart = sides[0] != sides[1]  # then each side is compared with its own first run
     print(f"# {args.policy}, {args.hours:g} h, overrides {args.override or 'none'}")
+    if apart:
+        print(f"# before only: {args.before_override}; after only: {args.after_override}")
     print(f"# before: {where[0]}\n# after:  {where[1]}")
     print(f"{'round':>5} {'before cpu s':>12} {'after cpu s':>12} {'after/before':>12}  native")
     rows: list[dict[str, Any]] = []
     ratios = []
     for r in range(1, args.rounds + 1):
-        before, after = one_round(trees, case)
+        before, after = one_round(trees, cases)
         ratio = after["cpu_s"] / before["cpu_s"]
         ratios.append(ratio)
         print(
@@ -121,8 +135,11 @@ def main() -> None:
         )
         for side, rec, tree in (("before", before, trees[0]), ("after", after, trees[1])):
             rows.append({"round": r, "side": side, "tree": str(tree), **rec})
-    ref = {k: rows[0].get(k) for k in RESULT_KEYS}
-    differ = [row for row in rows if {k: row.get(k) for k in RESULT_KEYS} != ref]
+    refs = {
+        side: {k: rows[i].get(k) for k in RESULT_KEYS}
+        for side, i in (("before", 0), ("after", 1 if apart else 0))
+    }
+    differ = [row for row in rows if {k: row.get(k) for k in RESULT_KEYS} != refs[row["side"]]]
     print(
         f"median after/before {statistics.median(ratios):.3f} "
         f"(range {min(ratios):.3f}-{max(ratios):.3f} over {len(ratios)} rounds); "
@@ -133,7 +150,8 @@ def main() -> None:
     if differ:
         for row in differ:
             got = {k: row.get(k) for k in RESULT_KEYS}
-            print(f"  round {row['round']} {row['side']}: {got} (first before run: {ref})")
+            want = refs[row["side"]]
+            print(f"  round {row['round']} {row['side']}: {got} (its reference run: {want})")
         sys.exit(1)
 
 

@@ -63,13 +63,40 @@ def test_runs_whose_results_differ_are_named_and_fail(
         "cost_gpu_hours": 3.0,
     }
     monkeypatch.setattr(mod, "check_tree", lambda tree: str(tree))
-    monkeypatch.setattr(mod, "one_round", lambda trees, case: [base, {**base, "events": 11}])
+    monkeypatch.setattr(mod, "one_round", lambda trees, cases: [base, {**base, "events": 11}])
     with pytest.raises(SystemExit) as ended:
         _main(mod, monkeypatch, "a", "b", "--policy", "edf", "--rounds", "2")
     assert ended.value.code == 1
     printed = capsys.readouterr().out
     assert "RESULTS DIFFER in 2 of 4 runs" in printed
     assert "round 2 after" in printed
+
+
+def test_per_side_overrides_reach_only_their_side_and_each_side_is_held_to_itself(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mod = _load(monkeypatch)
+    seen: list[list[list[str]]] = []
+    base: dict[str, Any] = {"cpu_s": 2.0, "events": 10, "decisions": 9}
+
+    def fake(trees: list[Path], cases: list[list[str]]) -> list[dict[str, Any]]:
+        seen.append(cases)
+        return [base, {**base, "cpu_s": 3.0, "events": 12}]  # the sides differ, each is steady
+
+    monkeypatch.setattr(mod, "check_tree", lambda tree: str(tree))
+    monkeypatch.setattr(mod, "one_round", fake)
+    _main(
+        mod,
+        monkeypatch,
+        *("a", "a", "--policy", "edf", "--rounds", "2", "-o", "seed=1"),
+        *("--before-override", "scheduler.bank=false"),
+    )
+    assert seen[0] == [
+        ["edf", "24", "-o=seed=1", "-o=scheduler.bank=false"],
+        ["edf", "24", "-o=seed=1"],
+    ]
+    printed = capsys.readouterr().out
+    assert "median after/before 1.500" in printed and "same results" in printed
 
 
 def test_bad_arguments_are_one_line_errors(monkeypatch: pytest.MonkeyPatch) -> None:
