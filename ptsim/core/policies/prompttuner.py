@@ -440,16 +440,10 @@ class PromptTuner:
         # cycle, ~3 objects a decision left for the cyclic collector)
         if incremental:
             for job_id in snap.left:
-                windows.pop(job_id, None)
-                check.pop(job_id, None)
-                risky.pop(job_id, None)
-                segs.pop(job_id, None)
+                self._forget(job_id)
             for job in snap.changed:
                 job_id = job.spec.job_id
-                windows.pop(job_id, None)
-                check.pop(job_id, None)
-                risky.pop(job_id, None)
-                segs.pop(job_id, None)
+                self._forget(job_id)
                 if _eligible(job):
                     check[job_id] = job
         else:  # not the next snapshot of the same state: start from scratch
@@ -543,6 +537,14 @@ class PromptTuner:
                 freed.update(job.gpus[m:])
                 break
         return at_risk, carried
+
+    def _forget(self, job_id: str) -> None:
+        """Drop what ``_running`` keeps of a job: its window, its place among the jobs to
+        evaluate and those at risk, and its last estimate (its expiry entry lapses)."""
+        self._windows.pop(job_id, None)
+        self._check.pop(job_id, None)
+        self._risky.pop(job_id, None)
+        self._seg.pop(job_id, None)
 
     def _window(
         self,
