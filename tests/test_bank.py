@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -677,3 +678,7 @@ def test_scored_ids_are_those_scored_at_the_lookup_and_act_as_their_tuple(layout
     plain = LookupResult(res.entry, res.assessments, calls, res.scores, res.layout)
     assert plain == res and hash(plain) == hash(res)
     assert res.scored != calls[:-1]
+    # pickled, it is the ids alone (not a reference to the index's list of every id)
+    assert pickle.loads(pickle.dumps(res.scored)) == calls
+    unscored = next(e.entry_id for e in entries if e.entry_id not in calls)
+    assert unscored.encode() not in pickle.dumps(res.scored)

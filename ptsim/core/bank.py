@@ -243,6 +243,9 @@ class ScoredIds(Sequence[str]):
     def __repr__(self) -> str:
         return repr(self._tuple())
 
+    def __reduce__(self) -> tuple[type[tuple[str, ...]], tuple[tuple[str, ...]]]:
+        return (tuple, (self._tuple(),))  # pickled as the ids alone, not the index's list
+
 
 @dataclass(frozen=True)
 class LookupResult:
