@@ -23,7 +23,6 @@ test.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import time
 from collections import Counter
@@ -31,13 +30,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from policy_bench import WARMUP_S, Enough, _build, make_trace
+from policy_bench import MAX_DECISIONS, WARMUP_S, Enough, _build, run_scenario
 
 from ptsim.core.policies.elasticflow import ElasticFlow, ElasticFlowConfig
 from ptsim.core.policy import PolicyContext
 from ptsim.core.types import Decision, Snapshot
 from ptsim.profiles_io import load_profiles
-from ptsim.simulator import Simulation
 
 # one re-plan: its time, the plan (job -> (meets its deadline, GPUs per slot)), the remaining
 # work of the jobs planned, and the admitted jobs in deadline order
@@ -113,17 +111,11 @@ def run(n: int, carry: bool, seed: int, slot_s: float) -> list[Boundary]:
                 out.append(Boundary(snap.now, admitted, newcomers, len(d.reject), ms))
             if snap.now >= WARMUP_S:
                 seen += 1
-                if seen >= 300:
+                if seen >= MAX_DECISIONS:
                     raise Enough
             return d
 
-    jobs = make_trace(n, profiles, np.random.default_rng(seed))
-    sim = Simulation(
-        jobs, Timed(), profiles, num_nodes=max(1, n // 16), gpus_per_node=8,
-        horizon_s=WARMUP_S + 240.0,
-    )  # fmt: skip
-    with contextlib.suppress(Enough):
-        sim.run()
+    run_scenario(Timed(), n, profiles, seed)
     if recording is not None:
         _count(recording.plans, out, slot_s)
     return out

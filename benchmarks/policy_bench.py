@@ -36,6 +36,7 @@ import pickle
 import platform
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,7 @@ from ptsim.profiles_io import load_profiles
 from ptsim.simulator import Simulation
 
 WARMUP_S = 60.0
+MAX_DECISIONS = 300  # timed decisions per run (``--max-decisions``)
 RERUN_S = 1e-3  # ``--best-of`` re-runs the decisions that took at least this long
 MODELS = ("gpt2-base", "gpt2-large", "vicuna-7b")
 WEIGHTS = (0.45, 0.35, 0.20)
@@ -160,6 +162,18 @@ class Row:
     p99_best_ms: float = float("nan")
 
 
+def run_scenario(policy: Any, n: int, profiles: ProfileSet, seed: int) -> None:
+    """Run the benchmark's scenario with about ``n`` live jobs under ``policy`` (anything with
+    the policy interface; it ends the run early by raising ``Enough``)."""
+    jobs = make_trace(n, profiles, np.random.default_rng(seed))
+    sim = Simulation(
+        jobs, policy, profiles, num_nodes=max(1, n // 16), gpus_per_node=8,
+        horizon_s=WARMUP_S + 240.0,
+    )  # fmt: skip
+    with contextlib.suppress(Enough):
+        sim.run()
+
+
 def bench(
     policy: str,
     n: int,
@@ -170,17 +184,8 @@ def bench(
     best_of: int = 1,
 ) -> Row:
     nodes = max(1, n // 16)
-
-    def run(pol: Timed) -> None:
-        jobs = make_trace(n, profiles, np.random.default_rng(seed))
-        sim = Simulation(
-            jobs, pol, profiles, num_nodes=nodes, gpus_per_node=8, horizon_s=WARMUP_S + 240.0
-        )
-        with contextlib.suppress(Enough):
-            sim.run()
-
     pol = Timed(POLICIES.build(policy, PolicyContext(profiles), {}), max_samples, clock)
-    run(pol)
+    run_scenario(pol, n, profiles, seed)
     s = np.asarray(pol.samples) * 1e3
     if best_of > 1:
         slow = {i for i, t in enumerate(pol.samples) if t >= RERUN_S}
@@ -191,7 +196,7 @@ def bench(
             slow,
             best_of - 1,
         )
-        run(again)
+        run_scenario(again, n, profiles, seed)
         if len(again.samples) != len(s):
             raise SystemExit(f"policy_bench: {policy} made other decisions the second time")
         s = np.minimum(s, np.asarray(again.samples) * 1e3)
@@ -246,7 +251,7 @@ def main() -> None:
     )
     ap.add_argument("--profile", default="a100")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-decisions", type=int, default=300)
+    ap.add_argument("--max-decisions", type=int, default=MAX_DECISIONS)
     ap.add_argument(
         "--repeats", type=int, default=3, help="runs per cell; the median of each statistic"
     )
