@@ -175,6 +175,55 @@ def test_capped_lookups_stay_exact_with_tied_distances() -> None:
         assert res.scored == fresh.scored and res.assessments == 8
 
 
+def test_capped_lookups_stay_exact_when_the_member_budget_changes() -> None:
+    """A cluster's kept nearest members serve lookups that may score more or fewer of them
+    (the budget grows with the bank, and a three-layer lookup scores fewer medoids than a
+    two-layer one), with ties among them: each lookup scores what a fresh copy scores."""
+    sizes = [40, 40, 40, 40]
+    values = {f"c{i}": v for i, v in enumerate([1.0, 4.0, 2.0, 3.0])}
+    cfg = BankConfig(k=len(sizes), top_k=2, probe=1, online=False)
+    base = planted(sizes, seed=6)
+    idx = PromptBankIndex(cfg, base)
+    gen = np.random.default_rng(7)
+    budgets = set()
+    for j in range(60):
+        c = int(gen.integers(len(sizes)))
+        twin = base[40 * c + int(gen.integers(3))]  # ties with members already kept
+        feat = twin.feature if j % 3 else twin.feature + gen.normal(0, 0.05, size=8)
+        idx.add(BankEntry(f"m-more{j}", "m", f"c{c}", feat, metadata={"bonus": 0.0}))
+        for layout in ("two_layer", "three_layer")[:: 1 if j % 2 else -1]:
+            res = lookup(idx, PlantedScorer(values), layout)
+            fresh = lookup(idx.copy(), PlantedScorer(values), layout)
+            assert res.scored == fresh.scored and res.entry == fresh.entry
+            budgets.add((layout, res.assessments))
+    assert len(budgets) > 4  # the budget did change
+
+
+def test_capped_lookups_keep_the_earliest_of_members_at_one_distance() -> None:
+    """Six copies of one feature tie at one distance from their cluster's medoid: a lookup
+    that scores fewer of the cluster's members than the one before (two-layer after
+    three-layer), with its budget ending among the copies, keeps the earliest copies, also
+    when a later copy joined in between."""
+    f0 = np.zeros(8)
+    f0[0] = 10.0
+    near = [f0.copy() for _ in range(6)]
+    near += [f0 + np.eye(8)[1] * 0.01 * (1 + j) for j in range(10)]
+    c0 = [
+        BankEntry(f"m-c0-{j:03d}", "m", "c0", f, metadata={"bonus": 0.0})
+        for j, f in enumerate(near)
+    ]
+    values = {"c0": 9.0, **{f"c{i}": float(i) for i in range(1, 6)}}
+    cfg = BankConfig(k=6, top_k=3, probe=1, max_assessments=14, online=False)
+    idx = PromptBankIndex(cfg, [*c0, *planted([0, 10, 10, 10, 10, 10], seed=9)])
+    wide = lookup(idx, PlantedScorer(values), "three_layer")
+    idx.add(BankEntry("m-late", "m", "c0", f0.copy(), metadata={"bonus": 0.0}))
+    res = lookup(idx, PlantedScorer(values), "two_layer")
+    fresh = lookup(idx.copy(), PlantedScorer(values), "two_layer")
+    members = [i for i in res.scored if i.startswith("m-c0-")]
+    assert len([i for i in wide.scored if i.startswith("m-c0-")]) > len(members) >= 3
+    assert "m-late" not in res.scored and res.scored == fresh.scored
+
+
 def test_flat_scores_everything_and_finds_global_best() -> None:
     entries = planted([7, 11, 13])
     scorer = PlantedScorer({"c0": 0.0, "c1": 0.5, "c2": 0.2})
@@ -266,8 +315,11 @@ def test_bad_entries_rejected() -> None:
         idx.add(planted([3])[0])
     with pytest.raises(ValueError, match="feature length"):
         idx.add(BankEntry("new", "m", "c0", np.zeros(3)))
-    with pytest.raises(ValueError):
-        BankEntry("x", "m", "c0", np.array([np.nan]))
+    for bad in ([np.nan], [1.0, -np.inf], [np.inf, -np.inf], [], [[1.0, 2.0]], 3.0):
+        with pytest.raises(ValueError, match="finite 1-D"):
+            BankEntry("x", "m", "c0", np.array(bad))
+    huge = BankEntry("x", "m", "c0", np.array([1e308, 1e308]))  # finite, its sum is not
+    assert huge.feature.tolist() == [1e308, 1e308]
     with pytest.raises(ValueError):
         BankConfig(probe=0)
 

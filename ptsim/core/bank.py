@@ -21,6 +21,7 @@ the model's evaluation time), see :func:`init_choice`.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 import sys
@@ -78,7 +79,7 @@ class BankEntry:
             raise ValueError(f"bank entry {self.entry_id}: feature must be a finite 1-D vector")
         feat.setflags(write=False)
         object.__setattr__(self, "feature", feat)
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        object.__setattr__(self, "shape", tuple(map(int, self.shape)))
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
 
 
@@ -377,6 +378,20 @@ class _Rows:
         return self.buf[: self.n]
 
 
+class _Nearest:
+    """The ``keep`` members of one cluster nearest its medoid, as of its first ``n`` rows:
+    their distances, ascending, and their positions in ``rows[1:]``, ties by position (the
+    first ``keep`` of a stable sort of every member by distance); and the last rows a lookup
+    asked for (``asked`` of them, sorted by position, while the cluster had ``n`` rows)."""
+
+    __slots__ = ("asked", "dists", "keep", "n", "pos", "rows")
+
+    def __init__(self, n: int, keep: int, dists: list[float], pos: list[int]) -> None:
+        self.n, self.keep, self.dists, self.pos = n, keep, dists, pos
+        self.asked = -1
+        self.rows = _NO_ROWS
+
+
 @dataclass
 class _Clusters:
     """The clustered structure of one model's entries: ``members[c]`` the rows of cluster c,
@@ -388,9 +403,7 @@ class _Clusters:
     members: list[_Rows]
     groups: list[list[int]]
     built_n: int
-    # cluster -> (its member count when computed, the members' distances to the medoid in
-    # ascending order, their positions in ``members[c].rows[1:]`` in that order, ties by position)
-    near: dict[int, tuple[int, FloatArray, IntArray]] = field(default_factory=dict)
+    near: dict[int, _Nearest] = field(default_factory=dict)  # cluster -> its nearest members
     medoid_sq: FloatArray = field(init=False, repr=False)  # for ``nearest``
 
     def __post_init__(self) -> None:
@@ -432,9 +445,9 @@ class _ModelBank:
         self.entries.append(entry)
         self.ids.append(entry.entry_id)
         cl = self.clusters
-        if cl is not None:
-            c = int(nearest(entry.feature[None, :], cl.medoid_feats, c_sq=cl.medoid_sq)[0])
-            cl.members[c].append(n)
+        if cl is not None:  # its nearest medoid's cluster, as ``nearest`` finds it
+            d = cl.medoid_sq[None, :] - 2.0 * (entry.feature[None, :] @ cl.medoid_feats.T)
+            cl.members[int(d.argmin())].append(n)
 
     def keys(self, scorer: KeyedScorer) -> IntArray:
         """Every entry's key under ``scorer``, by row (each entry asked once per scorer)."""
@@ -639,36 +652,46 @@ class PromptBankIndex:
                 if left <= 0:
                     break
                 if cluster.n - 1 > left:  # keep the members nearest their medoid
-                    order = self._nearest_members(mb, cl, clusters[i])
-                    rows = cluster.buf[np.sort(order[:left]) + 1]
+                    rows = self._nearest_members(mb, cl, clusters[i], left)
                 else:
                     rows = cluster.buf[1 : cluster.n]
                 run.score(rows, want=False)  # (no medoid: none scored yet)
         return run.result(lay, self.config.min_score)
 
     @staticmethod
-    def _nearest_members(mb: _ModelBank, cl: _Clusters, c: int) -> IntArray:
-        """Positions in ``cl.members[c].rows[1:]`` ordered by distance to the cluster's medoid,
-        nearest first, ties by position. Kept between lookups; members that joined since
-        (appended, so after every earlier position) are merged in by their distances, each
-        computed as the whole cluster's would be (a row's norm does not depend on the rows
-        around it)."""
+    def _nearest_members(mb: _ModelBank, cl: _Clusters, c: int, left: int) -> IntArray:
+        """The rows of the ``left`` members of cluster ``c`` nearest its medoid (ties by the
+        order they joined), in the order they joined. Kept between lookups: members that
+        joined since (appended, so after every earlier one) are compared with the kept ones
+        by their distances, each computed as the whole cluster's would be (a row's norm does
+        not depend on the rows around it); only a request for more than are kept sorts the
+        whole cluster again."""
         rows = cl.members[c].rows
-        hit = cl.near.get(c)
-        if hit is not None and hit[0] == len(rows):
-            return hit[2]
-        start = 1 if hit is None else hit[0]
-        new = np.linalg.norm(mb.feats[rows[start:]] - mb.feats[rows[0]], axis=1)
-        if hit is None:
-            order = np.argsort(new, kind="stable")  # ties by position
-            dists = new[order]
-        else:  # new positions follow the earlier ones: a stable sort keeps ties by position
-            keys = np.concatenate((hit[1], new))
-            by_key = np.argsort(keys, kind="stable")
-            dists = keys[by_key]
-            order = np.concatenate((hit[2], np.arange(start - 1, len(rows) - 1)))[by_key]
-        cl.near[c] = (len(rows), dists, order)
-        return order
+        n = len(rows)
+        near = cl.near.get(c)
+        if near is None or left > near.keep:
+            d = _norms(mb.feats[rows[1:]] - mb.feats[rows[0]])
+            order = np.argsort(d, kind="stable")[:left]  # ties by position
+            near = cl.near[c] = _Nearest(n, left, d[order].tolist(), order.tolist())
+        elif near.n < n:
+            dists, pos, keep = near.dists, near.pos, near.keep
+            new = _norms(mb.feats[rows[near.n :]] - mb.feats[rows[0]]).tolist()
+            for p, d in enumerate(new, near.n - 1):
+                if len(dists) < keep or d < dists[-1]:  # (finite: features are)
+                    at = bisect.bisect_right(dists, d)  # after the earlier equal ones
+                    dists.insert(at, d)
+                    pos.insert(at, p)
+                    if len(dists) > keep:
+                        dists.pop()
+                        pos.pop()
+                    if at < near.asked:  # the rows last asked for changed
+                        near.asked = -1
+            near.n = n
+        if near.asked != left:
+            sel = np.array(sorted(near.pos[:left]), dtype=np.intp)
+            sel += 1
+            near.rows, near.asked = cl.members[c].buf[sel], left
+        return near.rows
 
     def _kind(self, scorer: Scorer) -> str:
         """How ``scorer`` is called: "keys" (a :class:`KeyedScorer`), "many" (a
@@ -742,6 +765,12 @@ class _Run:
 
 
 _NO_SCORES: FloatArray = np.empty(0, dtype=np.float64)
+_NO_ROWS: IntArray = np.empty(0, dtype=np.intp)
+
+
+def _norms(diffs: FloatArray) -> FloatArray:
+    """Every row's Euclidean norm: ``np.linalg.norm(diffs, axis=1)``, the same operations."""
+    return cast(FloatArray, np.sqrt(np.add.reduce(diffs * diffs, axis=1)))
 
 
 def _joined(parts: list[Any]) -> Any:
