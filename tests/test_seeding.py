@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ptsim.core import seeding
-from ptsim.core.seeding import first_normals, seeded_rng
+from ptsim.core.seeding import first_normals, seeded_normals, seeded_rng
 
 needs_kernel = pytest.mark.skipif(
     seeding._KERNEL is None, reason="no seeding kernel (the compiled build: ./dev native)"
@@ -56,6 +56,30 @@ def test_first_normals_equal_one_generator_each(kernel: bool) -> None:
         assert first_normals(prefix, ks, sigma) == want, (prefix, ks)
         cases += len(ks)
     assert cases > 5000
+
+
+@pytest.mark.parametrize("kernel", [False, pytest.param(True, marks=needs_kernel)])
+def test_seeded_normals_equal_default_rngs_draws(kernel: bool) -> None:
+    """Every draw of ``default_rng(entropy).normal(0, sigma, size=n)``, with and without the
+    kernel (where built): entropy of 1 to 70 words (the kernel's limit is 64), words out of
+    32 bits (numpy's own seeding), and enough draws to take numpy's slow path."""
+    r = random.Random(3)
+    use = seeding._KERNEL if kernel else None
+    draws = 0
+    for _ in range(300):
+        n_ent = r.choice((1, 3, 3, 3, 4, 64, 70))
+        entropy = [
+            r.choice((0, 2**32 - 1, r.randrange(2**32), r.randrange(100))) for _ in range(n_ent)
+        ]
+        if r.random() < 0.05:
+            entropy[0] = 2**40
+        n, sigma = r.choice((0, 1, 16, 16, 200)), r.choice((0.1, 1.0, 2.5))
+        want = np.random.default_rng(entropy).normal(0.0, sigma, size=n)
+        got = seeding._seeded_normals(entropy, n, sigma, use)
+        assert got.dtype == np.float64 and got.tolist() == want.tolist(), entropy
+        assert seeded_normals(entropy, n, sigma).tolist() == want.tolist()
+        draws += n
+    assert draws > 10000
 
 
 @needs_kernel
@@ -113,3 +137,7 @@ def test_the_kernel_refuses_words_out_of_range() -> None:
         kernel.seed_words(consts, [1] * 65)
     with pytest.raises(TypeError, match="6 words"):
         kernel.seed_words(consts[:-1], [1])
+    with pytest.raises(ValueError, match="an entropy word must be an int in"):
+        kernel.normals(consts, [1, -1], 4, 1.0)
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        kernel.normals(consts, [1], -1, 1.0)

@@ -7,6 +7,9 @@
  *   first_normals(consts, prefix, ks, sigma) -> list[float]
  *       seeding._first_normals's Python: for each k of ks, the first normal(0, sigma) draw of
  *       np.random.default_rng([*prefix, k]) (every word below 2**32).
+ *   normals(consts, entropy, n, sigma) -> ndarray (n float64)
+ *       np.random.default_rng(entropy).normal(0, sigma, size=n), for at most MAX_ENTROPY
+ *       entropy words below 2**32 (seeding.seeded_normals).
  *
  * consts is seeding._KERNEL_CONSTS, SeedSequence's constants as a uint32 array (the two
  * hash constants' initial values and multipliers, the two mixing multipliers), written down
@@ -104,6 +107,20 @@ state_words(const uint32_t *c, const uint32_t *pool, uint64_t *out)
         uint64_t hi = hashmix(pool[(2 * j + 1) % POOL], &h, cb);
         out[j] = lo | (hi << 32);
     }
+}
+
+/* PCG64's seeding from SeedSequence's four words: state from the first two, increment from
+ * the last two */
+static void
+pcg_seed(pcg_t *st, const uint64_t *seed)
+{
+    u128 initstate = ((u128)seed[0] << 64) | seed[1];
+    u128 initseq = ((u128)seed[2] << 64) | seed[3];
+    st->state = 0;
+    st->inc = (initseq << 1) | 1u;
+    pcg_next64(st);
+    st->state += initstate;
+    pcg_next64(st);
 }
 
 static int
@@ -223,14 +240,7 @@ first_normals(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
         pool_of(c, ent, n_prefix + 1, pool);
         state_words(c, pool, seed);
-        /* PCG64's seeding: state from the first two words, increment from the last two */
-        u128 initstate = ((u128)seed[0] << 64) | seed[1];
-        u128 initseq = ((u128)seed[2] << 64) | seed[3];
-        st.state = 0;
-        st.inc = (initseq << 1) | 1u;
-        pcg_next64(&st);
-        st.state += initstate;
-        pcg_next64(&st);
+        pcg_seed(&st, seed);
         /* numpy's normal(loc, scale) is loc + scale * standard_normal() */
         PyObject *f = PyFloat_FromDouble(0.0 + sigma * random_standard_normal(&bg));
         if (f == NULL) {
@@ -244,11 +254,53 @@ first_normals(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+static PyObject *
+normals(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "normals: 4 arguments expected");
+        return NULL;
+    }
+    const uint32_t *c = consts_of(args[0], "normals");
+    if (c == NULL)
+        return NULL;
+    uint32_t ent[MAX_ENTROPY], pool[POOL];
+    Py_ssize_t n_ent = words_of(args[1], "normals: an entropy word", ent, MAX_ENTROPY);
+    if (n_ent < 0)
+        return NULL;
+    Py_ssize_t n = PyLong_AsSsize_t(args[2]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "normals: n must be >= 0");
+        return NULL;
+    }
+    double sigma = PyFloat_AsDouble(args[3]);
+    if (sigma == -1.0 && PyErr_Occurred())
+        return NULL;
+    uint64_t seed[4];
+    pool_of(c, ent, n_ent, pool);
+    state_words(c, pool, seed);
+    pcg_t st;
+    pcg_seed(&st, seed);
+    bitgen_t bg = {&st, pcg_next64, pcg_next32, pcg_next_double, pcg_next64};
+    npy_intp dims[1] = {n};
+    PyObject *out = PyArray_SimpleNew(1, dims, NPY_FLOAT64);
+    if (out == NULL)
+        return NULL;
+    double *x = (double *)PyArray_DATA((PyArrayObject *)out);
+    for (Py_ssize_t i = 0; i < n; i++)
+        x[i] = 0.0 + sigma * random_standard_normal(&bg); /* numpy's normal(0, sigma) */
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"seed_words", (PyCFunction)(void (*)(void))seed_words, METH_FASTCALL,
      "SeedSequence(entropy).generate_state(4, uint64) for words below 2**32 (see the file)."},
     {"first_normals", (PyCFunction)(void (*)(void))first_normals, METH_FASTCALL,
      "The first normal(0, sigma) draw of default_rng([*prefix, k]) for each k (see the file)."},
+    {"normals", (PyCFunction)(void (*)(void))normals, METH_FASTCALL,
+     "default_rng(entropy).normal(0, sigma, size=n) for words below 2**32 (see the file)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -25,7 +25,7 @@ from ptsim.core.bank import (
 from ptsim.core.convergence import ConvergenceModel
 from ptsim.core.estimator import DEFAULT_ESTIMATOR, READING_CAP, EstimatorSettings, IterPrior
 from ptsim.core.profiles import UnknownName
-from ptsim.core.seeding import first_normals, seeded_rng
+from ptsim.core.seeding import first_normals, seeded_normals, seeded_rng
 from ptsim.core.types import InitChoice, JobSpec
 
 DEFAULT_SCORE_SIGMA = 0.02
@@ -245,10 +245,11 @@ class SimPromptBank:
         """The bank's index, every finished job handed to ``add_finished`` added."""
         if self._pending:
             pending, self._pending = self._pending, []
+            dim, sigma = int(self._features.shape[1]), self.feature_noise
             for spec in pending:
                 self._added += 1
-                rng = seeded_rng([self.seed, 5, self._added])
-                self._add(spec.model, spec.task, f"job-{spec.job_id}", rng)
+                noise = seeded_normals([self.seed, 5, self._added], dim, sigma)
+                self._add(spec.model, spec.task, f"job-{spec.job_id}", noise)
         return self._index
 
     def seed_synthetic(self, models: Sequence[str], n_entries: int) -> None:
@@ -256,21 +257,24 @@ class SimPromptBank:
         self.index  # noqa: B018  (pending additions first)
         rng = np.random.default_rng([self.seed, 4])
         picks = rng.integers(len(self.convergence.space.names), size=n_entries)
+        shape = self._features.shape[1:]
         for i, t in enumerate(picks):
             task = self.convergence.space.names[int(t)]
-            self._add(models[i % len(models)], task, f"syn{i:06d}", rng)
+            noise = rng.normal(0.0, self.feature_noise, size=shape)
+            self._add(models[i % len(models)], task, f"syn{i:06d}", noise)
 
     def seed_history(self, history: Sequence[tuple[str, str, str]]) -> None:
         """Pre-populate with given (entry id, model, source task) triples, e.g. a real bank
         store's; features come from the task space, like every other entry's."""
         self.index  # noqa: B018  (pending additions first)
         rng = np.random.default_rng([self.seed, 6])
+        shape = self._features.shape[1:]
         for entry_id, model, task in history:
-            self._add(model, task, entry_id, rng)
+            self._add(model, task, entry_id, rng.normal(0.0, self.feature_noise, size=shape))
 
-    def _add(self, model: str, task: str, entry_id: str, rng: np.random.Generator) -> None:
-        row = self._features[self.convergence.space.index(task)]
-        feat = row + rng.normal(0.0, self.feature_noise, size=row.shape)
+    def _add(self, model: str, task: str, entry_id: str, noise: FloatArray) -> None:
+        """Store an entry of ``task`` whose feature is the task's point plus ``noise``."""
+        feat = self._features[self.convergence.space.index(task)] + noise
         self._index.add(BankEntry(entry_id, model, task, feat, metadata={"synthetic": True}))
 
     def choose(self, spec: JobSpec) -> InitChoice:

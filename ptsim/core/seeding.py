@@ -12,8 +12,10 @@ handling, so the generator here calls the function inside the wrapper (the same 
 ``first_normals`` makes the first normal draw of many generators whose seeds differ only in
 their last word (a job's simulated accuracy readings) with the seed hashing done as array
 arithmetic over them, about twice as fast per draw as a ``seeded_rng`` each. The compiled
-build (``./dev native``) adds C kernels for both (``_seedkernel.c``: the seed hashing, and for
-``first_normals`` the generators and draws too), which give the same words and draws.
+build (``./dev native``) adds C kernels (``_seedkernel.c``): the seed hashing, and for
+``first_normals`` and ``seeded_normals`` (a generator's first draws, made once per entry the
+simulated Prompt Bank gains) the generators and draws too, which give the same words and
+draws.
 tests/test_seeding.py checks the draws against ``default_rng``, with and without the kernels.
 """
 
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 _M32 = 0xFFFFFFFF
 
@@ -122,11 +125,13 @@ class _Given(np.random.bit_generator.ISeedSequence):
 class _Kernel:
     """The compiled build's seeding kernels (``_seedkernel.c``): ``seed_words(consts,
     entropy)`` is ``SeedSequence(entropy).generate_state(4, np.uint64)`` and
-    ``first_normals(consts, prefix, ks, sigma)`` is ``_first_normals``'s Python, for words
-    below 2**32, and at most ``max_entropy`` entropy words."""
+    ``first_normals(consts, prefix, ks, sigma)`` is ``_first_normals``'s Python and
+    ``normals(consts, entropy, n, sigma)`` is ``seeded_rng(entropy).normal(0.0, sigma, n)``,
+    for words below 2**32, and at most ``max_entropy`` entropy words."""
 
     seed_words: Callable[[Any, Sequence[int]], Any]
     first_normals: Callable[[Any, Sequence[int], Sequence[int], float], list[float]]
+    normals: Callable[[Any, Sequence[int], int, float], Any]
     max_entropy: int
 
 
@@ -137,12 +142,32 @@ def _load_kernel() -> _Kernel | None:
         mod = importlib.import_module("ptsim.core._seedkernel")
     except ModuleNotFoundError:
         return None
-    return _Kernel(mod.seed_words, mod.first_normals, mod.MAX_ENTROPY)
+    return _Kernel(mod.seed_words, mod.first_normals, mod.normals, mod.MAX_ENTROPY)
 
 
 # SeedSequence's constants, in the kernels' order
 _KERNEL_CONSTS = np.array([_INIT_A, _MULT_A, _INIT_B, _MULT_B, _MIX_L, _MIX_R], dtype=np.uint32)
 _KERNEL = _load_kernel()
+
+
+def seeded_normals(entropy: Sequence[int], n: int, sigma: float) -> npt.NDArray[np.float64]:
+    """``np.random.default_rng(list(entropy)).normal(0.0, sigma, size=n)``: the same floats,
+    by the compiled build's kernel (``_seedkernel.c``) when there is one."""
+    return _seeded_normals(entropy, n, sigma, _KERNEL)
+
+
+def _seeded_normals(
+    entropy: Sequence[int], n: int, sigma: float, kernel: _Kernel | None
+) -> npt.NDArray[np.float64]:
+    """``seeded_normals`` with the kernels given (None: the Python definition)."""
+    if (
+        kernel is not None
+        and 0 < len(entropy) <= kernel.max_entropy
+        and min(entropy) >= 0
+        and max(entropy) <= _M32
+    ):
+        return cast("npt.NDArray[np.float64]", kernel.normals(_KERNEL_CONSTS, entropy, n, sigma))
+    return _seeded_rng(entropy, kernel).normal(0.0, sigma, size=n)
 
 
 def first_normals(prefix: Sequence[int], ks: Sequence[int], sigma: float) -> list[float]:
