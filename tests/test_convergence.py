@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -14,6 +17,7 @@ from ptsim.core.convergence import (
     TaskSpace,
 )
 from ptsim.core.profiles import UnknownName
+from ptsim.core.seeding import seeded_normals
 
 SPACE = TaskSpace.default()
 MODEL = ConvergenceModel.default()
@@ -130,6 +134,34 @@ def test_realized_iterations_in_range(base: float, src: str | None, tgt: str, se
     it = MODEL.realized_iterations(base, src, tgt, np.random.default_rng(seed))
     assert it >= 0.0
     assert base * (1 - MODEL.max_saving) - 1e-9 <= it <= base * (1 - MODEL.min_saving) + 1e-9
+
+
+@DET
+@given(
+    st.sampled_from([0.0, 0.3]),
+    st.floats(0, 1e6),
+    st.one_of(st.none(), TASKS),
+    TASKS,
+    st.integers(0, 2**32 - 1),
+)
+def test_realized_iterations_are_the_models_draws(
+    spread: float, base: float, src: str | None, tgt: str, seed: int
+) -> None:
+    """The definition drawn as it reads (a run-to-run factor, then a clamped saving, each one
+    ``normal`` call of the generator) against both ways of drawing: the generator's, and a
+    seeded generator's first standard normals (as the simulated bank draws them)."""
+    model = dataclasses.replace(MODEL, spread_sigma=spread)
+    rng = np.random.default_rng([seed, 1])
+    factor = math.exp(float(rng.normal(0.0, spread))) if spread else 1.0
+    saving = 0.0
+    if src is not None:
+        draw = model.expected_saving(src, tgt) + float(rng.normal(0.0, model.curve.noise_sigma))
+        saving = min(model.max_saving, max(model.min_saving, draw))
+    want = (base * (1.0 - saving) * factor if src else base * factor, base * factor)
+    got = model.realized_iterations_and_default(base, src, tgt, np.random.default_rng([seed, 1]))
+    assert got == want
+    normals = seeded_normals([seed, 1], 2, 1.0).tolist()
+    assert model.realized_from_normals(base, src, tgt, normals) == want
 
 
 def test_realized_saving_averages_to_expected() -> None:

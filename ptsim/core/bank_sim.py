@@ -25,7 +25,7 @@ from ptsim.core.bank import (
 from ptsim.core.convergence import ConvergenceModel
 from ptsim.core.estimator import DEFAULT_ESTIMATOR, READING_CAP, EstimatorSettings, IterPrior
 from ptsim.core.profiles import UnknownName
-from ptsim.core.seeding import first_normals, seeded_normals, seeded_rng
+from ptsim.core.seeding import first_normals, seeded_normals
 from ptsim.core.types import InitChoice, JobSpec
 
 DEFAULT_SCORE_SIGMA = 0.02
@@ -91,11 +91,8 @@ class SimScorer:
 def keep_if_beats_default(result: LookupResult, default_score: float) -> LookupResult:
     """The lookup after also assessing the default initial prompt (one more assessment): the
     chosen entry is kept only when its score beats the default's, else the default is used."""
-    keep = (
-        result.entry is not None
-        and result.best_score is not None
-        and result.best_score > default_score
-    )
+    best = result.best_score
+    keep = result.entry is not None and best is not None and best > default_score
     entry = result.entry if keep else None
     return LookupResult(entry, result.assessments + 1, result.scored, result.scores, result.layout)
 
@@ -305,9 +302,10 @@ class SimPromptBank:
             kept = self._default_iters.pop(spec.job_id, None)
             if kept is not None:
                 return kept
-        rng = seeded_rng([self.seed, zlib.crc32(spec.job_id.encode())])
-        iters, default = self.convergence.realized_iterations_and_default(
-            float(spec.iterations), init.source_task, spec.task, rng
+        # (a draw that is not read costs nothing: the generator is the job's alone)
+        normals = seeded_normals([self.seed, zlib.crc32(spec.job_id.encode())], 2, 1.0)
+        iters, default = self.convergence.realized_from_normals(
+            float(spec.iterations), init.source_task, spec.task, normals.tolist()
         )
         if init.source_task is not None:
             self._default_iters[spec.job_id] = default

@@ -337,12 +337,34 @@ class ConvergenceModel:
         ``r`` in ``rng``'s state (the same run-to-run draw, no saving drawn)."""
         if base_iters < 0:
             raise ValueError(f"base_iters must be >= 0, got {base_iters}")
+        n = (1 if self.spread_sigma else 0) + (source_task is not None)
+        normals = rng.standard_normal(n).tolist()
+        return self.realized_from_normals(base_iters, source_task, target_task, normals)
+
+    def realized_from_normals(
+        self,
+        base_iters: float,
+        source_task: str | None,
+        target_task: str,
+        normals: Sequence[float],
+    ) -> tuple[float, float]:
+        """:meth:`realized_iterations_and_default` for a generator whose standard normal draws
+        are ``normals``: the run-to-run factor's first when ``spread_sigma > 0``, then the
+        saving's for a stored prompt (any more are not read), each scaled as ``rng.normal(0,
+        sigma)`` scales its draw."""
+        if base_iters < 0:
+            raise ValueError(f"base_iters must be >= 0, got {base_iters}")
         # the job's own difficulty first, so it is the same whichever prompt a policy picks
-        spread = math.exp(float(rng.normal(0.0, self.spread_sigma))) if self.spread_sigma else 1.0
-        saving = self.realized_saving(source_task, target_task, rng)
+        spread, used = 1.0, 0
+        if self.spread_sigma:
+            spread, used = math.exp(0.0 + self.spread_sigma * normals[0]), 1
+        mean = self.expected_saving(source_task, target_task)
         default = float(base_iters) * spread
-        iters = float(base_iters) if source_task is None else float(base_iters) * (1.0 - saving)
-        return iters * spread, default
+        if source_task is None:
+            return default, default
+        draw = mean + (0.0 + self.curve.noise_sigma * normals[used])
+        saving = min(self.max_saving, max(self.min_saving, draw))
+        return float(base_iters) * (1.0 - saving) * spread, default
 
     def prior(self, base_iters: float, expected_saving: float) -> IterPrior:
         """What a scheduler may know about a job's iterations before it trains: the median
