@@ -15,6 +15,11 @@ twelfth passes), so two runs one after the other cannot resolve a 10% change; tw
 same minutes see the same host. Two processes share the caches and memory bandwidth, so each
 takes longer than it does alone: compare the ratio, not the times, with runs made alone.
 
+The side that finishes first runs its case again until the other ends (those runs are
+discarded and stopped), so both measured runs share the machine throughout; without that, the
+longer run would have the machine to itself at its end and read as cheaper (a bank-on run
+against a bank-off one, say). Each record's ``kept_busy_runs`` counts them.
+
 ``--before-override`` / ``--after-override`` add overrides to one side only (the same tree on
 both sides then compares two settings, e.g. ``scheduler.bank=false`` against the default).
 
@@ -34,8 +39,10 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 RESULT_KEYS = ("events", "decisions", "slo_violation_rate", "cost_gpu_hours", "bank_saving_mean")
 
@@ -67,29 +74,60 @@ def check_tree(tree: Path) -> str:
     return str(where)
 
 
-def one_round(trees: list[Path], cases: list[list[str]]) -> list[dict[str, Any]]:
-    """Each tree's run of its case, started together; their records in ``trees``' order."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(t / "benchmarks" / "sim_bench.py"), "--target-one", *case],
-            cwd=t,
-            env=_env(t),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for t, case in zip(trees, cases, strict=True)
-    ]
-    records = []
-    for tree, proc in zip(trees, procs, strict=True):
-        out, err = proc.communicate()
-        if proc.returncode != 0:
-            last = (err.strip().splitlines() or ["no output"])[-1]
-            for other in procs:
-                other.kill()
-            sys.exit(f"ab_bench: {tree}: sim_bench failed (exit {proc.returncode}): {last}")
-        records.append(json.loads(out.strip().splitlines()[-1]))
-    return records
+def _start(tree: Path, case: list[str], out: Path | None) -> subprocess.Popen[bytes]:
+    """``tree``'s sim_bench run of ``case``; its stdout in ``out`` and its stderr in ``out``
+    with the suffix ``.err`` (None: both discarded)."""
+    cmd = [sys.executable, str(tree / "benchmarks" / "sim_bench.py"), "--target-one", *case]
+    if out is None:
+        sink = subprocess.DEVNULL
+        return subprocess.Popen(cmd, cwd=tree, env=_env(tree), stdout=sink, stderr=sink)
+    with out.open("wb") as so, out.with_suffix(".err").open("wb") as se:
+        return subprocess.Popen(cmd, cwd=tree, env=_env(tree), stdout=so, stderr=se)
+
+
+def _record(tree: Path, proc: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
+    """The record of a finished run, or exit with its last line of error output."""
+    if proc.returncode != 0:
+        err = out.with_suffix(".err").read_text(errors="replace")
+        last = (err.strip().splitlines() or ["no output"])[-1]
+        sys.exit(f"ab_bench: {tree}: sim_bench failed (exit {proc.returncode}): {last}")
+    return cast(dict[str, Any], json.loads(out.read_text().strip().splitlines()[-1]))
+
+
+def one_round(
+    trees: list[Path], cases: list[list[str]], poll_s: float = 0.2
+) -> list[dict[str, Any]]:
+    """Each tree's run of its case, started together; their records in ``trees``' order. A
+    side that finishes first runs its case again (the run discarded, stopped when the other
+    side ends), so both measured runs share the machine to the end; each record's
+    ``kept_busy_runs`` counts those runs."""
+    with tempfile.TemporaryDirectory(prefix="ab_bench-") as tmp:
+        outs = [Path(tmp) / f"side{i}.out" for i in range(len(trees))]
+        procs = [_start(t, c, o) for t, c, o in zip(trees, cases, outs, strict=True)]
+        records: list[dict[str, Any] | None] = [None] * len(trees)
+        fillers: list[subprocess.Popen[bytes] | None] = [None] * len(trees)
+        extra = [0] * len(trees)
+        try:
+            while None in records:
+                for i, proc in enumerate(procs):
+                    if records[i] is None and proc.poll() is not None:
+                        records[i] = _record(trees[i], proc, outs[i])
+                for i, filler in enumerate(fillers):
+                    busy = filler is not None and filler.poll() is None
+                    if records[i] is not None and None in records and not busy:
+                        fillers[i] = _start(trees[i], cases[i], None)
+                        extra[i] += 1
+                if None in records:
+                    time.sleep(poll_s)
+        finally:
+            for p in (*procs, *fillers):
+                if p is not None and p.poll() is None:
+                    p.kill()
+                    p.wait()
+    done = [r for r in records if r is not None]
+    for rec, n in zip(done, extra, strict=True):
+        rec["kept_busy_runs"] = n
+    return done
 
 
 def main() -> None:

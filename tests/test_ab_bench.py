@@ -51,6 +51,53 @@ def test_the_same_tree_twice_gives_the_same_results_and_a_record_per_run(
     assert all(r["policy"] == "edf" and r["cpu_s"] > 0 for r in rows)
 
 
+class _FakeRun:
+    """A run that ends at its ``polls``-th poll, writing ``record`` to ``out`` if given."""
+
+    def __init__(self, polls: int, out: Path | None, record: dict[str, Any]) -> None:
+        self.left, self.out, self.record = polls, out, record
+        self.returncode: int | None = None
+        self.killed = False
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.left -= 1
+            if self.left <= 0:
+                if self.out is not None:
+                    self.out.write_text(json.dumps(self.record) + "\n")
+                self.returncode = 0
+        return self.returncode
+
+    def kill(self) -> None:
+        self.killed, self.returncode = True, -9
+
+    def wait(self) -> int | None:
+        return self.returncode
+
+
+def test_the_side_that_ends_first_keeps_its_core_busy_until_the_other_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mod = _load(monkeypatch)
+    started: list[tuple[str, bool, _FakeRun]] = []
+
+    def start(tree: Path, case: list[str], out: Path | None) -> _FakeRun:
+        short = tree == Path("short")
+        polls = (2 if short else 9) if out is not None else 3  # a discarded run: 3 polls
+        run = _FakeRun(polls, out, {"cpu_s": 1.0 if short else 2.0, "events": 5})
+        started.append((str(tree), out is None, run))
+        return run
+
+    monkeypatch.setattr(mod, "_start", start)
+    recs = mod.one_round([Path("short"), Path("long")], [["edf"], ["edf"]], poll_s=0.0)
+    assert [r["cpu_s"] for r in recs] == [1.0, 2.0]
+    extra = [run for tree, discarded, run in started if discarded]
+    assert all(tree == "short" for tree, discarded, _ in started if discarded)
+    assert recs[0]["kept_busy_runs"] == len(extra) >= 2 and recs[1]["kept_busy_runs"] == 0
+    assert all(run.returncode is not None for run in extra)  # none left running
+    assert extra[-1].killed and not any(run.killed for run in extra[:-1])
+
+
 def test_runs_whose_results_differ_are_named_and_fail(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
