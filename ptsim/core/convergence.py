@@ -309,8 +309,12 @@ class ConvergenceModel:
         mean = self.expected_saving(source_task, target_task)
         if source_task is None:
             return 0.0
-        draw = mean + float(rng.normal(0.0, self.curve.noise_sigma))
-        return min(self.max_saving, max(self.min_saving, draw))
+        return self._saving(mean, float(rng.normal(0.0, self.curve.noise_sigma)))
+
+    def _saving(self, mean: float, noise: float) -> float:
+        """The realised saving of a stored prompt whose expected saving is ``mean``, for one
+        draw of its noise."""
+        return min(self.max_saving, max(self.min_saving, mean + noise))
 
     def realized_iterations(
         self,
@@ -362,8 +366,7 @@ class ConvergenceModel:
         default = float(base_iters) * spread
         if source_task is None:
             return default, default
-        draw = mean + (0.0 + self.curve.noise_sigma * normals[used])
-        saving = min(self.max_saving, max(self.min_saving, draw))
+        saving = self._saving(mean, 0.0 + self.curve.noise_sigma * normals[used])
         return float(base_iters) * (1.0 - saving) * spread, default
 
     def prior(self, base_iters: float, expected_saving: float) -> IterPrior:
