@@ -25,6 +25,7 @@
 #include <numpy/arrayobject.h>
 #include <numpy/random/distributions.h>
 #include <stdint.h>
+#include <string.h>
 
 #define N_CONSTS 6 /* INIT_A, MULT_A, INIT_B, MULT_B, MIX_L, MIX_R */
 #define POOL 4      /* SeedSequence's default pool size, in 32-bit words */
@@ -178,6 +179,23 @@ words_of(PyObject *obj, const char *what, uint32_t *out, Py_ssize_t cap)
 
 #define MAX_ENTROPY 64
 
+/* SeedSequence(entropy).generate_state(4, uint64) into ``seed``, from the Python arguments
+ * consts and entropy of function ``fn``; -1 with an error set */
+static int
+seed_of(PyObject *consts, PyObject *entropy, const char *fn, const char *what, uint64_t *seed)
+{
+    const uint32_t *c = consts_of(consts, fn);
+    if (c == NULL)
+        return -1;
+    uint32_t ent[MAX_ENTROPY], pool[POOL];
+    Py_ssize_t n = words_of(entropy, what, ent, MAX_ENTROPY);
+    if (n < 0)
+        return -1;
+    pool_of(c, ent, n, pool);
+    state_words(c, pool, seed);
+    return 0;
+}
+
 static PyObject *
 seed_words(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -185,19 +203,14 @@ seed_words(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "seed_words: 2 arguments expected");
         return NULL;
     }
-    const uint32_t *c = consts_of(args[0], "seed_words");
-    if (c == NULL)
+    uint64_t seed[4];
+    if (seed_of(args[0], args[1], "seed_words", "seed_words: an entropy word", seed) < 0)
         return NULL;
-    uint32_t ent[MAX_ENTROPY], pool[POOL];
-    Py_ssize_t n = words_of(args[1], "seed_words: an entropy word", ent, MAX_ENTROPY);
-    if (n < 0)
-        return NULL;
-    pool_of(c, ent, n, pool);
     npy_intp dims[1] = {4};
     PyObject *out = PyArray_SimpleNew(1, dims, NPY_UINT64);
     if (out == NULL)
         return NULL;
-    state_words(c, pool, (uint64_t *)PyArray_DATA((PyArrayObject *)out));
+    memcpy(PyArray_DATA((PyArrayObject *)out), seed, sizeof(seed));
     return out;
 }
 
@@ -261,12 +274,8 @@ normals(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "normals: 4 arguments expected");
         return NULL;
     }
-    const uint32_t *c = consts_of(args[0], "normals");
-    if (c == NULL)
-        return NULL;
-    uint32_t ent[MAX_ENTROPY], pool[POOL];
-    Py_ssize_t n_ent = words_of(args[1], "normals: an entropy word", ent, MAX_ENTROPY);
-    if (n_ent < 0)
+    uint64_t seed[4];
+    if (seed_of(args[0], args[1], "normals", "normals: an entropy word", seed) < 0)
         return NULL;
     Py_ssize_t n = PyLong_AsSsize_t(args[2]);
     if (n == -1 && PyErr_Occurred())
@@ -278,9 +287,6 @@ normals(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     double sigma = PyFloat_AsDouble(args[3]);
     if (sigma == -1.0 && PyErr_Occurred())
         return NULL;
-    uint64_t seed[4];
-    pool_of(c, ent, n_ent, pool);
-    state_words(c, pool, seed);
     pcg_t st;
     pcg_seed(&st, seed);
     bitgen_t bg = {&st, pcg_next64, pcg_next32, pcg_next_double, pcg_next64};
