@@ -382,9 +382,11 @@ class _Planner:
             hit = self._gain[id(lv)] = (lv, (lv.thr_ext * self.slot).tolist())
         return hit[1]
 
-    def plan(self, it: _Item, free: _Free) -> tuple[bool, IntArray]:
+    def plan(self, it: _Item, free: _Free, best_effort: bool = True) -> tuple[bool, IntArray]:
         """Reserve ``it``'s minimum satisfactory share in ``free``; return whether it meets its
-        deadline and its GPUs per slot from now until it is done."""
+        deadline and its GPUs per slot from now until it is done. A job that cannot meet it gets
+        its best-effort plan, or (``best_effort`` false, for a caller that drops such a plan)
+        no plan: ``(False, [])`` with ``free`` unchanged."""
         self.shape = _NO_SHAPE
         if it.remaining <= 0:
             return True, np.zeros(0, dtype=np.int64)
@@ -404,6 +406,8 @@ class _Planner:
             if got is not _NO_LEVEL:
                 self.reserve(free.arr, got)
                 return True, got
+        if not best_effort:
+            return False, _EMPTY
         return False, self._best_effort(it, free, need)
 
     def _plan_slots(
@@ -840,8 +844,11 @@ class _Trial:
         self.total = running.total
         size = max(len(running.arr), len(trial.arr), len(rest_free.arr))
         self.cur = self._pad(running.arr, size)  # free GPUs before the job, plan without
-        self.diff = self._pad(trial.arr, size) - self.cur  # with the newcomer minus without
-        self.after = self._pad(rest_free.arr, size)  # free GPUs after every job, plan without
+        # with the newcomer minus without
+        self.diff = (trial.arr if len(trial.arr) == size else self._pad(trial.arr, size)) - self.cur
+        # free GPUs after every job, plan without (only read: not copied when long enough)
+        after = rest_free.arr
+        self.after = after if len(after) == size else self._pad(after, size)
         self.nz: IntArray = _EMPTY  # the slots where ``diff`` is not zero (``run``) ...
         self.dnz: IntArray = _EMPTY  # ... and ``diff`` there
         self.plan: dict[str, tuple[bool, IntArray]] = {}  # the new plans of the jobs re-planned
@@ -936,7 +943,8 @@ class _Trial:
             i += 1
             if replan:
                 trial = _Free(self.total, arr=cur + diff)
-                got = planner.plan(it, trial)
+                # a job that met its deadline and now misses it ends the test: no plan needed
+                got = planner.plan(it, trial, best_effort=not was[0])
                 self.shapes[it.job_id] = planner.shape
                 self._grow(len(trial.arr))
                 cur, diff = self.cur, self.diff
@@ -952,10 +960,9 @@ class _Trial:
             planner.reserve(cur, row)
             if tops[i] < tops[i - 1]:
                 check = True
-        fin_len = max(len(self.cur), len(self.rest_free.arr))
-        self.final = _Free(self.total)
-        self.final.arr = self._pad(self.rest_free.arr, fin_len)
-        self.final.arr[: len(self.diff)] += self.diff
+        fin = self._pad(self.rest_free.arr, max(len(self.cur), len(self.rest_free.arr)))
+        fin[: len(self.diff)] += self.diff
+        self.final = _Free(self.total, arr=fin)
         return True
 
 
@@ -1525,7 +1532,7 @@ class ElasticFlow:
                 planner.reserve(running.arr, row)
                 pos += 1
             trial = running.copy()
-            ok, row = planner.plan(cand, trial)
+            ok, row = planner.plan(cand, trial, best_effort=False)  # rejected if it misses
             if ok:
                 test = _Trial(planner, running, trial, lane, rest_free)
                 ok = test.run(pos)
