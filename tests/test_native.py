@@ -158,10 +158,11 @@ COMPILED_TESTS = (
     "test_efkernel.py",
     "test_policy_elasticflow.py",
     "test_seeding.py",
+    "test_snapshot_index.py",
 )
 """Run against the compiled build: the golden tables, the kernels against their Python,
-elasticflow's tests (its admission test's reuse against re-planning from scratch) and the
-seeding's (its kernel's draws against numpy's)."""
+elasticflow's tests (its admission test's reuse against re-planning from scratch), the
+seeding's (its kernel's draws against numpy's) and the snapshot's kept job index."""
 
 
 @pytest.mark.skipif(_can_compile() is not None, reason=str(_can_compile()))

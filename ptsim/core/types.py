@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cached_property
 from types import MappingProxyType
 
 from ptsim.core.estimator import (
@@ -276,6 +275,11 @@ class Snapshot:
     seq: int = -1
     changed: tuple[JobView, ...] = ()
     left: tuple[str, ...] = ()
+    # ``jobs_by_id`` once built (an attribute, not ``functools.cached_property``: the compiled
+    # build's classes have no ``__dict__`` and would rebuild the mapping at every access)
+    _by_id: Mapping[str, JobView] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     # written out, not generated: the compiled build compiles it (DEVELOPERS.md)
     def __init__(
@@ -303,14 +307,20 @@ class Snapshot:
         object.__setattr__(self, "seq", seq)
         object.__setattr__(self, "changed", changed)
         object.__setattr__(self, "left", left)
+        object.__setattr__(self, "_by_id", None)
 
     @property
     def num_gpus(self) -> int:
         return len(self.gpus)
 
-    @cached_property
+    @property
     def jobs_by_id(self) -> Mapping[str, JobView]:
-        return MappingProxyType({j.job_id: j for j in self.jobs})
+        """The live jobs by id (built at the first access, then kept)."""
+        got = self._by_id
+        if got is None:
+            got = MappingProxyType({j.job_id: j for j in self.jobs})
+            object.__setattr__(self, "_by_id", got)
+        return got
 
     def warm_idle_of(self, model: str) -> tuple[int, ...]:
         return self.warm_idle.get(model, ())
