@@ -1593,9 +1593,9 @@ class ElasticFlow:
         inits: Mapping[str, InitChoice],
         reject: Sequence[str],
     ) -> tuple[Decision, dict[str, tuple[int, ...]]]:
-        """Place the counts on the cluster and split the changes into this step (shrinks and
-        grows onto free GPUs) and a second step ``_PHASE_GAP_S`` later (grows onto GPUs
-        released now)."""
+        """Place the counts of ``items`` (in deadline order) on the cluster and split the
+        changes into this step (shrinks and grows onto free GPUs) and a second step
+        ``_PHASE_GAP_S`` later (grows onto GPUs released now)."""
         jobs = snap.jobs_by_id
         placer = _Placer(snap, self._topology)
         self._topology = placer.topo
@@ -1604,14 +1604,13 @@ class ElasticFlow:
         for it in items:
             if counts[it.job_id] > 0:
                 placer.protect(jobs[it.job_id].gpus)
-        order = sorted(
-            items,
-            key=lambda i: (
-                -counts[i.job_id],
-                -(len(jobs[i.job_id].gpus) == counts[i.job_id]),
-                i.order,
-            ),
-        )
+        # larger counts first, then the jobs that keep their count, then deadline order:
+        # ``items`` are in deadline order, which a stable sort keeps among equal ranks
+        rank = [
+            -2 * counts[it.job_id] - (len(jobs[it.job_id].gpus) == counts[it.job_id])
+            for it in items
+        ]
+        order = [items[k] for k in sorted(range(len(items)), key=rank.__getitem__)]
         targets: dict[str, tuple[int, ...]] = {}
         for it in order:
             n = counts[it.job_id]
@@ -1628,7 +1627,8 @@ class ElasticFlow:
         alloc: dict[str, tuple[int, ...]] = {}
         pending: dict[str, tuple[int, ...]] = {}
         given_up: list[int] = []
-        for job_id, target in sorted(targets.items()):
+        for job_id in sorted(targets):
+            target = targets[job_id]
             own = jobs[job_id].gpus
             if set(target) == set(own):
                 continue
