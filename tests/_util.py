@@ -1,9 +1,14 @@
-"""Small hand-built profiles and jobs shared by the driver and core tests."""
+"""Small hand-built profiles and jobs shared by the driver and core tests, and the loader of the
+benchmark scripts their tests use."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -53,3 +58,18 @@ def patches(*modules: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         bool(compiled), reason=f"patches compiled {', '.join(compiled)} (pure Python only)"
     )
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str, monkeypatch: pytest.MonkeyPatch | None = None) -> ModuleType:
+    """The script ``benchmarks/NAME.py`` as a module; with ``monkeypatch``, also registered in
+    ``sys.modules`` under ``NAME`` for the test (a dataclass in the script looks it up there)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    if monkeypatch is not None:
+        monkeypatch.setitem(sys.modules, name, mod)
+    spec.loader.exec_module(mod)
+    return mod

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -11,16 +10,13 @@ from typing import Any
 
 import pytest
 
+from tests._util import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ab_bench", ROOT / "benchmarks" / "ab_bench.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "ab_bench", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("ab_bench", monkeypatch)
 
 
 def _main(mod: ModuleType, monkeypatch: pytest.MonkeyPatch, *args: str) -> None:

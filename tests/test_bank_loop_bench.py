@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from ptsim.core.bank import PromptBankIndex
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests._util import load_benchmark
 
 
 def _run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    spec = importlib.util.spec_from_file_location(
-        "bank_loop_bench", ROOT / "benchmarks" / "bank_loop_bench.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod: ModuleType = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("bank_loop_bench")
     monkeypatch.setattr(sys, "argv", ["bank_loop_bench.py", *args])
     mod.main()
     return capsys.readouterr().out

@@ -3,9 +3,7 @@ could be carried over from the previous one."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -13,20 +11,14 @@ import pytest
 
 from ptsim import native
 from ptsim.core.policies.elasticflow import ElasticFlowConfig
+from tests._util import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports policy_bench
-    spec = importlib.util.spec_from_file_location(
-        "ef_boundary_bench", ROOT / "benchmarks" / "ef_boundary_bench.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "ef_boundary_bench", mod)  # (its dataclass looks it up)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("ef_boundary_bench", monkeypatch)
 
 
 def test_a_plan_is_the_same_when_it_is_the_previous_one_less_the_slots_that_passed(

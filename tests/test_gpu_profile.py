@@ -3,7 +3,6 @@ models writes a profile directory ptsim loads (the real run needs a CUDA machine
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -15,17 +14,13 @@ pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from ptsim.profiles_io import load_profiles
+from tests._util import load_benchmark
 
 pytestmark = pytest.mark.exec
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_profile.py"
-
 
 def test_dry_run_writes_a_profile_ptsim_loads(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("gpu_profile", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("gpu_profile")
     out = tmp_path / "dry"
     assert mod.main(["--dry-run", "--out", str(out)]) == 0
     ps = load_profiles(str(out))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -11,17 +10,11 @@ from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests._util import load_benchmark
 
 
 def _load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    path = ROOT / "benchmarks" / "instr_bench.py"
-    spec = importlib.util.spec_from_file_location("instr_bench", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "instr_bench", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("instr_bench", monkeypatch)
 
 
 def _main(mod: ModuleType, monkeypatch: pytest.MonkeyPatch, *args: str) -> None:

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 from types import ModuleType
 
 import pandas as pd
 
+from tests._util import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "benchmarks" / "validate-runs"
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "validate_repeat", ROOT / "benchmarks" / "validate_repeat.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("validate_repeat")
 
 
 def test_a_run_against_itself_differs_by_nothing() -> None:
