@@ -48,8 +48,9 @@ def collected(log: str) -> int:
     return int(found[-1])
 
 
-def command(tree: Path, script: list[str], out: Path, function: str | None) -> list[str]:
-    """The valgrind command that runs ``script`` (a path in ``tree`` and its arguments)."""
+def command(script: list[str], out: Path, function: str | None) -> list[str]:
+    """The valgrind command that runs ``script`` (a path in the tree it runs in, and its
+    arguments), writing callgrind's profile to ``out``."""
     cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
     if function:
         cmd.append(f"--toggle-collect={function}")
@@ -61,10 +62,14 @@ def count(tree: Path, script: list[str], function: str | None) -> tuple[int, str
     script's own output."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
-        env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
-        env["HYDRA_FULL_ERROR"] = "1"
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(tree),
+            "PYTHONHASHSEED": "0",
+            "HYDRA_FULL_ERROR": "1",
+        }
         run = subprocess.run(
-            command(tree, script, out, function), cwd=tree, env=env, capture_output=True, text=True
+            command(script, out, function), cwd=tree, env=env, capture_output=True, text=True
         )
     if run.returncode != 0:
         tail = (run.stderr.strip().splitlines() or ["(no output)"])[-1]

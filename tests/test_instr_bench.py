@@ -43,8 +43,8 @@ def test_the_command_counts_inside_a_function_only_when_asked(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     mod = _load(monkeypatch)
-    whole = mod.command(tmp_path, ["work.py", "-x"], tmp_path / "o", None)
-    inside = mod.command(tmp_path, ["work.py", "-x"], tmp_path / "o", "CPyDef_f")
+    whole = mod.command(["work.py", "-x"], tmp_path / "o", None)
+    inside = mod.command(["work.py", "-x"], tmp_path / "o", "CPyDef_f")
     assert whole[:2] == ["valgrind", "--tool=callgrind"] and whole[-2:] == ["work.py", "-x"]
     assert not any(a.startswith("--toggle-collect") for a in whole)
     assert "--toggle-collect=CPyDef_f" in inside and inside[-3] == sys.executable
