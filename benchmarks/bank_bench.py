@@ -28,8 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ptsim.core.bank import BankConfig, BankEntry, FloatArray, PromptBankIndex
+from ptsim.core.bank import BankEntry, FloatArray, PromptBankIndex
 from ptsim.core.bank_sim import SimScorer, synthetic_bank
+from ptsim.core.bank_types import BankConfig
 from ptsim.core.convergence import ConvergenceModel, TaskSpace
 
 VARIANTS = (("flat", 1), ("two_layer", 1), ("three_layer", 1), ("two_layer", 2))

@@ -61,8 +61,9 @@ from runner import (
 )
 
 from ptsim.convergence_io import load_convergence
-from ptsim.core.bank import BankConfig, PromptBankIndex
+from ptsim.core.bank import PromptBankIndex
 from ptsim.core.bank_sim import SimScorer, synthetic_bank
+from ptsim.core.bank_types import BankConfig
 from ptsim.core.convergence import ConvergenceModel, TaskSpace
 from ptsim.outcome import write_csv
 from ptsim.profiles_io import load_profiles

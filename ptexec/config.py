@@ -127,7 +127,7 @@ def check_exec_config(cfg: Mapping[str, Any]) -> None:
     """Check every key of a composed ``ptexec`` config (a plain mapping) for type and range;
     the first bad one raises ``ConfigError`` (one line: key, value, what is allowed)."""
     import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
-    from ptsim.core.bank import LAYOUTS, BankConfig
+    from ptsim.core.bank_types import LAYOUTS, BankConfig
     from ptsim.core.policy import POLICIES
     from ptsim.core.profiles import Mechanics
     from ptsim.specs import BankSpec

@@ -49,7 +49,8 @@ import numpy.typing as npt
 from ptexec.bank_store import PromptStore, StoredPrompt, StoreError, short_id, task_short_name
 from ptexec.jobs import ExecJob, TaskCatalog, model_id
 from ptexec.models import ModelNotFound
-from ptsim.core.bank import BankConfig, BankEntry, PromptBankIndex
+from ptsim.core.bank import BankEntry, PromptBankIndex
+from ptsim.core.bank_types import BankConfig
 from ptsim.core.types import InitChoice, JobSpec
 
 if TYPE_CHECKING:

@@ -32,6 +32,7 @@ MODULES: tuple[str, ...] = (
     "ptsim.core.state",
     "ptsim.core.estimator",
     "ptsim.core.convergence",
+    "ptsim.core.bank",
     "ptsim.core.bank_sim",
     "ptsim.core.policies.common",
     "ptsim.core.policies.planning",
@@ -42,13 +43,13 @@ MODULES: tuple[str, ...] = (
     "ptsim.simulator",
 )
 """The modules the compiled build compiles: the simulation loop, the cluster state, the
-policies, the estimator's arithmetic and the simulated bank. Left as Python: ``policy`` and
-``bank`` (runtime-checkable protocols, which mypyc cannot compile; ``bank``'s ``BankConfig``
-also has union fields, whose types compilation would lose for the config checks),
-``profiles`` (an exception derived from ``KeyError``), ``seeding`` (subclasses numpy's
-``SeedSequence``), the ``ptsim.core.policies`` package itself (a compiled package's
-``__path__`` is wrong, and :data:`KERNELS` has a module in it) and everything that runs once
-per run (configs, I/O, reports)."""
+policies, the estimator's arithmetic, the Prompt Bank's index and the simulated bank. Left as
+Python: ``policy`` and ``bank_types`` (runtime-checkable protocols, which mypyc cannot compile;
+``bank_types``' ``BankConfig`` also has union fields, whose types compilation would lose for the
+config checks), ``profiles`` (an exception derived from ``KeyError``), ``seeding``
+(subclasses numpy's ``SeedSequence``), the ``ptsim.core.policies`` package itself (a compiled
+package's ``__path__`` is wrong, and :data:`KERNELS` has a module in it) and everything that
+runs once per run (configs, I/O, reports)."""
 
 KERNELS: tuple[str, ...] = ("ptsim.core.policies._efkernel", "ptsim.core._seedkernel")
 """C extension modules the compiled build also makes, each from a ``.c`` file of the same name:

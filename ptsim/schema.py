@@ -449,7 +449,7 @@ def check_ptsim_config(cfg: Mapping[str, Any]) -> None:
     """Check every group of a composed ``ptsim`` config (a plain mapping, interpolations
     resolved); the first bad key or value raises ``ConfigError``."""
     import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
-    from ptsim.core.bank import LAYOUTS, BankConfig
+    from ptsim.core.bank_types import LAYOUTS, BankConfig
     from ptsim.core.convergence import ConvergenceModel
     from ptsim.core.policy import POLICIES
     from ptsim.core.profiles import Mechanics

@@ -15,8 +15,9 @@ from typing import Any
 
 from ptsim.bank_seed import read_store_history
 from ptsim.convergence_io import FITTED, load_convergence
-from ptsim.core.bank import BankConfig, PromptBankIndex
+from ptsim.core.bank import PromptBankIndex
 from ptsim.core.bank_sim import SimPromptBank
+from ptsim.core.bank_types import BankConfig
 from ptsim.core.profiles import ProfileSet, UnknownName
 from ptsim.metrics import DEFAULT_PRICE_PER_GPU_HOUR
 from ptsim.trace import WorkloadSpec

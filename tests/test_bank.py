@@ -13,16 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ptsim.core.bank import (
-    LAYOUTS,
-    BankConfig,
-    BankEntry,
-    KeyedScorer,
-    LookupResult,
-    PromptBankIndex,
-    init_choice,
-)
+from ptsim.core.bank import BankEntry, LookupResult, PromptBankIndex, init_choice
 from ptsim.core.bank_sim import SimScorer, choose_init, synthetic_bank
+from ptsim.core.bank_types import LAYOUTS, BankConfig, KeyedScorer
 from ptsim.core.convergence import ConvergenceModel
 from ptsim.core.profiles import UnknownName
 

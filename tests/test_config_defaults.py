@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import ptsim.core.policies  # noqa: F401  (registers the shipped policies)
-from ptsim.core.bank import BankConfig
+from ptsim.core.bank_types import BankConfig
 from ptsim.core.policy import POLICIES
 from ptsim.core.profiles import Mechanics
 from ptsim.paths import conf_root

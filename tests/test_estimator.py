@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from ptsim.core.bank import BankConfig, PromptBankIndex
+from ptsim.core.bank import PromptBankIndex
 from ptsim.core.bank_sim import SimPromptBank
+from ptsim.core.bank_types import BankConfig
 from ptsim.core.convergence import ConvergenceModel, SavingCurve, TaskSpace
 from ptsim.core.estimator import EstimatorSettings, IterPrior, estimate
 from ptsim.core.state import ClusterState

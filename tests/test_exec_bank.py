@@ -123,13 +123,15 @@ def test_seq_cls_prompt_with_head_loads_in_plain_peft(tmp_path: Path) -> None:
 
 def test_entries_convert_to_bank_entries(store: PromptStore) -> None:
     bank = pytest.importorskip("ptsim.core.bank")
+    from ptsim.core.bank_types import BankConfig
+
     entries = store.bank_entries()
     assert all(isinstance(e, bank.BankEntry) for e in entries)
     a = entries[0]
     assert a.entry_id == "prompt-A" and a.model == "tiny-gpt2" and a.source_task == "A"
     assert a.shape == (8, 64) and a.feature.shape == (64,)
     assert a.metadata["reached"] is True and a.metadata["steps_to_target"] > 0
-    index = bank.PromptBankIndex(bank.BankConfig(layout="flat"), entries)
+    index = bank.PromptBankIndex(BankConfig(layout="flat"), entries)
     assert index.size("tiny-gpt2") == 2
 
 
@@ -137,12 +139,14 @@ def test_real_scorer_prefers_the_similar_task(
     store: PromptStore, tiny: LoadedModel, tasks: dict[str, TextTask]
 ) -> None:
     bank = pytest.importorskip("ptsim.core.bank")
+    from ptsim.core.bank_types import BankConfig
+
     scorer = RealScorer(store, tiny, tasks, batches=2, batch_size=32)
     entries = store.bank_entries()
     scores = scorer.score_many(entries, "A-near")
     assert scores[0] > scores[1]  # A's prompt suits A-near better than B's
     assert scorer.assessments == 2 and scorer.elapsed_s > 0
-    index = bank.PromptBankIndex(bank.BankConfig(layout="flat"), entries)
+    index = bank.PromptBankIndex(BankConfig(layout="flat"), entries)
     res = index.lookup("tiny-gpt2", "A-near", scorer, np.random.default_rng(0))
     assert res.entry is not None and res.entry.entry_id == "prompt-A"
     assert res.assessments == 2
@@ -204,7 +208,7 @@ def test_short_stable_entry_ids() -> None:
 
 def test_expected_assessments_per_layout() -> None:
     from ptexec.prompt_bank import expected_assessments
-    from ptsim.core.bank import BankConfig
+    from ptsim.core.bank_types import BankConfig
 
     cfg = BankConfig()
     assert expected_assessments(0, cfg) == 0

@@ -39,7 +39,7 @@ from ptexec.train import TuningConfig, TuningJob  # noqa: E402
 from ptexec.validate import simulate_like  # noqa: E402
 from ptexec.workers import WorkerPool  # noqa: E402
 from ptsim.convergence_io import FITTED, load_convergence  # noqa: E402
-from ptsim.core.bank import BankConfig  # noqa: E402
+from ptsim.core.bank_types import BankConfig  # noqa: E402
 from ptsim.core.estimator import READING_CAP, estimate  # noqa: E402
 from ptsim.core.policy import PolicyContext  # noqa: E402
 from ptsim.core.profiles import ProfileSet, ThroughputTable  # noqa: E402

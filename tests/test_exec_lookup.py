@@ -18,7 +18,8 @@ from ptexec.prompt_bank import ExecBankConfig, ExecPromptBank
 from ptexec.replicas import run_exchange
 from ptexec.tuning import TuningConfig
 from ptexec.workers import AssessReply, AssessRequest
-from ptsim.core.bank import BankConfig, BankEntry
+from ptsim.core.bank import BankEntry
+from ptsim.core.bank_types import BankConfig
 from ptsim.core.types import JobSpec
 
 pytestmark = pytest.mark.exec

@@ -112,7 +112,7 @@ def test_the_guard_refuses_only_the_compiled_modules() -> None:
     with pytest.raises(native.StaleNativeBuild, match="changed since"):
         refuse.find_spec("ptsim.core.state", None)
     assert refuse.find_spec("ptsim.native", None) is None
-    assert refuse.find_spec("ptsim.core.bank", None) is None
+    assert refuse.find_spec("ptsim.core.bank_types", None) is None
 
 
 def test_a_stale_build_fails_on_import_with_the_reason(tmp_path: Path) -> None:
@@ -154,6 +154,7 @@ def _can_compile() -> str | None:
 
 
 COMPILED_TESTS = (
+    "test_bank.py",
     "test_golden.py",
     "test_efkernel.py",
     "test_policy_elasticflow.py",
@@ -228,6 +229,8 @@ def test_a_compiled_module_outside_the_build_is_refused(tmp_path: Path) -> None:
     """One left by an earlier build of other modules would still be imported."""
     pkg = _package(tmp_path)
     stamp = _stamp(pkg)
-    (pkg / "core" / ("bank" + EXTENSION_SUFFIXES[0])).write_bytes(b"")
-    with pytest.raises(native.StaleNativeBuild, match=r"bank\..*: not part of the compiled build"):
+    (pkg / "core" / ("bank_types" + EXTENSION_SUFFIXES[0])).write_bytes(b"")
+    with pytest.raises(
+        native.StaleNativeBuild, match=r"bank_types\..*: not part of the compiled build"
+    ):
         native.check(stamp)
