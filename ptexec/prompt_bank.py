@@ -49,7 +49,7 @@ import numpy.typing as npt
 from ptexec.bank_store import PromptStore, StoredPrompt, StoreError, short_id, task_short_name
 from ptexec.jobs import ExecJob, TaskCatalog, model_id
 from ptexec.models import ModelNotFound
-from ptsim.core.bank import BankEntry, PromptBankIndex
+from ptsim.core.bank import BankEntry, PromptBankIndex, prepare_clustering
 from ptsim.core.bank_types import BankConfig
 from ptsim.core.types import InitChoice, JobSpec
 
@@ -213,10 +213,9 @@ class ExecPromptBank:
         self._version = 0  # additions so far: what a lookup may see
         self._snapshots: dict[int, PromptBankIndex] = {}
         if self.index.config.layout in ("two_layer", "three_layer"):
-            # the clustering's imports (scikit-learn, seconds) before the run's clock starts,
-            # not inside the first decision that clusters
-            import kmedoids  # noqa: F401
-            import scipy.spatial.distance  # noqa: F401
+            # what clustering loads, before the run's clock starts, not inside the first
+            # decision that clusters
+            prepare_clustering()
         for rec in self.store.list_entries():
             try:
                 self.index.add(rec.to_bank_entry(model=model_id(rec.model, rec.kind)))

@@ -636,16 +636,40 @@ def test_kmedoids_cluster_is_the_packages_fasterpam() -> None:
         assert labels.tolist() == np.asarray(want.labels).tolist()
 
 
-def test_clustering_does_not_import_scikit_learn() -> None:
+def test_clustering_does_not_import_scikit_learn_or_scipy_spatial() -> None:
+    """Clustering loads FasterPAM and scipy's pairwise distances without running the
+    ``__init__`` of ``kmedoids`` (which imports scikit-learn) or of ``scipy.spatial`` (its k-d
+    trees, Qhull, ``scipy.sparse``)."""
     code = (
         "import sys, numpy as np; from ptsim.core.bank import kmedoids_cluster;"
         "m, l = kmedoids_cluster(np.random.default_rng(0).normal(size=(50, 4)), 5,"
         " np.random.default_rng(1), 100);"
         "assert len(m) == 5 and len(l) == 50;"
-        "print(sorted(k for k in sys.modules if k.split('.')[0] in ('sklearn', 'kmedoids')))"
+        "print(sorted(k for k in sys.modules"
+        " if k in ('kmedoids', 'scipy.spatial', 'scipy.sparse') or k.startswith('sklearn')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_distances_are_scipys_squareform_of_pdist() -> None:
+    """The distance matrix FasterPAM gets is ``squareform(pdist(points))`` to the bit, with
+    ties, repeated points, one dimension and magnitudes far apart."""
+    from scipy.spatial.distance import pdist, squareform
+
+    from ptsim.core.bank import _distances
+
+    gen = np.random.default_rng(11)
+    cases = [gen.normal(size=(n, d)) for n, d in ((2, 1), (3, 16), (17, 6), (200, 16), (64, 2))]
+    cases.append(np.repeat(gen.normal(size=(5, 4)), 3, axis=0))  # repeated points
+    cases.append(gen.normal(size=(40, 8)) * np.logspace(-8, 8, 8))  # magnitudes far apart
+    cases.append(gen.integers(0, 3, size=(30, 3)).astype(np.float64))  # ties
+    cases.append(np.asfortranarray(gen.normal(size=(25, 5))))  # not C-contiguous
+    for pts in cases:
+        want = squareform(pdist(pts))
+        got = _distances(pts)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes()
 
 
 def test_the_best_clusters_are_a_stable_sort_with_ties_and_nans() -> None:

@@ -29,7 +29,7 @@ import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import Any, cast, overload
 
 import numpy as np
@@ -184,9 +184,7 @@ def kmedoids_cluster(
     if k >= n:
         idx = np.arange(n, dtype=np.intp)
         return idx, idx.copy()
-    from scipy.spatial.distance import pdist, squareform
-
-    diss = squareform(pdist(points))
+    diss = _distances(points)
     seed = int(rng.integers(2**31 - 1))
     fasterpam = _rand_fasterpam_f64()
     if fasterpam is None:  # another release of the package: its public function
@@ -204,30 +202,86 @@ def kmedoids_cluster(
     return np.asarray(medoids, dtype=np.intp), np.asarray(labels, dtype=np.intp)
 
 
+def prepare_clustering() -> None:
+    """Load what clustering runs (FasterPAM, the pairwise distances) now instead of at the
+    first clustered lookup (ptexec does before its run's clock starts)."""
+    if _rand_fasterpam_f64() is None:
+        import kmedoids  # noqa: F401
+    if _pdist_euclidean() is None:
+        import scipy.spatial.distance  # noqa: F401
+
+
+def _distances(points: FloatArray) -> FloatArray:
+    """``scipy.spatial.distance.squareform(pdist(points))`` (Euclidean), the same floats: the
+    pairs' distances from scipy's compiled ``pdist``, put in both triangles of a zero
+    matrix as ``squareform`` puts them."""
+    pdist = _pdist_euclidean()
+    if pdist is None:  # another scipy release: its public functions
+        from scipy.spatial.distance import pdist as public_pdist
+        from scipy.spatial.distance import squareform
+
+        return cast(FloatArray, squareform(public_pdist(points)))
+    n = len(points)
+    out = np.zeros((n, n), dtype=np.float64)
+    if n > 1:
+        upper = np.triu_indices(n, 1)  # the pairs (i, j), i < j, in pdist's order
+        dists = pdist(np.ascontiguousarray(points, dtype=np.float64))
+        out[upper] = dists
+        out[upper[1], upper[0]] = dists
+    return out
+
+
+@functools.cache
+def _pdist_euclidean() -> Callable[[FloatArray], FloatArray] | None:
+    """scipy's compiled Euclidean ``pdist`` (what ``pdist(x)`` calls for float64 ``x``), loaded
+    without importing ``scipy.spatial``, whose ``__init__`` imports its k-d trees, Qhull and
+    ``scipy.sparse`` (~0.5 s, once per process that clusters) for a function this module
+    does not use; None when this scipy release keeps it elsewhere."""
+    mod = _compiled_submodule("scipy.spatial", "_distance_pybind")
+    return cast("Callable[[FloatArray], FloatArray] | None", getattr(mod, "pdist_euclidean", None))
+
+
 @functools.cache
 def _rand_fasterpam_f64() -> Callable[..., tuple[Any, ...]] | None:
     """The ``kmedoids`` package's compiled FasterPAM (float64, random order, one thread),
     loaded without running the package's ``__init__``, which imports scikit-learn when it is
     installed (2-5 s, for an estimator class this module does not use); None when the
     package's compiled module does not have it (then ``kmedoids.fasterpam`` is used)."""
+    mod = _compiled_submodule("kmedoids", "kmedoids")
+    return cast("Callable[..., tuple[Any, ...]] | None", getattr(mod, "_rand_fasterpam_f64", None))
+
+
+def _compiled_submodule(package: str, name: str) -> ModuleType | None:
+    """The compiled extension module ``package.name``, loaded without running the
+    ``__init__`` of ``package`` or of any package above it, and registered under its full name
+    (a later import of it, direct or through its package, gets this module); None when the
+    package or the module's file is not there."""
     import importlib.machinery
     import importlib.util
 
-    mod = sys.modules.get("kmedoids.kmedoids")
-    if mod is None:
-        pkg = importlib.util.find_spec("kmedoids")  # finds the package without importing it
-        if pkg is None or not pkg.submodule_search_locations:
-            return None
-        finder = importlib.machinery.FileFinder(
-            pkg.submodule_search_locations[0],
-            (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
-        )
-        spec = finder.find_spec("kmedoids.kmedoids")
-        if spec is None or spec.loader is None:
-            return None
-        mod = importlib.util.module_from_spec(spec)
+    full = f"{package}.{name}"
+    mod = sys.modules.get(full)
+    if mod is not None:
+        return mod
+    top, *below = package.split(".")
+    pkg = importlib.util.find_spec(top)  # a top-level package: found without importing it
+    if pkg is None or not pkg.submodule_search_locations:
+        return None
+    finder = importlib.machinery.FileFinder(
+        "/".join([pkg.submodule_search_locations[0], *below]),
+        (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
+    )
+    spec = finder.find_spec(full)
+    if spec is None or spec.loader is None:
+        return None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[full] = mod
+    try:
         spec.loader.exec_module(mod)
-    return cast("Callable[..., tuple[Any, ...]] | None", getattr(mod, "_rand_fasterpam_f64", None))
+    except BaseException:
+        del sys.modules[full]
+        raise
+    return mod
 
 
 class _Rows:
