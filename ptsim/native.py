@@ -51,7 +51,11 @@ config checks), ``profiles`` (an exception derived from ``KeyError``), ``seeding
 package's ``__path__`` is wrong, and :data:`KERNELS` has a module in it) and everything that
 runs once per run (configs, I/O, reports)."""
 
-KERNELS: tuple[str, ...] = ("ptsim.core.policies._efkernel", "ptsim.core._seedkernel")
+KERNELS: tuple[str, ...] = (
+    "ptsim.core.policies._efkernel",
+    "ptsim.core._seedkernel",
+    "ptsim.core._estkernel",
+)
 """C extension modules the compiled build also makes, each from a ``.c`` file of the same name:
 plain-loop versions of functions whose Python definition stays the pure package's (the module
 using one falls back to its Python when the kernel is absent)."""

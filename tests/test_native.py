@@ -157,6 +157,7 @@ COMPILED_TESTS = (
     "test_bank.py",
     "test_golden.py",
     "test_efkernel.py",
+    "test_estkernel.py",
     "test_policy_elasticflow.py",
     "test_seeding.py",
     "test_snapshot_index.py",

@@ -24,10 +24,36 @@ Pure: no clock, no randomness, no I/O.
 
 from __future__ import annotations
 
+import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _SQRT2 = math.sqrt(2.0)
+
+
+@dataclass(frozen=True)
+class _Kernel:
+    """The compiled build's estimator kernels (``_estkernel.c``): ``tail_moments_x(mu, sigma,
+    e0, e1, done)`` is ``_tail_moments_x_py(mu, sigma, (e0, e1), done)`` and
+    ``planned_exact(mu, sigma, e0, e1, done, z)`` is ``_planned_exact_py(mu, sigma, (e0, e1),
+    done, z)``."""
+
+    tail_moments_x: Callable[[float, float, float, float, float], tuple[float, float, float]]
+    planned_exact: Callable[[float, float, float, float, float, float], float | None]
+
+
+def _load_kernel() -> _Kernel | None:
+    """The estimator kernels when the compiled build made them, else None (a stale build's
+    refusal is raised, not taken for a pure package)."""
+    try:
+        mod = importlib.import_module("ptsim.core._estkernel")
+    except ModuleNotFoundError:
+        return None
+    return _Kernel(mod.tail_moments_x, mod.planned_exact)
+
+
+_KERNEL = _load_kernel()
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +184,18 @@ def _tail_moments_x(
 ) -> tuple[float, float, float]:
     """(P(T > done), E[T | T > done], E[T^2 | T > done]) of :func:`_tail_moments` given the
     posterior's :func:`tail_exps` (the same floating-point operations, less the two
-    exponentials)."""
+    exponentials): :func:`_tail_moments_x_py`, by the compiled build's kernel when there is
+    one."""
+    kernel = _KERNEL
+    if kernel is not None:
+        return kernel.tail_moments_x(mu, sigma, exps[0], exps[1], done)
+    return _tail_moments_x_py(mu, sigma, exps, done)
+
+
+def _tail_moments_x_py(
+    mu: float, sigma: float, exps: tuple[float, float], done: float
+) -> tuple[float, float, float]:
+    """:func:`_tail_moments_x`'s definition (``_estkernel.c`` computes the same)."""
     z = (math.log(done) - mu) / sigma
     erfc = math.erfc  # ``_phi`` inlined (the same operations): this runs per job and decision
     tail = 0.5 * erfc(z / _SQRT2)  # _phi(-z): -(-z) is z
@@ -173,7 +210,18 @@ def planned_exact(
     mu: float, sigma: float, exps: tuple[float, float], done: float, z: float
 ) -> float | None:
     """``planned_at(moments_at(moments, done), done, z)`` for a posterior (mu, sigma) with its
-    :func:`tail_exps`: the same floating-point value, or None where ``moments_at`` is None."""
+    :func:`tail_exps`: the same floating-point value, or None where ``moments_at`` is None
+    (:func:`_planned_exact_py`, by the compiled build's kernel when there is one)."""
+    kernel = _KERNEL
+    if kernel is not None:
+        return kernel.planned_exact(mu, sigma, exps[0], exps[1], done, z)
+    return _planned_exact_py(mu, sigma, exps, done, z)
+
+
+def _planned_exact_py(
+    mu: float, sigma: float, exps: tuple[float, float], done: float, z: float
+) -> float | None:
+    """:func:`planned_exact`'s definition (``_estkernel.c`` computes the same)."""
     if not done > 0.0:
         return None
     zd = (math.log(done) - mu) / sigma
