@@ -163,8 +163,9 @@ COMPILED_TESTS = (
     "test_snapshot_index.py",
 )
 """Run against the compiled build: the golden tables, the kernels against their Python,
-elasticflow's tests (its admission test's reuse against re-planning from scratch), the
-seeding's (its kernel's draws against numpy's) and the snapshot's kept job index."""
+the Prompt Bank index's tests, elasticflow's tests (its admission test's reuse against
+re-planning from scratch), the seeding's (its kernel's draws against numpy's) and the
+snapshot's kept job index."""
 
 
 @pytest.mark.skipif(_can_compile() is not None, reason=str(_can_compile()))
