@@ -224,10 +224,11 @@ def _distances(points: FloatArray) -> FloatArray:
     n = len(points)
     out = np.zeros((n, n), dtype=np.float64)
     if n > 1:
-        upper = np.triu_indices(n, 1)  # the pairs (i, j), i < j, in pdist's order
+        # the pairs (i, j), i < j, in row-major order: pdist's order
+        upper = ~np.tri(n, n, 0, dtype=bool)
         dists = pdist(np.ascontiguousarray(points, dtype=np.float64))
         out[upper] = dists
-        out[upper[1], upper[0]] = dists
+        out.T[upper] = dists  # (j, i) for the same pairs, in the same order
     return out
 
 
