@@ -7,10 +7,19 @@ hand-over 0.5 s; reconfiguration pause 2 s; safety margin 10%.
 
 from __future__ import annotations
 
+import heapq
+import math
+
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from ptsim.core.policies.prompttuner import Demand, PromptTunerConfig, poisson_quantile
+from ptsim.core.policies.prompttuner import (
+    Demand,
+    PromptTunerConfig,
+    _Expiry,
+    poisson_quantile,
+)
 from ptsim.core.types import GpuState, InitChoice, JobState
 from tests._policy_kit import FakeBank, check_run, curve_profiles, scenarios, simulate, spec
 from tests._util import patches
@@ -359,3 +368,39 @@ def test_windows_decide_as_evaluating_every_running_job_at_every_decision(
     exhaustive = jobs()
     assert len(windowed) > 100  # type: ignore[arg-type]
     assert windowed.equals(exhaustive)  # type: ignore[attr-defined]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(-5.0, 60.0, allow_nan=False),  # when: a decision at this time
+            st.lists(  # then pushes of (window end - when, job)
+                st.tuples(
+                    st.one_of(st.floats(-1.0, 20.0, allow_nan=False), st.just(math.inf)),
+                    st.integers(0, 9),
+                ),
+                max_size=6,
+            ),
+        ),
+        max_size=30,
+    )
+)
+def test_expiry_returns_what_a_heap_of_window_ends_pops(steps: list) -> None:  # type: ignore[type-arg]
+    """``_running``'s window ends: at each decision ``due`` gives exactly the entries a heap
+    popped while its least end was before ``now`` (as a multiset: the order is free), across
+    bucket edges, long gaps, ends already past when pushed, and ends that never come."""
+    exp = _Expiry()
+    heap: list[tuple[float, str]] = []
+    now = -10.0
+    for dt, pushes in steps:
+        now = max(now, dt)
+        want = []
+        while heap and heap[0][0] < now:
+            want.append(heapq.heappop(heap)[1])
+        assert sorted(exp.due(now)) == sorted(want)
+        for ahead, job in pushes:
+            end = now + ahead
+            heapq.heappush(heap, (end, f"j{job}"))
+            exp.push(end, f"j{job}")
+    assert sorted(exp.due(1e6)) == sorted(j for t, j in heap if t < math.inf)

@@ -101,9 +101,76 @@ _TOL_S = 1e-3  # a bound must settle a test by this many seconds (far above roun
 _MAX_WINDOW_S = 3600.0
 
 _Window = tuple[JobView, float, float, int, float]
-"""(the view it holds for, from, until, kind, a lower bound on the job's planned remaining
-throughout): kind ``_QUIET`` (not at risk, no shrink: nothing to do), ``_AT_RISK`` (at risk
-throughout) or ``_CHECK`` (re-evaluate the job at every decision until then)."""
+_EXPIRY_PER_S = 2.0  # buckets per second of window end (a power of two: exact scaling)
+
+
+def _bucket(t: float) -> int:
+    """``_Expiry``'s bucket of time ``t``: never decreasing in ``t``, all ``_Expiry`` needs."""
+    return int(t * _EXPIRY_PER_S)
+
+
+class _Expiry:
+    """Jobs' window ends, to be taken once each has passed: ``due(now)`` returns every job
+    pushed with an end before ``now`` and not returned yet (in no particular order: ``_running``
+    treats each alone), ``push`` adds one. Kept in buckets of end time (``_bucket``), so a push
+    and a take cost a dictionary step rather than a heap's ~10 tuple comparisons each (a job
+    gets a window at every reading, and ~1 s ones near a threshold)."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, list[tuple[float, str]]] = {}
+        self._lo = 0  # no entry sits in a bucket below this one
+
+    def clear(self) -> None:
+        self._buckets.clear()
+        self._lo = 0
+
+    def push(self, end: float, job_id: str) -> None:
+        if end == math.inf:
+            return  # never due
+        b = _bucket(end)
+        got = self._buckets.get(b)
+        if got is None:
+            if not self._buckets or b < self._lo:
+                self._lo = b
+            self._buckets[b] = [(end, job_id)]
+        else:
+            got.append((end, job_id))
+
+    def due(self, now: float) -> list[str]:
+        """The jobs whose window ends before ``now``. A bucket below ``now``'s holds only ends
+        before ``now`` (``_bucket`` never decreases), so only ``now``'s own bucket is sorted
+        through."""
+        buckets = self._buckets
+        out: list[str] = []
+        if not buckets:
+            return out
+        top = _bucket(now)
+        lo = self._lo
+        if top - lo > len(buckets):  # a long gap: visit the buckets, not the indices
+            for b in sorted([k for k in buckets if k < top]):
+                for e in buckets.pop(b):
+                    out.append(e[1])
+        else:
+            while lo < top:
+                got = buckets.pop(lo, None)
+                if got is not None:
+                    for e in got:
+                        out.append(e[1])
+                lo += 1
+        self._lo = top
+        cur = buckets.get(top)
+        if cur is not None:
+            keep: list[tuple[float, str]] = []
+            for e in cur:
+                if e[0] < now:
+                    out.append(e[1])
+                else:
+                    keep.append(e)
+            if not keep:
+                del buckets[top]
+            elif len(keep) < len(cur):
+                buckets[top] = keep
+        return out
 
 
 def _eligible(job: JobView) -> bool:
@@ -244,7 +311,7 @@ class PromptTuner:
         self._pos: dict[str, int] = {}  # job -> its place in the snapshots' job order
         self._next_pos = 0
         self._windows: dict[str, _Window] = {}  # running job -> what it is until when
-        self._expiry: list[tuple[float, str]] = []  # (window end, job), a heap
+        self._expiry = _Expiry()  # running jobs' window ends
         self._check: dict[str, JobView] = {}  # running jobs to evaluate at this decision
         # running jobs at risk throughout their window, with a lower bound on the remaining
         self._risky: dict[str, tuple[JobView, float]] = {}
@@ -455,8 +522,7 @@ class PromptTuner:
             for job in snap.jobs:
                 if _eligible(job):
                     check[job.spec.job_id] = job
-        while expiry and expiry[0][0] < now:
-            job_id = heapq.heappop(expiry)[1]
+        for job_id in expiry.due(now):
             w = windows.get(job_id)
             if w is not None and w[2] < now:
                 del windows[job_id]  # (the job is not in ``check`` or ``risky`` any more)
@@ -496,7 +562,7 @@ class PromptTuner:
                 finish = job.progress_at + (job.iters_estimate - job.iters_done) / job.rate
             if new_window:
                 w = windows[job_id] = self._window(job, now, finish - now, cap, got)
-                heapq.heappush(expiry, (w[2], job_id))
+                expiry.push(w[2], job_id)
                 if w[3] == _QUIET:  # from now on: nothing to do now either
                     del check[job_id]
                     continue
