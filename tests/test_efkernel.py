@@ -124,8 +124,8 @@ def test_scan_kernel_equals_its_python_definition(mode: str) -> None:
         check = bool(rng.random() < 0.5)
         args = (diff, nz, diff[nz], steps, floor, check)
         want_cur, got_cur = cur.copy(), cur.copy()
-        want = ef._scan(lane, start, want_cur, *args)
-        got = scan(lane, start, got_cur, *args)
+        want = ef._scan(lane.cols, start, want_cur, *args)
+        got = scan(lane.cols, start, got_cur, *args)
         assert got == want
         assert got_cur.tolist() == want_cur.tolist()
         kept = cur.copy()  # the jobs it passed over keep their plans: their rows are taken

@@ -18,8 +18,9 @@
  *   summary(diff, after, by_period) -> (nz, dnz, floor, steps)
  *       elasticflow._summary: where a trial's difference is not zero, its values there, the
  *       least of after + min(diff, 0) there, and the slots where it changes.
- *   scan(lane, start, cur, diff, nz, dnz, steps, floor, check) -> (i, how)
+ *   scan(cols, start, cur, diff, nz, dnz, steps, floor, check) -> (i, how)
  *       elasticflow._scan: the admission test's pass over the jobs that keep their plans.
+ *       cols is the lane's (plans, kmax, top, tops, tables) lists (_Lane.cols).
  *
  * tests/test_efkernel.py compares each with its Python on random inputs. */
 #define PY_SSIZE_T_CLEAN
@@ -419,14 +420,12 @@ summary(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("(NNLN)", o_nz, o_dnz, floor, o_steps);
 }
 
-/* a list attribute of the lane, of length n (borrowed from the new reference in *keep) */
+/* column k of the lane's columns (a tuple of lists, _Lane.cols), of length n when n >= 0
+   (borrowed) */
 static PyObject *
-lane_list(PyObject *lane, const char *name, Py_ssize_t n, PyObject **keep)
+lane_column(PyObject *cols, Py_ssize_t k, const char *name, Py_ssize_t n)
 {
-    PyObject *v = PyObject_GetAttrString(lane, name);
-    *keep = v;
-    if (v == NULL)
-        return NULL;
+    PyObject *v = PyTuple_GET_ITEM(cols, k);
     if (!PyList_Check(v) || (n >= 0 && PyList_GET_SIZE(v) != n)) {
         PyErr_Format(PyExc_TypeError, "scan: lane.%s: a list of the lane's length expected", name);
         return NULL;
@@ -464,18 +463,21 @@ scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     int check = PyObject_IsTrue(args[8]);
     if (PyErr_Occurred() || check < 0)
         return NULL;
-    PyObject *k_plans = NULL, *k_kmax = NULL, *k_top = NULL, *k_tops = NULL, *k_tables = NULL,
-             *result = NULL;
-    PyObject *plans = lane_list(args[0], "plans", -1, &k_plans);
+    PyObject *cols = args[0], *result = NULL;
+    if (!PyTuple_Check(cols) || PyTuple_GET_SIZE(cols) != 5) {
+        PyErr_SetString(PyExc_TypeError, "scan: the lane's five columns expected (_Lane.cols)");
+        return NULL;
+    }
+    PyObject *plans = lane_column(cols, 0, "plans", -1);
     if (plans == NULL)
-        goto done;
+        return NULL;
     Py_ssize_t n = PyList_GET_SIZE(plans);
-    PyObject *kmax = lane_list(args[0], "kmax", n, &k_kmax);
-    PyObject *top = kmax ? lane_list(args[0], "top", n, &k_top) : NULL;
-    PyObject *tops = top ? lane_list(args[0], "tops", n + 1, &k_tops) : NULL;
-    PyObject *tables = tops ? lane_list(args[0], "tables", n, &k_tables) : NULL;
+    PyObject *kmax = lane_column(cols, 1, "kmax", n);
+    PyObject *top = kmax ? lane_column(cols, 2, "top", n) : NULL;
+    PyObject *tops = top ? lane_column(cols, 3, "tops", n + 1) : NULL;
+    PyObject *tables = tops ? lane_column(cols, 4, "tables", n) : NULL;
     if (tables == NULL)
-        goto done;
+        return NULL;
     if (start < 0 || start > n) {
         PyErr_SetString(PyExc_IndexError, "scan: start outside the lane");
         goto done;
@@ -562,13 +564,12 @@ scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (tops_next < tops_i)
             check = 1;
     }
-    result = Py_BuildValue("(ni)", i, how);
+    PyObject *at = PyLong_FromSsize_t(i), *why = PyLong_FromLong(how);
+    if (at != NULL && why != NULL)
+        result = PyTuple_Pack(2, at, why);
+    Py_XDECREF(at);
+    Py_XDECREF(why);
 done:
-    Py_XDECREF(k_plans);
-    Py_XDECREF(k_kmax);
-    Py_XDECREF(k_top);
-    Py_XDECREF(k_tops);
-    Py_XDECREF(k_tables);
     return result;
 }
 

@@ -147,7 +147,7 @@ _PlanRuns = Callable[
 
 _Scan = Callable[
     [
-        "_Lane",
+        "_Columns",
         int,
         IntArray,
         IntArray,
@@ -160,6 +160,8 @@ _Scan = Callable[
     tuple[int, int],
 ]
 """``_scan``'s signature."""
+_Columns = tuple[list[tuple[bool, IntArray]], list[int], list[int], list[int], list[IntArray]]
+"""``_Lane.cols``: its plans, kmax, top, tops and tables (the lists themselves)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -713,6 +715,8 @@ class _Lane:
         self.movable = [False] * n
         for i in range(n):
             self._set(i, shapes.get(self.ids[i], _NO_SHAPE))
+        # what ``_scan`` reads, in one tuple (the lists change in place, never replaced)
+        self.cols: _Columns = (self.plans, self.kmax, self.top, self.tops, self.tables)
 
     def _set(self, i: int, shape: _Shape) -> None:
         it = self.items[i]
@@ -737,7 +741,7 @@ _SCAN_END, _SCAN_ALL_KEPT, _SCAN_GROW, _SCAN_CHANGE, _SCAN_STEPS = 0, 1, 2, 3, 4
 
 
 def _scan(
-    lane: _Lane,
+    cols: _Columns,
     start: int,
     cur: IntArray,
     diff: IntArray,
@@ -756,7 +760,7 @@ def _scan(
     ``_SCAN_ALL_KEPT`` where no job from ``i`` on can see a change (``check``: test that
     first), ``_SCAN_GROW`` where ``cur`` is too short for the job, ``_SCAN_CHANGE`` where its
     fitting levels change, ``_SCAN_STEPS`` where a change of the free GPUs moves."""
-    plans, kmax, top, tops, tables = lane.plans, lane.kmax, lane.top, lane.tops, lane.tables
+    plans, kmax, top, tops, tables = cols  # ``_Lane.cols``
     n_steps = len(steps)
     for i in range(start, len(plans)):
         if check:
@@ -911,7 +915,7 @@ class _Trial:
                 self.nz, dnz, floor, steps = planner.summary(self.diff, self.after, by_period)
                 self.dnz = dnz
                 fresh = check = True
-            i, how = scan(lane, i, self.cur, self.diff, self.nz, dnz, steps, floor, check)
+            i, how = scan(lane.cols, i, self.cur, self.diff, self.nz, dnz, steps, floor, check)
             if how == _SCAN_END:
                 break
             if how == _SCAN_ALL_KEPT:  # no job left can see a change
