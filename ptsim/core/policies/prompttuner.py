@@ -101,6 +101,9 @@ _TOL_S = 1e-3  # a bound must settle a test by this many seconds (far above roun
 _MAX_WINDOW_S = 3600.0
 
 _Window = tuple[JobView, float, float, int, float]
+"""(the view it holds for, from, until, kind, a lower bound on the job's planned remaining
+throughout): kind ``_QUIET`` (not at risk, no shrink: nothing to do), ``_AT_RISK`` (at risk
+throughout) or ``_CHECK`` (re-evaluate the job at every decision until then)."""
 _EXPIRY_PER_S = 2.0  # buckets per second of window end (a power of two: exact scaling)
 
 
