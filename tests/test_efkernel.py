@@ -83,6 +83,13 @@ def test_kernels_refuse_arrays_of_another_type() -> None:
         k.level_change(ints, ints, ints, ints[:2], 0, 4)
     with pytest.raises(TypeError, match="thr_ext: a contiguous 1-d float64 array expected"):
         k.plan_runs(ints, ints, 3, ints, ints, 60.0, 1.0, 60.0, True, False, 64)
+    lane, _ = _random_lane(np.random.default_rng(0), "slot")
+    args = (0, ints, ints, ints[:0], ints[:0], ints[:0], 0, True)
+    with pytest.raises(TypeError, match="the lane's five columns expected"):
+        k.scan(lane, *args)  # the lane itself, not its columns
+    plans, kmax, top, tops, tables = lane.cols
+    with pytest.raises(TypeError, match=r"lane\.tops: a list of the lane's length expected"):
+        k.scan((plans, kmax, top, tops[:-1], tables), *args)
 
 
 def _random_lane(rng: np.random.Generator, mode: str) -> tuple[ef._Lane, int]:

@@ -689,7 +689,8 @@ class _Lane:
     level q where it meets its deadline); ``top[i]``, its largest GPU count; ``tops[i]``, the
     largest count of it and every later job (0 past the end); ``kmax[i]``, its slots up to the
     deadline (``_Planner.plan``'s ``k_max``); and ``movable[i]``, whether its plan's slack
-    allows ``_Trial._moves``. Built from ``plan_all``'s plans and shapes of ``items``."""
+    allows ``_Trial._moves``; ``cols``, the lists ``_scan`` reads, in one tuple. Built from
+    ``plan_all``'s plans and shapes of ``items``."""
 
     def __init__(
         self,
