@@ -178,10 +178,11 @@ class _Kernels:
 
 
 def _load_kernels() -> _Kernels | None:
-    """The kernels when the compiled build made them, else None (pure Python)."""
+    """The kernels when the compiled build made them, else None (pure Python; a stale build's
+    refusal is raised, not taken for a pure package, as the estimator's and seeding's are)."""
     try:
         mod = importlib.import_module("ptsim.core.policies._efkernel")
-    except ImportError:
+    except ModuleNotFoundError:
         return None
     return _Kernels(mod.level_change, mod.plan_runs, mod.reserve, mod.summary, mod.scan)
 
