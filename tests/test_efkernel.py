@@ -159,12 +159,60 @@ def test_reserve_and_summary_equal_their_python_definitions() -> None:
         diff = np.where(rng.random(length) < rng.uniform(0, 0.5), rng.integers(-4, 5, length), 0)
         diff = diff.astype(np.int64)
         after = rng.integers(0, 64, length).astype(np.int64)
+        # a bound: past the last non-zero slot, anywhere up to past the end
+        last = int(diff.nonzero()[0][-1]) + 1 if diff.any() else 0
+        hi = int(rng.integers(last, length + 3))
         for by_period in (False, True):
-            w = ef._summary(diff, after, by_period)
-            g = k.summary(diff, after, by_period)
+            w = ef._summary(diff, after, by_period, hi)
+            g = k.summary(diff, after, by_period, hi)
             assert [x.tolist() for x in (g[0], g[1], g[3])] == [
                 x.tolist() for x in (w[0], w[1], w[3])
             ]
             assert g[2] == w[2] and type(g[2]) is int
+            if hi + 1 < length:  # the kernel reads nothing past slot hi
+                junk = diff.copy()
+                junk[hi + 1 :] = 7
+                j = k.summary(junk, after, by_period, hi)
+                assert [j[0].tolist(), j[3].tolist()] == [w[0].tolist(), w[3].tolist()]
     with pytest.raises(ValueError, match="row longer than arr"):
         k.reserve(np.zeros(2, dtype=np.int64), np.zeros(3, dtype=np.int64))
+
+
+def test_swap_and_plus_equal_their_python_definitions() -> None:
+    rng = np.random.default_rng(11)
+    k = _kernels()
+    for _ in range(3000):
+        length = int(rng.integers(1, 200))
+        cur = rng.integers(-5, 50, length).astype(np.int64)
+        diff = rng.integers(-4, 5, length).astype(np.int64)
+        old = rng.integers(0, 9, int(rng.integers(0, length + 1))).astype(np.int64)
+        pick = rng.random()
+        if pick < 0.3:  # the same plan (a third of a trial's re-plans)
+            new = old.copy()
+        elif pick < 0.5:  # the same but for one slot
+            new = old.copy()
+            if len(new):
+                new[int(rng.integers(len(new)))] += 1
+        else:
+            new = rng.integers(0, 9, int(rng.integers(0, length + 1))).astype(np.int64)
+        want = (cur.copy(), diff.copy())
+        got = (cur.copy(), diff.copy())
+        same = ef._swap(*want, old, new)
+        assert k.swap(*got, old, new) is same
+        assert same == (len(old) == len(new) and old.tolist() == new.tolist())
+        assert [x.tolist() for x in got] == [x.tolist() for x in want]
+        n = int(rng.integers(0, length + 1))
+        total = k.plus(cur, diff, n)
+        assert total.dtype == np.int64 and total.tolist() == ef._plus(cur, diff, n).tolist()
+        assert not np.shares_memory(total, cur) and not np.shares_memory(total, diff)
+    ints = np.zeros(3, dtype=np.int64)
+    with pytest.raises(ValueError, match="a plan longer than cur or diff"):
+        k.swap(ints, ints.copy(), np.zeros(4, dtype=np.int64), ints[:0])
+    frozen = ints.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="swap: diff is read-only"):
+        k.swap(ints, frozen, ints[:0], ints[:0])
+    with pytest.raises(ValueError, match="a and b differ in length"):
+        k.plus(ints, ints[:2], 2)
+    with pytest.raises(ValueError, match=r"n outside 0\.\.len\(a\)"):
+        k.plus(ints, ints, 4)

@@ -75,7 +75,7 @@ def build(package: Path = native.PACKAGE) -> list[Path]:
                 include_dirs=[numpy.get_include()],
                 library_dirs=[str(npyrandom)],
                 libraries=["npyrandom", "m"],
-                extra_compile_args=["-O2", "-ffp-contract=off", "-fno-fast-math"],
+                extra_compile_args=["-O3", "-ffp-contract=off", "-fno-fast-math"],
             )
             for m in native.KERNELS
         ]

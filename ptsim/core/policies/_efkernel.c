@@ -15,12 +15,18 @@
  *       -ffp-contract=off), so the answers are the same numbers.
  *   reserve(arr, row) -> None
  *       elasticflow._reserve: arr[:len(row)] -= row.
- *   summary(diff, after, by_period) -> (nz, dnz, floor, steps)
+ *   summary(diff, after, by_period, hi) -> (nz, dnz, floor, steps)
  *       elasticflow._summary: where a trial's difference is not zero, its values there, the
- *       least of after + min(diff, 0) there, and the slots where it changes.
+ *       least of after + min(diff, 0) there, and the slots where it changes; diff is zero
+ *       from slot hi on (the slots from there are not read).
  *   scan(cols, start, cur, diff, nz, dnz, steps, floor, check) -> (i, how)
  *       elasticflow._scan: the admission test's pass over the jobs that keep their plans.
  *       cols is the lane's (plans, kmax, top, tops, tables) lists (_Lane.cols).
+ *   swap(cur, diff, old, new) -> bool
+ *       elasticflow._swap: cur[:len(old)] -= old; diff[:len(old)] += old;
+ *       diff[:len(new)] -= new; whether old and new are of one length and equal.
+ *   plus(a, b, n) -> array
+ *       elasticflow._plus: a[:n] + b[:n], a new array (a and b of one length, at least n).
  *
  * tests/test_efkernel.py compares each with its Python on random inputs. */
 #define PY_SSIZE_T_CLEAN
@@ -354,6 +360,49 @@ reserve(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+static int
+writeable(PyObject *obj, const char *fn, const char *name)
+{
+    if (!PyArray_ISWRITEABLE((PyArrayObject *)obj)) {
+        PyErr_Format(PyExc_ValueError, "%s: %s is read-only", fn, name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+swap(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t *cur, *diff, *old, *new;
+    Py_ssize_t nc, nd, no, nn;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "swap: 4 arguments expected");
+        return NULL;
+    }
+    if (array_of(args[0], "cur", NPY_INT64, (void **)&cur, &nc) < 0
+        || array_of(args[1], "diff", NPY_INT64, (void **)&diff, &nd) < 0
+        || array_of(args[2], "old", NPY_INT64, (void **)&old, &no) < 0
+        || array_of(args[3], "new", NPY_INT64, (void **)&new, &nn) < 0)
+        return NULL;
+    if (writeable(args[0], "swap", "cur") < 0 || writeable(args[1], "swap", "diff") < 0)
+        return NULL;
+    if (no > nc || no > nd || nn > nd) {
+        PyErr_SetString(PyExc_ValueError, "swap: a plan longer than cur or diff");
+        return NULL;
+    }
+    int same = no == nn;
+    for (Py_ssize_t r = 0; r < no; r++) {
+        cur[r] -= old[r];
+        diff[r] += old[r];
+    }
+    for (Py_ssize_t r = 0; r < nn; r++) {
+        diff[r] -= new[r];
+        if (same && new[r] != old[r])
+            same = 0;
+    }
+    return PyBool_FromLong(same);
+}
+
 static PyObject *
 new_i64(Py_ssize_t n, int64_t **data)
 {
@@ -369,8 +418,8 @@ summary(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int64_t *diff, *after;
     Py_ssize_t nd, na;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "summary: 3 arguments expected");
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "summary: 4 arguments expected");
         return NULL;
     }
     if (array_of(args[0], "diff", NPY_INT64, (void **)&diff, &nd) < 0
@@ -379,12 +428,20 @@ summary(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     int by_period = PyObject_IsTrue(args[2]);
     if (by_period < 0)
         return NULL;
+    Py_ssize_t hi = PyLong_AsSsize_t(args[3]);
+    if (hi == -1 && PyErr_Occurred())
+        return NULL;
     if (na < nd) {
         PyErr_SetString(PyExc_ValueError, "summary: after shorter than diff");
         return NULL;
     }
-    /* diff is zero past its last non-zero slot (most of a long horizon): stop there */
-    Py_ssize_t end = nd;
+    if (hi < 0) {
+        PyErr_SetString(PyExc_ValueError, "summary: hi < 0");
+        return NULL;
+    }
+    /* diff is zero past its last non-zero slot (most of a long horizon; zero from hi on
+       already): stop there */
+    Py_ssize_t end = hi < nd ? hi : nd;
     while (end > 0 && diff[end - 1] == 0)
         end--;
     Py_ssize_t stop = end < nd ? end + 1 : nd; /* the slot after the last non-zero may change */
@@ -418,6 +475,37 @@ summary(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             steps[c++] = s;
     }
     return Py_BuildValue("(NNLN)", o_nz, o_dnz, floor, o_steps);
+}
+
+static PyObject *
+plus(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t *a, *b, *o;
+    Py_ssize_t na, nb;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "plus: 3 arguments expected");
+        return NULL;
+    }
+    if (array_of(args[0], "a", NPY_INT64, (void **)&a, &na) < 0
+        || array_of(args[1], "b", NPY_INT64, (void **)&b, &nb) < 0)
+        return NULL;
+    Py_ssize_t n = PyLong_AsSsize_t(args[2]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (na != nb) {
+        PyErr_SetString(PyExc_ValueError, "plus: a and b differ in length");
+        return NULL;
+    }
+    if (n < 0 || n > na) {
+        PyErr_SetString(PyExc_ValueError, "plus: n outside 0..len(a)");
+        return NULL;
+    }
+    PyObject *out = new_i64(n, &o);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t r = 0; r < n; r++)
+        o[r] = a[r] + b[r];
+    return out;
 }
 
 /* column k of the lane's columns (a tuple of lists, _Lane.cols), of length n when n >= 0
@@ -585,6 +673,10 @@ static PyMethodDef methods[] = {
      "(elasticflow._summary)."},
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "_Trial.run's pass over the jobs that keep their plans (elasticflow._scan)."},
+    {"swap", (PyCFunction)(void (*)(void))swap, METH_FASTCALL,
+     "A re-planned job's new plan in place of its old one (elasticflow._swap)."},
+    {"plus", (PyCFunction)(void (*)(void))plus, METH_FASTCALL,
+     "a[:n] + b[:n], a new array (elasticflow._plus)."},
     {NULL, NULL, 0, NULL},
 };
 

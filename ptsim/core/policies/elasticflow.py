@@ -105,8 +105,8 @@ import heapq
 import importlib
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -139,7 +139,9 @@ _RUNS_MAX = 64
 _LevelChange = Callable[[IntArray, IntArray, IntArray, IntArray, int, int], bool]
 """``_level_change``'s signature: (table, cur, slots, delta, lo, hi)."""
 _Reserve = Callable[[IntArray, IntArray], None]
-_Summary = Callable[[IntArray, IntArray, bool], tuple[IntArray, IntArray, int, IntArray]]
+_Swap = Callable[[IntArray, IntArray, IntArray, IntArray], bool]
+_Plus = Callable[[IntArray, IntArray, int], IntArray]
+_Summary = Callable[[IntArray, IntArray, bool, int], tuple[IntArray, IntArray, int, IntArray]]
 _PlanRuns = Callable[
     [IntArray, IntArray, int, IntArray, FloatArray, float, float, float, bool, bool, int],
     "tuple[IntArray, int, int, float] | bool | None",
@@ -168,13 +170,15 @@ _Columns = tuple[list[tuple[bool, IntArray]], list[int], list[int], list[int], l
 class _Kernels:
     """The compiled build's kernels (``_efkernel.c``): the same answers as the Python
     definitions below (``_level_change``, ``_Planner._plan_runs_py``, ``_reserve``,
-    ``_summary``, ``_scan``) from plain loops."""
+    ``_summary``, ``_scan``, ``_swap``, ``_plus``) from plain loops."""
 
     level_change: _LevelChange
     plan_runs: _PlanRuns
     reserve: _Reserve
     summary: _Summary
     scan: _Scan
+    swap: _Swap
+    plus: _Plus
 
 
 def _load_kernels() -> _Kernels | None:
@@ -184,7 +188,9 @@ def _load_kernels() -> _Kernels | None:
         mod = importlib.import_module("ptsim.core.policies._efkernel")
     except ModuleNotFoundError:
         return None
-    return _Kernels(mod.level_change, mod.plan_runs, mod.reserve, mod.summary, mod.scan)
+    return _Kernels(
+        mod.level_change, mod.plan_runs, mod.reserve, mod.summary, mod.scan, mod.swap, mod.plus
+    )
 
 
 _KERNELS = _load_kernels()
@@ -292,6 +298,8 @@ class _Levels:
     # cluster's GPUs (``fit_table.take(free, mode="clip")`` = ``counts.searchsorted(free,
     # "right")`` for every integer: counts never exceed the cluster)
     fit_table: IntArray
+    # ``min(fit_table, q)`` by level q, made when first asked for (``_Planner.fit_upto``)
+    upto: dict[int, IntArray] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -363,20 +371,21 @@ class _Planner:
         self.scan: _Scan = _scan if kernels is None else kernels.scan
         self.reserve: _Reserve = _reserve if kernels is None else kernels.reserve
         self.summary: _Summary = _summary if kernels is None else kernels.summary
+        self.swap: _Swap = _swap if kernels is None else kernels.swap
+        self.plus: _Plus = _plus if kernels is None else kernels.plus
         # id(levels) -> (levels, gain of a whole slot per level); holding the levels keeps
         # their id from being reused while the planner lives
         self._gain: dict[int, tuple[_Levels, list[float]]] = {}
-        self._upto: dict[tuple[int, int], tuple[_Levels, IntArray]] = {}
         self.shape: _Shape = _NO_SHAPE
         """What the last ``plan`` that met its deadline read of the free GPUs (``_Shape``);
         ``_NO_SHAPE`` when it did not, or had nothing left to do."""
 
     def fit_upto(self, lv: _Levels, q: int) -> IntArray:
         """``min(lv.fit_table, q)``: the fitting level of each free-GPU count, capped at ``q``."""
-        hit = self._upto.get((id(lv), q))
+        hit = lv.upto.get(q)
         if hit is None:
-            hit = self._upto[(id(lv), q)] = (lv, np.minimum(lv.fit_table, q))
-        return hit[1]
+            hit = lv.upto[q] = np.minimum(lv.fit_table, q)
+        return hit
 
     def _slot_gain(self, lv: _Levels) -> list[float]:
         """Iterations of one whole slot at each level of ``lv`` (``thr_ext * slot``)."""
@@ -789,12 +798,29 @@ def _reserve(arr: IntArray, row: IntArray) -> None:
     arr[: len(row)] -= row
 
 
+def _swap(cur: IntArray, diff: IntArray, old: IntArray, new: IntArray) -> bool:
+    """A re-planned job reserves ``new`` instead of ``old``: give ``old`` back to ``cur`` (the
+    free GPUs without the newcomer) and move the difference into ``diff``; whether ``diff``
+    stayed as it was (``old`` and ``new`` of one length and equal)."""
+    cur[: len(old)] -= old
+    diff[: len(old)] += old
+    diff[: len(new)] -= new
+    return len(old) == len(new) and bool((old == new).all())
+
+
+def _plus(a: IntArray, b: IntArray, n: int) -> IntArray:
+    """``a[:n] + b[:n]``, a new array (``a`` and ``b`` of one length, at least ``n``)."""
+    return a[:n] + b[:n]
+
+
 def _summary(
-    diff: IntArray, after: IntArray, by_period: bool
+    diff: IntArray, after: IntArray, by_period: bool, hi: int
 ) -> tuple[IntArray, IntArray, int, IntArray]:
     """Of a trial's ``diff``: the slots where it is not zero (``nz``), its values there, the
     least of ``after + min(diff, 0)`` there (``_INT_MAX`` when nowhere) and, with
-    ``by_period``, the slots where it differs from the slot before (else none)."""
+    ``by_period``, the slots where it differs from the slot before (else none). ``diff`` is
+    zero from slot ``hi`` on (a bound the caller knows, which the compiled kernel uses to
+    skip the zeros; the answer is the same for any true bound)."""
     nz = diff.nonzero()[0]
     if len(nz):
         dnz = diff[nz]
@@ -855,6 +881,7 @@ class _Trial:
         # free GPUs after every job, plan without (only read: not copied when long enough)
         after = rest_free.arr
         self.after = after if len(after) == size else self._pad(after, size)
+        self.hi = size  # ``diff`` is zero from this slot on
         self.nz: IntArray = _EMPTY  # the slots where ``diff`` is not zero (``run``) ...
         self.dnz: IntArray = _EMPTY  # ... and ``diff`` there
         self.plan: dict[str, tuple[bool, IntArray]] = {}  # the new plans of the jobs re-planned
@@ -914,8 +941,11 @@ class _Trial:
             if not fresh:
                 # the slots where the newcomer changes the free GPUs and (``switch_at``
                 # free_change) where a change of the free GPUs may come or go
-                self.nz, dnz, floor, steps = planner.summary(self.diff, self.after, by_period)
+                self.nz, dnz, floor, steps = planner.summary(
+                    self.diff, self.after, by_period, self.hi
+                )
                 self.dnz = dnz
+                self.hi = int(self.nz[-1]) + 1 if len(self.nz) else 0
                 fresh = check = True
             i, how = scan(lane.cols, i, self.cur, self.diff, self.nz, dnz, steps, floor, check)
             if how == _SCAN_END:
@@ -948,17 +978,22 @@ class _Trial:
                 replan = _moves_a_change(cur, diff, steps, k_max)
             i += 1
             if replan:
-                trial = _Free(self.total, arr=cur + diff)
-                # a job that met its deadline and now misses it ends the test: no plan needed
+                # the free GPUs with the newcomer; a job that met its deadline is planned
+                # without a best-effort plan (a miss ends the test), which reads its first
+                # ``k_max`` slots only
+                part = was[0] and 0 < k_max <= len(cur)
+                trial = _Free(self.total, arr=planner.plus(cur, diff, k_max if part else len(cur)))
                 got = planner.plan(it, trial, best_effort=not was[0])
                 self.shapes[it.job_id] = planner.shape
+                size = len(self.cur)
                 self._grow(len(trial.arr))
                 cur, diff = self.cur, self.diff
-                # with the newcomer the job now reserves got[1] instead of row
-                planner.reserve(cur, row)
-                diff[: len(row)] += row
-                planner.reserve(diff, got[1])
-                fresh = False
+                # with the newcomer the job now reserves got[1] instead of row; the summary
+                # still describes ``diff`` if the plan is the same and nothing grew
+                if not planner.swap(cur, diff, row, got[1]) or len(cur) != size:
+                    fresh = False
+                self.hi = max(self.hi, len(row), len(got[1]))
+                check = True  # as after a new summary
                 if not got[0] and was[0]:
                     return False  # it would make a job that meets its deadline miss it
                 self.plan[it.job_id] = got
@@ -1071,9 +1106,25 @@ class _Placer:
             self.bucket[used].add(n)
             self.used[n] = used
 
+    def hold(self, claimed: Iterable[Sequence[int]], protected: Iterable[Sequence[int]]) -> None:
+        """``claim`` each of ``claimed``, then ``protect`` each of ``protected``, in one pass
+        (before the first ``place``)."""
+        where, touched = self.where, set()
+        for marks, groups in ((self.claimed, claimed), (self.protected, protected)):
+            for gids in groups:
+                for gid in gids:
+                    n, bit = where[gid]
+                    marks[n] |= bit
+                    touched.add(n)
+        for n in sorted(touched):
+            self._touch(n)
+
     def claim(self, gids: Sequence[int]) -> None:
         """Mark GPUs as taken (by a job placed or kept as it is)."""
-        for n, m in self._masks(gids).items():
+        self._claim_masks(self._masks(gids))
+
+    def _claim_masks(self, masks: Mapping[int, int]) -> None:
+        for n, m in masks.items():
             self.claimed[n] |= m
             self._touch(n)
 
@@ -1193,9 +1244,12 @@ class _Placer:
 
     def place(self, size: int, own: tuple[int, ...]) -> tuple[int, ...] | None:
         """``size`` GPUs for a job that holds ``own`` now; None if no block is left."""
-        if size == 0:
-            chosen: list[int] = []
-        elif size <= self.gpn:
+        if size == 0:  # it gives up all it holds: taking that evicts nobody
+            if own:
+                self.protect(own, on=False)
+            return ()
+        chosen: list[int]
+        if size <= self.gpn:
             mine = self._masks(own)
             best = None
             if len(own) == size and len(mine) == 1:
@@ -1204,7 +1258,7 @@ class _Placer:
                 ((n, m),) = mine.items()
                 off = (m & -m).bit_length() - 1
                 if off % size == 0 and m == ((1 << size) - 1) << off and not self.claimed[n] & m:
-                    self.claim(own)
+                    self._claim_masks(mine)
                     return tuple(sorted(own))
             if own:  # keep, shrink inside or grow around what it holds, evicting nobody
                 best = self._best_in(sorted(mine), size, mine)
@@ -1228,7 +1282,7 @@ class _Placer:
             ):
                 # it keeps whole nodes that nobody claimed: they score first (no eviction,
                 # the largest overlap), so ``_whole_nodes`` would pick exactly them
-                self.claim(own)
+                self._claim_masks(mine)
                 return tuple(sorted(own))
             nodes = self._whole_nodes(size // self.gpn, mine)
             if nodes is None:
@@ -1239,6 +1293,26 @@ class _Placer:
         keep = set(chosen)
         self.protect([g for g in own if g not in keep], on=False)
         return tuple(sorted(chosen))
+
+
+_HandOut = tuple[int, float, tuple[float, float, str], int]
+
+
+def _hand_out_entry(it: _Item, n: int, sign: float, idx: int) -> _HandOut | None:
+    """``_hand_out``'s heap entry for job ``idx`` holding ``n`` GPUs: its next level first if it
+    holds none, else by the GPU-time its next level adds per GPU added (``sign`` -1: most
+    first); None if it is at its top level."""
+    lv = it.levels.counts_t
+    pos = bisect.bisect_right(lv, n)
+    if pos >= len(lv):
+        return None
+    if n == 0:
+        return (0, 0.0, it.order, idx)
+    nxt = lv[pos]
+    thr_n = it.levels.thr_t[pos]  # thr_t is shifted by one
+    thr_next = it.levels.thr_t[pos + 1]
+    added = nxt * it.remaining / thr_next - n * it.remaining / thr_n
+    return (1, sign * added / (nxt - n), it.order, idx)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1256,6 +1330,8 @@ class ElasticFlow:
         self.profiles: ProfileSet = ctx.profiles
         self.bank: InitChooser | None = ctx.bank if cfg.bank else None
         self._levels: dict[tuple[str, int, int, int, int, int], _Levels] = {}
+        # a live job's spec, the cluster it was sized for, its order and levels (``_item``)
+        self._static: dict[str, tuple[JobSpec, int, int, tuple[float, float, str], _Levels]] = {}
         self._admitted: set[str] = set()
         self._pending: dict[str, tuple[int, ...]] = {}  # second step of the last boundary
         self._pending_at: float | None = None
@@ -1381,12 +1457,17 @@ class ElasticFlow:
 
     def _item(self, view: JobView, now: float, total: int, gpn: int, remaining: float) -> _Item:
         spec = view.spec
+        hit = self._static.get(spec.job_id)
+        if hit is None or hit[0] is not spec or hit[1] != total or hit[2] != gpn:
+            order = (spec.deadline, spec.arrival, spec.job_id)
+            hit = (spec, total, gpn, order, self.levels(spec, total, gpn))
+            self._static[spec.job_id] = hit
         return _Item(
             job_id=spec.job_id,
-            order=(spec.deadline, spec.arrival, spec.job_id),
+            order=hit[3],
             deadline=spec.deadline,
             remaining=remaining,
-            levels=self.levels(spec, total, gpn),
+            levels=hit[4],
             held=len(view.gpus),
         )
 
@@ -1414,6 +1495,9 @@ class ElasticFlow:
             wake = self._next_boundary(now) if snap.jobs else None
             return Decision(release=tuple(self._idle(snap)), wake_at=wake)
         self._admitted &= snap.jobs_by_id.keys()  # forget jobs that left
+        if len(self._static) > 2 * len(snap.jobs) + 64:  # now and then: amortised
+            live = snap.jobs_by_id
+            self._static = {k: v for k, v in self._static.items() if k in live}
         self._last_plan = now
         planner = _Planner(now, self.cfg.slot_s, self.cfg.switch_at)
 
@@ -1557,27 +1641,13 @@ class ElasticFlow:
     def _hand_out(self, items: Sequence[_Item], counts: dict[str, int], spare: int) -> None:
         """Work conservation: idle GPUs go out one level at a time until none can be used."""
         sign = -1.0 if self.cfg.handout_order == "artifact" else 1.0
-        heap: list[tuple[int, float, tuple[float, float, str], int]] = []
-
-        def push(idx: int) -> None:
-            it = items[idx]
-            n = counts[it.job_id]
-            lv = it.levels.counts_t
-            pos = bisect.bisect_right(lv, n)
-            if pos >= len(lv):
-                return
-            nxt = lv[pos]
-            if n == 0:
-                heapq.heappush(heap, (0, 0.0, it.order, idx))
-                return
-            thr_n = it.levels.thr_t[pos]  # thr_t is shifted by one
-            thr_next = it.levels.thr_t[pos + 1]
-            added = nxt * it.remaining / thr_next - n * it.remaining / thr_n
-            heapq.heappush(heap, (1, sign * added / (nxt - n), it.order, idx))
-
+        heap: list[_HandOut] = []
         for i, it in enumerate(items):
             if it.remaining > 0:
-                push(i)
+                entry = _hand_out_entry(it, counts[it.job_id], sign, i)
+                if entry is not None:
+                    heap.append(entry)
+        heapq.heapify(heap)  # entries differ (each has its job's index): pops as pushes would
         while heap and spare > 0:
             _, _, _, idx = heapq.heappop(heap)
             it = items[idx]
@@ -1588,7 +1658,9 @@ class ElasticFlow:
                 continue  # spare only shrinks: it will not fit later either
             counts[it.job_id] = nxt
             spare -= nxt - n
-            push(idx)
+            entry = _hand_out_entry(it, nxt, sign, idx)
+            if entry is not None:
+                heapq.heappush(heap, entry)
 
     def _apply_plan(
         self,
@@ -1605,11 +1677,10 @@ class ElasticFlow:
         jobs = snap.jobs_by_id
         placer = _Placer(snap, self._topology)
         self._topology = placer.topo
-        for it in finishing:
-            placer.claim(jobs[it.job_id].gpus)
-        for it in items:
-            if counts[it.job_id] > 0:
-                placer.protect(jobs[it.job_id].gpus)
+        placer.hold(
+            [jobs[it.job_id].gpus for it in finishing],
+            [jobs[it.job_id].gpus for it in items if counts[it.job_id] > 0],
+        )
         # larger counts first, then the jobs that keep their count, then deadline order:
         # ``items`` are in deadline order, which a stable sort keeps among equal ranks
         rank = [
@@ -1636,7 +1707,7 @@ class ElasticFlow:
         for job_id in sorted(targets):
             target = targets[job_id]
             own = jobs[job_id].gpus
-            if set(target) == set(own):
+            if target == own or set(target) == set(own):
                 continue
             keep = tuple(g for g in own if g in target)
             if all(g in free_now or g in own for g in target):
