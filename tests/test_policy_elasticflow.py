@@ -862,3 +862,11 @@ def test_multi_node_job_keeping_its_nodes_is_placed_as_the_node_scan_places_it(
     assert picked is not None
     assert fast == tuple(sorted(g for n in picked for g in scan.nodes[n]))
     assert fast == own
+
+
+def test_placer_bit_count_is_ints_own() -> None:
+    from ptsim.core.policies.elasticflow import _bits
+
+    rng = np.random.default_rng(5)
+    masks = [*range(1024), *(int(m) for m in rng.integers(0, 2**62, 500)), 2**200 - 1]
+    assert [_bits(m) for m in masks] == [m.bit_count() for m in masks]

@@ -107,6 +107,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -1012,6 +1013,17 @@ class _Trial:
 
 
 _NOTHING: Mapping[int, int] = {}
+_POP8: Final = tuple(bin(m).count("1") for m in range(256))
+
+
+def _bits(mask: int) -> int:
+    """The set bits of ``mask`` (>= 0): ``mask.bit_count()``, which compiled code calls as a
+    Python method."""
+    n = 0
+    while mask:
+        n += _POP8[mask & 255]
+        mask >>= 8
+    return n
 
 
 @dataclass(frozen=True, slots=True)
@@ -1100,7 +1112,7 @@ class _Placer:
         self.version[n] += 1
         for dirty in self.dirty.values():
             dirty.add(n)
-        used = (self.claimed[n] | self.protected[n]).bit_count()
+        used = _bits(self.claimed[n] | self.protected[n])
         if used != self.used[n]:
             self.bucket[self.used[n]].discard(n)
             self.bucket[used].add(n)
@@ -1146,14 +1158,14 @@ class _Placer:
             for n in sorted(self.bucket[used]):
                 claimed, full = self.claimed[n], self.full[n]
                 blocked = claimed | (self.protected[n] & ~own.get(n, 0))
-                if (full & ~blocked).bit_count() < size:
+                if _bits(full & ~blocked) < size:
                     continue
                 later_mask = ~self.free[n]
                 for off in range(0, full.bit_length() - size + 1, size):
                     bm = unit << off
                     if blocked & bm:
                         continue
-                    cand = ((bm & later_mask).bit_count(), n, bm)
+                    cand = (_bits(bm & later_mask), n, bm)
                     if best is None or cand < best:
                         best = cand
                 if best is not None and best[0] == 0:
@@ -1163,10 +1175,10 @@ class _Placer:
         return None
 
     def _score(self, n: int, bm: int, own: int) -> tuple[int, int, int, int]:
-        evict = (self.protected[n] & bm & ~own).bit_count()
-        used = (self.claimed[n] | self.protected[n]).bit_count()
-        later = (bm & ~own & ~self.free[n]).bit_count()
-        return (evict, -(bm & own).bit_count(), -used, later)
+        evict = _bits(self.protected[n] & bm & ~own)
+        used = _bits(self.claimed[n] | self.protected[n])
+        later = _bits(bm & ~own & ~self.free[n])
+        return (evict, -_bits(bm & own), -used, later)
 
     def _best_in(
         self, nodes: Sequence[int], size: int, own: Mapping[int, int]
@@ -1175,21 +1187,21 @@ class _Placer:
         unit = (1 << size) - 1
         for n in nodes:
             claimed, full = self.claimed[n], self.full[n]
-            if (full & ~claimed).bit_count() < size:
+            if _bits(full & ~claimed) < size:
                 continue
             mine = own.get(n, 0)
             others = self.protected[n] & ~mine
-            used = -(claimed | self.protected[n]).bit_count()
+            used = -_bits(claimed | self.protected[n])
             later_mask = ~mine & ~self.free[n]
             for off in range(0, full.bit_length() - size + 1, size):
                 bm = unit << off
                 if claimed & bm:
                     continue
                 score = (
-                    (others & bm).bit_count(),
-                    -(bm & mine).bit_count(),
+                    _bits(others & bm),
+                    -_bits(bm & mine),
                     used,
-                    (bm & later_mask).bit_count(),
+                    _bits(bm & later_mask),
                 )
                 if best is None or (score, n, bm) < best:
                     best = (score, n, bm)
