@@ -870,3 +870,71 @@ def test_placer_bit_count_is_ints_own() -> None:
     rng = np.random.default_rng(5)
     masks = [*range(1024), *(int(m) for m in rng.integers(0, 2**62, 500)), 2**200 - 1]
     assert [_bits(m) for m in masks] == [m.bit_count() for m in masks]
+
+
+@pytest.mark.parametrize("switch_at", ["slot", "free_change"])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_one_admission_test_equals_replanning_every_later_job(
+    switch_at: str, compiled: bool
+) -> None:
+    """One newcomer's ``_Trial.run`` on random lanes (growing free-GPU arrays, levels rising or
+    not, deadlines missed or met) answers as re-planning every later job from scratch does:
+    the same admission, the same plan for each later job and the same free GPUs after them;
+    with the compiled kernels too where they are built (``swap``, ``plus``, the bounded
+    summary)."""
+    from ptsim.core.policies import elasticflow as ef
+
+    if compiled and ef._KERNELS is None:
+        pytest.skip("no compiled kernels (the compiled build: ./dev native)")
+    rng = np.random.default_rng(17)
+    tested = admitted = 0
+    while tested < 300:
+        total = int(rng.choice([4, 8, 16]))
+        planner = ef._Planner(0.0, 60.0, switch_at, kernels=ef._KERNELS if compiled else None)
+        items = []
+        for n in range(int(rng.integers(2, 30))):
+            dl = float(rng.uniform(30.0, 3000.0))
+            lv = _random_levels(rng, total)
+            items.append(
+                ef._Item(f"j{n}", (dl, 0.0, f"j{n}"), dl, float(rng.uniform(1, 4e3)), lv, 0)
+            )
+        items.sort(key=lambda it: it.order)
+        cand = items.pop(int(rng.integers(0, len(items))))
+        pos = sum(1 for it in items if it.order < cand.order)
+        shapes: dict[str, Any] = {}
+        rest = ef._Free(total)
+        lane = ef._Lane(items, planner, planner.plan_all(items, rest, shapes), shapes)
+        running = ef._Free(total)
+        for i in range(pos):
+            row = lane.plans[i][1]
+            running.ensure(len(row))
+            planner.reserve(running.arr, row)
+        trial = running.copy()
+        if not planner.plan(cand, trial, best_effort=False)[0]:
+            continue  # rejected by its own plan: no test
+        tested += 1
+        test = ef._Trial(planner, running, trial.copy(), lane, rest)
+        got = test.run(pos)
+        free, ok = ef._Free(total, arr=trial.arr.copy()), True
+        want: dict[str, Any] = {}
+        for i, it in enumerate(items[pos:], pos):
+            want[it.job_id] = planner.plan(it, free)
+            if not want[it.job_id][0] and lane.plans[i][0]:
+                ok = False
+                break
+        assert got == ok
+        if not ok:
+            continue
+        admitted += 1
+        for i, it in enumerate(items[pos:], pos):
+            mine = test.plan.get(it.job_id, lane.plans[i])
+            assert mine[0] == want[it.job_id][0]
+            assert (
+                np.trim_zeros(mine[1], "b").tolist()
+                == np.trim_zeros(want[it.job_id][1], "b").tolist()
+            )
+        n = max(len(test.final.arr), len(free.arr))
+        test.final.ensure(n)
+        free.ensure(n)
+        assert test.final.arr[:n].tolist() == free.arr[:n].tolist()
+    assert 100 < admitted < tested  # both answers occur
