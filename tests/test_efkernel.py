@@ -212,6 +212,8 @@ def test_swap_and_plus_equal_their_python_definitions() -> None:
     frozen.flags.writeable = False
     with pytest.raises(ValueError, match="swap: diff is read-only"):
         k.swap(ints, frozen, ints[:0], ints[:0])
+    with pytest.raises(ValueError, match="reserve: arr is read-only"):
+        k.reserve(frozen, ints[:0])
     with pytest.raises(ValueError, match="a and b differ in length"):
         k.plus(ints, ints[:2], 2)
     with pytest.raises(ValueError, match=r"n outside 0\.\.len\(a\)"):

@@ -335,6 +335,16 @@ plan_runs(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("(Nnnd)", out, q, shape_point, slack);
 }
 
+static int
+writeable(PyObject *obj, const char *fn, const char *name)
+{
+    if (!PyArray_ISWRITEABLE((PyArrayObject *)obj)) {
+        PyErr_Format(PyExc_ValueError, "%s: %s is read-only", fn, name);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 reserve(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -347,10 +357,8 @@ reserve(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (array_of(args[0], "arr", NPY_INT64, (void **)&arr, &na) < 0
         || array_of(args[1], "row", NPY_INT64, (void **)&row, &nr) < 0)
         return NULL;
-    if (!PyArray_ISWRITEABLE((PyArrayObject *)args[0])) {
-        PyErr_SetString(PyExc_ValueError, "reserve: arr is read-only");
+    if (writeable(args[0], "reserve", "arr") < 0)
         return NULL;
-    }
     if (nr > na) {
         PyErr_SetString(PyExc_ValueError, "reserve: row longer than arr");
         return NULL;
@@ -358,16 +366,6 @@ reserve(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t r = 0; r < nr; r++)
         arr[r] -= row[r];
     Py_RETURN_NONE;
-}
-
-static int
-writeable(PyObject *obj, const char *fn, const char *name)
-{
-    if (!PyArray_ISWRITEABLE((PyArrayObject *)obj)) {
-        PyErr_Format(PyExc_ValueError, "%s: %s is read-only", fn, name);
-        return -1;
-    }
-    return 0;
 }
 
 static PyObject *
@@ -538,10 +536,8 @@ scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         || array_of(args[5], "dnz", NPY_INT64, (void **)&dnz, &ndnz) < 0
         || array_of(args[6], "steps", NPY_INT64, (void **)&steps, &nsteps) < 0)
         return NULL;
-    if (!PyArray_ISWRITEABLE((PyArrayObject *)args[2])) {
-        PyErr_SetString(PyExc_ValueError, "scan: cur is read-only");
+    if (writeable(args[2], "scan", "cur") < 0)
         return NULL;
-    }
     if (nnz != ndnz || ndiff != ncur) {
         PyErr_SetString(PyExc_ValueError, "scan: nz and dnz, or cur and diff, differ in length");
         return NULL;
