@@ -178,9 +178,15 @@ class Simulation:
             self.env.timeout(0).callbacks.append(self._decide)
 
     def _wake(self, event: simpy.Event) -> None:
-        self._wakes.discard(float(self.env.now))
+        """A wake-up the policy asked for: decided after every other event of its instant (the
+        decision sees them all, and one decision answers them all), whenever it was asked."""
+        now = float(self.env.now)
+        self._wakes.discard(now)
         self.stats.events += 1
-        self._decide(event)
+        if self._decision_pending or self.env.peek() <= now:
+            self._request_decision()
+        else:
+            self._decide(event)
 
     def _decide(self, _event: simpy.Event | None = None) -> None:
         self._decision_pending = False

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from ptsim.core.policies.elasticflow import ElasticFlow, ElasticFlowConfig, _Placer
 from ptsim.core.policy import POLICIES, PolicyContext
 from ptsim.core.profiles import Mechanics, ModelProfile, ProfileSet, ThroughputTable
+from ptsim.core.state import ClusterState
 from ptsim.core.types import (
     Action,
     Decision,
@@ -938,3 +939,43 @@ def test_one_admission_test_equals_replanning_every_later_job(
         free.ensure(n)
         assert test.final.arr[:n].tolist() == free.arr[:n].tolist()
     assert 100 < admitted < tested  # both answers occur
+
+
+def test_a_boundary_and_an_arrival_at_its_instant_are_decided_once() -> None:
+    """``b`` arrives at the boundary 120 s itself, whose wake-up ``c``'s arrival at 90 s asked
+    for: one decision at 120 s sees both (it rejects ``c`` and takes a GPU from ``a`` for
+    ``b``, which ``b`` gets in the second step 1 ms later), whichever the simulator meets
+    first."""
+    jobs = [
+        job("a", 0, 4000, 4000, max_gpus=2),
+        job("c", 90, 1000, 100, max_gpus=1),  # cannot make it
+        job("b", 120, 1000, 1500, max_gpus=1),
+    ]
+    rec, _, t, s = run(jobs, linear_profiles(), 1, 2, replicas="released")
+    at_120 = [d for snap, d in rec.log if snap.now == 120.0]
+    assert len(at_120) == 1
+    assert at_120[0].reject == ("c",) and list(at_120[0].allocations) == ["a"]
+    assert len(at_120[0].allocations["a"]) == 1 and at_120[0].wake_at == pytest.approx(120.001)
+    assert t.loc["b", "first_gpu_s"] == pytest.approx(120.001)
+    assert s["invalid_requests"] == 0
+
+
+def test_a_second_decision_before_the_second_step_keeps_the_plan() -> None:
+    """A re-plan that moves a GPU from ``a`` to ``b`` gives it to ``b`` in a second step 1 ms
+    later. Asked again at the same instant, the policy has nothing to re-plan (``b``'s
+    missing GPU is that step, not a move that failed) and takes the step at 120.001 s."""
+    profiles = linear_profiles()
+    pol = POLICIES.build("elasticflow", PolicyContext(profiles, None), {"replicas": "released"})
+    st = ClusterState(1, 2, profiles)
+    st.add_job(job("a", 0, 4000, 8000, max_gpus=2), 0.0)
+    st.apply(pol.decide(st.snapshot(0.0)), 0.0)
+    assert len(st.snapshot(0.0).jobs_by_id["a"].gpus) == 2
+    st.add_job(job("b", 120, 1000, 1500, max_gpus=1), 120.0)
+    first = pol.decide(st.snapshot(120.0))
+    assert list(first.allocations) == ["a"] and first.wake_at == pytest.approx(120.001)
+    st.apply(first, 120.0)
+    again = pol.decide(st.snapshot(120.0))
+    assert not again.allocations and not again.pause and not again.release
+    st.apply(again, 120.0)
+    step = pol.decide(st.snapshot(120.001))
+    assert list(step.allocations) == ["b"] and len(step.allocations["b"]) == 1

@@ -1013,6 +1013,7 @@ class _Trial:
 
 
 _NOTHING: Mapping[int, int] = {}
+_NOTHING_PENDING: Mapping[str, tuple[int, ...]] = {}
 _POP8: Final = tuple(bin(m).count("1") for m in range(256))
 
 
@@ -1494,10 +1495,16 @@ class ElasticFlow:
         ):
             return True  # a newcomer
         jobs = snap.jobs_by_id
+        # before the second step of the last re-plan, its growing jobs hold what the first
+        # step left them: no reason to re-plan at another decision of the same instant
+        at = self._pending_at
+        waiting = self._pending if at is not None and snap.now < at else _NOTHING_PENDING
         for job_id, held in self._planned.items():
             view = jobs.get(job_id)
-            if view is None or len(view.gpus) != held:
-                return True  # a completion, or a move that could not be carried out
+            if view is None:
+                return True  # a completion
+            if len(view.gpus) != held and job_id not in waiting:
+                return True  # a move that could not be carried out
         return self._next_change is not None and snap.now >= self._next_change - 1e-6
 
     def _boundary(self, snap: Snapshot) -> Decision:
