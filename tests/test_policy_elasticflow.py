@@ -979,3 +979,29 @@ def test_a_second_decision_before_the_second_step_keeps_the_plan() -> None:
     st.apply(again, 120.0)
     step = pol.decide(st.snapshot(120.001))
     assert list(step.allocations) == ["b"] and len(step.allocations["b"]) == 1
+
+
+@patches("ptsim.core.policies.elasticflow")
+@pytest.mark.parametrize("switch_at", ["slot", "free_change"])
+def test_quiet_boundaries_are_skipped_without_changing_anything(
+    monkeypatch: pytest.MonkeyPatch, switch_at: str
+) -> None:
+    """After a boundary with nothing to re-plan the policy sleeps until its plan's next
+    step-up (``_quiet_wake``); waking at every boundary instead gives the same tables, with
+    many more decisions. Sparse arrivals at whole seconds (some on a boundary itself)."""
+    rng = np.random.default_rng(5)
+    jobs, t = [], 0.0
+    for i in range(40):
+        t += float(np.round(rng.exponential(1200.0)))
+        if i % 7 == 0:
+            t = 60.0 * math.ceil(t / 60.0)  # on a boundary
+        it = int(rng.integers(200, 6000))
+        deadline = t + it / float(rng.uniform(0.5, 3.0))
+        jobs.append(job(f"j{i:02d}", t, it, deadline, max_gpus=int(rng.choice([1, 2, 4, 8]))))
+    knobs = {"replicas": "released", "event_pause_s": 2.0, "switch_at": switch_at}
+    quiet = run_policy(jobs, "elasticflow", knobs, linear_profiles(), ClusterSpec(2, 4))
+    monkeypatch.setattr(ElasticFlow, "_quiet_wake", ElasticFlow._next_boundary)
+    every = run_policy(jobs, "elasticflow", knobs, linear_profiles(), ClusterSpec(2, 4))
+    assert quiet.jobs.equals(every.jobs) and quiet.series.equals(every.series)
+    assert quiet.summary["decisions"] < 0.5 * every.summary["decisions"]
+    assert (quiet.jobs.status == "done").sum() >= 10 and (quiet.jobs.rescales > 0).any()

@@ -1410,6 +1410,26 @@ class ElasticFlow:
         k = math.floor(now / slot + 1e-9) + 1
         return k * slot
 
+    def _quiet_wake(self, now: float) -> float | None:
+        """The decision time to wake at after a boundary at which no event was due: the first
+        one at which the plan's next step-up is due (``_event_due``), None if there is none.
+        The boundaries between would find nothing due either: what else makes one due (an
+        arrival, a completion, a change of a job's GPUs) comes with a decision of its own,
+        which wakes the policy at the next boundary (``decide``)."""
+        if self.cfg.timing == "artifact" or self._pending:
+            return self._next_boundary(now)
+        change = self._next_change
+        if change is None:
+            return None
+        slot, due = self.cfg.slot_s, change - 1e-6
+        first = math.floor(now / slot + 1e-9) + 1  # the next boundary, as ``_next_boundary``
+        k = max(first, math.ceil(due / slot))
+        while k > first and (k - 1) * slot >= due:  # (rounding either way)
+            k -= 1
+        while k * slot < due:
+            k += 1
+        return k * slot
+
     @staticmethod
     def _unheld(snap: Snapshot) -> list[int]:
         """Warm-idle and pre-warming GPUs: no job holds them."""
@@ -1511,7 +1531,7 @@ class ElasticFlow:
         now = snap.now
         total, gpn = snap.num_gpus, snap.gpus_per_node
         if not self._event_due(snap):
-            wake = self._next_boundary(now) if snap.jobs else None
+            wake = self._quiet_wake(now) if snap.jobs else None
             return Decision(release=tuple(self._idle(snap)), wake_at=wake)
         self._admitted &= snap.jobs_by_id.keys()  # forget jobs that left
         if len(self._static) > 2 * len(snap.jobs) + 64:  # now and then: amortised
