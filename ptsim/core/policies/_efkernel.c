@@ -196,6 +196,8 @@ plan_runs(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     starts[0] = 0;
     vals[0] = (Py_ssize_t)clipped(table, nt, freea[0]);
     for (Py_ssize_t i = 1; i < k - 1; i++) {
+        if (freea[i] == freea[i - 1])
+            continue; /* the same free GPUs: the same fitting level */
         Py_ssize_t v = (Py_ssize_t)clipped(table, nt, freea[i]);
         if (v != vals[nruns - 1]) {
             if (nruns >= max_cuts) /* this would be cut number nruns */

@@ -1040,6 +1040,7 @@ class _Topology:
     where: dict[int, tuple[int, int]]
     full: dict[int, int]
     width: int
+    zeros: dict[int, int]  # 0 per node (copied for the placer's per-node masks and counts)
 
     @staticmethod
     def of(snap: Snapshot) -> _Topology:
@@ -1055,7 +1056,8 @@ class _Topology:
                 where[gid] = (n, 1 << bit)
         full = {n: (1 << len(members)) - 1 for n, members in nodes.items()}
         width = max(len(members) for members in nodes.values())
-        return _Topology(snap.gpus_per_node, gids, node_of, nodes, where, full, width)
+        zeros = dict.fromkeys(nodes, 0)
+        return _Topology(snap.gpus_per_node, gids, node_of, nodes, where, full, width, zeros)
 
     def matches(self, snap: Snapshot) -> bool:
         gpus = snap.gpus
@@ -1085,20 +1087,22 @@ class _Placer:
         self.where = topo.where
         self.full = topo.full
         self.width = topo.width
-        self.claimed = dict.fromkeys(self.nodes, 0)
-        self.protected = dict.fromkeys(self.nodes, 0)  # GPUs of jobs that keep holding GPUs
-        self.free = dict.fromkeys(self.nodes, 0)
+        zeros = topo.zeros
+        self.claimed = zeros.copy()
+        self.protected = zeros.copy()  # GPUs of jobs that keep holding GPUs
+        self.free = free = zeros.copy()
+        where = self.where
         for gid in snap.free:
-            n, bit = self.where[gid]
-            self.free[n] |= bit
+            n, bit = where[gid]
+            free[n] |= bit
         # nodes by how many of their GPUs are claimed or protected (to pack new jobs fast)
-        self.used = dict.fromkeys(self.nodes, 0)
+        self.used = zeros.copy()
         self.bucket: list[set[int]] = [set() for _ in range(self.width + 1)]
         self.bucket[0].update(self.nodes)
         # per block size, a heap of each node's best block for a job holding nothing there
         # (``_best_any``), entries tagged with the node's version; nodes changed since the
         # heap last looked are re-scored before it answers
-        self.version = dict.fromkeys(self.nodes, 0)
+        self.version = zeros.copy()
         self.heaps: dict[int, list[tuple[tuple[int, int, int, int], int, int, int]]] = {}
         self.dirty: dict[int, set[int]] = {}
 
@@ -1154,25 +1158,38 @@ class _Placer:
         """The eviction-free block in the fullest node (then one of GPUs free already, then
         the lowest node): what ``_best_in`` would pick for a job with nothing to keep."""
         unit = (1 << size) - 1
+        claimed_of, full_of, protected_of, free_of = (
+            self.claimed,
+            self.full,
+            self.protected,
+            self.free,
+        )
         for used in range(self.width - size, -1, -1):
-            best: tuple[int, int, int] | None = None
+            # the least (GPUs still to free, node, block): nodes ascending, blocks ascending
+            # in each, so a candidate is better only with fewer GPUs to free
+            best_later, best_n, best_bm = -1, 0, 0
             for n in sorted(self.bucket[used]):
-                claimed, full = self.claimed[n], self.full[n]
-                blocked = claimed | (self.protected[n] & ~own.get(n, 0))
+                full = full_of[n]
+                blocked = claimed_of[n] | (protected_of[n] & ~own.get(n, 0))
                 if _bits(full & ~blocked) < size:
                     continue
-                later_mask = ~self.free[n]
-                for off in range(0, full.bit_length() - size + 1, size):
+                later_mask = ~free_of[n]
+                last = full.bit_length() - size
+                off = 0
+                while off <= last:
                     bm = unit << off
+                    off += size
                     if blocked & bm:
                         continue
-                    cand = (_bits(bm & later_mask), n, bm)
-                    if best is None or cand < best:
-                        best = cand
-                if best is not None and best[0] == 0:
+                    later = _bits(bm & later_mask)
+                    if best_later < 0 or later < best_later:
+                        best_later, best_n, best_bm = later, n, bm
+                        if not later:
+                            break
+                if best_later == 0:
                     break
-            if best is not None:
-                return ((0, 0, -used, best[0]), best[1], best[2])
+            if best_later >= 0:
+                return ((0, 0, -used, best_later), best_n, best_bm)
         return None
 
     def _score(self, n: int, bm: int, own: int) -> tuple[int, int, int, int]:
@@ -1194,8 +1211,11 @@ class _Placer:
             others = self.protected[n] & ~mine
             used = -_bits(claimed | self.protected[n])
             later_mask = ~mine & ~self.free[n]
-            for off in range(0, full.bit_length() - size + 1, size):
+            last = full.bit_length() - size
+            off = 0
+            while off <= last:
                 bm = unit << off
+                off += size
                 if claimed & bm:
                     continue
                 score = (
