@@ -21,7 +21,8 @@
  *       from slot hi on (the slots from there are not read).
  *   scan(cols, start, cur, diff, nz, dnz, steps, floor, check) -> (i, how)
  *       elasticflow._scan: the admission test's pass over the jobs that keep their plans.
- *       cols is the lane's (plans, kmax, top, tops, tables) lists (_Lane.cols).
+ *       cols is the lane's (plans, kmax, top, tops, tables) lists (_Lane.cols); nz ascending
+ *       and >= 0 (summary's), refused otherwise.
  *   swap(cur, diff, old, new) -> bool
  *       elasticflow._swap: cur[:len(old)] -= old; diff[:len(old)] += old;
  *       diff[:len(new)] -= new; whether old and new are of one length and equal.
@@ -61,6 +62,44 @@ static inline int64_t
 clipped(const int64_t *table, Py_ssize_t n, int64_t f)
 {
     return table[f < 0 ? 0 : (f >= n ? n - 1 : f)];
+}
+
+/* a[r] -= b[r] for r < n where a and b do not overlap (restrict: the compiler vectorises it) */
+static void
+sub_apart(int64_t *restrict a, const int64_t *restrict b, Py_ssize_t n)
+{
+    for (Py_ssize_t r = 0; r < n; r++)
+        a[r] -= b[r];
+}
+
+/* a[r] -= b[r] for r < n, in order (a plain loop where a and b overlap) */
+static void
+subtract(int64_t *a, const int64_t *b, Py_ssize_t n)
+{
+    if (n <= 0)
+        return;
+    uintptr_t pa = (uintptr_t)a, pb = (uintptr_t)b, bytes = (uintptr_t)n * sizeof(int64_t);
+    if (pa + bytes <= pb || pb + bytes <= pa) {
+        sub_apart(a, b, n);
+        return;
+    }
+    for (Py_ssize_t r = 0; r < n; r++)
+        a[r] -= b[r];
+}
+
+/* the first j in [lo, n) with slots[j] >= bound (slots ascending) */
+static Py_ssize_t
+first_at(const int64_t *slots, Py_ssize_t lo, Py_ssize_t n, int64_t bound)
+{
+    Py_ssize_t hi = n;
+    while (lo < hi) {
+        Py_ssize_t m = lo + (hi - lo) / 2;
+        if (slots[m] < bound)
+            lo = m + 1;
+        else
+            hi = m;
+    }
+    return lo;
 }
 
 static PyObject *
@@ -365,8 +404,7 @@ reserve(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "reserve: row longer than arr");
         return NULL;
     }
-    for (Py_ssize_t r = 0; r < nr; r++)
-        arr[r] -= row[r];
+    subtract(arr, row, nr);
     Py_RETURN_NONE;
 }
 
@@ -544,6 +582,16 @@ scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "scan: nz and dnz, or cur and diff, differ in length");
         return NULL;
     }
+    if (nnz && nz[0] < 0) {
+        PyErr_SetString(PyExc_IndexError, "scan: a negative slot in nz");
+        return NULL;
+    }
+    for (Py_ssize_t j = 1; j < nnz; j++) {
+        if (nz[j] <= nz[j - 1]) {
+            PyErr_SetString(PyExc_ValueError, "scan: nz not ascending");
+            return NULL;
+        }
+    }
     Py_ssize_t start = PyLong_AsSsize_t(args[1]);
     long long floor = PyLong_AsLongLong(args[7]);
     int check = PyObject_IsTrue(args[8]);
@@ -606,12 +654,10 @@ scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             if (array_of(PyList_GET_ITEM(tables, i), "table", NPY_INT64, (void **)&table, &nt) < 0)
                 goto done;
             int changed = 0;
-            for (Py_ssize_t j = 0; j < nnz && nz[j] < span && nt > 0; j++) {
+            /* nz ascending and >= 0 (checked above): the slots before span, all inside cur */
+            Py_ssize_t jend = nt > 0 ? first_at(nz, 0, nnz, span) : 0;
+            for (Py_ssize_t j = 0; j < jend; j++) {
                 int64_t s = nz[j];
-                if (s < 0) {
-                    PyErr_SetString(PyExc_IndexError, "scan: a negative slot in nz");
-                    goto done;
-                }
                 if (clipped(table, nt, cur[s]) != clipped(table, nt, cur[s] + dnz[j])) {
                     changed = 1;
                     break;
@@ -642,8 +688,7 @@ scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 break;
             }
         }
-        for (Py_ssize_t r = 0; r < nrow; r++)
-            cur[r] -= row[r];
+        subtract(cur, row, nrow);
         long long tops_next = PyLong_AsLongLong(PyList_GET_ITEM(tops, i + 1));
         if (tops_next == -1 && PyErr_Occurred())
             goto done;
