@@ -1157,6 +1157,8 @@ class _Placer:
     ) -> tuple[tuple[int, int, int, int], int, int] | None:
         """The eviction-free block in the fullest node (then one of GPUs free already, then
         the lowest node): what ``_best_in`` would pick for a job with nothing to keep."""
+        if size < 1:
+            raise ValueError(f"a block of {size} GPUs")
         unit = (1 << size) - 1
         claimed_of, full_of, protected_of, free_of = (
             self.claimed,
@@ -1201,6 +1203,8 @@ class _Placer:
     def _best_in(
         self, nodes: Sequence[int], size: int, own: Mapping[int, int]
     ) -> tuple[tuple[int, int, int, int], int, int] | None:
+        if size < 1:
+            raise ValueError(f"a block of {size} GPUs")
         best: tuple[tuple[int, int, int, int], int, int] | None = None
         unit = (1 << size) - 1
         for n in nodes:
