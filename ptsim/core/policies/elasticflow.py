@@ -1030,17 +1030,19 @@ def _bits(mask: int) -> int:
 @dataclass(frozen=True, slots=True)
 class _Topology:
     """The cluster's nodes as the placer sees them: each node's GPUs (ascending gid), where
-    each GPU sits (node, bit) and each node's full mask. The same for every decision of a
-    run, so the policy builds it once (``matches`` checks a snapshot against it)."""
+    each GPU sits (node, bit) and each node's full mask. Nodes are numbered 0, 1, ... in
+    ascending order of their ids, so the placer keeps its per-node state in lists. The same
+    for every decision of a run, so the policy builds it once (``matches`` checks a snapshot
+    against it)."""
 
     gpn: int
     gids: tuple[int, ...]  # every GPU's gid, in the snapshot's order
-    node_of: tuple[int, ...]  # and its node
-    nodes: dict[int, list[int]]
-    where: dict[int, tuple[int, int]]
-    full: dict[int, int]
+    node_of: tuple[int, ...]  # and its node id
+    nodes: list[list[int]]  # each node's GPUs, by node number
+    where: dict[int, tuple[int, int]]  # gid -> (node number, bit)
+    full: list[int]
     width: int
-    zeros: dict[int, int]  # 0 per node (copied for the placer's per-node masks and counts)
+    zeros: list[int]  # 0 per node (copied for the placer's per-node masks and counts)
 
     @staticmethod
     def of(snap: Snapshot) -> _Topology:
@@ -1049,14 +1051,14 @@ class _Topology:
         by_node: dict[int, list[int]] = {}
         for gid, n in zip(gids, node_of, strict=True):
             by_node.setdefault(n, []).append(gid)
-        nodes = {n: sorted(members) for n, members in sorted(by_node.items())}
+        nodes = [sorted(members) for _, members in sorted(by_node.items())]
         where: dict[int, tuple[int, int]] = {}
-        for n, members in nodes.items():
+        for n, members in enumerate(nodes):
             for bit, gid in enumerate(members):
                 where[gid] = (n, 1 << bit)
-        full = {n: (1 << len(members)) - 1 for n, members in nodes.items()}
-        width = max(len(members) for members in nodes.values())
-        zeros = dict.fromkeys(nodes, 0)
+        full = [(1 << len(members)) - 1 for members in nodes]
+        width = max(len(members) for members in nodes)
+        zeros = [0] * len(nodes)
         return _Topology(snap.gpus_per_node, gids, node_of, nodes, where, full, width, zeros)
 
     def matches(self, snap: Snapshot) -> bool:
@@ -1098,7 +1100,7 @@ class _Placer:
         # nodes by how many of their GPUs are claimed or protected (to pack new jobs fast)
         self.used = zeros.copy()
         self.bucket: list[set[int]] = [set() for _ in range(self.width + 1)]
-        self.bucket[0].update(self.nodes)
+        self.bucket[0].update(range(len(self.nodes)))
         # per block size, a heap of each node's best block for a job holding nothing there
         # (``_best_any``), entries tagged with the node's version; nodes changed since the
         # heap last looked are re-scored before it answers
@@ -1240,7 +1242,7 @@ class _Placer:
         heap = self.heaps.get(size)
         if heap is None:
             heap = self.heaps[size] = []
-            self.dirty[size] = set(self.nodes)
+            self.dirty[size] = set(range(len(self.nodes)))
         dirty = self.dirty[size]
         for n in sorted(dirty):
             got = self._best_in((n,), size, _NOTHING)
@@ -1271,7 +1273,7 @@ class _Placer:
         evictions, then most of its own GPUs, then fewest GPUs still to free, then the lowest
         node; None if fewer are left."""
         scored = []
-        for n, gids in self.nodes.items():
+        for n, gids in enumerate(self.nodes):
             if len(gids) == self.gpn and not self.claimed[n]:
                 evict, overlap, _, later = self._score(n, self.full[n], own.get(n, 0))
                 scored.append((evict, overlap, later, n))
@@ -1335,13 +1337,14 @@ class _Placer:
 _HandOut = tuple[int, float, tuple[float, float, str], int]
 
 
-def _hand_out_entry(it: _Item, n: int, sign: float, idx: int) -> _HandOut | None:
+def _hand_out_entry(it: _Item, n: int, sign: float, idx: int, spare: int) -> _HandOut | None:
     """``_hand_out``'s heap entry for job ``idx`` holding ``n`` GPUs: its next level first if it
     holds none, else by the GPU-time its next level adds per GPU added (``sign`` -1: most
-    first); None if it is at its top level."""
+    first); None if it is at its top level or its next level needs more than ``spare`` GPUs
+    (spare GPUs only become fewer: it would never get them)."""
     lv = it.levels.counts_t
     pos = bisect.bisect_right(lv, n)
-    if pos >= len(lv):
+    if pos >= len(lv) or lv[pos] - n > spare:
         return None
     if n == 0:
         return (0, 0.0, it.order, idx)
@@ -1703,11 +1706,13 @@ class ElasticFlow:
 
     def _hand_out(self, items: Sequence[_Item], counts: dict[str, int], spare: int) -> None:
         """Work conservation: idle GPUs go out one level at a time until none can be used."""
+        if spare <= 0:
+            return  # (a full cluster: the common case, so no entry is made)
         sign = -1.0 if self.cfg.handout_order == "artifact" else 1.0
         heap: list[_HandOut] = []
         for i, it in enumerate(items):
             if it.remaining > 0:
-                entry = _hand_out_entry(it, counts[it.job_id], sign, i)
+                entry = _hand_out_entry(it, counts[it.job_id], sign, i, spare)
                 if entry is not None:
                     heap.append(entry)
         heapq.heapify(heap)  # entries differ (each has its job's index): pops as pushes would
@@ -1721,7 +1726,7 @@ class ElasticFlow:
                 continue  # spare only shrinks: it will not fit later either
             counts[it.job_id] = nxt
             spare -= nxt - n
-            entry = _hand_out_entry(it, nxt, sign, idx)
+            entry = _hand_out_entry(it, nxt, sign, idx, spare)
             if entry is not None:
                 heapq.heappush(heap, entry)
 
@@ -1738,23 +1743,21 @@ class ElasticFlow:
         changes into this step (shrinks and grows onto free GPUs) and a second step
         ``_PHASE_GAP_S`` later (grows onto GPUs released now)."""
         jobs = snap.jobs_by_id
+        held = [jobs[it.job_id].gpus for it in items]  # what each holds now
+        want = [counts[it.job_id] for it in items]
         placer = _Placer(snap, self._topology)
         self._topology = placer.topo
         placer.hold(
             [jobs[it.job_id].gpus for it in finishing],
-            [jobs[it.job_id].gpus for it in items if counts[it.job_id] > 0],
+            [own for own, n in zip(held, want, strict=True) if n > 0],
         )
         # larger counts first, then the jobs that keep their count, then deadline order:
         # ``items`` are in deadline order, which a stable sort keeps among equal ranks
-        rank = [
-            -2 * counts[it.job_id] - (len(jobs[it.job_id].gpus) == counts[it.job_id])
-            for it in items
-        ]
-        order = [items[k] for k in sorted(range(len(items)), key=rank.__getitem__)]
+        rank = [-2 * n - (len(own) == n) for own, n in zip(held, want, strict=True)]
         targets: dict[str, tuple[int, ...]] = {}
-        for it in order:
-            n = counts[it.job_id]
-            own = jobs[it.job_id].gpus
+        moved: list[str] = []  # the jobs whose GPUs change
+        for k in sorted(range(len(items)), key=rank.__getitem__):
+            it, n, own = items[k], want[k], held[k]
             got = placer.place(n, own)
             while got is None:  # fragmentation (only with nodes that are not a power of two)
                 lv = it.levels.counts
@@ -1762,16 +1765,16 @@ class ElasticFlow:
                 n = int(smaller[-1]) if smaller.size else 0
                 got = placer.place(n, own)
             targets[it.job_id] = got
+            if got != own and set(got) != set(own):
+                moved.append(it.job_id)
 
         free_now = set(snap.free)
         alloc: dict[str, tuple[int, ...]] = {}
         pending: dict[str, tuple[int, ...]] = {}
         given_up: list[int] = []
-        for job_id in sorted(targets):
+        for job_id in sorted(moved):
             target = targets[job_id]
             own = jobs[job_id].gpus
-            if target == own or set(target) == set(own):
-                continue
             keep = tuple(g for g in own if g in target)
             if all(g in free_now or g in own for g in target):
                 alloc[job_id] = target
