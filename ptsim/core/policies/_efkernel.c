@@ -35,6 +35,7 @@
 #define NPY_NO_DEPRECATED_API NPY_2_0_API_VERSION
 #include <numpy/arrayobject.h>
 #include <math.h>
+#include <limits.h>
 #include <stdint.h>
 
 #define MAX_RUNS 256  /* runs of one plan: max_cuts + 1 at most */
@@ -616,6 +617,18 @@ scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_IndexError, "scan: start outside the lane");
         goto done;
     }
+    /* low: a lower bound on cur[s] + min(dnz[j], 0) over the slots s = nz[j] inside cur, for
+       the job at i (exact at the start, then less each passed job's largest count, which no
+       slot of its row exceeds; exact again after a job's slots are looked at one by one). A
+       fitting-level table never falls as the free GPUs grow (``_Levels.fit_table``, capped
+       or not), so where it already gives its largest level at low, no slot can change the
+       job's level: the slot-by-slot look is skipped with the same answer. */
+    long long low = LLONG_MAX;
+    for (Py_ssize_t j = 0; j < nnz && nz[j] < ncur; j++) {
+        long long v = cur[nz[j]] + (dnz[j] < 0 ? dnz[j] : 0);
+        if (v < low)
+            low = v;
+    }
     int how = SCAN_END;
     Py_ssize_t i;
     for (i = start; i < n; i++) {
@@ -656,12 +669,19 @@ scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             int changed = 0;
             /* nz ascending and >= 0 (checked above): the slots before span, all inside cur */
             Py_ssize_t jend = nt > 0 ? first_at(nz, 0, nnz, span) : 0;
-            for (Py_ssize_t j = 0; j < jend; j++) {
-                int64_t s = nz[j];
-                if (clipped(table, nt, cur[s]) != clipped(table, nt, cur[s] + dnz[j])) {
-                    changed = 1;
-                    break;
+            if (jend > 0 && clipped(table, nt, low) != table[nt - 1]) {
+                long long least = LLONG_MAX;
+                for (Py_ssize_t j = 0; j < nnz && nz[j] < ncur; j++) {
+                    int64_t s = nz[j], d = dnz[j];
+                    long long v = cur[s] + (d < 0 ? d : 0);
+                    if (v < least)
+                        least = v;
+                    if (j < jend && clipped(table, nt, cur[s]) != clipped(table, nt, cur[s] + d)) {
+                        changed = 1;
+                        break;
+                    }
                 }
+                low = least;
             }
             if (changed) {
                 how = SCAN_CHANGE;
@@ -689,6 +709,8 @@ scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             }
         }
         subtract(cur, row, nrow);
+        if (low != LLONG_MAX)
+            low -= top_i > 0 ? top_i : 0;
         long long tops_next = PyLong_AsLongLong(PyList_GET_ITEM(tops, i + 1));
         if (tops_next == -1 && PyErr_Occurred())
             goto done;
