@@ -1005,3 +1005,24 @@ def test_quiet_boundaries_are_skipped_without_changing_anything(
     assert quiet.jobs.equals(every.jobs) and quiet.series.equals(every.series)
     assert quiet.summary["decisions"] < 0.5 * every.summary["decisions"]
     assert (quiet.jobs.status == "done").sum() >= 10 and (quiet.jobs.rescales > 0).any()
+
+
+def test_sort_by_order_is_the_sort_by_deadline_arrival_and_id() -> None:
+    """``_sort_by_order`` (deadlines first, then runs of equal deadlines by the whole order)
+    gives the order of sorting by ``order``, ties of deadline and arrival included."""
+    from ptsim.core.policies import elasticflow as ef
+
+    rng = np.random.default_rng(11)
+    levels = ElasticFlow(PolicyContext(linear_profiles()), ElasticFlowConfig()).levels(
+        job("x", 0, 900, 600), 8, 8
+    )
+    for _ in range(200):
+        items = []
+        for n in rng.permutation(int(rng.integers(0, 60))):
+            dl = float(rng.choice([60.0, 120.0, 120.0, float("inf"), float(rng.uniform(0, 300))]))
+            arrival = float(rng.choice([0.0, 1.0, 2.0]))
+            job_id = f"j{int(n):03d}"
+            items.append(ef._Item(job_id, (dl, arrival, job_id), dl, 1.0, levels, 0))
+        want = [it.job_id for it in sorted(items, key=lambda it: it.order)]
+        ef._sort_by_order(items)
+        assert [it.job_id for it in items] == want

@@ -681,6 +681,26 @@ def _level_change(
     return bool(_any(table.take(before, mode="clip") != table.take(before + by, mode="clip")))
 
 
+def _deadline(it: _Item) -> float:
+    return it.deadline
+
+
+def _sort_by_order(items: list[_Item]) -> None:
+    """Sort ``items`` in place by ``order`` (deadline, arrival, id): by deadline alone first
+    (float keys, which a sort compares without the tuples' generic comparison), then each run
+    of equal deadlines by the whole order. The order is total (ids differ), so the result is
+    the one sort by ``order`` gives."""
+    items.sort(key=_deadline)
+    n, i = len(items), 0
+    while i < n:
+        d, j = items[i].deadline, i + 1
+        while j < n and items[j].deadline == d:
+            j += 1
+        if j - i > 1:
+            items[i:j] = sorted(items[i:j], key=lambda it: it.order)
+        i = j
+
+
 def _remaining(view: JobView, now: float) -> float:
     """``view.remaining_at(now)``: for a job whose iterations are uncertain, the estimate's
     remaining computed without its 90th percentile (the same arithmetic, one quantile less)."""
@@ -1590,8 +1610,8 @@ class ElasticFlow:
                 reject.append(view.job_id)  # no allowed GPU count fits this cluster
                 continue
             newcomers.append(it)
-        admitted.sort(key=lambda i: i.order)
-        newcomers.sort(key=lambda i: i.order)
+        _sort_by_order(admitted)
+        _sort_by_order(newcomers)
 
         base_free = _Free(total)
         base_free.arr[0] -= sum(it.held for it in finishing)
@@ -1601,7 +1621,8 @@ class ElasticFlow:
             inits.pop(job_id, None)
         self._admitted.update(i.job_id for i in accepted)
 
-        plan_items = sorted([*admitted, *accepted], key=lambda i: i.order)
+        plan_items = [*admitted, *accepted]
+        _sort_by_order(plan_items)
         counts = {job_id: int(row[0]) if row.size else 0 for job_id, (_, row) in plan.items()}
         spare = int(free.arr[0])
         self._hand_out(plan_items, counts, spare)
@@ -1661,7 +1682,8 @@ class ElasticFlow:
             free = base.copy()
             return [], [], planner.plan_all(admitted, free), free
         if self.cfg.admission == "batch":
-            merged = sorted([*admitted, *newcomers], key=lambda i: i.order)
+            merged = [*admitted, *newcomers]
+            _sort_by_order(merged)
             free = base.copy()
             together = planner.plan_all(merged, free)
             if all(ok for ok, _ in together.values()):
