@@ -105,9 +105,7 @@ def _random_lane(rng: np.random.Generator, mode: str) -> tuple[ef._Lane, int]:
             ef._Item(f"j{n}", (deadline, 0.0, f"j{n}"), deadline, float(rng.uniform(1, 4e4)), lv, 0)
         )
     items.sort(key=lambda it: it.order)
-    shapes: dict[str, ef._Shape] = {}
-    rest = planner.plan_all(items, ef._Free(total), shapes)
-    return ef._Lane(items, planner, rest, shapes), total
+    return ef._Lane(items, planner, ef._Free(total)), total
 
 
 @pytest.mark.parametrize("mode", ["slot", "free_change"])

@@ -902,9 +902,8 @@ def test_one_admission_test_equals_replanning_every_later_job(
         items.sort(key=lambda it: it.order)
         cand = items.pop(int(rng.integers(0, len(items))))
         pos = sum(1 for it in items if it.order < cand.order)
-        shapes: dict[str, Any] = {}
         rest = ef._Free(total)
-        lane = ef._Lane(items, planner, planner.plan_all(items, rest, shapes), shapes)
+        lane = ef._Lane(items, planner, rest)
         running = ef._Free(total)
         for i in range(pos):
             row = lane.plans[i][1]

@@ -623,18 +623,10 @@ class _Planner:
             start = stop
             chunk = max(chunk * 2, math.ceil(left / (thr_cap * self.slot)) + 1)
 
-    def plan_all(
-        self, items: Sequence[_Item], free: _Free, shapes: dict[str, _Shape] | None = None
-    ) -> dict[str, tuple[bool, IntArray]]:
-        """Plan ``items`` (already in deadline order) one after another; ``shapes`` gets each
-        job's ``shape``."""
-        if shapes is None:
-            return {it.job_id: self.plan(it, free) for it in items}
-        out: dict[str, tuple[bool, IntArray]] = {}
-        for it in items:
-            out[it.job_id] = self.plan(it, free)
-            shapes[it.job_id] = self.shape
-        return out
+    def plan_all(self, items: Sequence[_Item], free: _Free) -> dict[str, tuple[bool, IntArray]]:
+        """Plan ``items`` (already in deadline order) one after another (``_Lane`` does it too,
+        keeping each job's ``shape``)."""
+        return {it.job_id: self.plan(it, free) for it in items}
 
 
 _Shape = tuple[int, int, float]
@@ -720,16 +712,11 @@ class _Lane:
     level q where it meets its deadline); ``top[i]``, its largest GPU count; ``tops[i]``, the
     largest count of it and every later job (0 past the end); ``kmax[i]``, its slots up to the
     deadline (``_Planner.plan``'s ``k_max``); and ``movable[i]``, whether its plan's slack
-    allows ``_Trial._moves``; ``cols``, the lists ``_scan`` reads, in one tuple. Built from
-    ``plan_all``'s plans and shapes of ``items``."""
+    allows ``_Trial._moves``; ``cols``, the lists ``_scan`` reads, in one tuple. Built by
+    planning ``items`` one after another on ``free`` (as ``_Planner.plan_all`` does), which
+    it leaves with their reservations."""
 
-    def __init__(
-        self,
-        items: Sequence[_Item],
-        planner: _Planner,
-        plans: Mapping[str, tuple[bool, IntArray]],
-        shapes: Mapping[str, _Shape],
-    ) -> None:
+    def __init__(self, items: Sequence[_Item], planner: _Planner, free: _Free) -> None:
         n = len(items)
         self.items = items
         self.planner = planner
@@ -741,12 +728,13 @@ class _Lane:
             self.tops[i] = max(self.tops[i + 1], self.top[i])
         now, slot = planner.now, planner.slot
         self.kmax = [math.ceil((it.deadline - now) / slot - _TOL) for it in items]
-        self.plans: list[tuple[bool, IntArray]] = [plans[job_id] for job_id in self.ids]
+        self.plans: list[tuple[bool, IntArray]] = []
         self.shapes: list[_Shape] = [_NO_SHAPE] * n
         self.tables: list[IntArray] = [_EMPTY] * n
         self.movable = [False] * n
-        for i in range(n):
-            self._set(i, shapes.get(self.ids[i], _NO_SHAPE))
+        for i, it in enumerate(items):
+            self.plans.append(planner.plan(it, free))
+            self._set(i, planner.shape)
         # what ``_scan`` reads, in one tuple (the lists change in place, never replaced)
         self.cols: _Columns = (self.plans, self.kmax, self.top, self.tops, self.tables)
 
@@ -1698,8 +1686,7 @@ class ElasticFlow:
         # newcomers admitted so far included), and the free GPUs it leaves: each newcomer's
         # test reuses it (``_Trial``) instead of re-planning those jobs from scratch
         rest_free = running.copy()
-        shapes: dict[str, _Shape] = {}
-        lane = _Lane(admitted, planner, planner.plan_all(admitted, rest_free, shapes), shapes)
+        lane = _Lane(admitted, planner, rest_free)
         pos = 0
         for cand in newcomers:
             while pos < len(admitted) and admitted[pos].order < cand.order:
