@@ -22,7 +22,10 @@
  *   scan(cols, start, cur, diff, nz, dnz, steps, floor, check) -> (i, how)
  *       elasticflow._scan: the admission test's pass over the jobs that keep their plans.
  *       cols is the lane's (plans, kmax, top, tops, tables) lists (_Lane.cols); nz ascending
- *       and >= 0 (summary's), refused otherwise.
+ *       and >= 0 (summary's), refused otherwise. Not checked, true of every lane by
+ *       construction and relied on by the bound that skips a job's slot-by-slot look: no slot
+ *       of plans[i] exceeds top[i] (a plan holds one of the job's GPU counts), and tables[i]
+ *       never falls as the free GPUs grow (a fitting-level table, capped or not).
  *   swap(cur, diff, old, new) -> bool
  *       elasticflow._swap: cur[:len(old)] -= old; diff[:len(old)] += old;
  *       diff[:len(new)] -= new; whether old and new are of one length and equal.

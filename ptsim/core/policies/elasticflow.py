@@ -674,6 +674,7 @@ def _level_change(
 
 
 def _deadline(it: _Item) -> float:
+    """``_sort_by_order``'s first key."""
     return it.deadline
 
 
