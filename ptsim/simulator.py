@@ -189,10 +189,26 @@ class Simulation:
             self._decide(event)
 
     def _decide(self, _event: simpy.Event | None = None) -> None:
+        """Ask the policy and carry out its decision.
+
+        The cyclic collector does not run inside ``policy.decide``: a decision's temporaries
+        (a re-plan's items, plans and lists) are alive until it returns, so a collection in
+        the middle walks all of them, and after it they are gone by reference counting and
+        the next collection walks only what the decision kept. Collection only frees
+        unreachable objects: the results are the same (the setting is the process's, as in
+        ``_long_lived_gc``)."""
         self._decision_pending = False
         now = float(self.env.now)
         t0 = time.perf_counter()
-        decision = self.policy.decide(self.state.snapshot(now))
+        snap = self.state.snapshot(now)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            decision = self.policy.decide(snap)
+        finally:
+            if collecting:
+                gc.enable()
+        del snap
         self.stats.decide_wall_s += time.perf_counter() - t0
         self.stats.decisions += 1
         self._carry_out(self.state.apply(decision, now))

@@ -234,3 +234,31 @@ def test_a_run_uses_one_blas_thread_and_gives_the_setting_back() -> None:
         Simulation(jobs, Watching(), linear_profiles(), num_nodes=1, gpus_per_node=2).run()
         assert blas_threads() == before
     assert seen and all(counts == [1] * len(before) for counts in seen)
+
+
+def test_the_collector_waits_while_the_policy_decides() -> None:
+    """The cyclic collector is off inside every ``decide``, and a run leaves it as it found
+    it: on after a run that found it on, off after one that found it off."""
+    import gc
+
+    inner = POLICIES.build("fifo", PolicyContext(linear_profiles()), {})
+    inside: list[bool] = []
+
+    class Watching:
+        name = "fifo-watching"
+
+        def decide(self, snap: Snapshot) -> Decision:
+            inside.append(gc.isenabled())
+            return inner.decide(snap)
+
+    jobs = [job("a", 0, 100, 200), job("b", 5, 50, 60)]
+    was = gc.isenabled()
+    try:
+        for on in (True, False):
+            (gc.enable if on else gc.disable)()
+            inside.clear()
+            Simulation(jobs, Watching(), linear_profiles(), num_nodes=1, gpus_per_node=2).run()
+            assert len(inside) >= 2 and not any(inside)
+            assert gc.isenabled() is on
+    finally:
+        (gc.enable if was else gc.disable)()
