@@ -1106,10 +1106,15 @@ class _Placer:
         for gid in snap.free:
             n, bit = where[gid]
             free[n] |= bit
-        # nodes by how many of their GPUs are claimed or protected (to pack new jobs fast)
+        # how many of each node's GPUs are claimed or protected, and the nodes by that count
+        # (to pack new jobs fast), each list ascending; brought up to date by
+        # ``_best_packed`` itself (``moved``: the nodes whose count changed since;
+        # ``sorted_as``: the list each node is in), which many decisions never call
         self.used = zeros.copy()
-        self.bucket: list[set[int]] = [set() for _ in range(self.width + 1)]
-        self.bucket[0].update(range(len(self.nodes)))
+        self.bucket: list[list[int]] = [[] for _ in range(self.width + 1)]
+        self.bucket[0] = list(range(len(self.nodes)))
+        self.sorted_as = zeros.copy()
+        self.moved: list[int] = []
         # per block size, a heap of each node's best block for a job holding nothing there
         # (``_best_any``), entries tagged with the node's version; nodes changed since the
         # heap last looked are re-scored before it answers
@@ -1130,9 +1135,20 @@ class _Placer:
             dirty.add(n)
         used = _bits(self.claimed[n] | self.protected[n])
         if used != self.used[n]:
-            self.bucket[self.used[n]].discard(n)
-            self.bucket[used].add(n)
             self.used[n] = used
+            self.moved.append(n)
+
+    def _file_moved(self) -> None:
+        """File the nodes whose count changed under their count now (``bucket``)."""
+        used, sorted_as, bucket = self.used, self.sorted_as, self.bucket
+        for n in self.moved:
+            now, was = used[n], sorted_as[n]
+            if now != was:
+                old = bucket[was]
+                del old[bisect.bisect_left(old, n)]
+                bisect.insort(bucket[now], n)
+                sorted_as[n] = now
+        self.moved.clear()
 
     def hold(self, claimed: Iterable[Sequence[int]], protected: Iterable[Sequence[int]]) -> None:
         """``claim`` each of ``claimed``, then ``protect`` each of ``protected``, in one pass
@@ -1171,6 +1187,8 @@ class _Placer:
         if size < 1:
             raise ValueError(f"a block of {size} GPUs")
         unit = (1 << size) - 1
+        if self.moved:
+            self._file_moved()
         claimed_of, full_of, protected_of, free_of = (
             self.claimed,
             self.full,
@@ -1181,7 +1199,7 @@ class _Placer:
             # the least (GPUs still to free, node, block): nodes ascending, blocks ascending
             # in each, so a candidate is better only with fewer GPUs to free
             best_later, best_n, best_bm = -1, 0, 0
-            for n in sorted(self.bucket[used]):
+            for n in self.bucket[used]:
                 full = full_of[n]
                 blocked = claimed_of[n] | (protected_of[n] & ~own.get(n, 0))
                 if _bits(full & ~blocked) < size:
