@@ -216,3 +216,23 @@ def test_swap_and_plus_equal_their_python_definitions() -> None:
         k.plus(ints, ints[:2], 2)
     with pytest.raises(ValueError, match=r"n outside 0\.\.len\(a\)"):
         k.plus(ints, ints, 4)
+
+
+def test_without_equals_its_python_definition() -> None:
+    """The free GPUs without a newcomer and the difference it makes, as new arrays, in every
+    length case: the row shorter or longer than the free GPUs, padding past both."""
+    rng = np.random.default_rng(23)
+    k = _kernels()
+    for _ in range(3000):
+        arr = rng.integers(-5, 50, int(rng.integers(0, 120))).astype(np.int64)
+        row = rng.integers(0, 9, int(rng.integers(0, 120))).astype(np.int64)
+        size = max(len(arr), len(row)) + int(rng.integers(0, 40))
+        total = int(rng.integers(1, 64))
+        want = ef._without(arr, row, size, total)
+        got = k.without(arr, row, size, total)
+        assert [x.dtype for x in got] == [np.int64, np.int64]
+        assert [x.tolist() for x in got] == [x.tolist() for x in want]
+        assert not any(np.shares_memory(x, y) for x in got for y in (arr, row))
+    ints = np.zeros(3, dtype=np.int64)
+    with pytest.raises(ValueError, match="size shorter than arr or row"):
+        k.without(ints, ints, 2, 8)

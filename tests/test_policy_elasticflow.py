@@ -749,7 +749,7 @@ def _trial_from_scratch(self: Any, start: int) -> bool:
     """``_Trial.run`` without reuse: every job after the newcomer re-planned from scratch."""
     from ptsim.core.policies import elasticflow as ef
 
-    trial = ef._Free(self.total, arr=self.final.arr.copy())
+    trial = ef._Free(self.total, arr=self.cur + self.diff)  # with the newcomer
     for i, it in enumerate(self.lane.items[start:], start):
         got = self.planner.plan(it, trial)
         if not got[0] and self.lane.plans[i][0]:
@@ -910,10 +910,11 @@ def test_one_admission_test_equals_replanning_every_later_job(
             running.ensure(len(row))
             planner.reserve(running.arr, row)
         trial = running.copy()
-        if not planner.plan(cand, trial, best_effort=False)[0]:
+        ok, row = planner.plan(cand, trial, best_effort=False)
+        if not ok:
             continue  # rejected by its own plan: no test
         tested += 1
-        test = ef._Trial(planner, running, trial.copy(), lane, rest)
+        test = ef._Trial(planner, trial.copy(), row, lane, rest)
         got = test.run(pos)
         free, ok = ef._Free(total, arr=trial.arr.copy()), True
         want: dict[str, Any] = {}

@@ -31,6 +31,9 @@
  *       diff[:len(new)] -= new; whether old and new are of one length and equal.
  *   plus(a, b, n) -> array
  *       elasticflow._plus: a[:n] + b[:n], a new array (a and b of one length, at least n).
+ *   without(arr, row, size, total) -> (cur, diff)
+ *       elasticflow._without: arr + row in size slots (total past arr) and -row (zero
+ *       after), two new arrays (size at least len(arr) and len(row)).
  *
  * tests/test_efkernel.py compares each with its Python on random inputs. */
 #define PY_SSIZE_T_CLEAN
@@ -40,6 +43,7 @@
 #include <math.h>
 #include <limits.h>
 #include <stdint.h>
+#include <string.h>
 
 #define MAX_RUNS 256  /* runs of one plan: max_cuts + 1 at most */
 #define MAX_LEVELS 64 /* GPU levels of one job (powers of two: 2^63 GPUs) */
@@ -550,6 +554,51 @@ plus(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+static PyObject *
+without(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t *arr, *row, *cur, *diff;
+    Py_ssize_t na, nr;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "without: 4 arguments expected");
+        return NULL;
+    }
+    if (array_of(args[0], "arr", NPY_INT64, (void **)&arr, &na) < 0
+        || array_of(args[1], "row", NPY_INT64, (void **)&row, &nr) < 0)
+        return NULL;
+    Py_ssize_t size = PyLong_AsSsize_t(args[2]);
+    long long total = PyLong_AsLongLong(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (size < na || size < nr) {
+        PyErr_SetString(PyExc_ValueError, "without: size shorter than arr or row");
+        return NULL;
+    }
+    PyObject *o_cur = new_i64(size, &cur);
+    PyObject *o_diff = o_cur ? new_i64(size, &diff) : NULL;
+    if (o_diff == NULL) {
+        Py_XDECREF(o_cur);
+        return NULL;
+    }
+    memcpy(cur, arr, (size_t)na * sizeof(int64_t));
+    for (Py_ssize_t r = na; r < size; r++)
+        cur[r] = total;
+    for (Py_ssize_t r = 0; r < nr; r++) {
+        cur[r] += row[r];
+        diff[r] = -row[r];
+    }
+    memset(diff + nr, 0, (size_t)(size - nr) * sizeof(int64_t));
+    PyObject *out = PyTuple_New(2);
+    if (out == NULL) {
+        Py_DECREF(o_cur);
+        Py_DECREF(o_diff);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, o_cur);
+    PyTuple_SET_ITEM(out, 1, o_diff);
+    return out;
+}
+
 /* column k of the lane's columns (a tuple of lists, _Lane.cols), of length n when n >= 0
    (borrowed) */
 static PyObject *
@@ -745,6 +794,8 @@ static PyMethodDef methods[] = {
      "A re-planned job's new plan in place of its old one (elasticflow._swap)."},
     {"plus", (PyCFunction)(void (*)(void))plus, METH_FASTCALL,
      "a[:n] + b[:n], a new array (elasticflow._plus)."},
+    {"without", (PyCFunction)(void (*)(void))without, METH_FASTCALL,
+     "A newcomer's free GPUs without it and the difference it makes (elasticflow._without)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -142,6 +142,7 @@ _LevelChange = Callable[[IntArray, IntArray, IntArray, IntArray, int, int], bool
 _Reserve = Callable[[IntArray, IntArray], None]
 _Swap = Callable[[IntArray, IntArray, IntArray, IntArray], bool]
 _Plus = Callable[[IntArray, IntArray, int], IntArray]
+_Without = Callable[[IntArray, IntArray, int, int], tuple[IntArray, IntArray]]
 _Summary = Callable[[IntArray, IntArray, bool, int], tuple[IntArray, IntArray, int, IntArray]]
 _PlanRuns = Callable[
     [IntArray, IntArray, int, IntArray, FloatArray, float, float, float, bool, bool, int],
@@ -171,7 +172,7 @@ _Columns = tuple[list[tuple[bool, IntArray]], list[int], list[int], list[int], l
 class _Kernels:
     """The compiled build's kernels (``_efkernel.c``): the same answers as the Python
     definitions below (``_level_change``, ``_Planner._plan_runs_py``, ``_reserve``,
-    ``_summary``, ``_scan``, ``_swap``, ``_plus``) from plain loops."""
+    ``_summary``, ``_scan``, ``_swap``, ``_plus``, ``_without``) from plain loops."""
 
     level_change: _LevelChange
     plan_runs: _PlanRuns
@@ -180,6 +181,7 @@ class _Kernels:
     scan: _Scan
     swap: _Swap
     plus: _Plus
+    without: _Without
 
 
 def _load_kernels() -> _Kernels | None:
@@ -190,7 +192,14 @@ def _load_kernels() -> _Kernels | None:
     except ModuleNotFoundError:
         return None
     return _Kernels(
-        mod.level_change, mod.plan_runs, mod.reserve, mod.summary, mod.scan, mod.swap, mod.plus
+        mod.level_change,
+        mod.plan_runs,
+        mod.reserve,
+        mod.summary,
+        mod.scan,
+        mod.swap,
+        mod.plus,
+        mod.without,
     )
 
 
@@ -374,6 +383,7 @@ class _Planner:
         self.summary: _Summary = _summary if kernels is None else kernels.summary
         self.swap: _Swap = _swap if kernels is None else kernels.swap
         self.plus: _Plus = _plus if kernels is None else kernels.plus
+        self.without: _Without = _without if kernels is None else kernels.without
         # id(levels) -> (levels, gain of a whole slot per level); holding the levels keeps
         # their id from being reused while the planner lives
         self._gain: dict[int, tuple[_Levels, list[float]]] = {}
@@ -823,6 +833,20 @@ def _plus(a: IntArray, b: IntArray, n: int) -> IntArray:
     return a[:n] + b[:n]
 
 
+def _without(arr: IntArray, row: IntArray, size: int, total: int) -> tuple[IntArray, IntArray]:
+    """A newcomer's admission test from the free GPUs ``arr`` with its plan ``row``
+    reserved: the free GPUs without it (``arr + row``, in ``size`` slots, ``total`` past
+    ``arr``) and the difference it makes (``-row``, zero after), two new arrays (``size`` at
+    least ``len(arr)`` and ``len(row)``)."""
+    n = len(row)
+    cur = np.full(size, total, dtype=np.int64)
+    cur[: len(arr)] = arr
+    cur[:n] += row
+    diff = np.zeros(size, dtype=np.int64)
+    diff[:n] -= row
+    return cur, diff
+
+
 def _summary(
     diff: IntArray, after: IntArray, by_period: bool, hi: int
 ) -> tuple[IntArray, IntArray, int, IntArray]:
@@ -874,28 +898,29 @@ class _Trial:
     def __init__(
         self,
         planner: _Planner,
-        running: _Free,
         trial: _Free,
+        row: IntArray,
         lane: _Lane,
         rest_free: _Free,
     ) -> None:
+        """``trial``: the free GPUs the jobs before the newcomer leave, with the newcomer's
+        plan ``row`` reserved (not changed here)."""
         self.planner = planner
         self.lane = lane  # the plan without the newcomer
         self.shapes: dict[str, _Shape] = {}  # ``_Planner.shape`` of the jobs re-planned
         self.rest_free = rest_free
-        self.total = running.total
-        size = max(len(running.arr), len(trial.arr), len(rest_free.arr))
-        self.cur = self._pad(running.arr, size)  # free GPUs before the job, plan without
-        # with the newcomer minus without
-        self.diff = (trial.arr if len(trial.arr) == size else self._pad(trial.arr, size)) - self.cur
+        self.total = trial.total
+        size = max(len(trial.arr), len(rest_free.arr))
+        # free GPUs before the job, plan without; with the newcomer minus without
+        self.cur, self.diff = planner.without(trial.arr, row, size, self.total)
         # free GPUs after every job, plan without (only read: not copied when long enough)
         after = rest_free.arr
         self.after = after if len(after) == size else self._pad(after, size)
-        self.hi = size  # ``diff`` is zero from this slot on
+        self.hi = len(row)  # ``diff`` is zero from this slot on
         self.nz: IntArray = _EMPTY  # the slots where ``diff`` is not zero (``run``) ...
         self.dnz: IntArray = _EMPTY  # ... and ``diff`` there
         self.plan: dict[str, tuple[bool, IntArray]] = {}  # the new plans of the jobs re-planned
-        self.final = trial
+        self.final = rest_free  # with the newcomer: set by a ``run`` that admits it
 
     def _pad(self, arr: IntArray, size: int) -> IntArray:
         if len(arr) >= size:
@@ -1715,20 +1740,22 @@ class ElasticFlow:
                 running.ensure(len(row))
                 planner.reserve(running.arr, row)
                 pos += 1
-            trial = running.copy()
-            ok, row = planner.plan(cand, trial, best_effort=False)  # rejected if it misses
+            # planned on ``running``, which keeps its reservation if it is admitted
+            size = len(running.arr)
+            ok, row = planner.plan(cand, running, best_effort=False)  # rejected if it misses
             if ok:
-                test = _Trial(planner, running, trial, lane, rest_free)
+                test = _Trial(planner, running, row, lane, rest_free)
                 ok = test.run(pos)
-            if ok:
-                accepted.append(cand)
-                plan[cand.job_id] = (True, row)
-                running.ensure(len(row))
-                planner.reserve(running.arr, row)
-                rest_free = test.final
-                lane.update(test.plan, test.shapes)
-            else:
-                rejected.append(cand.job_id)
+                if ok:
+                    accepted.append(cand)
+                    plan[cand.job_id] = (True, row)
+                    rest_free = test.final
+                    lane.update(test.plan, test.shapes)
+                    continue
+                running.arr[: len(row)] += row
+            if len(running.arr) > size:  # as it was: the slots the plan looked at go
+                running.arr = running.arr[:size]
+            rejected.append(cand.job_id)
         plan.update(zip(lane.ids[pos:], lane.plans[pos:], strict=True))
         return accepted, rejected, plan, rest_free
 
