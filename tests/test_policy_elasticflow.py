@@ -330,20 +330,20 @@ def test_no_idle_gpu_while_a_running_job_could_grow() -> None:
     hand_out = pol._hand_out
     grew = 0
 
-    def spy(items: Any, counts: dict[str, int], spare: int) -> None:
+    def spy(items: Any, counts: list[int], spare: int) -> None:
         nonlocal grew
-        before = sum(counts.values())
+        before = sum(counts)
         hand_out(items, counts, spare)
-        left = spare - (sum(counts.values()) - before)
+        left = spare - (sum(counts) - before)
         assert left >= 0
-        grew += sum(counts.values()) - before
-        for it in items:
+        grew += sum(counts) - before
+        for it, n in zip(items, counts, strict=True):
             if it.remaining <= 0:
                 continue
             lv = it.levels.counts
-            nxt = lv[lv > counts[it.job_id]]
+            nxt = lv[lv > n]
             if nxt.size:
-                assert int(nxt[0]) - counts[it.job_id] > left, f"{it.job_id} could grow"
+                assert int(nxt[0]) - n > left, f"{it.job_id} could grow"
 
     pol._hand_out = spy  # type: ignore[method-assign]
     out = sim.run()

@@ -322,6 +322,7 @@ class _Item:
     remaining: float
     levels: _Levels
     held: int  # GPUs it holds now
+    gpus: tuple[int, ...]  # which (``()`` where the caller does not place it)
 
     # written out, not generated: the compiled build compiles it (DEVELOPERS.md)
     def __init__(
@@ -332,6 +333,7 @@ class _Item:
         remaining: float,
         levels: _Levels,
         held: int,
+        gpus: tuple[int, ...] = (),
     ) -> None:
         self.job_id = job_id
         self.order = order
@@ -339,6 +341,7 @@ class _Item:
         self.remaining = remaining
         self.levels = levels
         self.held = held
+        self.gpus = gpus
 
 
 class _Free:
@@ -1581,6 +1584,7 @@ class ElasticFlow:
             remaining=remaining,
             levels=hit[4],
             held=len(view.gpus),
+            gpus=view.gpus,
         )
 
     def _event_due(self, snap: Snapshot) -> bool:
@@ -1612,7 +1616,6 @@ class ElasticFlow:
         if not self._event_due(snap):
             wake = self._quiet_wake(now) if snap.jobs else None
             return Decision(release=tuple(self._idle(snap)), wake_at=wake)
-        self._admitted &= snap.jobs_by_id.keys()  # forget jobs that left
         if len(self._static) > 2 * len(snap.jobs) + 64:  # now and then: amortised
             live = snap.jobs_by_id
             self._static = {k: v for k, v in self._static.items() if k in live}
@@ -1624,11 +1627,13 @@ class ElasticFlow:
         newcomers: list[_Item] = []
         inits: dict[str, InitChoice] = {}
         reject: list[str] = []
+        was = self._admitted
+        kept: set[str] = set()  # the live jobs admitted (those that left are forgotten)
         for view in snap.jobs:
             spec = view.spec
-            if view.job_id in self._admitted or view.gpus or view.first_start is not None:
+            if view.job_id in was or view.gpus or view.first_start is not None:
                 # admitted earlier (a job that holds GPUs or ran was admitted by definition)
-                self._admitted.add(view.job_id)
+                kept.add(view.job_id)
                 it = self._item(view, now, total, gpn, _remaining(view, now))
                 (admitted if it.remaining > 0 else finishing).append(it)
                 continue
@@ -1642,6 +1647,7 @@ class ElasticFlow:
                 reject.append(view.job_id)  # no allowed GPU count fits this cluster
                 continue
             newcomers.append(it)
+        self._admitted = kept
         _sort_by_order(admitted)
         _sort_by_order(newcomers)
 
@@ -1655,19 +1661,21 @@ class ElasticFlow:
 
         plan_items = [*admitted, *accepted]
         _sort_by_order(plan_items)
-        counts = {job_id: int(row[0]) if row.size else 0 for job_id, (_, row) in plan.items()}
+        rows = [plan[it.job_id][1] for it in plan_items]
+        counts = [int(row[0]) if row.size else 0 for row in rows]  # by position, as below
         spare = int(free.arr[0])
         self._hand_out(plan_items, counts, spare)
-        decision, targets = self._apply_plan(snap, plan_items, finishing, counts, inits, reject)
-        self._planned = {job_id: len(gids) for job_id, gids in targets.items()}
-        self._planned.update((it.job_id, it.held) for it in finishing)
+        decision, placed = self._apply_plan(snap, plan_items, finishing, counts, inits, reject)
+        planned = {it.job_id: len(gids) for it, gids in zip(plan_items, placed, strict=True)}
+        planned.update((it.job_id, it.held) for it in finishing)
+        self._planned = planned
         # the first slot in which some job's plan steps above what it gets now (each row is
         # only read up to the earliest such slot found so far)
         first_up: int | None = None
-        for job_id, (_, row) in plan.items():
+        for row, gids in zip(rows, placed, strict=True):
             limit = len(row) if first_up is None else min(len(row), first_up)
             if limit > 1:
-                above = row[1:limit] > len(targets[job_id])
+                above = row[1:limit] > len(gids)
                 k = int(above.argmax())
                 if above[k]:
                     first_up = k + 1
@@ -1759,27 +1767,28 @@ class ElasticFlow:
         plan.update(zip(lane.ids[pos:], lane.plans[pos:], strict=True))
         return accepted, rejected, plan, rest_free
 
-    def _hand_out(self, items: Sequence[_Item], counts: dict[str, int], spare: int) -> None:
-        """Work conservation: idle GPUs go out one level at a time until none can be used."""
+    def _hand_out(self, items: Sequence[_Item], counts: list[int], spare: int) -> None:
+        """Work conservation: idle GPUs go out one level at a time until none can be used
+        (``counts``: the GPUs of ``items[i]`` at ``i``, raised in place)."""
         if spare <= 0:
             return  # (a full cluster: the common case, so no entry is made)
         sign = -1.0 if self.cfg.handout_order == "artifact" else 1.0
         heap: list[_HandOut] = []
         for i, it in enumerate(items):
             if it.remaining > 0:
-                entry = _hand_out_entry(it, counts[it.job_id], sign, i, spare)
+                entry = _hand_out_entry(it, counts[i], sign, i, spare)
                 if entry is not None:
                     heap.append(entry)
         heapq.heapify(heap)  # entries differ (each has its job's index): pops as pushes would
         while heap and spare > 0:
             _, _, _, idx = heapq.heappop(heap)
             it = items[idx]
-            n = counts[it.job_id]
+            n = counts[idx]
             lv = it.levels.counts_t
             nxt = lv[bisect.bisect_right(lv, n)]
             if nxt - n > spare:
                 continue  # spare only shrinks: it will not fit later either
-            counts[it.job_id] = nxt
+            counts[idx] = nxt
             spare -= nxt - n
             entry = _hand_out_entry(it, nxt, sign, idx, spare)
             if entry is not None:
@@ -1790,27 +1799,27 @@ class ElasticFlow:
         snap: Snapshot,
         items: Sequence[_Item],
         finishing: Sequence[_Item],
-        counts: Mapping[str, int],
+        counts: Sequence[int],
         inits: Mapping[str, InitChoice],
         reject: Sequence[str],
-    ) -> tuple[Decision, dict[str, tuple[int, ...]]]:
-        """Place the counts of ``items`` (in deadline order) on the cluster and split the
-        changes into this step (shrinks and grows onto free GPUs) and a second step
-        ``_PHASE_GAP_S`` later (grows onto GPUs released now)."""
-        jobs = snap.jobs_by_id
-        held = [jobs[it.job_id].gpus for it in items]  # what each holds now
-        want = [counts[it.job_id] for it in items]
+    ) -> tuple[Decision, list[tuple[int, ...]]]:
+        """Place the counts of ``items`` (in deadline order; ``counts[i]`` for ``items[i]``,
+        each holding ``gpus`` of ``snap``) on the cluster and split the changes into this
+        step (shrinks and grows onto free GPUs) and a second step ``_PHASE_GAP_S`` later
+        (grows onto GPUs released now); with the GPUs each item is placed on."""
+        held = [it.gpus for it in items]  # what each holds now
+        want = counts
         placer = _Placer(snap, self._topology)
         self._topology = placer.topo
         placer.hold(
-            [jobs[it.job_id].gpus for it in finishing],
+            [it.gpus for it in finishing],
             [own for own, n in zip(held, want, strict=True) if n > 0],
         )
         # larger counts first, then the jobs that keep their count, then deadline order:
         # ``items`` are in deadline order, which a stable sort keeps among equal ranks
         rank = [-2 * n - (len(own) == n) for own, n in zip(held, want, strict=True)]
-        targets: dict[str, tuple[int, ...]] = {}
-        moved: list[str] = []  # the jobs whose GPUs change
+        placed: list[tuple[int, ...]] = [()] * len(items)
+        moved: list[tuple[str, int]] = []  # the jobs whose GPUs change, and where
         for k in sorted(range(len(items)), key=rank.__getitem__):
             it, n, own = items[k], want[k], held[k]
             got = placer.place(n, own)
@@ -1819,17 +1828,17 @@ class ElasticFlow:
                 smaller = lv[lv < n]
                 n = int(smaller[-1]) if smaller.size else 0
                 got = placer.place(n, own)
-            targets[it.job_id] = got
+            placed[k] = got
             if got != own and set(got) != set(own):
-                moved.append(it.job_id)
+                moved.append((it.job_id, k))
 
         free_now = set(snap.free)
         alloc: dict[str, tuple[int, ...]] = {}
         pending: dict[str, tuple[int, ...]] = {}
         given_up: list[int] = []
-        for job_id in sorted(moved):
-            target = targets[job_id]
-            own = jobs[job_id].gpus
+        for job_id, k in sorted(moved):
+            target = placed[k]
+            own = held[k]
             keep = tuple(g for g in own if g in target)
             if all(g in free_now or g in own for g in target):
                 alloc[job_id] = target
@@ -1837,7 +1846,7 @@ class ElasticFlow:
                 continue
             pending[job_id] = target
             if len(keep) != len(own):
-                spec = jobs[job_id].spec
+                spec = snap.jobs_by_id[job_id].spec
                 step = keep if keep and spec.min_gpus <= len(keep) <= spec.max_gpus else ()
                 alloc[job_id] = step
                 given_up.extend(g for g in own if g not in step)
@@ -1858,7 +1867,7 @@ class ElasticFlow:
             release=release,
             wake_at=wake,
         )
-        return decision, targets
+        return decision, placed
 
 
 @POLICIES.register(
