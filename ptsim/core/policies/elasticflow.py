@@ -322,7 +322,7 @@ class _Item:
     remaining: float
     levels: _Levels
     held: int  # GPUs it holds now
-    gpus: tuple[int, ...]  # which (``()`` where the caller does not place it)
+    gpus: tuple[int, ...] = ()  # which (``()`` where the caller does not place it)
 
     # written out, not generated: the compiled build compiles it (DEVELOPERS.md)
     def __init__(
