@@ -1009,7 +1009,8 @@ def test_quiet_boundaries_are_skipped_without_changing_anything(
 
 def test_sort_by_order_is_the_sort_by_deadline_arrival_and_id() -> None:
     """``_sort_by_order`` (deadlines first, then runs of equal deadlines by the whole order)
-    gives the order of sorting by ``order``, ties of deadline and arrival included."""
+    gives the order of sorting by ``order``, ties of deadline and arrival included, and so
+    does ``_merge_by_order`` of two sorted parts."""
     from ptsim.core.policies import elasticflow as ef
 
     rng = np.random.default_rng(11)
@@ -1024,5 +1025,11 @@ def test_sort_by_order_is_the_sort_by_deadline_arrival_and_id() -> None:
             job_id = f"j{int(n):03d}"
             items.append(ef._Item(job_id, (dl, arrival, job_id), dl, 1.0, levels, 0))
         want = [it.job_id for it in sorted(items, key=lambda it: it.order)]
+        side = rng.random(len(items)) < float(rng.choice([0.0, 0.1, 0.5, 1.0]))
+        a = [it for it, s in zip(items, side, strict=True) if not s]
+        b = [it for it, s in zip(items, side, strict=True) if s]
         ef._sort_by_order(items)
         assert [it.job_id for it in items] == want
+        ef._sort_by_order(a)
+        ef._sort_by_order(b)
+        assert [it.job_id for it in ef._merge_by_order(a, b)] == want

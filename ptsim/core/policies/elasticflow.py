@@ -707,6 +707,27 @@ def _sort_by_order(items: list[_Item]) -> None:
         i = j
 
 
+def _merge_by_order(a: list[_Item], b: list[_Item]) -> list[_Item]:
+    """The items of ``a`` and ``b`` (each sorted by ``order``, no job in both) in one list
+    sorted by ``order``: what ``_sort_by_order`` gives for ``a + b``."""
+    if not b:
+        return list(a)
+    out: list[_Item] = []
+    j, nb = 0, len(b)
+    for it in a:
+        d = it.deadline
+        while j < nb:
+            other = b[j]
+            if other.deadline < d or (other.deadline == d and other.order < it.order):
+                out.append(other)
+                j += 1
+            else:
+                break
+        out.append(it)
+    out.extend(b[j:])
+    return out
+
+
 def _remaining(view: JobView, now: float) -> float:
     """``view.remaining_at(now)``: for a job whose iterations are uncertain, the estimate's
     remaining computed without its 90th percentile (the same arithmetic, one quantile less)."""
@@ -1659,8 +1680,7 @@ class ElasticFlow:
             inits.pop(job_id, None)
         self._admitted.update(i.job_id for i in accepted)
 
-        plan_items = [*admitted, *accepted]
-        _sort_by_order(plan_items)
+        plan_items = _merge_by_order(admitted, accepted)
         rows = [plan[it.job_id][1] for it in plan_items]
         counts = [int(row[0]) if row.size else 0 for row in rows]  # by position, as below
         spare = int(free.arr[0])
@@ -1846,7 +1866,7 @@ class ElasticFlow:
                 continue
             pending[job_id] = target
             if len(keep) != len(own):
-                spec = snap.jobs_by_id[job_id].spec
+                spec = self._static[job_id][0]  # (``_item`` filed every item's spec)
                 step = keep if keep and spec.min_gpus <= len(keep) <= spec.max_gpus else ()
                 alloc[job_id] = step
                 given_up.extend(g for g in own if g not in step)
