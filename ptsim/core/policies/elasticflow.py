@@ -1828,20 +1828,19 @@ class ElasticFlow:
         step (shrinks and grows onto free GPUs) and a second step ``_PHASE_GAP_S`` later
         (grows onto GPUs released now); with the GPUs each item is placed on."""
         held = [it.gpus for it in items]  # what each holds now
-        want = counts
         placer = _Placer(snap, self._topology)
         self._topology = placer.topo
         placer.hold(
             [it.gpus for it in finishing],
-            [own for own, n in zip(held, want, strict=True) if n > 0],
+            [own for own, n in zip(held, counts, strict=True) if n > 0],
         )
         # larger counts first, then the jobs that keep their count, then deadline order:
         # ``items`` are in deadline order, which a stable sort keeps among equal ranks
-        rank = [-2 * n - (len(own) == n) for own, n in zip(held, want, strict=True)]
+        rank = [-2 * n - (len(own) == n) for own, n in zip(held, counts, strict=True)]
         placed: list[tuple[int, ...]] = [()] * len(items)
         moved: list[tuple[str, int]] = []  # the jobs whose GPUs change, and where
         for k in sorted(range(len(items)), key=rank.__getitem__):
-            it, n, own = items[k], want[k], held[k]
+            it, n, own = items[k], counts[k], held[k]
             got = placer.place(n, own)
             while got is None:  # fragmentation (only with nodes that are not a power of two)
                 lv = it.levels.counts
