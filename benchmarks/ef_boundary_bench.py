@@ -53,9 +53,10 @@ def _recording(ctx: PolicyContext, cfg: ElasticFlowConfig) -> Any:
 
         def _admit(self, planner: Any, admitted: list[Any], newcomers: list[Any], base: Any) -> Any:
             got = super()._admit(planner, admitted, newcomers, base)
-            accepted, _, plan, _ = got
+            accepted, _, items, plans, _ = got
+            plan = {it.job_id: p for it, p in zip(items, plans, strict=True)}
             remaining = {it.job_id: it.remaining for it in (*admitted, *accepted)}
-            self.plans.append((planner.now, dict(plan), remaining, [it.job_id for it in admitted]))
+            self.plans.append((planner.now, plan, remaining, [it.job_id for it in admitted]))
             return got
 
     return Recording()

@@ -1010,7 +1010,8 @@ def test_quiet_boundaries_are_skipped_without_changing_anything(
 def test_sort_by_order_is_the_sort_by_deadline_arrival_and_id() -> None:
     """``_sort_by_order`` (deadlines first, then runs of equal deadlines by the whole order)
     gives the order of sorting by ``order``, ties of deadline and arrival included, and so
-    does ``_merge_by_order`` of two sorted parts."""
+    does ``_merge_by_order`` of two sorted parts (which keeps each part's rows beside their
+    items)."""
     from ptsim.core.policies import elasticflow as ef
 
     rng = np.random.default_rng(11)
@@ -1032,4 +1033,10 @@ def test_sort_by_order_is_the_sort_by_deadline_arrival_and_id() -> None:
         assert [it.job_id for it in items] == want
         ef._sort_by_order(a)
         ef._sort_by_order(b)
-        assert [it.job_id for it in ef._merge_by_order(a, b)] == want
+        ra = [(True, np.array([int(it.job_id[1:])])) for it in a]
+        rb = [(False, np.array([int(it.job_id[1:])])) for it in b]
+        merged, plans = ef._merge_by_order(a, b, ra, rb)
+        assert [it.job_id for it in merged] == want
+        assert [f"j{int(row[0]):03d}" for _, row in plans] == want  # each plan beside its item
+        from_a = {it.job_id for it in a}
+        assert [ok for ok, _ in plans] == [job_id in from_a for job_id in want]

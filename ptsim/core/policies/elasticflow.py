@@ -164,7 +164,9 @@ _Scan = Callable[
     tuple[int, int],
 ]
 """``_scan``'s signature."""
-_Columns = tuple[list[tuple[bool, IntArray]], list[int], list[int], list[int], list[IntArray]]
+_Plan = tuple[bool, IntArray]
+"""One job's plan: whether it meets its deadline, and its GPUs per slot from slot 0 on."""
+_Columns = tuple[list[_Plan], list[int], list[int], list[int], list[IntArray]]
 """``_Lane.cols``: its plans, kmax, top, tops and tables (the lists themselves)."""
 
 
@@ -636,10 +638,11 @@ class _Planner:
             start = stop
             chunk = max(chunk * 2, math.ceil(left / (thr_cap * self.slot)) + 1)
 
-    def plan_all(self, items: Sequence[_Item], free: _Free) -> dict[str, tuple[bool, IntArray]]:
-        """Plan ``items`` (already in deadline order) one after another (``_Lane`` does it too,
-        keeping each job's ``shape``)."""
-        return {it.job_id: self.plan(it, free) for it in items}
+    def plan_all(self, items: Sequence[_Item], free: _Free) -> list[_Plan]:
+        """Plan ``items`` (already in deadline order) one after another, each on what the plans
+        before it leave of ``free``; the plans by position (``_Lane`` does it too, keeping each
+        job's ``shape``)."""
+        return [self.plan(it, free) for it in items]
 
 
 _Shape = tuple[int, int, float]
@@ -707,25 +710,32 @@ def _sort_by_order(items: list[_Item]) -> None:
         i = j
 
 
-def _merge_by_order(a: list[_Item], b: list[_Item]) -> list[_Item]:
+def _merge_by_order(
+    a: list[_Item], b: list[_Item], ra: list[_Plan], rb: list[_Plan]
+) -> tuple[list[_Item], list[_Plan]]:
     """The items of ``a`` and ``b`` (each sorted by ``order``, no job in both) in one list
-    sorted by ``order``: what ``_sort_by_order`` gives for ``a + b``."""
+    sorted by ``order`` (what ``_sort_by_order`` gives for ``a + b``), and beside it the plans
+    ``ra[i]`` of ``a[i]`` and ``rb[j]`` of ``b[j]`` in the same order."""
     if not b:
-        return list(a)
+        return list(a), list(ra)
     out: list[_Item] = []
+    rows: list[_Plan] = []
     j, nb = 0, len(b)
-    for it in a:
+    for i, it in enumerate(a):
         d = it.deadline
         while j < nb:
             other = b[j]
             if other.deadline < d or (other.deadline == d and other.order < it.order):
                 out.append(other)
+                rows.append(rb[j])
                 j += 1
             else:
                 break
         out.append(it)
+        rows.append(ra[i])
     out.extend(b[j:])
-    return out
+    rows.extend(rb[j:])
+    return out, rows
 
 
 def _remaining(view: JobView, now: float) -> float:
@@ -763,7 +773,7 @@ class _Lane:
             self.tops[i] = max(self.tops[i + 1], self.top[i])
         now, slot = planner.now, planner.slot
         self.kmax = [math.ceil((it.deadline - now) / slot - _TOL) for it in items]
-        self.plans: list[tuple[bool, IntArray]] = []
+        self.plans: list[_Plan] = []
         self.shapes: list[_Shape] = [_NO_SHAPE] * n
         self.tables: list[IntArray] = [_EMPTY] * n
         self.movable = [False] * n
@@ -1674,14 +1684,15 @@ class ElasticFlow:
 
         base_free = _Free(total)
         base_free.arr[0] -= sum(it.held for it in finishing)
-        accepted, rejected, plan, free = self._admit(planner, admitted, newcomers, base_free)
+        accepted, rejected, plan_items, plans, free = self._admit(
+            planner, admitted, newcomers, base_free
+        )
         reject.extend(rejected)
         for job_id in rejected:
             inits.pop(job_id, None)
         self._admitted.update(i.job_id for i in accepted)
 
-        plan_items = _merge_by_order(admitted, accepted)
-        rows = [plan[it.job_id][1] for it in plan_items]
+        rows = [row for _, row in plans]
         counts = [int(row[0]) if row.size else 0 for row in rows]  # by position, as below
         spare = int(free.arr[0])
         self._hand_out(plan_items, counts, spare)
@@ -1735,36 +1746,43 @@ class ElasticFlow:
         admitted: list[_Item],
         newcomers: list[_Item],
         base: _Free,
-    ) -> tuple[list[_Item], list[str], dict[str, tuple[bool, IntArray]], _Free]:
-        """Admission control: the newcomers admitted (in deadline order) and rejected, and the
-        plan of the admitted jobs plus the admitted newcomers with its free-GPU function."""
+    ) -> tuple[list[_Item], list[str], list[_Item], list[_Plan], _Free]:
+        """Admission control: the newcomers admitted (in deadline order) and rejected; the
+        admitted jobs and the admitted newcomers in deadline order and each one's plan by
+        position; and the free GPUs that plan leaves."""
         if not newcomers:
             free = base.copy()
-            return [], [], planner.plan_all(admitted, free), free
+            return [], [], admitted, planner.plan_all(admitted, free), free
         if self.cfg.admission == "batch":
             merged = [*admitted, *newcomers]
             _sort_by_order(merged)
             free = base.copy()
             together = planner.plan_all(merged, free)
-            if all(ok for ok, _ in together.values()):
-                return list(newcomers), [], together, free
+            if all(ok for ok, _ in together):
+                return list(newcomers), [], merged, together, free
             free = base.copy()
-            return [], [i.job_id for i in newcomers], planner.plan_all(admitted, free), free
+            return (
+                [],
+                [i.job_id for i in newcomers],
+                admitted,
+                planner.plan_all(admitted, free),
+                free,
+            )
         accepted: list[_Item] = []
+        accepted_plans: list[_Plan] = []
         rejected: list[str] = []
-        plan: dict[str, tuple[bool, IntArray]] = {}  # jobs before the current newcomer
-        running = base.copy()  # their reservations
+        running = base.copy()  # the reservations of the jobs before the current newcomer
         # the plan of the admitted jobs after the current newcomer, as things stand (the
         # newcomers admitted so far included), and the free GPUs it leaves: each newcomer's
-        # test reuses it (``_Trial``) instead of re-planning those jobs from scratch
+        # test reuses it (``_Trial``) instead of re-planning those jobs from scratch; a job's
+        # plan in the lane is final once a newcomer passes it (later ones plan after it)
         rest_free = running.copy()
         lane = _Lane(admitted, planner, rest_free)
         pos = 0
         for cand in newcomers:
             while pos < len(admitted) and admitted[pos].order < cand.order:
                 # planned on exactly ``running`` as it is now when the lane's plan was made
-                got = plan[admitted[pos].job_id] = lane.plans[pos]
-                row = got[1]
+                row = lane.plans[pos][1]
                 running.ensure(len(row))
                 planner.reserve(running.arr, row)
                 pos += 1
@@ -1776,7 +1794,7 @@ class ElasticFlow:
                 ok = test.run(pos)
                 if ok:
                     accepted.append(cand)
-                    plan[cand.job_id] = (True, row)
+                    accepted_plans.append((True, row))
                     rest_free = test.final
                     lane.update(test.plan, test.shapes)
                     continue
@@ -1784,8 +1802,8 @@ class ElasticFlow:
             if len(running.arr) > size:  # as it was: the slots the plan looked at go
                 running.arr = running.arr[:size]
             rejected.append(cand.job_id)
-        plan.update(zip(lane.ids[pos:], lane.plans[pos:], strict=True))
-        return accepted, rejected, plan, rest_free
+        items, plans = _merge_by_order(admitted, accepted, lane.plans, accepted_plans)
+        return accepted, rejected, items, plans, rest_free
 
     def _hand_out(self, items: Sequence[_Item], counts: list[int], spare: int) -> None:
         """Work conservation: idle GPUs go out one level at a time until none can be used
