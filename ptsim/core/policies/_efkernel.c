@@ -378,10 +378,31 @@ plan_runs(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     int64_t *o = (int64_t *)PyArray_DATA((PyArrayObject *)out);
     npy_intp w = 0;
-    for (Py_ssize_t j = 0; j < nsteps && w < size; j++)
-        for (Py_ssize_t r = 0; r < spans[j] && w < size; r++)
-            o[w++] = counts[steps[j]];
-    return Py_BuildValue("(Nnnd)", out, q, shape_point, slack);
+    for (Py_ssize_t j = 0; j < nsteps && w < size; j++) {
+        npy_intp n = spans[j] < size - w ? spans[j] : size - w;
+        if (n <= 0)
+            continue;
+        int64_t c = counts[steps[j]];
+        for (npy_intp r = 0; r < n; r++)
+            o[w + r] = c;
+        w += n;
+    }
+    PyObject *tup = PyTuple_New(4);
+    PyObject *pq = PyLong_FromSsize_t(q), *pp = PyLong_FromSsize_t(shape_point);
+    PyObject *ps = PyFloat_FromDouble(slack);
+    if (tup == NULL || pq == NULL || pp == NULL || ps == NULL) {
+        Py_XDECREF(tup);
+        Py_XDECREF(pq);
+        Py_XDECREF(pp);
+        Py_XDECREF(ps);
+        Py_DECREF(out);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(tup, 0, out);
+    PyTuple_SET_ITEM(tup, 1, pq);
+    PyTuple_SET_ITEM(tup, 2, pp);
+    PyTuple_SET_ITEM(tup, 3, ps);
+    return tup;
 }
 
 static int
