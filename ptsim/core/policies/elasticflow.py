@@ -751,8 +751,9 @@ _any = np.logical_or.reduce  # ``ndarray.any`` without its Python-level wrapper
 
 class _Lane:
     """The admitted jobs (deadline order) at one decision and their plan without the current
-    newcomer (those admitted so far included), by position ``i``: ``ids[i]``; ``plans[i]`` and
-    ``shapes[i]`` (``_Planner.shape``; ``_NO_SHAPE`` for a plan that misses its deadline);
+    newcomer (those admitted so far included), by position ``i`` (``index``: a job's position
+    by its id): ``plans[i]`` and ``shapes[i]`` (``_Planner.shape``; ``_NO_SHAPE`` for a plan
+    that misses its deadline);
     ``tables[i]``, the fitting-level table a test of that plan reads (capped at the plan's
     level q where it meets its deadline); ``top[i]``, its largest GPU count; ``tops[i]``, the
     largest count of it and every later job (0 past the end); ``kmax[i]``, its slots up to the
@@ -765,8 +766,7 @@ class _Lane:
         n = len(items)
         self.items = items
         self.planner = planner
-        self.ids = [it.job_id for it in items]
-        self.index = {job_id: i for i, job_id in enumerate(self.ids)}
+        self.index = {it.job_id: i for i, it in enumerate(items)}
         self.top = [it.levels.top for it in items]
         self.tops = [0] * (n + 1)
         for i in range(n - 1, -1, -1):
